@@ -1,0 +1,494 @@
+//! The command-line interface: clap types only, no behaviour.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Deploy web applications to Kubernetes by git SHA, and run the operations
+/// around a deploy.
+#[derive(Debug, Parser)]
+#[command(name = "berth", version, propagate_version = true)]
+pub struct Cli {
+    /// Options every command accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The berth.yaml describing the app and its environments.
+    #[arg(
+        long,
+        global = true,
+        env = "BERTH_CONFIG",
+        default_value = "berth.yaml"
+    )]
+    pub config: PathBuf,
+    /// How to report progress and results.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Auto)]
+    pub output: OutputFormat,
+    /// More detail in logs (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// How berth reports progress and results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Live progress on a terminal, plain timestamped lines on a pipe.
+    Auto,
+    /// Plain timestamped lines.
+    Plain,
+    /// JSON lines; the last line is the report.
+    Json,
+}
+
+/// Every berth command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Deploy SHA to ENV: validate, lock, render, migrate and upload assets,
+    /// apply, wait until healthy, record the release.
+    #[command(visible_alias = "deploy")]
+    AdvancedDeploy(DeployArgs),
+    /// Deploy the newest commit on the branch whose required checks passed to staging.
+    UpdateStagingToLatestPassingMaster(UpdateStagingArgs),
+    /// Deploy the SHA staging runs, healthy, to production (`promote staging production`).
+    UpdateProductionToStaging(PromoteOptions),
+    /// Deploy what FROM runs, healthy, to TO.
+    Promote(PromoteArgs),
+    /// Go back to an earlier release, database migrations included.
+    Rollback(RollbackArgs),
+    /// Per workload: SHA, ready/desired, health; the lock holder; the last release.
+    Status(StatusArgs),
+    /// The release log of an environment.
+    History(EnvArg),
+    /// What a deploy of SHA to ENV would change (server-side dry run).
+    Diff(EnvShaArgs),
+    /// Inspect, take or release an environment's deploy lock.
+    Lock(LockArgs),
+    /// psql inside the environment, through the Kubernetes API.
+    Psql(PsqlArgs),
+    /// A one-off command in a pod built from the current release.
+    Run(RunArgs),
+    /// Run a maintenance task declared in berth.yaml.
+    Task(TaskArgs),
+    /// Slowly clear the app's cached render results, one workflow at a time.
+    ClearRenderCache(ClearRenderCacheArgs),
+    /// Re-import the app's modules (the `refresh-suggested-modules` task).
+    RefreshSuggestedModules(EnvArg),
+    /// Serve a maintenance page instead of the app.
+    Maintenance(MaintenanceArgs),
+    /// Back up the environment's database to S3, or verify a backup restores.
+    Backup(BackupArgs),
+    /// List the environment's database backups.
+    Backups(EnvArg),
+    /// Restore the environment's database from a backup.
+    Restore(RestoreArgs),
+    /// A short-lived environment per pull request.
+    Preview(PreviewArgs),
+    /// Static assets: push a SHA's assets to S3, prune old ones.
+    Assets(AssetsArgs),
+    /// Work with berth.yaml.
+    Config(ConfigArgs),
+    /// Print shell completions.
+    Completions(CompletionsArgs),
+}
+
+/// An environment name from berth.yaml.
+#[derive(Debug, Args)]
+pub struct EnvArg {
+    /// Environment name, as in berth.yaml (for example `staging`).
+    pub env: String,
+}
+
+/// An environment and a git SHA.
+#[derive(Debug, Args)]
+pub struct EnvShaArgs {
+    /// Environment name, as in berth.yaml.
+    pub env: String,
+    /// Git commit SHA, 7 to 40 hex characters.
+    pub sha: String,
+}
+
+/// Options of `advanced-deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// Environment and SHA to deploy.
+    #[command(flatten)]
+    pub target: EnvShaArgs,
+    /// Stop after rendering and pinning images; print the plan.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Give up waiting for the rollout after this long (for example `10m`).
+    #[arg(long, value_parser = parse_duration, default_value = "10m")]
+    pub timeout: Duration,
+    /// Wait this long for a held deploy lock instead of exiting 3.
+    #[arg(long, value_parser = parse_duration)]
+    pub lock_wait: Option<Duration>,
+    /// Re-apply the previous release if the rollout fails.
+    #[arg(long)]
+    pub rollback_on_failure: bool,
+    /// Delete objects berth manages that the overlay no longer renders.
+    #[arg(long)]
+    pub prune: bool,
+    /// Serve the maintenance page from before the migration until the rollout ends.
+    #[arg(long)]
+    pub maintenance: bool,
+}
+
+/// Options of `update-staging-to-latest-passing-master`.
+#[derive(Debug, Args)]
+pub struct UpdateStagingArgs {
+    /// Redeploy even when staging already runs the chosen SHA.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Options shared by the promotion commands.
+#[derive(Debug, Args)]
+pub struct PromoteOptions {
+    /// Refuse unless the source has been healthy on its SHA at least this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub min_age: Option<Duration>,
+}
+
+/// Options of `promote`.
+#[derive(Debug, Args)]
+pub struct PromoteArgs {
+    /// Environment whose release is promoted.
+    pub from: String,
+    /// Environment that receives it.
+    pub to: String,
+    /// Promotion options.
+    #[command(flatten)]
+    pub options: PromoteOptions,
+}
+
+/// Options of `rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Environment to roll back.
+    pub env: String,
+    /// Release number or SHA to return to (default: the previous successful release).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+/// Options of `status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Environment (default: every environment in berth.yaml).
+    pub env: Option<String>,
+}
+
+/// Options of `lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Environment whose lock this is.
+    pub env: String,
+    /// What to do with the lock.
+    #[arg(value_enum)]
+    pub action: LockAction,
+    /// How long an acquired lock is held unless released.
+    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    pub ttl: Duration,
+}
+
+/// What `lock` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LockAction {
+    /// Show who holds the lock, since when, until when.
+    Status,
+    /// Hold the lock for a person until released or the TTL runs out.
+    Acquire,
+    /// Release the lock.
+    Release,
+}
+
+/// Options of `psql`.
+#[derive(Debug, Args)]
+pub struct PsqlArgs {
+    /// Environment whose database to open.
+    pub env: String,
+    /// Arguments passed to psql (after `--`).
+    #[arg(last = true)]
+    pub psql_args: Vec<String>,
+}
+
+/// Options of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Environment to run in.
+    pub env: String,
+    /// Keep the pod after it exits.
+    #[arg(long)]
+    pub keep: bool,
+    /// Stop the command after this long.
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+/// Options of `task`.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// Environment to run in.
+    pub env: String,
+    /// Task name, as declared under `tasks:` in berth.yaml.
+    pub name: String,
+}
+
+/// Options of `clear-render-cache`.
+#[derive(Debug, Args)]
+pub struct ClearRenderCacheArgs {
+    /// Environment whose cache to clear.
+    pub env: String,
+    /// At most this many workflows per second.
+    #[arg(long, default_value_t = 5.0)]
+    pub rate: f64,
+    /// Count what would be cleared; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `maintenance`.
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    /// Environment to put in (or take out of) maintenance.
+    pub env: String,
+    /// Turn maintenance on or off, or show its state.
+    #[arg(value_enum)]
+    pub action: MaintenanceAction,
+    /// Title of the maintenance page.
+    #[arg(long)]
+    pub title: Option<String>,
+    /// Message of the maintenance page.
+    #[arg(long)]
+    pub message: Option<String>,
+}
+
+/// What `maintenance` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MaintenanceAction {
+    /// Serve the maintenance page.
+    On,
+    /// Serve the app again.
+    Off,
+    /// Say whether maintenance is on, since when, with what message.
+    Status,
+}
+
+/// Options of `backup`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct BackupArgs {
+    /// Environment whose database to back up.
+    #[arg(required = true)]
+    pub env: Option<String>,
+    /// Backup sub-commands.
+    #[command(subcommand)]
+    pub command: Option<BackupCommand>,
+}
+
+/// Sub-commands of `backup`.
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Restore BACKUP into a scratch database and check it (a restore drill).
+    Verify(RestoreArgs),
+}
+
+/// An environment and one of its backups.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Environment name.
+    pub env: String,
+    /// Backup name, as `berth backups ENV` lists it.
+    pub backup: String,
+}
+
+/// Options of `preview`.
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// What to do with the preview environment.
+    #[command(subcommand)]
+    pub command: PreviewCommand,
+}
+
+/// Sub-commands of `preview`.
+#[derive(Debug, Subcommand)]
+pub enum PreviewCommand {
+    /// Create or update the preview environment of a pull request.
+    Up(PullRequestArg),
+    /// Delete the preview environment of a pull request.
+    Down(PullRequestArg),
+    /// List preview environments.
+    List,
+}
+
+/// A pull request number.
+#[derive(Debug, Args)]
+pub struct PullRequestArg {
+    /// Pull request number.
+    pub pr: u64,
+}
+
+/// Options of `assets`.
+#[derive(Debug, Args)]
+pub struct AssetsArgs {
+    /// What to do with static assets.
+    #[command(subcommand)]
+    pub command: AssetsCommand,
+}
+
+/// Sub-commands of `assets`.
+#[derive(Debug, Subcommand)]
+pub enum AssetsCommand {
+    /// Upload SHA's static assets to ENV's bucket (only what is missing or changed).
+    Push(AssetsPushArgs),
+    /// Delete assets no recent release references.
+    Prune(AssetsPruneArgs),
+}
+
+/// Options of `assets push`.
+#[derive(Debug, Args)]
+pub struct AssetsPushArgs {
+    /// Environment and SHA whose assets to push.
+    #[command(flatten)]
+    pub target: EnvShaArgs,
+    /// Upload this local directory instead of the configured source.
+    #[arg(long)]
+    pub from_dir: Option<PathBuf>,
+}
+
+/// Options of `assets prune`.
+#[derive(Debug, Args)]
+pub struct AssetsPruneArgs {
+    /// Environment whose bucket to prune.
+    pub env: String,
+    /// Keep what the last N releases reference.
+    #[arg(long, default_value_t = 5)]
+    pub keep: usize,
+}
+
+/// Options of `config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// What to do with berth.yaml.
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+/// Sub-commands of `config`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check berth.yaml and every environment's overlay; change nothing.
+    Validate,
+    /// Print berth.yaml's JSON Schema, for editors.
+    Schema,
+}
+
+/// Options of `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to print completions for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Parse durations written as `90s`, `10m`, `1h` or `1h30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("'{text}' is not a duration; write it like 90s, 10m, 1h or 1h30m");
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(invalid()),
+        };
+        let n: u64 = digits.parse().map_err(|_| invalid())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .ok_or_else(invalid)?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_tree_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        for bad in ["", "10", "m", "10x", "1h30", "99999999999999999999h"] {
+            let err = parse_duration(bad).unwrap_err();
+            assert!(err.contains("write it like"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn deploy_is_an_alias_of_advanced_deploy() {
+        let cli = Cli::try_parse_from(["berth", "deploy", "staging", "3f2a9c1"]).unwrap();
+        match cli.command {
+            Command::AdvancedDeploy(args) => {
+                assert_eq!(args.target.env, "staging");
+                assert_eq!(args.target.sha, "3f2a9c1");
+                assert_eq!(args.timeout, Duration::from_secs(600));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn backup_takes_an_environment_or_the_verify_subcommand() {
+        let cli = Cli::try_parse_from(["berth", "backup", "production"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Backup(BackupArgs { env: Some(ref e), command: None }) if e == "production")
+        );
+        let cli =
+            Cli::try_parse_from(["berth", "backup", "verify", "production", "daily-1"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Backup(BackupArgs {
+                command: Some(BackupCommand::Verify(_)),
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["berth", "backup"]).is_err());
+    }
+}

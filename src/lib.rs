@@ -1,0 +1,8 @@
+//! berth deploys web applications to Kubernetes by git SHA and runs the
+//! operations around a deploy. The binary is a thin wrapper around [`run`].
+
+pub mod cli;
+pub mod commands;
+pub mod error;
+
+pub use commands::run;
