@@ -1,0 +1,31 @@
+# berth: `make demo` brings up the local environment and shows how to use it;
+# `make test` runs everything, integration tests against real servers included.
+SHELL := /bin/bash
+LOCAL := cluster-setup/local
+
+.PHONY: demo test lint unit bench up down purge
+
+demo: up
+	@$(LOCAL)/demo
+
+test: lint
+	$(LOCAL)/with-env cargo test --all-targets --locked
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+unit:
+	cargo test --lib --bins --locked
+
+bench:
+	$(LOCAL)/with-env bench/local-environment
+
+up:
+	$(LOCAL)/up
+
+down:
+	$(LOCAL)/down
+
+purge:
+	$(LOCAL)/down --purge

@@ -1,0 +1,270 @@
+//! The local environment for integration tests: brought up once per test
+//! binary by `cluster-setup/local/up` (which reuses whatever already runs),
+//! with a namespace, bucket or database of its own for each test.
+//!
+//! Nothing is skipped: if the environment cannot start, every test that needs
+//! it fails with `up`'s own explanation.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{DeleteParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+
+/// The variables `up` exported in `.berth/local/env`.
+pub struct LocalEnv {
+    vars: HashMap<String, String>,
+}
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The running local environment; the first call in a test binary brings it up.
+pub fn local_env() -> &'static LocalEnv {
+    static ENV: OnceLock<Result<LocalEnv, String>> = OnceLock::new();
+    ENV.get_or_init(bring_up)
+        .as_ref()
+        .unwrap_or_else(|why| panic!("the local environment is not available: {why}"))
+}
+
+fn bring_up() -> Result<LocalEnv, String> {
+    let root = repo_root();
+    let output = Command::new(root.join("cluster-setup/local/up"))
+        .current_dir(&root)
+        .output()
+        .map_err(|e| format!("cannot run cluster-setup/local/up: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cluster-setup/local/up failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let env_file = root.join(".berth/local/env");
+    let text = std::fs::read_to_string(&env_file)
+        .map_err(|e| format!("cannot read {}: {e}", env_file.display()))?;
+    Ok(LocalEnv {
+        vars: parse_env_file(&text),
+    })
+}
+
+/// Parse `export NAME=VALUE` lines.
+fn parse_env_file(text: &str) -> HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+impl LocalEnv {
+    /// One exported variable; panics naming it if `up` did not write it.
+    pub fn var(&self, name: &str) -> &str {
+        self.vars
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} missing from .berth/local/env"))
+    }
+
+    /// Every exported variable, for child processes.
+    pub fn vars(&self) -> &HashMap<String, String> {
+        &self.vars
+    }
+
+    /// A kube-rs client for the `berth-local` context.
+    pub async fn kube(&self) -> Client {
+        let kubeconfig = Kubeconfig::read_from(self.var("KUBECONFIG")).expect("read kubeconfig");
+        let options = KubeConfigOptions {
+            context: Some("berth-local".into()),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .expect("kubeconfig context berth-local");
+        Client::try_from(config).expect("kube client")
+    }
+
+    /// An S3 client for the local MinIO.
+    pub async fn s3(&self) -> aws_sdk_s3::Client {
+        let credentials = aws_sdk_s3::config::Credentials::new(
+            self.var("AWS_ACCESS_KEY_ID"),
+            self.var("AWS_SECRET_ACCESS_KEY"),
+            None,
+            None,
+            "berth-local",
+        );
+        let config = aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .endpoint_url(self.var("AWS_ENDPOINT_URL"))
+            .region(aws_sdk_s3::config::Region::new(
+                self.var("AWS_REGION").to_string(),
+            ))
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// A connection to the local PostgreSQL's `postgres` database.
+    pub async fn postgres(&self) -> tokio_postgres::Client {
+        connect_postgres(self.var("DATABASE_URL")).await
+    }
+
+    /// A fresh database of this test's own; returns its connection URL.
+    pub async fn database(&self, prefix: &str) -> String {
+        let name = unique_name(prefix).replace('-', "_");
+        self.postgres()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
+        let base = self.var("DATABASE_URL");
+        let (server, _) = base.rsplit_once('/').expect("DATABASE_URL has a database");
+        format!("{server}/{name}")
+    }
+
+    /// Run a command with the environment's variables set.
+    pub fn command(&self, program: impl AsRef<Path>) -> Command {
+        let mut command = Command::new(program.as_ref());
+        command.envs(&self.vars).current_dir(repo_root());
+        command
+    }
+}
+
+/// Connect to PostgreSQL and drive the connection in the background.
+pub async fn connect_postgres(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to PostgreSQL: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A name no other test (in this or another process) uses: `prefix-PID-N`.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A namespace of the test's own, with its default ServiceAccount ready.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = unique_name(prefix);
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "labels": { "berth.dev/test": "true" } }
+    }))
+    .unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("create namespace");
+    // Pods are refused until the ServiceAccount controller made `default`.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), &name);
+    within(
+        Duration::from_secs(30),
+        "the default ServiceAccount",
+        async {
+            while accounts.get_opt("default").await.unwrap().is_none() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    name
+}
+
+/// Delete a test namespace (its contents go with it).
+pub async fn delete_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete namespace");
+}
+
+/// Await `future`, failing the test with `what` if it takes longer than `limit`.
+pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Watch pods matching `labels` until one satisfies `done`; return it.
+pub async fn wait_for_pod(
+    api: &Api<Pod>,
+    labels: &str,
+    limit: Duration,
+    what: &str,
+    done: impl Fn(&Pod) -> bool,
+) -> Pod {
+    let stream = watcher(api.clone(), watcher::Config::default().labels(labels))
+        .default_backoff()
+        .applied_objects();
+    within(limit, what, async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(pod) = stream.try_next().await.expect("watch pods") {
+            if done(&pod) {
+                return pod;
+            }
+        }
+        panic!("pod watch ended while waiting for {what}")
+    })
+    .await
+}
+
+/// Create an object from JSON in `namespace`.
+pub async fn create<K>(client: &Client, namespace: &str, object: serde_json::Value) -> K
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    let object: K = serde_json::from_value(object).expect("valid object JSON");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("create object")
+}
+
+/// The waiting reason of a pod's first container, if it is waiting.
+pub fn waiting_reason(pod: &Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .clone()
+}
+
+/// The restart count of a pod's first container.
+pub fn restart_count(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .map_or(0, |c| c.restart_count)
+}
