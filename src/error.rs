@@ -13,15 +13,45 @@ pub enum BerthError {
         /// The command as the user typed it.
         command: &'static str,
     },
+    /// Bad input: configuration, overlay, SHA, environment name, flags,
+    /// credentials, an unreachable cluster. Nothing was changed. The message
+    /// names the problem and the fix.
+    #[error("{0}")]
+    Input(String),
+    /// The deploy ran and failed: migration, rollout, doomed pods.
+    #[error("{0}")]
+    DeployFailed(String),
+    /// Another deploy holds the environment's lock.
+    #[error("{0}")]
+    Locked(String),
+    /// A wait ran out of time.
+    #[error("{0}")]
+    TimedOut(String),
+    /// A precondition refused the deploy (image missing, checks not green, ...).
+    #[error("{0}")]
+    Refused(String),
+    /// Interrupted by Ctrl-C or SIGTERM; the lock was released.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl BerthError {
     /// The process exit code for this error (see DESIGN: "Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
-            BerthError::NotBuilt { .. } => 2,
+            BerthError::DeployFailed(_) => 1,
+            BerthError::NotBuilt { .. } | BerthError::Input(_) => 2,
+            BerthError::Locked(_) => 3,
+            BerthError::TimedOut(_) => 4,
+            BerthError::Refused(_) => 5,
+            BerthError::Interrupted => 130,
         }
     }
+}
+
+/// Shorthand for an input error (exit 2) as an `anyhow::Error`.
+pub fn input_error(message: impl Into<String>) -> anyhow::Error {
+    BerthError::Input(message.into()).into()
 }
 
 /// The exit code for any error: a [`BerthError`] anywhere in the chain decides,
@@ -45,6 +75,21 @@ mod tests {
             .context("running psql")
             .unwrap_err();
         assert_eq!(exit_code_of(&err), ExitCode::from(2));
+    }
+
+    #[test]
+    fn each_kind_has_its_design_exit_code() {
+        let cases = [
+            (BerthError::DeployFailed("x".into()), 1),
+            (BerthError::Input("x".into()), 2),
+            (BerthError::Locked("x".into()), 3),
+            (BerthError::TimedOut("x".into()), 4),
+            (BerthError::Refused("x".into()), 5),
+            (BerthError::Interrupted, 130),
+        ];
+        for (error, code) in cases {
+            assert_eq!(exit_code_of(&error.into()), ExitCode::from(code));
+        }
     }
 
     #[test]

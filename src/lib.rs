@@ -3,6 +3,9 @@
 
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod error;
+pub mod render;
+pub mod rollout;
 
 pub use commands::run;

@@ -1,0 +1,1 @@
+//! The berth.yaml model, its JSON Schema, and validation.

@@ -1,0 +1,1 @@
+//! Rollout verdicts: one small type per workload kind answering "done? doomed? why?".
