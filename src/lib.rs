@@ -2,9 +2,11 @@
 //! operations around a deploy. The binary is a thin wrapper around [`run`].
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod render;
 pub mod rollout;
 

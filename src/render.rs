@@ -1,1 +1,945 @@
 //! Rendering an environment (kustomize through kubectl, or helm) and pinning images in memory.
+//!
+//! [`render`] runs `kubectl kustomize` or `helm template` and reads the objects
+//! they print; [`label`] and [`pin_images`] then change those objects in
+//! memory only. Nothing here writes to the deploy repo.
+
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::path::Path;
+use std::process::Command;
+
+use kube::api::DynamicObject;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::{Config, Environment, Source};
+use crate::error::input_error;
+
+/// The label saying berth applied an object.
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+
+/// The label naming the app and environment, `<app>-<environment>`.
+const INSTANCE: &str = "app.kubernetes.io/instance";
+
+/// Kinds that live outside any namespace. berth clears `metadata.namespace`
+/// on them and puts every other object in the environment's namespace.
+const CLUSTER_SCOPED: &[&str] = &[
+    "APIService",
+    "CSIDriver",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "CustomResourceDefinition",
+    "IngressClass",
+    "MutatingWebhookConfiguration",
+    "Namespace",
+    "PersistentVolume",
+    "PriorityClass",
+    "RuntimeClass",
+    "StorageClass",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+    "ValidatingWebhookConfiguration",
+    "VolumeAttachment",
+];
+
+/// A container whose image [`pin_images`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinnedImage {
+    /// The object holding the container, as `Kind/name` (e.g. `Deployment/frontend`).
+    pub object: String,
+    /// The container's name.
+    pub container: String,
+    /// The image as rendered.
+    pub from: String,
+    /// The image as pinned, `<repository>:<sha>`.
+    pub to: String,
+}
+
+/// Render environment `env_name`'s objects, in document order, each in the
+/// environment's namespace unless its kind is cluster-scoped.
+///
+/// Kustomize overlays run through `kubectl kustomize` (the `BERTH_KUBECTL`
+/// environment variable overrides the binary), helm charts through
+/// `helm template --skip-tests` (`BERTH_HELM` overrides): a chart's test pods
+/// are for `helm test`, not for every deploy. A tool that fails, output that is
+/// not a list of Kubernetes objects, or an object in another namespace is an
+/// input error naming the overlay or chart and the fix.
+pub fn render(
+    config: &Config,
+    env_name: &str,
+    env: &Environment,
+) -> anyhow::Result<Vec<DynamicObject>> {
+    let tool = Tool::for_environment(config, env_name, env);
+    let output = tool.run()?;
+    let mut objects = parse_objects(&output, &tool.shown)?;
+    place_in_namespace(&mut objects, env_name, &env.namespace)?;
+    Ok(objects)
+}
+
+/// Label every object `app.kubernetes.io/managed-by=berth` and
+/// `app.kubernetes.io/instance=<app>-<env_name>`, and the pod templates of
+/// workloads too, so berth can find their pods. Selectors are never changed,
+/// and a pod template label that its workload's selector uses is left alone
+/// (changing it would orphan the pods).
+pub fn label(objects: &mut [DynamicObject], app: &str, env_name: &str) {
+    let instance = format!("{app}-{env_name}");
+    let labels = [(MANAGED_BY, "berth"), (INSTANCE, instance.as_str())];
+    for object in objects {
+        let metadata_labels = object.metadata.labels.get_or_insert_default();
+        for (key, value) in labels {
+            metadata_labels.insert(key.to_owned(), value.to_owned());
+        }
+        let Some(template_pointer) = pod_template_pointer(kind_of(object)) else {
+            continue;
+        };
+        let selector_pointer = format!(
+            "{}/selector",
+            template_pointer.trim_end_matches("/template")
+        );
+        let selected = selector_keys(object.data.pointer(&selector_pointer));
+        let Some(template) = object.data.pointer_mut(template_pointer) else {
+            continue;
+        };
+        let template_labels = object_entry(object_entry(template, "metadata"), "labels");
+        let Some(template_labels) = template_labels.as_object_mut() else {
+            continue;
+        };
+        for (key, value) in labels {
+            if !selected.contains(key) {
+                template_labels.insert(key.to_owned(), Value::String(value.to_owned()));
+            }
+        }
+    }
+}
+
+/// Pin to `<repository>:<sha>` every container and init container whose image
+/// repository is one of `repositories`, in the pod specs of Deployments,
+/// StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Pods. Other
+/// images are untouched. Returns what changed, in document order.
+///
+/// Repositories compare exactly as written (`nginx` is not
+/// `docker.io/library/nginx`).
+pub fn pin_images(
+    objects: &mut [DynamicObject],
+    repositories: &[String],
+    sha: &str,
+) -> Vec<PinnedImage> {
+    let mut pinned = Vec::new();
+    for object in objects {
+        let Some(pointer) = pod_spec_pointer(kind_of(object)) else {
+            continue;
+        };
+        let name = object_ref(object);
+        let Some(spec) = object.data.pointer_mut(&pointer) else {
+            continue;
+        };
+        for list in ["initContainers", "containers"] {
+            let Some(Value::Array(containers)) = spec.get_mut(list) else {
+                continue;
+            };
+            for container in containers {
+                let Some(image) = container.get("image").and_then(Value::as_str) else {
+                    continue;
+                };
+                let repository = repository(image);
+                if !repositories.iter().any(|listed| listed == repository) {
+                    continue;
+                }
+                let to = format!("{repository}:{sha}");
+                pinned.push(PinnedImage {
+                    object: name.clone(),
+                    container: container
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    from: image.to_owned(),
+                    to: to.clone(),
+                });
+                container["image"] = Value::String(to);
+            }
+        }
+    }
+    pinned
+}
+
+/// An image reference without its tag and digest: `127.0.0.1:25000/app:v1` →
+/// `127.0.0.1:25000/app`, `app@sha256:…` → `app`. A `:` counts as a tag only
+/// after the last `/`, so a registry's port stays.
+pub fn repository(image: &str) -> &str {
+    let without_digest = image.split_once('@').map_or(image, |(name, _)| name);
+    let last_part = without_digest.rfind('/').map_or(0, |slash| slash + 1);
+    match without_digest[last_part..].find(':') {
+        Some(colon) => &without_digest[..last_part + colon],
+        None => without_digest,
+    }
+}
+
+/// A rendering command, and how to talk about it in errors.
+struct Tool {
+    /// The binary to run.
+    program: OsString,
+    /// Its arguments.
+    args: Vec<OsString>,
+    /// The command line as shown to the user, e.g. `kubectl kustomize overlays/staging`.
+    shown: String,
+    /// The environment variable that overrides the binary.
+    override_var: &'static str,
+    /// The fix when the tool fails, naming the key and path to correct.
+    fix: String,
+}
+
+impl Tool {
+    /// The command that renders `env`: paths are shown relative to berth.yaml's directory.
+    fn for_environment(config: &Config, env_name: &str, env: &Environment) -> Tool {
+        let relative = |path: &Path| {
+            path.strip_prefix(&config.dir)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        };
+        match &env.source {
+            Source::Kustomize { overlay } => {
+                let (program, override_var) = program("BERTH_KUBECTL", "kubectl");
+                let shown_path = relative(overlay);
+                Tool {
+                    program,
+                    args: vec!["kustomize".into(), overlay.into()],
+                    shown: format!("kubectl kustomize {shown_path}"),
+                    override_var,
+                    fix: format!(
+                        "fix the overlay {shown_path} (environments.{env_name}.overlay in \
+                         berth.yaml); `kubectl kustomize {shown_path}` shows the same error"
+                    ),
+                }
+            }
+            Source::Helm {
+                path,
+                values,
+                release,
+            } => {
+                let (program, override_var) = program("BERTH_HELM", "helm");
+                let mut args: Vec<OsString> = vec!["template".into(), release.into(), path.into()];
+                let mut shown = format!("helm template {release} {}", relative(path));
+                for file in values {
+                    args.extend(["-f".into(), file.into()]);
+                    shown.push_str(&format!(" -f {}", relative(file)));
+                }
+                args.extend([
+                    "--namespace".into(),
+                    (&env.namespace).into(),
+                    "--skip-tests".into(),
+                ]);
+                shown.push_str(&format!(" --namespace {} --skip-tests", env.namespace));
+                Tool {
+                    program,
+                    args,
+                    fix: format!(
+                        "fix the chart {} or its values (environments.{env_name}.chart in \
+                         berth.yaml); `{shown}` shows the same error",
+                        relative(path)
+                    ),
+                    shown,
+                    override_var,
+                }
+            }
+        }
+    }
+
+    /// Run the tool and return what it printed, or an input error with its stderr.
+    fn run(&self) -> anyhow::Result<String> {
+        let output = Command::new(&self.program)
+            .args(&self.args)
+            .output()
+            .map_err(|error| {
+                input_error(format!(
+                    "cannot run {} for `{}`: {error}; install it, or set {} to its path",
+                    self.program.to_string_lossy(),
+                    self.shown,
+                    self.override_var
+                ))
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            return Err(input_error(format!(
+                "`{}` failed ({}):\n{}\n{}",
+                self.shown,
+                output.status,
+                stderr.trim_end(),
+                self.fix
+            )));
+        }
+        String::from_utf8(output.stdout).map_err(|_| {
+            input_error(format!(
+                "`{}` printed something that is not UTF-8 text; {}",
+                self.shown, self.fix
+            ))
+        })
+    }
+}
+
+/// The binary named by environment variable `var`, else `default` from PATH.
+fn program(var: &'static str, default: &str) -> (OsString, &'static str) {
+    (std::env::var_os(var).unwrap_or_else(|| default.into()), var)
+}
+
+/// Read the objects in a multi-document YAML stream printed by `shown`.
+/// Empty documents are skipped and `List`s are expanded.
+fn parse_objects(text: &str, shown: &str) -> anyhow::Result<Vec<DynamicObject>> {
+    let mut objects = Vec::new();
+    for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
+        let place = format!("document {} printed by `{shown}`", index + 1);
+        let value = Value::deserialize(document)
+            .map_err(|error| input_error(format!("{place} is not valid YAML: {error}")))?;
+        match value {
+            Value::Null => {}
+            Value::Object(ref map) if map.get("kind") == Some(&Value::from("List")) => {
+                let items = map.get("items").and_then(Value::as_array);
+                for (item_index, item) in items.into_iter().flatten().enumerate() {
+                    let place = format!("item {} of {place}", item_index + 1);
+                    objects.push(to_object(item.clone(), &place)?);
+                }
+            }
+            value => objects.push(to_object(value, &place)?),
+        }
+    }
+    Ok(objects)
+}
+
+/// One rendered document as an object; it must have apiVersion, kind and metadata.name.
+fn to_object(value: Value, place: &str) -> anyhow::Result<DynamicObject> {
+    let text = |pointer: &str| value.pointer(pointer).and_then(Value::as_str).unwrap_or("");
+    let missing: Vec<&str> = [
+        ("/apiVersion", "apiVersion"),
+        ("/kind", "kind"),
+        ("/metadata/name", "metadata.name"),
+    ]
+    .into_iter()
+    .filter(|(pointer, _)| text(pointer).is_empty())
+    .map(|(_, field)| field)
+    .collect();
+    if !missing.is_empty() {
+        let kind = text("/kind");
+        let what = if kind.is_empty() {
+            String::new()
+        } else {
+            format!(" ({kind})")
+        };
+        return Err(input_error(format!(
+            "{place}{what} has no {}; every rendered document must be a Kubernetes object \
+             with apiVersion, kind and metadata.name (berth does not support generateName)",
+            missing.join(", ")
+        )));
+    }
+    serde_json::from_value(value).map_err(|error| {
+        input_error(format!(
+            "{place} is not a valid Kubernetes object: {error}; fix it in the overlay or chart"
+        ))
+    })
+}
+
+/// Put every namespaced object in `namespace`; clear it on cluster-scoped ones.
+/// An object that names another namespace is an input error.
+fn place_in_namespace(
+    objects: &mut [DynamicObject],
+    env_name: &str,
+    namespace: &str,
+) -> anyhow::Result<()> {
+    for object in objects {
+        if CLUSTER_SCOPED.contains(&kind_of(object)) {
+            object.metadata.namespace = None;
+            continue;
+        }
+        match &object.metadata.namespace {
+            Some(theirs) if theirs != namespace => {
+                return Err(input_error(format!(
+                    "{} is in namespace `{theirs}`, but environment `{env_name}` deploys to \
+                     `{namespace}`; remove `namespace: {theirs}` from the overlay or chart \
+                     (berth sets the namespace), or change environments.{env_name}.namespace \
+                     in berth.yaml",
+                    object_ref(object)
+                )));
+            }
+            _ => object.metadata.namespace = Some(namespace.to_owned()),
+        }
+    }
+    Ok(())
+}
+
+/// The object's kind, or "" when it has none.
+fn kind_of(object: &DynamicObject) -> &str {
+    object
+        .types
+        .as_ref()
+        .map_or("", |types| types.kind.as_str())
+}
+
+/// `Kind/name`, as kubectl writes it.
+fn object_ref(object: &DynamicObject) -> String {
+    format!(
+        "{}/{}",
+        kind_of(object),
+        object.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// Where a workload of `kind` keeps its pod template, as a JSON pointer into its data.
+fn pod_template_pointer(kind: &str) -> Option<&'static str> {
+    match kind {
+        "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" | "Job" => Some("/spec/template"),
+        "CronJob" => Some("/spec/jobTemplate/spec/template"),
+        _ => None,
+    }
+}
+
+/// Where an object of `kind` keeps its pod spec, as a JSON pointer into its data.
+fn pod_spec_pointer(kind: &str) -> Option<String> {
+    match kind {
+        "Pod" => Some("/spec".to_owned()),
+        kind => pod_template_pointer(kind).map(|template| format!("{template}/spec")),
+    }
+}
+
+/// The label keys a selector uses (`matchLabels` and `matchExpressions`).
+fn selector_keys(selector: Option<&Value>) -> BTreeSet<String> {
+    let Some(selector) = selector else {
+        return BTreeSet::new();
+    };
+    let match_labels = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flat_map(|labels| labels.keys().cloned());
+    let match_expressions = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|expression| expression.get("key").and_then(Value::as_str))
+        .map(str::to_owned);
+    match_labels.chain(match_expressions).collect()
+}
+
+/// `value[key]`, created as an empty map if missing or null. `value` must be a map
+/// (or null, which becomes one); anything else is returned unchanged.
+fn object_entry<'a>(value: &'a mut Value, key: &str) -> &'a mut Value {
+    if value.is_null() {
+        *value = Value::Object(serde_json::Map::new());
+    }
+    let Value::Object(map) = value else {
+        return value;
+    };
+    let entry = map.entry(key).or_insert(Value::Null);
+    if entry.is_null() {
+        *entry = Value::Object(serde_json::Map::new());
+    }
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Migrate, RolloutSettings};
+    use crate::error::exit_code_of;
+    use std::process::ExitCode;
+
+    /// Objects from inline YAML, as `render` reads them.
+    fn objects(yaml: &str) -> Vec<DynamicObject> {
+        parse_objects(yaml, "test").unwrap()
+    }
+
+    /// The input error's text; it must exit 2.
+    fn input_error_text(result: anyhow::Result<impl std::fmt::Debug>) -> String {
+        let error = result.unwrap_err();
+        assert_eq!(exit_code_of(&error), ExitCode::from(2), "{error:#}");
+        format!("{error:#}")
+    }
+
+    /// The image string at JSON `pointer` in the object's data.
+    fn image<'a>(object: &'a DynamicObject, pointer: &str) -> &'a str {
+        object
+            .data
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap()
+    }
+
+    const WORKLOADS: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web, labels: { team: shop } }
+spec:
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      initContainers:
+        - { name: wait, image: 127.0.0.1:25000/shop/web:old }
+      containers:
+        - { name: web, image: 127.0.0.1:25000/shop/web:latest }
+        - { name: proxy, image: 127.0.0.1:25000/proxy:1.2 }
+        - { name: sidecar, image: 'registry.example.com/shop/worker@sha256:0123abcd' }
+---
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: { name: nightly }
+spec:
+  schedule: '0 3 * * *'
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          containers:
+            - { name: job, image: 'registry.example.com/shop/worker' }
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: { name: db }
+spec:
+  selector:
+    matchExpressions: [{ key: app.kubernetes.io/instance, operator: In, values: [shop] }]
+  template:
+    metadata:
+      labels: { app.kubernetes.io/instance: shop }
+    spec:
+      containers:
+        - { name: db, image: postgres:15 }
+---
+apiVersion: v1
+kind: Pod
+metadata: { name: debug }
+spec:
+  containers:
+    - { name: shell, image: registry.example.com/shop/worker:v1 }
+  ephemeralContainers:
+    - { name: probe, image: registry.example.com/shop/worker:v1 }
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: { name: settings }
+data: { image: registry.example.com/shop/worker:v1 }
+";
+
+    #[test]
+    fn repositories_drop_tag_and_digest_but_keep_ports() {
+        let cases = [
+            ("nginx", "nginx"),
+            ("nginx:1.25", "nginx"),
+            ("library/nginx:1.25", "library/nginx"),
+            ("127.0.0.1:25000/app", "127.0.0.1:25000/app"),
+            ("127.0.0.1:25000/app:tag", "127.0.0.1:25000/app"),
+            (
+                "localhost:5000/team/app:v1@sha256:abc",
+                "localhost:5000/team/app",
+            ),
+            (
+                "registry.example.com/app@sha256:abc",
+                "registry.example.com/app",
+            ),
+        ];
+        for (image, repository) in cases {
+            assert_eq!(super::repository(image), repository, "{image}");
+        }
+    }
+
+    #[test]
+    fn documents_are_read_in_order_skipping_empty_ones() {
+        let objects = objects(WORKLOADS);
+        let refs: Vec<String> = objects.iter().map(object_ref).collect();
+        assert_eq!(
+            refs,
+            [
+                "Deployment/web",
+                "CronJob/nightly",
+                "StatefulSet/db",
+                "Pod/debug",
+                "ConfigMap/settings"
+            ]
+        );
+        assert_eq!(objects[0].types.as_ref().unwrap().api_version, "apps/v1");
+        assert_eq!(objects[0].metadata.labels.as_ref().unwrap()["team"], "shop");
+    }
+
+    #[test]
+    fn lists_are_expanded() {
+        let objects = objects(
+            "apiVersion: v1\nkind: List\nitems:\n\
+             - { apiVersion: v1, kind: ConfigMap, metadata: { name: a } }\n\
+             - { apiVersion: v1, kind: Secret, metadata: { name: b } }\n",
+        );
+        let refs: Vec<String> = objects.iter().map(object_ref).collect();
+        assert_eq!(refs, ["ConfigMap/a", "Secret/b"]);
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_is_named() {
+        let text = input_error_text(parse_objects(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: a }\n---\nkind: Secret\nmetadata: {}\n",
+            "kubectl kustomize overlays/x",
+        ));
+        assert!(
+            text.contains(
+                "document 2 printed by `kubectl kustomize overlays/x` (Secret) has no apiVersion, metadata.name"
+            ),
+            "{text}"
+        );
+        let text = input_error_text(parse_objects("- a\n- b\n", "t"));
+        assert!(
+            text.contains("document 1 printed by `t` has no apiVersion, kind, metadata.name"),
+            "{text}"
+        );
+        let text = input_error_text(parse_objects(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: a, labels: [x] }\n",
+            "t",
+        ));
+        assert!(
+            text.contains("document 1 printed by `t` is not a valid Kubernetes object"),
+            "{text}"
+        );
+        let text = input_error_text(parse_objects("a: [\n", "t"));
+        assert!(
+            text.contains("document 1 printed by `t` is not valid YAML"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn namespaced_objects_go_to_the_environment_namespace() {
+        let mut objects = objects(&format!(
+            "{WORKLOADS}---\napiVersion: v1\nkind: Namespace\nmetadata: {{ name: shop }}\n\
+             ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{ name: r, namespace: shop }}\n\
+             ---\napiVersion: v1\nkind: Service\nmetadata: {{ name: s, namespace: shop-staging }}\n"
+        ));
+        place_in_namespace(&mut objects, "staging", "shop-staging").unwrap();
+        for object in &objects {
+            let expected = match kind_of(object) {
+                "Namespace" | "ClusterRole" => None,
+                _ => Some("shop-staging"),
+            };
+            assert_eq!(
+                object.metadata.namespace.as_deref(),
+                expected,
+                "{}",
+                object_ref(object)
+            );
+        }
+    }
+
+    #[test]
+    fn an_object_in_another_namespace_is_refused() {
+        let mut objects =
+            objects("apiVersion: v1\nkind: Service\nmetadata: { name: s, namespace: other }\n");
+        let text = input_error_text(place_in_namespace(&mut objects, "staging", "shop-staging"));
+        for part in [
+            "Service/s is in namespace `other`",
+            "environment `staging` deploys to `shop-staging`",
+            "remove `namespace: other` from the overlay",
+            "environments.staging.namespace",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn labels_go_on_objects_and_pod_templates_never_on_selectors() {
+        let mut objects = objects(WORKLOADS);
+        label(&mut objects, "shop", "staging");
+        for object in &objects {
+            let labels = object.metadata.labels.as_ref().unwrap();
+            assert_eq!(labels[MANAGED_BY], "berth", "{}", object_ref(object));
+            assert_eq!(labels[INSTANCE], "shop-staging", "{}", object_ref(object));
+        }
+        assert_eq!(objects[0].metadata.labels.as_ref().unwrap()["team"], "shop");
+        let web = &objects[0].data;
+        assert_eq!(
+            web["spec"]["template"]["metadata"]["labels"],
+            serde_json::json!({ "app": "web", MANAGED_BY: "berth", INSTANCE: "shop-staging" })
+        );
+        assert_eq!(
+            web["spec"]["selector"],
+            serde_json::json!({ "matchLabels": { "app": "web" } })
+        );
+        // A CronJob's pod template had no metadata at all.
+        assert_eq!(
+            objects[1].data["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"],
+            serde_json::json!({ MANAGED_BY: "berth", INSTANCE: "shop-staging" })
+        );
+        // The StatefulSet's selector uses the instance label: the template keeps its value.
+        assert_eq!(
+            objects[2].data["spec"]["template"]["metadata"]["labels"],
+            serde_json::json!({ INSTANCE: "shop", MANAGED_BY: "berth" })
+        );
+        // Pods and ConfigMaps have no template.
+        assert!(objects[3].data["spec"].get("template").is_none());
+        assert!(objects[4].data.get("spec").is_none());
+    }
+
+    #[test]
+    fn listed_images_are_pinned_to_the_sha_everywhere_in_pod_specs() {
+        let mut objects = objects(WORKLOADS);
+        let repositories = [
+            "127.0.0.1:25000/shop/web".to_owned(),
+            "registry.example.com/shop/worker".to_owned(),
+        ];
+        let pinned = pin_images(&mut objects, &repositories, "abc1234");
+        let pin = |object: &str, container: &str, from: &str, to: &str| PinnedImage {
+            object: object.into(),
+            container: container.into(),
+            from: from.into(),
+            to: to.into(),
+        };
+        assert_eq!(
+            pinned,
+            [
+                pin(
+                    "Deployment/web",
+                    "wait",
+                    "127.0.0.1:25000/shop/web:old",
+                    "127.0.0.1:25000/shop/web:abc1234"
+                ),
+                pin(
+                    "Deployment/web",
+                    "web",
+                    "127.0.0.1:25000/shop/web:latest",
+                    "127.0.0.1:25000/shop/web:abc1234"
+                ),
+                pin(
+                    "Deployment/web",
+                    "sidecar",
+                    "registry.example.com/shop/worker@sha256:0123abcd",
+                    "registry.example.com/shop/worker:abc1234"
+                ),
+                pin(
+                    "CronJob/nightly",
+                    "job",
+                    "registry.example.com/shop/worker",
+                    "registry.example.com/shop/worker:abc1234"
+                ),
+                pin(
+                    "Pod/debug",
+                    "shell",
+                    "registry.example.com/shop/worker:v1",
+                    "registry.example.com/shop/worker:abc1234"
+                ),
+            ]
+        );
+        let spec = "/spec/template/spec";
+        assert_eq!(
+            image(&objects[0], &format!("{spec}/initContainers/0/image")),
+            "127.0.0.1:25000/shop/web:abc1234"
+        );
+        assert_eq!(
+            image(&objects[0], &format!("{spec}/containers/0/image")),
+            "127.0.0.1:25000/shop/web:abc1234"
+        );
+        // Not listed: a different repository on the same registry, and postgres.
+        assert_eq!(
+            image(&objects[0], &format!("{spec}/containers/1/image")),
+            "127.0.0.1:25000/proxy:1.2"
+        );
+        assert_eq!(
+            image(&objects[0], &format!("{spec}/containers/2/image")),
+            "registry.example.com/shop/worker:abc1234"
+        );
+        assert_eq!(
+            image(
+                &objects[1],
+                "/spec/jobTemplate/spec/template/spec/containers/0/image"
+            ),
+            "registry.example.com/shop/worker:abc1234"
+        );
+        assert_eq!(
+            image(&objects[2], &format!("{spec}/containers/0/image")),
+            "postgres:15"
+        );
+        // Ephemeral containers and other objects' data are left alone.
+        assert_eq!(
+            image(&objects[3], "/spec/ephemeralContainers/0/image"),
+            "registry.example.com/shop/worker:v1"
+        );
+        assert_eq!(
+            image(&objects[4], "/data/image"),
+            "registry.example.com/shop/worker:v1"
+        );
+    }
+
+    #[test]
+    fn nothing_is_pinned_when_nothing_is_listed() {
+        let mut objects = objects(WORKLOADS);
+        let before = objects.clone();
+        assert!(pin_images(&mut objects, &["nginx".to_owned()], "abc1234").is_empty());
+        assert_eq!(objects, before);
+    }
+
+    /// The example app's berth.yaml.
+    fn example() -> Config {
+        Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("berth.yaml")).unwrap()
+    }
+
+    #[test]
+    fn the_example_staging_overlay_renders_pins_and_labels() {
+        let config = example();
+        let env = config.environment("staging").unwrap();
+        let mut objects = render(&config, "staging", env).unwrap();
+        let refs: Vec<String> = objects.iter().map(object_ref).collect();
+        for expected in [
+            "ServiceAccount/workbench",
+            "Service/frontend",
+            "Ingress/frontend",
+            "Deployment/frontend",
+            "Deployment/renderer",
+            "Deployment/fetcher",
+            "Deployment/cron",
+        ] {
+            assert!(refs.iter().any(|r| r == expected), "{expected} in {refs:?}");
+        }
+        assert!(
+            refs.iter()
+                .any(|r| r.starts_with("ConfigMap/workbench-config-")),
+            "{refs:?}"
+        );
+        assert!(
+            !refs.iter().any(|r| r.starts_with("Namespace/")),
+            "{refs:?}"
+        );
+        assert!(
+            objects
+                .iter()
+                .all(|o| o.metadata.namespace.as_deref() == Some("workbench-staging"))
+        );
+        let frontend = objects
+            .iter()
+            .find(|o| object_ref(o) == "Deployment/frontend")
+            .unwrap();
+        assert_eq!(frontend.data["spec"]["replicas"], 1);
+
+        label(&mut objects, &config.app, "staging");
+        let pinned = pin_images(
+            &mut objects,
+            &config.images,
+            "0123456789abcdef0123456789abcdef01234567",
+        );
+        let mut pinned_objects: Vec<&str> = pinned.iter().map(|p| p.object.as_str()).collect();
+        pinned_objects.sort_unstable();
+        assert_eq!(
+            pinned_objects,
+            [
+                "Deployment/cron",
+                "Deployment/fetcher",
+                "Deployment/frontend",
+                "Deployment/renderer"
+            ]
+        );
+        for pin in &pinned {
+            assert!(pin.from.ends_with(":latest"), "{pin:?}");
+            assert!(
+                pin.to
+                    .ends_with(":0123456789abcdef0123456789abcdef01234567"),
+                "{pin:?}"
+            );
+        }
+        let production = config.environment("production").unwrap();
+        let objects = render(&config, "production", production).unwrap();
+        let frontend = objects
+            .iter()
+            .find(|o| object_ref(o) == "Deployment/frontend")
+            .unwrap();
+        assert_eq!(frontend.data["spec"]["replicas"], 2);
+        assert_eq!(
+            frontend.metadata.namespace.as_deref(),
+            Some("workbench-production")
+        );
+    }
+
+    /// An environment rendered from `source`, in namespace `shop`.
+    fn environment(source: Source) -> Environment {
+        Environment {
+            context: None,
+            namespace: "shop".into(),
+            source,
+            migrate: None::<Migrate>,
+            rollout: RolloutSettings {
+                timeout: std::time::Duration::from_secs(600),
+                unschedulable_after: std::time::Duration::from_secs(300),
+            },
+        }
+    }
+
+    #[test]
+    fn helm_gets_release_chart_values_and_namespace() {
+        let config = example();
+        let env = environment(Source::Helm {
+            path: config.dir.join("charts/shop"),
+            values: vec![
+                config.dir.join("charts/a.yaml"),
+                config.dir.join("charts/b.yaml"),
+            ],
+            release: "shop".into(),
+        });
+        let tool = Tool::for_environment(&config, "dev", &env);
+        let args: Vec<String> = tool
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let dir = config.dir.display();
+        assert_eq!(
+            args,
+            [
+                "template".to_owned(),
+                "shop".to_owned(),
+                format!("{dir}/charts/shop"),
+                "-f".to_owned(),
+                format!("{dir}/charts/a.yaml"),
+                "-f".to_owned(),
+                format!("{dir}/charts/b.yaml"),
+                "--namespace".to_owned(),
+                "shop".to_owned(),
+                "--skip-tests".to_owned(),
+            ]
+        );
+        assert_eq!(
+            tool.shown,
+            "helm template shop charts/shop -f charts/a.yaml -f charts/b.yaml --namespace shop --skip-tests"
+        );
+        assert_eq!(tool.override_var, "BERTH_HELM");
+    }
+
+    #[test]
+    fn a_failing_overlay_shows_the_tool_error_and_the_fix() {
+        let config = example();
+        let env = environment(Source::Kustomize {
+            overlay: config.dir.join("overlays/does-not-exist"),
+        });
+        let tool = Tool::for_environment(&config, "dev", &env);
+        assert_eq!(tool.shown, "kubectl kustomize overlays/does-not-exist");
+        let text = input_error_text(render(&config, "dev", &env));
+        for part in [
+            "`kubectl kustomize overlays/does-not-exist` failed (exit status: 1)",
+            "overlays/does-not-exist",
+            "fix the overlay overlays/does-not-exist (environments.dev.overlay in berth.yaml)",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+    }
+
+    #[test]
+    fn a_missing_tool_says_how_to_point_at_it() {
+        let tool = Tool {
+            program: "/nonexistent/helm".into(),
+            args: Vec::new(),
+            shown: "helm template shop chart".into(),
+            override_var: "BERTH_HELM",
+            fix: String::new(),
+        };
+        let text = input_error_text(tool.run());
+        assert!(
+            text.contains("cannot run /nonexistent/helm for `helm template shop chart`"),
+            "{text}"
+        );
+        assert!(text.contains("set BERTH_HELM to its path"), "{text}");
+    }
+}

@@ -1,1 +1,222 @@
 //! The berth.yaml model, its JSON Schema, and validation.
+//!
+//! [`Config::load`] reads, parses and checks berth.yaml. Every error is an
+//! input error (exit 2) naming the file, the key and the fix. Relative paths
+//! in the file resolve against berth.yaml's directory.
+//!
+//! A migration's image must also be listed in `images`: `images` is the one
+//! list of repositories CI builds and tags with the SHA, so the registry check
+//! before a deploy covers the migration image too.
+
+mod file;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::input_error;
+use file::ConfigFile;
+use validate::Problem;
+
+/// The app and its environments, as described by berth.yaml, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The application's name (a DNS label).
+    pub app: String,
+    /// Image repositories (no tag) whose tag becomes the SHA on deploy.
+    pub images: Vec<String>,
+    /// Where CI reports whether a commit passed, if configured.
+    pub github: Option<GitHub>,
+    /// How many release records to keep per environment.
+    pub releases_kept: usize,
+    /// The environments, by name.
+    pub environments: BTreeMap<String, Environment>,
+    /// berth.yaml's directory (absolute); relative paths in berth.yaml resolve against it.
+    pub dir: PathBuf,
+}
+
+/// The GitHub repository whose commit checks decide what may be deployed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GitHub {
+    /// `owner/name`.
+    pub repo: String,
+    /// The branch whose newest passing commit goes to staging (default `master`).
+    pub branch: String,
+    /// Names of the checks that must all have passed (at least one).
+    pub required_checks: Vec<String>,
+}
+
+/// One environment: where it runs and how its objects are rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Environment {
+    /// The kubeconfig context; `None` means the current context.
+    pub context: Option<String>,
+    /// The namespace every namespaced object is applied to.
+    pub namespace: String,
+    /// How the environment's objects are rendered.
+    pub source: Source,
+    /// The migration Job run before workloads change, if any.
+    pub migrate: Option<Migrate>,
+    /// Rollout limits.
+    pub rollout: RolloutSettings,
+}
+
+/// How an environment's objects are rendered. Paths are resolved (berth.yaml's directory joined).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A kustomize directory, rendered with `kubectl kustomize`.
+    Kustomize {
+        /// The directory holding kustomization.yaml.
+        overlay: PathBuf,
+    },
+    /// A helm chart, rendered with `helm template`.
+    Helm {
+        /// The chart directory (holding Chart.yaml).
+        path: PathBuf,
+        /// Values files, in the order helm receives them.
+        values: Vec<PathBuf>,
+        /// The release name (default: the app's name).
+        release: String,
+    },
+}
+
+/// The database migration, run as a Job at `<image>:<SHA>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Migrate {
+    /// The image repository (no tag); always one of [`Config::images`].
+    pub image: String,
+    /// The container's command; empty means the image's entrypoint.
+    pub command: Vec<String>,
+    /// The container's arguments.
+    pub args: Vec<String>,
+    /// How long the migration may run (default 10 minutes).
+    pub deadline: Duration,
+    /// Secrets whose keys become environment variables.
+    pub env_from_secrets: Vec<String>,
+    /// The ServiceAccount to run as; `None` means the namespace's default.
+    pub service_account: Option<String>,
+}
+
+/// Rollout limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutSettings {
+    /// How long all workloads together may take to become healthy (default 10 minutes).
+    pub timeout: Duration,
+    /// A new pod unschedulable this long fails the deploy (default 5 minutes).
+    pub unschedulable_after: Duration,
+}
+
+impl Config {
+    /// Read, parse and check the berth.yaml at `path`.
+    ///
+    /// Every error is an input error naming the file, the key (with line and
+    /// column where the YAML parser knows them) and the fix.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|error| {
+            input_error(format!(
+                "cannot read {}: {error}; run berth from the deploy repo's root, \
+                 or point --config (or BERTH_CONFIG) at berth.yaml",
+                path.display()
+            ))
+        })?;
+        let value: serde_norway::Value =
+            serde_norway::from_str(&text).map_err(|error| yaml_error(path, &error))?;
+        if value.is_null() {
+            return Err(input_error(format!(
+                "{} is empty; describe the app and its environments \
+                 (`app:`, `images:`, `environments:`); `berth config schema` describes every key",
+                path.display()
+            )));
+        }
+        let file: ConfigFile =
+            serde_norway::from_str(&text).map_err(|error| yaml_error(path, &error))?;
+        let dir = std::path::absolute(path)
+            .ok()
+            .and_then(|absolute| absolute.parent().map(Path::to_path_buf))
+            .ok_or_else(|| {
+                input_error(format!(
+                    "cannot tell which directory {} is in",
+                    path.display()
+                ))
+            })?;
+        validate::validate(file, &dir).map_err(|problems| problems_error(path, &problems))
+    }
+
+    /// The environment called `name`, or an input error listing the known ones.
+    pub fn environment(&self, name: &str) -> anyhow::Result<&Environment> {
+        self.environments.get(name).ok_or_else(|| {
+            let known: Vec<String> = self.environments.keys().map(|k| format!("`{k}`")).collect();
+            input_error(format!(
+                "no environment `{name}` in berth.yaml (it has {}); use one of those, \
+                 or add it under `environments:` in berth.yaml",
+                known.join(", ")
+            ))
+        })
+    }
+
+    /// berth.yaml's JSON Schema (draft-07, which editors support best).
+    pub fn schema() -> serde_json::Value {
+        let schema = schemars::generate::SchemaSettings::draft07()
+            .into_generator()
+            .into_root_schema_for::<ConfigFile>();
+        schema.to_value()
+    }
+}
+
+/// Parse a git SHA: 7 to 40 hexadecimal characters, returned lowercase.
+pub fn parse_sha(text: &str) -> anyhow::Result<String> {
+    let sha = text.trim();
+    if (7..=40).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(sha.to_ascii_lowercase())
+    } else {
+        Err(input_error(format!(
+            "{text:?} is not a git commit SHA; give 7 to 40 hexadecimal characters, \
+             e.g. the output of `git rev-parse HEAD` or its first 7 characters"
+        )))
+    }
+}
+
+/// An input error for YAML that serde could not read into [`ConfigFile`].
+fn yaml_error(path: &Path, error: &serde_norway::Error) -> anyhow::Error {
+    let mut message = error.to_string();
+    let mut place = String::new();
+    if let Some(location) = error.location() {
+        let at = format!("line {} column {}", location.line(), location.column());
+        message = message.replacen(&format!(" at {at}"), "", 1);
+        place = format!(" {at}");
+    }
+    let fix = if message.contains("is not a duration") {
+        // parse_duration's message already says how to write one.
+        None
+    } else if message.contains("unknown field") {
+        Some(
+            "remove the key or fix its spelling; the keys allowed there are listed above, \
+             and `berth config schema` prints them all",
+        )
+    } else if message.contains("missing field") {
+        Some("add the missing key; `berth config schema` describes every key")
+    } else if message.contains("invalid type") || message.contains("invalid value") {
+        Some("write a value of the expected type; `berth config schema` describes every key")
+    } else {
+        Some("fix the YAML there (indentation, an unclosed quote or bracket, a stray character)")
+    };
+    let mut text = format!("{}{place}: {message}", path.display());
+    if let Some(fix) = fix {
+        text.push_str("; ");
+        text.push_str(fix);
+    }
+    input_error(text)
+}
+
+/// An input error listing every problem found in berth.yaml.
+fn problems_error(path: &Path, problems: &[Problem]) -> anyhow::Error {
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{}: {}: {}; {}", path.display(), p.key, p.problem, p.fix))
+        .collect();
+    input_error(lines.join("\n"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+//! What the deployer may do, asked of the API server before anything changes
+//! (SelfSubjectAccessReview), so a deploy never stops half-way for want of a
+//! permission.
+
+use std::collections::BTreeSet;
+
+use anyhow::Context;
+use futures::future::try_join_all;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+};
+use kube::api::PostParams;
+use kube::{Api, Client};
+
+use super::apply::Resolved;
+use crate::error::input_error;
+
+/// One permission a deploy needs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Need {
+    /// API verb: get, list, watch, create, patch, update, delete.
+    pub verb: &'static str,
+    /// API group ("" for the core group).
+    pub group: String,
+    /// Plural resource name, with `/subresource` where one is meant.
+    pub resource: String,
+    /// The namespace, for namespaced resources.
+    pub namespace: Option<String>,
+}
+
+impl Need {
+    fn new(verb: &'static str, group: &str, resource: &str, namespace: Option<&str>) -> Need {
+        Need {
+            verb,
+            group: group.into(),
+            resource: resource.into(),
+            namespace: namespace.map(str::to_string),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let group = if self.group.is_empty() {
+            "core"
+        } else {
+            &self.group
+        };
+        let place = self
+            .namespace
+            .as_deref()
+            .map_or("cluster-wide".to_string(), |n| format!("in namespace {n}"));
+        format!("{} {} ({group}) {place}", self.verb, self.resource)
+    }
+}
+
+/// Everything a deploy of `objects` into `namespace` does to the cluster.
+pub fn deploy_needs(
+    objects: &[Resolved],
+    namespace: &str,
+    migration: bool,
+    prune: bool,
+) -> Vec<Need> {
+    let ns = Some(namespace);
+    let mut needs = BTreeSet::new();
+    for object in objects {
+        let place = object.namespaced.then_some(namespace);
+        let (group, plural) = (&object.resource.group, &object.resource.plural);
+        needs.insert(Need::new("patch", group, plural, place));
+        needs.insert(Need::new("create", group, plural, place));
+        if prune {
+            needs.insert(Need::new("list", group, plural, place));
+            needs.insert(Need::new("delete", group, plural, place));
+        }
+    }
+    for verb in ["get", "create", "update", "delete"] {
+        needs.insert(Need::new(verb, "coordination.k8s.io", "leases", ns));
+    }
+    for verb in ["list", "create", "update", "delete"] {
+        needs.insert(Need::new(verb, "", "secrets", ns));
+    }
+    for (group, plural) in [("", "pods"), ("apps", "replicasets"), ("", "events")] {
+        needs.insert(Need::new("list", group, plural, ns));
+        needs.insert(Need::new("watch", group, plural, ns));
+    }
+    needs.insert(Need::new("get", "", "pods/log", ns));
+    if migration {
+        for verb in ["create", "get", "delete"] {
+            needs.insert(Need::new(verb, "batch", "jobs", ns));
+        }
+    }
+    needs.into_iter().collect()
+}
+
+/// Ask the API server about every need; an input error lists what is denied.
+pub async fn check(client: &Client, needs: &[Need]) -> anyhow::Result<()> {
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let answers = try_join_all(needs.iter().map(|need| {
+        let api = api.clone();
+        async move {
+            let (resource, subresource) = match need.resource.split_once('/') {
+                Some((r, s)) => (r.to_string(), Some(s.to_string())),
+                None => (need.resource.clone(), None),
+            };
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        verb: Some(need.verb.into()),
+                        group: Some(need.group.clone()),
+                        resource: Some(resource),
+                        subresource,
+                        namespace: need.namespace.clone(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = api
+                .create(&PostParams::default(), &review)
+                .await
+                .context("asking the API server what the deployer may do")?;
+            anyhow::Ok((need, answer.status.is_some_and(|s| s.allowed)))
+        }
+    }))
+    .await?;
+    let denied: Vec<String> = answers
+        .into_iter()
+        .filter(|(_, allowed)| !allowed)
+        .map(|(need, _)| format!("  - {}", need.describe()))
+        .collect();
+    if denied.is_empty() {
+        return Ok(());
+    }
+    Err(input_error(format!(
+        "the deployer may not do everything this deploy needs:\n{}\ngrant it these permissions (see cluster-setup/rbac/deployer.yaml) or use a context that has them",
+        denied.join("\n")
+    )))
+}

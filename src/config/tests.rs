@@ -1,0 +1,577 @@
+//! Tests of loading and checking berth.yaml.
+
+use std::fs;
+use std::process::ExitCode;
+
+use super::*;
+use crate::error::exit_code_of;
+
+/// A scratch deploy repo with an `overlays/staging` kustomization; removed on drop.
+struct Repo(PathBuf);
+
+impl Repo {
+    /// A fresh repo whose name includes `test` (tests run in parallel).
+    fn new(test: &str) -> Repo {
+        let dir = std::env::temp_dir().join(format!("berth-config-{}-{test}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let repo = Repo(dir);
+        repo.write("overlays/staging/kustomization.yaml", "resources: []\n");
+        repo
+    }
+
+    /// Write `text` to `path` inside the repo, creating directories.
+    fn write(&self, path: &str, text: &str) {
+        let path = self.0.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
+    }
+
+    /// Write berth.yaml and load it.
+    fn load(&self, yaml: &str) -> anyhow::Result<Config> {
+        self.write("berth.yaml", yaml);
+        Config::load(&self.0.join("berth.yaml"))
+    }
+
+    /// Write berth.yaml, load it, and return the error's text; it must be an input error.
+    fn error(&self, yaml: &str) -> String {
+        let error = self.load(yaml).expect_err("berth.yaml should be refused");
+        assert_eq!(exit_code_of(&error), ExitCode::from(2), "{error:#}");
+        let text = format!("{error:#}");
+        let file = self.0.join("berth.yaml").display().to_string();
+        assert!(text.contains(&file), "the error names the file: {text}");
+        text
+    }
+}
+
+impl Drop for Repo {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A valid berth.yaml that tests vary.
+const MINIMAL: &str = "\
+app: shop
+images: [registry.example.com/shop/web, registry.example.com/shop/migrate]
+environments:
+  staging:
+    namespace: shop-staging
+    overlay: overlays/staging
+";
+
+/// Assert that `text` contains every one of `parts`.
+fn assert_mentions(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "expected {part:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_example_berth_yaml_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = Config::load(&dir.join("berth.yaml")).unwrap();
+    assert_eq!(config.app, "workbench");
+    assert_eq!(config.dir, dir);
+    assert_eq!(config.images.len(), 5);
+    assert_eq!(config.releases_kept, 20);
+    let github = config.github.as_ref().unwrap();
+    assert_eq!(github.branch, "master");
+    assert_eq!(github.required_checks, ["ci"]);
+    assert_eq!(
+        config.environments.keys().collect::<Vec<_>>(),
+        ["production", "staging"]
+    );
+    let staging = config.environment("staging").unwrap();
+    assert_eq!(staging.context.as_deref(), Some("berth-local"));
+    assert_eq!(staging.namespace, "workbench-staging");
+    assert_eq!(
+        staging.source,
+        Source::Kustomize {
+            overlay: dir.join("overlays/staging")
+        }
+    );
+    assert_eq!(
+        staging.rollout,
+        RolloutSettings {
+            timeout: Duration::from_secs(600),
+            unschedulable_after: Duration::from_secs(60),
+        }
+    );
+    let migrate = staging.migrate.as_ref().unwrap();
+    assert_eq!(migrate.image, "registry.example.com/workbench/migrate");
+    assert_eq!(migrate.command, ["flyway", "migrate"]);
+    assert_eq!(migrate.deadline, Duration::from_secs(600));
+    let production = config.environment("production").unwrap();
+    assert_eq!(production.namespace, "workbench-production");
+}
+
+#[test]
+fn omitted_keys_take_their_defaults() {
+    let repo = Repo::new("defaults");
+    let config = repo.load(MINIMAL).unwrap();
+    assert_eq!(config.releases_kept, 20);
+    assert_eq!(config.github, None);
+    assert_eq!(config.dir, repo.0);
+    let staging = &config.environments["staging"];
+    assert_eq!(staging.context, None);
+    assert_eq!(staging.migrate, None);
+    assert_eq!(
+        staging.rollout,
+        RolloutSettings {
+            timeout: Duration::from_secs(600),
+            unschedulable_after: Duration::from_secs(300),
+        }
+    );
+}
+
+#[test]
+fn every_key_is_read() {
+    let repo = Repo::new("every-key");
+    repo.write("charts/shop/Chart.yaml", "name: shop\n");
+    repo.write("charts/values-prod.yaml", "{}\n");
+    let config = repo
+        .load(
+            "\
+app: shop
+images: [127.0.0.1:25000/shop/web, registry.example.com/shop/migrate]
+github: { repo: acme/shop, branch: main, required_checks: [build, test] }
+releases_kept: 5
+environments:
+  prod:
+    context: gke_acme_us-central1-b_shop
+    namespace: shop
+    chart: { path: charts/shop, values: [charts/values-prod.yaml], release: shop-web }
+    migrate:
+      image: registry.example.com/shop/migrate
+      command: [flyway]
+      args: [migrate]
+      deadline: 1h30m
+      env_from: [{ secret: db-credentials }, { secret: flyway.conf }]
+      service_account: migrate
+    rollout: { timeout: 15m, unschedulable_after: 90s }
+",
+        )
+        .unwrap();
+    assert_eq!(config.releases_kept, 5);
+    assert_eq!(
+        config.github,
+        Some(GitHub {
+            repo: "acme/shop".into(),
+            branch: "main".into(),
+            required_checks: vec!["build".into(), "test".into()],
+        })
+    );
+    assert_eq!(
+        config.environment("prod").unwrap(),
+        &Environment {
+            context: Some("gke_acme_us-central1-b_shop".into()),
+            namespace: "shop".into(),
+            source: Source::Helm {
+                path: repo.0.join("charts/shop"),
+                values: vec![repo.0.join("charts/values-prod.yaml")],
+                release: "shop-web".into(),
+            },
+            migrate: Some(Migrate {
+                image: "registry.example.com/shop/migrate".into(),
+                command: vec!["flyway".into()],
+                args: vec!["migrate".into()],
+                deadline: Duration::from_secs(5400),
+                env_from_secrets: vec!["db-credentials".into(), "flyway.conf".into()],
+                service_account: Some("migrate".into()),
+            }),
+            rollout: RolloutSettings {
+                timeout: Duration::from_secs(900),
+                unschedulable_after: Duration::from_secs(90),
+            },
+        }
+    );
+}
+
+#[test]
+fn a_helm_release_defaults_to_the_app_name() {
+    let repo = Repo::new("release-default");
+    repo.write("chart/Chart.yaml", "name: shop\n");
+    let config = repo
+        .load("app: shop\nimages: [r/shop]\nenvironments:\n  dev: { namespace: dev, chart: { path: chart } }\n")
+        .unwrap();
+    let Source::Helm {
+        release, values, ..
+    } = &config.environments["dev"].source
+    else {
+        panic!("expected a chart");
+    };
+    assert_eq!(release, "shop");
+    assert!(values.is_empty());
+}
+
+#[test]
+fn an_unknown_key_lists_the_allowed_keys_with_its_line() {
+    let repo = Repo::new("unknown-key");
+    let text = repo.error(&MINIMAL.replace("    overlay:", "    overlays:"));
+    assert_mentions(
+        &text,
+        &[
+            "berth.yaml line 6 column 5",
+            "environments.staging: unknown field `overlays`",
+            "`overlay`",
+            "`chart`",
+            "remove the key or fix its spelling",
+        ],
+    );
+    let text = repo.error(&format!("{MINIMAL}tasks: {{}}\n"));
+    assert_mentions(
+        &text,
+        &[
+            "line 7 column 1",
+            "unknown field `tasks`",
+            "`releases_kept`",
+        ],
+    );
+}
+
+#[test]
+fn a_missing_key_is_named() {
+    let repo = Repo::new("missing-key");
+    let text = repo.error(&MINIMAL.replace("    namespace: shop-staging\n", ""));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging: missing field `namespace`",
+            "add the missing key",
+        ],
+    );
+}
+
+#[test]
+fn a_wrong_type_is_named() {
+    let repo = Repo::new("wrong-type");
+    let text = repo.error(&MINIMAL.replace("app: shop", "app: shop\nreleases_kept: many"));
+    assert_mentions(
+        &text,
+        &[
+            "line 2 column",
+            "releases_kept: invalid type",
+            "expected type",
+        ],
+    );
+}
+
+#[test]
+fn a_bad_duration_says_how_to_write_one() {
+    let repo = Repo::new("bad-duration");
+    let text = repo.error(&format!(
+        "{MINIMAL}    rollout: {{ timeout: 10 minutes }}\n"
+    ));
+    assert_mentions(
+        &text,
+        &[
+            "line 7 column 25",
+            "environments.staging.rollout.timeout: '10 minutes' is not a duration",
+            "'10 minutes' is not a duration",
+            "write it like 90s, 10m",
+        ],
+    );
+}
+
+#[test]
+fn broken_yaml_points_at_the_line() {
+    let repo = Repo::new("broken-yaml");
+    let text = repo.error("app: shop\nimages: [registry.example.com/shop/web\nenvironments: {}\n");
+    assert_mentions(&text, &["berth.yaml line", "fix the YAML there"]);
+}
+
+#[test]
+fn an_empty_file_says_what_to_write() {
+    let repo = Repo::new("empty");
+    let text = repo.error("# nothing yet\n");
+    assert_mentions(&text, &["berth.yaml is empty", "`environments:`"]);
+}
+
+#[test]
+fn a_missing_file_says_how_to_point_at_one() {
+    let error = Config::load(Path::new("/nonexistent/berth.yaml")).unwrap_err();
+    assert_eq!(exit_code_of(&error), ExitCode::from(2));
+    assert_mentions(
+        &error.to_string(),
+        &["/nonexistent/berth.yaml", "--config", "BERTH_CONFIG"],
+    );
+}
+
+#[test]
+fn names_must_be_dns_labels() {
+    let repo = Repo::new("names");
+    let text = repo.error(&MINIMAL.replace("app: shop", "app: Shop_App"));
+    assert_mentions(
+        &text,
+        &[
+            ": app: \"Shop_App\" is not a valid name",
+            "lowercase",
+            "e.g. \"shop-app\"",
+        ],
+    );
+    let text = repo.error(&MINIMAL.replace("namespace: shop-staging", "namespace: shop.staging"));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging.namespace: \"shop.staging\"",
+            "e.g. \"shop-staging\"",
+        ],
+    );
+    let text = repo.error(&MINIMAL.replace("  staging:", "  Staging:"));
+    assert_mentions(
+        &text,
+        &["environments.Staging: the environment name", "rename it"],
+    );
+    let text = repo.error(&MINIMAL.replace("  staging:", &format!("  {}:", "s".repeat(60))));
+    assert_mentions(&text, &["longer than 63 characters", "shorten"]);
+}
+
+#[test]
+fn images_must_be_repositories_without_tag_or_digest() {
+    let repo = Repo::new("images");
+    let text = repo.error(&MINIMAL.replace("shop/web", "shop/web:latest"));
+    assert_mentions(
+        &text,
+        &[
+            "images[0]: \"registry.example.com/shop/web:latest\" has a tag or digest",
+            "write \"registry.example.com/shop/web\"",
+            "remove the tag; berth sets it to the SHA",
+        ],
+    );
+    let text = repo.error(&MINIMAL.replace("shop/web", "shop/web@sha256:abcd"));
+    assert_mentions(&text, &["images[0]", "remove the tag"]);
+    let text = repo.error(&MINIMAL.replace(
+        "shop/migrate]",
+        "shop/migrate, registry.example.com/shop/web]",
+    ));
+    assert_mentions(
+        &text,
+        &["images[2]", "listed twice", "remove the duplicate"],
+    );
+    let text = repo.error(&MINIMAL.replace("registry.example.com/shop/web", "a//b"));
+    assert_mentions(&text, &["images[0]: \"a//b\" is not an image repository"]);
+    let text = repo.error(&MINIMAL.replace(
+        "images: [registry.example.com/shop/web, registry.example.com/shop/migrate]",
+        "images: []",
+    ));
+    assert_mentions(
+        &text,
+        &["images: lists no image repository", "e.g. `images:"],
+    );
+    let config = repo
+        .load(&MINIMAL.replace("registry.example.com/shop/web", "127.0.0.1:25000/shop/web"))
+        .unwrap();
+    assert_eq!(config.images[0], "127.0.0.1:25000/shop/web");
+}
+
+#[test]
+fn the_overlay_must_be_a_kustomization() {
+    let repo = Repo::new("overlay");
+    let text = repo.error(&MINIMAL.replace("overlays/staging", "overlays/stagin"));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging.overlay: overlays/stagin is not a directory",
+            "point it at the kustomize directory",
+        ],
+    );
+    repo.write("overlays/empty/README", "nothing\n");
+    let text = repo.error(&MINIMAL.replace("overlays/staging", "overlays/empty"));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging.overlay",
+            "has no kustomization.yaml",
+            "create kustomization.yaml",
+        ],
+    );
+    repo.write("overlays/yml/kustomization.yml", "resources: []\n");
+    repo.load(&MINIMAL.replace("overlays/staging", "overlays/yml"))
+        .unwrap();
+}
+
+#[test]
+fn exactly_one_of_overlay_and_chart() {
+    let repo = Repo::new("one-source");
+    repo.write("chart/Chart.yaml", "name: shop\n");
+    let text = repo.error(&format!("{MINIMAL}    chart: {{ path: chart }}\n"));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging: has both `overlay` and `chart`",
+            "keep one",
+        ],
+    );
+    let text = repo.error(&MINIMAL.replace("    overlay: overlays/staging\n", ""));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging: has neither",
+            "add `overlay: overlays/staging`",
+        ],
+    );
+}
+
+#[test]
+fn the_chart_must_have_chart_yaml_and_its_values() {
+    let repo = Repo::new("chart");
+    repo.write("chart/values.yaml", "{}\n");
+    let text = repo.error(&MINIMAL.replace(
+        "overlay: overlays/staging",
+        "chart: { path: chart, values: [chart/values.yaml, chart/missing.yaml], release: Shop }",
+    ));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging.chart.path:",
+            "has no Chart.yaml",
+            "environments.staging.chart.values[1]: chart/missing.yaml does not exist",
+            "environments.staging.chart.release: \"Shop\"",
+        ],
+    );
+    assert!(!text.contains("values[0]"), "{text}");
+}
+
+#[test]
+fn the_migration_image_must_be_listed_in_images() {
+    let repo = Repo::new("migrate");
+    let text = repo.error(&format!(
+        "{MINIMAL}    migrate: {{ image: registry.example.com/shop/other, command: [migrate] }}\n"
+    ));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging.migrate.image: \"registry.example.com/shop/other\" is not listed in `images`",
+            "add \"registry.example.com/shop/other\" to `images`",
+        ],
+    );
+    let text = repo.error(&format!(
+        "{MINIMAL}    migrate: {{ image: \"registry.example.com/shop/migrate:v1\", env_from: [{{ secret: DB }}], service_account: Migrate, deadline: 0s }}\n"
+    ));
+    assert_mentions(
+        &text,
+        &[
+            "migrate.image: \"registry.example.com/shop/migrate:v1\" has a tag",
+            "migrate.env_from[0].secret: \"DB\"",
+            "migrate.service_account: \"Migrate\"",
+            "migrate.deadline: is zero",
+        ],
+    );
+    assert!(
+        !text.contains("not listed"),
+        "one problem at a time per key: {text}"
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let repo = Repo::new("all-problems");
+    let text = repo.error(
+        "\
+app: Shop
+images: [shop:1]
+github: { repo: shop, branch: '', required_checks: [] }
+releases_kept: 0
+environments:
+  staging: { namespace: Staging, overlay: nowhere, context: '', rollout: { unschedulable_after: 0m } }
+",
+    );
+    let keys = [
+        "app:",
+        "images[0]:",
+        "github.repo:",
+        "github.branch:",
+        "github.required_checks:",
+        "releases_kept:",
+        "environments.staging.context:",
+        "environments.staging.namespace:",
+        "environments.staging.overlay:",
+        "environments.staging.rollout.unschedulable_after:",
+    ];
+    assert_mentions(&text, &keys);
+    assert_eq!(text.lines().count(), keys.len(), "{text}");
+}
+
+#[test]
+fn no_environment_is_refused() {
+    let repo = Repo::new("no-environment");
+    let text = repo.error("app: shop\nimages: [r/shop]\nenvironments: {}\n");
+    assert_mentions(&text, &["environments: lists no environment", "add one"]);
+}
+
+#[test]
+fn an_unknown_environment_lists_the_known_ones() {
+    let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("berth.yaml")).unwrap();
+    let error = config.environment("prod").unwrap_err();
+    assert_eq!(exit_code_of(&error), ExitCode::from(2));
+    assert_mentions(
+        &error.to_string(),
+        &[
+            "no environment `prod`",
+            "`production`, `staging`",
+            "add it under `environments:` in berth.yaml",
+        ],
+    );
+}
+
+#[test]
+fn shas_are_7_to_40_hex_characters_lowercased() {
+    assert_eq!(parse_sha("ABCDEF1").unwrap(), "abcdef1");
+    let full = "0123456789abcdef0123456789abcdef01234567";
+    assert_eq!(parse_sha(full).unwrap(), full);
+    assert_eq!(parse_sha(" deadbee\n").unwrap(), "deadbee");
+    for bad in [
+        "",
+        "abc123",
+        "main",
+        "g123456",
+        "0123456789abcdef0123456789abcdef012345678",
+        "dead bee",
+    ] {
+        let error = parse_sha(bad).unwrap_err();
+        assert_eq!(exit_code_of(&error), ExitCode::from(2));
+        assert_mentions(
+            &error.to_string(),
+            &[
+                "is not a git commit SHA",
+                "7 to 40 hexadecimal",
+                "git rev-parse",
+            ],
+        );
+    }
+}
+
+#[test]
+fn berth_schema_json_is_the_generated_schema() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("berth.schema.json");
+    let generated = serde_json::to_string_pretty(&Config::schema()).unwrap() + "\n";
+    if std::env::var_os("BERTH_UPDATE_SCHEMA").is_some() {
+        fs::write(&path, &generated).unwrap();
+    }
+    let written = fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        written == generated,
+        "berth.schema.json is out of date; regenerate it with \
+         `BERTH_UPDATE_SCHEMA=1 cargo test --lib berth_schema_json`"
+    );
+}
+
+#[test]
+fn the_schema_describes_the_file() {
+    let schema = Config::schema();
+    let rollout = serde_json::json!([{ "$ref": "#/definitions/Rollout" }]);
+    assert_eq!(schema["$schema"], "http://json-schema.org/draft-07/schema#");
+    assert_eq!(schema["title"], "berth.yaml");
+    assert_eq!(
+        schema["required"],
+        serde_json::json!(["app", "images", "environments"])
+    );
+    assert_eq!(schema["additionalProperties"], false);
+    let environment = &schema["definitions"]["Environment"];
+    assert_eq!(environment["oneOf"][0]["required"][0], "overlay");
+    assert_eq!(environment["properties"]["rollout"]["allOf"], rollout);
+    assert_eq!(
+        schema["definitions"]["Duration"]["pattern"],
+        "^([0-9]+[smhd])+$"
+    );
+}

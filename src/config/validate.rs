@@ -1,0 +1,474 @@
+//! Checks serde cannot make, turning the file's shape into the public model.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::file::{ChartFile, ConfigFile, EnvironmentFile, GitHubFile, MigrateFile};
+use super::{Config, Environment, GitHub, Migrate, RolloutSettings, Source};
+
+/// One thing wrong with berth.yaml: where, what, and how to fix it.
+#[derive(Debug)]
+pub(super) struct Problem {
+    /// The key path, such as `environments.staging.namespace`.
+    pub key: String,
+    /// What is wrong.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+/// Check everything in `file` and build the model, or list every problem found.
+/// Relative paths are resolved against `dir`, berth.yaml's directory.
+pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Problem>> {
+    let mut checker = Checker {
+        dir,
+        problems: Vec::new(),
+    };
+    checker.dns_label("app", &file.app, 63);
+    checker.images(&file.images);
+    let github = file.github.map(|github| checker.github(github));
+    if file.releases_kept == 0 {
+        checker.report(
+            "releases_kept",
+            "is 0, so no release would be recorded",
+            "keep at least 1 (the default is 20)",
+        );
+    }
+    if file.environments.is_empty() {
+        checker.report(
+            "environments",
+            "lists no environment",
+            "add one, e.g. `staging: { namespace: myapp-staging, overlay: overlays/staging }`",
+        );
+    }
+    let environments: BTreeMap<String, Environment> = file
+        .environments
+        .into_iter()
+        .filter_map(|(name, environment)| {
+            let environment = checker.environment(&file.app, &file.images, &name, environment);
+            Some((name, environment?))
+        })
+        .collect();
+    if !checker.problems.is_empty() {
+        return Err(checker.problems);
+    }
+    Ok(Config {
+        app: file.app,
+        images: file.images,
+        github,
+        releases_kept: file.releases_kept,
+        environments,
+        dir: dir.to_path_buf(),
+    })
+}
+
+/// Collects problems while checking one file.
+struct Checker<'a> {
+    /// berth.yaml's directory, against which relative paths resolve.
+    dir: &'a Path,
+    /// Every problem found so far.
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    /// Record a problem.
+    fn report(
+        &mut self,
+        key: impl Into<String>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        self.problems.push(Problem {
+            key: key.into(),
+            problem: problem.into(),
+            fix: fix.into(),
+        });
+    }
+
+    /// `value` must be a DNS-1123 label of at most `max` characters.
+    fn dns_label(&mut self, key: &str, value: &str, max: usize) {
+        if !is_dns_label(value, max) {
+            self.report(
+                key,
+                format!("{value:?} is not a valid name"),
+                format!(
+                    "use at most {max} lowercase letters, digits and '-', starting and ending \
+                     with a letter or digit, e.g. {:?}",
+                    suggest_label(value, max)
+                ),
+            );
+        }
+    }
+
+    /// `value` must be a DNS-1123 subdomain (the names of Secrets, ServiceAccounts, ...).
+    fn dns_subdomain(&mut self, key: &str, value: &str) {
+        let valid = value.len() <= 253 && value.split('.').all(|part| is_dns_label(part, 63));
+        if !valid {
+            self.report(
+                key,
+                format!("{value:?} is not a valid Kubernetes object name"),
+                format!(
+                    "use the object's name as Kubernetes shows it: lowercase letters, digits, \
+                     '-' and '.', e.g. {:?}",
+                    suggest_label(value, 63)
+                ),
+            );
+        }
+    }
+
+    /// `images` must list at least one repository, each well formed and listed once.
+    fn images(&mut self, images: &[String]) {
+        if images.is_empty() {
+            self.report(
+                "images",
+                "lists no image repository",
+                "list the repositories CI builds and tags with the commit SHA, \
+                 e.g. `images: [registry.example.com/myapp/web]`",
+            );
+        }
+        let mut seen = BTreeSet::new();
+        for (index, image) in images.iter().enumerate() {
+            let key = format!("images[{index}]");
+            self.repository(&key, image);
+            if !seen.insert(image) {
+                self.report(
+                    key,
+                    format!("{image:?} is listed twice"),
+                    "remove the duplicate",
+                );
+            }
+        }
+    }
+
+    /// `image` must be a repository: no tag, no digest, no blanks.
+    fn repository(&mut self, key: &str, image: &str) {
+        let repository = crate::render::repository(image);
+        if image.is_empty()
+            || image.split('/').any(str::is_empty)
+            || image.contains(char::is_whitespace)
+        {
+            self.report(
+                key,
+                format!("{image:?} is not an image repository"),
+                "write it like registry.example.com/team/app, without spaces or empty path parts",
+            );
+        } else if repository != image {
+            self.report(
+                key,
+                format!("{image:?} has a tag or digest"),
+                format!("write {repository:?}: remove the tag; berth sets it to the SHA"),
+            );
+        }
+    }
+
+    /// Check the `github:` block.
+    fn github(&mut self, github: GitHubFile) -> GitHub {
+        let valid_repo = github.repo.split_once('/').is_some_and(|(owner, name)| {
+            [owner, name].iter().all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            })
+        });
+        if !valid_repo {
+            self.report(
+                "github.repo",
+                format!("{:?} is not a GitHub repository", github.repo),
+                "write it as owner/name, as in the repository's URL github.com/owner/name",
+            );
+        }
+        if github.branch.trim().is_empty() {
+            self.report(
+                "github.branch",
+                "is empty",
+                "name the branch to deploy from, e.g. `branch: master`, or remove the key",
+            );
+        }
+        if github.required_checks.is_empty() {
+            self.report(
+                "github.required_checks",
+                "lists no check",
+                "list the names of the checks that must pass before a commit is deployed, \
+                 e.g. `required_checks: [ci]`",
+            );
+        }
+        for (index, check) in github.required_checks.iter().enumerate() {
+            if check.trim().is_empty() {
+                self.report(
+                    format!("github.required_checks[{index}]"),
+                    "is empty",
+                    "write the check's name as GitHub shows it on a commit, or remove the entry",
+                );
+            }
+        }
+        GitHub {
+            repo: github.repo,
+            branch: github.branch,
+            required_checks: github.required_checks,
+        }
+    }
+
+    /// Check one environment; `None` when its rendering source is unusable.
+    fn environment(
+        &mut self,
+        app: &str,
+        images: &[String],
+        name: &str,
+        environment: EnvironmentFile,
+    ) -> Option<Environment> {
+        let key = format!("environments.{name}");
+        if is_dns_label(name, 63) {
+            if app.len() + 1 + name.len() > 63 {
+                self.report(
+                    &key,
+                    format!("`{app}-{name}` (app and environment) is longer than 63 characters"),
+                    "shorten the environment's name or `app`: berth uses both in a Kubernetes label",
+                );
+            }
+        } else {
+            self.report(
+                &key,
+                format!("the environment name {name:?} is not a valid name"),
+                format!(
+                    "rename it to lowercase letters, digits and '-', e.g. {:?}",
+                    suggest_label(name, 63)
+                ),
+            );
+        }
+        if environment
+            .context
+            .as_deref()
+            .is_some_and(|context| context.trim().is_empty())
+        {
+            self.report(
+                format!("{key}.context"),
+                "is empty",
+                "name a context from your kubeconfig (`kubectl config get-contexts`), \
+                 or remove the key to use the current context",
+            );
+        }
+        self.dns_label(&format!("{key}.namespace"), &environment.namespace, 63);
+        let source = self.source(&key, app, environment.overlay, environment.chart);
+        let migrate = environment
+            .migrate
+            .map(|migrate| self.migrate(&format!("{key}.migrate"), images, migrate));
+        let rollout = RolloutSettings {
+            timeout: self.positive(
+                &format!("{key}.rollout.timeout"),
+                environment.rollout.timeout.0,
+            ),
+            unschedulable_after: self.positive(
+                &format!("{key}.rollout.unschedulable_after"),
+                environment.rollout.unschedulable_after.0,
+            ),
+        };
+        Some(Environment {
+            context: environment.context,
+            namespace: environment.namespace,
+            source: source?,
+            migrate,
+            rollout,
+        })
+    }
+
+    /// Exactly one of `overlay` and `chart`, pointing at something renderable.
+    fn source(
+        &mut self,
+        key: &str,
+        app: &str,
+        overlay: Option<PathBuf>,
+        chart: Option<ChartFile>,
+    ) -> Option<Source> {
+        match (overlay, chart) {
+            (Some(overlay), None) => {
+                let overlay = self.overlay(&format!("{key}.overlay"), &overlay);
+                Some(Source::Kustomize { overlay })
+            }
+            (None, Some(chart)) => Some(self.chart(&format!("{key}.chart"), app, chart)),
+            (Some(_), Some(_)) => {
+                self.report(
+                    key,
+                    "has both `overlay` and `chart`",
+                    "keep one: `overlay` for a kustomize directory, `chart` for a helm chart",
+                );
+                None
+            }
+            (None, None) => {
+                self.report(
+                    key,
+                    "has neither `overlay` nor `chart`",
+                    format!(
+                        "add `overlay: overlays/{}` (a kustomize directory) or \
+                         `chart: {{ path: charts/{app} }}` (a helm chart)",
+                        key.trim_start_matches("environments.")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The overlay must be a directory holding a kustomization file.
+    fn overlay(&mut self, key: &str, overlay: &Path) -> PathBuf {
+        let resolved = self.dir.join(overlay);
+        if !resolved.is_dir() {
+            self.report(
+                key,
+                format!(
+                    "{} is not a directory (looked for {})",
+                    overlay.display(),
+                    resolved.display()
+                ),
+                "point it at the kustomize directory, relative to berth.yaml's directory",
+            );
+        } else if !["kustomization.yaml", "kustomization.yml", "Kustomization"]
+            .iter()
+            .any(|file| resolved.join(file).is_file())
+        {
+            self.report(
+                key,
+                format!("{} has no kustomization.yaml", resolved.display()),
+                "create kustomization.yaml there, or point `overlay` at the directory that has it",
+            );
+        }
+        resolved
+    }
+
+    /// The chart must be a directory holding Chart.yaml; every values file must exist.
+    fn chart(&mut self, key: &str, app: &str, chart: ChartFile) -> Source {
+        let path = self.dir.join(&chart.path);
+        if !path.join("Chart.yaml").is_file() {
+            self.report(
+                format!("{key}.path"),
+                format!("{} has no Chart.yaml", path.display()),
+                "point `path` at the chart's directory, relative to berth.yaml's directory",
+            );
+        }
+        let values = chart
+            .values
+            .iter()
+            .enumerate()
+            .map(|(index, file)| {
+                let resolved = self.dir.join(file);
+                if !resolved.is_file() {
+                    self.report(
+                        format!("{key}.values[{index}]"),
+                        format!("{} does not exist (looked for {})", file.display(), resolved.display()),
+                        "create the values file, or fix its path (relative to berth.yaml's directory)",
+                    );
+                }
+                resolved
+            })
+            .collect();
+        let release = chart.release.unwrap_or_else(|| app.to_owned());
+        self.dns_label(&format!("{key}.release"), &release, 53);
+        Source::Helm {
+            path,
+            values,
+            release,
+        }
+    }
+
+    /// Check the migration: its image is one of `images`, its names are valid.
+    fn migrate(&mut self, key: &str, images: &[String], migrate: MigrateFile) -> Migrate {
+        let image_key = format!("{key}.image");
+        self.repository(&image_key, &migrate.image);
+        if crate::render::repository(&migrate.image) == migrate.image
+            && !images.contains(&migrate.image)
+        {
+            self.report(
+                image_key,
+                format!("{:?} is not listed in `images`", migrate.image),
+                format!(
+                    "add {:?} to `images`: the migration runs the image CI built for the SHA",
+                    migrate.image
+                ),
+            );
+        }
+        for (index, entry) in migrate.env_from.iter().enumerate() {
+            self.dns_subdomain(&format!("{key}.env_from[{index}].secret"), &entry.secret);
+        }
+        if let Some(account) = &migrate.service_account {
+            self.dns_subdomain(&format!("{key}.service_account"), account);
+        }
+        Migrate {
+            deadline: self.positive(&format!("{key}.deadline"), migrate.deadline.0),
+            image: migrate.image,
+            command: migrate.command,
+            args: migrate.args,
+            env_from_secrets: migrate
+                .env_from
+                .into_iter()
+                .map(|entry| entry.secret)
+                .collect(),
+            service_account: migrate.service_account,
+        }
+    }
+
+    /// A duration that must not be zero.
+    fn positive(&mut self, key: &str, duration: Duration) -> Duration {
+        if duration.is_zero() {
+            self.report(key, "is zero", "give it time, e.g. 10m");
+        }
+        duration
+    }
+}
+
+/// Whether `value` is a DNS-1123 label of at most `max` characters.
+fn is_dns_label(value: &str, max: usize) -> bool {
+    let bytes = value.as_bytes();
+    let alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    !value.is_empty()
+        && value.len() <= max
+        && bytes.iter().all(|b| alphanumeric(b) || *b == b'-')
+        && bytes.first().is_some_and(alphanumeric)
+        && bytes.last().is_some_and(alphanumeric)
+}
+
+/// The nearest valid label to `value`: lowercase, other characters as '-'.
+fn suggest_label(value: &str, max: usize) -> String {
+    let mapped: String = value
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .take(max)
+        .collect();
+    let trimmed = mapped.trim_matches('-');
+    if trimmed.is_empty() {
+        "myapp".to_owned()
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_labels() {
+        for good in [
+            "a",
+            "workbench",
+            "workbench-staging",
+            "0abc9",
+            &"a".repeat(63),
+        ] {
+            assert!(is_dns_label(good, 63), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a_b", "a.b", "ä", &"a".repeat(64)] {
+            assert!(!is_dns_label(bad, 63), "{bad}");
+        }
+    }
+
+    #[test]
+    fn suggestions_are_valid_labels() {
+        assert_eq!(suggest_label("Workbench_Staging", 63), "workbench-staging");
+        assert_eq!(suggest_label("__", 63), "myapp");
+        assert!(is_dns_label(&suggest_label(&"X".repeat(100), 63), 63));
+    }
+}

@@ -1,0 +1,390 @@
+//! Pods: whether a pod can never become healthy, and why, in one sentence.
+//!
+//! Workload verdicts ask this of the pods of their newest revision only.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::jiff::Timestamp;
+
+use super::{Failure, Thresholds, plural};
+
+/// Waiting reasons the kubelet does not recover from without a new spec.
+const DOOMED_WAITING_REASONS: [&str; 6] = [
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+];
+
+/// Reasons for a Failed pod that its controller replaces by itself, so the
+/// rollout is not doomed by it.
+const REPLACED_FAILURE_REASONS: [&str; 2] = ["Evicted", "Preempting"];
+
+/// Why `pod` can never become healthy, or `None` while it still may.
+///
+/// Doomed: a container or init container waiting with reason
+/// ImagePullBackOff, ErrImagePull, CrashLoopBackOff,
+/// CreateContainerConfigError, CreateContainerError or InvalidImageName; an
+/// init container that exited non-zero; a pod unschedulable for longer than
+/// `thresholds.unschedulable_after`; phase Failed, unless a Job owns the pod
+/// (the Job retries it within its backoffLimit) or the pod was evicted or
+/// preempted (its controller replaces it).
+pub fn doom(pod: &Pod, now: Timestamp, thresholds: Thresholds) -> Option<Failure> {
+    let status = pod.status.as_ref()?;
+    let init_containers = status.init_container_statuses.iter().flatten();
+    let containers = status.container_statuses.iter().flatten();
+    let (reason, message) = init_containers
+        .filter_map(|c| init_container_failed(c).or_else(|| waiting(c, "init container")))
+        .chain(containers.filter_map(|c| waiting(c, "container")))
+        .next()
+        .or_else(|| unschedulable(status, now, thresholds))
+        .or_else(|| failed(pod, status))?;
+    Some(Failure {
+        pod: pod.metadata.name.clone(),
+        reason,
+        message,
+    })
+}
+
+/// The first container (init containers first) whose current state is a
+/// non-zero exit, as `container "x" exited with code N (Reason: message)`.
+pub(super) fn nonzero_exit(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    let init_containers = status.init_container_statuses.iter().flatten();
+    let containers = status.container_statuses.iter().flatten();
+    init_containers
+        .filter_map(|c| exited_nonzero(c, "init container"))
+        .chain(containers.filter_map(|c| exited_nonzero(c, "container")))
+        .next()
+}
+
+/// A (reason, message) pair for [`Failure`].
+type Cause = (String, String);
+
+fn waiting(container: &ContainerStatus, what: &str) -> Option<Cause> {
+    let waiting = container.state.as_ref()?.waiting.as_ref()?;
+    let reason = waiting
+        .reason
+        .as_deref()
+        .filter(|r| DOOMED_WAITING_REASONS.contains(r))?;
+    let (problem, history) = match reason {
+        "ImagePullBackOff" | "ErrImagePull" => (
+            format!("cannot pull image {:?}", container.image),
+            String::new(),
+        ),
+        "InvalidImageName" => (
+            format!("has an invalid image name {:?}", container.image),
+            String::new(),
+        ),
+        "CrashLoopBackOff" => ("keeps crashing".to_owned(), crash_history(container)),
+        _ => ("cannot be created".to_owned(), String::new()),
+    };
+    let said = waiting
+        .message
+        .as_deref()
+        .map(|m| format!(" ({m})"))
+        .unwrap_or_default();
+    let message = format!(
+        "{what} {:?} {problem}: {reason}{history}{said}",
+        container.name
+    );
+    Some((reason.to_owned(), message))
+}
+
+/// " after N restarts, last exit code C" for a crash-looping container.
+fn crash_history(container: &ContainerStatus) -> String {
+    let last_exit = container
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| format!(", last exit code {}", t.exit_code))
+        .unwrap_or_default();
+    let n = container.restart_count;
+    format!(" after {n} {}{last_exit}", plural(n, "restart"))
+}
+
+fn init_container_failed(container: &ContainerStatus) -> Option<Cause> {
+    let message = exited_nonzero(container, "init container")?;
+    Some(("InitContainerFailed".to_owned(), message))
+}
+
+fn exited_nonzero(container: &ContainerStatus, what: &str) -> Option<String> {
+    let terminated = container.state.as_ref()?.terminated.as_ref()?;
+    (terminated.exit_code != 0).then(|| {
+        let detail = detail(terminated.reason.as_deref(), terminated.message.as_deref());
+        format!(
+            "{what} {:?} exited with code {}{detail}",
+            container.name, terminated.exit_code
+        )
+    })
+}
+
+fn unschedulable(status: &PodStatus, now: Timestamp, thresholds: Thresholds) -> Option<Cause> {
+    let condition = status.conditions.iter().flatten().find(|c| {
+        c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+    })?;
+    let since = condition.last_transition_time.as_ref()?.0;
+    let elapsed = Duration::try_from(now.duration_since(since)).ok()?;
+    (elapsed >= thresholds.unschedulable_after).then(|| {
+        let why = condition
+            .message
+            .as_deref()
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        let message = format!("pod has been unschedulable for {}{why}", human(elapsed));
+        ("Unschedulable".to_owned(), message)
+    })
+}
+
+fn failed(pod: &Pod, status: &PodStatus) -> Option<Cause> {
+    if status.phase.as_deref() != Some("Failed") {
+        return None;
+    }
+    let owned_by_job = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.kind == "Job");
+    let replaced = status
+        .reason
+        .as_deref()
+        .is_some_and(|r| REPLACED_FAILURE_REASONS.contains(&r));
+    if owned_by_job || replaced {
+        return None;
+    }
+    let reason = status.reason.clone().unwrap_or_else(|| "PodFailed".into());
+    let message = match (nonzero_exit(pod), status.message.as_deref()) {
+        (Some(exit), _) => format!("pod failed: {exit}"),
+        (None, Some(message)) => format!("pod failed: {message}"),
+        (None, None) => "pod failed".to_owned(),
+    };
+    Some((reason, message))
+}
+
+/// " (reason: message)", " (reason)", " (message)" or "".
+fn detail(reason: Option<&str>, message: Option<&str>) -> String {
+    match (reason, message) {
+        (Some(r), Some(m)) => format!(" ({r}: {m})"),
+        (Some(one), None) | (None, Some(one)) => format!(" ({one})"),
+        (None, None) => String::new(),
+    }
+}
+
+/// "45s", "2m5s", "1h2m".
+fn human(elapsed: Duration) -> String {
+    let secs = elapsed.as_secs();
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ContainerStateWaiting;
+
+    use super::super::testing::{Objects, at};
+    use super::*;
+
+    /// Just after every fixture was recorded; unschedulable tests pick their own instant.
+    fn now() -> Timestamp {
+        at("2026-11-21T22:56:30Z")
+    }
+
+    fn doom_of(json: &str, pod: &str) -> Option<Failure> {
+        doom(Objects::load(json).pod(pod), now(), Thresholds::default())
+    }
+
+    fn failure(pod: &str, reason: &str, message: &str) -> Option<Failure> {
+        Some(Failure {
+            pod: Some(pod.to_owned()),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        })
+    }
+
+    #[test]
+    fn running_ready_pods_are_not_doomed() {
+        let healthy = Objects::load(include_str!("fixtures/deployment-healthy.json"));
+        for pod in &healthy.pods {
+            assert_eq!(doom(pod, now(), Thresholds::default()), None);
+        }
+        let with_init = include_str!("fixtures/pod-init-ready.json");
+        assert_eq!(doom_of(with_init, "web-init"), None);
+    }
+
+    #[test]
+    fn err_image_pull_is_doomed() {
+        assert_eq!(
+            doom_of(include_str!("fixtures/pod-err-image-pull.json"), "pull"),
+            failure(
+                "pull",
+                "ErrImagePull",
+                r#"container "web" cannot pull image "registry.example/app:badbad2": ErrImagePull (failed to pull and unpack image "registry.example/app:badbad2": not found)"#
+            )
+        );
+    }
+
+    #[test]
+    fn image_pull_back_off_is_doomed() {
+        let json = include_str!("fixtures/deployment-new-rs-image-pull.json");
+        assert_eq!(
+            doom_of(json, "web-5b68d646c8-whksg"),
+            failure(
+                "web-5b68d646c8-whksg",
+                "ImagePullBackOff",
+                r#"container "web" cannot pull image "registry.example/app:badbad1": ImagePullBackOff (Back-off pulling image "registry.example/app:badbad1")"#
+            )
+        );
+    }
+
+    #[test]
+    fn crash_loop_names_restarts_and_last_exit_code() {
+        let json = include_str!("fixtures/deployment-crashloop.json");
+        assert_eq!(
+            doom_of(json, "legacy-7fb6fbf86f-lf57z"),
+            failure(
+                "legacy-7fb6fbf86f-lf57z",
+                "CrashLoopBackOff",
+                r#"container "web" keeps crashing: CrashLoopBackOff after 10 restarts, last exit code 1 (back-off restarting failed container web)"#
+            )
+        );
+    }
+
+    #[test]
+    fn create_container_config_error_is_doomed() {
+        // Hand-edited from pod-init-ready.json: kwok does not fake a missing
+        // Secret, so the status is written as the kubelet reports it.
+        let json = include_str!("fixtures/pod-create-container-config-error.json");
+        assert_eq!(
+            doom_of(json, "web-init"),
+            failure(
+                "web-init",
+                "CreateContainerConfigError",
+                r#"container "web" cannot be created: CreateContainerConfigError (secret "app-secrets" not found)"#
+            )
+        );
+    }
+
+    #[test]
+    fn only_hopeless_waiting_reasons_doom() {
+        // The config-error pod (hand-edited, see above) with each waiting reason in turn.
+        let objects = Objects::load(include_str!(
+            "fixtures/pod-create-container-config-error.json"
+        ));
+        let with_reason = |reason: &str| {
+            let mut pod = objects.pod("web-init").clone();
+            let status = pod.status.as_mut().unwrap();
+            let container = &mut status.container_statuses.as_mut().unwrap()[0];
+            container.state.as_mut().unwrap().waiting = Some(ContainerStateWaiting {
+                reason: Some(reason.to_owned()),
+                message: None,
+            });
+            doom(&pod, now(), Thresholds::default())
+        };
+        for reason in DOOMED_WAITING_REASONS {
+            assert_eq!(
+                with_reason(reason).map(|f| f.reason),
+                Some(reason.to_owned())
+            );
+        }
+        assert_eq!(
+            with_reason("InvalidImageName").map(|f| f.message),
+            Some(r#"container "web" has an invalid image name "registry.example/app:1a2b3c4": InvalidImageName"#.to_owned())
+        );
+        for reason in ["ContainerCreating", "PodInitializing"] {
+            assert_eq!(with_reason(reason), None, "{reason}");
+        }
+    }
+
+    #[test]
+    fn failed_init_container_is_doomed() {
+        // Hand-edited from pod-init-ready.json: kwok never fails init containers.
+        let json = include_str!("fixtures/pod-init-container-failed.json");
+        assert_eq!(
+            doom_of(json, "web-init"),
+            failure(
+                "web-init",
+                "InitContainerFailed",
+                r#"init container "wait-for-db" exited with code 1 (Error)"#
+            )
+        );
+    }
+
+    #[test]
+    fn crash_looping_init_container_is_doomed() {
+        // Hand-edited from pod-init-container-failed.json: the kubelet restarted it and backs off.
+        let json = include_str!("fixtures/pod-init-crashloop.json");
+        assert_eq!(
+            doom_of(json, "web-init"),
+            failure(
+                "web-init",
+                "CrashLoopBackOff",
+                r#"init container "wait-for-db" keeps crashing: CrashLoopBackOff after 3 restarts, last exit code 1 (back-off 40s restarting failed container=wait-for-db pod=web-init_fixtures-rollout(d30b640b-c6f2-4e89-bfde-c372df4a6847))"#
+            )
+        );
+    }
+
+    #[test]
+    fn unschedulable_dooms_only_after_the_threshold() {
+        // PodScheduled=False/Unschedulable since 22:54:44.
+        let objects = Objects::load(include_str!("fixtures/deployment-unschedulable.json"));
+        let pod = objects.pod("stuck-976c9ffd4-9lngl");
+        let defaults = Thresholds::default();
+        assert_eq!(doom(pod, at("2026-11-21T22:54:44Z"), defaults), None);
+        assert_eq!(doom(pod, at("2026-11-21T22:55:43Z"), defaults), None);
+        let scheduler = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
+        assert_eq!(
+            doom(pod, at("2026-11-21T22:55:44Z"), defaults),
+            failure(
+                "stuck-976c9ffd4-9lngl",
+                "Unschedulable",
+                &format!("pod has been unschedulable for 1m0s: {scheduler}")
+            )
+        );
+        let impatient = Thresholds {
+            unschedulable_after: Duration::from_secs(10),
+        };
+        let failed = doom(pod, at("2026-11-21T22:54:59Z"), impatient).unwrap();
+        assert_eq!(
+            failed.message,
+            format!("pod has been unschedulable for 15s: {scheduler}")
+        );
+    }
+
+    #[test]
+    fn failed_phase_dooms_pods_no_job_owns() {
+        let objects = Objects::load(include_str!("fixtures/job-backoff-limit.json"));
+        let job_pod = objects.pod("migrate-fail-k2ghs");
+        assert_eq!(doom(job_pod, now(), Thresholds::default()), None);
+
+        let mut bare = job_pod.clone();
+        bare.metadata.owner_references = None;
+        assert_eq!(
+            doom(&bare, now(), Thresholds::default()),
+            failure(
+                "migrate-fail-k2ghs",
+                "PodFailed",
+                r#"pod failed: container "migrate" exited with code 1 (Error: kwok fault: image tag fa11ed fails)"#
+            )
+        );
+
+        let mut evicted = bare.clone();
+        evicted.status.as_mut().unwrap().reason = Some("Evicted".to_owned());
+        assert_eq!(doom(&evicted, now(), Thresholds::default()), None);
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(human(Duration::from_secs(45)), "45s");
+        assert_eq!(human(Duration::from_secs(125)), "2m5s");
+        assert_eq!(human(Duration::from_secs(3725)), "1h2m");
+    }
+}
