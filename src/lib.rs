@@ -7,7 +7,10 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod migrate;
+pub mod output;
 pub mod render;
 pub mod rollout;
+pub mod wait;
 
 pub use commands::run;

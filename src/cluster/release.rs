@@ -136,6 +136,9 @@ pub struct Release {
     /// True when the manifest was dropped to fit the size limit.
     #[serde(default)]
     pub manifest_omitted: bool,
+    /// The failed release this one rolled back, for automatic rollbacks.
+    #[serde(default)]
+    pub rollback_of: Option<u64>,
 }
 
 /// Gzip the release as JSON, dropping the manifest if it would not fit.
@@ -305,6 +308,7 @@ mod tests {
                 .map(|i| serde_json::json!({"kind": "ConfigMap", "data": {"k": format!("{:x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))}}))
                 .collect(),
             manifest_omitted: false,
+            rollback_of: None,
         }
     }
 

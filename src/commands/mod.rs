@@ -1,23 +1,34 @@
 //! One module per command; `run` dispatches the parsed command line.
 
 mod completions;
+mod config;
+mod deploy;
+mod history;
+mod lock;
+mod status;
+
+use std::sync::Arc;
 
 use crate::cli::{Cli, Command};
 use crate::error::BerthError;
+use crate::output::Output;
 
 /// Run the command the user asked for.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = match cli.command {
-        Command::Completions(args) => return completions::run(&args),
-        Command::AdvancedDeploy(_) => "advanced-deploy",
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let out = Arc::new(Output::new(cli.global.output));
+    let global = &cli.global;
+    let command = match &cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Config(args) => return config::run(global, args),
+        Command::AdvancedDeploy(args) => return deploy::run(global, args, out).await,
+        Command::Status(args) => return status::run(global, args).await,
+        Command::History(args) => return history::run(global, args, &out).await,
+        Command::Lock(args) => return lock::run(global, args).await,
         Command::UpdateStagingToLatestPassingMaster(_) => "update-staging-to-latest-passing-master",
         Command::UpdateProductionToStaging(_) => "update-production-to-staging",
         Command::Promote(_) => "promote",
         Command::Rollback(_) => "rollback",
-        Command::Status(_) => "status",
-        Command::History(_) => "history",
         Command::Diff(_) => "diff",
-        Command::Lock(_) => "lock",
         Command::Psql(_) => "psql",
         Command::Run(_) => "run",
         Command::Task(_) => "task",
@@ -29,7 +40,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Restore(_) => "restore",
         Command::Preview(_) => "preview",
         Command::Assets(_) => "assets",
-        Command::Config(_) => "config",
     };
     Err(BerthError::NotBuilt { command }.into())
 }

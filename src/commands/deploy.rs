@@ -1,0 +1,569 @@
+//! `berth advanced-deploy ENV SHA`: validate, lock, render and pin, migrate,
+//! apply, wait until healthy, record the release, unlock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DynamicObject, PostParams};
+use kube::{Api, Client, ResourceExt};
+
+use crate::cli::{DeployArgs, GlobalArgs};
+use crate::cluster::apply::{self, Resolved};
+use crate::cluster::lock::DeployLock;
+use crate::cluster::release::{self, FailureRecord, ImageRecord, Release, ReleaseStatus};
+use crate::cluster::{access, client, instance};
+use crate::config::{self, Config, Environment};
+use crate::error::{BerthError, input_error};
+use crate::identity::Deployer;
+use crate::migrate;
+use crate::output::{Output, Report, ReportFailure};
+use crate::render::{self, PinnedImage};
+use crate::rollout::Thresholds;
+use crate::wait::{self, Tracked, WaitFailure};
+
+/// Everything validated before the cluster is touched.
+pub struct Plan {
+    /// The loaded berth.yaml.
+    pub config: Config,
+    /// The environment's name.
+    pub env_name: String,
+    /// The environment.
+    pub env: Environment,
+    /// The SHA, lowercased.
+    pub sha: String,
+    /// Rendered, labelled, pinned objects with their API resources.
+    pub objects: Vec<Resolved>,
+    /// The images pinned to the SHA.
+    pub pinned: Vec<PinnedImage>,
+}
+
+impl Plan {
+    /// `<app>-<env>`.
+    pub fn instance(&self) -> String {
+        instance(&self.config.app, &self.env_name)
+    }
+
+    /// The label selector of everything this environment's deploys manage.
+    pub fn selector(&self) -> String {
+        format!("{}={}", crate::cluster::INSTANCE_LABEL, self.instance())
+    }
+}
+
+/// Steps 1 and 3 of the pipeline, changing nothing: load the config, check
+/// the SHA, render and pin, reach the cluster, resolve every kind, and check
+/// the deployer's permissions.
+pub async fn plan(
+    global: &GlobalArgs,
+    env_name: &str,
+    sha: &str,
+    prune: bool,
+    out: &Output,
+) -> anyhow::Result<(Client, Plan)> {
+    out.step("validate");
+    let config = Config::load(&global.config)?;
+    let env = config.environment(env_name)?.clone();
+    let sha = config::parse_sha(sha)?;
+    let mut objects = render::render(&config, env_name, &env)?;
+    render::label(&mut objects, &config.app, env_name);
+    let pinned = render::pin_images(&mut objects, &config.images, &sha);
+    if pinned.is_empty() {
+        out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
+    }
+    let client = client::connect(env.context.as_deref()).await?;
+    let objects = apply::resolve(&client, objects).await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if let Some(ns) = namespaces
+        .get_opt(&env.namespace)
+        .await
+        .context("reading the namespace")?
+        && ns.metadata.deletion_timestamp.is_some()
+    {
+        return Err(input_error(format!(
+            "namespace {} is being deleted; wait until it is gone, then deploy again",
+            env.namespace
+        )));
+    }
+    let needs = access::deploy_needs(&objects, &env.namespace, env.migrate.is_some(), prune);
+    access::check(&client, &needs).await?;
+    out.info(&format!(
+        "{} objects for {env_name} (namespace {}), {} images pinned to {sha}",
+        objects.len(),
+        env.namespace,
+        pinned.len()
+    ));
+    let plan = Plan {
+        config,
+        env_name: env_name.to_string(),
+        env,
+        sha,
+        objects,
+        pinned,
+    };
+    Ok((client, plan))
+}
+
+/// Run the whole pipeline; always ends with the report.
+pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut report = Report {
+        status: "refused".into(),
+        environment: args.target.env.clone(),
+        sha: args.target.sha.clone(),
+        release: None,
+        duration_s: 0.0,
+        failure: None,
+        exit_code: 2,
+    };
+    let result = pipeline(global, args, &out, &mut report).await;
+    report.duration_s = started.elapsed().as_secs_f64();
+    match &result {
+        Ok(()) => report.exit_code = 0,
+        Err(error) => {
+            report.exit_code = code_number(error);
+            report.status = status_of(error).into();
+        }
+    }
+    if !args.dry_run {
+        out.report(&report);
+    }
+    result
+}
+
+fn code_number(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|c| c.downcast_ref::<BerthError>())
+        .map_or(1, BerthError::exit_code)
+}
+
+fn status_of(error: &anyhow::Error) -> &'static str {
+    match error.chain().find_map(|c| c.downcast_ref::<BerthError>()) {
+        Some(BerthError::Locked(_)) => "locked",
+        Some(BerthError::TimedOut(_)) => "timed_out",
+        Some(BerthError::Interrupted) => "interrupted",
+        Some(BerthError::DeployFailed(_)) | None => "failed",
+        Some(_) => "refused",
+    }
+}
+
+async fn pipeline(
+    global: &GlobalArgs,
+    args: &DeployArgs,
+    out: &Arc<Output>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (client, plan) = plan(global, &args.target.env, &args.target.sha, args.prune, out).await?;
+    report.sha = plan.sha.clone();
+    if args.dry_run {
+        print_plan(&plan, out);
+        return Ok(());
+    }
+    let ns = plan.env.namespace.clone();
+    ensure_namespace(&client, &ns, &plan.instance()).await?;
+
+    out.step("lock");
+    let deployer = Deployer::current();
+    let identity = format!("{} (pid {})", deployer.describe(), std::process::id());
+    let lock = DeployLock::take(
+        &client,
+        &ns,
+        &identity,
+        &format!("deploy {}", plan.sha),
+        args.lock_wait,
+        |holder| {
+            out.info(&format!(
+                "waiting for the lock held by {}",
+                holder.describe(Timestamp::now())
+            ))
+        },
+    )
+    .await?;
+
+    let history = release::list(&client, &ns).await?;
+    let previous = history
+        .iter()
+        .find(|r| r.status == ReleaseStatus::Succeeded)
+        .cloned();
+    let mut record = Release {
+        number: history.first().map_or(1, |r| r.number + 1),
+        app: plan.config.app.clone(),
+        environment: plan.env_name.clone(),
+        sha: plan.sha.clone(),
+        images: plan
+            .pinned
+            .iter()
+            .map(|p| ImageRecord {
+                object: p.object.clone(),
+                container: p.container.clone(),
+                image: p.to.clone(),
+            })
+            .collect(),
+        status: ReleaseStatus::InProgress,
+        started_at: Timestamp::now().to_string(),
+        finished_at: None,
+        duration_s: None,
+        timings: BTreeMap::new(),
+        deployer,
+        migration: None,
+        previous: previous.as_ref().map(|p| p.number),
+        previous_sha: previous.as_ref().map(|p| p.sha.clone()),
+        failure: None,
+        manifest: plan
+            .objects
+            .iter()
+            .map(|o| serde_json::to_value(&o.object))
+            .collect::<Result<_, _>>()?,
+        manifest_omitted: false,
+        rollback_of: None,
+    };
+    release::create(&client, &ns, &record).await?;
+    report.release = Some(record.number);
+    out.info(&format!(
+        "release {} of {} ({})",
+        record.number, plan.env_name, plan.sha
+    ));
+
+    let started = Instant::now();
+    let outcome = tokio::select! {
+        result = deploy_steps(&client, &plan, args, out, &mut record) => result,
+        _ = interrupted() => Err(BerthError::Interrupted.into()),
+    };
+    record.finished_at = Some(Timestamp::now().to_string());
+    record.duration_s = Some(started.elapsed().as_secs_f64());
+    record.status = match &outcome {
+        Ok(()) => ReleaseStatus::Succeeded,
+        Err(e) => match status_of(e) {
+            "timed_out" => ReleaseStatus::TimedOut,
+            "interrupted" => ReleaseStatus::Interrupted,
+            _ => ReleaseStatus::Failed,
+        },
+    };
+    if let Some(f) = &record.failure {
+        report.failure = Some(ReportFailure {
+            workload: f.workload.clone(),
+            pod: f.pod.clone(),
+            reason: f.reason.clone(),
+            message: f.message.clone(),
+        });
+    }
+    out.step("record");
+    release::update(&client, &ns, &record).await?;
+    if outcome.is_err() && args.rollback_on_failure {
+        match previous {
+            Some(previous) => roll_back(&client, &plan, &record, previous, args, out).await?,
+            None => out.warn(
+                "--rollback-on-failure: there is no earlier successful release to go back to",
+            ),
+        }
+    }
+    let all = release::list(&client, &ns).await?;
+    release::prune(&client, &ns, &all, plan.config.releases_kept).await?;
+    out.step("unlock");
+    lock.release().await?;
+    outcome
+}
+
+/// Steps 4 to 6: migrate, apply, wait. Fills in the record as it goes.
+async fn deploy_steps(
+    client: &Client,
+    plan: &Plan,
+    args: &DeployArgs,
+    out: &Arc<Output>,
+    record: &mut Release,
+) -> anyhow::Result<()> {
+    let ns = &plan.env.namespace;
+    let thresholds = Thresholds {
+        unschedulable_after: plan.env.rollout.unschedulable_after,
+    };
+    if let Some(migrate) = &plan.env.migrate {
+        out.step("migrate");
+        let t = Instant::now();
+        let job = migrate::job_for(migrate, &plan.instance(), record.number, &plan.sha)?;
+        let result = migrate::run(client, ns, job, thresholds, out).await?;
+        record
+            .timings
+            .insert("migrate".into(), t.elapsed().as_secs_f64());
+        match result {
+            Ok(task) => record.migration = Some(task),
+            Err(failed) => {
+                record.migration = Some(failed.record.clone());
+                record.failure = Some(FailureRecord {
+                    workload: format!("Job/{}", failed.job),
+                    pod: failed.failure.pod.clone(),
+                    reason: failed.failure.reason.clone(),
+                    message: failed.failure.message.clone(),
+                });
+                let summary =
+                    wait::explain(client, ns, &format!("Job/{}", failed.job), &failed.failure)
+                        .await;
+                out.failure(&format!(
+                    "migration failed; no workload was changed\n{summary}"
+                ));
+                return Err(BerthError::DeployFailed(format!(
+                    "the migration failed ({}); Job {} is kept for inspection",
+                    failed.failure.reason, failed.job
+                ))
+                .into());
+            }
+        }
+    }
+
+    out.step("apply");
+    let t = Instant::now();
+    let applied = apply::apply_all(client, ns, &plan.objects, false).await?;
+    if args.prune {
+        let mut kinds = plan.objects.clone();
+        kinds.extend(previous_kinds(client, record).await);
+        for gone in apply::prune(client, ns, &plan.instance(), &kinds, &plan.objects).await? {
+            out.info(&format!("pruned {gone}"));
+        }
+    }
+    record
+        .timings
+        .insert("apply".into(), t.elapsed().as_secs_f64());
+    out.info(&format!("applied {} objects", applied.len()));
+
+    out.step("wait");
+    let t = Instant::now();
+    let tracked = tracked(&applied);
+    let waited = wait::wait_all(
+        client,
+        ns,
+        &plan.selector(),
+        &tracked,
+        thresholds,
+        args.timeout,
+        out,
+    )
+    .await;
+    record
+        .timings
+        .insert("wait".into(), t.elapsed().as_secs_f64());
+    out.finish_workloads();
+    match waited {
+        Ok(()) => Ok(()),
+        Err(WaitFailure::Doomed { workload, failure }) => {
+            let summary = wait::explain(client, ns, &workload, &failure).await;
+            out.failure(&format!("rollout failed\n{summary}"));
+            let message = format!("{workload}: {} ({})", failure.reason, failure.message);
+            record.failure = Some(FailureRecord {
+                workload,
+                pod: failure.pod,
+                reason: failure.reason,
+                message: failure.message,
+            });
+            Err(BerthError::DeployFailed(message).into())
+        }
+        Err(WaitFailure::TimedOut { pending }) => {
+            let message = format!(
+                "the rollout did not finish within {}s; still waiting on:\n  {}",
+                args.timeout.as_secs(),
+                pending.join("\n  ")
+            );
+            out.failure(&message);
+            record.failure = Some(FailureRecord {
+                workload: pending
+                    .first()
+                    .map(|p| p.split(':').next().unwrap_or("").to_string())
+                    .unwrap_or_default(),
+                pod: None,
+                reason: "Timeout".into(),
+                message: message.clone(),
+            });
+            Err(BerthError::TimedOut(message).into())
+        }
+    }
+}
+
+/// Kinds the previous release had, so `--prune` also finds kinds no longer rendered.
+async fn previous_kinds(client: &Client, record: &Release) -> Vec<Resolved> {
+    let Some(number) = record.previous else {
+        return Vec::new();
+    };
+    let Ok(all) = release::list(client, &record_namespace(record)).await else {
+        return Vec::new();
+    };
+    let Some(previous) = all.into_iter().find(|r| r.number == number) else {
+        return Vec::new();
+    };
+    let objects: Vec<DynamicObject> = previous
+        .manifest
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect();
+    apply::resolve(client, objects).await.unwrap_or_default()
+}
+
+fn record_namespace(record: &Release) -> String {
+    // Every object of a release was applied to the environment's namespace.
+    record
+        .manifest
+        .iter()
+        .find_map(|o| {
+            o.pointer("/metadata/namespace")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+/// The workloads among applied objects, with the generation the apply produced.
+fn tracked(applied: &[(Resolved, DynamicObject)]) -> Vec<Tracked> {
+    applied
+        .iter()
+        .filter(|(r, _)| wait::is_workload(&r.resource.kind))
+        .map(|(r, answer)| Tracked {
+            kind: r.resource.kind.clone(),
+            name: answer.name_any(),
+            generation: answer.metadata.generation.unwrap_or(0),
+        })
+        .collect()
+}
+
+/// `--rollback-on-failure`: re-apply the previous successful release's
+/// objects, wait for them, and record that as a release of its own.
+async fn roll_back(
+    client: &Client,
+    plan: &Plan,
+    failed: &Release,
+    previous: Release,
+    args: &DeployArgs,
+    out: &Arc<Output>,
+) -> anyhow::Result<()> {
+    out.step("rollback");
+    let ns = &plan.env.namespace;
+    if previous.manifest_omitted || previous.manifest.is_empty() {
+        out.warn(&format!(
+            "release {} kept no manifest; cannot roll back automatically",
+            previous.number
+        ));
+        return Ok(());
+    }
+    out.info(&format!(
+        "re-applying release {} ({})",
+        previous.number, previous.sha
+    ));
+    let objects: Vec<DynamicObject> = previous
+        .manifest
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()))
+        .collect::<Result<_, _>>()
+        .context("reading the previous release's manifest")?;
+    let started = Instant::now();
+    let resolved = apply::resolve(client, objects).await?;
+    let applied = apply::apply_all(client, ns, &resolved, false).await?;
+    let thresholds = Thresholds {
+        unschedulable_after: plan.env.rollout.unschedulable_after,
+    };
+    let waited = wait::wait_all(
+        client,
+        ns,
+        &plan.selector(),
+        &tracked(&applied),
+        thresholds,
+        args.timeout,
+        out,
+    )
+    .await;
+    out.finish_workloads();
+    let mut record = Release {
+        number: failed.number + 1,
+        status: if waited.is_ok() {
+            ReleaseStatus::Succeeded
+        } else {
+            ReleaseStatus::Failed
+        },
+        started_at: Timestamp::now().to_string(),
+        finished_at: Some(Timestamp::now().to_string()),
+        duration_s: Some(started.elapsed().as_secs_f64()),
+        previous: Some(failed.number),
+        previous_sha: Some(failed.sha.clone()),
+        failure: None,
+        migration: None,
+        timings: BTreeMap::new(),
+        deployer: failed.deployer.clone(),
+        rollback_of: Some(failed.number),
+        ..previous
+    };
+    record.manifest_omitted = false;
+    release::create(client, ns, &record).await?;
+    match waited {
+        Ok(()) => out.info(&format!(
+            "rolled back to {} as release {}; the database schema was not rolled back",
+            record.sha, record.number
+        )),
+        Err(_) => out.warn(&format!(
+            "the rollback to {} did not become healthy either",
+            record.sha
+        )),
+    }
+    Ok(())
+}
+
+/// Create the environment's namespace if it does not exist yet.
+async fn ensure_namespace(client: &Client, name: &str, instance: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces
+        .get_opt(name)
+        .await
+        .context("reading the namespace")?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {
+            crate::cluster::MANAGED_BY.0: crate::cluster::MANAGED_BY.1,
+            crate::cluster::INSTANCE_LABEL: instance,
+        }}
+    }))?;
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `--dry-run`: what would be applied, and which images are pinned.
+fn print_plan(plan: &Plan, out: &Output) {
+    if out.mode() == crate::output::Mode::Json {
+        let value = serde_json::json!({
+            "event": "plan",
+            "environment": plan.env_name,
+            "namespace": plan.env.namespace,
+            "sha": plan.sha,
+            "objects": plan.objects.iter().map(|o| o.describe()).collect::<Vec<_>>(),
+            "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
+        });
+        println!("{value}");
+        return;
+    }
+    let mut ordered: Vec<&Resolved> = plan.objects.iter().collect();
+    ordered.sort_by_key(|o| apply::phase(&o.resource.kind));
+    println!(
+        "Plan: deploy {} to {} (namespace {}), nothing changed",
+        plan.sha, plan.env_name, plan.env.namespace
+    );
+    println!("Objects, in apply order:");
+    for o in ordered {
+        println!("  {}", o.describe());
+    }
+    println!("Images pinned to {}:", plan.sha);
+    for p in &plan.pinned {
+        println!("  {} {}: {} -> {}", p.object, p.container, p.from, p.to);
+    }
+}

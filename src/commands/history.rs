@@ -1,0 +1,52 @@
+//! `berth history ENV`: the release log, newest first.
+
+use crate::cli::{EnvArg, GlobalArgs};
+use crate::cluster::{client, release};
+use crate::config::Config;
+use crate::output::{Mode, Output};
+
+/// Print the environment's releases.
+pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Result<()> {
+    let config = Config::load(&global.config)?;
+    let env = config.environment(&args.env)?;
+    let client = client::connect(env.context.as_deref()).await?;
+    let releases = release::list(&client, &env.namespace).await?;
+    if out.mode() == Mode::Json {
+        for r in &releases {
+            let mut value = serde_json::to_value(r)?;
+            // the manifest can hold Secrets: never print it
+            value.as_object_mut().map(|o| o.remove("manifest"));
+            println!("{value}");
+        }
+        return Ok(());
+    }
+    if releases.is_empty() {
+        println!("{}: no releases yet", args.env);
+        return Ok(());
+    }
+    println!(
+        "{:<8} {:<12} {:<12} {:<26} {:>8}  BY / NOTE",
+        "RELEASE", "SHA", "STATUS", "STARTED", "TOOK"
+    );
+    for r in &releases {
+        let took = r.duration_s.map_or("-".to_string(), |d| format!("{d:.1}s"));
+        let mut note = r.deployer.describe();
+        if let Some(n) = r.rollback_of {
+            note.push_str(&format!("; automatic rollback of release {n}"));
+        }
+        if let Some(f) = &r.failure {
+            note.push_str(&format!("; {}: {}", f.workload, f.reason));
+        }
+        let short = &r.sha[..r.sha.len().min(12)];
+        println!(
+            "{:<8} {:<12} {:<12} {:<26} {:>8}  {}",
+            r.number,
+            short,
+            r.status.as_str(),
+            r.started_at,
+            took,
+            note
+        );
+    }
+    Ok(())
+}

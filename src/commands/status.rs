@@ -1,0 +1,183 @@
+//! `berth status [ENV]`: per workload the SHA, ready/desired and health; the
+//! lock holder; the last release; drift from what the release recorded.
+
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::ListParams;
+use kube::{Api, Client};
+
+use crate::cli::{GlobalArgs, StatusArgs};
+use crate::cluster::lock::{self, LockState};
+use crate::cluster::release::{self, Release};
+use crate::cluster::{INSTANCE_LABEL, client, instance};
+use crate::config::{Config, Environment};
+use crate::render::repository;
+use crate::rollout::{Thresholds, Verdict, Workload};
+
+/// Print the status of one environment, or of all of them.
+pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
+    let config = Config::load(&global.config)?;
+    let names: Vec<String> = match &args.env {
+        Some(name) => {
+            config.environment(name)?;
+            vec![name.clone()]
+        }
+        None => config.environments.keys().cloned().collect(),
+    };
+    for name in names {
+        let env = config.environment(&name)?;
+        let client = client::connect(env.context.as_deref()).await?;
+        print_environment(&client, &config, &name, env).await?;
+    }
+    Ok(())
+}
+
+async fn print_environment(
+    client: &Client,
+    config: &Config,
+    name: &str,
+    env: &Environment,
+) -> anyhow::Result<()> {
+    let ns = &env.namespace;
+    println!("{name} (namespace {ns})");
+    match lock::status(client, ns).await? {
+        LockState::Free => println!("  lock: free"),
+        LockState::Held(holder) => {
+            println!("  lock: held by {}", holder.describe(Timestamp::now()))
+        }
+    }
+    let releases = release::list(client, ns).await?;
+    match releases.first() {
+        None => println!("  last release: none"),
+        Some(r) => println!(
+            "  last release: {} {} {} by {} at {}",
+            r.number,
+            r.sha,
+            r.status.as_str(),
+            r.deployer.describe(),
+            r.started_at
+        ),
+    }
+    let selector = format!("{INSTANCE_LABEL}={}", instance(&config.app, name));
+    let params = ListParams::default().labels(&selector);
+    let replicasets = Api::<ReplicaSet>::namespaced(client.clone(), ns)
+        .list(&params)
+        .await?
+        .items;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&params)
+        .await?
+        .items;
+    let mut workloads: Vec<Workload> = Vec::new();
+    workloads.extend(
+        Api::<Deployment>::namespaced(client.clone(), ns)
+            .list(&params)
+            .await?
+            .items
+            .into_iter()
+            .map(Workload::Deployment),
+    );
+    workloads.extend(
+        Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .list(&params)
+            .await?
+            .items
+            .into_iter()
+            .map(Workload::StatefulSet),
+    );
+    workloads.extend(
+        Api::<DaemonSet>::namespaced(client.clone(), ns)
+            .list(&params)
+            .await?
+            .items
+            .into_iter()
+            .map(Workload::DaemonSet),
+    );
+    if workloads.is_empty() {
+        println!("  no workloads deployed by berth");
+        return Ok(());
+    }
+    let thresholds = Thresholds {
+        unschedulable_after: env.rollout.unschedulable_after,
+    };
+    let last_good = releases
+        .iter()
+        .find(|r| r.status == release::ReleaseStatus::Succeeded);
+    println!("  {:<34} {:>7}  {:<14} HEALTH", "WORKLOAD", "READY", "SHA");
+    let mut drift = Vec::new();
+    for w in &workloads {
+        let (ready, desired) = w.progress();
+        let health = match w.assess(&replicasets, &pods, Timestamp::now(), thresholds) {
+            Verdict::Succeeded => "healthy".to_string(),
+            Verdict::Progressing(why) => format!("progressing: {why}"),
+            Verdict::Failed(f) => format!("failing: {} ({})", f.reason, f.pod.unwrap_or_default()),
+        };
+        let object = format!("{}/{}", w.kind(), w.name());
+        let images = images_of(w);
+        let shas: Vec<&str> = images
+            .iter()
+            .filter(|(_, image)| config.images.iter().any(|r| r == repository(image)))
+            .filter_map(|(_, image)| image.rsplit_once(':').map(|(_, tag)| tag))
+            .collect();
+        let sha = if shas.is_empty() {
+            "-".to_string()
+        } else {
+            shas.join(",")
+        };
+        println!(
+            "  {object:<34} {:>7}  {sha:<14} {health}",
+            format!("{ready}/{desired}")
+        );
+        if let Some(release) = last_good {
+            drift.extend(drifted(release, &object, &images));
+        }
+    }
+    for line in &drift {
+        println!("  drift: {line}");
+    }
+    Ok(())
+}
+
+/// (container, image) of every container of a workload's pod template.
+pub fn images_of(workload: &Workload) -> Vec<(String, String)> {
+    let spec: Option<&PodSpec> = match workload {
+        Workload::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        Workload::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        Workload::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+        Workload::Job(j) => j.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
+    };
+    spec.map(|s| {
+        s.init_containers
+            .iter()
+            .flatten()
+            .chain(&s.containers)
+            .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Where a live workload's images differ from what the release recorded.
+pub fn drifted(release: &Release, object: &str, live: &[(String, String)]) -> Vec<String> {
+    release
+        .images
+        .iter()
+        .filter(|r| r.object == object)
+        .filter_map(|r| {
+            let now = live
+                .iter()
+                .find(|(c, _)| *c == r.container)
+                .map(|(_, i)| i.as_str());
+            (now != Some(r.image.as_str())).then(|| {
+                format!(
+                    "{object} container {} runs {}, release {} deployed {}",
+                    r.container,
+                    now.unwrap_or("nothing"),
+                    release.number,
+                    r.image
+                )
+            })
+        })
+        .collect()
+}

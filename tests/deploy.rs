@@ -1,0 +1,416 @@
+//! `berth advanced-deploy` against the local cluster: the happy path, doomed
+//! releases that fail fast, migrations, locks, rollback, and bad input that
+//! changes nothing.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::ListParams;
+use kube::{Api, Client};
+use support::*;
+
+/// A throw-away copy of the example app's berth.yaml, deploying the repo's
+/// staging overlay into a namespace of this test's own.
+struct App {
+    dir: PathBuf,
+    namespace: String,
+}
+
+impl App {
+    fn new(prefix: &str) -> App {
+        let namespace = unique_name(prefix);
+        let dir = std::env::temp_dir().join(&namespace);
+        std::fs::create_dir_all(&dir).unwrap();
+        let overlay = repo_root().join("overlays/staging");
+        let config = format!(
+            r#"app: wb
+images:
+  - registry.example.com/workbench/frontend
+  - registry.example.com/workbench/renderer
+  - registry.example.com/workbench/fetcher
+  - registry.example.com/workbench/cron
+  - registry.example.com/workbench/migrate
+environments:
+  test:
+    context: berth-local
+    namespace: {namespace}
+    overlay: {overlay}
+    migrate:
+      image: registry.example.com/workbench/migrate
+      command: [flyway, migrate]
+    rollout:
+      timeout: 90s
+"#,
+            overlay = overlay.display()
+        );
+        std::fs::write(dir.join("berth.yaml"), config).unwrap();
+        App { dir, namespace }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let env = local_env();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
+            .envs(env.vars())
+            .env_remove("GITHUB_ACTIONS")
+            .arg("--config")
+            .arg(self.dir.join("berth.yaml"))
+            .args(args)
+            .current_dir(repo_root())
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// The last JSON line of a `--output json` run: the report.
+    fn report(&self, output: &Output) -> serde_json::Value {
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let last = stdout
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("no JSON output; stderr: {}", stderr(output)));
+        serde_json::from_str(last).unwrap()
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+async fn images(client: &Client, ns: &str) -> Vec<(String, String)> {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let mut images: Vec<(String, String)> = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .flat_map(|d| {
+            let name = d.metadata.name.clone().unwrap();
+            d.spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .containers
+                .into_iter()
+                .map(move |c| (name.clone(), c.image.unwrap()))
+        })
+        .collect();
+    images.sort();
+    images
+}
+
+async fn all_available(client: &Client, ns: &str) -> bool {
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .all(|d| {
+            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            d.status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .unwrap_or(0)
+                >= want
+        })
+}
+
+fn git_status() -> String {
+    let out = Command::new("git")
+        .args(["status", "--porcelain"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn a_deploy_runs_every_workload_at_the_sha_and_records_the_release() {
+    let app = App::new("deploy-happy");
+    let client = local_env().kube().await;
+    let before = git_status();
+    let out = app.berth(&["advanced-deploy", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = app.report(&out);
+    assert_eq!(report["status"], "succeeded");
+    assert_eq!(report["sha"], "1a2b3c4");
+    assert_eq!(report["release"], 1);
+    assert!(report["failure"].is_null());
+    let live = images(&client, &app.namespace).await;
+    assert_eq!(live.len(), 4, "{live:?}");
+    assert!(
+        live.iter().all(|(_, image)| image.ends_with(":1a2b3c4")),
+        "{live:?}"
+    );
+    assert!(all_available(&client, &app.namespace).await);
+    // the successful migration Job was cleaned up
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &app.namespace);
+    assert!(
+        jobs.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // the lock was released
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
+    assert!(leases.get_opt("berth-deploy-lock").await.unwrap().is_none());
+    // the release is recorded and history shows it
+    let history = app.berth(&["history", "test"]);
+    let text = String::from_utf8_lossy(&history.stdout);
+    assert!(
+        text.contains("1a2b3c4") && text.contains("succeeded"),
+        "{text}"
+    );
+    assert_eq!(git_status(), before, "the deploy wrote into the repo");
+    // status names each workload with its SHA and health
+    let status = String::from_utf8_lossy(&app.berth(&["status", "test"]).stdout).into_owned();
+    assert!(
+        status.contains("Deployment/frontend")
+            && status.contains("1a2b3c4")
+            && status.contains("healthy"),
+        "{status}"
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn an_image_that_never_pulls_fails_within_seconds_and_the_old_pods_keep_serving() {
+    let app = App::new("deploy-badbad");
+    let client = local_env().kube().await;
+    assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
+    let started = Instant::now();
+    let out = app.berth(&["deploy", "test", "badbad1", "--output", "json"]);
+    let took = started.elapsed();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = app.report(&out);
+    assert_eq!(report["status"], "failed");
+    assert_eq!(report["failure"]["reason"], "ImagePullBackOff", "{report}");
+    assert!(
+        report["failure"]["workload"]
+            .as_str()
+            .unwrap()
+            .starts_with("Deployment/")
+    );
+    assert!(report["failure"]["pod"].is_string());
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert!(
+        all_available(&client, &app.namespace).await,
+        "the previous release's pods stay Ready"
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn a_crash_looping_release_fails_naming_crash_loop_back_off() {
+    let app = App::new("deploy-deadbeef");
+    let client = local_env().kube().await;
+    let out = app.berth(&["deploy", "test", "deadbeef1", "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(app.report(&out)["failure"]["reason"], "CrashLoopBackOff");
+    assert!(stderr(&out).is_empty() || !stderr(&out).contains("panicked"));
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_changes_no_workload_and_keeps_its_job() {
+    let app = App::new("deploy-fa11ed");
+    let client = local_env().kube().await;
+    assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
+    let before = images(&client, &app.namespace).await;
+    let out = app.berth(&["deploy", "test", "fa11ed1", "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = app.report(&out);
+    assert!(
+        report["failure"]["workload"]
+            .as_str()
+            .unwrap()
+            .starts_with("Job/"),
+        "{report}"
+    );
+    assert_eq!(
+        images(&client, &app.namespace).await,
+        before,
+        "no workload changed"
+    );
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &app.namespace);
+    let kept = jobs.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(kept.len(), 1, "the failed migration Job is kept");
+    let name = kept[0].metadata.name.clone().unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&name)
+            || String::from_utf8_lossy(&out.stdout).contains(&name)
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn of_two_concurrent_deploys_one_proceeds_and_the_other_exits_3_naming_the_holder() {
+    let app = App::new("deploy-race");
+    let client = local_env().kube().await;
+    let first = app
+        .command(&["deploy", "test", "1a2b3c4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
+    within(
+        Duration::from_secs(30),
+        "the first deploy to take the lock",
+        async {
+            loop {
+                if let Ok(Some(_)) = leases.get_opt("berth-deploy-lock").await {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+    let second = app.berth(&["deploy", "test", "2b3c4d5", "--output", "json"]);
+    assert_eq!(code(&second), 3, "{}", stderr(&second));
+    assert_eq!(app.report(&second)["status"], "locked");
+    assert!(
+        stderr(&second).contains("locked by") && stderr(&second).contains("pid"),
+        "{}",
+        stderr(&second)
+    );
+    let first = first.wait_with_output().unwrap();
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn a_killed_deployers_lock_expires_and_the_next_deploy_succeeds() {
+    let app = App::new("deploy-killed");
+    let client = local_env().kube().await;
+    // killed as soon as it holds the lock, mid-deploy
+    let mut first = app
+        .command(&["deploy", "test", "1a2b3c4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
+    within(
+        Duration::from_secs(30),
+        "the first deploy to take the lock",
+        async {
+            while !matches!(leases.get_opt("berth-deploy-lock").await, Ok(Some(_))) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+    first.kill().unwrap(); // SIGKILL: no chance to release anything
+    first.wait().unwrap();
+    let out = app.berth(&[
+        "deploy",
+        "test",
+        "2b3c4d5",
+        "--lock-wait",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(app.report(&out)["status"], "succeeded");
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn rollback_on_failure_brings_the_previous_images_back() {
+    let app = App::new("deploy-rollback");
+    let client = local_env().kube().await;
+    assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
+    let good = images(&client, &app.namespace).await;
+    let out = app.berth(&["deploy", "test", "badbad2", "--rollback-on-failure"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_eq!(images(&client, &app.namespace).await, good);
+    assert!(all_available(&client, &app.namespace).await);
+    let history = String::from_utf8_lossy(&app.berth(&["history", "test"]).stdout).into_owned();
+    assert!(
+        history.contains("automatic rollback of release 2"),
+        "{history}"
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn bad_input_exits_2_and_changes_nothing() {
+    let app = App::new("deploy-bad-input");
+    let client = local_env().kube().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+
+    let unknown = app.berth(&["deploy", "nowhere", "1a2b3c4"]);
+    assert_eq!(code(&unknown), 2);
+    assert!(
+        stderr(&unknown).contains("test"),
+        "names the known environments: {}",
+        stderr(&unknown)
+    );
+
+    let malformed = app.berth(&["deploy", "test", "not-a-sha"]);
+    assert_eq!(code(&malformed), 2);
+    assert!(stderr(&malformed).contains("hex"), "{}", stderr(&malformed));
+
+    // a broken overlay
+    let broken = std::env::temp_dir().join(unique_name("broken-overlay"));
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::write(broken.join("kustomization.yaml"), "resources: [app.yaml]\n").unwrap();
+    std::fs::write(
+        broken.join("app.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x\n",
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(app.dir.join("berth.yaml")).unwrap();
+    let overlay = repo_root().join("overlays/staging");
+    std::fs::write(
+        app.dir.join("berth.yaml"),
+        config.replace(
+            &overlay.display().to_string(),
+            &broken.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = app.berth(&["deploy", "test", "1a2b3c4"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    std::fs::write(app.dir.join("berth.yaml"), &config).unwrap();
+
+    // an unreachable cluster
+    let kubeconfig = std::env::temp_dir().join(unique_name("unreachable-kubeconfig"));
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: berth-local, context: {cluster: c, user: u}}]\ncurrent-context: berth-local\n",
+    )
+    .unwrap();
+    let out = app
+        .command(&["deploy", "test", "1a2b3c4"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("127.0.0.1:9"), "{}", stderr(&out));
+
+    assert!(
+        namespaces.get_opt(&app.namespace).await.unwrap().is_none(),
+        "nothing was created"
+    );
+}
