@@ -52,12 +52,14 @@ impl Need {
     }
 }
 
-/// Everything a deploy of `objects` into `namespace` does to the cluster.
+/// Everything a deploy of `objects` into `namespace` does to the cluster;
+/// `create_namespace`: the namespace does not exist yet and berth creates it.
 pub fn deploy_needs(
     objects: &[Resolved],
     namespace: &str,
     migration: bool,
     prune: bool,
+    create_namespace: bool,
 ) -> Vec<Need> {
     let ns = Some(namespace);
     let mut needs = BTreeSet::new();
@@ -82,6 +84,10 @@ pub fn deploy_needs(
         needs.insert(Need::new("watch", group, plural, ns));
     }
     needs.insert(Need::new("get", "", "pods/log", ns));
+    needs.insert(Need::new("get", "", "namespaces", None));
+    if create_namespace {
+        needs.insert(Need::new("create", "", "namespaces", None));
+    }
     if migration {
         for verb in ["create", "get", "delete"] {
             needs.insert(Need::new(verb, "batch", "jobs", ns));

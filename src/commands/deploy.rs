@@ -76,18 +76,32 @@ pub async fn plan(
     let client = client::connect(env.context.as_deref()).await?;
     let objects = apply::resolve(&client, objects).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    if let Some(ns) = namespaces
-        .get_opt(&env.namespace)
-        .await
-        .context("reading the namespace")?
-        && ns.metadata.deletion_timestamp.is_some()
+    let existing = match namespaces.get_opt(&env.namespace).await {
+        Ok(ns) => ns,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(input_error(format!(
+                "the deployer may not read namespace {}; grant `get namespaces` (see cluster-setup/rbac/deployer.yaml)",
+                env.namespace
+            )));
+        }
+        Err(e) => return Err(e).context("reading the namespace"),
+    };
+    if existing
+        .as_ref()
+        .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
     {
         return Err(input_error(format!(
             "namespace {} is being deleted; wait until it is gone, then deploy again",
             env.namespace
         )));
     }
-    let needs = access::deploy_needs(&objects, &env.namespace, env.migrate.is_some(), prune);
+    let needs = access::deploy_needs(
+        &objects,
+        &env.namespace,
+        env.migrate.is_some(),
+        prune,
+        existing.is_none(),
+    );
     access::check(&client, &needs).await?;
     out.info(&format!(
         "{} objects for {env_name} (namespace {}), {} images pinned to {sha}",
@@ -121,7 +135,10 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
     let result = pipeline(global, args, &out, &mut report).await;
     report.duration_s = started.elapsed().as_secs_f64();
     match &result {
-        Ok(()) => report.exit_code = 0,
+        Ok(()) => {
+            report.exit_code = 0;
+            report.status = "succeeded".into();
+        }
         Err(error) => {
             report.exit_code = code_number(error);
             report.status = status_of(error).into();

@@ -3,6 +3,7 @@
 mod completions;
 mod config;
 mod deploy;
+mod diff;
 mod history;
 mod lock;
 mod status;
@@ -24,11 +25,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => return status::run(global, args).await,
         Command::History(args) => return history::run(global, args, &out).await,
         Command::Lock(args) => return lock::run(global, args).await,
+        Command::Diff(args) => return diff::run(global, args, out).await,
         Command::UpdateStagingToLatestPassingMaster(_) => "update-staging-to-latest-passing-master",
         Command::UpdateProductionToStaging(_) => "update-production-to-staging",
         Command::Promote(_) => "promote",
         Command::Rollback(_) => "rollback",
-        Command::Diff(_) => "diff",
         Command::Psql(_) => "psql",
         Command::Run(_) => "run",
         Command::Task(_) => "task",
