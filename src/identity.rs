@@ -38,7 +38,7 @@ impl Deployer {
             .filter(|_| ci_run_url.is_some())
             .or_else(|| var("USER"))
             .or_else(|| var("LOGNAME"))
-            .unwrap_or_else(|| "unknown".into());
+            .unwrap_or_else(whoami::username);
         Deployer {
             user,
             host,

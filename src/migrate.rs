@@ -137,9 +137,10 @@ pub async fn run(
             }
         }
     };
-    // Let the log streams drain what the container wrote, briefly.
+    // Let the log streams drain what the container wrote; a kubelet closes a
+    // finished container's stream itself, this only bounds the wait.
     for (_, task) in log_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
     }
     let duration_s = started.elapsed().as_secs_f64();
     match verdict {

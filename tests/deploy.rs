@@ -440,3 +440,115 @@ async fn bad_input_exits_2_and_changes_nothing() {
         "nothing was created"
     );
 }
+
+#[tokio::test]
+async fn dry_run_and_diff_show_the_change_and_change_nothing() {
+    let app = App::new("deploy-diff");
+    let client = local_env().kube().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let plan = app.berth(&["deploy", "test", "1a2b3c4", "--dry-run"]);
+    assert_eq!(code(&plan), 0, "{}", stderr(&plan));
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        text.contains("Deployment/frontend") && text.contains("frontend:1a2b3c4"),
+        "{text}"
+    );
+    assert!(
+        namespaces.get_opt(&app.namespace).await.unwrap().is_none(),
+        "--dry-run created nothing"
+    );
+
+    assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
+    let before = images(&client, &app.namespace).await;
+    let diff = app.berth(&["diff", "test", "2b3c4d5"]);
+    assert_eq!(code(&diff), 0, "{}", stderr(&diff));
+    let text = String::from_utf8_lossy(&diff.stdout).into_owned();
+    assert!(
+        text.contains("-        image: registry.example.com/workbench/frontend:1a2b3c4"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+        image: registry.example.com/workbench/frontend:2b3c4d5"),
+        "{text}"
+    );
+    assert!(text.contains("0 to create, 4 to change"), "{text}");
+    assert_eq!(
+        images(&client, &app.namespace).await,
+        before,
+        "diff changed nothing"
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn status_shows_drift_when_a_live_image_differs_from_the_release() {
+    let app = App::without_migration("deploy-drift");
+    let client = local_env().kube().await;
+    assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
+    let env = local_env();
+    let set = env
+        .command("kubectl")
+        .args([
+            "-n",
+            &app.namespace,
+            "set",
+            "image",
+            "deployment/frontend",
+            "frontend=registry.example.com/workbench/frontend:hotfix1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        set.status.success(),
+        "{}",
+        String::from_utf8_lossy(&set.stderr)
+    );
+    let status = String::from_utf8_lossy(&app.berth(&["status", "test"]).stdout).into_owned();
+    assert!(
+        status.contains("drift: Deployment/frontend container frontend runs registry.example.com/workbench/frontend:hotfix1, release 1 deployed registry.example.com/workbench/frontend:1a2b3c4"),
+        "{status}"
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn ctrl_c_exits_130_releases_the_lock_and_records_the_interruption() {
+    let app = App::without_migration("deploy-interrupt");
+    let client = local_env().kube().await;
+    // interrupted as soon as it holds the lock, mid-deploy
+    let child = app
+        .command(&["deploy", "test", "1a2b3c4", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
+    within(
+        Duration::from_secs(30),
+        "the deploy to take the lock",
+        async {
+            while !matches!(leases.get_opt("berth-deploy-lock").await, Ok(Some(_))) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_eq!(app.report(&out)["status"], "interrupted");
+    assert!(
+        leases.get_opt("berth-deploy-lock").await.unwrap().is_none(),
+        "the lock was released"
+    );
+    let history = String::from_utf8_lossy(&app.berth(&["history", "test"]).stdout).into_owned();
+    assert!(history.contains("interrupted"), "{history}");
+    delete_namespace(&client, &app.namespace).await;
+}

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
 use anyhow::Context;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
@@ -173,7 +175,12 @@ async fn pipeline(
     out: &Arc<Output>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let (client, plan) = plan(global, &args.target.env, &args.target.sha, args.prune, out).await?;
+    let mut interrupts = Interrupts::listen()?;
+    let (client, plan) = unless_interrupted(
+        &mut interrupts,
+        plan(global, &args.target.env, &args.target.sha, args.prune, out),
+    )
+    .await?;
     report.sha = plan.sha.clone();
     if args.dry_run {
         print_plan(&plan, out);
@@ -185,18 +192,22 @@ async fn pipeline(
     out.step("lock");
     let deployer = Deployer::current();
     let identity = format!("{} (pid {})", deployer.describe(), std::process::id());
-    let lock = DeployLock::take(
-        &client,
-        &ns,
-        &identity,
-        &format!("deploy {}", plan.sha),
-        args.lock_wait,
-        |holder| {
-            out.info(&format!(
-                "waiting for the lock held by {}",
-                holder.describe(Timestamp::now())
-            ))
-        },
+    let purpose = format!("deploy {}", plan.sha);
+    let lock = unless_interrupted(
+        &mut interrupts,
+        DeployLock::take(
+            &client,
+            &ns,
+            &identity,
+            &purpose,
+            args.lock_wait,
+            |holder| {
+                out.info(&format!(
+                    "waiting for the lock held by {}",
+                    holder.describe(Timestamp::now())
+                ))
+            },
+        ),
     )
     .await?;
 
@@ -247,7 +258,7 @@ async fn pipeline(
     let started = Instant::now();
     let outcome = tokio::select! {
         result = deploy_steps(&client, &plan, args, out, &mut record) => result,
-        _ = interrupted() => Err(BerthError::Interrupted.into()),
+        _ = interrupts.recv() => Err(BerthError::Interrupted.into()),
     };
     record.finished_at = Some(Timestamp::now().to_string());
     record.duration_s = Some(started.elapsed().as_secs_f64());
@@ -545,13 +556,39 @@ async fn ensure_namespace(client: &Client, name: &str, instance: &str) -> anyhow
     }
 }
 
-/// Ctrl-C or SIGTERM.
-async fn interrupted() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
+/// Ctrl-C and SIGTERM, listened for from the start of a deploy, so a signal
+/// at any moment is handled (lock released, interruption recorded) instead
+/// of killing the process.
+struct Interrupts {
+    int: Signal,
+    term: Signal,
+}
+
+impl Interrupts {
+    fn listen() -> anyhow::Result<Interrupts> {
+        Ok(Interrupts {
+            int: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
+            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
+    }
+
+    /// Resolves when either signal arrives.
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+    }
+}
+
+/// Run `step`, or fail with [`BerthError::Interrupted`] if a signal comes first.
+async fn unless_interrupted<T>(
+    interrupts: &mut Interrupts,
+    step: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        result = step => result,
+        _ = interrupts.recv() => Err(BerthError::Interrupted.into()),
     }
 }
 

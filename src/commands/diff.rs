@@ -22,16 +22,15 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
     let exists = namespaces.get_opt(ns).await?.is_some();
     let (mut added, mut changed, mut same) = (0, 0, 0);
     // Without the namespace a dry run cannot place objects: all are new.
-    let answers: Vec<DynamicObject> = if exists {
-        apply::apply_all(&client, ns, &plan.objects, true)
-            .await?
-            .into_iter()
-            .map(|(_, a)| a)
-            .collect()
+    let answers: Vec<(apply::Resolved, DynamicObject)> = if exists {
+        apply::apply_all(&client, ns, &plan.objects, true).await?
     } else {
-        plan.objects.iter().map(|o| o.object.clone()).collect()
+        plan.objects
+            .iter()
+            .map(|o| (o.clone(), o.object.clone()))
+            .collect()
     };
-    for (object, after) in plan.objects.iter().zip(answers) {
+    for (object, after) in &answers {
         let live = if exists {
             let api = if object.namespaced {
                 Api::<DynamicObject>::namespaced_with(client.clone(), ns, &object.resource)
@@ -42,7 +41,7 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
         } else {
             None
         };
-        let after_text = comparable(&after, &object.resource.kind);
+        let after_text = comparable(after, &object.resource.kind);
         match live {
             None => {
                 added += 1;
