@@ -51,8 +51,8 @@ pub enum OutputFormat {
 /// Every berth command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Deploy SHA to ENV: validate, lock, render, migrate and upload assets,
-    /// apply, wait until healthy, record the release.
+    /// Deploy SHA to ENV: validate, lock, render and pin, migrate, apply,
+    /// wait until healthy, record the release.
     #[command(visible_alias = "deploy")]
     AdvancedDeploy(DeployArgs),
     /// Deploy the newest commit on the branch whose required checks passed to staging.
@@ -124,9 +124,10 @@ pub struct DeployArgs {
     /// Stop after rendering and pinning images; print the plan.
     #[arg(long)]
     pub dry_run: bool,
-    /// Give up waiting for the rollout after this long (for example `10m`).
-    #[arg(long, value_parser = parse_duration, default_value = "10m")]
-    pub timeout: Duration,
+    /// Give up waiting for the rollout after this long, e.g. `10m`
+    /// [default: the environment's `rollout.timeout`, else 10m].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// Wait this long for a held deploy lock instead of exiting 3.
     #[arg(long, value_parser = parse_duration)]
     pub lock_wait: Option<Duration>,
@@ -468,7 +469,7 @@ mod tests {
             Command::AdvancedDeploy(args) => {
                 assert_eq!(args.target.env, "staging");
                 assert_eq!(args.target.sha, "3f2a9c1");
-                assert_eq!(args.timeout, Duration::from_secs(600));
+                assert_eq!(args.timeout, None);
             }
             other => panic!("parsed as {other:?}"),
         }

@@ -90,7 +90,7 @@ pub async fn run(
     jobs.create(&PostParams::default(), &job)
         .await
         .with_context(|| format!("creating migration Job {name}"))?;
-    out.task_line("migrate", &format!("started Job {name}"));
+    out.task_started("migrate", &format!("running Job {name}"));
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let pod_events = watcher(
@@ -163,7 +163,7 @@ pub async fn run(
             }))
         }
         _ => {
-            out.task_line("migrate", &format!("succeeded in {duration_s:.1}s"));
+            out.task_finished("migrate", &format!("succeeded in {duration_s:.1}s"));
             jobs.delete(&name, &DeleteParams::background())
                 .await
                 .with_context(|| format!("deleting the finished migration Job {name}"))?;

@@ -153,31 +153,71 @@ impl Output {
         self.json(json!({"event": "task_output", "task": task, "line": line}));
     }
 
-    /// A workload's progress: a live line on a terminal, a line per change otherwise.
+    /// A workload's progress: a live line on a terminal while it progresses and
+    /// a permanent line once it is healthy or failed; a line per change otherwise.
     pub fn workload(&self, name: &str, ready: i32, desired: i32, state: &str) {
-        if self.mode == Mode::Terminal {
-            let mut bars = self.workloads.lock().unwrap();
-            let bar = bars.entry(name.to_string()).or_insert_with(|| {
-                let bar = self.bars.add(ProgressBar::new_spinner());
-                bar.set_style(
-                    ProgressStyle::with_template("  {spinner} {prefix:<32} {msg}")
-                        .expect("valid template"),
-                );
-                bar.set_prefix(name.to_string());
-                bar.enable_steady_tick(Duration::from_millis(120));
-                bar
-            });
-            bar.set_message(format!("{ready}/{desired}  {state}"));
-        } else {
-            self.line(&format!("  {name} {ready}/{desired} {state}"));
-        }
         self.json(json!({"event": "workload", "name": name, "ready": ready, "desired": desired, "state": state}));
+        if self.mode != Mode::Terminal {
+            self.line(&format!("  {name} {ready}/{desired} {state}"));
+            return;
+        }
+        let settled = state == "healthy" || state.starts_with("FAILED");
+        let mut bars = self.workloads.lock().unwrap();
+        if settled {
+            if let Some(bar) = bars.remove(name) {
+                bar.finish_and_clear();
+            }
+            let mark = if state == "healthy" { "✓" } else { "✗" };
+            self.line(&format!("  {mark} {name:<32} {ready}/{desired}  {state}"));
+            return;
+        }
+        let bar = bars
+            .entry(name.to_string())
+            .or_insert_with(|| self.spinner(name));
+        bar.set_message(format!("{ready}/{desired}  {state}"));
     }
 
-    /// Freeze the live workload lines (a rollout ended).
+    fn spinner(&self, prefix: &str) -> ProgressBar {
+        let bar = self.bars.add(ProgressBar::new_spinner());
+        bar.set_style(
+            ProgressStyle::with_template("  {spinner} {prefix:<32} {msg} ({elapsed})")
+                .expect("valid template"),
+        );
+        bar.set_prefix(prefix.to_string());
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    }
+
+    /// A pre-deploy task starts: a spinner on a terminal.
+    pub fn task_started(&self, task: &str, message: &str) {
+        self.task_line(task, message);
+        if self.mode == Mode::Terminal {
+            let bar = self.spinner(&format!("[{task}]"));
+            bar.set_message(message.to_string());
+            self.workloads
+                .lock()
+                .unwrap()
+                .insert(format!("task:{task}"), bar);
+        }
+    }
+
+    /// A pre-deploy task ended: its spinner goes, a line stays.
+    pub fn task_finished(&self, task: &str, message: &str) {
+        if let Some(bar) = self
+            .workloads
+            .lock()
+            .unwrap()
+            .remove(&format!("task:{task}"))
+        {
+            bar.finish_and_clear();
+        }
+        self.task_line(task, message);
+    }
+
+    /// Clear whatever live lines remain (a rollout or task ended).
     pub fn finish_workloads(&self) {
         for bar in self.workloads.lock().unwrap().drain().map(|(_, b)| b) {
-            bar.finish();
+            bar.finish_and_clear();
         }
     }
 

@@ -44,6 +44,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// How long to wait for a rollout: `--timeout`, else the environment's.
+    pub fn timeout(&self, args: &DeployArgs) -> std::time::Duration {
+        args.timeout.unwrap_or(self.env.rollout.timeout)
+    }
+
     /// `<app>-<env>`.
     pub fn instance(&self) -> String {
         instance(&self.config.app, &self.env_name)
@@ -304,6 +309,7 @@ async fn deploy_steps(
     record: &mut Release,
 ) -> anyhow::Result<()> {
     let ns = &plan.env.namespace;
+    let timeout = plan.timeout(args);
     let thresholds = Thresholds {
         unschedulable_after: plan.env.rollout.unschedulable_after,
     };
@@ -364,7 +370,7 @@ async fn deploy_steps(
         &plan.selector(),
         &tracked,
         thresholds,
-        args.timeout,
+        timeout,
         out,
     )
     .await;
@@ -389,7 +395,7 @@ async fn deploy_steps(
         Err(WaitFailure::TimedOut { pending }) => {
             let message = format!(
                 "the rollout did not finish within {}s; still waiting on:\n  {}",
-                args.timeout.as_secs(),
+                timeout.as_secs(),
                 pending.join("\n  ")
             );
             out.failure(&message);
@@ -482,6 +488,7 @@ async fn roll_back(
         .collect::<Result<_, _>>()
         .context("reading the previous release's manifest")?;
     let started = Instant::now();
+    let timeout = plan.timeout(args);
     let resolved = apply::resolve(client, objects).await?;
     let applied = apply::apply_all(client, ns, &resolved, false).await?;
     let thresholds = Thresholds {
@@ -493,7 +500,7 @@ async fn roll_back(
         &plan.selector(),
         &tracked(&applied),
         thresholds,
-        args.timeout,
+        timeout,
         out,
     )
     .await;
