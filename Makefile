@@ -6,6 +6,7 @@ LOCAL := cluster-setup/local
 .PHONY: demo test lint unit bench up down purge
 
 demo: up
+	cargo build --release --locked
 	@$(LOCAL)/demo
 
 test: lint
