@@ -552,3 +552,44 @@ async fn ctrl_c_exits_130_releases_the_lock_and_records_the_interruption() {
     assert!(history.contains("interrupted"), "{history}");
     delete_namespace(&client, &app.namespace).await;
 }
+
+#[tokio::test]
+async fn under_github_actions_steps_are_grouped_failures_annotated_and_summarised() {
+    let app = App::without_migration("deploy-gha");
+    let client = local_env().kube().await;
+    let summary = std::env::temp_dir().join(unique_name("step-summary"));
+    let out = app
+        .command(&["deploy", "test", "badbad4"])
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "acme/app")
+        .env("GITHUB_RUN_ID", "42")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("::group::validate")
+            && log.contains("::group::wait")
+            && log.contains("::endgroup::"),
+        "{log}"
+    );
+    assert!(
+        log.contains("::error::rollout failed%0A"),
+        "one annotation, newlines encoded: {log}"
+    );
+    let markdown = std::fs::read_to_string(&summary).unwrap();
+    assert!(
+        markdown.contains("### berth: failed to deploy `badbad4` to test"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| failure | `Deployment/"), "{markdown}");
+    // the lock names the CI run, not a person
+    let history = String::from_utf8_lossy(&app.berth(&["history", "test"]).stdout).into_owned();
+    assert!(
+        history.contains("https://github.com/acme/app/actions/runs/42"),
+        "{history}"
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
