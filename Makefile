@@ -20,7 +20,7 @@ unit:
 	cargo test --lib --bins --locked
 
 bench:
-	$(LOCAL)/with-env bench/local-environment
+	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/deploy'
 
 up:
 	$(LOCAL)/up

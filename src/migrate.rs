@@ -4,21 +4,25 @@
 //! The Job has a unique name per release, `backoffLimit: 0` and a deadline.
 //! A failed Job is kept for inspection; a successful one is deleted.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, LogParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, LogParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
 use crate::cluster::release::TaskRecord;
 use crate::config::Migrate;
+use crate::error::input_error;
 use crate::output::Output;
 use crate::rollout::{Failure, Thresholds, Verdict, Workload};
 
@@ -36,15 +40,48 @@ pub struct MigrationFailed {
     pub record: TaskRecord,
 }
 
-/// The Job for release `number` of `sha`.
-pub fn job_for(migrate: &Migrate, instance: &str, number: u64, sha: &str) -> anyhow::Result<Job> {
-    let short = &sha[..sha.len().min(12)];
-    let name = format!("{instance}-migrate-{number}-{short}");
-    let labels = json!({
-        crate::cluster::MANAGED_BY.0: crate::cluster::MANAGED_BY.1,
-        RELEASE_LABEL: instance,
-        "berth.dev/release": number.to_string(),
-    });
+/// The label that marks a Job in the overlay as the migration template.
+pub const TEMPLATE_LABEL: (&str, &str) = ("berth.dev/role", "migration");
+/// The deadline of a migration whose template sets none.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
+
+fn is_template(object: &DynamicObject) -> bool {
+    object
+        .types
+        .as_ref()
+        .is_some_and(|t| t.kind == "Job" && t.api_version == "batch/v1")
+        && object.labels().get(TEMPLATE_LABEL.0).map(String::as_str) == Some(TEMPLATE_LABEL.1)
+}
+
+/// Take the overlay's migration Job template (a Job labelled
+/// `berth.dev/role: migration`) out of the objects to apply. It is run once
+/// per release instead of being applied.
+pub fn take_template(objects: &mut Vec<DynamicObject>) -> anyhow::Result<Option<Job>> {
+    let (templates, rest): (Vec<_>, Vec<_>) =
+        std::mem::take(objects).into_iter().partition(is_template);
+    *objects = rest;
+    match templates.len() {
+        0 => Ok(None),
+        1 => {
+            let value = serde_json::to_value(&templates[0])?;
+            let job: Job = serde_json::from_value(value).map_err(|e| {
+                input_error(format!(
+                    "the migration Job template {} is not a valid Job: {e}",
+                    templates[0].name_any()
+                ))
+            })?;
+            Ok(Some(job))
+        }
+        n => Err(input_error(format!(
+            "the overlay has {n} Jobs labelled {}: {}; keep one migration template",
+            TEMPLATE_LABEL.0, TEMPLATE_LABEL.1
+        ))),
+    }
+}
+
+/// The migration Job from berth.yaml's `migrate:`, for apps whose overlay has
+/// no template.
+pub fn from_config(migrate: &Migrate, sha: &str) -> anyhow::Result<Job> {
     let env_from: Vec<_> = migrate
         .env_from_secrets
         .iter()
@@ -53,14 +90,11 @@ pub fn job_for(migrate: &Migrate, instance: &str, number: u64, sha: &str) -> any
     let job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": { "name": name, "labels": labels },
+        "metadata": { "name": "migrate" },
         "spec": {
-            "backoffLimit": 0,
             "activeDeadlineSeconds": migrate.deadline.as_secs().max(1),
             "template": {
-                "metadata": { "labels": labels },
                 "spec": {
-                    "restartPolicy": "Never",
                     "serviceAccountName": migrate.service_account,
                     "containers": [{
                         "name": "migrate",
@@ -74,6 +108,55 @@ pub fn job_for(migrate: &Migrate, instance: &str, number: u64, sha: &str) -> any
         }
     });
     serde_json::from_value(job).context("building the migration Job")
+}
+
+/// Make `template` the migration Job of release `number`: a unique name,
+/// berth's labels, one attempt (`backoffLimit: 0`, `restartPolicy: Never`)
+/// and a deadline (the template's, else 10 minutes).
+pub fn for_release(mut job: Job, instance: &str, number: u64, sha: &str) -> Job {
+    let short = &sha[..sha.len().min(12)];
+    let mut name = format!("{instance}-migrate-{number}-{short}");
+    if name.len() > 63 {
+        name = format!("migrate-{number}-{short}");
+    }
+    let labels = [
+        (
+            crate::cluster::MANAGED_BY.0,
+            crate::cluster::MANAGED_BY.1.to_string(),
+        ),
+        (RELEASE_LABEL, instance.to_string()),
+        ("berth.dev/release", number.to_string()),
+    ];
+    job.metadata = ObjectMeta {
+        name: Some(name),
+        labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        ),
+        annotations: job.metadata.annotations.take(),
+        ..Default::default()
+    };
+    let spec = job.spec.get_or_insert_with(Default::default);
+    spec.backoff_limit = Some(0);
+    spec.active_deadline_seconds = spec
+        .active_deadline_seconds
+        .or(Some(DEFAULT_DEADLINE.as_secs() as i64));
+    let pod_labels = spec
+        .template
+        .metadata
+        .get_or_insert_with(Default::default)
+        .labels
+        .get_or_insert_with(Default::default);
+    for (k, v) in &labels {
+        pod_labels.insert(k.to_string(), v.clone());
+    }
+    pod_labels.remove(TEMPLATE_LABEL.0);
+    if let Some(pod) = spec.template.spec.as_mut() {
+        pod.restart_policy = Some("Never".into());
+    }
+    job
 }
 
 /// Run the migration Job to the end. Streams its logs; deletes it on success.
@@ -111,7 +194,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut latest_job: Option<Job> = None;
     let mut seen_pods: Vec<Pod> = Vec::new();
-    let mut log_tasks = Vec::new();
+    let mut log_tasks = HashMap::new();
     let verdict = loop {
         tokio::select! {
             event = events.next() => match event {
@@ -120,8 +203,10 @@ pub async fn run(
                     let p = *p;
                     let started_container = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| c.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())));
                     let new = !seen_pods.iter().any(|s| s.name_any() == p.name_any());
-                    if started_container && !log_tasks.iter().any(|(n, _)| *n == p.name_any()) {
-                        log_tasks.push((p.name_any(), tokio::spawn(stream_logs(pods.clone(), p.name_any(), out.clone()))));
+                    if started_container && !log_tasks.contains_key(&p.name_any()) {
+                        let printed = Arc::new(AtomicUsize::new(0));
+                        let task = tokio::spawn(stream_logs(pods.clone(), p.name_any(), out.clone(), printed.clone()));
+                        log_tasks.insert(p.name_any(), (task, printed));
                     }
                     if new { seen_pods.push(p) } else if let Some(slot) = seen_pods.iter_mut().find(|s| s.name_any() == p.name_any()) { *slot = p }
                 }
@@ -130,6 +215,12 @@ pub async fn run(
             },
             _ = tick.tick() => {}
         }
+        if seen_pods.is_empty()
+            && started.elapsed() > POD_CREATE_GRACE
+            && let Some(failure) = refused_pods(client, namespace, &name).await
+        {
+            break Verdict::Failed(failure);
+        }
         if let Some(j) = &latest_job {
             match Workload::Job(j.clone()).assess(&[], &seen_pods, Timestamp::now(), thresholds) {
                 Verdict::Progressing(_) => continue,
@@ -137,10 +228,15 @@ pub async fn run(
             }
         }
     };
-    // Let the log streams drain what the container wrote; a kubelet closes a
-    // finished container's stream itself, this only bounds the wait.
-    for (_, task) in log_tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(1), task).await;
+    // A kubelet ends a finished container's log stream itself; to not depend
+    // on that, stop following and print whatever the streams had not yet.
+    for (pod, (task, printed)) in log_tasks {
+        task.abort();
+        if let Ok(all) = pods.logs(&pod, &LogParams::default()).await {
+            for line in all.lines().skip(printed.load(Ordering::SeqCst)) {
+                out.task_line("migrate", line);
+            }
+        }
     }
     let duration_s = started.elapsed().as_secs_f64();
     match verdict {
@@ -176,13 +272,38 @@ pub async fn run(
     }
 }
 
+/// How long the Job controller may fail to create the pod (FailedCreate)
+/// before the migration counts as failed.
+const POD_CREATE_GRACE: Duration = Duration::from_secs(10);
+
+/// Why the Job controller cannot create the Job's pod, from its events
+/// (e.g. a ServiceAccount or Secret volume that does not exist yet).
+async fn refused_pods(client: &Client, namespace: &str, job: &str) -> Option<Failure> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let params =
+        ListParams::default().fields(&format!("involvedObject.name={job},reason=FailedCreate"));
+    let list = events.list(&params).await.ok()?;
+    let latest = list
+        .items
+        .into_iter()
+        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0))?;
+    Some(Failure {
+        pod: None,
+        reason: "FailedCreate".into(),
+        message: format!(
+            "the Job controller cannot create the migration pod: {}",
+            latest.message.as_deref().unwrap_or("no reason given")
+        ),
+    })
+}
+
 enum Watched {
     Job(Box<Job>),
     Pod(Box<Pod>),
 }
 
-/// Follow a pod's log, printing each line.
-async fn stream_logs(pods: Api<Pod>, pod: String, out: Arc<Output>) {
+/// Follow a pod's log, printing each line and counting them in `printed`.
+async fn stream_logs(pods: Api<Pod>, pod: String, out: Arc<Output>, printed: Arc<AtomicUsize>) {
     let params = LogParams {
         follow: true,
         ..Default::default()
@@ -192,6 +313,7 @@ async fn stream_logs(pods: Api<Pod>, pod: String, out: Arc<Output>) {
             let mut lines = stream.lines();
             while let Ok(Some(line)) = lines.try_next().await {
                 out.task_line("migrate", &line);
+                printed.fetch_add(1, Ordering::SeqCst);
             }
         }
         Err(e) => tracing::debug!("no logs from {pod}: {e}"),
@@ -214,8 +336,13 @@ mod tests {
     }
 
     #[test]
-    fn the_job_runs_once_at_the_sha_with_a_deadline_and_a_name_per_release() {
-        let job = job_for(&migrate(), "workbench-staging", 7, "1a2b3c4").unwrap();
+    fn a_configured_migration_runs_once_at_the_sha_with_a_deadline_and_a_name_per_release() {
+        let job = for_release(
+            from_config(&migrate(), "1a2b3c4").unwrap(),
+            "workbench-staging",
+            7,
+            "1a2b3c4",
+        );
         assert_eq!(job.name_any(), "workbench-staging-migrate-7-1a2b3c4");
         let spec = job.spec.unwrap();
         assert_eq!(spec.backoff_limit, Some(0));
@@ -233,5 +360,64 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(secret.name, "db-credentials");
+    }
+
+    fn object(json: serde_json::Value) -> DynamicObject {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn the_overlays_template_is_taken_out_of_the_apply_set_and_run_as_the_release_job() {
+        let mut objects = vec![
+            object(
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}),
+            ),
+            object(json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": "migrate", "labels": {"berth.dev/role": "migration", "app.kubernetes.io/instance": "wb-s"}},
+                "spec": {"backoffLimit": 6, "activeDeadlineSeconds": 120, "template": {
+                    "metadata": {"labels": {"berth.dev/role": "migration"}},
+                    "spec": {"restartPolicy": "OnFailure", "containers": [
+                        {"name": "migrate", "image": "reg/migrate:1a2b3c4"},
+                        {"name": "cloud-sql-proxy", "image": "gce-proxy:1.18"}]}}}
+            })),
+        ];
+        let template = take_template(&mut objects).unwrap().unwrap();
+        assert_eq!(objects.len(), 1, "the template is not applied");
+        let job = for_release(template, "wb-s", 3, "1a2b3c4");
+        assert_eq!(job.name_any(), "wb-s-migrate-3-1a2b3c4");
+        assert_eq!(
+            job.labels().get("app.kubernetes.io/instance"),
+            None,
+            "never pruned as an app object"
+        );
+        let spec = job.spec.unwrap();
+        assert_eq!(spec.backoff_limit, Some(0));
+        assert_eq!(
+            spec.active_deadline_seconds,
+            Some(120),
+            "the template's deadline wins"
+        );
+        let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
+        assert_eq!(
+            pod_labels.get("berth.dev/release").map(String::as_str),
+            Some("3")
+        );
+        assert!(!pod_labels.contains_key("berth.dev/role"));
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(pod.containers.len(), 2, "sidecars from the overlay stay");
+    }
+
+    #[test]
+    fn two_templates_are_refused() {
+        let job = || {
+            object(
+                json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "m", "labels": {"berth.dev/role": "migration"}}}),
+            )
+        };
+        let mut objects = vec![job(), job()];
+        let err = take_template(&mut objects).unwrap_err().to_string();
+        assert!(err.contains("keep one migration template"), "{err}");
     }
 }

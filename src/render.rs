@@ -830,7 +830,8 @@ data: { image: registry.example.com/shop/worker:v1 }
                 "Deployment/cron",
                 "Deployment/fetcher",
                 "Deployment/frontend",
-                "Deployment/renderer"
+                "Deployment/renderer",
+                "Job/migrate"
             ]
         );
         for pin in &pinned {

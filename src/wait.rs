@@ -8,7 +8,7 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use futures::stream::{BoxStream, select_all};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -140,6 +140,13 @@ pub async fn wait_all(
             event = events.next() => {
                 if let Some(Err(e)) = event {
                     tracing::debug!("watch error (retrying): {e}");
+                }
+                // Take every event already queued, then assess once: a burst
+                // of 50 rollouts' updates costs one evaluation, not hundreds.
+                while let Some(Some(event)) = events.next().now_or_never() {
+                    if let Err(e) = event {
+                        tracing::debug!("watch error (retrying): {e}");
+                    }
                 }
             }
             _ = tick.tick() => {}

@@ -37,7 +37,24 @@ impl App {
         let namespace = unique_name(prefix);
         let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&dir).unwrap();
-        let overlay = repo_root().join("overlays/staging");
+        let staging = repo_root().join("overlays/staging");
+        // The example's migration is the Job template in its base; without a
+        // migration, a wrapping overlay deletes that Job.
+        let overlay = if migration {
+            staging
+        } else {
+            let overlay = dir.join("overlay");
+            std::fs::create_dir_all(&overlay).unwrap();
+            std::fs::write(
+                overlay.join("kustomization.yaml"),
+                format!(
+                    "resources: [{}]\npatches:\n  - patch: |-\n      $patch: delete\n      apiVersion: batch/v1\n      kind: Job\n      metadata: {{name: migrate}}\n",
+                    relative(&overlay, &staging).display()
+                ),
+            )
+            .unwrap();
+            overlay
+        };
         let config = format!(
             r#"app: wb
 images:
@@ -51,19 +68,11 @@ environments:
     context: berth-local
     namespace: {namespace}
     overlay: {overlay}
-    migrate:
-      image: registry.example.com/workbench/migrate
-      command: [flyway, migrate]
     rollout:
       timeout: 90s
 "#,
             overlay = overlay.display()
         );
-        let config = if migration {
-            config
-        } else {
-            config.replace("    migrate:\n      image: registry.example.com/workbench/migrate\n      command: [flyway, migrate]\n", "")
-        };
         std::fs::write(dir.join("berth.yaml"), config).unwrap();
         App { dir, namespace }
     }
@@ -97,6 +106,14 @@ environments:
     }
 }
 
+/// `to` relative to the directory `from` (kustomize refuses absolute resource paths).
+fn relative(from: &std::path::Path, to: &std::path::Path) -> PathBuf {
+    let ups = from.components().count() - 1; // every component but the root
+    let mut path: PathBuf = std::iter::repeat_n("..", ups).collect();
+    path.push(to.strip_prefix("/").unwrap());
+    path
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -128,21 +145,28 @@ async fn images(client: &Client, ns: &str) -> Vec<(String, String)> {
     images
 }
 
+/// Every rolling-update Deployment has its replicas available. (A `Recreate`
+/// Deployment, like the example's cron, stops its old pod by design.)
 async fn all_available(client: &Client, ns: &str) -> bool {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    deployments
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .all(|d| {
-            let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-            d.status
-                .as_ref()
-                .and_then(|s| s.available_replicas)
-                .unwrap_or(0)
-                >= want
-        })
+    let recreate = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.strategy.as_ref())
+            .and_then(|s| s.type_.as_deref())
+            == Some("Recreate")
+    };
+    let list = deployments.list(&ListParams::default()).await.unwrap();
+    let rolling: Vec<&Deployment> = list.items.iter().filter(|d| !recreate(d)).collect();
+    assert!(!rolling.is_empty(), "no rolling-update Deployment to check");
+    rolling.iter().all(|d| {
+        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        d.status
+            .as_ref()
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(0)
+            >= want
+    })
 }
 
 fn git_status() -> String {
@@ -590,6 +614,61 @@ async fn under_github_actions_steps_are_grouped_failures_annotated_and_summarise
     assert!(
         history.contains("https://github.com/acme/app/actions/runs/42"),
         "{history}"
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn a_migration_whose_pod_cannot_be_created_fails_fast_naming_the_cause() {
+    let app = App::new("deploy-failedcreate");
+    let client = local_env().kube().await;
+    // the overlay's migration Job names a ServiceAccount that does not exist
+    let overlay = app.dir.join("overlay");
+    std::fs::create_dir_all(&overlay).unwrap();
+    let staging = repo_root().join("overlays/staging");
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "resources: [{}]\npatches:\n  - target: {{kind: Job, name: migrate}}\n    patch: |-\n      - op: add\n        path: /spec/template/spec/serviceAccountName\n        value: nobody-made-me\n",
+            relative(&overlay, &staging).display()
+        ),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(app.dir.join("berth.yaml")).unwrap();
+    std::fs::write(
+        app.dir.join("berth.yaml"),
+        config.replace(
+            &staging.display().to_string(),
+            &overlay.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = app.berth(&["deploy", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = app.report(&out);
+    assert_eq!(report["failure"]["reason"], "FailedCreate", "{report}");
+    assert!(
+        report["failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nobody-made-me"),
+        "{report}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "took {:?}",
+        started.elapsed()
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &app.namespace);
+    assert!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no workload applied"
     );
     delete_namespace(&client, &app.namespace).await;
 }

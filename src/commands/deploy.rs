@@ -8,6 +8,7 @@ use std::time::Instant;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use anyhow::Context;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DynamicObject, PostParams};
@@ -41,6 +42,9 @@ pub struct Plan {
     pub objects: Vec<Resolved>,
     /// The images pinned to the SHA.
     pub pinned: Vec<PinnedImage>,
+    /// The migration Job to run before applying: the overlay's template, or
+    /// one built from berth.yaml's `migrate:`.
+    pub migration: Option<Job>,
 }
 
 impl Plan {
@@ -77,6 +81,18 @@ pub async fn plan(
     let mut objects = render::render(&config, env_name, &env)?;
     render::label(&mut objects, &config.app, env_name);
     let pinned = render::pin_images(&mut objects, &config.images, &sha);
+    let migration = match (migrate::take_template(&mut objects)?, &env.migrate) {
+        (Some(_), Some(_)) => {
+            return Err(input_error(format!(
+                "the migration of {env_name} is declared twice: a Job labelled {}: {} in the overlay and `environments.{env_name}.migrate` in berth.yaml; keep one",
+                migrate::TEMPLATE_LABEL.0,
+                migrate::TEMPLATE_LABEL.1
+            )));
+        }
+        (Some(template), None) => Some(template),
+        (None, Some(configured)) => Some(migrate::from_config(configured, &sha)?),
+        (None, None) => None,
+    };
     if pinned.is_empty() {
         out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
     }
@@ -105,7 +121,7 @@ pub async fn plan(
     let needs = access::deploy_needs(
         &objects,
         &env.namespace,
-        env.migrate.is_some(),
+        migration.is_some(),
         prune,
         existing.is_none(),
     );
@@ -123,6 +139,7 @@ pub async fn plan(
         sha,
         objects,
         pinned,
+        migration,
     };
     Ok((client, plan))
 }
@@ -313,10 +330,11 @@ async fn deploy_steps(
     let thresholds = Thresholds {
         unschedulable_after: plan.env.rollout.unschedulable_after,
     };
-    if let Some(migrate) = &plan.env.migrate {
+    if let Some(template) = &plan.migration {
         out.step("migrate");
         let t = Instant::now();
-        let job = migrate::job_for(migrate, &plan.instance(), record.number, &plan.sha)?;
+        let job =
+            migrate::for_release(template.clone(), &plan.instance(), record.number, &plan.sha);
         let result = migrate::run(client, ns, job, thresholds, out).await?;
         record
             .timings

@@ -6,7 +6,7 @@
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
 use super::{Failure, Thresholds, Verdict, first_doomed, owned_by, plural, stale};
 
@@ -35,6 +35,9 @@ pub fn assess(
         }
     }
     if let Some(failure) = deadline_exceeded(deployment, status) {
+        return Verdict::Failed(failure);
+    }
+    if let Some(failure) = cannot_create_pods(status, now) {
         return Verdict::Failed(failure);
     }
     let desired = desired(deployment);
@@ -88,6 +91,35 @@ fn revision(metadata: &ObjectMeta) -> Option<&str> {
         .as_ref()?
         .get(REVISION)
         .map(String::as_str)
+}
+
+/// How long the controller may fail to create pods (a missing ServiceAccount,
+/// an exhausted quota) before the rollout counts as doomed; quota can free up
+/// by itself while old pods terminate.
+const REPLICA_FAILURE_GRACE: SignedDuration = SignedDuration::from_secs(15);
+
+/// The controller has been unable to create pods (condition ReplicaFailure).
+fn cannot_create_pods(status: &DeploymentStatus, now: Timestamp) -> Option<Failure> {
+    let condition = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "ReplicaFailure" && c.status == "True")?;
+    let since = condition.last_transition_time.as_ref()?.0;
+    if now.duration_since(since) < REPLICA_FAILURE_GRACE {
+        return None;
+    }
+    Some(Failure {
+        pod: None,
+        reason: condition
+            .reason
+            .clone()
+            .unwrap_or_else(|| "ReplicaFailure".into()),
+        message: format!(
+            "the controller cannot create pods: {}",
+            condition.message.as_deref().unwrap_or("no reason given")
+        ),
+    })
 }
 
 /// The controller's verdict that the rollout stopped progressing.
@@ -292,5 +324,41 @@ mod tests {
             failed_reason(verdict(&objects, at("2026-11-21T22:56:00Z"))),
             (Some("stuck-976c9ffd4-9lngl".into()), "Unschedulable".into())
         );
+    }
+
+    #[test]
+    fn pods_the_controller_cannot_create_fail_the_rollout_after_a_grace() {
+        let mut d: Deployment = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 2, "replicas": 0, "conditions": [{
+                "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "lastTransitionTime": "2026-11-21T10:00:00Z",
+                "message": "pods \"web-1\" is forbidden: error looking up service account ns/app: serviceaccount \"app\" not found"
+            }]}
+        }))
+        .unwrap();
+        let at = |t: &str| t.parse::<Timestamp>().unwrap();
+        let thresholds = Thresholds::default();
+        assert!(matches!(
+            assess(&d, &[], &[], at("2026-11-21T10:00:05Z"), thresholds),
+            Verdict::Progressing(_)
+        ));
+        match assess(&d, &[], &[], at("2026-11-21T10:00:20Z"), thresholds) {
+            Verdict::Failed(f) => {
+                assert_eq!(f.reason, "FailedCreate");
+                assert!(
+                    f.message.contains("serviceaccount \"app\" not found"),
+                    "{}",
+                    f.message
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        d.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
+        assert!(matches!(
+            assess(&d, &[], &[], at("2026-11-21T10:00:20Z"), thresholds),
+            Verdict::Progressing(_)
+        ));
     }
 }
