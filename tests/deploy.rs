@@ -114,6 +114,22 @@ fn relative(from: &std::path::Path, to: &std::path::Path) -> PathBuf {
     path
 }
 
+/// Wait until a deploy holds the environment's lock; the Lease API for later checks.
+async fn wait_for_lock(client: &Client, ns: &str) -> Api<Lease> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
+    within(
+        Duration::from_secs(30),
+        "a deploy to take the lock",
+        async {
+            while !matches!(leases.get_opt("berth-deploy-lock").await, Ok(Some(_))) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        },
+    )
+    .await;
+    leases
+}
+
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
@@ -320,20 +336,7 @@ async fn of_two_concurrent_deploys_one_proceeds_and_the_other_exits_3_naming_the
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
-    within(
-        Duration::from_secs(30),
-        "the first deploy to take the lock",
-        async {
-            loop {
-                if let Ok(Some(_)) = leases.get_opt("berth-deploy-lock").await {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        },
-    )
-    .await;
+    wait_for_lock(&client, &app.namespace).await;
     let second = app.berth(&["deploy", "test", "2b3c4d5", "--output", "json"]);
     assert_eq!(code(&second), 3, "{}", stderr(&second));
     assert_eq!(app.report(&second)["status"], "locked");
@@ -358,17 +361,7 @@ async fn a_killed_deployers_lock_expires_and_the_next_deploy_succeeds() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
-    within(
-        Duration::from_secs(30),
-        "the first deploy to take the lock",
-        async {
-            while !matches!(leases.get_opt("berth-deploy-lock").await, Ok(Some(_))) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        },
-    )
-    .await;
+    wait_for_lock(&client, &app.namespace).await;
     first.kill().unwrap(); // SIGKILL: no chance to release anything
     first.wait().unwrap();
     let out = app.berth(&[
@@ -546,17 +539,7 @@ async fn ctrl_c_exits_130_releases_the_lock_and_records_the_interruption() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let leases: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
-    within(
-        Duration::from_secs(30),
-        "the deploy to take the lock",
-        async {
-            while !matches!(leases.get_opt("berth-deploy-lock").await, Ok(Some(_))) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        },
-    )
-    .await;
+    let leases = wait_for_lock(&client, &app.namespace).await;
     let pid = child.id().to_string();
     assert!(
         Command::new("kill")
@@ -670,5 +653,79 @@ async fn a_migration_whose_pod_cannot_be_created_fails_fast_naming_the_cause() {
             .is_empty(),
         "no workload applied"
     );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn a_person_holds_the_lock_until_released_and_deploys_wait_for_it() {
+    let app = App::without_migration("deploy-freeze");
+    let client = local_env().kube().await;
+    assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
+    let acquired = app.berth(&["lock", "test", "acquire", "--ttl", "10m"]);
+    assert_eq!(code(&acquired), 0, "{}", stderr(&acquired));
+    let status =
+        String::from_utf8_lossy(&app.berth(&["lock", "test", "status"]).stdout).into_owned();
+    assert!(
+        status.contains("locked by") && status.contains("by hand"),
+        "{status}"
+    );
+    let refused = app.berth(&["deploy", "test", "2b3c4d5"]);
+    assert_eq!(code(&refused), 3, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("by hand"),
+        "names the holder: {}",
+        stderr(&refused)
+    );
+    let released = app.berth(&["lock", "test", "release"]);
+    assert_eq!(code(&released), 0, "{}", stderr(&released));
+    assert_eq!(code(&app.berth(&["deploy", "test", "2b3c4d5"])), 0);
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn prune_deletes_what_the_overlay_no_longer_renders_and_nothing_else() {
+    let app = App::without_migration("deploy-prune");
+    let client = local_env().kube().await;
+    assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
+    // an object berth does not manage must survive the prune
+    let env = local_env();
+    let other = env
+        .command("kubectl")
+        .args([
+            "-n",
+            &app.namespace,
+            "create",
+            "deployment",
+            "not-ours",
+            "--image=registry.example/other:1",
+        ])
+        .output()
+        .unwrap();
+    assert!(other.status.success());
+    // the overlay drops fetcher
+    let overlay = app.dir.join("overlay");
+    let kustomization = std::fs::read_to_string(overlay.join("kustomization.yaml")).unwrap();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!("{kustomization}  - patch: |-\n      $patch: delete\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata: {{name: fetcher}}\n"),
+    )
+    .unwrap();
+    let out = app.berth(&["deploy", "test", "2b3c4d5", "--prune"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("pruned Deployment/fetcher"),
+        "{}",
+        stderr(&out)
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &app.namespace);
+    let mut names: Vec<String> = deployments
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.metadata.name.unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["cron", "frontend", "not-ours", "renderer"]);
     delete_namespace(&client, &app.namespace).await;
 }
