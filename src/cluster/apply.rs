@@ -3,6 +3,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use anyhow::Context;
+use futures::future::try_join_all;
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
@@ -69,9 +70,8 @@ pub async fn resolve(
     client: &Client,
     objects: Vec<DynamicObject>,
 ) -> anyhow::Result<Vec<Resolved>> {
-    let mut found: HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)> = HashMap::new();
-    let mut resolved = Vec::with_capacity(objects.len());
-    for object in objects {
+    let mut kinds = Vec::with_capacity(objects.len());
+    for object in &objects {
         let types = object.types.clone().ok_or_else(|| {
             input_error(format!(
                 "object {} has no apiVersion/kind",
@@ -80,23 +80,39 @@ pub async fn resolve(
         })?;
         let gvk = GroupVersionKind::try_from(&types)
             .map_err(|e| input_error(format!("object {}: {e}", object.name_any())))?;
-        if !found.contains_key(&gvk) {
+        kinds.push(gvk);
+    }
+    // One discovery request per distinct kind, all at once.
+    let distinct: BTreeSet<(String, String, String)> = kinds
+        .iter()
+        .map(|k| (k.group.clone(), k.version.clone(), k.kind.clone()))
+        .collect();
+    let found: HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)> =
+        try_join_all(distinct.into_iter().map(|(group, version, kind)| async move {
+            let gvk = GroupVersionKind::gvk(&group, &version, &kind);
             let pinned = pinned_kind(client, &gvk).await.map_err(|e| {
+                let api_version = if group.is_empty() { version.clone() } else { format!("{group}/{version}") };
                 input_error(format!(
-                    "the cluster does not serve {}/{} ({e}); install its CRD first or fix the overlay",
-                    types.api_version, types.kind
+                    "the cluster does not serve {api_version}/{kind} ({e}); install its CRD first or fix the overlay"
                 ))
             })?;
-            found.insert(gvk.clone(), pinned);
-        }
-        let (resource, capabilities) = &found[&gvk];
-        resolved.push(Resolved {
-            object,
-            resource: resource.clone(),
-            namespaced: capabilities.scope == Scope::Namespaced,
-        });
-    }
-    Ok(resolved)
+            anyhow::Ok((gvk, pinned))
+        }))
+        .await?
+        .into_iter()
+        .collect();
+    Ok(objects
+        .into_iter()
+        .zip(kinds)
+        .map(|(object, gvk)| {
+            let (resource, capabilities) = &found[&gvk];
+            Resolved {
+                object,
+                resource: resource.clone(),
+                namespaced: capabilities.scope == Scope::Namespaced,
+            }
+        })
+        .collect())
 }
 
 /// Server-side apply every object, phase by phase, with field manager

@@ -78,7 +78,16 @@ pub async fn plan(
     let config = Config::load(&global.config)?;
     let env = config.environment(env_name)?.clone();
     let sha = config::parse_sha(sha)?;
-    let mut objects = render::render(&config, env_name, &env)?;
+    // Render (a kubectl or helm process) while connecting to the cluster; a
+    // render error is reported first, being the cheaper one to fix.
+    let rendering = {
+        let (config, env, name) = (config.clone(), env.clone(), env_name.to_string());
+        tokio::task::spawn_blocking(move || render::render(&config, &name, &env))
+    };
+    let connecting = client::connect(env.context.as_deref());
+    let (rendered, connected) = tokio::join!(rendering, connecting);
+    let mut objects = rendered.context("the render task panicked")??;
+    let client = connected?;
     render::label(&mut objects, &config.app, env_name);
     let pinned = render::pin_images(&mut objects, &config.images, &sha);
     let migration = match (migrate::take_template(&mut objects)?, &env.migrate) {
@@ -96,7 +105,6 @@ pub async fn plan(
     if pinned.is_empty() {
         out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
     }
-    let client = client::connect(env.context.as_deref()).await?;
     let objects = apply::resolve(&client, objects).await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let existing = match namespaces.get_opt(&env.namespace).await {
