@@ -377,7 +377,7 @@ async fn deploy_steps(
     let applied = apply::apply_all(client, ns, &plan.objects, false).await?;
     if args.prune {
         let mut kinds = plan.objects.clone();
-        kinds.extend(previous_kinds(client, record).await);
+        kinds.extend(previous_kinds(client, ns, record).await);
         for gone in apply::prune(client, ns, &plan.instance(), &kinds, &plan.objects).await? {
             out.info(&format!("pruned {gone}"));
         }
@@ -440,11 +440,11 @@ async fn deploy_steps(
 }
 
 /// Kinds the previous release had, so `--prune` also finds kinds no longer rendered.
-async fn previous_kinds(client: &Client, record: &Release) -> Vec<Resolved> {
+async fn previous_kinds(client: &Client, namespace: &str, record: &Release) -> Vec<Resolved> {
     let Some(number) = record.previous else {
         return Vec::new();
     };
-    let Ok(all) = release::list(client, &record_namespace(record)).await else {
+    let Ok(all) = release::list(client, namespace).await else {
         return Vec::new();
     };
     let Some(previous) = all.into_iter().find(|r| r.number == number) else {
@@ -456,19 +456,6 @@ async fn previous_kinds(client: &Client, record: &Release) -> Vec<Resolved> {
         .filter_map(|v| serde_json::from_value(v).ok())
         .collect();
     apply::resolve(client, objects).await.unwrap_or_default()
-}
-
-fn record_namespace(record: &Release) -> String {
-    // Every object of a release was applied to the environment's namespace.
-    record
-        .manifest
-        .iter()
-        .find_map(|o| {
-            o.pointer("/metadata/namespace")
-                .and_then(|n| n.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
 }
 
 /// The workloads among applied objects, with the generation the apply produced.
