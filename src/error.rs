@@ -54,14 +54,22 @@ pub fn input_error(message: impl Into<String>) -> anyhow::Error {
     BerthError::Input(message.into()).into()
 }
 
-/// The exit code for any error: a [`BerthError`] anywhere in the chain decides,
-/// otherwise 1.
-pub fn exit_code_of(error: &anyhow::Error) -> ExitCode {
-    let code = error
+/// The [`BerthError`] anywhere in the chain, if there is one.
+pub fn kind_of(error: &anyhow::Error) -> Option<&BerthError> {
+    error
         .chain()
         .find_map(|cause| cause.downcast_ref::<BerthError>())
-        .map_or(1, BerthError::exit_code);
-    ExitCode::from(code)
+}
+
+/// The exit code number for any error: a [`BerthError`] anywhere in the chain
+/// decides, otherwise 1.
+pub fn exit_code_number(error: &anyhow::Error) -> u8 {
+    kind_of(error).map_or(1, BerthError::exit_code)
+}
+
+/// [`exit_code_number`] as the process's exit code.
+pub fn exit_code_of(error: &anyhow::Error) -> ExitCode {
+    ExitCode::from(exit_code_number(error))
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, LogParams};
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
@@ -94,15 +94,14 @@ where
     store.state().iter().map(|k| (**k).clone()).collect()
 }
 
-fn find<K: Clone + Resource>(store: &Store<K>, name: &str) -> Option<K>
+/// The object named `name` in `namespace`, by key rather than by scanning.
+fn find<K: Clone + Resource>(store: &Store<K>, namespace: &str, name: &str) -> Option<K>
 where
-    K::DynamicType: Eq + Hash + Clone,
+    K::DynamicType: Default + Eq + Hash + Clone,
 {
     store
-        .state()
-        .iter()
-        .find(|k| k.meta().name.as_deref() == Some(name))
-        .map(|k| (**k).clone())
+        .get(&ObjectRef::new(name).within(namespace))
+        .map(|k| (*k).clone())
 }
 
 /// Watch every tracked workload (and the ReplicaSets and pods their
@@ -157,21 +156,16 @@ pub async fn wait_all(
         let mut done = 0;
         for t in tracked {
             let workload = match t.kind.as_str() {
-                "Deployment" => find(&deployments, &t.name).map(Workload::Deployment),
-                "StatefulSet" => find(&statefulsets, &t.name).map(Workload::StatefulSet),
-                "DaemonSet" => find(&daemonsets, &t.name).map(Workload::DaemonSet),
-                "Job" => find(&jobs, &t.name).map(Workload::Job),
+                "Deployment" => find(&deployments, namespace, &t.name).map(Workload::Deployment),
+                "StatefulSet" => find(&statefulsets, namespace, &t.name).map(Workload::StatefulSet),
+                "DaemonSet" => find(&daemonsets, namespace, &t.name).map(Workload::DaemonSet),
+                "Job" => find(&jobs, namespace, &t.name).map(Workload::Job),
                 _ => None,
             };
             let (verdict, ready, desired) = match workload {
                 None => (Verdict::Progressing("waiting to see it".into()), 0, 0),
                 Some(w) => {
-                    let generation = match &w {
-                        Workload::Deployment(d) => d.metadata.generation,
-                        Workload::StatefulSet(s) => s.metadata.generation,
-                        Workload::DaemonSet(d) => d.metadata.generation,
-                        Workload::Job(j) => j.metadata.generation,
-                    };
+                    let generation = w.metadata().generation;
                     let (ready, desired) = w.progress();
                     if generation.unwrap_or(0) < t.generation {
                         (

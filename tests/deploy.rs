@@ -289,8 +289,15 @@ async fn a_crash_looping_release_fails_naming_crash_loop_back_off() {
     let client = local_env().kube().await;
     let out = app.berth(&["deploy", "test", "deadbeef1", "--output", "json"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_eq!(app.report(&out)["failure"]["reason"], "CrashLoopBackOff");
-    assert!(stderr(&out).is_empty() || !stderr(&out).contains("panicked"));
+    let report = app.report(&out);
+    assert_eq!(report["failure"]["reason"], "CrashLoopBackOff");
+    // the failure names the pod and says how it crashes
+    assert!(report["failure"]["pod"].is_string(), "{report}");
+    let message = report["failure"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("restart") && message.contains("exit code 1"),
+        "{message}"
+    );
     delete_namespace(&client, &app.namespace).await;
 }
 

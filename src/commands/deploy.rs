@@ -172,7 +172,7 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
             report.status = "succeeded".into();
         }
         Err(error) => {
-            report.exit_code = code_number(error);
+            report.exit_code = crate::error::exit_code_number(error);
             report.status = status_of(error).into();
         }
     }
@@ -182,15 +182,8 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
     result
 }
 
-fn code_number(error: &anyhow::Error) -> u8 {
-    error
-        .chain()
-        .find_map(|c| c.downcast_ref::<BerthError>())
-        .map_or(1, BerthError::exit_code)
-}
-
 fn status_of(error: &anyhow::Error) -> &'static str {
-    match error.chain().find_map(|c| c.downcast_ref::<BerthError>()) {
+    match crate::error::kind_of(error) {
         Some(BerthError::Locked(_)) => "locked",
         Some(BerthError::TimedOut(_)) => "timed_out",
         Some(BerthError::Interrupted) => "interrupted",
@@ -287,7 +280,7 @@ async fn pipeline(
 
     let started = Instant::now();
     let outcome = tokio::select! {
-        result = deploy_steps(&client, &plan, args, out, &mut record) => result,
+        result = deploy_steps(&client, &plan, args, out, &mut record, previous.as_ref()) => result,
         _ = interrupts.recv() => Err(BerthError::Interrupted.into()),
     };
     record.finished_at = Some(Timestamp::now().to_string());
@@ -310,15 +303,23 @@ async fn pipeline(
     }
     out.step("record");
     release::update(&client, &ns, &record).await?;
+    let mut rollback = None;
     if outcome.is_err() && args.rollback_on_failure {
         match previous {
-            Some(previous) => roll_back(&client, &plan, &record, previous, args, out).await?,
+            Some(previous) => {
+                rollback = roll_back(&client, &plan, &record, previous, args, out).await?;
+            }
             None => out.warn(
                 "--rollback-on-failure: there is no earlier successful release to go back to",
             ),
         }
     }
-    let all = release::list(&client, &ns).await?;
+    // Every release recorded, newest first, without reading them again.
+    let all: Vec<Release> = rollback
+        .into_iter()
+        .chain([record])
+        .chain(history)
+        .collect();
     release::prune(&client, &ns, &all, plan.config.releases_kept).await?;
     out.step("unlock");
     lock.release().await?;
@@ -332,6 +333,7 @@ async fn deploy_steps(
     args: &DeployArgs,
     out: &Arc<Output>,
     record: &mut Release,
+    previous: Option<&Release>,
 ) -> anyhow::Result<()> {
     let ns = &plan.env.namespace;
     let timeout = plan.timeout(args);
@@ -377,7 +379,7 @@ async fn deploy_steps(
     let applied = apply::apply_all(client, ns, &plan.objects, false).await?;
     if args.prune {
         let mut kinds = plan.objects.clone();
-        kinds.extend(previous_kinds(client, ns, record).await);
+        kinds.extend(previous_kinds(client, previous).await);
         for gone in apply::prune(client, ns, &plan.instance(), &kinds, &plan.objects).await? {
             out.info(&format!("pruned {gone}"));
         }
@@ -440,20 +442,14 @@ async fn deploy_steps(
 }
 
 /// Kinds the previous release had, so `--prune` also finds kinds no longer rendered.
-async fn previous_kinds(client: &Client, namespace: &str, record: &Release) -> Vec<Resolved> {
-    let Some(number) = record.previous else {
-        return Vec::new();
-    };
-    let Ok(all) = release::list(client, namespace).await else {
-        return Vec::new();
-    };
-    let Some(previous) = all.into_iter().find(|r| r.number == number) else {
+async fn previous_kinds(client: &Client, previous: Option<&Release>) -> Vec<Resolved> {
+    let Some(previous) = previous else {
         return Vec::new();
     };
     let objects: Vec<DynamicObject> = previous
         .manifest
-        .into_iter()
-        .filter_map(|v| serde_json::from_value(v).ok())
+        .iter()
+        .filter_map(|v| serde_json::from_value(v.clone()).ok())
         .collect();
     apply::resolve(client, objects).await.unwrap_or_default()
 }
@@ -480,7 +476,7 @@ async fn roll_back(
     previous: Release,
     args: &DeployArgs,
     out: &Arc<Output>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<Release>> {
     out.step("rollback");
     let ns = &plan.env.namespace;
     if previous.manifest_omitted || previous.manifest.is_empty() {
@@ -488,7 +484,7 @@ async fn roll_back(
             "release {} kept no manifest; cannot roll back automatically",
             previous.number
         ));
-        return Ok(());
+        return Ok(None);
     }
     out.info(&format!(
         "re-applying release {} ({})",
@@ -549,7 +545,7 @@ async fn roll_back(
             record.sha
         )),
     }
-    Ok(())
+    Ok(Some(record))
 }
 
 /// Create the environment's namespace if it does not exist yet.

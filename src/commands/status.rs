@@ -2,7 +2,7 @@
 //! lock holder; the last release; drift from what the release recorded.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -141,21 +141,17 @@ async fn print_environment(
 
 /// (container, image) of every container of a workload's pod template.
 pub fn images_of(workload: &Workload) -> Vec<(String, String)> {
-    let spec: Option<&PodSpec> = match workload {
-        Workload::Deployment(d) => d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-        Workload::StatefulSet(s) => s.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-        Workload::DaemonSet(d) => d.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-        Workload::Job(j) => j.spec.as_ref().and_then(|s| s.template.spec.as_ref()),
-    };
-    spec.map(|s| {
-        s.init_containers
-            .iter()
-            .flatten()
-            .chain(&s.containers)
-            .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-            .collect()
-    })
-    .unwrap_or_default()
+    workload
+        .pod_spec()
+        .map(|s| {
+            s.init_containers
+                .iter()
+                .flatten()
+                .chain(&s.containers)
+                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Where a live workload's images differ from what the release recorded.

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
@@ -121,12 +121,23 @@ impl Workload {
         }
     }
 
-    fn metadata(&self) -> &ObjectMeta {
+    /// The object's metadata.
+    pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Workload::Deployment(d) => &d.metadata,
             Workload::StatefulSet(s) => &s.metadata,
             Workload::DaemonSet(d) => &d.metadata,
             Workload::Job(j) => &j.metadata,
+        }
+    }
+
+    /// The pod template's spec, if the object has one.
+    pub fn pod_spec(&self) -> Option<&PodSpec> {
+        match self {
+            Workload::Deployment(d) => d.spec.as_ref()?.template.spec.as_ref(),
+            Workload::StatefulSet(s) => s.spec.as_ref()?.template.spec.as_ref(),
+            Workload::DaemonSet(d) => d.spec.as_ref()?.template.spec.as_ref(),
+            Workload::Job(j) => j.spec.as_ref()?.template.spec.as_ref(),
         }
     }
 }
