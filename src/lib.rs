@@ -1,6 +1,7 @@
 //! berth deploys web applications to Kubernetes by git SHA and runs the
 //! operations around a deploy. The binary is a thin wrapper around [`run`].
 
+pub mod assets;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
