@@ -363,8 +363,9 @@ pub struct AssetsPushArgs {
     /// Environment and SHA whose assets to push.
     #[command(flatten)]
     pub target: EnvShaArgs,
-    /// Upload this local directory instead of the configured source.
-    #[arg(long)]
+    /// Upload this local directory instead of the configured source (for CI
+    /// jobs that build their assets locally).
+    #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
 }
 
@@ -373,9 +374,17 @@ pub struct AssetsPushArgs {
 pub struct AssetsPruneArgs {
     /// Environment whose bucket to prune.
     pub env: String,
-    /// Keep what the last N releases reference.
-    #[arg(long, default_value_t = 5)]
+    /// Keep what the last N releases reference (the current and previous
+    /// successful releases are always kept).
+    #[arg(long, default_value_t = 5, value_name = "N")]
     pub keep: usize,
+    /// Never delete objects written less than this long ago (assets pushed
+    /// for a deploy that has not recorded its release yet).
+    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    pub grace: Duration,
+    /// Say what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Options of `config`.

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod interrupt;
 pub mod migrate;
 pub mod output;
 pub mod render;

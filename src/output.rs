@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -214,6 +214,32 @@ impl Output {
         self.task_line(task, message);
     }
 
+    /// A transfer of `files` files and `bytes` bytes starts: a progress bar
+    /// on a terminal, a line every few seconds otherwise.
+    pub fn transfer(self: &Arc<Self>, task: &str, files: u64, bytes: u64) -> TransferProgress {
+        let bar = (self.mode == Mode::Terminal).then(|| {
+            let bar = self.bars.add(ProgressBar::new(bytes));
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "  [{prefix}] {bar:24} {binary_bytes}/{binary_total_bytes} {msg} \
+                     {binary_bytes_per_sec} ({eta})",
+                )
+                .expect("valid template"),
+            );
+            bar.set_prefix(task.to_string());
+            bar.set_message(format!("0/{files} files"));
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        TransferProgress {
+            out: self.clone(),
+            task: task.to_string(),
+            bar,
+            total: (files, bytes),
+            done: Mutex::new((0, 0, std::time::Instant::now())),
+        }
+    }
+
     /// Clear whatever live lines remain (a rollout or task ended).
     pub fn finish_workloads(&self) {
         for bar in self.workloads.lock().unwrap().drain().map(|(_, b)| b) {
@@ -229,6 +255,13 @@ impl Output {
         self.line(summary);
     }
 
+    /// A command's final report as the last JSON line (`event: report`).
+    pub fn json_report(&self, report: &impl Serialize) {
+        let mut value = serde_json::to_value(report).expect("report serializes");
+        value["event"] = json!("report");
+        self.json(value);
+    }
+
     /// The final report: the last JSON line, a summary line, and the
     /// GitHub step summary.
     pub fn report(&self, report: &Report) {
@@ -236,9 +269,7 @@ impl Output {
         if self.github && *self.group_open.lock().unwrap() {
             eprintln!("::endgroup::");
         }
-        let mut value = serde_json::to_value(report).expect("report serializes");
-        value["event"] = json!("report");
-        self.json(value);
+        self.json_report(report);
         let outcome = match &report.failure {
             None => format!("{} {} to {}", report.status, report.sha, report.environment),
             Some(f) => format!(
@@ -252,6 +283,47 @@ impl Output {
         self.line(&format!("{outcome}{release} ({:.1}s)", report.duration_s));
         if self.github {
             append_step_summary(report);
+        }
+    }
+}
+
+/// Progress of one transfer, counted in files and bytes.
+pub struct TransferProgress {
+    out: Arc<Output>,
+    task: String,
+    bar: Option<ProgressBar>,
+    total: (u64, u64),
+    /// Files and bytes done, and when a progress line was last printed.
+    done: Mutex<(u64, u64, std::time::Instant)>,
+}
+
+impl TransferProgress {
+    /// One more file of `bytes` bytes is done.
+    pub fn add(&self, bytes: u64) {
+        let mut done = self.done.lock().unwrap();
+        done.0 += 1;
+        done.1 += bytes;
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+            bar.set_message(format!("{}/{} files", done.0, self.total.0));
+        } else if done.2.elapsed() >= Duration::from_secs(5) {
+            done.2 = std::time::Instant::now();
+            let line = format!(
+                "{}/{} files, {}/{}",
+                done.0,
+                self.total.0,
+                indicatif::BinaryBytes(done.1),
+                indicatif::BinaryBytes(self.total.1)
+            );
+            self.out.task_line(&self.task, &line);
+        }
+    }
+}
+
+impl Drop for TransferProgress {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

@@ -5,8 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::signal::unix::{Signal, SignalKind, signal};
-
 use anyhow::Context;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
@@ -22,6 +20,7 @@ use crate::cluster::{access, client, instance};
 use crate::config::{self, Config, Environment};
 use crate::error::{BerthError, input_error};
 use crate::identity::Deployer;
+use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::migrate;
 use crate::output::{Output, Report, ReportFailure};
 use crate::render::{self, PinnedImage};
@@ -569,42 +568,6 @@ async fn ensure_namespace(client: &Client, name: &str, instance: &str) -> anyhow
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
-    }
-}
-
-/// Ctrl-C and SIGTERM, listened for from the start of a deploy, so a signal
-/// at any moment is handled (lock released, interruption recorded) instead
-/// of killing the process.
-struct Interrupts {
-    int: Signal,
-    term: Signal,
-}
-
-impl Interrupts {
-    fn listen() -> anyhow::Result<Interrupts> {
-        Ok(Interrupts {
-            int: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
-            term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
-        })
-    }
-
-    /// Resolves when either signal arrives.
-    async fn recv(&mut self) {
-        tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
-        }
-    }
-}
-
-/// Run `step`, or fail with [`BerthError::Interrupted`] if a signal comes first.
-async fn unless_interrupted<T>(
-    interrupts: &mut Interrupts,
-    step: impl Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    tokio::select! {
-        result = step => result,
-        _ = interrupts.recv() => Err(BerthError::Interrupted.into()),
     }
 }
 

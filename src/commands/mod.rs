@@ -1,5 +1,6 @@
 //! One module per command; `run` dispatches the parsed command line.
 
+mod assets;
 mod completions;
 mod config;
 mod deploy;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => return history::run(global, args, &out).await,
         Command::Lock(args) => return lock::run(global, args).await,
         Command::Diff(args) => return diff::run(global, args, out).await,
+        Command::Assets(args) => return assets::run(global, args, out).await,
         Command::UpdateStagingToLatestPassingMaster(_) => "update-staging-to-latest-passing-master",
         Command::UpdateProductionToStaging(_) => "update-production-to-staging",
         Command::Promote(_) => "promote",
@@ -40,7 +42,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backups(_) => "backups",
         Command::Restore(_) => "restore",
         Command::Preview(_) => "preview",
-        Command::Assets(_) => "assets",
     };
     Err(BerthError::NotBuilt { command }.into())
 }

@@ -94,6 +94,101 @@ pub(super) struct EnvironmentFile {
     /// How long the rollout may take, and when a stuck pod fails it early.
     #[serde(default)]
     pub rollout: RolloutFile,
+    /// Static assets uploaded to a bucket at each deploy, concurrently with the migration.
+    #[serde(default)]
+    pub assets: Option<AssetsFile>,
+}
+
+/// Static assets: where a SHA's files come from and the bucket they go to.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Assets")]
+pub(super) struct AssetsFile {
+    /// Where the SHA's files come from: exactly one of `image` (with `path`), `dir` and `s3`.
+    pub from: AssetSourceFile,
+    /// The destination bucket.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// A key prefix inside the bucket, such as `static/` (default: the bucket's root).
+    #[serde(default)]
+    pub prefix: String,
+    /// The S3 endpoint, for stores other than AWS: MinIO, or GCS's
+    /// `https://storage.googleapis.com` with HMAC keys. Default: `AWS_ENDPOINT_URL`, else AWS.
+    /// With an endpoint, berth addresses buckets path-style.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The bucket's region (default: the AWS credential chain's, else us-east-1).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A Secret in the environment's namespace holding `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (and optionally `AWS_SESSION_TOKEN`).
+    /// Default: the standard AWS credential chain (environment, profile, web identity).
+    #[serde(default)]
+    pub credentials_secret: Option<String>,
+    /// Cache-Control of files whose names carry no content hash.
+    #[serde(default = "default_cache_control")]
+    #[schemars(extend("default" = "public, max-age=300"))]
+    pub cache_control: String,
+    /// Cache-Control of files whose names carry a content hash, such as `app.3f2a9c1e.js`.
+    #[serde(default = "default_immutable_cache_control")]
+    #[schemars(extend("default" = "public, max-age=31536000, immutable"))]
+    pub immutable_cache_control: String,
+    /// Also upload precompressed variants of text files (`NAME.gz`, `NAME.br`),
+    /// served with Content-Encoding, for a CDN or web server that picks them.
+    #[serde(default)]
+    pub precompress: Vec<EncodingFile>,
+    /// How many requests to S3 may be in flight at once.
+    #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1, max = 512))]
+    pub concurrency: usize,
+}
+
+/// The default for `assets.cache_control`.
+fn default_cache_control() -> String {
+    "public, max-age=300".to_owned()
+}
+
+/// The default for `assets.immutable_cache_control`.
+fn default_immutable_cache_control() -> String {
+    "public, max-age=31536000, immutable".to_owned()
+}
+
+/// The default for `assets.concurrency`.
+fn default_concurrency() -> usize {
+    64
+}
+
+/// Where a SHA's static files come from. `{sha}` in `dir` and `s3` is replaced by the SHA.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "AssetSource", extend("oneOf" = [{ "required": ["image", "path"] }, { "required": ["dir"] }, { "required": ["s3"] }]))]
+pub(super) struct AssetSourceFile {
+    /// An image repository (no tag): the files come from `<image>:<SHA>`, read from the registry.
+    #[serde(default)]
+    #[schemars(regex(pattern = REPOSITORY))]
+    pub image: Option<String>,
+    /// With `image`: the absolute directory inside the image, such as `/app/static`.
+    #[serde(default)]
+    #[schemars(regex(pattern = "^/"))]
+    pub path: Option<String>,
+    /// A local directory, relative to berth.yaml's directory, such as `build/{sha}/static`.
+    #[serde(default)]
+    pub dir: Option<String>,
+    /// A build bucket prefix, such as `s3://builds/{sha}/static/`, copied server-side.
+    #[serde(default)]
+    #[schemars(regex(pattern = "^s3://[^/]+/?"))]
+    pub s3: Option<String>,
+}
+
+/// A precompressed variant.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+#[schemars(rename = "Encoding")]
+pub(super) enum EncodingFile {
+    /// `NAME.gz`, `Content-Encoding: gzip`.
+    Gzip,
+    /// `NAME.br`, `Content-Encoding: br`.
+    Br,
 }
 
 /// A helm chart and its values files.

@@ -60,6 +60,81 @@ pub struct Environment {
     pub migrate: Option<Migrate>,
     /// Rollout limits.
     pub rollout: RolloutSettings,
+    /// Static assets uploaded at each deploy, if any.
+    pub assets: Option<Assets>,
+}
+
+/// Static assets: where a SHA's files come from and the bucket they go to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assets {
+    /// Where the files come from.
+    pub from: AssetSource,
+    /// The destination bucket.
+    pub bucket: String,
+    /// The key prefix inside the bucket: empty, or ending in `/`.
+    pub prefix: String,
+    /// The S3 endpoint URL; `None` means `AWS_ENDPOINT_URL`, else AWS.
+    pub endpoint: Option<String>,
+    /// The region; `None` means the credential chain's, else us-east-1.
+    pub region: Option<String>,
+    /// A Secret in the environment's namespace with the S3 credentials.
+    pub credentials_secret: Option<String>,
+    /// Cache-Control of files without a content hash in their name.
+    pub cache_control: String,
+    /// Cache-Control of files with a content hash in their name.
+    pub immutable_cache_control: String,
+    /// Upload `NAME.gz` variants of text files.
+    pub gzip: bool,
+    /// Upload `NAME.br` variants of text files.
+    pub brotli: bool,
+    /// Requests to S3 in flight at once.
+    pub concurrency: usize,
+}
+
+/// Where a SHA's static files come from. `{sha}` is substituted by [`AssetSource::for_sha`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AssetSource {
+    /// The files under `path` in the image `<repository>:<SHA>`.
+    Image {
+        /// The image repository, without tag.
+        repository: String,
+        /// An absolute directory inside the image.
+        path: String,
+    },
+    /// A local directory (absolute once resolved).
+    Dir(PathBuf),
+    /// A prefix in a build bucket, copied server-side.
+    S3 {
+        /// The build bucket.
+        bucket: String,
+        /// The key prefix: empty, or ending in `/`.
+        prefix: String,
+    },
+}
+
+impl AssetSource {
+    /// The source with `{sha}` replaced by `sha`.
+    pub fn for_sha(&self, sha: &str) -> AssetSource {
+        match self {
+            AssetSource::Image { .. } => self.clone(),
+            AssetSource::Dir(dir) => {
+                AssetSource::Dir(PathBuf::from(dir.to_string_lossy().replace("{sha}", sha)))
+            }
+            AssetSource::S3 { bucket, prefix } => AssetSource::S3 {
+                bucket: bucket.replace("{sha}", sha),
+                prefix: prefix.replace("{sha}", sha),
+            },
+        }
+    }
+
+    /// Where the files come from, for messages.
+    pub fn describe(&self, sha: &str) -> String {
+        match self.for_sha(sha) {
+            AssetSource::Image { repository, path } => format!("{repository}:{sha} at {path}"),
+            AssetSource::Dir(dir) => dir.display().to_string(),
+            AssetSource::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        }
+    }
 }
 
 /// How an environment's objects are rendered. Paths are resolved (berth.yaml's directory joined).

@@ -4,8 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{ChartFile, ConfigFile, EnvironmentFile, GitHubFile, MigrateFile};
-use super::{Config, Environment, GitHub, Migrate, RolloutSettings, Source};
+use super::file::{
+    AssetSourceFile, AssetsFile, ChartFile, ConfigFile, EncodingFile, EnvironmentFile, GitHubFile,
+    MigrateFile,
+};
+use super::{AssetSource, Assets, Config, Environment, GitHub, Migrate, RolloutSettings, Source};
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
 #[derive(Debug)]
@@ -264,12 +267,17 @@ impl Checker<'_> {
                 environment.rollout.unschedulable_after.0,
             ),
         };
+        let assets = match environment.assets {
+            Some(assets) => Some(self.assets(&format!("{key}.assets"), assets)?),
+            None => None,
+        };
         Some(Environment {
             context: environment.context,
             namespace: environment.namespace,
             source: source?,
             migrate,
             rollout,
+            assets,
         })
     }
 
@@ -404,6 +412,161 @@ impl Checker<'_> {
                 .map(|entry| entry.secret)
                 .collect(),
             service_account: migrate.service_account,
+        }
+    }
+
+    /// Check the `assets:` block; `None` when its source is unusable.
+    fn assets(&mut self, key: &str, assets: AssetsFile) -> Option<Assets> {
+        let from = self.asset_source(&format!("{key}.from"), assets.from);
+        self.bucket_name(&format!("{key}.bucket"), &assets.bucket);
+        let prefix = self.prefix(&format!("{key}.prefix"), &assets.prefix);
+        if let Some(endpoint) = &assets.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            self.report(
+                format!("{key}.endpoint"),
+                format!("{endpoint:?} is not a URL"),
+                "write the endpoint with its scheme, e.g. https://storage.googleapis.com \
+                 or http://127.0.0.1:9000",
+            );
+        }
+        if let Some(secret) = &assets.credentials_secret {
+            self.dns_subdomain(&format!("{key}.credentials_secret"), secret);
+        }
+        for (name, value) in [
+            ("cache_control", &assets.cache_control),
+            ("immutable_cache_control", &assets.immutable_cache_control),
+        ] {
+            if value.trim().is_empty() || value.contains(['\r', '\n']) {
+                self.report(
+                    format!("{key}.{name}"),
+                    "is empty or spans lines",
+                    "write one Cache-Control header value, e.g. `public, max-age=300`",
+                );
+            }
+        }
+        if !(1..=512).contains(&assets.concurrency) {
+            self.report(
+                format!("{key}.concurrency"),
+                format!("is {}", assets.concurrency),
+                "allow between 1 and 512 requests at once (the default is 64)",
+            );
+        }
+        Some(Assets {
+            from: from?,
+            bucket: assets.bucket,
+            prefix,
+            endpoint: assets.endpoint.map(|e| e.trim_end_matches('/').to_owned()),
+            region: assets.region,
+            credentials_secret: assets.credentials_secret,
+            cache_control: assets.cache_control,
+            immutable_cache_control: assets.immutable_cache_control,
+            gzip: assets.precompress.contains(&EncodingFile::Gzip),
+            brotli: assets.precompress.contains(&EncodingFile::Br),
+            concurrency: assets.concurrency,
+        })
+    }
+
+    /// Exactly one of `image` (with `path`), `dir` and `s3`.
+    fn asset_source(&mut self, key: &str, from: AssetSourceFile) -> Option<AssetSource> {
+        let example = "write one of `from: { image: registry.example.com/app/frontend, path: /app/static }`, \
+                       `from: { dir: build/static }` or `from: { s3: s3://builds/{sha}/static/ }`";
+        match (from.image, from.path, from.dir, from.s3) {
+            (Some(image), Some(path), None, None) => {
+                self.repository(&format!("{key}.image"), &image);
+                if !path.starts_with('/') {
+                    self.report(
+                        format!("{key}.path"),
+                        format!("{path:?} is not an absolute path"),
+                        format!("write the directory as the image has it, e.g. \"/{path}\""),
+                    );
+                }
+                Some(AssetSource::Image {
+                    repository: image,
+                    path,
+                })
+            }
+            (Some(_), None, None, None) => {
+                self.report(
+                    key,
+                    "has `image` but no `path`",
+                    "add `path:`, the directory inside the image that holds the assets, e.g. /app/static",
+                );
+                None
+            }
+            (None, Some(_), None, None) => {
+                self.report(
+                    key,
+                    "has `path` but no `image`",
+                    "add `image:`, the repository (no tag) whose :SHA image holds the assets",
+                );
+                None
+            }
+            (None, None, Some(dir), None) if !dir.trim().is_empty() => {
+                Some(AssetSource::Dir(self.dir.join(dir)))
+            }
+            (None, None, None, Some(url)) => {
+                let Some((bucket, prefix)) = url
+                    .strip_prefix("s3://")
+                    .map(|rest| rest.split_once('/').unwrap_or((rest, "")))
+                    .filter(|(bucket, _)| !bucket.is_empty())
+                else {
+                    self.report(
+                        format!("{key}.s3"),
+                        format!("{url:?} is not an s3:// URL"),
+                        "write it as s3://BUCKET/PREFIX/, e.g. s3://builds/{sha}/static/",
+                    );
+                    return None;
+                };
+                let prefix = self.prefix(&format!("{key}.s3"), prefix);
+                Some(AssetSource::S3 {
+                    bucket: bucket.to_owned(),
+                    prefix,
+                })
+            }
+            _ => {
+                self.report(
+                    key,
+                    "does not say where the assets come from, or says it twice",
+                    example,
+                );
+                None
+            }
+        }
+    }
+
+    /// An S3 bucket name: 3 to 63 lowercase letters, digits, '-' and '.'.
+    fn bucket_name(&mut self, key: &str, bucket: &str) {
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid {
+            self.report(
+                key,
+                format!("{bucket:?} is not a bucket name"),
+                "write the bucket's name alone (no s3:// and no path): 3 to 63 lowercase \
+                 letters, digits, '-' and '.'",
+            );
+        }
+    }
+
+    /// A key prefix: no leading `/`, no empty parts; returned ending in `/` unless empty.
+    fn prefix(&mut self, key: &str, prefix: &str) -> String {
+        let trimmed = prefix.trim_end_matches('/');
+        if prefix.starts_with('/') || trimmed.split('/').any(str::is_empty) && !trimmed.is_empty() {
+            self.report(
+                key,
+                format!("{prefix:?} is not a key prefix"),
+                "write it without a leading '/' or empty parts, e.g. `static/`",
+            );
+        }
+        if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("{trimmed}/")
         }
     }
 

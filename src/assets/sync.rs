@@ -1,0 +1,445 @@
+//! Publishing one SHA's assets: resolve the source, hash it, compare with
+//! what the bucket holds, upload only what is missing or changed (with
+//! precompressed variants if configured), then write the SHA's manifest.
+//! Nothing is ever deleted here: pods mid-rollout still serve old assets.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::Cancelled;
+use super::content;
+use super::manifest::{self, Entry, Manifest};
+use super::source::{self, Origin, SourceFile};
+use super::store::{Listed, Store};
+use super::tree::Digest;
+use super::upload::{Body, Object, Transfer};
+use crate::config::{AssetSource, Assets};
+use crate::output::Output;
+
+/// The largest file berth precompresses (in memory).
+const PRECOMPRESS_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// How many bytes of precompressed variants may be held in memory at once.
+const PRECOMPRESS_MEMORY: usize = 64 * 1024 * 1024;
+
+/// What a push did: the last JSON line of `assets push --output json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushReport {
+    /// Objects written (precompressed variants included).
+    pub uploaded: u64,
+    /// Objects the bucket already held with the same content.
+    pub skipped: u64,
+    /// Bytes written.
+    pub bytes_uploaded: u64,
+    /// Files in the source.
+    pub files: u64,
+    /// The manifest's key.
+    pub manifest: String,
+    /// Seconds from start to end.
+    pub duration_s: f64,
+}
+
+/// One push of one SHA's assets to one bucket.
+pub struct Push<'a> {
+    /// The environment's asset settings.
+    pub assets: &'a Assets,
+    /// The SHA.
+    pub sha: &'a str,
+    /// Where the files come from (`{sha}` substituted).
+    pub source: AssetSource,
+    /// The destination bucket.
+    pub store: Store,
+    /// Stops the push; multipart uploads in flight are aborted.
+    pub cancel: CancellationToken,
+    /// Where progress goes.
+    pub out: &'a Arc<Output>,
+}
+
+impl Push<'_> {
+    /// Publish the assets. Checks the bucket and resolves the source before
+    /// writing anything, so bad input uploads nothing.
+    pub async fn run(self) -> anyhow::Result<PushReport> {
+        let started = Instant::now();
+        let prefix = &self.assets.prefix;
+        let out = self.out;
+        out.task_started(
+            "assets",
+            &format!(
+                "{} to s3://{}/{prefix}",
+                self.source.describe(self.sha),
+                self.store.bucket
+            ),
+        );
+        let (checked, resolved) = self
+            .cancellable(async {
+                Ok(tokio::join!(
+                    self.store.check(),
+                    source::resolve(&self.source, self.sha, &self.store)
+                ))
+            })
+            .await?;
+        checked?;
+        let resolved = resolved?;
+        let (listed, digests) = self
+            .cancellable(async {
+                Ok(tokio::join!(
+                    self.store.list(prefix),
+                    digests(&resolved.files)
+                ))
+            })
+            .await?;
+        let remote: HashMap<String, Listed> = listed?
+            .into_iter()
+            .map(|object| (object.key.clone(), object))
+            .collect();
+        let digests = digests?;
+
+        let names: HashSet<&str> = resolved.files.iter().map(|f| f.relative.as_str()).collect();
+        let planned: Vec<Planned> = resolved
+            .files
+            .iter()
+            .zip(digests)
+            .map(|(file, digest)| self.plan(file, digest, &remote, &names))
+            .collect();
+        let changed: Vec<&Planned> = planned.iter().filter(|p| !p.unchanged).collect();
+        let bytes: u64 = changed.iter().map(|p| p.object.size).sum();
+        out.task_line(
+            "assets",
+            &format!(
+                "{} files in {}: {} unchanged, {} to upload ({})",
+                planned.len(),
+                resolved.description,
+                planned.len() - changed.len(),
+                changed.len(),
+                indicatif::BinaryBytes(bytes)
+            ),
+        );
+
+        let transfer = Transfer::new(
+            self.store.clone(),
+            self.assets.concurrency,
+            self.cancel.clone(),
+        );
+        let memory = Arc::new(Semaphore::new(PRECOMPRESS_MEMORY));
+        let progress = out.transfer("assets", changed.len() as u64, bytes);
+        let results: Vec<Published> = futures::stream::iter(&planned)
+            .map(|planned| {
+                let (transfer, memory, remote, progress) = (&transfer, &memory, &remote, &progress);
+                async move {
+                    let published = publish(planned, transfer, memory, remote).await?;
+                    if !planned.unchanged {
+                        progress.add(planned.object.size);
+                    }
+                    anyhow::Ok(published)
+                }
+            })
+            .buffer_unordered(self.assets.concurrency)
+            .try_collect()
+            .await?;
+        drop(progress);
+
+        let mut report = PushReport {
+            uploaded: 0,
+            skipped: 0,
+            bytes_uploaded: 0,
+            files: planned.len() as u64,
+            manifest: String::new(),
+            duration_s: 0.0,
+        };
+        let mut objects = Vec::new();
+        for published in results {
+            report.uploaded += published.uploaded;
+            report.skipped += published.skipped;
+            report.bytes_uploaded += published.bytes;
+            objects.extend(published.entries);
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let manifest = Manifest {
+            sha: self.sha.to_owned(),
+            source: resolved.description.clone(),
+            image_digest: resolved.image_digest.clone(),
+            created_at: Timestamp::now().to_string(),
+            objects,
+        };
+        report.manifest = self
+            .cancellable(manifest::write(&self.store, prefix, &manifest))
+            .await?;
+        report.duration_s = started.elapsed().as_secs_f64();
+        out.task_finished(
+            "assets",
+            &format!(
+                "uploaded {} objects ({}), {} unchanged, in {:.1}s",
+                report.uploaded,
+                indicatif::BinaryBytes(report.bytes_uploaded),
+                report.skipped,
+                report.duration_s
+            ),
+        );
+        Ok(report)
+    }
+
+    /// Run `work` unless the push is cancelled first.
+    async fn cancellable<T>(
+        &self,
+        work: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(Cancelled.into()),
+            result = work => result,
+        }
+    }
+
+    /// What to write for one file, and whether the bucket already has it.
+    fn plan(
+        &self,
+        file: &SourceFile,
+        digest: Option<Digest>,
+        remote: &HashMap<String, Listed>,
+        names: &HashSet<&str>,
+    ) -> Planned {
+        let key = format!("{}{}", self.assets.prefix, file.relative);
+        let (body, etag) = match &file.origin {
+            Origin::Local(path) => (
+                Body::File(path.clone()),
+                digest.as_ref().map(Digest::etag).unwrap_or_default(),
+            ),
+            Origin::Remote { bucket, key, etag } => (
+                Body::Copy {
+                    bucket: bucket.clone(),
+                    key: key.clone(),
+                },
+                etag.clone(),
+            ),
+        };
+        let unchanged = remote
+            .get(&key)
+            .is_some_and(|r| r.etag == etag && !etag.is_empty());
+        let cache_control = if content::has_content_hash(&key) {
+            &self.assets.immutable_cache_control
+        } else {
+            &self.assets.cache_control
+        };
+        let precompressible = matches!(file.origin, Origin::Local(_))
+            && file.size <= PRECOMPRESS_LIMIT
+            && content::compressible(&key, file.size);
+        let encodings = [
+            (self.assets.gzip, Encoding::Gzip),
+            (self.assets.brotli, Encoding::Brotli),
+        ]
+        .into_iter()
+        .filter(|(enabled, encoding)| {
+            // A tree that ships its own NAME.gz keeps it.
+            *enabled
+                && precompressible
+                && !names.contains(format!("{}{}", file.relative, encoding.suffix()).as_str())
+        })
+        .map(|(_, encoding)| encoding)
+        .collect();
+        Planned {
+            object: Object {
+                content_type: content::content_type(&key),
+                key,
+                body,
+                size: file.size,
+                digest,
+                cache_control: cache_control.clone(),
+                content_encoding: None,
+            },
+            etag,
+            unchanged,
+            encodings,
+        }
+    }
+}
+
+/// One file's plan.
+struct Planned {
+    /// The object as it should be in the bucket.
+    object: Object,
+    /// Its ETag.
+    etag: String,
+    /// Whether the bucket already holds it with this content.
+    unchanged: bool,
+    /// Precompressed variants to publish alongside.
+    encodings: Vec<Encoding>,
+}
+
+/// What publishing one file did.
+struct Published {
+    uploaded: u64,
+    skipped: u64,
+    bytes: u64,
+    /// The objects the release needs: the file and its variants.
+    entries: Vec<Entry>,
+}
+
+/// A precompressed variant's encoding.
+#[derive(Debug, Clone, Copy)]
+enum Encoding {
+    Gzip,
+    Brotli,
+}
+
+impl Encoding {
+    /// The key suffix.
+    fn suffix(self) -> &'static str {
+        match self {
+            Encoding::Gzip => ".gz",
+            Encoding::Brotli => ".br",
+        }
+    }
+
+    /// The Content-Encoding header.
+    fn header(self) -> &'static str {
+        match self {
+            Encoding::Gzip => "gzip",
+            Encoding::Brotli => "br",
+        }
+    }
+
+    /// `bytes` compressed.
+    fn compress(self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoding::Gzip => {
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+                encoder.write_all(bytes)?;
+                encoder.finish()
+            }
+            Encoding::Brotli => {
+                let mut compressed = Vec::new();
+                let params = brotli::enc::BrotliEncoderParams {
+                    quality: 9,
+                    ..Default::default()
+                };
+                brotli::BrotliCompress(&mut &bytes[..], &mut compressed, &params)?;
+                Ok(compressed)
+            }
+        }
+    }
+}
+
+/// Publish one file: its precompressed variants first, then the file, so a
+/// file present in the bucket implies its variants are too.
+async fn publish(
+    planned: &Planned,
+    transfer: &Transfer,
+    memory: &Arc<Semaphore>,
+    remote: &HashMap<String, Listed>,
+) -> anyhow::Result<Published> {
+    let mut published = Published {
+        uploaded: 0,
+        skipped: 0,
+        bytes: 0,
+        entries: Vec::new(),
+    };
+    let object = &planned.object;
+    let variant_keys: Vec<String> = planned
+        .encodings
+        .iter()
+        .map(|e| format!("{}{}", object.key, e.suffix()))
+        .collect();
+    let variants_present = variant_keys.iter().all(|key| remote.contains_key(key));
+    if planned.unchanged && variants_present {
+        published.skipped += variant_keys.len() as u64;
+        for key in variant_keys {
+            let listed = &remote[&key];
+            published.entries.push(Entry {
+                key,
+                etag: listed.etag.clone(),
+                size: listed.size,
+            });
+        }
+    } else if !planned.encodings.is_empty() {
+        let Body::File(path) = &object.body else {
+            unreachable!("only local files are precompressed")
+        };
+        // Hold the original's size of the memory budget while its variants exist.
+        let _budget = memory
+            .acquire_many(object.size.min(PRECOMPRESS_MEMORY as u64) as u32)
+            .await
+            .context("the upload was shut down")?;
+        let original = Bytes::from(
+            tokio::fs::read(path)
+                .await
+                .with_context(|| format!("reading {}", path.display()))?,
+        );
+        for (encoding, key) in planned.encodings.iter().zip(variant_keys) {
+            let input = original.clone();
+            let encoding = *encoding;
+            let compressed = tokio::task::spawn_blocking(move || encoding.compress(&input))
+                .await
+                .context("compression panicked")?
+                .with_context(|| format!("compressing {}", object.key))?;
+            let digest = Digest::of_bytes(&compressed);
+            let etag = digest.etag();
+            let size = compressed.len() as u64;
+            if remote.get(&key).is_some_and(|r| r.etag == etag) {
+                published.skipped += 1;
+            } else {
+                transfer
+                    .write(&Object {
+                        key: key.clone(),
+                        body: Body::Bytes(Bytes::from(compressed)),
+                        size,
+                        digest: Some(digest),
+                        content_type: object.content_type.clone(),
+                        cache_control: object.cache_control.clone(),
+                        content_encoding: Some(encoding.header()),
+                    })
+                    .await?;
+                published.uploaded += 1;
+                published.bytes += size;
+            }
+            published.entries.push(Entry { key, etag, size });
+        }
+    }
+    if planned.unchanged {
+        published.skipped += 1;
+    } else {
+        transfer.write(object).await?;
+        published.uploaded += 1;
+        published.bytes += object.size;
+    }
+    published.entries.push(Entry {
+        key: object.key.clone(),
+        etag: planned.etag.clone(),
+        size: object.size,
+    });
+    Ok(published)
+}
+
+/// The digest of every local file (`None` for remote ones), computed on
+/// every core, in the files' order.
+async fn digests(files: &[SourceFile]) -> anyhow::Result<Vec<Option<Digest>>> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    futures::stream::iter(files)
+        .map(|file| {
+            let origin = file.origin.clone();
+            let size = file.size;
+            async move {
+                match origin {
+                    Origin::Local(path) => {
+                        tokio::task::spawn_blocking(move || Digest::of_file(&path, size).map(Some))
+                            .await
+                            .context("hashing panicked")?
+                    }
+                    Origin::Remote { .. } => Ok(None),
+                }
+            }
+        })
+        .buffered(cores * 2)
+        .try_collect()
+        .await
+}

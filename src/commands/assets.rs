@@ -1,0 +1,274 @@
+//! `berth assets push ENV SHA` and `berth assets prune ENV --keep N`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use k8s_openapi::jiff::Timestamp;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::assets::Cancelled;
+use crate::assets::manifest;
+use crate::assets::store::{self, Store};
+use crate::assets::sync::{Push, PushReport};
+use crate::cli::{AssetsArgs, AssetsCommand, AssetsPruneArgs, AssetsPushArgs, GlobalArgs};
+use crate::cluster::client;
+use crate::cluster::lock::DeployLock;
+use crate::cluster::release::{self, ReleaseStatus};
+use crate::config::{self, AssetSource, Assets, Config, Environment};
+use crate::error::{BerthError, input_error};
+use crate::identity::Deployer;
+use crate::interrupt::{Interrupts, unless_interrupted};
+use crate::output::Output;
+
+/// Run `assets push` or `assets prune`.
+pub async fn run(global: &GlobalArgs, args: &AssetsArgs, out: Arc<Output>) -> anyhow::Result<()> {
+    match &args.command {
+        AssetsCommand::Push(args) => push(global, args, &out).await,
+        AssetsCommand::Prune(args) => prune(global, args, &out).await,
+    }
+}
+
+/// The environment and its `assets:` block, or an input error saying how to add one.
+fn configured<'a>(
+    config: &'a Config,
+    env_name: &str,
+) -> anyhow::Result<(&'a Environment, &'a Assets)> {
+    let env = config.environment(env_name)?;
+    let assets = env.assets.as_ref().ok_or_else(|| {
+        input_error(format!(
+            "environment {env_name} has no `assets:` in berth.yaml; add one, e.g. \
+             `assets: {{ bucket: static-{env_name}, from: {{ image: registry.example.com/app/frontend, path: /app/static }} }}`"
+        ))
+    })?;
+    Ok((env, assets))
+}
+
+/// Upload one SHA's assets; Ctrl-C aborts cleanly (exit 130).
+async fn push(global: &GlobalArgs, args: &AssetsPushArgs, out: &Arc<Output>) -> anyhow::Result<()> {
+    let mut interrupts = Interrupts::listen()?;
+    let config = Config::load(&global.config)?;
+    let (env, assets) = configured(&config, &args.target.env)?;
+    let sha = config::parse_sha(&args.target.sha)?;
+    let source = match &args.from_dir {
+        Some(dir) => AssetSource::Dir(
+            std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?,
+        ),
+        None => assets.from.for_sha(&sha),
+    };
+    let store =
+        unless_interrupted(&mut interrupts, store::for_environment(env, assets, None)).await?;
+    let cancel = CancellationToken::new();
+    let push = Push {
+        assets,
+        sha: &sha,
+        source,
+        store,
+        cancel: cancel.clone(),
+        out,
+    }
+    .run();
+    tokio::pin!(push);
+    let result = tokio::select! {
+        result = &mut push => result,
+        _ = interrupts.recv() => {
+            cancel.cancel();
+            // Let the push abort its multipart uploads before exiting.
+            let _ = push.await;
+            Err(BerthError::Interrupted.into())
+        }
+    };
+    let report: anyhow::Result<PushReport> = result.map_err(|error| {
+        if error.downcast_ref::<Cancelled>().is_some() {
+            BerthError::Interrupted.into()
+        } else {
+            error
+        }
+    });
+    let report = report?;
+    out.json_report(&report);
+    Ok(())
+}
+
+/// What `assets prune` did.
+#[derive(Debug, Serialize)]
+struct PruneReport {
+    /// Objects deleted (or that would be, with `--dry-run`).
+    deleted: u64,
+    /// Their bytes.
+    bytes_deleted: u64,
+    /// Objects kept.
+    kept: u64,
+    /// The SHAs whose objects were kept.
+    kept_shas: Vec<String>,
+    /// Whether this was a dry run.
+    dry_run: bool,
+    /// Seconds from start to end.
+    duration_s: f64,
+}
+
+/// Delete objects no release among the last N needs, holding the
+/// environment's deploy lock so no deploy pushes assets meanwhile.
+async fn prune(
+    global: &GlobalArgs,
+    args: &AssetsPruneArgs,
+    out: &Arc<Output>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if args.keep == 0 {
+        return Err(input_error(
+            "--keep 0 would delete the assets pods are serving; keep at least 1 (the current \
+             and previous releases are kept anyway)",
+        ));
+    }
+    let config = Config::load(&global.config)?;
+    let (env, assets) = configured(&config, &args.env)?;
+    let kube = client::connect(env.context.as_deref()).await?;
+    let store = store::for_environment(env, assets, Some(&kube)).await?;
+    store.check().await?;
+    let identity = format!(
+        "{} (pid {})",
+        Deployer::current().describe(),
+        std::process::id()
+    );
+    let lock = DeployLock::take(
+        &kube,
+        &env.namespace,
+        &identity,
+        "assets prune",
+        None,
+        |_| {},
+    )
+    .await?;
+    let result = prune_locked(&kube, env, assets, &store, args, out).await;
+    lock.release().await?;
+    let mut report = result?;
+    report.duration_s = started.elapsed().as_secs_f64();
+    out.json_report(&report);
+    Ok(())
+}
+
+/// The prune itself, under the lock.
+async fn prune_locked(
+    kube: &kube::Client,
+    env: &Environment,
+    assets: &Assets,
+    store: &Store,
+    args: &AssetsPruneArgs,
+    out: &Output,
+) -> anyhow::Result<PruneReport> {
+    let prefix = &assets.prefix;
+    let releases = release::list(kube, &env.namespace).await?;
+    let mut succeeded = releases
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Succeeded);
+    let current_and_previous = [succeeded.next(), succeeded.next()];
+    let kept_releases: Vec<_> = releases
+        .iter()
+        .take(args.keep)
+        .chain(current_and_previous.into_iter().flatten())
+        .collect();
+    let mut kept_shas = BTreeSet::new();
+    let mut needed = BTreeSet::new();
+    for release in &kept_releases {
+        if !kept_shas.insert(release.sha.clone()) {
+            continue;
+        }
+        match manifest::read(store, prefix, &release.sha).await? {
+            Some(manifest) => {
+                needed.extend(manifest.objects.into_iter().map(|o| o.key));
+                needed.insert(manifest::key(prefix, &release.sha));
+            }
+            // A release that did not succeed never served traffic without its assets.
+            None if release.status != ReleaseStatus::Succeeded => {}
+            None => {
+                return Err(BerthError::Refused(format!(
+                    "release {} ({}) of {} has no asset manifest at s3://{}/{}, so berth cannot \
+                     tell which objects it serves; nothing was deleted. Write it with \
+                     `berth assets push {} {}`, then prune again",
+                    release.number,
+                    release.sha,
+                    env.namespace,
+                    store.bucket,
+                    manifest::key(prefix, &release.sha),
+                    args.env,
+                    release.sha
+                ))
+                .into());
+            }
+        }
+    }
+    let cutoff = Timestamp::now().as_second() - args.grace.as_secs() as i64;
+    let listed = store.list(prefix).await?;
+    let (mut doomed, mut kept) = (Vec::new(), 0u64);
+    for object in listed {
+        let reserved = object.key[prefix.len()..].starts_with(manifest::RESERVED);
+        let foreign_reserved = reserved && manifest::sha_of(prefix, &object.key).is_none();
+        let recent = object.modified.is_none_or(|m| m > cutoff);
+        if needed.contains(&object.key) || foreign_reserved || recent {
+            kept += 1;
+        } else {
+            doomed.push(object);
+        }
+    }
+    let bytes: u64 = doomed.iter().map(|o| o.size).sum();
+    let shas: Vec<String> = kept_shas.into_iter().collect();
+    out.info(&format!(
+        "keeping what releases of {} need ({}): {kept} objects; {} {} objects ({})",
+        args.env,
+        shas.join(", "),
+        if args.dry_run {
+            "would delete"
+        } else {
+            "deleting"
+        },
+        doomed.len(),
+        indicatif::BinaryBytes(bytes)
+    ));
+    if args.dry_run {
+        for object in &doomed {
+            out.info(&format!("  would delete {}", object.key));
+        }
+    } else {
+        for batch in doomed.chunks(1000) {
+            let identifiers = batch
+                .iter()
+                .map(|o| ObjectIdentifier::builder().key(&o.key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .context("building a delete request")?;
+            let delete = Delete::builder()
+                .set_objects(Some(identifiers))
+                .quiet(true)
+                .build()
+                .context("building a delete request")?;
+            let deleted = store
+                .client
+                .delete_objects()
+                .bucket(&store.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| store.explain(e, "deleting objects from"))?;
+            if let Some(error) = deleted.errors().first() {
+                anyhow::bail!(
+                    "S3 refused to delete {} ({}): {}; {} other objects of this batch may remain",
+                    error.key().unwrap_or("?"),
+                    error.code().unwrap_or("?"),
+                    error.message().unwrap_or(""),
+                    deleted.errors().len() - 1
+                );
+            }
+        }
+    }
+    Ok(PruneReport {
+        deleted: doomed.len() as u64,
+        bytes_deleted: bytes,
+        kept,
+        kept_shas: shas,
+        dry_run: args.dry_run,
+        duration_s: 0.0,
+    })
+}
