@@ -35,6 +35,12 @@ pub enum BerthError {
     Interrupted,
 }
 
+/// A task stopped because another failed or the user interrupted; the
+/// caller knows which and reports that instead.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
 impl BerthError {
     /// The process exit code for this error (see DESIGN: "Exit codes").
     pub fn exit_code(&self) -> u8 {

@@ -19,10 +19,11 @@ use kube::api::{DeleteParams, DynamicObject, ListParams, LogParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster::release::TaskRecord;
 use crate::config::Migrate;
-use crate::error::input_error;
+use crate::error::{Cancelled, input_error};
 use crate::output::Output;
 use crate::rollout::{Failure, Thresholds, Verdict, Workload};
 
@@ -159,12 +160,14 @@ pub fn for_release(mut job: Job, instance: &str, number: u64, sha: &str) -> Job 
     job
 }
 
-/// Run the migration Job to the end. Streams its logs; deletes it on success.
+/// Run the migration Job to the end. Streams its logs; deletes it on
+/// success. `cancel` deletes the Job and its pod and returns [`Cancelled`].
 pub async fn run(
     client: &Client,
     namespace: &str,
     job: Job,
     thresholds: Thresholds,
+    cancel: &CancellationToken,
     out: &Arc<Output>,
 ) -> anyhow::Result<Result<TaskRecord, MigrationFailed>> {
     let started = Instant::now();
@@ -214,6 +217,17 @@ pub async fn run(
                 None => {}
             },
             _ = tick.tick() => {}
+            _ = cancel.cancelled() => {
+                for (task, _) in log_tasks.values() {
+                    task.abort();
+                }
+                // Stop the migration's pod too: the deploy will not go on.
+                jobs.delete(&name, &DeleteParams::foreground())
+                    .await
+                    .with_context(|| format!("deleting the cancelled migration Job {name}"))?;
+                out.task_finished("migrate", &format!("cancelled; Job {name} and its pod deleted"));
+                return Err(Cancelled.into());
+            }
         }
         if seen_pods.is_empty()
             && started.elapsed() > POD_CREATE_GRACE

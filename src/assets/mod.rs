@@ -10,8 +10,3 @@ pub mod store;
 pub mod sync;
 pub mod tree;
 pub mod upload;
-
-/// The push was cancelled: another pre-deploy task failed, or the user interrupted.
-#[derive(Debug, thiserror::Error)]
-#[error("cancelled")]
-pub struct Cancelled;

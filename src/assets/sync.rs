@@ -16,14 +16,14 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::Cancelled;
 use super::content;
 use super::manifest::{self, Entry, Manifest};
-use super::source::{self, Origin, SourceFile};
+use super::source::{self, Origin, Resolved, SourceFile};
 use super::store::{Listed, Store};
 use super::tree::Digest;
 use super::upload::{Body, Object, Transfer};
 use crate::config::{AssetSource, Assets};
+use crate::error::Cancelled;
 use crate::output::Output;
 
 /// The largest file berth precompresses (in memory).
@@ -49,55 +49,53 @@ pub struct PushReport {
     pub duration_s: f64,
 }
 
-/// One push of one SHA's assets to one bucket.
-pub struct Push<'a> {
-    /// The environment's asset settings.
-    pub assets: &'a Assets,
-    /// The SHA.
-    pub sha: &'a str,
-    /// Where the files come from (`{sha}` substituted).
-    pub source: AssetSource,
+/// A source resolved and a bucket checked: ready to upload, nothing written yet.
+pub struct Prepared {
     /// The destination bucket.
     pub store: Store,
-    /// Stops the push; multipart uploads in flight are aborted.
-    pub cancel: CancellationToken,
-    /// Where progress goes.
-    pub out: &'a Arc<Output>,
+    /// The source's files.
+    pub resolved: Resolved,
 }
 
-impl Push<'_> {
-    /// Publish the assets. Checks the bucket and resolves the source before
-    /// writing anything, so bad input uploads nothing.
-    pub async fn run(self) -> anyhow::Result<PushReport> {
+/// Check the bucket and resolve the source, concurrently, writing nothing:
+/// every problem with either (a missing bucket, refused credentials, a
+/// missing image or path) is found before anything changes.
+pub async fn prepare(source: &AssetSource, sha: &str, store: Store) -> anyhow::Result<Prepared> {
+    let (checked, resolved) = tokio::join!(store.check(), source::resolve(source, sha, &store));
+    checked?;
+    Ok(Prepared {
+        store,
+        resolved: resolved?,
+    })
+}
+
+impl Prepared {
+    /// Upload what the bucket lacks, then write the SHA's manifest.
+    /// `cancel` stops it with [`Cancelled`], multipart uploads aborted.
+    pub async fn upload(
+        &self,
+        assets: &Assets,
+        sha: &str,
+        cancel: &CancellationToken,
+        out: &Arc<Output>,
+    ) -> anyhow::Result<PushReport> {
         let started = Instant::now();
-        let prefix = &self.assets.prefix;
-        let out = self.out;
+        let prefix = &assets.prefix;
+        let resolved = &self.resolved;
         out.task_started(
             "assets",
             &format!(
                 "{} to s3://{}/{prefix}",
-                self.source.describe(self.sha),
-                self.store.bucket
+                resolved.description, self.store.bucket
             ),
         );
-        let (checked, resolved) = self
-            .cancellable(async {
-                Ok(tokio::join!(
-                    self.store.check(),
-                    source::resolve(&self.source, self.sha, &self.store)
-                ))
-            })
-            .await?;
-        checked?;
-        let resolved = resolved?;
-        let (listed, digests) = self
-            .cancellable(async {
-                Ok(tokio::join!(
-                    self.store.list(prefix),
-                    digests(&resolved.files)
-                ))
-            })
-            .await?;
+        let (listed, digests) = cancellable(cancel, async {
+            Ok(tokio::join!(
+                self.store.list(prefix),
+                digests(&resolved.files)
+            ))
+        })
+        .await?;
         let remote: HashMap<String, Listed> = listed?
             .into_iter()
             .map(|object| (object.key.clone(), object))
@@ -109,27 +107,22 @@ impl Push<'_> {
             .files
             .iter()
             .zip(digests)
-            .map(|(file, digest)| self.plan(file, digest, &remote, &names))
+            .map(|(file, digest)| plan(assets, file, digest, &remote, &names))
             .collect();
         let changed: Vec<&Planned> = planned.iter().filter(|p| !p.unchanged).collect();
         let bytes: u64 = changed.iter().map(|p| p.object.size).sum();
         out.task_line(
             "assets",
             &format!(
-                "{} files in {}: {} unchanged, {} to upload ({})",
+                "{} files: {} unchanged, {} to upload ({})",
                 planned.len(),
-                resolved.description,
                 planned.len() - changed.len(),
                 changed.len(),
                 indicatif::BinaryBytes(bytes)
             ),
         );
 
-        let transfer = Transfer::new(
-            self.store.clone(),
-            self.assets.concurrency,
-            self.cancel.clone(),
-        );
+        let transfer = Transfer::new(self.store.clone(), assets.concurrency, cancel.clone());
         let memory = Arc::new(Semaphore::new(PRECOMPRESS_MEMORY));
         let progress = out.transfer("assets", changed.len() as u64, bytes);
         let results: Vec<Published> = futures::stream::iter(&planned)
@@ -143,7 +136,7 @@ impl Push<'_> {
                     anyhow::Ok(published)
                 }
             })
-            .buffer_unordered(self.assets.concurrency)
+            .buffer_unordered(assets.concurrency)
             .try_collect()
             .await?;
         drop(progress);
@@ -165,15 +158,14 @@ impl Push<'_> {
         }
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         let manifest = Manifest {
-            sha: self.sha.to_owned(),
+            sha: sha.to_owned(),
             source: resolved.description.clone(),
             image_digest: resolved.image_digest.clone(),
             created_at: Timestamp::now().to_string(),
             objects,
         };
-        report.manifest = self
-            .cancellable(manifest::write(&self.store, prefix, &manifest))
-            .await?;
+        report.manifest =
+            cancellable(cancel, manifest::write(&self.store, prefix, &manifest)).await?;
         report.duration_s = started.elapsed().as_secs_f64();
         out.task_finished(
             "assets",
@@ -187,79 +179,79 @@ impl Push<'_> {
         );
         Ok(report)
     }
+}
 
-    /// Run `work` unless the push is cancelled first.
-    async fn cancellable<T>(
-        &self,
-        work: impl Future<Output = anyhow::Result<T>>,
-    ) -> anyhow::Result<T> {
-        tokio::select! {
-            biased;
-            _ = self.cancel.cancelled() => Err(Cancelled.into()),
-            result = work => result,
-        }
+/// Run `work` unless `cancel` fires first.
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    work: impl Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Cancelled.into()),
+        result = work => result,
     }
+}
 
-    /// What to write for one file, and whether the bucket already has it.
-    fn plan(
-        &self,
-        file: &SourceFile,
-        digest: Option<Digest>,
-        remote: &HashMap<String, Listed>,
-        names: &HashSet<&str>,
-    ) -> Planned {
-        let key = format!("{}{}", self.assets.prefix, file.relative);
-        let (body, etag) = match &file.origin {
-            Origin::Local(path) => (
-                Body::File(path.clone()),
-                digest.as_ref().map(Digest::etag).unwrap_or_default(),
-            ),
-            Origin::Remote { bucket, key, etag } => (
-                Body::Copy {
-                    bucket: bucket.clone(),
-                    key: key.clone(),
-                },
-                etag.clone(),
-            ),
-        };
-        let unchanged = remote
-            .get(&key)
-            .is_some_and(|r| r.etag == etag && !etag.is_empty());
-        let cache_control = if content::has_content_hash(&key) {
-            &self.assets.immutable_cache_control
-        } else {
-            &self.assets.cache_control
-        };
-        let precompressible = matches!(file.origin, Origin::Local(_))
-            && file.size <= PRECOMPRESS_LIMIT
-            && content::compressible(&key, file.size);
-        let encodings = [
-            (self.assets.gzip, Encoding::Gzip),
-            (self.assets.brotli, Encoding::Brotli),
-        ]
-        .into_iter()
-        .filter(|(enabled, encoding)| {
-            // A tree that ships its own NAME.gz keeps it.
-            *enabled
-                && precompressible
-                && !names.contains(format!("{}{}", file.relative, encoding.suffix()).as_str())
-        })
-        .map(|(_, encoding)| encoding)
-        .collect();
-        Planned {
-            object: Object {
-                content_type: content::content_type(&key),
-                key,
-                body,
-                size: file.size,
-                digest,
-                cache_control: cache_control.clone(),
-                content_encoding: None,
+/// What to write for one file, and whether the bucket already has it.
+fn plan(
+    assets: &Assets,
+    file: &SourceFile,
+    digest: Option<Digest>,
+    remote: &HashMap<String, Listed>,
+    names: &HashSet<&str>,
+) -> Planned {
+    let key = format!("{}{}", assets.prefix, file.relative);
+    let (body, etag) = match &file.origin {
+        Origin::Local(path) => (
+            Body::File(path.clone()),
+            digest.as_ref().map(Digest::etag).unwrap_or_default(),
+        ),
+        Origin::Remote { bucket, key, etag } => (
+            Body::Copy {
+                bucket: bucket.clone(),
+                key: key.clone(),
             },
-            etag,
-            unchanged,
-            encodings,
-        }
+            etag.clone(),
+        ),
+    };
+    let unchanged = remote
+        .get(&key)
+        .is_some_and(|r| r.etag == etag && !etag.is_empty());
+    let cache_control = if content::has_content_hash(&key) {
+        &assets.immutable_cache_control
+    } else {
+        &assets.cache_control
+    };
+    let precompressible = matches!(file.origin, Origin::Local(_))
+        && file.size <= PRECOMPRESS_LIMIT
+        && content::compressible(&key, file.size);
+    let encodings = [
+        (assets.gzip, Encoding::Gzip),
+        (assets.brotli, Encoding::Brotli),
+    ]
+    .into_iter()
+    .filter(|(enabled, encoding)| {
+        // A tree that ships its own NAME.gz keeps it.
+        *enabled
+            && precompressible
+            && !names.contains(format!("{}{}", file.relative, encoding.suffix()).as_str())
+    })
+    .map(|(_, encoding)| encoding)
+    .collect();
+    Planned {
+        object: Object {
+            content_type: content::content_type(&key),
+            key,
+            body,
+            size: file.size,
+            digest,
+            cache_control: cache_control.clone(),
+            content_encoding: None,
+        },
+        etag,
+        unchanged,
+        encodings,
     }
 }
 

@@ -85,6 +85,33 @@ pub struct TaskRecord {
     pub duration_s: f64,
 }
 
+/// What the asset upload did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssetsRecord {
+    /// Objects written.
+    pub uploaded: u64,
+    /// Objects already in the bucket.
+    pub skipped: u64,
+    /// Bytes written.
+    pub bytes_uploaded: u64,
+    /// The key of the SHA's asset manifest.
+    pub manifest: String,
+    /// How long it took.
+    pub duration_s: f64,
+}
+
+impl From<&crate::assets::sync::PushReport> for AssetsRecord {
+    fn from(report: &crate::assets::sync::PushReport) -> Self {
+        AssetsRecord {
+            uploaded: report.uploaded,
+            skipped: report.skipped,
+            bytes_uploaded: report.bytes_uploaded,
+            manifest: report.manifest.clone(),
+            duration_s: report.duration_s,
+        }
+    }
+}
+
 /// Why a release failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureRecord {
@@ -125,6 +152,9 @@ pub struct Release {
     pub deployer: Deployer,
     /// The migration's outcome, when there was one.
     pub migration: Option<TaskRecord>,
+    /// The asset upload's outcome, when assets are configured.
+    #[serde(default)]
+    pub assets: Option<AssetsRecord>,
     /// The release this one replaced.
     pub previous: Option<u64>,
     /// That release's SHA.
@@ -300,6 +330,7 @@ mod tests {
                 ci_run_url: None,
             },
             migration: None,
+            assets: None,
             previous: Some(6),
             previous_sha: Some("0f0f0f0".into()),
             failure: None,

@@ -10,16 +10,15 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::assets::Cancelled;
 use crate::assets::manifest;
 use crate::assets::store::{self, Store};
-use crate::assets::sync::{Push, PushReport};
+use crate::assets::sync::{self, PushReport};
 use crate::cli::{AssetsArgs, AssetsCommand, AssetsPruneArgs, AssetsPushArgs, GlobalArgs};
 use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
 use crate::cluster::release::{self, ReleaseStatus};
 use crate::config::{self, AssetSource, Assets, Config, Environment};
-use crate::error::{BerthError, input_error};
+use crate::error::{BerthError, Cancelled, input_error};
 use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::output::Output;
@@ -61,16 +60,9 @@ async fn push(global: &GlobalArgs, args: &AssetsPushArgs, out: &Arc<Output>) -> 
     };
     let store =
         unless_interrupted(&mut interrupts, store::for_environment(env, assets, None)).await?;
+    let prepared = unless_interrupted(&mut interrupts, sync::prepare(&source, &sha, store)).await?;
     let cancel = CancellationToken::new();
-    let push = Push {
-        assets,
-        sha: &sha,
-        source,
-        store,
-        cancel: cancel.clone(),
-        out,
-    }
-    .run();
+    let push = prepared.upload(assets, &sha, &cancel, out);
     tokio::pin!(push);
     let result = tokio::select! {
         result = &mut push => result,

@@ -12,13 +12,19 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client, ResourceExt};
 
+use tokio_util::sync::CancellationToken;
+
+use crate::assets::store;
+use crate::assets::sync::{self, Prepared};
 use crate::cli::{DeployArgs, GlobalArgs};
 use crate::cluster::apply::{self, Resolved};
 use crate::cluster::lock::DeployLock;
-use crate::cluster::release::{self, FailureRecord, ImageRecord, Release, ReleaseStatus};
+use crate::cluster::release::{
+    self, AssetsRecord, FailureRecord, ImageRecord, Release, ReleaseStatus,
+};
 use crate::cluster::{access, client, instance};
 use crate::config::{self, Config, Environment};
-use crate::error::{BerthError, input_error};
+use crate::error::{BerthError, Cancelled, input_error};
 use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::migrate;
@@ -44,6 +50,8 @@ pub struct Plan {
     /// The migration Job to run before applying: the overlay's template, or
     /// one built from berth.yaml's `migrate:`.
     pub migration: Option<Job>,
+    /// The static assets, source resolved and bucket checked, when configured.
+    pub assets: Option<Prepared>,
 }
 
 impl Plan {
@@ -104,7 +112,14 @@ pub async fn plan(
     if pinned.is_empty() {
         out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
     }
-    let objects = apply::resolve(&client, objects).await?;
+    // Resolving kinds and preparing the assets (an image pulled, a bucket
+    // checked) are independent; either failing is bad input, found before
+    // anything changes.
+    let (objects, assets) = tokio::join!(
+        apply::resolve(&client, objects),
+        prepare_assets(&env, &sha, &client)
+    );
+    let (objects, assets) = (objects?, assets?);
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let existing = match namespaces.get_opt(&env.namespace).await {
         Ok(ns) => ns,
@@ -147,8 +162,23 @@ pub async fn plan(
         objects,
         pinned,
         migration,
+        assets,
     };
     Ok((client, plan))
+}
+
+/// The environment's assets, prepared for upload, if it has `assets:`.
+async fn prepare_assets(
+    env: &Environment,
+    sha: &str,
+    client: &Client,
+) -> anyhow::Result<Option<Prepared>> {
+    let Some(assets) = &env.assets else {
+        return Ok(None);
+    };
+    let store = store::for_environment(env, assets, Some(client)).await?;
+    let prepared = sync::prepare(&assets.from.for_sha(sha), sha, store).await?;
+    Ok(Some(prepared))
 }
 
 /// Run the whole pipeline; always ends with the report.
@@ -259,6 +289,7 @@ async fn pipeline(
         timings: BTreeMap::new(),
         deployer,
         migration: None,
+        assets: None,
         previous: previous.as_ref().map(|p| p.number),
         previous_sha: previous.as_ref().map(|p| p.sha.clone()),
         failure: None,
@@ -278,9 +309,27 @@ async fn pipeline(
     ));
 
     let started = Instant::now();
-    let outcome = tokio::select! {
-        result = deploy_steps(&client, &plan, args, out, &mut record, previous.as_ref()) => result,
-        _ = interrupts.recv() => Err(BerthError::Interrupted.into()),
+    let cancel = CancellationToken::new();
+    let outcome = {
+        let steps = deploy_steps(
+            &client,
+            &plan,
+            args,
+            out,
+            &mut record,
+            previous.as_ref(),
+            &cancel,
+        );
+        tokio::pin!(steps);
+        tokio::select! {
+            result = &mut steps => result,
+            _ = interrupts.recv() => {
+                // Let the steps stop cleanly: uploads aborted, the migration Job deleted.
+                cancel.cancel();
+                let _ = tokio::time::timeout(STOP_GRACE, &mut steps).await;
+                Err(BerthError::Interrupted.into())
+            }
+        }
     };
     record.finished_at = Some(Timestamp::now().to_string());
     record.duration_s = Some(started.elapsed().as_secs_f64());
@@ -325,7 +374,11 @@ async fn pipeline(
     outcome
 }
 
-/// Steps 4 to 6: migrate, apply, wait. Fills in the record as it goes.
+/// How long an interrupted deploy waits for its steps to stop cleanly.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Steps 4 to 6: the pre-deploy tasks, apply, wait. Fills in the record as
+/// it goes. `cancel` stops it with [`Cancelled`].
 async fn deploy_steps(
     client: &Client,
     plan: &Plan,
@@ -333,46 +386,150 @@ async fn deploy_steps(
     out: &Arc<Output>,
     record: &mut Release,
     previous: Option<&Release>,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let ns = &plan.env.namespace;
     let timeout = plan.timeout(args);
     let thresholds = Thresholds {
         unschedulable_after: plan.env.rollout.unschedulable_after,
     };
-    if let Some(template) = &plan.migration {
-        out.step("migrate");
+    pre_deploy(client, plan, out, record, thresholds, cancel).await?;
+    tokio::select! {
+        biased;
+        _ = cancel.cancelled() => Err(Cancelled.into()),
+        result = apply_and_wait(client, plan, args, out, record, previous, timeout, thresholds) => result,
+    }
+}
+
+/// Step 4: the migration and the asset upload, concurrently. Either failing
+/// cancels the other, and the deploy stops before any workload changes.
+async fn pre_deploy(
+    client: &Client,
+    plan: &Plan,
+    out: &Arc<Output>,
+    record: &mut Release,
+    thresholds: Thresholds,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    if plan.migration.is_none() && plan.assets.is_none() {
+        return Ok(());
+    }
+    out.step("pre-deploy");
+    let ns = &plan.env.namespace;
+    // A task's failure cancels its sibling; an interruption cancels both.
+    let sibling = cancel.child_token();
+    let migration = async {
+        let Some(template) = &plan.migration else {
+            return Ok(None);
+        };
         let t = Instant::now();
         let job =
             migrate::for_release(template.clone(), &plan.instance(), record.number, &plan.sha);
-        let result = migrate::run(client, ns, job, thresholds, out).await?;
-        record
-            .timings
-            .insert("migrate".into(), t.elapsed().as_secs_f64());
-        match result {
-            Ok(task) => record.migration = Some(task),
-            Err(failed) => {
-                record.migration = Some(failed.record.clone());
-                record.failure = Some(FailureRecord {
-                    workload: format!("Job/{}", failed.job),
-                    pod: failed.failure.pod.clone(),
-                    reason: failed.failure.reason.clone(),
-                    message: failed.failure.message.clone(),
-                });
-                let summary =
-                    wait::explain(client, ns, &format!("Job/{}", failed.job), &failed.failure)
-                        .await;
-                out.failure(&format!(
-                    "migration failed; no workload was changed\n{summary}"
-                ));
-                return Err(BerthError::DeployFailed(format!(
-                    "the migration failed ({}); Job {} is kept for inspection",
-                    failed.failure.reason, failed.job
-                ))
-                .into());
-            }
+        let result = migrate::run(client, ns, job, thresholds, &sibling, out).await;
+        if !matches!(result, Ok(Ok(_))) {
+            sibling.cancel();
         }
+        result.map(|r| Some((r, t.elapsed().as_secs_f64())))
+    };
+    let assets = async {
+        let (Some(prepared), Some(settings)) = (&plan.assets, &plan.env.assets) else {
+            return Ok(None);
+        };
+        let result = prepared.upload(settings, &plan.sha, &sibling, out).await;
+        if result.is_err() {
+            sibling.cancel();
+        }
+        result.map(Some)
+    };
+    let (migration, assets) = tokio::join!(migration, assets);
+    if cancel.is_cancelled() {
+        return Err(Cancelled.into());
     }
+    let assets_failure = match assets {
+        Ok(Some(report)) => {
+            record.timings.insert("assets".into(), report.duration_s);
+            record.assets = Some(AssetsRecord::from(&report));
+            None
+        }
+        Ok(None) => None,
+        Err(error) if error.downcast_ref::<Cancelled>().is_some() => {
+            out.task_finished(
+                "assets",
+                "cancelled: the migration failed; nothing more is uploaded",
+            );
+            None
+        }
+        Err(error) => Some(error),
+    };
+    let migration_failure = match migration {
+        Ok(Some((Ok(task), seconds))) => {
+            record.timings.insert("migrate".into(), seconds);
+            record.migration = Some(task);
+            None
+        }
+        Ok(Some((Err(failed), seconds))) => {
+            record.timings.insert("migrate".into(), seconds);
+            Some(failed)
+        }
+        Ok(None) => None,
+        Err(error) if error.downcast_ref::<Cancelled>().is_some() => None,
+        Err(error) => return Err(error),
+    };
+    if let Some(failed) = migration_failure {
+        record.migration = Some(failed.record.clone());
+        record.failure = Some(FailureRecord {
+            workload: format!("Job/{}", failed.job),
+            pod: failed.failure.pod.clone(),
+            reason: failed.failure.reason.clone(),
+            message: failed.failure.message.clone(),
+        });
+        let summary =
+            wait::explain(client, ns, &format!("Job/{}", failed.job), &failed.failure).await;
+        out.failure(&format!(
+            "migration failed; no workload was changed\n{summary}"
+        ));
+        return Err(BerthError::DeployFailed(format!(
+            "the migration failed ({}); Job {} is kept for inspection",
+            failed.failure.reason, failed.job
+        ))
+        .into());
+    }
+    if let Some(error) = assets_failure {
+        let stopped = if plan.migration.is_some() {
+            "; the migration was stopped"
+        } else {
+            ""
+        };
+        let message = format!("{error:#}");
+        record.failure = Some(FailureRecord {
+            workload: "assets".into(),
+            pod: None,
+            reason: "AssetUploadFailed".into(),
+            message: message.clone(),
+        });
+        out.failure(&format!(
+            "the asset upload failed{stopped}; no workload was changed\n  {message}"
+        ));
+        return Err(BerthError::DeployFailed(format!(
+            "the asset upload failed{stopped}: {message}"
+        ))
+        .into());
+    }
+    Ok(())
+}
 
+/// Steps 5 and 6: apply, then wait for every workload.
+#[allow(clippy::too_many_arguments)]
+async fn apply_and_wait(
+    client: &Client,
+    plan: &Plan,
+    args: &DeployArgs,
+    out: &Arc<Output>,
+    record: &mut Release,
+    previous: Option<&Release>,
+    timeout: std::time::Duration,
+    thresholds: Thresholds,
+) -> anyhow::Result<()> {
+    let ns = &plan.env.namespace;
     out.step("apply");
     let t = Instant::now();
     let applied = apply::apply_all(client, ns, &plan.objects, false).await?;
@@ -527,6 +684,7 @@ async fn roll_back(
         previous_sha: Some(failed.sha.clone()),
         failure: None,
         migration: None,
+        assets: None,
         timings: BTreeMap::new(),
         deployer: failed.deployer.clone(),
         rollback_of: Some(failed.number),
@@ -581,6 +739,7 @@ fn print_plan(plan: &Plan, out: &Output) {
             "sha": plan.sha,
             "objects": plan.objects.iter().map(|o| o.describe()).collect::<Vec<_>>(),
             "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
+            "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
         });
         println!("{value}");
         return;
@@ -598,5 +757,14 @@ fn print_plan(plan: &Plan, out: &Output) {
     println!("Images pinned to {}:", plan.sha);
     for p in &plan.pinned {
         println!("  {} {}: {} -> {}", p.object, p.container, p.from, p.to);
+    }
+    if let (Some(prepared), Some(assets)) = (&plan.assets, &plan.env.assets) {
+        println!(
+            "Assets: {} files from {} to s3://{}/{} (only missing or changed files are uploaded)",
+            prepared.resolved.files.len(),
+            prepared.resolved.description,
+            prepared.store.bucket,
+            assets.prefix
+        );
     }
 }
