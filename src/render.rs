@@ -862,6 +862,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             namespace: "shop".into(),
             source,
             migrate: None::<Migrate>,
+            assets: None,
             rollout: RolloutSettings {
                 timeout: std::time::Duration::from_secs(600),
                 unschedulable_after: std::time::Duration::from_secs(300),

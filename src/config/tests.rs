@@ -147,6 +147,17 @@ environments:
       env_from: [{ secret: db-credentials }, { secret: flyway.conf }]
       service_account: migrate
     rollout: { timeout: 15m, unschedulable_after: 90s }
+    assets:
+      from: { image: registry.example.com/shop/web, path: /app/static }
+      bucket: shop-static
+      prefix: prod
+      endpoint: https://storage.googleapis.com/
+      region: auto
+      credentials_secret: static-hmac
+      cache_control: no-cache
+      immutable_cache_control: public, max-age=86400, immutable
+      precompress: [br]
+      concurrency: 16
 ",
         )
         .unwrap();
@@ -181,6 +192,22 @@ environments:
                 timeout: Duration::from_secs(900),
                 unschedulable_after: Duration::from_secs(90),
             },
+            assets: Some(Assets {
+                from: AssetSource::Image {
+                    repository: "registry.example.com/shop/web".into(),
+                    path: "/app/static".into(),
+                },
+                bucket: "shop-static".into(),
+                prefix: "prod/".into(),
+                endpoint: Some("https://storage.googleapis.com".into()),
+                region: Some("auto".into()),
+                credentials_secret: Some("static-hmac".into()),
+                cache_control: "no-cache".into(),
+                immutable_cache_control: "public, max-age=86400, immutable".into(),
+                gzip: false,
+                brotli: true,
+                concurrency: 16,
+            }),
         }
     );
 }
@@ -572,4 +599,62 @@ fn the_schema_describes_the_file() {
         schema["definitions"]["Duration"]["pattern"],
         "^([0-9]+[smhd])+$"
     );
+}
+
+#[test]
+fn asset_sources_substitute_the_sha() {
+    let repo = Repo::new("asset-sources");
+    let config = repo
+        .load(&format!(
+            "{MINIMAL}    assets: {{ bucket: static, from: {{ dir: \"build/{{sha}}/static\" }} }}\n"
+        ))
+        .unwrap();
+    let assets = config.environments["staging"].assets.clone().unwrap();
+    assert_eq!(assets.prefix, "");
+    assert_eq!(assets.cache_control, "public, max-age=300");
+    assert_eq!(assets.concurrency, 64);
+    assert_eq!(
+        assets.from.for_sha("abc1234"),
+        AssetSource::Dir(repo.0.join("build/abc1234/static"))
+    );
+    let config = repo
+        .load(&format!(
+            "{MINIMAL}    assets: {{ bucket: static, from: {{ s3: \"s3://builds/{{sha}}/static\" }} }}\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        config.environments["staging"].assets.clone().unwrap().from.for_sha("abc1234"),
+        AssetSource::S3 {
+            bucket: "builds".into(),
+            prefix: "abc1234/static/".into()
+        }
+    );
+}
+
+#[test]
+fn bad_asset_settings_are_named_with_their_fix() {
+    let repo = Repo::new("asset-errors");
+    let error = repo.error(&format!(
+        "{MINIMAL}    assets:\n      bucket: s3://Static\n      prefix: /x//y\n      endpoint: storage.example.com\n      from: {{ image: registry.example.com/web:v1 }}\n"
+    ));
+    assert_mentions(
+        &error,
+        &[
+            "environments.staging.assets.bucket",
+            "not a bucket name",
+            "environments.staging.assets.prefix",
+            "environments.staging.assets.endpoint",
+            "with its scheme",
+            "environments.staging.assets.from",
+            "has `image` but no `path`",
+        ],
+    );
+    let error = repo.error(&format!(
+        "{MINIMAL}    assets: {{ bucket: static, from: {{ dir: a, s3: \"s3://b/\" }} }}\n"
+    ));
+    assert_mentions(&error, &["environments.staging.assets.from", "says it twice"]);
+    let error = repo.error(&format!(
+        "{MINIMAL}    assets: {{ bucket: static, from: {{ image: registry.example.com/web, path: app }} }}\n"
+    ));
+    assert_mentions(&error, &["environments.staging.assets.from.path", "\"/app\""]);
 }

@@ -1,0 +1,731 @@
+//! `berth assets push|prune` and the upload inside `advanced-deploy`,
+//! against the local MinIO, API server and registry.
+
+mod support;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::ListParams;
+use support::*;
+
+/// A throw-away project: berth.yaml deploying the example's staging overlay
+/// into a namespace of its own, with `assets:` pointing at a fresh bucket.
+struct Project {
+    dir: PathBuf,
+    namespace: String,
+    bucket: String,
+}
+
+impl Project {
+    /// `from` and `extra` are YAML for the `assets:` block's `from:` and further keys.
+    async fn new(prefix: &str, from: &str, extra: &str) -> Project {
+        let namespace = unique_name(prefix);
+        let bucket = namespace.clone();
+        let dir = std::env::temp_dir().join(&namespace);
+        std::fs::create_dir_all(&dir).unwrap();
+        local_env()
+            .s3()
+            .await
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        let project = Project {
+            dir,
+            namespace,
+            bucket,
+        };
+        project.configure(from, extra);
+        project
+    }
+
+    /// Rewrite berth.yaml with these `assets:` settings.
+    fn configure(&self, from: &str, extra: &str) {
+        let config = format!(
+            r#"app: wb
+images:
+  - registry.example.com/workbench/frontend
+  - registry.example.com/workbench/renderer
+  - registry.example.com/workbench/fetcher
+  - registry.example.com/workbench/cron
+  - registry.example.com/workbench/migrate
+environments:
+  test:
+    context: berth-local
+    namespace: {namespace}
+    overlay: {overlay}
+    rollout:
+      timeout: 90s
+    assets:
+      from: {from}
+      bucket: {bucket}
+      prefix: static/
+{extra}"#,
+            namespace = self.namespace,
+            bucket = self.bucket,
+            overlay = repo_root().join("overlays/staging").display(),
+            extra = extra
+                .lines()
+                .map(|l| format!("      {l}\n"))
+                .collect::<String>(),
+        );
+        std::fs::write(self.dir.join("berth.yaml"), config).unwrap();
+    }
+
+    /// A directory of files below the project, created with `files` (path, content).
+    fn tree(&self, name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+        let root = self.dir.join(name);
+        for (path, content) in files {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, content).unwrap();
+        }
+        root
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+        command
+            .envs(local_env().vars())
+            .env_remove("GITHUB_ACTIONS")
+            .arg("--config")
+            .arg(self.dir.join("berth.yaml"))
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Every key in the bucket, sorted.
+    async fn keys(&self) -> Vec<String> {
+        let s3 = local_env().s3().await;
+        let mut keys = Vec::new();
+        let mut pages = s3
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            keys.extend(
+                page.unwrap()
+                    .contents
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|o| o.key),
+            );
+        }
+        keys.sort();
+        keys
+    }
+
+    async fn cleanup(&self) {
+        let client = local_env().kube().await;
+        delete_namespace(&client, &self.namespace).await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The last JSON line of a `--output json` run: the report.
+fn report(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no JSON output; stderr: {}", stderr(output)));
+    serde_json::from_str(last).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+/// Bytes that do not compress, deterministic per seed.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect()
+}
+
+/// Text that compresses well.
+fn text(seed: u64, len: usize) -> Vec<u8> {
+    format!("/* {seed} */ function f{seed}() {{ return {seed}; }}\n")
+        .repeat(len / 40 + 1)
+        .into_bytes()[..len]
+        .to_vec()
+}
+
+struct Served {
+    body: Vec<u8>,
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_encoding: Option<String>,
+}
+
+async fn get(bucket: &str, key: &str) -> Served {
+    let object = local_env()
+        .s3()
+        .await
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
+    Served {
+        content_type: object.content_type.clone(),
+        cache_control: object.cache_control.clone(),
+        content_encoding: object.content_encoding.clone(),
+        body: object.body.collect().await.unwrap().into_bytes().to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn a_push_uploads_exactly_then_nothing_then_only_what_changed() {
+    let project = Project::new("assets-push", "{ dir: build }", "precompress: [gzip, br]").await;
+    let big = noise(1, 20 * 1024 * 1024 + 12345);
+    let files = vec![
+        ("js/app.3f2a9c1e.js", text(1, 50_000)),
+        ("css/site.css", text(2, 3_000)),
+        ("img/logo.png", noise(3, 5_000)),
+        ("media/intro.bin", big.clone()),
+        ("robots.txt", b"User-agent: *\n".to_vec()),
+    ];
+    project.tree("build", &files);
+
+    let first = project.berth(&["assets", "push", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    let report1 = report(&first);
+    // five files, plus .gz and .br of the two text files worth compressing
+    assert_eq!(report1["uploaded"], 9, "{report1}");
+    assert_eq!(report1["skipped"], 0, "{report1}");
+    assert!(report1["bytes_uploaded"].as_u64().unwrap() > big.len() as u64);
+    assert!(report1["duration_s"].as_f64().unwrap() > 0.0);
+
+    for (path, content) in &files {
+        let served = get(&project.bucket, &format!("static/{path}")).await;
+        assert!(served.body == *content, "{path} differs");
+    }
+    let js = get(&project.bucket, "static/js/app.3f2a9c1e.js").await;
+    assert_eq!(
+        js.content_type.as_deref(),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(
+        js.cache_control.as_deref(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let css = get(&project.bucket, "static/css/site.css").await;
+    assert_eq!(css.content_type.as_deref(), Some("text/css; charset=utf-8"));
+    assert_eq!(css.cache_control.as_deref(), Some("public, max-age=300"));
+    let png = get(&project.bucket, "static/img/logo.png").await;
+    assert_eq!(png.content_type.as_deref(), Some("image/png"));
+
+    let gz = get(&project.bucket, "static/js/app.3f2a9c1e.js.gz").await;
+    assert_eq!(gz.content_encoding.as_deref(), Some("gzip"));
+    assert_eq!(
+        gz.content_type.as_deref(),
+        Some("text/javascript; charset=utf-8")
+    );
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&gz.body[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert!(
+        unzipped == files[0].1,
+        "the .gz variant decompresses to the file"
+    );
+    let br = get(&project.bucket, "static/css/site.css.br").await;
+    assert_eq!(br.content_encoding.as_deref(), Some("br"));
+    let mut unbrotli = Vec::new();
+    brotli::BrotliDecompress(&mut &br.body[..], &mut unbrotli).unwrap();
+    assert!(
+        unbrotli == files[1].1,
+        "the .br variant decompresses to the file"
+    );
+    assert!(
+        project
+            .keys()
+            .await
+            .contains(&"static/.berth/manifests/1a2b3c4.json".to_string())
+    );
+
+    let again = project.berth(&["assets", "push", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    let report2 = report(&again);
+    assert_eq!(report2["uploaded"], 0, "{report2}");
+    assert_eq!(report2["skipped"], 9, "{report2}");
+    assert_eq!(report2["bytes_uploaded"], 0, "{report2}");
+
+    std::fs::write(project.dir.join("build/img/logo.png"), noise(4, 6_000)).unwrap();
+    let changed = project.berth(&["assets", "push", "test", "5e6f7a8", "--output", "json"]);
+    assert_eq!(code(&changed), 0, "{}", stderr(&changed));
+    let report3 = report(&changed);
+    assert_eq!(report3["uploaded"], 1, "only the changed file: {report3}");
+    assert_eq!(report3["bytes_uploaded"], 6_000, "{report3}");
+    assert!(get(&project.bucket, "static/img/logo.png").await.body == noise(4, 6_000));
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn from_dir_overrides_the_source_and_sha_is_substituted_in_dir() {
+    let project = Project::new("assets-fromdir", "{ dir: \"builds/{sha}\" }", "").await;
+    project.tree("builds/abcdef1", &[("a.txt", b"configured".to_vec())]);
+    let other = project.tree("elsewhere", &[("b.txt", b"overridden".to_vec())]);
+    let configured = project.berth(&["assets", "push", "test", "abcdef1", "--output", "json"]);
+    assert_eq!(code(&configured), 0, "{}", stderr(&configured));
+    let overridden = project.berth(&[
+        "assets",
+        "push",
+        "test",
+        "abcdef2",
+        "--from-dir",
+        other.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&overridden), 0, "{}", stderr(&overridden));
+    let keys = project.keys().await;
+    assert!(keys.contains(&"static/a.txt".to_string()), "{keys:?}");
+    assert!(keys.contains(&"static/b.txt".to_string()), "{keys:?}");
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn bad_input_names_the_problem_exits_2_and_uploads_nothing() {
+    let project = Project::new("assets-bad", "{ dir: build }", "").await;
+    project.tree("build", &[("a.txt", b"a".to_vec())]);
+    let cases: Vec<(&str, Vec<(&str, &str)>, &str, &str)> = vec![
+        (
+            "missing bucket",
+            vec![],
+            "bucket: no-such-bucket-berth",
+            "no-such-bucket-berth",
+        ),
+        (
+            "wrong credentials",
+            vec![("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+            "",
+            "refused the credentials",
+        ),
+        (
+            "unreachable endpoint",
+            vec![],
+            "endpoint: http://127.0.0.1:9",
+            "cannot reach the S3 endpoint http://127.0.0.1:9",
+        ),
+        ("missing directory", vec![], "", "does not exist"),
+    ];
+    for (what, env, extra, expected) in cases {
+        let from = if what == "missing directory" {
+            "{ dir: nowhere }"
+        } else {
+            "{ dir: build }"
+        };
+        // `bucket:` in `extra` replaces the generated one.
+        let config_extra = extra.to_string();
+        project.configure(from, "");
+        if !config_extra.is_empty() {
+            let path = project.dir.join("berth.yaml");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = if let Some(bucket) = config_extra.strip_prefix("bucket: ") {
+                text.replace(
+                    &format!("bucket: {}", project.bucket),
+                    &format!("bucket: {bucket}"),
+                )
+            } else {
+                format!("{text}      {config_extra}\n")
+            };
+            std::fs::write(path, text).unwrap();
+        }
+        let mut command = project.command(&["assets", "push", "test", "1a2b3c4"]);
+        command.envs(env);
+        let out = command.output().unwrap();
+        assert_eq!(code(&out), 2, "{what}: {}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{what}: {}", stderr(&out));
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{what}: {}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        project.keys().await,
+        Vec::<String>::new(),
+        "nothing uploaded"
+    );
+    project.configure("{ dir: build }", "");
+    std::fs::write(
+        project.dir.join("berth.yaml"),
+        std::fs::read_to_string(project.dir.join("berth.yaml"))
+            .unwrap()
+            .replace(
+                "      from: { dir: build }\n",
+                "      from: { path: /app/static }\n",
+            ),
+    )
+    .unwrap();
+    let out = project.berth(&["assets", "push", "test", "1a2b3c4"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has `path` but no `image`"),
+        "{}",
+        stderr(&out)
+    );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_push_aborts_its_multipart_upload_and_leaves_no_object() {
+    let project = Project::new("assets-interrupt", "{ dir: build }", "concurrency: 1").await;
+    let big = project.dir.join("build/huge.bin");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    std::fs::write(&big, noise(9, 400 * 1024 * 1024)).unwrap();
+    let child = project
+        .command(&["assets", "push", "test", "1a2b3c4", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let s3 = local_env().s3().await;
+    within(
+        Duration::from_secs(60),
+        "a multipart upload to start",
+        async {
+            loop {
+                let uploads = s3
+                    .list_multipart_uploads()
+                    .bucket(&project.bucket)
+                    .prefix("static/huge.bin")
+                    .send()
+                    .await
+                    .unwrap();
+                if !uploads.uploads().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(&project.bucket)
+        .prefix("static/huge.bin")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "the multipart upload was aborted"
+    );
+    assert_eq!(
+        project.keys().await,
+        Vec::<String>::new(),
+        "no object, no manifest"
+    );
+    project.cleanup().await;
+}
+
+/// Both tasks started before either finished: the task events of a deploy's `--output json`.
+fn ran_concurrently(output: &Output, first: (&str, &str), second: (&str, &str)) -> bool {
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["event"] == "task_output")
+        .collect();
+    let position = |task: &str, starts: &str| {
+        lines
+            .iter()
+            .position(|v| v["task"] == task && v["line"].as_str().unwrap().starts_with(starts))
+            .unwrap_or_else(|| panic!("no [{task}] {starts}… line in {lines:?}"))
+    };
+    let started = position(first.0, first.1).max(position(second.0, second.1));
+    lines[..started].iter().all(|v| {
+        !v["line"].as_str().unwrap().starts_with("succeeded")
+            && !v["line"].as_str().unwrap().starts_with("uploaded")
+    })
+}
+
+#[tokio::test]
+async fn a_deploy_uploads_assets_while_the_migration_runs_and_records_them() {
+    let project = Project::new("assets-deploy", "{ dir: build }", "").await;
+    project.tree(
+        "build",
+        &(0..200)
+            .map(|i| (format!("js/chunk-{i}.js"), text(i, 4_000)))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let out = project.berth(&["deploy", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        ran_concurrently(&out, ("migrate", "running Job"), ("assets", "")),
+        "the migration and the upload overlap: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let keys = project.keys().await;
+    assert_eq!(keys.len(), 201, "200 files and the manifest");
+    let client = local_env().kube().await;
+    let releases = berth::cluster::release::list(&client, &project.namespace)
+        .await
+        .unwrap();
+    let recorded = releases[0]
+        .assets
+        .as_ref()
+        .expect("the release records the upload");
+    assert_eq!(recorded.uploaded, 200);
+    assert_eq!(recorded.manifest, "static/.berth/manifests/1a2b3c4.json");
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_upload_stops_the_migration_before_any_workload_changes() {
+    let project = Project::new("assets-upload-fails", "{ dir: build }", "").await;
+    // A key longer than S3's 1,024 bytes: the walk and the bucket check
+    // pass, the upload itself is refused.
+    let deep: String = (0..5).map(|i| format!("{}{i}/", "d".repeat(240))).collect();
+    project.tree(
+        "build",
+        &[
+            (&format!("{deep}file.txt"), b"x".to_vec()),
+            ("ok.txt", b"ok".to_vec()),
+        ],
+    );
+    let out = project.berth(&["deploy", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = report(&out);
+    assert_eq!(report["failure"]["workload"], "assets", "{report}");
+    assert!(
+        stderr(&out).contains("the migration was stopped"),
+        "{}",
+        stderr(&out)
+    );
+    let client = local_env().kube().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &project.namespace);
+    assert!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no workload was applied"
+    );
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &project.namespace);
+    within(
+        Duration::from_secs(30),
+        "the migration Job to be deleted",
+        async {
+            while !jobs
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    assert!(
+        !project
+            .keys()
+            .await
+            .iter()
+            .any(|k| k.contains(".berth/manifests/")),
+        "no manifest for a failed push"
+    );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_failed_migration_cancels_the_upload() {
+    // One request at a time over 3,000 files: the upload outlasts the migration.
+    let project = Project::new("assets-migration-fails", "{ dir: build }", "concurrency: 1").await;
+    let files: Vec<(String, Vec<u8>)> = (0..3000)
+        .map(|i| (format!("f/{i}.txt"), format!("{i}").into_bytes()))
+        .collect();
+    project.tree(
+        "build",
+        &files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let out = project.berth(&["deploy", "test", "fa11ed1", "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = report(&out);
+    assert!(
+        report["failure"]["workload"]
+            .as_str()
+            .unwrap()
+            .starts_with("Job/"),
+        "{report}"
+    );
+    assert!(
+        stderr(&out).contains("[assets] cancelled"),
+        "{}",
+        stderr(&out)
+    );
+    let keys = project.keys().await;
+    assert!(
+        keys.len() < 3000,
+        "the upload stopped early ({} objects)",
+        keys.len()
+    );
+    assert!(
+        !keys.iter().any(|k| k.contains(".berth/manifests/")),
+        "no manifest"
+    );
+    project.cleanup().await;
+}
+
+/// Put an object straight into the bucket, as another tool would.
+async fn put(bucket: &str, key: &str, body: &[u8]) {
+    local_env()
+        .s3()
+        .await
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(body.to_vec()))
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn prune_deletes_only_what_no_recent_release_references() {
+    let project = Project::new("assets-prune", "{ dir: \"builds/{sha}\" }", "").await;
+    for (sha, own) in [
+        ("1111111", "one.js"),
+        ("2222222", "two.js"),
+        ("3333333", "three.js"),
+    ] {
+        project.tree(
+            &format!("builds/{sha}"),
+            &[
+                (own, own.as_bytes().to_vec()),
+                ("shared.css", b"body{}".to_vec()),
+            ],
+        );
+        let out = project.berth(&["deploy", "test", sha]);
+        assert_eq!(code(&out), 0, "{sha}: {}", stderr(&out));
+    }
+    put(
+        &project.bucket,
+        "static/stray.txt",
+        b"uploaded by hand, just now",
+    )
+    .await;
+    let everything = project.keys().await;
+
+    let dry = project.berth(&[
+        "assets",
+        "prune",
+        "test",
+        "--keep",
+        "1",
+        "--grace",
+        "0s",
+        "--dry-run",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&dry), 0, "{}", stderr(&dry));
+    assert_eq!(report(&dry)["deleted"], 3, "{}", report(&dry));
+    assert_eq!(
+        project.keys().await,
+        everything,
+        "a dry run deletes nothing"
+    );
+
+    // --keep 1 still keeps the previous release; the default grace keeps the fresh stray.
+    let out = project.berth(&["assets", "prune", "test", "--keep", "1", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        project.keys().await,
+        everything,
+        "everything is younger than an hour"
+    );
+
+    let out = project.berth(&[
+        "assets", "prune", "test", "--keep", "1", "--grace", "0s", "--output", "json",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(report(&out)["deleted"], 3, "{}", report(&out));
+    assert_eq!(
+        project.keys().await,
+        [
+            "static/.berth/manifests/2222222.json",
+            "static/.berth/manifests/3333333.json",
+            "static/shared.css",
+            "static/three.js",
+            "static/two.js",
+        ],
+        "release 1's file and manifest and the stray are gone; releases 2 and 3 keep theirs"
+    );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn prune_refuses_when_a_kept_release_has_no_manifest() {
+    let project = Project::new("assets-prune-refuse", "{ dir: build }", "").await;
+    project.tree("build", &[("a.js", b"a".to_vec())]);
+    let out = project.berth(&["deploy", "test", "1a2b3c4"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let s3 = local_env().s3().await;
+    s3.delete_object()
+        .bucket(&project.bucket)
+        .key("static/.berth/manifests/1a2b3c4.json")
+        .send()
+        .await
+        .unwrap();
+    let before = project.keys().await;
+    let out = project.berth(&["assets", "prune", "test", "--grace", "0s"]);
+    assert_eq!(code(&out), 5, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("berth assets push test 1a2b3c4"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(project.keys().await, before, "nothing deleted");
+    project.cleanup().await;
+}
