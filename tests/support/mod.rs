@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod images;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
