@@ -623,7 +623,12 @@ fn asset_sources_substitute_the_sha() {
         ))
         .unwrap();
     assert_eq!(
-        config.environments["staging"].assets.clone().unwrap().from.for_sha("abc1234"),
+        config.environments["staging"]
+            .assets
+            .clone()
+            .unwrap()
+            .from
+            .for_sha("abc1234"),
         AssetSource::S3 {
             bucket: "builds".into(),
             prefix: "abc1234/static/".into()
@@ -652,9 +657,15 @@ fn bad_asset_settings_are_named_with_their_fix() {
     let error = repo.error(&format!(
         "{MINIMAL}    assets: {{ bucket: static, from: {{ dir: a, s3: \"s3://b/\" }} }}\n"
     ));
-    assert_mentions(&error, &["environments.staging.assets.from", "says it twice"]);
+    assert_mentions(
+        &error,
+        &["environments.staging.assets.from", "says it twice"],
+    );
     let error = repo.error(&format!(
         "{MINIMAL}    assets: {{ bucket: static, from: {{ image: registry.example.com/web, path: app }} }}\n"
     ));
-    assert_mentions(&error, &["environments.staging.assets.from.path", "\"/app\""]);
+    assert_mentions(
+        &error,
+        &["environments.staging.assets.from.path", "\"/app\""],
+    );
 }
