@@ -733,3 +733,114 @@ async fn prune_refuses_when_a_kept_release_has_no_manifest() {
     assert_eq!(project.keys().await, before, "nothing deleted");
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_build_bucket_prefix_is_copied_server_side_and_only_once() {
+    let project = Project::new("assets-s3", "{ s3: \"s3://BUILDS/{sha}/static/\" }", "").await;
+    let builds = format!("{}-builds", project.bucket);
+    project.configure(&format!("{{ s3: \"s3://{builds}/{{sha}}/static/\" }}"), "");
+    let s3 = local_env().s3().await;
+    s3.create_bucket().bucket(&builds).send().await.unwrap();
+    put(&builds, "1a2b3c4/static/app.js", b"console.log(1)").await;
+    put(&builds, "1a2b3c4/static/css/site.css", b"body{}").await;
+    put(&builds, "9999999/static/other.js", b"not this SHA").await;
+
+    let out = project.berth(&["assets", "push", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(report(&out)["uploaded"], 2, "{}", report(&out));
+    let app = get(&project.bucket, "static/app.js").await;
+    assert_eq!(app.body, b"console.log(1)");
+    assert_eq!(
+        app.content_type.as_deref(),
+        Some("text/javascript; charset=utf-8")
+    );
+    assert_eq!(app.cache_control.as_deref(), Some("public, max-age=300"));
+    assert_eq!(
+        get(&project.bucket, "static/css/site.css").await.body,
+        b"body{}"
+    );
+    assert!(
+        !project
+            .keys()
+            .await
+            .contains(&"static/other.js".to_string())
+    );
+
+    let again = project.berth(&["assets", "push", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(report(&again)["uploaded"], 0, "{}", report(&again));
+    assert_eq!(report(&again)["skipped"], 2, "{}", report(&again));
+
+    let missing = project.berth(&["assets", "push", "test", "7777777"]);
+    assert_eq!(code(&missing), 2, "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains(&format!("no files in s3://{builds}/7777777/static/")),
+        "{}",
+        stderr(&missing)
+    );
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn credentials_can_come_from_a_kubernetes_secret() {
+    let project = Project::new(
+        "assets-secret",
+        "{ dir: build }",
+        "credentials_secret: s3-credentials",
+    )
+    .await;
+    project.tree("build", &[("a.txt", b"a".to_vec())]);
+    let without_chain = |args: &[&str]| {
+        project
+            .command(args)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .unwrap()
+    };
+    let client = local_env().kube().await;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": project.namespace}}))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let missing = without_chain(&["assets", "push", "test", "1a2b3c4"]);
+    assert_eq!(code(&missing), 2, "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains(
+            "the Secret s3-credentials named by `assets.credentials_secret` does not exist"
+        ),
+        "{}",
+        stderr(&missing)
+    );
+
+    let env = local_env();
+    create::<k8s_openapi::api::core::v1::Secret>(
+        &client,
+        &project.namespace,
+        serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s3-credentials"},
+            "stringData": {
+                "AWS_ACCESS_KEY_ID": env.var("AWS_ACCESS_KEY_ID"),
+                "AWS_SECRET_ACCESS_KEY": env.var("AWS_SECRET_ACCESS_KEY"),
+            }
+        }),
+    )
+    .await;
+    let out = without_chain(&["assets", "push", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(report(&out)["uploaded"], 1, "{}", report(&out));
+    let secret = env.var("AWS_SECRET_ACCESS_KEY");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(secret) && !stderr(&out).contains(secret),
+        "the secret never reaches the output"
+    );
+    project.cleanup().await;
+}
