@@ -269,3 +269,116 @@ async fn an_unreachable_registry_is_an_input_error_naming_it_within_seconds() {
     );
     assert!(started.elapsed() < Duration::from_secs(20), "fails fast");
 }
+
+/// The image the credential child test extracts, and what it expects.
+const CHILD_IMAGE: &str = "BERTH_TEST_CHILD_IMAGE";
+const CHILD_EXPECT: &str = "BERTH_TEST_CHILD_EXPECT";
+
+/// Run [`extracts_with_the_credentials_in_its_environment`] in a child
+/// process of this test binary with `vars` (and nothing else) as registry
+/// credentials: berth reads them from its process environment, which a test
+/// must not change under the others running beside it.
+fn extract_in_child(image: &Pushed, expect: &str, vars: &[(&str, &std::ffi::OsStr)]) {
+    let empty_docker_config = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+    child
+        .args([
+            "--exact",
+            "extracts_with_the_credentials_in_its_environment",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env_remove("BERTH_REGISTRY_USERNAME")
+        .env_remove("BERTH_REGISTRY_PASSWORD")
+        .env("DOCKER_CONFIG", empty_docker_config.path())
+        .env(CHILD_IMAGE, image.reference())
+        .env(CHILD_EXPECT, expect);
+    for (name, value) in vars {
+        child.env(name, value);
+    }
+    let output = child.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "the child test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[tokio::test]
+#[ignore = "run by basic_auth_credentials_come_from_the_environment_else_the_docker_config in a child process"]
+async fn extracts_with_the_credentials_in_its_environment() {
+    let reference = std::env::var(CHILD_IMAGE).unwrap();
+    let (repository, tag) = reference.rsplit_once(':').unwrap();
+    let image = Pushed {
+        repository: repository.into(),
+        tag: tag.into(),
+    };
+    let (result, dir) = extract_into(&image, "/app/static").await;
+    match std::env::var(CHILD_EXPECT).unwrap().as_str() {
+        "ok" => {
+            result.unwrap();
+            assert_eq!(files_in(dir.path()), expected(&[("a.css", b"private")]));
+        }
+        refused => {
+            let message = input_error(result);
+            let registry = repository.split('/').next().unwrap();
+            assert!(
+                message.contains(&format!(
+                    "registry {registry} refused access to image {reference}"
+                )),
+                "{message}"
+            );
+            assert!(
+                message.contains(refused),
+                "names the credentials' source: {message}"
+            );
+            assert!(message.contains("BERTH_REGISTRY_USERNAME"), "{message}");
+            let password = std::env::var("BERTH_REGISTRY_PASSWORD").unwrap_or_default();
+            assert!(
+                password.is_empty() || !message.contains(&password),
+                "never the password"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn basic_auth_credentials_come_from_the_environment_else_the_docker_config() {
+    let env = local_env();
+    let registry = images::AuthRegistry::start(env);
+    let image = images::push_to(
+        env,
+        &registry.address,
+        Some(&registry.docker_config),
+        "private",
+        MediaTypes::Docker,
+        &[Layer::new().file("app/static/a.css", "private")],
+    );
+    let user = std::ffi::OsStr::new(&registry.user);
+    let password = std::ffi::OsStr::new(&registry.password);
+    let wrong = std::ffi::OsStr::new("not-the-password");
+
+    extract_in_child(
+        &image,
+        "ok",
+        &[
+            ("BERTH_REGISTRY_USERNAME", user),
+            ("BERTH_REGISTRY_PASSWORD", password),
+        ],
+    );
+    extract_in_child(
+        &image,
+        "ok",
+        &[("DOCKER_CONFIG", registry.docker_config.as_os_str())],
+    );
+    extract_in_child(
+        &image,
+        "user docker from BERTH_REGISTRY_USERNAME",
+        &[
+            ("BERTH_REGISTRY_USERNAME", user),
+            ("BERTH_REGISTRY_PASSWORD", wrong),
+        ],
+    );
+    extract_in_child(&image, "anonymous", &[]);
+}

@@ -2,12 +2,15 @@
 //! directories, whiteouts, large incompressible files), written as tar.gz
 //! files and pushed to the local registry with crane.
 
-use std::path::Path;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-use super::{LocalEnv, unique_name};
+use super::{LocalEnv, repo_root, unique_name};
 
 /// The tag test images get, shaped like the commit SHA CI tags with.
 pub const TAG: &str = "1a2b3c4";
@@ -132,16 +135,21 @@ impl Pushed {
     }
 }
 
-/// crane with the local environment's variables.
-fn crane(env: &LocalEnv, args: &[&str]) -> String {
-    let output = env
-        .command(env.var("BERTH_LOCAL_CRANE"))
-        .args(args)
-        .output()
-        .expect("run crane");
+/// crane with the local environment's variables, and `DOCKER_CONFIG` if given.
+fn crane(env: &LocalEnv, docker_config: Option<&Path>) -> Command {
+    let mut command = env.command(env.var("BERTH_LOCAL_CRANE"));
+    if let Some(dir) = docker_config {
+        command.env("DOCKER_CONFIG", dir);
+    }
+    command
+}
+
+/// Run a command that must succeed; its standard output.
+fn run(command: &mut Command) -> String {
+    let output = command.output().expect("run crane");
     assert!(
         output.status.success(),
-        "crane {args:?} failed: {}",
+        "{command:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).expect("crane prints UTF-8")
@@ -150,7 +158,26 @@ fn crane(env: &LocalEnv, args: &[&str]) -> String {
 /// Push an image of `layers` (lowest first) to a fresh repository of the
 /// local registry, tagged [`TAG`].
 pub fn push(env: &LocalEnv, name: &str, media: MediaTypes, layers: &[Layer]) -> Pushed {
-    let registry = env.var("BERTH_LOCAL_REGISTRY");
+    push_to(
+        env,
+        env.var("BERTH_LOCAL_REGISTRY"),
+        None,
+        name,
+        media,
+        layers,
+    )
+}
+
+/// [`push`] to `registry`, logged in with the docker config in
+/// `docker_config` if given.
+pub fn push_to(
+    env: &LocalEnv,
+    registry: &str,
+    docker_config: Option<&Path>,
+    name: &str,
+    media: MediaTypes,
+    layers: &[Layer],
+) -> Pushed {
     let pushed = Pushed {
         repository: format!("{registry}/berth-test/{}", unique_name(name)),
         tag: TAG.to_string(),
@@ -166,25 +193,23 @@ pub fn push(env: &LocalEnv, name: &str, media: MediaTypes, layers: &[Layer]) -> 
         args.push("--oci-empty-base".into());
     }
     args.extend(["--new_tag".to_string(), pushed.reference()]);
-    crane(env, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut crane = crane(env, docker_config);
+    run(crane.args(&args));
     pushed
 }
 
 /// Set the platform (`linux/arm64`) in a pushed image's config, in place.
 pub fn set_platform(env: &LocalEnv, image: &Pushed, platform: &str) {
     let reference = image.reference();
-    crane(
-        env,
-        &[
-            "mutate",
-            "--insecure",
-            &reference,
-            "--set-platform",
-            platform,
-            "--tag",
-            &reference,
-        ],
-    );
+    run(crane(env, None).args([
+        "mutate",
+        "--insecure",
+        &reference,
+        "--set-platform",
+        platform,
+        "--tag",
+        &reference,
+    ]));
 }
 
 /// Push an OCI image index of `images` (in that order) as `name`.
@@ -193,18 +218,127 @@ pub fn push_index(env: &LocalEnv, name: &str, images: &[&Pushed]) -> Pushed {
         repository: images[0].repository.clone(),
         tag: unique_name(name),
     };
-    let mut args = vec!["index".to_string(), "append".into(), "--insecure".into()];
+    let mut command = crane(env, None);
+    command.args(["index", "append", "--insecure"]);
     for image in images {
-        args.extend(["--manifest".to_string(), image.reference()]);
+        command.args(["--manifest", &image.reference()]);
     }
-    args.extend(["--tag".to_string(), index.reference()]);
-    crane(env, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    run(command.args(["--tag", &index.reference()]));
     index
 }
 
 /// The manifest digest the registry reports for `reference`.
 pub fn digest(env: &LocalEnv, reference: &str) -> String {
-    crane(env, &["digest", "--insecure", reference])
+    run(crane(env, None).args(["digest", "--insecure", reference]))
         .trim()
         .to_string()
+}
+
+/// A distribution registry of the test's own that wants HTTP basic auth, on
+/// a free loopback port, with crane logged in to it; stopped when dropped.
+pub struct AuthRegistry {
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+    /// The user the registry provisioned.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// A docker config directory holding the login.
+    pub docker_config: PathBuf,
+    server: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthRegistry {
+    /// Start the registry binary `up` uses with an htpasswd file it creates
+    /// itself (the registry provisions user `docker` with a random password
+    /// and logs it), and log crane in.
+    pub fn start(env: &LocalEnv) -> AuthRegistry {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog: {{level: warn}}\n\
+                 storage: {{filesystem: {{rootdirectory: {data}}}}}\n\
+                 auth: {{htpasswd: {{realm: berth-test, path: {htpasswd}}}}}\n\
+                 http: {{addr: \"{address}\", debug: {{addr: \"\", prometheus: {{enabled: false}}}}}}\n",
+                data = dir.path().join("data").display(),
+                htpasswd = dir.path().join("htpasswd").display(),
+            ),
+        )
+        .expect("write registry config");
+        let log_path = dir.path().join("registry.log");
+        let log = std::fs::File::create(&log_path).expect("registry log");
+        let server = Command::new(registry_binary())
+            .args(["serve", &config.display().to_string()])
+            .env("OTEL_TRACES_EXPORTER", "none")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start the registry");
+        std::fs::create_dir(dir.path().join("docker")).expect("docker config directory");
+        let mut registry = AuthRegistry {
+            address,
+            user: "docker".into(),
+            password: String::new(),
+            docker_config: dir.path().join("docker"),
+            server,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(&registry.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not start: {}",
+                read(&log_path)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        registry.password = read(&log_path)
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("password="))
+            .unwrap_or_else(|| panic!("no provisioned password in the log: {}", read(&log_path)))
+            .to_string();
+        run(crane(env, Some(&registry.docker_config)).args([
+            "auth",
+            "login",
+            &registry.address,
+            "--username",
+            &registry.user,
+            "--password",
+            &registry.password,
+        ]));
+        registry
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The registry binary `build-tools` built for the local environment.
+fn registry_binary() -> PathBuf {
+    let output = Command::new(repo_root().join("cluster-setup/local/build-tools"))
+        .arg("--print")
+        .output()
+        .expect("run build-tools --print");
+    let dirs = String::from_utf8(output.stdout).expect("UTF-8");
+    let dir = dirs
+        .lines()
+        .find_map(|line| line.strip_prefix("registry="))
+        .expect("build-tools prints the registry's directory");
+    Path::new(dir).join("registry")
 }

@@ -724,6 +724,21 @@ mod tests {
     }
 
     #[test]
+    fn a_layer_is_read_to_its_end_so_the_stream_checks_its_digest() {
+        // Tar writers pad past the end-of-archive blocks; the registry
+        // stream verifies the digest only once it is read to its end.
+        let mut padded = tar(&[Item::File("app/static/a", "a")]);
+        padded.extend_from_slice(&[0; 64 << 10]);
+        for layer in [padded.clone(), gzip(&padded)] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut tree = Tree::new(dir.path().to_path_buf(), components("/app/static"));
+            let mut rest = layer.as_slice();
+            tree.apply_layer(&mut rest).unwrap();
+            assert!(rest.is_empty(), "{} bytes left unread", rest.len());
+        }
+    }
+
+    #[test]
     fn a_zstd_layer_is_an_input_error_naming_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let mut tree = Tree::new(dir.path().to_path_buf(), components("/app/static"));
