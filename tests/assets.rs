@@ -844,3 +844,35 @@ async fn credentials_can_come_from_a_kubernetes_secret() {
     );
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn thousands_of_files_are_listed_in_ranges_and_none_is_uploaded_twice() {
+    let project = Project::new("assets-many", "{ dir: build }", "").await;
+    let files: Vec<(String, Vec<u8>)> = (0..2500)
+        .map(|i| {
+            (
+                format!("d{}/f{i}.txt", i % 7),
+                format!("file {i}").into_bytes(),
+            )
+        })
+        .collect();
+    project.tree(
+        "build",
+        &files
+            .iter()
+            .map(|(p, c)| (p.as_str(), c.clone()))
+            .collect::<Vec<_>>(),
+    );
+    // Objects outside the tree, sorting before, between and after its keys.
+    put(&project.bucket, "static/a-before.txt", b"x").await;
+    put(&project.bucket, "static/d3/zz-between.txt", b"x").await;
+    put(&project.bucket, "static/zz-after.txt", b"x").await;
+    let first = project.berth(&["assets", "push", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&first), 0, "{}", stderr(&first));
+    assert_eq!(report(&first)["uploaded"], 2500, "{}", report(&first));
+    let again = project.berth(&["assets", "push", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&again), 0, "{}", stderr(&again));
+    assert_eq!(report(&again)["uploaded"], 0, "{}", report(&again));
+    assert_eq!(report(&again)["skipped"], 2500, "{}", report(&again));
+    project.cleanup().await;
+}

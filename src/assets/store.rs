@@ -13,6 +13,7 @@ use aws_sdk_s3::config::{
     timeout::TimeoutConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
@@ -91,18 +92,50 @@ impl Store {
     /// Every object under `prefix`: key, ETag (unquoted), size and last
     /// modification, a page of 1,000 at a time.
     pub async fn list(&self, prefix: &str) -> anyhow::Result<Vec<Listed>> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
+        self.list_range(prefix, None, None).await
+    }
+
+    /// Every object under `prefix`, listed as ranges split after each of
+    /// `splits` (sorted keys), all at once: a listing of many keys takes
+    /// about as long as one page instead of one page after another.
+    pub async fn list_split(&self, prefix: &str, splits: &[String]) -> anyhow::Result<Vec<Listed>> {
+        let starts = std::iter::once(None).chain(splits.iter().map(Some));
+        let ends = splits.iter().map(Some).chain(std::iter::once(None));
+        let pages: Vec<Vec<Listed>> = futures::stream::iter(starts.zip(ends))
+            .map(|(after, until)| {
+                self.list_range(prefix, after.map(String::as_str), until.map(String::as_str))
+            })
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(pages.into_iter().flatten().collect())
+    }
+
+    /// The objects under `prefix` with keys after `after` up to `until` (inclusive).
+    async fn list_range(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        until: Option<&str>,
+    ) -> anyhow::Result<Vec<Listed>> {
         let mut listed = Vec::new();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| self.explain(e, "listing"))?;
+        let mut continuation = None;
+        loop {
+            let page = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_start_after(after.map(str::to_owned))
+                .set_continuation_token(continuation)
+                .send()
+                .await
+                .map_err(|e| self.explain(e, "listing"))?;
             for object in page.contents.unwrap_or_default() {
                 let Some(key) = object.key else { continue };
+                if until.is_some_and(|until| key.as_str() > until) {
+                    return Ok(listed);
+                }
                 listed.push(Listed {
                     key,
                     etag: object
@@ -114,8 +147,11 @@ impl Store {
                     modified: object.last_modified.map(|t| t.secs()),
                 });
             }
+            match page.next_continuation_token {
+                Some(token) if page.is_truncated == Some(true) => continuation = Some(token),
+                _ => return Ok(listed),
+            }
         }
-        Ok(listed)
     }
 
     /// Check, changing nothing, that credentials exist and that the bucket

@@ -89,9 +89,10 @@ impl Prepared {
                 resolved.description, self.store.bucket
             ),
         );
+        let splits = list_splits(prefix, &resolved.files);
         let (listed, digests) = cancellable(cancel, async {
             Ok(tokio::join!(
-                self.store.list(prefix),
+                self.store.list_split(prefix, &splits),
                 digests(&resolved.files)
             ))
         })
@@ -410,6 +411,17 @@ async fn publish(
         size: object.size,
     });
     Ok(published)
+}
+
+/// Keys that split the listing of the destination into ranges of about a
+/// page each: every 1,000th of the keys the source will write, sorted.
+fn list_splits(prefix: &str, files: &[SourceFile]) -> Vec<String> {
+    let mut keys: Vec<String> = files
+        .iter()
+        .map(|f| format!("{prefix}{}", f.relative))
+        .collect();
+    keys.sort_unstable();
+    keys.into_iter().skip(999).step_by(1000).collect()
 }
 
 /// The digest of every local file (`None` for remote ones), computed on

@@ -353,12 +353,9 @@ impl Tree {
     /// extracted path itself), keeping what this layer wrote.
     fn hide_below(&mut self, rel: &Path) -> Result<()> {
         let mut children: BTreeSet<PathBuf> = self
-            .links
-            .range(rel.to_path_buf()..)
-            .map(|(link, _)| link)
-            .take_while(|link| link.starts_with(rel))
+            .links_at_or_under(rel)
+            .into_iter()
             .filter(|link| link.parent() == Some(rel))
-            .cloned()
             .collect();
         let dir = self.root.join(rel);
         if dir.is_dir() {
@@ -383,8 +380,20 @@ impl Tree {
             Err(e) => Err(e),
         };
         removed.with_context(|| format!("removing {}", path.display()))?;
-        self.links.retain(|link, _| !link.starts_with(rel));
+        for link in self.links_at_or_under(rel) {
+            self.links.remove(&link);
+        }
         Ok(())
+    }
+
+    /// The pending symlinks at `rel` or below it (they sort right after it).
+    fn links_at_or_under(&self, rel: &Path) -> Vec<PathBuf> {
+        self.links
+            .range(rel.to_path_buf()..)
+            .map(|(link, _)| link)
+            .take_while(|link| link.starts_with(rel))
+            .cloned()
+            .collect()
     }
 
     /// Copy each symlink's final target into its place and count what the
