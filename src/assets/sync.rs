@@ -421,6 +421,8 @@ fn list_splits(prefix: &str, files: &[SourceFile]) -> Vec<String> {
         .map(|f| format!("{prefix}{}", f.relative))
         .collect();
     keys.sort_unstable();
+    // A split after the last key would only open an empty range.
+    keys.pop();
     keys.into_iter().skip(999).step_by(1000).collect()
 }
 
@@ -446,4 +448,26 @@ async fn digests(files: &[SourceFile]) -> anyhow::Result<Vec<Option<Digest>>> {
         .buffered(cores * 2)
         .try_collect()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(names: impl Iterator<Item = String>) -> Vec<SourceFile> {
+        names
+            .map(|relative| SourceFile {
+                relative,
+                size: 1,
+                origin: Origin::Local("/dev/null".into()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn listing_splits_every_thousand_sorted_keys() {
+        assert!(list_splits("p/", &files((0..1000).map(|i| format!("{i:04}")))).is_empty());
+        let splits = list_splits("p/", &files((0..2500).rev().map(|i| format!("{i:04}"))));
+        assert_eq!(splits, ["p/0999", "p/1999"]);
+    }
 }
