@@ -14,6 +14,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::ListParams;
+use support::images::{self, Layer, MediaTypes};
 use support::*;
 
 /// A throw-away project: berth.yaml deploying the example's staging overlay
@@ -322,7 +323,9 @@ async fn from_dir_overrides_the_source_and_sha_is_substituted_in_dir() {
 async fn bad_input_names_the_problem_exits_2_and_uploads_nothing() {
     let project = Project::new("assets-bad", "{ dir: build }", "").await;
     project.tree("build", &[("a.txt", b"a".to_vec())]);
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str, &str)> = vec![
+    // (what, environment, berth.yaml change, expected message)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "missing bucket",
             vec![],
@@ -874,5 +877,98 @@ async fn thousands_of_files_are_listed_in_ranges_and_none_is_uploaded_twice() {
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert_eq!(report(&again)["uploaded"], 0, "{}", report(&again));
     assert_eq!(report(&again)["skipped"], 2500, "{}", report(&again));
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_deploy_publishes_the_images_directory_and_bad_image_input_changes_nothing() {
+    let env = local_env();
+    let image = images::push(
+        env,
+        "frontend",
+        MediaTypes::Docker,
+        &[
+            Layer::new()
+                .file("app/main.py", "print()")
+                .file("app/static/js/app.0123abcd.js", "old()")
+                .file("app/static/gone.css", "x"),
+            Layer::new()
+                .file("app/static/js/app.0123abcd.js", "new()")
+                .whiteout("app/static/gone.css"),
+        ],
+    );
+    let project = Project::new(
+        "assets-image",
+        &format!("{{ image: {}, path: /app/static }}", image.repository),
+        "",
+    )
+    .await;
+    let out = project.berth(&["deploy", "test", &image.tag, "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        project.keys().await,
+        [
+            format!("static/.berth/manifests/{}.json", image.tag),
+            "static/js/app.0123abcd.js".to_string()
+        ]
+    );
+    assert_eq!(
+        get(&project.bucket, "static/js/app.0123abcd.js").await.body,
+        b"new()"
+    );
+    let manifest = get(
+        &project.bucket,
+        &format!("static/.berth/manifests/{}.json", image.tag),
+    )
+    .await;
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest.body).unwrap();
+    assert!(
+        manifest["image_digest"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:"),
+        "{manifest}"
+    );
+
+    let client = env.kube().await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &project.namespace);
+    let live = || async {
+        let mut images: Vec<String> = deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|d| d.spec.unwrap().template.spec.unwrap().containers)
+            .filter_map(|c| c.image)
+            .collect();
+        images.sort();
+        images
+    };
+    let before = live().await;
+    // A SHA CI never pushed, then a path the image lacks: exit 2, nothing changes.
+    let missing_tag = project.berth(&["deploy", "test", "9f9f9f9"]);
+    assert_eq!(code(&missing_tag), 2, "{}", stderr(&missing_tag));
+    assert!(
+        stderr(&missing_tag).contains(&format!("{}:9f9f9f9", image.repository)),
+        "{}",
+        stderr(&missing_tag)
+    );
+    project.configure(
+        &format!("{{ image: {}, path: /app/public }}", image.repository),
+        "",
+    );
+    let missing_path = project.berth(&["deploy", "test", &image.tag]);
+    assert_eq!(code(&missing_path), 2, "{}", stderr(&missing_path));
+    assert!(
+        stderr(&missing_path).contains("/app/public"),
+        "{}",
+        stderr(&missing_path)
+    );
+    assert_eq!(live().await, before, "no workload changed");
+    let releases = berth::cluster::release::list(&client, &project.namespace)
+        .await
+        .unwrap();
+    assert_eq!(releases.len(), 1, "no release recorded for bad input");
+    assert_eq!(project.keys().await.len(), 2, "nothing more uploaded");
     project.cleanup().await;
 }
