@@ -20,7 +20,7 @@ unit:
 	cargo test --lib --bins --locked
 
 bench:
-	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/deploy'
+	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/deploy && bench/assets'
 
 up:
 	$(LOCAL)/up

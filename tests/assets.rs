@@ -139,6 +139,16 @@ environments:
             delete_namespace(&client, &self.namespace).await;
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        let s3 = local_env().s3().await;
+        for key in self.keys().await {
+            s3.delete_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .send()
+                .await
+                .unwrap();
+        }
+        s3.delete_bucket().bucket(&self.bucket).send().await.unwrap();
     }
 }
 
@@ -970,5 +980,45 @@ async fn a_deploy_publishes_the_images_directory_and_bad_image_input_changes_not
         .unwrap();
     assert_eq!(releases.len(), 1, "no release recorded for bad input");
     assert_eq!(project.keys().await.len(), 2, "nothing more uploaded");
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn remembered_hashes_never_hide_a_change_even_with_the_same_size_and_mtime() {
+    let project = Project::new("assets-hash-cache", "{ dir: build }", "").await;
+    let root = project.tree(
+        "build",
+        &[("a.js", b"one".to_vec()), ("b.js", b"two".to_vec())],
+    );
+    let cache = project.dir.join("cache");
+    let push = |sha: &str| {
+        project
+            .command(&["assets", "push", "test", sha, "--output", "json"])
+            .env("BERTH_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    // Files settle for a second before their hashes are remembered.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let first = push("1a2b3c4");
+    assert_eq!(report(&first)["uploaded"], 2, "{}", stderr(&first));
+    let remembered = std::fs::read_dir(cache.join("hashes")).unwrap().count();
+    assert_eq!(remembered, 1, "the tree's hashes are remembered");
+
+    // Same size, same modification time, different content.
+    let file = root.join("a.js");
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    std::fs::write(&file, b"ONE").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let second = push("1a2b3c4");
+    assert_eq!(report(&second)["uploaded"], 1, "{}", report(&second));
+    assert_eq!(get(&project.bucket, "static/a.js").await.body, b"ONE");
+    let third = push("1a2b3c4");
+    assert_eq!(report(&third)["uploaded"], 0, "{}", report(&third));
     project.cleanup().await;
 }

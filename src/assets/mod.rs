@@ -3,6 +3,7 @@
 //! environment's bucket, and pruning what no recent release needs.
 
 pub mod content;
+pub mod hash_cache;
 pub mod image;
 pub mod manifest;
 pub mod source;

@@ -48,6 +48,8 @@ pub struct Resolved {
     pub description: String,
     /// The image's manifest digest, for an image source.
     pub image_digest: Option<String>,
+    /// The root of a local directory source, whose hashes are remembered between pushes.
+    pub cache_root: Option<PathBuf>,
     _extracted: Option<TempDir>,
 }
 
@@ -57,14 +59,15 @@ pub async fn resolve(source: &AssetSource, sha: &str, store: &Store) -> anyhow::
     let description = source.describe(sha);
     let resolved = match source {
         AssetSource::Dir(dir) => {
-            let dir = dir.clone();
-            let files = tokio::task::spawn_blocking(move || tree::walk(&dir))
+            let root = dir.clone();
+            let files = tokio::task::spawn_blocking(move || tree::walk(&root))
                 .await
                 .context("the directory walk panicked")??;
             Resolved {
                 files: local(files),
                 description,
                 image_digest: None,
+                cache_root: Some(dir.clone()),
                 _extracted: None,
             }
         }
@@ -82,6 +85,7 @@ pub async fn resolve(source: &AssetSource, sha: &str, store: &Store) -> anyhow::
                 files: local(files),
                 description,
                 image_digest: Some(image.digest),
+                cache_root: None,
                 _extracted: Some(extracted),
             }
         }
@@ -104,6 +108,7 @@ pub async fn resolve(source: &AssetSource, sha: &str, store: &Store) -> anyhow::
                 files,
                 description,
                 image_digest: None,
+                cache_root: None,
                 _extracted: None,
             }
         }

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +18,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::content;
+use super::hash_cache::{HashCache, Stamp};
 use super::manifest::{self, Entry, Manifest};
 use super::source::{self, Origin, Resolved, SourceFile};
 use super::store::{Listed, Store};
@@ -93,7 +95,7 @@ impl Prepared {
         let (listed, digests) = cancellable(cancel, async {
             Ok(tokio::join!(
                 self.store.list_split(prefix, &splits),
-                digests(&resolved.files)
+                digests(&resolved.files, resolved.cache_root.as_deref())
             ))
         })
         .await?;
@@ -426,28 +428,81 @@ fn list_splits(prefix: &str, files: &[SourceFile]) -> Vec<String> {
     keys.into_iter().skip(999).step_by(1000).collect()
 }
 
-/// The digest of every local file (`None` for remote ones), computed on
-/// every core, in the files' order.
-async fn digests(files: &[SourceFile]) -> anyhow::Result<Vec<Option<Digest>>> {
+/// The digest of every local file (`None` for remote ones), in the files'
+/// order: remembered ones from the tree's hash cache, the others computed on
+/// every core, in batches of about 8 MiB so small files cost few hand-offs.
+async fn digests(
+    files: &[SourceFile],
+    cache_root: Option<&Path>,
+) -> anyhow::Result<Vec<Option<Digest>>> {
+    const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+    let cache = match cache_root {
+        Some(root) => {
+            let root = root.to_path_buf();
+            tokio::task::spawn_blocking(move || HashCache::open(&root))
+                .await
+                .context("reading the hash cache panicked")?
+        }
+        None => HashCache::default(),
+    };
+    let cache = Arc::new(cache);
+    let mut batches: Vec<Vec<SourceFile>> = vec![Vec::new()];
+    let mut batch_bytes = 0;
+    for file in files {
+        if batch_bytes >= BATCH_BYTES {
+            batches.push(Vec::new());
+            batch_bytes = 0;
+        }
+        batch_bytes += file.size;
+        batches
+            .last_mut()
+            .expect("one batch at least")
+            .push(file.clone());
+    }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    futures::stream::iter(files)
-        .map(|file| {
-            let origin = file.origin.clone();
-            let size = file.size;
+    let hashed: Vec<Vec<(Option<Digest>, Option<Stamp>)>> = futures::stream::iter(batches)
+        .map(|batch| {
+            let cache = cache.clone();
             async move {
-                match origin {
-                    Origin::Local(path) => {
-                        tokio::task::spawn_blocking(move || Digest::of_file(&path, size).map(Some))
-                            .await
-                            .context("hashing panicked")?
-                    }
-                    Origin::Remote { .. } => Ok(None),
-                }
+                tokio::task::spawn_blocking(move || {
+                    batch
+                        .iter()
+                        .map(|file| digest(file, &cache))
+                        .collect::<anyhow::Result<Vec<_>>>()
+                })
+                .await
+                .context("hashing panicked")?
             }
         })
-        .buffered(cores * 2)
+        .buffered(cores)
         .try_collect()
-        .await
+        .await?;
+    let hashed: Vec<(Option<Digest>, Option<Stamp>)> = hashed.into_iter().flatten().collect();
+    if cache_root.is_some() {
+        let remembered: Vec<(String, Stamp, Digest)> = files
+            .iter()
+            .zip(&hashed)
+            .filter_map(|(file, (digest, stamp))| {
+                Some((file.relative.clone(), (*stamp)?, digest.clone()?))
+            })
+            .collect();
+        let cache = cache.clone();
+        // Best effort: a cache that cannot be written only costs hashing next time.
+        let _ = tokio::task::spawn_blocking(move || cache.save(remembered.into_iter())).await;
+    }
+    Ok(hashed.into_iter().map(|(digest, _)| digest).collect())
+}
+
+/// One file's digest and stamp: remembered if its stamp is unchanged, else computed.
+fn digest(file: &SourceFile, cache: &HashCache) -> anyhow::Result<(Option<Digest>, Option<Stamp>)> {
+    let Origin::Local(path) = &file.origin else {
+        return Ok((None, None));
+    };
+    let stamp = Stamp::of(path);
+    if let Some(remembered) = stamp.as_ref().and_then(|s| cache.get(&file.relative, s)) {
+        return Ok((Some(remembered), stamp));
+    }
+    Ok((Some(Digest::of_file(path, file.size)?), stamp))
 }
 
 #[cfg(test)]

@@ -103,6 +103,17 @@ impl Transfer {
     async fn put(&self, object: &Object) -> anyhow::Result<()> {
         self.request(async {
             let body = match &object.body {
+                // Read small files whole, in one blocking call: cheaper than
+                // streaming them in chunks, and memory stays bounded by the
+                // requests in flight.
+                Body::File(path) if object.size <= READ_WHOLE => {
+                    let file = path.clone();
+                    let bytes = tokio::task::spawn_blocking(move || std::fs::read(file))
+                        .await
+                        .context("reading a file panicked")?
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    ByteStream::from(bytes)
+                }
                 Body::File(path) => ByteStream::from_path(path)
                     .await
                     .with_context(|| format!("reading {}", path.display()))?,
@@ -289,6 +300,9 @@ impl Transfer {
         .await
     }
 }
+
+/// Files up to this size are read whole for a single PUT; larger ones are streamed.
+const READ_WHOLE: u64 = 512 * 1024;
 
 /// What a copy source's key escapes: everything but unreserved characters and `/`.
 const COPY_SOURCE_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
