@@ -51,42 +51,23 @@ impl Project {
 
     /// Rewrite berth.yaml with these `assets:` settings.
     fn configure(&self, from: &str, extra: &str) {
-        let config = format!(
-            r#"app: wb
-images:
-  - registry.example.com/workbench/frontend
-  - registry.example.com/workbench/renderer
-  - registry.example.com/workbench/fetcher
-  - registry.example.com/workbench/cron
-  - registry.example.com/workbench/migrate
-environments:
-  test:
-    context: berth-local
-    namespace: {namespace}
-    overlay: {overlay}
-    rollout:
-      timeout: 90s
-    assets:
-      from: {from}
-      bucket: {bucket}
-      prefix: static/
-{extra}"#,
-            namespace = self.namespace,
-            bucket = self.bucket,
-            overlay = repo_root().join("overlays/staging").display(),
-            extra = extra
-                .lines()
-                .map(|l| format!("      {l}\n"))
-                .collect::<String>(),
-        );
+        let overlay = repo_root().join("overlays/staging");
+        let mut config = example_config(&self.namespace, &overlay);
+        config.push_str(&format!(
+            "    assets:\n      from: {from}\n      bucket: {}\n      prefix: static/\n",
+            self.bucket
+        ));
+        for line in extra.lines() {
+            config.push_str(&format!("      {line}\n"));
+        }
         std::fs::write(self.dir.join("berth.yaml"), config).unwrap();
     }
 
     /// A directory of files below the project, created with `files` (path, content).
-    fn tree(&self, name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    fn tree(&self, name: &str, files: &[(impl AsRef<str>, Vec<u8>)]) -> PathBuf {
         let root = self.dir.join(name);
         for (path, content) in files {
-            let path = root.join(path);
+            let path = root.join(path.as_ref());
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(path, content).unwrap();
         }
@@ -94,16 +75,7 @@ environments:
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-        command
-            .envs(local_env().vars())
-            .env_remove("GITHUB_ACTIONS")
-            .arg("--config")
-            .arg(self.dir.join("berth.yaml"))
-            .args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null());
-        command
+        berth_command(&self.dir.join("berth.yaml"), &self.dir, args)
     }
 
     fn berth(&self, args: &[&str]) -> Output {
@@ -148,26 +120,12 @@ environments:
                 .await
                 .unwrap();
         }
-        s3.delete_bucket().bucket(&self.bucket).send().await.unwrap();
+        s3.delete_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .unwrap();
     }
-}
-
-/// The last JSON line of a `--output json` run: the report.
-fn report(output: &Output) -> serde_json::Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout
-        .lines()
-        .last()
-        .unwrap_or_else(|| panic!("no JSON output; stderr: {}", stderr(output)));
-    serde_json::from_str(last).unwrap()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
 }
 
 /// Bytes that do not compress, deterministic per seed.
@@ -504,9 +462,6 @@ async fn a_deploy_uploads_assets_while_the_migration_runs_and_records_them() {
         "build",
         &(0..200)
             .map(|i| (format!("js/chunk-{i}.js"), text(i, 4_000)))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.clone()))
             .collect::<Vec<_>>(),
     );
     let out = project.berth(&["deploy", "test", "1a2b3c4", "--output", "json"]);
@@ -540,8 +495,8 @@ async fn a_failed_upload_stops_the_migration_before_any_workload_changes() {
     project.tree(
         "build",
         &[
-            (&format!("{deep}file.txt"), b"x".to_vec()),
-            ("ok.txt", b"ok".to_vec()),
+            (format!("{deep}file.txt"), b"x".to_vec()),
+            ("ok.txt".to_string(), b"ok".to_vec()),
         ],
     );
     let out = project.berth(&["deploy", "test", "1a2b3c4", "--output", "json"]);
@@ -599,13 +554,7 @@ async fn a_failed_migration_cancels_the_upload() {
     let files: Vec<(String, Vec<u8>)> = (0..3000)
         .map(|i| (format!("f/{i}.txt"), format!("{i}").into_bytes()))
         .collect();
-    project.tree(
-        "build",
-        &files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.clone()))
-            .collect::<Vec<_>>(),
-    );
+    project.tree("build", &files);
     let out = project.berth(&["deploy", "test", "fa11ed1", "--output", "json"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
     let report = report(&out);
@@ -869,13 +818,7 @@ async fn thousands_of_files_are_listed_in_ranges_and_none_is_uploaded_twice() {
             )
         })
         .collect();
-    project.tree(
-        "build",
-        &files
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.clone()))
-            .collect::<Vec<_>>(),
-    );
+    project.tree("build", &files);
     // Objects outside the tree, sorting before, between and after its keys.
     put(&project.bucket, "static/a-before.txt", b"x").await;
     put(&project.bucket, "static/d3/zz-between.txt", b"x").await;

@@ -55,54 +55,17 @@ impl App {
             .unwrap();
             overlay
         };
-        let config = format!(
-            r#"app: wb
-images:
-  - registry.example.com/workbench/frontend
-  - registry.example.com/workbench/renderer
-  - registry.example.com/workbench/fetcher
-  - registry.example.com/workbench/cron
-  - registry.example.com/workbench/migrate
-environments:
-  test:
-    context: berth-local
-    namespace: {namespace}
-    overlay: {overlay}
-    rollout:
-      timeout: 90s
-"#,
-            overlay = overlay.display()
-        );
+        let config = example_config(&namespace, &overlay);
         std::fs::write(dir.join("berth.yaml"), config).unwrap();
         App { dir, namespace }
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let env = local_env();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
-        command
-            .envs(env.vars())
-            .env_remove("GITHUB_ACTIONS")
-            .arg("--config")
-            .arg(self.dir.join("berth.yaml"))
-            .args(args)
-            .current_dir(repo_root())
-            .stdin(Stdio::null());
-        command
+        berth_command(&self.dir.join("berth.yaml"), &repo_root(), args)
     }
 
     fn berth(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
-    }
-
-    /// The last JSON line of a `--output json` run: the report.
-    fn report(&self, output: &Output) -> serde_json::Value {
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let last = stdout
-            .lines()
-            .last()
-            .unwrap_or_else(|| panic!("no JSON output; stderr: {}", stderr(output)));
-        serde_json::from_str(last).unwrap()
     }
 }
 
@@ -128,14 +91,6 @@ async fn wait_for_lock(client: &Client, ns: &str) -> Api<Lease> {
     )
     .await;
     leases
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().unwrap_or(-1)
 }
 
 async fn images(client: &Client, ns: &str) -> Vec<(String, String)> {
@@ -201,7 +156,7 @@ async fn a_deploy_runs_every_workload_at_the_sha_and_records_the_release() {
     let before = git_status();
     let out = app.berth(&["advanced-deploy", "test", "1a2b3c4", "--output", "json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let report = app.report(&out);
+    let report = report(&out);
     assert_eq!(report["status"], "succeeded");
     assert_eq!(report["sha"], "1a2b3c4");
     assert_eq!(report["release"], 1);
@@ -253,7 +208,7 @@ async fn an_image_that_never_pulls_fails_within_seconds_and_the_old_pods_keep_se
     let out = app.berth(&["deploy", "test", "badbad1", "--output", "json"]);
     let took = started.elapsed();
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let report = app.report(&out);
+    let report = report(&out);
     assert_eq!(report["status"], "failed");
     // kwok, like a kubelet, shows ErrImagePull for a moment, then ImagePullBackOff
     let reason = report["failure"]["reason"].as_str().unwrap();
@@ -289,7 +244,7 @@ async fn a_crash_looping_release_fails_naming_crash_loop_back_off() {
     let client = local_env().kube().await;
     let out = app.berth(&["deploy", "test", "deadbeef1", "--output", "json"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let report = app.report(&out);
+    let report = report(&out);
     assert_eq!(report["failure"]["reason"], "CrashLoopBackOff");
     // the failure names the pod and says how it crashes
     assert!(report["failure"]["pod"].is_string(), "{report}");
@@ -309,7 +264,7 @@ async fn a_failed_migration_changes_no_workload_and_keeps_its_job() {
     let before = images(&client, &app.namespace).await;
     let out = app.berth(&["deploy", "test", "fa11ed1", "--output", "json"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let report = app.report(&out);
+    let report = report(&out);
     assert!(
         report["failure"]["workload"]
             .as_str()
@@ -346,7 +301,7 @@ async fn of_two_concurrent_deploys_one_proceeds_and_the_other_exits_3_naming_the
     wait_for_lock(&client, &app.namespace).await;
     let second = app.berth(&["deploy", "test", "2b3c4d5", "--output", "json"]);
     assert_eq!(code(&second), 3, "{}", stderr(&second));
-    assert_eq!(app.report(&second)["status"], "locked");
+    assert_eq!(report(&second)["status"], "locked");
     assert!(
         stderr(&second).contains("locked by") && stderr(&second).contains("pid"),
         "{}",
@@ -381,7 +336,7 @@ async fn a_killed_deployers_lock_expires_and_the_next_deploy_succeeds() {
         "json",
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_eq!(app.report(&out)["status"], "succeeded");
+    assert_eq!(report(&out)["status"], "succeeded");
     delete_namespace(&client, &app.namespace).await;
 }
 
@@ -557,7 +512,7 @@ async fn ctrl_c_exits_130_releases_the_lock_and_records_the_interruption() {
     );
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 130, "{}", stderr(&out));
-    assert_eq!(app.report(&out)["status"], "interrupted");
+    assert_eq!(report(&out)["status"], "interrupted");
     assert!(
         leases.get_opt("berth-deploy-lock").await.unwrap().is_none(),
         "the lock was released"
@@ -636,7 +591,7 @@ async fn a_migration_whose_pod_cannot_be_created_fails_fast_naming_the_cause() {
     let started = Instant::now();
     let out = app.berth(&["deploy", "test", "1a2b3c4", "--output", "json"]);
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let report = app.report(&out);
+    let report = report(&out);
     assert_eq!(report["failure"]["reason"], "FailedCreate", "{report}");
     assert!(
         report["failure"]["message"]

@@ -59,12 +59,9 @@ pub async fn resolve(source: &AssetSource, sha: &str, store: &Store) -> anyhow::
     let description = source.describe(sha);
     let resolved = match source {
         AssetSource::Dir(dir) => {
-            let root = dir.clone();
-            let files = tokio::task::spawn_blocking(move || tree::walk(&root))
-                .await
-                .context("the directory walk panicked")??;
+            let files = walk(dir.clone()).await?;
             Resolved {
-                files: local(files),
+                files,
                 description,
                 image_digest: None,
                 cache_root: Some(dir.clone()),
@@ -77,12 +74,9 @@ pub async fn resolve(source: &AssetSource, sha: &str, store: &Store) -> anyhow::
                 .tempdir()
                 .context("creating a temporary directory for the image's files")?;
             let image = super::image::extract(repository, sha, path, extracted.path()).await?;
-            let root = extracted.path().to_path_buf();
-            let files = tokio::task::spawn_blocking(move || tree::walk(&root))
-                .await
-                .context("the directory walk panicked")??;
+            let files = walk(extracted.path().to_path_buf()).await?;
             Resolved {
-                files: local(files),
+                files,
                 description,
                 image_digest: Some(image.digest),
                 cache_root: None,
@@ -135,14 +129,17 @@ pub async fn resolve(source: &AssetSource, sha: &str, store: &Store) -> anyhow::
     Ok(resolved)
 }
 
-/// Local files as source files.
-fn local(files: Vec<tree::LocalFile>) -> Vec<SourceFile> {
-    files
+/// The files below `root`, as source files.
+async fn walk(root: PathBuf) -> anyhow::Result<Vec<SourceFile>> {
+    let files = tokio::task::spawn_blocking(move || tree::walk(&root))
+        .await
+        .context("the directory walk panicked")??;
+    Ok(files
         .into_iter()
         .map(|file| SourceFile {
             relative: file.relative,
             size: file.size,
             origin: Origin::Local(file.path),
         })
-        .collect()
+        .collect())
 }

@@ -60,6 +60,13 @@ impl Plan {
         args.timeout.unwrap_or(self.env.rollout.timeout)
     }
 
+    /// When a stuck pod fails the rollout.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            unschedulable_after: self.env.rollout.unschedulable_after,
+        }
+    }
+
     /// `<app>-<env>`.
     pub fn instance(&self) -> String {
         instance(&self.config.app, &self.env_name)
@@ -388,15 +395,12 @@ async fn deploy_steps(
     previous: Option<&Release>,
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
-    let timeout = plan.timeout(args);
-    let thresholds = Thresholds {
-        unschedulable_after: plan.env.rollout.unschedulable_after,
-    };
+    let thresholds = plan.thresholds();
     pre_deploy(client, plan, out, record, thresholds, cancel).await?;
     tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(Cancelled.into()),
-        result = apply_and_wait(client, plan, args, out, record, previous, timeout, thresholds) => result,
+        result = apply_and_wait(client, plan, args, out, record, previous) => result,
     }
 }
 
@@ -518,7 +522,6 @@ async fn pre_deploy(
 }
 
 /// Steps 5 and 6: apply, then wait for every workload.
-#[allow(clippy::too_many_arguments)]
 async fn apply_and_wait(
     client: &Client,
     plan: &Plan,
@@ -526,10 +529,9 @@ async fn apply_and_wait(
     out: &Arc<Output>,
     record: &mut Release,
     previous: Option<&Release>,
-    timeout: std::time::Duration,
-    thresholds: Thresholds,
 ) -> anyhow::Result<()> {
     let ns = &plan.env.namespace;
+    let (timeout, thresholds) = (plan.timeout(args), plan.thresholds());
     out.step("apply");
     let t = Instant::now();
     let applied = apply::apply_all(client, ns, &plan.objects, false).await?;
@@ -656,15 +658,12 @@ async fn roll_back(
     let timeout = plan.timeout(args);
     let resolved = apply::resolve(client, objects).await?;
     let applied = apply::apply_all(client, ns, &resolved, false).await?;
-    let thresholds = Thresholds {
-        unschedulable_after: plan.env.rollout.unschedulable_after,
-    };
     let waited = wait::wait_all(
         client,
         ns,
         &plan.selector(),
         &tracked(&applied),
-        thresholds,
+        plan.thresholds(),
         timeout,
         out,
     )

@@ -153,6 +153,65 @@ pub async fn connect_postgres(url: &str) -> tokio_postgres::Client {
     client
 }
 
+/// berth.yaml for a throw-away copy of the example app: its images, and one
+/// environment `test` on the local cluster in `namespace`, rendered from
+/// `overlay`, with a 90 s rollout timeout. Append keys of `test` indented by 4.
+pub fn example_config(namespace: &str, overlay: &Path) -> String {
+    format!(
+        r#"app: wb
+images:
+  - registry.example.com/workbench/frontend
+  - registry.example.com/workbench/renderer
+  - registry.example.com/workbench/fetcher
+  - registry.example.com/workbench/cron
+  - registry.example.com/workbench/migrate
+environments:
+  test:
+    context: berth-local
+    namespace: {namespace}
+    overlay: {overlay}
+    rollout:
+      timeout: 90s
+"#,
+        overlay = overlay.display()
+    )
+}
+
+/// `berth --config CONFIG ARGS` run in `dir` with the local environment's
+/// variables, outside GitHub Actions, with no standard input.
+pub fn berth_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
+        .envs(local_env().vars())
+        .env_remove("GITHUB_ACTIONS")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+/// The last JSON line of a `--output json` run: its report.
+pub fn report(output: &std::process::Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .unwrap_or_else(|| panic!("no JSON output; stderr: {}", stderr(output)));
+    serde_json::from_str(last).unwrap()
+}
+
+/// A finished command's standard error.
+pub fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A finished command's exit code (-1 when killed by a signal).
+pub fn code(output: &std::process::Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
 /// A name no other test (in this or another process) uses: `prefix-PID-N`.
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
