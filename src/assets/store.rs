@@ -9,8 +9,8 @@ use anyhow::Context;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     Credentials, ProvideCredentials, Region, RequestChecksumCalculation,
-    ResponseChecksumValidation, SharedCredentialsProvider, retry::RetryConfig,
-    timeout::TimeoutConfig,
+    ResponseChecksumValidation, SharedCredentialsProvider, StalledStreamProtectionConfig,
+    retry::RetryConfig, timeout::TimeoutConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use futures::{StreamExt, TryStreamExt};
@@ -65,7 +65,10 @@ impl Store {
             // berth sends Content-MD5 with every upload; the SDK's own CRC
             // would hash every byte a second time.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+            // The attempt timeout bounds a stalled transfer; the per-stream
+            // watchdog would add a timer to every request.
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
         if shared.endpoint_url().is_some() {
             // MinIO and GCS address buckets by path; custom endpoints rarely have wildcard DNS.
             config = config.force_path_style(true);
