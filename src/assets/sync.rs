@@ -173,7 +173,7 @@ impl Prepared {
         out.task_finished(
             "assets",
             &format!(
-                "uploaded {} objects ({}), {} unchanged, in {:.1}s",
+                "uploaded {} objects ({}), {} objects unchanged, in {:.1}s",
                 report.uploaded,
                 indicatif::BinaryBytes(report.bytes_uploaded),
                 report.skipped,
