@@ -965,3 +965,146 @@ async fn remembered_hashes_never_hide_a_change_even_with_the_same_size_and_mtime
     assert_eq!(report(&third)["uploaded"], 0, "{}", report(&third));
     project.cleanup().await;
 }
+
+#[tokio::test]
+async fn ctrl_c_during_a_deploys_upload_aborts_it_stops_the_migration_and_unlocks() {
+    let project = Project::new(
+        "assets-deploy-interrupt",
+        "{ dir: build }",
+        "concurrency: 1",
+    )
+    .await;
+    let big = project.dir.join("build/huge.bin");
+    std::fs::create_dir_all(big.parent().unwrap()).unwrap();
+    std::fs::write(&big, noise(11, 400 * 1024 * 1024)).unwrap();
+    let child = project
+        .command(&["deploy", "test", "1a2b3c4", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let s3 = local_env().s3().await;
+    within(Duration::from_secs(60), "the upload to start", async {
+        loop {
+            let uploads = s3
+                .list_multipart_uploads()
+                .bucket(&project.bucket)
+                .prefix("static/huge.bin")
+                .send()
+                .await
+                .unwrap();
+            if !uploads.uploads().is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_eq!(report(&out)["status"], "interrupted");
+    let uploads = s3
+        .list_multipart_uploads()
+        .bucket(&project.bucket)
+        .prefix("static/huge.bin")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "the multipart upload was aborted"
+    );
+    assert_eq!(
+        project.keys().await,
+        Vec::<String>::new(),
+        "no object, no manifest"
+    );
+    let client = local_env().kube().await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &project.namespace);
+    assert!(
+        leases.get_opt("berth-deploy-lock").await.unwrap().is_none(),
+        "the lock was released"
+    );
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &project.namespace);
+    within(
+        Duration::from_secs(30),
+        "the migration Job to be deleted",
+        async {
+            while !jobs
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &project.namespace);
+    assert!(
+        deployments
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "no workload was applied"
+    );
+    let releases = berth::cluster::release::list(&client, &project.namespace)
+        .await
+        .unwrap();
+    assert_eq!(releases[0].status.as_str(), "interrupted");
+    project.cleanup().await;
+}
+
+#[tokio::test]
+async fn one_refused_file_stops_the_push_and_aborts_the_uploads_in_flight() {
+    let project = Project::new("assets-one-refused", "{ dir: build }", "concurrency: 4").await;
+    let deep: String = (0..5).map(|i| format!("{}{i}/", "d".repeat(240))).collect();
+    project.tree(
+        "build",
+        &[
+            ("a-big.bin".to_string(), noise(12, 200 * 1024 * 1024)),
+            (format!("{deep}file.txt"), b"x".to_vec()),
+        ],
+    );
+    let out = project.berth(&["assets", "push", "test", "1a2b3c4"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("cancelled"),
+        "the cause is reported: {}",
+        stderr(&out)
+    );
+    let uploads = local_env()
+        .s3()
+        .await
+        .list_multipart_uploads()
+        .bucket(&project.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        uploads.uploads().is_empty(),
+        "no multipart upload is left behind"
+    );
+    assert!(
+        !project
+            .keys()
+            .await
+            .iter()
+            .any(|k| k.contains(".berth/manifests/")),
+        "no manifest"
+    );
+    project.cleanup().await;
+}

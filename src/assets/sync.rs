@@ -125,23 +125,30 @@ impl Prepared {
             ),
         );
 
-        let transfer = Transfer::new(self.store.clone(), assets.concurrency, cancel.clone());
+        // One write failing stops the others cleanly (multipart uploads
+        // aborted) rather than dropping them mid-flight.
+        let stop = cancel.child_token();
+        let transfer = Transfer::new(self.store.clone(), assets.concurrency, stop.clone());
         let memory = Arc::new(Semaphore::new(PRECOMPRESS_MEMORY));
         let progress = out.transfer("assets", changed.len() as u64, bytes);
-        let results: Vec<Published> = futures::stream::iter(&planned)
+        let outcomes: Vec<anyhow::Result<Published>> = futures::stream::iter(&planned)
             .map(|planned| {
-                let (transfer, memory, remote, progress) = (&transfer, &memory, &remote, &progress);
+                let (transfer, memory, remote, progress, stop) =
+                    (&transfer, &memory, &remote, &progress, &stop);
                 async move {
-                    let published = publish(planned, transfer, memory, remote).await?;
-                    if !planned.unchanged {
-                        progress.add(planned.object.size);
+                    let published = publish(planned, transfer, memory, remote).await;
+                    match &published {
+                        Ok(_) if !planned.unchanged => progress.add(planned.object.size),
+                        Ok(_) => {}
+                        Err(_) => stop.cancel(),
                     }
-                    anyhow::Ok(published)
+                    published
                 }
             })
             .buffer_unordered(assets.concurrency)
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
+        let results = first_failure(outcomes)?;
         drop(progress);
 
         let mut report = PushReport {
@@ -182,6 +189,20 @@ impl Prepared {
         );
         Ok(report)
     }
+}
+
+/// Every write's result, or the error that stopped them: the first one
+/// that is not merely [`Cancelled`] by it.
+fn first_failure<T>(outcomes: Vec<anyhow::Result<T>>) -> anyhow::Result<Vec<T>> {
+    let (ok, failed): (Vec<_>, Vec<_>) = outcomes.into_iter().partition(Result::is_ok);
+    let mut errors = failed.into_iter().filter_map(Result::err);
+    let Some(first) = errors.next() else {
+        return Ok(ok.into_iter().filter_map(Result::ok).collect());
+    };
+    let cause = std::iter::once(first)
+        .chain(errors)
+        .find(|error| error.downcast_ref::<Cancelled>().is_none());
+    Err(cause.unwrap_or_else(|| Cancelled.into()))
 }
 
 /// Run `work` unless `cancel` fires first.
@@ -517,6 +538,26 @@ mod tests {
                 origin: Origin::Local("/dev/null".into()),
             })
             .collect()
+    }
+
+    #[test]
+    fn the_error_reported_is_the_cause_not_the_cancellations_it_caused() {
+        let outcomes: Vec<anyhow::Result<u8>> = vec![
+            Ok(1),
+            Err(Cancelled.into()),
+            Err(anyhow::anyhow!("KeyTooLongError")),
+            Err(Cancelled.into()),
+        ];
+        let error = first_failure(outcomes).unwrap_err();
+        assert_eq!(error.to_string(), "KeyTooLongError");
+        let cancelled: Vec<anyhow::Result<u8>> = vec![Ok(1), Err(Cancelled.into())];
+        assert!(
+            first_failure(cancelled)
+                .unwrap_err()
+                .downcast_ref::<Cancelled>()
+                .is_some()
+        );
+        assert_eq!(first_failure(vec![Ok(1), Ok(2)]).unwrap(), [1, 2]);
     }
 
     #[test]
