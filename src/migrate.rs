@@ -222,7 +222,7 @@ pub async fn run(
                     task.abort();
                 }
                 // Stop the migration's pod too: the deploy will not go on.
-                jobs.delete(&name, &DeleteParams::foreground())
+                jobs.delete(&name, &DeleteParams::background())
                     .await
                     .with_context(|| format!("deleting the cancelled migration Job {name}"))?;
                 out.task_finished("migrate", &format!("cancelled; Job {name} and its pod deleted"));

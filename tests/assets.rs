@@ -520,22 +520,7 @@ async fn a_failed_upload_stops_the_migration_before_any_workload_changes() {
         "no workload was applied"
     );
     let jobs: Api<Job> = Api::namespaced(client.clone(), &project.namespace);
-    within(
-        Duration::from_secs(30),
-        "the migration Job to be deleted",
-        async {
-            while !jobs
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items
-                .is_empty()
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        },
-    )
-    .await;
+    migration_deleted(&jobs).await;
     assert!(
         !project
             .keys()
@@ -581,6 +566,27 @@ async fn a_failed_migration_cancels_the_upload() {
         "no manifest"
     );
     project.cleanup().await;
+}
+
+/// Wait until every migration Job is gone or being deleted.
+async fn migration_deleted(jobs: &Api<Job>) {
+    within(
+        Duration::from_secs(30),
+        "the migration Job to be deleted",
+        async {
+            while jobs
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .iter()
+                .any(|job| job.metadata.deletion_timestamp.is_none())
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        },
+    )
+    .await;
 }
 
 /// Put an object straight into the bucket, as another tool would.
@@ -1035,22 +1041,7 @@ async fn ctrl_c_during_a_deploys_upload_aborts_it_stops_the_migration_and_unlock
         "the lock was released"
     );
     let jobs: Api<Job> = Api::namespaced(client.clone(), &project.namespace);
-    within(
-        Duration::from_secs(30),
-        "the migration Job to be deleted",
-        async {
-            while !jobs
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items
-                .is_empty()
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        },
-    )
-    .await;
+    migration_deleted(&jobs).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &project.namespace);
     assert!(
         deployments

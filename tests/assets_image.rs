@@ -270,77 +270,61 @@ async fn an_unreachable_registry_is_an_input_error_naming_it_within_seconds() {
     assert!(started.elapsed() < Duration::from_secs(20), "fails fast");
 }
 
-/// The image the credential child test extracts, and what it expects.
-const CHILD_IMAGE: &str = "BERTH_TEST_CHILD_IMAGE";
-const CHILD_EXPECT: &str = "BERTH_TEST_CHILD_EXPECT";
-
-/// Run [`extracts_with_the_credentials_in_its_environment`] in a child
-/// process of this test binary with `vars` (and nothing else) as registry
-/// credentials: berth reads them from its process environment, which a test
-/// must not change under the others running beside it.
-fn extract_in_child(image: &Pushed, expect: &str, vars: &[(&str, &std::ffi::OsStr)]) {
+/// Run `berth assets push` of `image`'s /app/static into a fresh bucket with
+/// `vars` (and nothing else) as registry credentials. berth reads them from
+/// its process environment, so each case is a process of its own.
+async fn push_with(image: &Pushed, vars: &[(&str, &std::ffi::OsStr)]) -> std::process::Output {
+    let env = local_env();
+    let name = unique_name("assets-auth");
+    env.s3()
+        .await
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = example_config(&name, &repo_root().join("overlays/staging"));
+    config.push_str(&format!(
+        "    assets:\n      from: {{ image: {}, path: /app/static }}\n      bucket: {name}\n",
+        image.repository
+    ));
+    let config_path = dir.path().join("berth.yaml");
+    std::fs::write(&config_path, config).unwrap();
     let empty_docker_config = tempfile::tempdir().unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap());
-    child
-        .args([
-            "--exact",
-            "extracts_with_the_credentials_in_its_environment",
-            "--ignored",
-            "--nocapture",
-        ])
+    let mut command = berth_command(
+        &config_path,
+        dir.path(),
+        &["assets", "push", "test", &image.tag],
+    );
+    command
         .env_remove("BERTH_REGISTRY_USERNAME")
         .env_remove("BERTH_REGISTRY_PASSWORD")
-        .env("DOCKER_CONFIG", empty_docker_config.path())
-        .env(CHILD_IMAGE, image.reference())
-        .env(CHILD_EXPECT, expect);
+        .env("DOCKER_CONFIG", empty_docker_config.path());
     for (name, value) in vars {
-        child.env(name, value);
+        command.env(name, value);
     }
-    let output = child.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "the child test failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    command.output().unwrap()
 }
 
-#[tokio::test]
-#[ignore = "run by basic_auth_credentials_come_from_the_environment_else_the_docker_config in a child process"]
-async fn extracts_with_the_credentials_in_its_environment() {
-    let reference = std::env::var(CHILD_IMAGE).unwrap();
-    let (repository, tag) = reference.rsplit_once(':').unwrap();
-    let image = Pushed {
-        repository: repository.into(),
-        tag: tag.into(),
-    };
-    let (result, dir) = extract_into(&image, "/app/static").await;
-    match std::env::var(CHILD_EXPECT).unwrap().as_str() {
-        "ok" => {
-            result.unwrap();
-            assert_eq!(files_in(dir.path()), expected(&[("a.css", b"private")]));
-        }
-        refused => {
-            let message = input_error(result);
-            let registry = repository.split('/').next().unwrap();
-            assert!(
-                message.contains(&format!(
-                    "registry {registry} refused access to image {reference}"
-                )),
-                "{message}"
-            );
-            assert!(
-                message.contains(refused),
-                "names the credentials' source: {message}"
-            );
-            assert!(message.contains("BERTH_REGISTRY_USERNAME"), "{message}");
-            let password = std::env::var("BERTH_REGISTRY_PASSWORD").unwrap_or_default();
-            assert!(
-                password.is_empty() || !message.contains(&password),
-                "never the password"
-            );
-        }
-    }
+/// The push of `image` was refused naming the registry and `source` of the credentials.
+fn assert_refused(output: &std::process::Output, image: &Pushed, source: &str, password: &str) {
+    let message = stderr(output);
+    assert_eq!(code(output), 2, "{message}");
+    let registry = image.repository.split('/').next().unwrap();
+    assert!(
+        message.contains(&format!(
+            "registry {registry} refused access to image {}",
+            image.reference()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains(source),
+        "names the credentials' source: {message}"
+    );
+    assert!(message.contains("BERTH_REGISTRY_USERNAME"), "{message}");
+    assert!(!message.contains(password), "never the password");
 }
 
 #[tokio::test]
@@ -359,26 +343,40 @@ async fn basic_auth_credentials_come_from_the_environment_else_the_docker_config
     let password = std::ffi::OsStr::new(&registry.password);
     let wrong = std::ffi::OsStr::new("not-the-password");
 
-    extract_in_child(
+    let from_environment = push_with(
         &image,
-        "ok",
         &[
             ("BERTH_REGISTRY_USERNAME", user),
             ("BERTH_REGISTRY_PASSWORD", password),
         ],
-    );
-    extract_in_child(
+    )
+    .await;
+    assert_eq!(code(&from_environment), 0, "{}", stderr(&from_environment));
+    let from_docker_config = push_with(
         &image,
-        "ok",
         &[("DOCKER_CONFIG", registry.docker_config.as_os_str())],
+    )
+    .await;
+    assert_eq!(
+        code(&from_docker_config),
+        0,
+        "{}",
+        stderr(&from_docker_config)
     );
-    extract_in_child(
+    let wrong_password = push_with(
         &image,
-        "user docker from BERTH_REGISTRY_USERNAME",
         &[
             ("BERTH_REGISTRY_USERNAME", user),
             ("BERTH_REGISTRY_PASSWORD", wrong),
         ],
+    )
+    .await;
+    assert_refused(
+        &wrong_password,
+        &image,
+        "user docker from BERTH_REGISTRY_USERNAME",
+        &registry.password,
     );
-    extract_in_child(&image, "anonymous", &[]);
+    let anonymous = push_with(&image, &[]).await;
+    assert_refused(&anonymous, &image, "anonymous", &registry.password);
 }

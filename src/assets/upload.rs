@@ -84,6 +84,24 @@ impl Transfer {
         }
     }
 
+    /// Run one request under a permit, to the end even if cancelled meanwhile:
+    /// for the requests that start and complete a multipart upload, whose
+    /// outcome must be known to abort it.
+    async fn request_to_the_end<T>(
+        &self,
+        request: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        if self.cancel.is_cancelled() {
+            return Err(Cancelled.into());
+        }
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .context("the upload was shut down")?;
+        request.await
+    }
+
     /// Run one request under a permit, unless cancelled first.
     async fn request<T>(
         &self,
@@ -153,8 +171,9 @@ impl Transfer {
             unreachable!("only files are uploaded in parts")
         };
         let store = &self.store;
+        // Not dropped half-way: an upload created but never heard of could not be aborted.
         let created = self
-            .request(async {
+            .request_to_the_end(async {
                 store
                     .client
                     .create_multipart_upload()
@@ -221,7 +240,7 @@ impl Transfer {
             .try_collect::<Vec<_>>();
         let completed = async {
             let parts = parts.await?;
-            self.request(async {
+            self.request_to_the_end(async {
                 store
                     .client
                     .complete_multipart_upload()
