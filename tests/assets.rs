@@ -385,46 +385,12 @@ async fn an_interrupted_push_aborts_its_multipart_upload_and_leaves_no_object() 
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let s3 = local_env().s3().await;
-    within(
-        Duration::from_secs(60),
-        "a multipart upload to start",
-        async {
-            loop {
-                let uploads = s3
-                    .list_multipart_uploads()
-                    .bucket(&project.bucket)
-                    .prefix("static/huge.bin")
-                    .send()
-                    .await
-                    .unwrap();
-                if !uploads.uploads().is_empty() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        },
-    )
-    .await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    wait_for_multipart_upload(&project.bucket).await;
+    let out = interrupt(child);
     assert_eq!(code(&out), 130, "{}", stderr(&out));
-    let uploads = s3
-        .list_multipart_uploads()
-        .bucket(&project.bucket)
-        .prefix("static/huge.bin")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        uploads.uploads().is_empty(),
+    assert_eq!(
+        multipart_uploads(&project.bucket).await,
+        0,
         "the multipart upload was aborted"
     );
     assert_eq!(
@@ -491,7 +457,7 @@ async fn a_failed_upload_stops_the_migration_before_any_workload_changes() {
     let project = Project::new("assets-upload-fails", "{ dir: build }", "").await;
     // A key longer than S3's 1,024 bytes: the walk and the bucket check
     // pass, the upload itself is refused.
-    let deep: String = (0..5).map(|i| format!("{}{i}/", "d".repeat(240))).collect();
+    let deep = too_long_for_s3();
     project.tree(
         "build",
         &[
@@ -509,14 +475,9 @@ async fn a_failed_upload_stops_the_migration_before_any_workload_changes() {
         stderr(&out)
     );
     let client = local_env().kube().await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &project.namespace);
-    assert!(
-        deployments
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
+    assert_eq!(
+        deployment_count(&client, &project.namespace).await,
+        0,
         "no workload was applied"
     );
     let jobs: Api<Job> = Api::namespaced(client.clone(), &project.namespace);
@@ -566,6 +527,38 @@ async fn a_failed_migration_cancels_the_upload() {
         "no manifest"
     );
     project.cleanup().await;
+}
+
+/// Directories whose path, as a key, is longer than S3's 1,024 bytes.
+fn too_long_for_s3() -> String {
+    (0..5).map(|i| format!("{}{i}/", "d".repeat(240))).collect()
+}
+
+/// How many multipart uploads are in progress in `bucket`.
+async fn multipart_uploads(bucket: &str) -> usize {
+    let uploads = local_env()
+        .s3()
+        .await
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .unwrap();
+    uploads.uploads().len()
+}
+
+/// Wait until a multipart upload is in progress in `bucket`.
+async fn wait_for_multipart_upload(bucket: &str) {
+    within(
+        Duration::from_secs(60),
+        "a multipart upload to start",
+        async {
+            while multipart_uploads(bucket).await == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
 }
 
 /// Wait until every migration Job is gone or being deleted.
@@ -989,43 +982,13 @@ async fn ctrl_c_during_a_deploys_upload_aborts_it_stops_the_migration_and_unlock
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let s3 = local_env().s3().await;
-    within(Duration::from_secs(60), "the upload to start", async {
-        loop {
-            let uploads = s3
-                .list_multipart_uploads()
-                .bucket(&project.bucket)
-                .prefix("static/huge.bin")
-                .send()
-                .await
-                .unwrap();
-            if !uploads.uploads().is_empty() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    wait_for_multipart_upload(&project.bucket).await;
+    let out = interrupt(child);
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     assert_eq!(report(&out)["status"], "interrupted");
-    let uploads = s3
-        .list_multipart_uploads()
-        .bucket(&project.bucket)
-        .prefix("static/huge.bin")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        uploads.uploads().is_empty(),
+    assert_eq!(
+        multipart_uploads(&project.bucket).await,
+        0,
         "the multipart upload was aborted"
     );
     assert_eq!(
@@ -1042,14 +1005,9 @@ async fn ctrl_c_during_a_deploys_upload_aborts_it_stops_the_migration_and_unlock
     );
     let jobs: Api<Job> = Api::namespaced(client.clone(), &project.namespace);
     migration_deleted(&jobs).await;
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &project.namespace);
-    assert!(
-        deployments
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
+    assert_eq!(
+        deployment_count(&client, &project.namespace).await,
+        0,
         "no workload was applied"
     );
     let releases = berth::cluster::release::list(&client, &project.namespace)
@@ -1062,7 +1020,7 @@ async fn ctrl_c_during_a_deploys_upload_aborts_it_stops_the_migration_and_unlock
 #[tokio::test]
 async fn one_refused_file_stops_the_push_and_aborts_the_uploads_in_flight() {
     let project = Project::new("assets-one-refused", "{ dir: build }", "concurrency: 4").await;
-    let deep: String = (0..5).map(|i| format!("{}{i}/", "d".repeat(240))).collect();
+    let deep = too_long_for_s3();
     project.tree(
         "build",
         &[
@@ -1077,16 +1035,9 @@ async fn one_refused_file_stops_the_push_and_aborts_the_uploads_in_flight() {
         "the cause is reported: {}",
         stderr(&out)
     );
-    let uploads = local_env()
-        .s3()
-        .await
-        .list_multipart_uploads()
-        .bucket(&project.bucket)
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        uploads.uploads().is_empty(),
+    assert_eq!(
+        multipart_uploads(&project.bucket).await,
+        0,
         "no multipart upload is left behind"
     );
     assert!(

@@ -502,15 +502,7 @@ async fn ctrl_c_exits_130_releases_the_lock_and_records_the_interruption() {
         .spawn()
         .unwrap();
     let leases = wait_for_lock(&client, &app.namespace).await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let out = child.wait_with_output().unwrap();
+    let out = interrupt(child);
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     assert_eq!(report(&out)["status"], "interrupted");
     assert!(
@@ -605,14 +597,9 @@ async fn a_migration_whose_pod_cannot_be_created_fails_fast_naming_the_cause() {
         "took {:?}",
         started.elapsed()
     );
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &app.namespace);
-    assert!(
-        deployments
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
+    assert_eq!(
+        deployment_count(&client, &app.namespace).await,
+        0,
         "no workload applied"
     );
     delete_namespace(&client, &app.namespace).await;

@@ -192,6 +192,26 @@ pub fn berth_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// How many Deployments `namespace` has.
+pub async fn deployment_count(client: &Client, namespace: &str) -> usize {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), namespace);
+    deployments
+        .list(&kube::api::ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+/// Send Ctrl-C (SIGINT) to `child` and wait for it to finish.
+pub fn interrupt(child: std::process::Child) -> std::process::Output {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(sent.success(), "kill -INT {pid}");
+    child.wait_with_output().unwrap()
+}
+
 /// The last JSON line of a `--output json` run: its report.
 pub fn report(output: &std::process::Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
