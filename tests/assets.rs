@@ -962,6 +962,28 @@ async fn remembered_hashes_never_hide_a_change_even_with_the_same_size_and_mtime
     assert_eq!(get(&project.bucket, "static/a.js").await.body, b"ONE");
     let third = push("1a2b3c4");
     assert_eq!(report(&third)["uploaded"], 0, "{}", report(&third));
+
+    // The cache is what a re-push reads: a remembered hash that is wrong
+    // makes the unchanged file look changed, and its upload, sent with that
+    // hash as Content-MD5, is refused by S3 rather than stored.
+    let cache_file = std::fs::read_dir(cache.join("hashes"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut remembered: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cache_file).unwrap()).unwrap();
+    remembered["b.js"]["md5s"][0] = "00000000000000000000000000000000".into();
+    std::fs::write(&cache_file, remembered.to_string()).unwrap();
+    let fourth = push("1a2b3c4");
+    assert_eq!(code(&fourth), 1, "{}", stderr(&fourth));
+    assert!(
+        stderr(&fourth).contains("static/b.js"),
+        "{}",
+        stderr(&fourth)
+    );
+    assert_eq!(get(&project.bucket, "static/b.js").await.body, b"two");
     project.cleanup().await;
 }
 

@@ -32,15 +32,14 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// The stamp of the file at `path`, if it can be read.
-    pub fn of(path: &Path) -> Option<Stamp> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(Stamp {
+    /// The stamp of a file, from its metadata.
+    pub fn of(meta: &std::fs::Metadata) -> Stamp {
+        Stamp {
             size: meta.len(),
             mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
             ctime_ns: meta.ctime() as i128 * 1_000_000_000 + meta.ctime_nsec() as i128,
             inode: meta.ino(),
-        })
+        }
     }
 
     /// Whether the file was last changed long enough ago to be remembered.
@@ -199,7 +198,7 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
-        let mut stamp = Stamp::of(&file).unwrap();
+        let mut stamp = Stamp::of(&std::fs::metadata(&file).unwrap());
         // ctime cannot be set back; pretend the file settled long ago.
         stamp.ctime_ns = stamp.mtime_ns;
         let digest = Digest::of_bytes(b"one");

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use tempfile::TempDir;
 
+use super::hash_cache::Stamp;
 use super::store::Store;
 use super::tree;
 use crate::config::AssetSource;
@@ -16,7 +17,12 @@ use crate::error::input_error;
 #[derive(Debug, Clone)]
 pub enum Origin {
     /// A local file.
-    Local(PathBuf),
+    Local {
+        /// Where it is.
+        path: PathBuf,
+        /// Its size, times and inode when the tree was walked.
+        stamp: Stamp,
+    },
     /// An object in a build bucket.
     Remote {
         /// The build bucket.
@@ -139,7 +145,10 @@ async fn walk(root: PathBuf) -> anyhow::Result<Vec<SourceFile>> {
         .map(|file| SourceFile {
             relative: file.relative,
             size: file.size,
-            origin: Origin::Local(file.path),
+            origin: Origin::Local {
+                path: file.path,
+                stamp: file.stamp,
+            },
         })
         .collect())
 }

@@ -53,6 +53,10 @@ pub struct PushReport {
 
 /// A source resolved and a bucket checked: ready to upload, nothing written yet.
 pub struct Prepared {
+    /// The environment's asset settings.
+    pub assets: Assets,
+    /// The SHA whose assets these are.
+    pub sha: String,
     /// The destination bucket.
     pub store: Store,
     /// The source's files.
@@ -62,10 +66,17 @@ pub struct Prepared {
 /// Check the bucket and resolve the source, concurrently, writing nothing:
 /// every problem with either (a missing bucket, refused credentials, a
 /// missing image or path) is found before anything changes.
-pub async fn prepare(source: &AssetSource, sha: &str, store: Store) -> anyhow::Result<Prepared> {
+pub async fn prepare(
+    assets: &Assets,
+    source: &AssetSource,
+    sha: &str,
+    store: Store,
+) -> anyhow::Result<Prepared> {
     let (checked, resolved) = tokio::join!(store.check(), source::resolve(source, sha, &store));
     checked?;
     Ok(Prepared {
+        assets: assets.clone(),
+        sha: sha.to_owned(),
         store,
         resolved: resolved?,
     })
@@ -76,12 +87,11 @@ impl Prepared {
     /// `cancel` stops it with [`Cancelled`], multipart uploads aborted.
     pub async fn upload(
         &self,
-        assets: &Assets,
-        sha: &str,
         cancel: &CancellationToken,
         out: &Arc<Output>,
     ) -> anyhow::Result<PushReport> {
         let started = Instant::now();
+        let (assets, sha) = (&self.assets, self.sha.as_str());
         let prefix = &assets.prefix;
         let resolved = &self.resolved;
         out.task_started(
@@ -227,7 +237,7 @@ fn plan(
 ) -> Planned {
     let key = format!("{}{}", assets.prefix, file.relative);
     let (body, etag) = match &file.origin {
-        Origin::Local(path) => (
+        Origin::Local { path, .. } => (
             Body::File(path.clone()),
             digest.as_ref().map(Digest::etag).unwrap_or_default(),
         ),
@@ -247,7 +257,7 @@ fn plan(
     } else {
         &assets.cache_control
     };
-    let precompressible = matches!(file.origin, Origin::Local(_))
+    let precompressible = matches!(file.origin, Origin::Local { .. })
         && file.size <= PRECOMPRESS_LIMIT
         && content::compressible(&key, file.size);
     let encodings = [
@@ -481,7 +491,7 @@ async fn digests(
             .push(file.clone());
     }
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let hashed: Vec<Vec<(Option<Digest>, Option<Stamp>)>> = futures::stream::iter(batches)
+    let hashed: Vec<Vec<Option<Digest>>> = futures::stream::iter(batches)
         .map(|batch| {
             let cache = cache.clone();
             async move {
@@ -498,32 +508,34 @@ async fn digests(
         .buffered(cores)
         .try_collect()
         .await?;
-    let hashed: Vec<(Option<Digest>, Option<Stamp>)> = hashed.into_iter().flatten().collect();
+    let hashed: Vec<Option<Digest>> = hashed.into_iter().flatten().collect();
     if cache_root.is_some() {
         let remembered: Vec<(String, Stamp, Digest)> = files
             .iter()
             .zip(&hashed)
-            .filter_map(|(file, (digest, stamp))| {
-                Some((file.relative.clone(), (*stamp)?, digest.clone()?))
+            .filter_map(|(file, digest)| match (&file.origin, digest) {
+                (Origin::Local { stamp, .. }, Some(digest)) => {
+                    Some((file.relative.clone(), *stamp, digest.clone()))
+                }
+                _ => None,
             })
             .collect();
         let cache = cache.clone();
         // Best effort: a cache that cannot be written only costs hashing next time.
         let _ = tokio::task::spawn_blocking(move || cache.save(remembered.into_iter())).await;
     }
-    Ok(hashed.into_iter().map(|(digest, _)| digest).collect())
+    Ok(hashed)
 }
 
-/// One file's digest and stamp: remembered if its stamp is unchanged, else computed.
-fn digest(file: &SourceFile, cache: &HashCache) -> anyhow::Result<(Option<Digest>, Option<Stamp>)> {
-    let Origin::Local(path) = &file.origin else {
-        return Ok((None, None));
+/// One local file's digest: remembered if its stamp is unchanged since, else computed.
+fn digest(file: &SourceFile, cache: &HashCache) -> anyhow::Result<Option<Digest>> {
+    let Origin::Local { path, stamp } = &file.origin else {
+        return Ok(None);
     };
-    let stamp = Stamp::of(path);
-    if let Some(remembered) = stamp.as_ref().and_then(|s| cache.get(&file.relative, s)) {
-        return Ok((Some(remembered), stamp));
+    if let Some(remembered) = cache.get(&file.relative, stamp) {
+        return Ok(Some(remembered));
     }
-    Ok((Some(Digest::of_file(path, file.size)?), stamp))
+    Ok(Some(Digest::of_file(path, file.size)?))
 }
 
 #[cfg(test)]
@@ -535,7 +547,10 @@ mod tests {
             .map(|relative| SourceFile {
                 relative,
                 size: 1,
-                origin: Origin::Local("/dev/null".into()),
+                origin: Origin::Local {
+                    path: "/dev/null".into(),
+                    stamp: Stamp::of(&std::fs::metadata("/dev/null").unwrap()),
+                },
             })
             .collect()
     }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use md5::{Digest as _, Md5};
 
+use super::hash_cache::Stamp;
 use crate::error::input_error;
 
 /// Files at least this large are uploaded in parts.
@@ -24,6 +25,8 @@ pub struct LocalFile {
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
+    /// Its size, times and inode when walked, for the hash cache.
+    pub stamp: Stamp,
 }
 
 /// Every regular file below `root`, symbolic links followed, sorted by path.
@@ -57,14 +60,14 @@ pub fn walk(root: &Path) -> anyhow::Result<Vec<LocalFile>> {
                 ))
             })?
             .join("/");
-        let size = entry
+        let meta = entry
             .metadata()
-            .with_context(|| format!("reading {}", entry.path().display()))?
-            .len();
+            .with_context(|| format!("reading {}", entry.path().display()))?;
         files.push(LocalFile {
             relative,
             path: entry.into_path(),
-            size,
+            size: meta.len(),
+            stamp: Stamp::of(&meta),
         });
     }
     Ok(files)

@@ -1,6 +1,6 @@
 //! `berth assets push ENV SHA` and `berth assets prune ENV --keep N`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -60,9 +60,10 @@ async fn push(global: &GlobalArgs, args: &AssetsPushArgs, out: &Arc<Output>) -> 
     };
     let store =
         unless_interrupted(&mut interrupts, store::for_environment(env, assets, None)).await?;
-    let prepared = unless_interrupted(&mut interrupts, sync::prepare(&source, &sha, store)).await?;
+    let prepared =
+        unless_interrupted(&mut interrupts, sync::prepare(assets, &source, &sha, store)).await?;
     let cancel = CancellationToken::new();
-    let push = prepared.upload(assets, &sha, &cancel, out);
+    let push = prepared.upload(&cancel, out);
     tokio::pin!(push);
     let result = tokio::select! {
         result = &mut push => result,
@@ -163,34 +164,38 @@ async fn prune_locked(
         .take(args.keep)
         .chain(current_and_previous.into_iter().flatten())
         .collect();
-    let mut kept_shas = BTreeSet::new();
+    let kept_shas: BTreeSet<&str> = kept_releases.iter().map(|r| r.sha.as_str()).collect();
+    let manifests: HashMap<&str, Option<manifest::Manifest>> =
+        futures::future::try_join_all(kept_shas.iter().map(|sha| async move {
+            anyhow::Ok((*sha, manifest::read(store, prefix, sha).await?))
+        }))
+        .await?
+        .into_iter()
+        .collect();
+    // A release that did not succeed never served traffic without its assets.
+    if let Some(release) = kept_releases
+        .iter()
+        .find(|r| r.status == ReleaseStatus::Succeeded && manifests[r.sha.as_str()].is_none())
+    {
+        return Err(BerthError::Refused(format!(
+            "release {} ({}) of {} has no asset manifest at s3://{}/{}, so berth cannot \
+             tell which objects it serves; nothing was deleted. Write it with \
+             `berth assets push {} {}`, then prune again",
+            release.number,
+            release.sha,
+            env.namespace,
+            store.bucket,
+            manifest::key(prefix, &release.sha),
+            args.env,
+            release.sha
+        ))
+        .into());
+    }
     let mut needed = BTreeSet::new();
-    for release in &kept_releases {
-        if !kept_shas.insert(release.sha.clone()) {
-            continue;
-        }
-        match manifest::read(store, prefix, &release.sha).await? {
-            Some(manifest) => {
-                needed.extend(manifest.objects.into_iter().map(|o| o.key));
-                needed.insert(manifest::key(prefix, &release.sha));
-            }
-            // A release that did not succeed never served traffic without its assets.
-            None if release.status != ReleaseStatus::Succeeded => {}
-            None => {
-                return Err(BerthError::Refused(format!(
-                    "release {} ({}) of {} has no asset manifest at s3://{}/{}, so berth cannot \
-                     tell which objects it serves; nothing was deleted. Write it with \
-                     `berth assets push {} {}`, then prune again",
-                    release.number,
-                    release.sha,
-                    env.namespace,
-                    store.bucket,
-                    manifest::key(prefix, &release.sha),
-                    args.env,
-                    release.sha
-                ))
-                .into());
-            }
+    for (sha, manifest) in &manifests {
+        if let Some(manifest) = manifest {
+            needed.extend(manifest.objects.iter().map(|o| o.key.clone()));
+            needed.insert(manifest::key(prefix, sha));
         }
     }
     let cutoff = Timestamp::now().as_second() - args.grace.as_secs() as i64;
@@ -207,7 +212,7 @@ async fn prune_locked(
         }
     }
     let bytes: u64 = doomed.iter().map(|o| o.size).sum();
-    let shas: Vec<String> = kept_shas.into_iter().collect();
+    let shas: Vec<String> = kept_shas.into_iter().map(str::to_owned).collect();
     out.info(&format!(
         "keeping what releases of {} need ({}): {kept} objects; {} {} objects ({})",
         args.env,

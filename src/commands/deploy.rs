@@ -184,7 +184,7 @@ async fn prepare_assets(
         return Ok(None);
     };
     let store = store::for_environment(env, assets, Some(client)).await?;
-    let prepared = sync::prepare(&assets.from.for_sha(sha), sha, store).await?;
+    let prepared = sync::prepare(assets, &assets.from.for_sha(sha), sha, store).await?;
     Ok(Some(prepared))
 }
 
@@ -435,10 +435,10 @@ async fn pre_deploy(
         result.map(|r| Some((r, t.elapsed().as_secs_f64())))
     };
     let assets = async {
-        let (Some(prepared), Some(settings)) = (&plan.assets, &plan.env.assets) else {
+        let Some(prepared) = &plan.assets else {
             return Ok(None);
         };
-        let result = prepared.upload(settings, &plan.sha, &sibling, out).await;
+        let result = prepared.upload(&sibling, out).await;
         if result.is_err() {
             sibling.cancel();
         }
@@ -757,13 +757,13 @@ fn print_plan(plan: &Plan, out: &Output) {
     for p in &plan.pinned {
         println!("  {} {}: {} -> {}", p.object, p.container, p.from, p.to);
     }
-    if let (Some(prepared), Some(assets)) = (&plan.assets, &plan.env.assets) {
+    if let Some(prepared) = &plan.assets {
         println!(
             "Assets: {} files from {} to s3://{}/{} (only missing or changed files are uploaded)",
             prepared.resolved.files.len(),
             prepared.resolved.description,
             prepared.store.bucket,
-            assets.prefix
+            prepared.assets.prefix
         );
     }
 }
