@@ -124,13 +124,9 @@ pub struct DeployArgs {
     /// Stop after rendering and pinning images; print the plan.
     #[arg(long)]
     pub dry_run: bool,
-    /// Give up waiting for the rollout after this long, e.g. `10m`
-    /// [default: the environment's `rollout.timeout`, else 10m].
-    #[arg(long, value_parser = parse_duration)]
-    pub timeout: Option<Duration>,
-    /// Wait this long for a held deploy lock instead of exiting 3.
-    #[arg(long, value_parser = parse_duration)]
-    pub lock_wait: Option<Duration>,
+    /// How long to wait.
+    #[command(flatten)]
+    pub wait: WaitArgs,
     /// Re-apply the previous release if the rollout fails.
     #[arg(long)]
     pub rollback_on_failure: bool,
@@ -142,20 +138,41 @@ pub struct DeployArgs {
     pub maintenance: bool,
 }
 
+/// How long a deploy waits, for every command that deploys.
+#[derive(Debug, Clone, Default, Args)]
+pub struct WaitArgs {
+    /// Give up waiting for the rollout after this long, e.g. `10m`
+    /// [default: the environment's `rollout.timeout`, else 10m].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Wait this long for a held deploy lock instead of exiting 3.
+    #[arg(long, value_parser = parse_duration)]
+    pub lock_wait: Option<Duration>,
+}
+
 /// Options of `update-staging-to-latest-passing-master`.
 #[derive(Debug, Args)]
 pub struct UpdateStagingArgs {
     /// Redeploy even when staging already runs the chosen SHA.
     #[arg(long)]
     pub force: bool,
+    /// Say which commit would be deployed, and why newer ones are not; deploy nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// How long to wait.
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// Options shared by the promotion commands.
 #[derive(Debug, Args)]
 pub struct PromoteOptions {
-    /// Refuse unless the source has been healthy on its SHA at least this long.
+    /// Refuse unless the source has been healthy on its SHA at least this long, e.g. `30m`.
     #[arg(long, value_parser = parse_duration)]
     pub min_age: Option<Duration>,
+    /// How long to wait.
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// Options of `promote`.
@@ -175,9 +192,13 @@ pub struct PromoteArgs {
 pub struct RollbackArgs {
     /// Environment to roll back.
     pub env: String,
-    /// Release number or SHA to return to (default: the previous successful release).
-    #[arg(long)]
+    /// Release number (e.g. `12`) or SHA (7 to 40 hex characters) to return
+    /// to [default: the successful release before the current one].
+    #[arg(long, value_name = "RELEASE|SHA")]
     pub to: Option<String>,
+    /// How long to wait.
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// Options of `status`.
@@ -478,7 +499,7 @@ mod tests {
             Command::AdvancedDeploy(args) => {
                 assert_eq!(args.target.env, "staging");
                 assert_eq!(args.target.sha, "3f2a9c1");
-                assert_eq!(args.timeout, None);
+                assert_eq!(args.wait.timeout, None);
             }
             other => panic!("parsed as {other:?}"),
         }

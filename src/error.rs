@@ -78,6 +78,15 @@ pub fn exit_code_of(error: &anyhow::Error) -> ExitCode {
     ExitCode::from(exit_code_number(error))
 }
 
+/// The innermost cause of an error, such as "Connection refused (os error 111)".
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    cause.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,5 +118,13 @@ mod tests {
     #[test]
     fn an_unclassified_error_exits_1() {
         assert_eq!(exit_code_of(&anyhow::anyhow!("boom")), ExitCode::from(1));
+    }
+
+    #[test]
+    fn a_root_cause_is_the_innermost_error() {
+        let inner = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let outer = anyhow::Error::new(inner).context("sending");
+        let outer: &(dyn std::error::Error + 'static) = outer.as_ref();
+        assert_eq!(root_cause(outer), "refused");
     }
 }

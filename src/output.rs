@@ -262,6 +262,13 @@ impl Output {
         self.json(value);
     }
 
+    /// Markdown for the GitHub Actions step summary (nothing elsewhere).
+    pub fn summary(&self, markdown: &str) {
+        if let (true, Ok(path)) = (self.github, std::env::var("GITHUB_STEP_SUMMARY")) {
+            append_to_summary(&path, markdown);
+        }
+    }
+
     /// The final report: the last JSON line, a summary line, and the
     /// GitHub step summary.
     pub fn report(&self, report: &Report) {
@@ -364,10 +371,15 @@ fn append_step_summary(report: &Report) {
             f.message.replace('|', "\\|")
         ));
     }
+    append_to_summary(&path, &text);
+}
+
+/// Append markdown to the step summary file at `path`; a failure is a warning.
+fn append_to_summary(path: &str, text: &str) {
     let written = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .and_then(|mut file| file.write_all(text.as_bytes()));
     if let Err(e) = written {
         eprintln!("warning: cannot append to GITHUB_STEP_SUMMARY ({path}): {e}");

@@ -4,7 +4,7 @@
 //! they print; [`label`] and [`pin_images`] then change those objects in
 //! memory only. Nothing here writes to the deploy repo.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
@@ -52,8 +52,35 @@ pub struct PinnedImage {
     pub container: String,
     /// The image as rendered.
     pub from: String,
-    /// The image as pinned, `<repository>:<sha>`.
+    /// The image as pinned: `<repository>:<sha>`, or the reference [`Pins`] gave.
     pub to: String,
+}
+
+/// What each of the app's image repositories is pinned to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pins(BTreeMap<String, String>);
+
+impl Pins {
+    /// Every one of `repositories` at `:<sha>`.
+    pub fn at_sha(repositories: &[String], sha: &str) -> Pins {
+        Pins(
+            repositories
+                .iter()
+                .map(|r| (r.clone(), format!("{r}:{sha}")))
+                .collect(),
+        )
+    }
+
+    /// Pin `repository` to the full `reference`, e.g. `repo:sha@sha256:...`
+    /// by digest.
+    pub fn set(&mut self, repository: String, reference: String) {
+        self.0.insert(repository, reference);
+    }
+
+    /// The reference `repository` is pinned to, if it is one of the app's.
+    fn get(&self, repository: &str) -> Option<&String> {
+        self.0.get(repository)
+    }
 }
 
 /// Render environment `env_name`'s objects, in document order, each in the
@@ -113,18 +140,14 @@ pub fn label(objects: &mut [DynamicObject], app: &str, env_name: &str) {
     }
 }
 
-/// Pin to `<repository>:<sha>` every container and init container whose image
-/// repository is one of `repositories`, in the pod specs of Deployments,
+/// Pin every container and init container whose image repository is one of
+/// `pins`' to its reference, in the pod specs of Deployments,
 /// StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and Pods. Other
 /// images are untouched. Returns what changed, in document order.
 ///
 /// Repositories compare exactly as written (`nginx` is not
 /// `docker.io/library/nginx`).
-pub fn pin_images(
-    objects: &mut [DynamicObject],
-    repositories: &[String],
-    sha: &str,
-) -> Vec<PinnedImage> {
+pub fn pin_images(objects: &mut [DynamicObject], pins: &Pins) -> Vec<PinnedImage> {
     let mut pinned = Vec::new();
     for object in objects {
         let Some(pointer) = pod_spec_pointer(kind_of(object)) else {
@@ -142,11 +165,9 @@ pub fn pin_images(
                 let Some(image) = container.get("image").and_then(Value::as_str) else {
                     continue;
                 };
-                let repository = repository(image);
-                if !repositories.iter().any(|listed| listed == repository) {
+                let Some(to) = pins.get(repository(image)).cloned() else {
                     continue;
-                }
-                let to = format!("{repository}:{sha}");
+                };
                 pinned.push(PinnedImage {
                     object: name.clone(),
                     container: container
@@ -684,7 +705,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             "127.0.0.1:25000/shop/web".to_owned(),
             "registry.example.com/shop/worker".to_owned(),
         ];
-        let pinned = pin_images(&mut objects, &repositories, "abc1234");
+        let pinned = pin_images(&mut objects, &Pins::at_sha(&repositories, "abc1234"));
         let pin = |object: &str, container: &str, from: &str, to: &str| PinnedImage {
             object: object.into(),
             container: container.into(),
@@ -770,7 +791,13 @@ data: { image: registry.example.com/shop/worker:v1 }
     fn nothing_is_pinned_when_nothing_is_listed() {
         let mut objects = objects(WORKLOADS);
         let before = objects.clone();
-        assert!(pin_images(&mut objects, &["nginx".to_owned()], "abc1234").is_empty());
+        assert!(
+            pin_images(
+                &mut objects,
+                &Pins::at_sha(&["nginx".to_owned()], "abc1234")
+            )
+            .is_empty()
+        );
         assert_eq!(objects, before);
     }
 
@@ -819,8 +846,7 @@ data: { image: registry.example.com/shop/worker:v1 }
         label(&mut objects, &config.app, "staging");
         let pinned = pin_images(
             &mut objects,
-            &config.images,
-            "0123456789abcdef0123456789abcdef01234567",
+            &Pins::at_sha(&config.images, "0123456789abcdef0123456789abcdef01234567"),
         );
         let mut pinned_objects: Vec<&str> = pinned.iter().map(|p| p.object.as_str()).collect();
         pinned_objects.sort_unstable();

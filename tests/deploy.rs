@@ -443,11 +443,11 @@ async fn dry_run_and_diff_show_the_change_and_change_nothing() {
     assert_eq!(code(&diff), 0, "{}", stderr(&diff));
     let text = String::from_utf8_lossy(&diff.stdout).into_owned();
     assert!(
-        text.contains("-        image: registry.example.com/workbench/frontend:1a2b3c4"),
+        text.contains("-        image: 127.0.0.1:25000/workbench/frontend:1a2b3c4"),
         "{text}"
     );
     assert!(
-        text.contains("+        image: registry.example.com/workbench/frontend:2b3c4d5"),
+        text.contains("+        image: 127.0.0.1:25000/workbench/frontend:2b3c4d5"),
         "{text}"
     );
     assert!(text.contains("0 to create, 4 to change"), "{text}");
@@ -473,7 +473,7 @@ async fn status_shows_drift_when_a_live_image_differs_from_the_release() {
             "set",
             "image",
             "deployment/frontend",
-            "frontend=registry.example.com/workbench/frontend:hotfix1",
+            "frontend=127.0.0.1:25000/workbench/frontend:hotfix1",
         ])
         .output()
         .unwrap();
@@ -484,7 +484,7 @@ async fn status_shows_drift_when_a_live_image_differs_from_the_release() {
     );
     let status = String::from_utf8_lossy(&app.berth(&["status", "test"]).stdout).into_owned();
     assert!(
-        status.contains("drift: Deployment/frontend container frontend runs registry.example.com/workbench/frontend:hotfix1, release 1 deployed registry.example.com/workbench/frontend:1a2b3c4"),
+        status.contains("drift: Deployment/frontend container frontend runs 127.0.0.1:25000/workbench/frontend:hotfix1, release 1 deployed 127.0.0.1:25000/workbench/frontend:1a2b3c4"),
         "{status}"
     );
     delete_namespace(&client, &app.namespace).await;

@@ -169,6 +169,21 @@ pub struct Release {
     /// The failed release this one rolled back, for automatic rollbacks.
     #[serde(default)]
     pub rollback_of: Option<u64>,
+    /// The earlier release whose objects `berth rollback` re-applied.
+    #[serde(default)]
+    pub rolled_back_to: Option<u64>,
+    /// The environment and release this one was promoted from.
+    #[serde(default)]
+    pub promoted_from: Option<PromotedFrom>,
+}
+
+/// Where a promoted release came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromotedFrom {
+    /// The source environment.
+    pub environment: String,
+    /// Its release that was promoted.
+    pub release: u64,
 }
 
 /// Gzip the release as JSON, dropping the manifest if it would not fit.
@@ -340,6 +355,8 @@ mod tests {
                 .collect(),
             manifest_omitted: false,
             rollback_of: None,
+            rolled_back_to: None,
+            promoted_from: None,
         }
     }
 

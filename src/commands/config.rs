@@ -14,7 +14,10 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
             let config = Config::load(&global.config)?;
             for (name, env) in &config.environments {
                 let mut objects = render::render(&config, name, env)?;
-                let pinned = render::pin_images(&mut objects, &config.images, "0000000");
+                let pinned = render::pin_images(
+                    &mut objects,
+                    &render::Pins::at_sha(&config.images, "0000000"),
+                );
                 println!(
                     "{name}: {} objects render, {} images pinned (namespace {})",
                     objects.len(),

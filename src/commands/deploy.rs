@@ -20,7 +20,7 @@ use crate::cli::{DeployArgs, GlobalArgs};
 use crate::cluster::apply::{self, Resolved};
 use crate::cluster::lock::DeployLock;
 use crate::cluster::release::{
-    self, AssetsRecord, FailureRecord, ImageRecord, Release, ReleaseStatus,
+    self, AssetsRecord, FailureRecord, ImageRecord, PromotedFrom, Release, ReleaseStatus,
 };
 use crate::cluster::{access, client, instance};
 use crate::config::{self, Config, Environment};
@@ -29,9 +29,36 @@ use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::migrate;
 use crate::output::{Output, Report, ReportFailure};
-use crate::render::{self, PinnedImage};
+use crate::render::{self, PinnedImage, Pins};
 use crate::rollout::Thresholds;
 use crate::wait::{self, Tracked, WaitFailure};
+
+/// What a deploy puts in the environment.
+pub enum Source {
+    /// The overlay, rendered, with the app's images pinned: to `:SHA`
+    /// (`None`), or to the references given (a promotion, by digest).
+    Overlay(Option<Pins>),
+    /// An earlier release's objects, re-applied as recorded (a rollback).
+    Release(Box<Release>),
+}
+
+/// A deploy as its caller asks for it.
+pub struct Request {
+    /// The objects and images deployed.
+    pub source: Source,
+    /// Recorded on the release when it is a promotion.
+    pub promoted_from: Option<PromotedFrom>,
+}
+
+impl Request {
+    /// `advanced-deploy`: the overlay, images at `:SHA`.
+    pub fn overlay() -> Request {
+        Request {
+            source: Source::Overlay(None),
+            promoted_from: None,
+        }
+    }
+}
 
 /// Everything validated before the cluster is touched.
 pub struct Plan {
@@ -57,7 +84,7 @@ pub struct Plan {
 impl Plan {
     /// How long to wait for a rollout: `--timeout`, else the environment's.
     pub fn timeout(&self, args: &DeployArgs) -> std::time::Duration {
-        args.timeout.unwrap_or(self.env.rollout.timeout)
+        args.wait.timeout.unwrap_or(self.env.rollout.timeout)
     }
 
     /// When a stuck pod fails the rollout.
@@ -86,6 +113,7 @@ pub async fn plan(
     env_name: &str,
     sha: &str,
     prune: bool,
+    pins: Option<Pins>,
     out: &Output,
 ) -> anyhow::Result<(Client, Plan)> {
     out.step("validate");
@@ -103,7 +131,8 @@ pub async fn plan(
     let mut objects = rendered.context("the render task panicked")??;
     let client = connected?;
     render::label(&mut objects, &config.app, env_name);
-    let pinned = render::pin_images(&mut objects, &config.images, &sha);
+    let pins = pins.unwrap_or_else(|| Pins::at_sha(&config.images, &sha));
+    let pinned = render::pin_images(&mut objects, &pins);
     let migration = match (migrate::take_template(&mut objects)?, &env.migrate) {
         (Some(_), Some(_)) => {
             return Err(input_error(format!(
@@ -127,6 +156,35 @@ pub async fn plan(
         prepare_assets(&env, &sha, &client)
     );
     let (objects, assets) = (objects?, assets?);
+    check_access(&client, &env, &objects, migration.is_some(), prune).await?;
+    out.info(&format!(
+        "{} objects for {env_name} (namespace {}), {} images pinned to {sha}",
+        objects.len(),
+        env.namespace,
+        pinned.len()
+    ));
+    let plan = Plan {
+        config,
+        env_name: env_name.to_string(),
+        env,
+        sha,
+        objects,
+        pinned,
+        migration,
+        assets,
+    };
+    Ok((client, plan))
+}
+
+/// The namespace is usable and the deployer may do everything the deploy
+/// needs (SelfSubjectAccessReview); otherwise bad input.
+async fn check_access(
+    client: &Client,
+    env: &Environment,
+    objects: &[Resolved],
+    migration: bool,
+    prune: bool,
+) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let existing = match namespaces.get_opt(&env.namespace).await {
         Ok(ns) => ns,
@@ -148,28 +206,69 @@ pub async fn plan(
         )));
     }
     let needs = access::deploy_needs(
-        &objects,
+        objects,
         &env.namespace,
-        migration.is_some(),
+        migration,
         prune,
         existing.is_none(),
     );
-    access::check(&client, &needs).await?;
+    access::check(client, &needs).await
+}
+
+/// A rollback's plan: the objects and images `release` recorded, checked
+/// against the cluster as a deploy's are. Changes nothing.
+pub async fn plan_release(
+    global: &GlobalArgs,
+    env_name: &str,
+    target: &Release,
+    prune: bool,
+    out: &Output,
+) -> anyhow::Result<(Client, Plan)> {
+    out.step("validate");
+    let config = Config::load(&global.config)?;
+    let env = config.environment(env_name)?.clone();
+    if target.manifest_omitted || target.manifest.is_empty() {
+        return Err(input_error(format!(
+            "release {} kept no manifest (it was too large to record), so it cannot be \
+             re-applied; deploy its SHA instead: berth advanced-deploy {env_name} {}",
+            target.number, target.sha
+        )));
+    }
+    let objects: Vec<DynamicObject> = target
+        .manifest
+        .iter()
+        .map(|v| serde_json::from_value(v.clone()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("reading release {}'s recorded objects", target.number))?;
+    let client = client::connect(env.context.as_deref()).await?;
+    let objects = apply::resolve(&client, objects).await?;
+    check_access(&client, &env, &objects, false, prune).await?;
+    let pinned = target
+        .images
+        .iter()
+        .map(|i| PinnedImage {
+            object: i.object.clone(),
+            container: i.container.clone(),
+            from: i.image.clone(),
+            to: i.image.clone(),
+        })
+        .collect();
     out.info(&format!(
-        "{} objects for {env_name} (namespace {}), {} images pinned to {sha}",
+        "{} objects of release {} ({}) for {env_name} (namespace {})",
         objects.len(),
-        env.namespace,
-        pinned.len()
+        target.number,
+        target.sha,
+        env.namespace
     ));
     let plan = Plan {
         config,
         env_name: env_name.to_string(),
         env,
-        sha,
+        sha: target.sha.clone(),
         objects,
         pinned,
-        migration,
-        assets,
+        migration: None,
+        assets: None,
     };
     Ok((client, plan))
 }
@@ -188,8 +287,18 @@ async fn prepare_assets(
     Ok(Some(prepared))
 }
 
-/// Run the whole pipeline; always ends with the report.
+/// `advanced-deploy`: run the whole pipeline; always ends with the report.
 pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> anyhow::Result<()> {
+    deploy(global, args, Request::overlay(), out).await
+}
+
+/// Run the pipeline for `request`; always ends with the report.
+pub async fn deploy(
+    global: &GlobalArgs,
+    args: &DeployArgs,
+    request: Request,
+    out: Arc<Output>,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut report = Report {
         status: "refused".into(),
@@ -200,7 +309,7 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         failure: None,
         exit_code: 2,
     };
-    let result = pipeline(global, args, &out, &mut report).await;
+    let result = pipeline(global, args, request, &out, &mut report).await;
     report.duration_s = started.elapsed().as_secs_f64();
     match &result {
         Ok(()) => {
@@ -231,15 +340,38 @@ fn status_of(error: &anyhow::Error) -> &'static str {
 async fn pipeline(
     global: &GlobalArgs,
     args: &DeployArgs,
+    request: Request,
     out: &Arc<Output>,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen()?;
-    let (client, plan) = unless_interrupted(
-        &mut interrupts,
-        plan(global, &args.target.env, &args.target.sha, args.prune, out),
-    )
-    .await?;
+    let env_name = &args.target.env;
+    let (rolled_back_to, planning) = match &request.source {
+        Source::Overlay(pins) => (
+            None,
+            unless_interrupted(
+                &mut interrupts,
+                plan(
+                    global,
+                    env_name,
+                    &args.target.sha,
+                    args.prune,
+                    pins.clone(),
+                    out,
+                ),
+            )
+            .await,
+        ),
+        Source::Release(target) => (
+            Some(target.number),
+            unless_interrupted(
+                &mut interrupts,
+                plan_release(global, env_name, target, args.prune, out),
+            )
+            .await,
+        ),
+    };
+    let (client, plan) = planning?;
     report.sha = plan.sha.clone();
     if args.dry_run {
         print_plan(&plan, out);
@@ -251,7 +383,10 @@ async fn pipeline(
     out.step("lock");
     let deployer = Deployer::current();
     let identity = format!("{} (pid {})", deployer.describe(), std::process::id());
-    let purpose = format!("deploy {}", plan.sha);
+    let purpose = match rolled_back_to {
+        Some(number) => format!("roll back to release {number} ({})", plan.sha),
+        None => format!("deploy {}", plan.sha),
+    };
     let lock = unless_interrupted(
         &mut interrupts,
         DeployLock::take(
@@ -259,7 +394,7 @@ async fn pipeline(
             &ns,
             &identity,
             &purpose,
-            args.lock_wait,
+            args.wait.lock_wait,
             |holder| {
                 out.info(&format!(
                     "waiting for the lock held by {}",
@@ -307,6 +442,8 @@ async fn pipeline(
             .collect::<Result<_, _>>()?,
         manifest_omitted: false,
         rollback_of: None,
+        rolled_back_to,
+        promoted_from: request.promoted_from,
     };
     release::create(&client, &ns, &record).await?;
     report.release = Some(record.number);
@@ -687,6 +824,8 @@ async fn roll_back(
         timings: BTreeMap::new(),
         deployer: failed.deployer.clone(),
         rollback_of: Some(failed.number),
+        rolled_back_to: Some(previous.number),
+        promoted_from: None,
         ..previous
     };
     record.manifest_omitted = false;

@@ -16,7 +16,7 @@ use crate::output::Output;
 
 /// Print what deploying SHA to ENV would change; changes nothing.
 pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<()> {
-    let (client, plan) = deploy::plan(global, &args.env, &args.sha, false, &out).await?;
+    let (client, plan) = deploy::plan(global, &args.env, &args.sha, false, None, &out).await?;
     let ns = &plan.env.namespace;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let exists = namespaces.get_opt(ns).await?.is_some();

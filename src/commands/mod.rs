@@ -7,6 +7,9 @@ mod deploy;
 mod diff;
 mod history;
 mod lock;
+mod promote;
+mod rollback;
+mod staging;
 mod status;
 
 use std::sync::Arc;
@@ -28,10 +31,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lock(args) => return lock::run(global, args).await,
         Command::Diff(args) => return diff::run(global, args, out).await,
         Command::Assets(args) => return assets::run(global, args, out).await,
-        Command::UpdateStagingToLatestPassingMaster(_) => "update-staging-to-latest-passing-master",
-        Command::UpdateProductionToStaging(_) => "update-production-to-staging",
-        Command::Promote(_) => "promote",
-        Command::Rollback(_) => "rollback",
+        Command::UpdateStagingToLatestPassingMaster(args) => {
+            return staging::run(global, args, out).await;
+        }
+        Command::UpdateProductionToStaging(options) => {
+            return promote::run(global, "staging", "production", options, out).await;
+        }
+        Command::Promote(args) => {
+            return promote::run(global, &args.from, &args.to, &args.options, out).await;
+        }
+        Command::Rollback(args) => return rollback::run(global, args, out).await,
         Command::Psql(_) => "psql",
         Command::Run(_) => "run",
         Command::Task(_) => "task",

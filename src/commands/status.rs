@@ -1,19 +1,17 @@
 //! `berth status [ENV]`: per workload the SHA, ready/desired and health; the
 //! lock holder; the last release; drift from what the release recorded.
 
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::ListParams;
-use kube::{Api, Client};
+use kube::Client;
 
 use crate::cli::{GlobalArgs, StatusArgs};
+use crate::cluster::live::{Live, drifted, images_of, object_ref};
 use crate::cluster::lock::{self, LockState};
-use crate::cluster::release::{self, Release};
+use crate::cluster::release;
 use crate::cluster::{INSTANCE_LABEL, client, instance};
 use crate::config::{Config, Environment};
 use crate::render::repository;
-use crate::rollout::{Thresholds, Verdict, Workload};
+use crate::rollout::{Thresholds, Verdict};
 
 /// Print the status of one environment, or of all of them.
 pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
@@ -60,40 +58,8 @@ async fn print_environment(
         ),
     }
     let selector = format!("{INSTANCE_LABEL}={}", instance(&config.app, name));
-    let params = ListParams::default().labels(&selector);
-    let replicasets = Api::<ReplicaSet>::namespaced(client.clone(), ns)
-        .list(&params)
-        .await?
-        .items;
-    let pods = Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&params)
-        .await?
-        .items;
-    let mut workloads: Vec<Workload> = Vec::new();
-    workloads.extend(
-        Api::<Deployment>::namespaced(client.clone(), ns)
-            .list(&params)
-            .await?
-            .items
-            .into_iter()
-            .map(Workload::Deployment),
-    );
-    workloads.extend(
-        Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .list(&params)
-            .await?
-            .items
-            .into_iter()
-            .map(Workload::StatefulSet),
-    );
-    workloads.extend(
-        Api::<DaemonSet>::namespaced(client.clone(), ns)
-            .list(&params)
-            .await?
-            .items
-            .into_iter()
-            .map(Workload::DaemonSet),
-    );
+    let live = Live::read(client, ns, &selector).await?;
+    let workloads = &live.workloads;
     if workloads.is_empty() {
         println!("  no workloads deployed by berth");
         return Ok(());
@@ -106,14 +72,14 @@ async fn print_environment(
         .find(|r| r.status == release::ReleaseStatus::Succeeded);
     println!("  {:<34} {:>7}  {:<14} HEALTH", "WORKLOAD", "READY", "SHA");
     let mut drift = Vec::new();
-    for w in &workloads {
+    for w in workloads {
         let (ready, desired) = w.progress();
-        let health = match w.assess(&replicasets, &pods, Timestamp::now(), thresholds) {
+        let health = match live.verdict(w, thresholds) {
             Verdict::Succeeded => "healthy".to_string(),
             Verdict::Progressing(why) => format!("progressing: {why}"),
             Verdict::Failed(f) => format!("failing: {} ({})", f.reason, f.pod.unwrap_or_default()),
         };
-        let object = format!("{}/{}", w.kind(), w.name());
+        let object = object_ref(w);
         let images = images_of(w);
         let shas: Vec<&str> = images
             .iter()
@@ -137,43 +103,4 @@ async fn print_environment(
         println!("  drift: {line}");
     }
     Ok(())
-}
-
-/// (container, image) of every container of a workload's pod template.
-pub fn images_of(workload: &Workload) -> Vec<(String, String)> {
-    workload
-        .pod_spec()
-        .map(|s| {
-            s.init_containers
-                .iter()
-                .flatten()
-                .chain(&s.containers)
-                .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Where a live workload's images differ from what the release recorded.
-pub fn drifted(release: &Release, object: &str, live: &[(String, String)]) -> Vec<String> {
-    release
-        .images
-        .iter()
-        .filter(|r| r.object == object)
-        .filter_map(|r| {
-            let now = live
-                .iter()
-                .find(|(c, _)| *c == r.container)
-                .map(|(_, i)| i.as_str());
-            (now != Some(r.image.as_str())).then(|| {
-                format!(
-                    "{object} container {} runs {}, release {} deployed {}",
-                    r.container,
-                    now.unwrap_or("nothing"),
-                    release.number,
-                    r.image
-                )
-            })
-        })
-        .collect()
 }

@@ -59,9 +59,24 @@ pub(super) struct GitHubFile {
     /// The branch whose newest passing commit goes to staging.
     #[serde(default = "default_branch")]
     pub branch: String,
-    /// Names of the check runs (or commit statuses) that must all have passed.
+    /// Names of the check runs (or commit statuses) that must all have
+    /// passed. Default: every check reported on the commit, and at least one.
+    #[serde(default)]
     #[schemars(length(min = 1), inner(length(min = 1)))]
-    pub required_checks: Vec<String>,
+    pub required_checks: Option<Vec<String>>,
+    /// Check conclusions that count as passed besides `success`.
+    #[serde(default)]
+    #[schemars(inner(regex(pattern = "^(neutral|skipped)$")))]
+    pub also_passing: Vec<String>,
+    /// How many of the branch's newest commits to consider.
+    #[serde(default = "default_depth")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub depth: usize,
+}
+
+/// The default for `github.depth`.
+fn default_depth() -> usize {
+    50
 }
 
 /// The default for `github.branch`.

@@ -43,8 +43,32 @@ pub struct GitHub {
     pub repo: String,
     /// The branch whose newest passing commit goes to staging (default `master`).
     pub branch: String,
-    /// Names of the checks that must all have passed (at least one).
-    pub required_checks: Vec<String>,
+    /// Names of the checks that must all have passed; `None`: every check
+    /// reported on the commit (and at least one).
+    pub required_checks: Option<Vec<String>>,
+    /// Conclusions that count as passed besides `success`.
+    pub also_passing: Vec<Conclusion>,
+    /// How many of the branch's newest commits to consider.
+    pub depth: usize,
+}
+
+/// A check conclusion berth may be told to count as passed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conclusion {
+    /// The check ran and chose not to pass or fail.
+    Neutral,
+    /// The check did not run.
+    Skipped,
+}
+
+impl Conclusion {
+    /// The name GitHub gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Conclusion::Neutral => "neutral",
+            Conclusion::Skipped => "skipped",
+        }
+    }
 }
 
 /// One environment: where it runs and how its objects are rendered.
@@ -250,6 +274,11 @@ pub fn parse_sha(text: &str) -> anyhow::Result<String> {
              e.g. the output of `git rev-parse HEAD` or its first 7 characters"
         )))
     }
+}
+
+/// The first 7 characters of a SHA, as people recognize it.
+pub fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
 }
 
 /// An input error for YAML that serde could not read into [`ConfigFile`].

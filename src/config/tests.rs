@@ -76,7 +76,10 @@ fn the_example_berth_yaml_loads() {
     assert_eq!(config.releases_kept, 20);
     let github = config.github.as_ref().unwrap();
     assert_eq!(github.branch, "master");
-    assert_eq!(github.required_checks, ["ci"]);
+    assert_eq!(
+        github.required_checks.as_deref(),
+        Some(&["ci".to_string()][..])
+    );
     assert_eq!(
         config.environments.keys().collect::<Vec<_>>(),
         ["production", "staging"]
@@ -167,7 +170,9 @@ environments:
         Some(GitHub {
             repo: "acme/shop".into(),
             branch: "main".into(),
-            required_checks: vec!["build".into(), "test".into()],
+            required_checks: Some(vec!["build".into(), "test".into()]),
+            also_passing: Vec::new(),
+            depth: 50,
         })
     );
     assert_eq!(
@@ -495,7 +500,7 @@ fn every_problem_is_reported_at_once() {
         "\
 app: Shop
 images: [shop:1]
-github: { repo: shop, branch: '', required_checks: [] }
+github: { repo: shop, branch: '', required_checks: [], also_passing: [failure], depth: 0 }
 releases_kept: 0
 environments:
   staging: { namespace: Staging, overlay: nowhere, context: '', rollout: { unschedulable_after: 0m } }
@@ -507,6 +512,8 @@ environments:
         "github.repo:",
         "github.branch:",
         "github.required_checks:",
+        "github.also_passing[0]:",
+        "github.depth:",
         "releases_kept:",
         "environments.staging.context:",
         "environments.staging.namespace:",

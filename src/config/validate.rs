@@ -8,7 +8,9 @@ use super::file::{
     AssetSourceFile, AssetsFile, ChartFile, ConfigFile, EncodingFile, EnvironmentFile, GitHubFile,
     MigrateFile,
 };
-use super::{AssetSource, Assets, Config, Environment, GitHub, Migrate, RolloutSettings, Source};
+use super::{
+    AssetSource, Assets, Conclusion, Config, Environment, GitHub, Migrate, RolloutSettings, Source,
+};
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
 #[derive(Debug)]
@@ -189,15 +191,16 @@ impl Checker<'_> {
                 "name the branch to deploy from, e.g. `branch: master`, or remove the key",
             );
         }
-        if github.required_checks.is_empty() {
+        let required = github.required_checks.as_deref().unwrap_or_default();
+        if github.required_checks.is_some() && required.is_empty() {
             self.report(
                 "github.required_checks",
                 "lists no check",
                 "list the names of the checks that must pass before a commit is deployed, \
-                 e.g. `required_checks: [ci]`",
+                 e.g. `required_checks: [ci]`, or remove the key to require every check",
             );
         }
-        for (index, check) in github.required_checks.iter().enumerate() {
+        for (index, check) in required.iter().enumerate() {
             if check.trim().is_empty() {
                 self.report(
                     format!("github.required_checks[{index}]"),
@@ -206,10 +209,31 @@ impl Checker<'_> {
                 );
             }
         }
+        let mut also_passing = Vec::new();
+        for (index, name) in github.also_passing.iter().enumerate() {
+            match name.as_str() {
+                "neutral" => also_passing.push(Conclusion::Neutral),
+                "skipped" => also_passing.push(Conclusion::Skipped),
+                other => self.report(
+                    format!("github.also_passing[{index}]"),
+                    format!("{other:?} is not a conclusion berth can count as passed"),
+                    "write `neutral` or `skipped` (`success` always passes; failures never do)",
+                ),
+            }
+        }
+        if !(1..=1000).contains(&github.depth) {
+            self.report(
+                "github.depth",
+                format!("is {}", github.depth),
+                "give how many of the branch's newest commits to consider, from 1 to 1000",
+            );
+        }
         GitHub {
             repo: github.repo,
             branch: github.branch,
             required_checks: github.required_checks,
+            also_passing,
+            depth: github.depth,
         }
     }
 

@@ -160,11 +160,11 @@ pub fn example_config(namespace: &str, overlay: &Path) -> String {
     format!(
         r#"app: wb
 images:
-  - registry.example.com/workbench/frontend
-  - registry.example.com/workbench/renderer
-  - registry.example.com/workbench/fetcher
-  - registry.example.com/workbench/cron
-  - registry.example.com/workbench/migrate
+  - 127.0.0.1:25000/workbench/frontend
+  - 127.0.0.1:25000/workbench/renderer
+  - 127.0.0.1:25000/workbench/fetcher
+  - 127.0.0.1:25000/workbench/cron
+  - 127.0.0.1:25000/workbench/migrate
 environments:
   test:
     context: berth-local

@@ -1,0 +1,268 @@
+//! What GitHub says of a branch's commits: the newest first, and whether
+//! each one's required checks passed. Read through octocrab, with a token
+//! from `GITHUB_TOKEN` or `GH_TOKEN` and the API at `GITHUB_API_URL` (as
+//! GitHub Actions sets it, so GitHub Enterprise works).
+//!
+//! Rate limits are octocrab's `HandleRateLimits` retry policy: a 429 or 403
+//! carrying `Retry-After`, or `x-ratelimit-remaining: 0` with
+//! `x-ratelimit-reset`, is waited out and retried, and berth says so.
+
+mod checks;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use octocrab::Octocrab;
+use octocrab::models::CombinedStatus;
+use octocrab::models::repos::RepoCommit;
+use octocrab::params::repos::Commitish;
+use octocrab::service::middleware::retry::{RateLimitMetrics, RetryConfig};
+
+pub use checks::{Check, CheckState, judge};
+
+use crate::config::GitHub;
+use crate::error::{input_error, root_cause};
+use crate::output::Output;
+
+/// The public API, when `GITHUB_API_URL` is not set.
+const DEFAULT_API: &str = "https://api.github.com";
+/// GitHub's largest page.
+const PER_PAGE: u8 = 100;
+/// How many rate-limited or failed requests are retried.
+const MAX_RETRIES: usize = 5;
+
+/// One commit of the branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// The full SHA.
+    pub sha: String,
+    /// The first line of its message.
+    pub title: String,
+}
+
+impl Commit {
+    /// The 7-character SHA people recognize.
+    pub fn short(&self) -> &str {
+        crate::config::short_sha(&self.sha)
+    }
+}
+
+/// A GitHub repository, read with the environment's token.
+pub struct Repository {
+    octocrab: Octocrab,
+    owner: String,
+    name: String,
+    /// `owner/name`, for messages.
+    full_name: String,
+    /// The API's address, for messages.
+    api: String,
+}
+
+impl Repository {
+    /// Connect to `github.repo` with the token and API address from the
+    /// environment. Rate-limit waits are reported through `out`.
+    pub fn from_env(github: &GitHub, out: Arc<Output>) -> anyhow::Result<Repository> {
+        let api = std::env::var("GITHUB_API_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| DEFAULT_API.to_string());
+        let token = ["GITHUB_TOKEN", "GH_TOKEN"]
+            .iter()
+            .find_map(|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()));
+        let mut builder = Octocrab::builder()
+            .base_uri(api.as_str())
+            .map_err(|e| {
+                input_error(format!(
+                    "GITHUB_API_URL {api:?} is not a URL ({e}); set it to the API's address, \
+                     e.g. https://api.github.com or https://github.example.com/api/v3"
+                ))
+            })?
+            .set_connect_timeout(Some(Duration::from_secs(10)))
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .add_retry_config(RetryConfig::HandleRateLimits {
+                metrics: Arc::new(RateLimitNotice { out: out.clone() }),
+                max_retries: MAX_RETRIES,
+                min_wait_seconds: 10,
+                retry_on_forbidden: false,
+            });
+        match token {
+            Some(token) => builder = builder.personal_token(token.trim().to_string()),
+            None => out.warn(
+                "neither GITHUB_TOKEN nor GH_TOKEN is set: GitHub allows 60 unauthenticated \
+                 requests an hour, and none to private repositories",
+            ),
+        }
+        let octocrab = builder.build().context("setting up the GitHub client")?;
+        let (owner, name) = github
+            .repo
+            .split_once('/')
+            .context("github.repo is owner/name")?;
+        Ok(Repository {
+            octocrab,
+            owner: owner.to_string(),
+            name: name.to_string(),
+            full_name: github.repo.clone(),
+            api,
+        })
+    }
+
+    /// The newest `depth` commits of `branch`, newest first, following the
+    /// `Link` header's next pages.
+    pub async fn commits(&self, branch: &str, depth: usize) -> anyhow::Result<Vec<Commit>> {
+        let per_page = u8::try_from(depth.min(PER_PAGE.into())).unwrap_or(PER_PAGE);
+        let first = self
+            .octocrab
+            .repos(&self.owner, &self.name)
+            .list_commits()
+            .branch(branch)
+            .per_page(per_page)
+            .send()
+            .await
+            .map_err(|e| self.error(e, &format!("listing the commits of branch {branch}")))?;
+        let mut commits: Vec<Commit> = Vec::new();
+        let mut page = Some(first);
+        while let Some(mut current) = page {
+            commits.extend(current.take_items().into_iter().map(commit));
+            if commits.len() >= depth {
+                break;
+            }
+            page = self
+                .octocrab
+                .get_page::<RepoCommit>(&current.next)
+                .await
+                .map_err(|e| self.error(e, &format!("listing the commits of branch {branch}")))?;
+        }
+        commits.truncate(depth);
+        Ok(commits)
+    }
+
+    /// Every check run and commit status reported on `sha`, all pages.
+    pub async fn checks(&self, sha: &str) -> anyhow::Result<Vec<Check>> {
+        let (runs, statuses) = tokio::join!(self.check_runs(sha), self.statuses(sha));
+        let mut checks = runs?;
+        checks.extend(statuses?);
+        Ok(checks)
+    }
+
+    async fn check_runs(&self, sha: &str) -> anyhow::Result<Vec<Check>> {
+        let mut checks = Vec::new();
+        for page in 1u32.. {
+            let answer = self
+                .octocrab
+                .checks(&self.owner, &self.name)
+                .list_check_runs_for_git_ref(Commitish(sha.to_string()))
+                .per_page(PER_PAGE)
+                .page(page)
+                .send()
+                .await
+                .map_err(|e| self.error(e, &format!("reading the check runs of {sha}")))?;
+            let fetched = answer.check_runs.len();
+            checks.extend(answer.check_runs.iter().map(Check::from_run));
+            if fetched < usize::from(PER_PAGE) || checks.len() as u64 >= answer.total_count {
+                break;
+            }
+        }
+        Ok(checks)
+    }
+
+    async fn statuses(&self, sha: &str) -> anyhow::Result<Vec<Check>> {
+        let route = format!("/repos/{}/{}/commits/{sha}/status", self.owner, self.name);
+        let mut checks = Vec::new();
+        for page in 1u32.. {
+            let answer: CombinedStatus = self
+                .octocrab
+                .get(
+                    &route,
+                    Some(&[("per_page", u32::from(PER_PAGE)), ("page", page)]),
+                )
+                .await
+                .map_err(|e| self.error(e, &format!("reading the commit statuses of {sha}")))?;
+            let fetched = answer.statuses.len();
+            checks.extend(answer.statuses.iter().map(Check::from_status));
+            if fetched < usize::from(PER_PAGE) || checks.len() as i64 >= answer.total_count {
+                break;
+            }
+        }
+        Ok(checks)
+    }
+
+    /// An octocrab error as what it means for the user, naming the fix.
+    fn error(&self, error: octocrab::Error, doing: &str) -> anyhow::Error {
+        let Repository { full_name, api, .. } = self;
+        match &error {
+            octocrab::Error::GitHub { source, .. } => {
+                let message = &source.message;
+                match source.status_code.as_u16() {
+                    401 => input_error(format!(
+                        "GitHub at {api} refused the token ({message}); set GITHUB_TOKEN (or \
+                         GH_TOKEN) to a valid token that may read {full_name}"
+                    )),
+                    403 => input_error(format!(
+                        "GitHub at {api} forbade {doing} of {full_name} ({message}); give the \
+                         token read access to contents, checks and statuses (in a workflow: \
+                         `permissions: {{contents: read, checks: read, statuses: read}}`)"
+                    )),
+                    404 | 422 => input_error(format!(
+                        "GitHub at {api} found nothing {doing} of {full_name} ({message}); check \
+                         `github.repo` and `github.branch` in berth.yaml, and that the token \
+                         may see the repository"
+                    )),
+                    _ => anyhow::Error::new(error).context(format!("{doing} of {full_name}")),
+                }
+            }
+            octocrab::Error::Hyper { .. } | octocrab::Error::Service { .. } => {
+                input_error(format!(
+                    "cannot reach GitHub at {api} while {doing} ({}); check GITHUB_API_URL and \
+                     the network",
+                    root_cause(&error)
+                ))
+            }
+            _ => anyhow::Error::new(error).context(format!("{doing} of {full_name}")),
+        }
+    }
+}
+
+/// The first line of a commit message and its SHA.
+fn commit(repo_commit: RepoCommit) -> Commit {
+    let title = repo_commit
+        .commit
+        .message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Commit {
+        sha: repo_commit.sha,
+        title,
+    }
+}
+
+/// Says when a rate limit makes berth wait.
+struct RateLimitNotice {
+    out: Arc<Output>,
+}
+
+impl RateLimitMetrics for RateLimitNotice {
+    fn retry_after_error(
+        &self,
+        _request: &http::Request<octocrab::OctoBody>,
+        status: http::StatusCode,
+        retries_left: usize,
+    ) {
+        tracing::debug!(%status, retries_left, "GitHub request failed; retrying");
+    }
+
+    fn rate_limited(
+        &self,
+        _request: &http::Request<octocrab::OctoBody>,
+        status: http::StatusCode,
+        retries_left: usize,
+        waiting_seconds: u64,
+    ) {
+        self.out.warn(&format!(
+            "GitHub rate limit reached ({status}); waiting {waiting_seconds}s before retrying \
+             ({retries_left} retries left)"
+        ));
+    }
+}
