@@ -48,6 +48,8 @@ pub struct Request {
     pub source: Source,
     /// Recorded on the release when it is a promotion.
     pub promoted_from: Option<PromotedFrom>,
+    /// A warning to print last, before the report, however the deploy ends.
+    pub closing_note: Option<String>,
 }
 
 impl Request {
@@ -56,6 +58,7 @@ impl Request {
         Request {
             source: Source::Overlay(None),
             promoted_from: None,
+            closing_note: None,
         }
     }
 }
@@ -309,6 +312,7 @@ pub async fn deploy(
         failure: None,
         exit_code: 2,
     };
+    let closing_note = request.closing_note.clone();
     let result = pipeline(global, args, request, &out, &mut report).await;
     report.duration_s = started.elapsed().as_secs_f64();
     match &result {
@@ -320,6 +324,9 @@ pub async fn deploy(
             report.exit_code = crate::error::exit_code_number(error);
             report.status = status_of(error).into();
         }
+    }
+    if let Some(note) = closing_note {
+        out.warn(&note);
     }
     if !args.dry_run {
         out.report(&report);

@@ -82,6 +82,7 @@ pub async fn run(
         maintenance: false,
     };
     let request = Request {
+        closing_note: None,
         source: Source::Overlay(Some(pins(&config, source))),
         promoted_from: Some(PromotedFrom {
             environment: from.to_string(),

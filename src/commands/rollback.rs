@@ -42,14 +42,12 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
         prune: false,
         maintenance: false,
     };
-    let note = schema_note(&target, &releases);
     let request = Request {
+        closing_note: Some(schema_note(&target, &releases)),
         source: Source::Release(Box::new(target)),
         promoted_from: None,
     };
-    let result = deploy::deploy(global, &deploy_args, request, out.clone()).await;
-    out.warn(&note);
-    result
+    deploy::deploy(global, &deploy_args, request, out).await
 }
 
 /// What `--to` names.

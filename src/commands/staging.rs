@@ -89,6 +89,7 @@ pub async fn run(
         maintenance: false,
     };
     let request = Request {
+        closing_note: None,
         source: Source::Overlay(Some(pins)),
         promoted_from: None,
     };
@@ -166,13 +167,14 @@ async fn digests(repositories: &[String], sha: &str) -> anyhow::Result<Result<Pi
     if missing.is_empty() {
         Ok(Ok(pins))
     } else {
+        let others = match missing.len() - 1 {
+            0 => String::new(),
+            1 => " (nor 1 other image of the app)".to_string(),
+            n => format!(" (nor {n} other images of the app)"),
+        };
         Ok(Err(format!(
-            "image {} not in the registry",
-            if missing.len() == 1 {
-                format!("{} is", missing[0])
-            } else {
-                format!("{} are", missing.join(", "))
-            }
+            "image {} is not in the registry{others}",
+            missing[0]
         )))
     }
 }

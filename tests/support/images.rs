@@ -182,6 +182,18 @@ pub fn push_to(
         repository: format!("{registry}/berth-test/{}", unique_name(name)),
         tag: TAG.to_string(),
     };
+    append(env, docker_config, &pushed.reference(), media, layers);
+    pushed
+}
+
+/// `crane append` an image of `layers` as `reference`.
+fn append(
+    env: &LocalEnv,
+    docker_config: Option<&Path>,
+    reference: &str,
+    media: MediaTypes,
+    layers: &[Layer],
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut args = vec!["append".to_string(), "--insecure".to_string()];
     for (i, layer) in layers.iter().enumerate() {
@@ -192,10 +204,18 @@ pub fn push_to(
     if let MediaTypes::Oci = media {
         args.push("--oci-empty-base".into());
     }
-    args.extend(["--new_tag".to_string(), pushed.reference()]);
-    let mut crane = crane(env, docker_config);
-    run(crane.args(&args));
-    pushed
+    args.extend(["--new_tag".to_string(), reference.to_string()]);
+    run(crane(env, docker_config).args(&args));
+}
+
+/// Push a Docker image of `layers` as `reference` (`registry/repository:tag`).
+pub fn push_as(env: &LocalEnv, reference: &str, layers: &[Layer]) {
+    append(env, None, reference, MediaTypes::Docker, layers);
+}
+
+/// Copy image `from` to `to` within the local registry.
+pub fn copy(env: &LocalEnv, from: &str, to: &str) {
+    run(crane(env, None).args(["copy", "--insecure", from, to]));
 }
 
 /// Set the platform (`linux/arm64`) in a pushed image's config, in place.
