@@ -31,8 +31,18 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
     for r in &releases {
         let took = r.duration_s.map_or("-".to_string(), |d| format!("{d:.1}s"));
         let mut note = r.deployer.describe();
-        if let Some(n) = r.rollback_of {
-            note.push_str(&format!("; automatic rollback of release {n}"));
+        match (r.rollback_of, r.rolled_back_to) {
+            (Some(failed), _) => {
+                note.push_str(&format!("; automatic rollback of release {failed}"))
+            }
+            (None, Some(to)) => note.push_str(&format!("; rollback to release {to}")),
+            (None, None) => {}
+        }
+        if let Some(from) = &r.promoted_from {
+            note.push_str(&format!(
+                "; promoted from {} release {}",
+                from.environment, from.release
+            ));
         }
         if let Some(f) = &r.failure {
             note.push_str(&format!("; {}: {}", f.workload, f.reason));
