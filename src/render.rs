@@ -197,6 +197,13 @@ pub fn repository(image: &str) -> &str {
     }
 }
 
+/// The tag of an image reference, digest ignored: `repo:tag@sha256:…` → `tag`.
+pub fn tag(image: &str) -> Option<&str> {
+    let without_digest = image.split_once('@').map_or(image, |(name, _)| name);
+    let repository = repository(without_digest);
+    without_digest[repository.len()..].strip_prefix(':')
+}
+
 /// A rendering command, and how to talk about it in errors.
 struct Tool {
     /// The binary to run.
@@ -696,6 +703,17 @@ data: { image: registry.example.com/shop/worker:v1 }
         // Pods and ConfigMaps have no template.
         assert!(objects[3].data["spec"].get("template").is_none());
         assert!(objects[4].data.get("spec").is_none());
+    }
+
+    #[test]
+    fn a_tag_is_read_past_ports_and_digests() {
+        assert_eq!(tag("127.0.0.1:25000/shop/web:abc1234"), Some("abc1234"));
+        assert_eq!(
+            tag("127.0.0.1:25000/shop/web:abc1234@sha256:0123"),
+            Some("abc1234")
+        );
+        assert_eq!(tag("127.0.0.1:25000/shop/web@sha256:0123"), None);
+        assert_eq!(tag("nginx"), None);
     }
 
     #[test]

@@ -214,6 +214,14 @@ async fn staging_gets_the_newest_green_commit_with_images_then_production_then_r
         "staging runs the chosen commit, pinned by digest"
     );
 
+    let status = app.berth(&["status", "staging"]);
+    let shown = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        shown.contains(&chosen[..12]),
+        "status shows the SHA, not the digest:\n{shown}"
+    );
+    assert!(!shown.contains(&digest[7..19]), "{shown}");
+
     // Run again: staging already runs it, nothing is deployed.
     let again = app.berth(&["update-staging-to-latest-passing-master"]);
     assert_eq!(code(&again), 0, "{}", stderr(&again));

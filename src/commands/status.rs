@@ -10,7 +10,7 @@ use crate::cluster::lock::{self, LockState};
 use crate::cluster::release;
 use crate::cluster::{INSTANCE_LABEL, client, instance};
 use crate::config::{Config, Environment};
-use crate::render::repository;
+use crate::render::{repository, tag};
 use crate::rollout::{Thresholds, Verdict};
 
 /// Print the status of one environment, or of all of them.
@@ -84,7 +84,8 @@ async fn print_environment(
         let shas: Vec<&str> = images
             .iter()
             .filter(|(_, image)| config.images.iter().any(|r| r == repository(image)))
-            .filter_map(|(_, image)| image.rsplit_once(':').map(|(_, tag)| tag))
+            .filter_map(|(_, image)| tag(image))
+            .map(|sha| &sha[..sha.len().min(12)])
             .collect();
         let sha = if shas.is_empty() {
             "-".to_string()
