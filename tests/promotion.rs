@@ -227,6 +227,9 @@ async fn staging_gets_the_newest_green_commit_with_images_then_production_then_r
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert!(stderr(&again).contains("staging already runs"));
     assert_eq!(history(&app, "staging").len(), 1);
+    let forced = app.berth(&["update-staging-to-latest-passing-master", "--force"]);
+    assert_eq!(code(&forced), 0, "{}", stderr(&forced));
+    assert_eq!(history(&app, "staging").len(), 2, "--force redeploys");
 
     // Production gets exactly staging's images.
     let promoted = app.berth(&["update-production-to-staging"]);
@@ -279,7 +282,10 @@ async fn staging_gets_the_newest_green_commit_with_images_then_production_then_r
     );
     assert_eq!(production[0]["rolled_back_to"], 1);
     assert_eq!(production[1]["promoted_from"]["environment"], "staging");
-    assert_eq!(production[1]["promoted_from"]["release"], 2);
+    assert_eq!(
+        production[1]["promoted_from"]["release"], 3,
+        "staging: 1, 2 (--force), 3"
+    );
     cleanup(&app).await;
 }
 
@@ -407,6 +413,15 @@ async fn promotion_is_refused_when_staging_failed_drifted_or_is_too_young() {
     let app = App::new("refuse", &scenario(&[]));
     let deployed = app.berth(&["advanced-deploy", "staging", &good]);
     assert_eq!(code(&deployed), 0, "{}", stderr(&deployed));
+
+    // A deploy (here: someone holding the lock) is running on staging.
+    let held = app.berth(&["lock", "staging", "acquire"]);
+    assert_eq!(code(&held), 0, "{}", stderr(&held));
+    let busy = app.berth(&["update-production-to-staging"]);
+    assert_eq!(code(&busy), 5, "{}", stderr(&busy));
+    assert!(stderr(&busy).contains("mid-deploy"), "{}", stderr(&busy));
+    let released = app.berth(&["lock", "staging", "release"]);
+    assert_eq!(code(&released), 0, "{}", stderr(&released));
 
     let young = app.berth(&["promote", "staging", "production", "--min-age", "1h"]);
     assert_eq!(code(&young), 5, "{}", stderr(&young));
