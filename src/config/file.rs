@@ -112,6 +112,39 @@ pub(super) struct EnvironmentFile {
     /// Static assets uploaded to a bucket at each deploy, concurrently with the migration.
     #[serde(default)]
     pub assets: Option<AssetsFile>,
+    /// How berth reaches the environment's database, always through the
+    /// Kubernetes API (exec or port-forward), never an exposed port.
+    #[serde(default)]
+    pub database: Option<DatabaseFile>,
+}
+
+/// The pod berth reaches the database through, and its credentials.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Database")]
+pub(super) struct DatabaseFile {
+    /// The Deployment whose Ready pod can reach the database: `psql` runs
+    /// in it, and port-forwards go to it.
+    #[schemars(length(min = 1, max = 253))]
+    pub workload: String,
+    /// The container `psql` runs in (default: the pod's first container).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// A Secret in the environment's namespace whose keys are libpq's
+    /// variables: `PGUSER`, `PGPASSWORD`, `PGDATABASE`, and optionally
+    /// `PGHOST` and `PGPORT`. Default: the container's own environment.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// The pod's port that reaches PostgreSQL, for port-forwards (a
+    /// cloud-sql-proxy sidecar's, say).
+    #[serde(default = "default_database_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+}
+
+/// The default for `database.port`.
+fn default_database_port() -> u16 {
+    5432
 }
 
 /// Static assets: where a SHA's files come from and the bucket they go to.

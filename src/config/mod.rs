@@ -86,6 +86,22 @@ pub struct Environment {
     pub rollout: RolloutSettings,
     /// Static assets uploaded at each deploy, if any.
     pub assets: Option<Assets>,
+    /// How berth reaches the database, if configured.
+    pub database: Option<Database>,
+}
+
+/// The pod berth reaches the database through, and its credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Database {
+    /// The Deployment whose Ready pod can reach the database.
+    pub workload: String,
+    /// The container `psql` runs in; `None`: the pod's first.
+    pub container: Option<String>,
+    /// A Secret of libpq variables (`PGUSER`, `PGPASSWORD`, ...); `None`:
+    /// the container's own environment.
+    pub secret: Option<String>,
+    /// The pod's port that reaches PostgreSQL, for port-forwards.
+    pub port: u16,
 }
 
 /// Static assets: where a SHA's files come from and the bucket they go to.

@@ -150,6 +150,7 @@ environments:
       env_from: [{ secret: db-credentials }, { secret: flyway.conf }]
       service_account: migrate
     rollout: { timeout: 15m, unschedulable_after: 90s }
+    database: { workload: web, container: app, secret: db-credentials, port: 5433 }
     assets:
       from: { image: registry.example.com/shop/web, path: /app/static }
       bucket: shop-static
@@ -212,6 +213,12 @@ environments:
                 gzip: false,
                 brotli: true,
                 concurrency: 16,
+            }),
+            database: Some(Database {
+                workload: "web".into(),
+                container: Some("app".into()),
+                secret: Some("db-credentials".into()),
+                port: 5433,
             }),
         }
     );

@@ -5,11 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{
-    AssetSourceFile, AssetsFile, ChartFile, ConfigFile, EncodingFile, EnvironmentFile, GitHubFile,
-    MigrateFile,
+    AssetSourceFile, AssetsFile, ChartFile, ConfigFile, DatabaseFile, EncodingFile,
+    EnvironmentFile, GitHubFile, MigrateFile,
 };
 use super::{
-    AssetSource, Assets, Conclusion, Config, Environment, GitHub, Migrate, RolloutSettings, Source,
+    AssetSource, Assets, Conclusion, Config, Database, Environment, GitHub, Migrate,
+    RolloutSettings, Source,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -295,6 +296,9 @@ impl Checker<'_> {
             Some(assets) => Some(self.assets(&format!("{key}.assets"), assets)?),
             None => None,
         };
+        let database = environment
+            .database
+            .map(|database| self.database(&format!("{key}.database"), database));
         Some(Environment {
             context: environment.context,
             namespace: environment.namespace,
@@ -302,7 +306,32 @@ impl Checker<'_> {
             migrate,
             rollout,
             assets,
+            database,
         })
+    }
+
+    /// Check the `database:` block.
+    fn database(&mut self, key: &str, database: DatabaseFile) -> Database {
+        self.dns_subdomain(&format!("{key}.workload"), &database.workload);
+        if let Some(container) = &database.container {
+            self.dns_label(&format!("{key}.container"), container, 63);
+        }
+        if let Some(secret) = &database.secret {
+            self.dns_subdomain(&format!("{key}.secret"), secret);
+        }
+        if database.port == 0 {
+            self.report(
+                format!("{key}.port"),
+                "is 0",
+                "give the pod's port that reaches PostgreSQL, e.g. 5432",
+            );
+        }
+        Database {
+            workload: database.workload,
+            container: database.container,
+            secret: database.secret,
+            port: database.port,
+        }
     }
 
     /// Exactly one of `overlay` and `chart`, pointing at something renderable.
