@@ -278,6 +278,9 @@ pub struct ClearRenderCacheArgs {
     /// Count what would be cleared; change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Ignore an interrupted run's checkpoint and start over.
+    #[arg(long)]
+    pub restart: bool,
 }
 
 /// Options of `maintenance`.

@@ -14,6 +14,7 @@ pub mod migrate;
 pub mod output;
 pub mod registry;
 pub mod render;
+pub mod render_cache;
 pub mod rollout;
 pub mod wait;
 

@@ -240,6 +240,31 @@ impl Output {
         }
     }
 
+    /// Counted work of `total` `unit`s starts: a bar with a rate and an ETA
+    /// on a terminal, a line every few seconds otherwise.
+    pub fn counter(self: &Arc<Self>, task: &str, total: u64, unit: &str) -> Counter {
+        let bar = (self.mode == Mode::Terminal).then(|| {
+            let bar = self.bars.add(ProgressBar::new(total));
+            bar.set_style(
+                ProgressStyle::with_template(&format!(
+                    "  [{{prefix}}] {{bar:24}} {{pos}}/{{len}} {unit} {{per_sec}} (eta {{eta}})"
+                ))
+                .expect("valid template"),
+            );
+            bar.set_prefix(task.to_string());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        Counter {
+            out: self.clone(),
+            task: task.to_string(),
+            unit: unit.to_string(),
+            bar,
+            total,
+            done: Mutex::new((0, std::time::Instant::now(), std::time::Instant::now())),
+        }
+    }
+
     /// Clear whatever live lines remain (a rollout or task ended).
     pub fn finish_workloads(&self) {
         for bar in self.workloads.lock().unwrap().drain().map(|(_, b)| b) {
@@ -290,6 +315,45 @@ impl Output {
         self.line(&format!("{outcome}{release} ({:.1}s)", report.duration_s));
         if self.github {
             append_step_summary(report);
+        }
+    }
+}
+
+/// Progress of counted work, with an ETA.
+pub struct Counter {
+    out: Arc<Output>,
+    task: String,
+    unit: String,
+    bar: Option<ProgressBar>,
+    total: u64,
+    /// Done, when it started, and when a progress line was last printed.
+    done: Mutex<(u64, std::time::Instant, std::time::Instant)>,
+}
+
+impl Counter {
+    /// One more unit is done.
+    pub fn inc(&self) {
+        let mut done = self.done.lock().unwrap();
+        done.0 += 1;
+        if let Some(bar) = &self.bar {
+            bar.inc(1);
+        } else if done.2.elapsed() >= Duration::from_secs(5) {
+            done.2 = std::time::Instant::now();
+            let rate = done.0 as f64 / done.1.elapsed().as_secs_f64().max(0.001);
+            let eta = (self.total.saturating_sub(done.0)) as f64 / rate.max(0.001);
+            let line = format!(
+                "{}/{} {}, {rate:.1}/s, eta {:.0}s",
+                done.0, self.total, self.unit, eta
+            );
+            self.out.task_line(&self.task, &line);
+        }
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
         }
     }
 }

@@ -13,6 +13,7 @@ use aws_sdk_s3::config::{
     retry::RetryConfig, timeout::TimeoutConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
@@ -34,10 +35,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// A client for `bucket` configured by `assets` and the environment
-    /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, profiles, web identity), using
-    /// `credentials` instead of the standard chain when given.
-    pub async fn connect(assets: &Assets, bucket: &str, credentials: Option<Credentials>) -> Store {
+    /// A client for `bucket` at `endpoint` in `region` (`None`: from the
+    /// environment: `AWS_ENDPOINT_URL`, `AWS_REGION`, profiles, web identity),
+    /// using `credentials` instead of the standard chain when given.
+    pub async fn connect(
+        endpoint: Option<&str>,
+        region: Option<&str>,
+        bucket: &str,
+        credentials: Option<Credentials>,
+    ) -> Store {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             // Standard retries: throttling, 5xx and transient network errors,
             // with exponential backoff and jitter.
@@ -48,10 +54,10 @@ impl Store {
                     .operation_attempt_timeout(Duration::from_secs(120))
                     .build(),
             );
-        if let Some(region) = &assets.region {
-            loader = loader.region(Region::new(region.clone()));
+        if let Some(region) = region {
+            loader = loader.region(Region::new(region.to_owned()));
         }
-        if let Some(endpoint) = &assets.endpoint {
+        if let Some(endpoint) = endpoint {
             loader = loader.endpoint_url(endpoint);
         }
         if let Some(credentials) = credentials {
@@ -82,6 +88,41 @@ impl Store {
             endpoint,
             credentials: shared.credentials_provider(),
         }
+    }
+
+    /// Delete `keys`, 1,000 per DeleteObjects request; an error names the
+    /// first key S3 refused.
+    pub async fn delete(&self, keys: &[String]) -> anyhow::Result<()> {
+        for batch in keys.chunks(1000) {
+            let identifiers = batch
+                .iter()
+                .map(|key| ObjectIdentifier::builder().key(key).build())
+                .collect::<Result<Vec<_>, _>>()
+                .context("building a delete request")?;
+            let delete = Delete::builder()
+                .set_objects(Some(identifiers))
+                .quiet(true)
+                .build()
+                .context("building a delete request")?;
+            let deleted = self
+                .client
+                .delete_objects()
+                .bucket(&self.bucket)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| self.explain(e, "deleting objects from"))?;
+            if let Some(error) = deleted.errors().first() {
+                anyhow::bail!(
+                    "S3 refused to delete {} ({}): {}; {} other objects of this batch may remain",
+                    error.key().unwrap_or("?"),
+                    error.code().unwrap_or("?"),
+                    error.message().unwrap_or(""),
+                    deleted.errors().len() - 1
+                );
+            }
+        }
+        Ok(())
     }
 
     /// The same endpoint and credentials, for another bucket (a build bucket).
@@ -256,26 +297,37 @@ pub async fn for_environment(
                 Some(client) => client.clone(),
                 None => crate::cluster::client::connect(env.context.as_deref()).await?,
             };
-            Some(secret_credentials(&client, &env.namespace, secret).await?)
+            Some(
+                secret_credentials(&client, &env.namespace, secret, "assets.credentials_secret")
+                    .await?,
+            )
         }
         None => None,
     };
-    Ok(Store::connect(assets, &assets.bucket, credentials).await)
+    Ok(Store::connect(
+        assets.endpoint.as_deref(),
+        assets.region.as_deref(),
+        &assets.bucket,
+        credentials,
+    )
+    .await)
 }
 
-/// S3 credentials from the Secret `name` in `namespace`: its keys
-/// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`.
+/// S3 credentials from the Secret `name` in `namespace`, named by berth.yaml's
+/// `key`: its keys `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally
+/// `AWS_SESSION_TOKEN`.
 pub async fn secret_credentials(
     client: &kube::Client,
     namespace: &str,
     name: &str,
+    key: &str,
 ) -> anyhow::Result<Credentials> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = match secrets.get_opt(name).await {
         Ok(Some(secret)) => secret,
         Ok(None) => {
             return Err(input_error(format!(
-                "the Secret {name} named by `assets.credentials_secret` does not exist in \
+                "the Secret {name} named by `{key}` does not exist in \
                  namespace {namespace}; create it with `kubectl -n {namespace} create secret \
                  generic {name} --from-literal=AWS_ACCESS_KEY_ID=... \
                  --from-literal=AWS_SECRET_ACCESS_KEY=...`"

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod apply;
 pub mod client;
+pub mod database;
 pub mod live;
 pub mod lock;
 pub mod release;

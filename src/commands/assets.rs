@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
-use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -230,35 +229,8 @@ async fn prune_locked(
             out.info(&format!("  would delete {}", object.key));
         }
     } else {
-        for batch in doomed.chunks(1000) {
-            let identifiers = batch
-                .iter()
-                .map(|o| ObjectIdentifier::builder().key(&o.key).build())
-                .collect::<Result<Vec<_>, _>>()
-                .context("building a delete request")?;
-            let delete = Delete::builder()
-                .set_objects(Some(identifiers))
-                .quiet(true)
-                .build()
-                .context("building a delete request")?;
-            let deleted = store
-                .client
-                .delete_objects()
-                .bucket(&store.bucket)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| store.explain(e, "deleting objects from"))?;
-            if let Some(error) = deleted.errors().first() {
-                anyhow::bail!(
-                    "S3 refused to delete {} ({}): {}; {} other objects of this batch may remain",
-                    error.key().unwrap_or("?"),
-                    error.code().unwrap_or("?"),
-                    error.message().unwrap_or(""),
-                    deleted.errors().len() - 1
-                );
-            }
-        }
+        let keys: Vec<String> = doomed.iter().map(|o| o.key.clone()).collect();
+        store.delete(&keys).await?;
     }
     Ok(PruneReport {
         deleted: doomed.len() as u64,

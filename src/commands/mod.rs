@@ -1,6 +1,7 @@
 //! One module per command; `run` dispatches the parsed command line.
 
 mod assets;
+mod clear_render_cache;
 mod completions;
 mod config;
 mod deploy;
@@ -44,7 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Psql(_) => "psql",
         Command::Run(_) => "run",
         Command::Task(_) => "task",
-        Command::ClearRenderCache(_) => "clear-render-cache",
+        Command::ClearRenderCache(args) => return clear_render_cache::run(global, args, out).await,
         Command::RefreshSuggestedModules(_) => "refresh-suggested-modules",
         Command::Maintenance(_) => "maintenance",
         Command::Backup(_) => "backup",

@@ -41,6 +41,60 @@ pub(super) struct ConfigFile {
     /// The environments, by name (a DNS label such as `staging`).
     #[schemars(extend("minProperties" = 1, "propertyNames" = { "pattern": DNS_LABEL, "maxLength": 63 }))]
     pub environments: BTreeMap<String, EnvironmentFile>,
+    /// The app's cached render results, for `clear-render-cache`.
+    #[serde(default)]
+    pub render_cache: Option<RenderCacheFile>,
+}
+
+/// Where the app caches render results (database rows and bucket objects),
+/// and the lock its writers hold, for `clear-render-cache`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "RenderCache")]
+pub(super) struct RenderCacheFile {
+    /// The table of workflows: one row per unit of work, cleared one at a time.
+    #[schemars(regex(pattern = SQL_NAME))]
+    pub workflow_table: String,
+    /// The SQL that takes the app's lock on one workflow, `$1` being its id
+    /// (default: `SELECT id FROM <workflow_table> WHERE id = $1 FOR UPDATE`).
+    #[serde(default)]
+    pub lock_sql: Option<String>,
+    /// How long to wait for a busy workflow's lock before skipping it for now.
+    #[serde(default = "default_lock_timeout")]
+    pub lock_timeout: DurationText,
+    /// The table whose rows hold the cache columns.
+    #[schemars(regex(pattern = SQL_NAME))]
+    pub cache_table: String,
+    /// The column of `cache_table` naming the row's workflow.
+    #[schemars(regex(pattern = SQL_NAME))]
+    pub workflow_column: String,
+    /// Each cache column and the value it is reset to (null, a string, or a number).
+    #[schemars(extend("minProperties" = 1))]
+    pub clear: BTreeMap<String, serde_json::Value>,
+    /// The bucket of cached objects, per environment name.
+    #[schemars(extend("minProperties" = 1))]
+    pub buckets: BTreeMap<String, String>,
+    /// The key prefix of one workflow's objects, with `{workflow}` for its id,
+    /// e.g. `wf-{workflow}/`.
+    pub prefix: String,
+    /// The S3 endpoint (default: `AWS_ENDPOINT_URL`, else AWS).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The buckets' region (default: the credential chain's, else us-east-1).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A Secret in the environment's namespace with `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (default: the standard AWS credential chain).
+    #[serde(default)]
+    pub credentials_secret: Option<String>,
+}
+
+/// A SQL identifier berth accepts: lowercase, optionally schema-qualified.
+const SQL_NAME: &str = r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$";
+
+/// The default for `render_cache.lock_timeout`.
+fn default_lock_timeout() -> DurationText {
+    DurationText(Duration::from_secs(2))
 }
 
 /// The default for `releases_kept`.

@@ -32,6 +32,8 @@ pub struct Config {
     pub releases_kept: usize,
     /// The environments, by name.
     pub environments: BTreeMap<String, Environment>,
+    /// The app's cached render results, if configured.
+    pub render_cache: Option<RenderCache>,
     /// berth.yaml's directory (absolute); relative paths in berth.yaml resolve against it.
     pub dir: PathBuf,
 }
@@ -88,6 +90,38 @@ pub struct Environment {
     pub assets: Option<Assets>,
     /// How berth reaches the database, if configured.
     pub database: Option<Database>,
+}
+
+/// Where the app caches render results, and the lock its writers hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderCache {
+    /// The SQL listing every workflow id, in order.
+    pub list_sql: String,
+    /// The SQL taking one workflow's lock (`$1`: its id).
+    pub lock_sql: String,
+    /// How long to wait for a workflow's lock before skipping it for now.
+    pub lock_timeout: std::time::Duration,
+    /// The SQL resetting one workflow's cache columns (`$1`: its id).
+    pub clear_sql: String,
+    /// The SQL counting one workflow's rows with a cached result (`$1`: its id).
+    pub count_sql: String,
+    /// The bucket per environment name.
+    pub buckets: BTreeMap<String, String>,
+    /// The per-workflow key prefix, `{workflow}` standing for the id.
+    pub prefix: String,
+    /// The S3 endpoint; `None`: `AWS_ENDPOINT_URL`, else AWS.
+    pub endpoint: Option<String>,
+    /// The region; `None`: the credential chain's.
+    pub region: Option<String>,
+    /// A Secret with S3 credentials, in the environment's namespace.
+    pub credentials_secret: Option<String>,
+}
+
+impl RenderCache {
+    /// The key prefix of workflow `id`'s objects.
+    pub fn prefix_of(&self, id: i64) -> String {
+        self.prefix.replace("{workflow}", &id.to_string())
+    }
 }
 
 /// The pod berth reaches the database through, and its credentials.

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use super::file::{
     AssetSourceFile, AssetsFile, ChartFile, ConfigFile, DatabaseFile, EncodingFile,
-    EnvironmentFile, GitHubFile, MigrateFile,
+    EnvironmentFile, GitHubFile, MigrateFile, RenderCacheFile,
 };
 use super::{
-    AssetSource, Assets, Conclusion, Config, Database, Environment, GitHub, Migrate,
+    AssetSource, Assets, Conclusion, Config, Database, Environment, GitHub, Migrate, RenderCache,
     RolloutSettings, Source,
 };
 
@@ -48,6 +48,7 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
             "add one, e.g. `staging: { namespace: myapp-staging, overlay: overlays/staging }`",
         );
     }
+    let environment_names: Vec<String> = file.environments.keys().cloned().collect();
     let environments: BTreeMap<String, Environment> = file
         .environments
         .into_iter()
@@ -56,10 +57,14 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
             Some((name, environment?))
         })
         .collect();
+    let render_cache = file
+        .render_cache
+        .map(|cache| checker.render_cache(cache, &environment_names));
     if !checker.problems.is_empty() {
         return Err(checker.problems);
     }
     Ok(Config {
+        render_cache,
         app: file.app,
         images: file.images,
         github,
@@ -67,6 +72,20 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
         environments,
         dir: dir.to_path_buf(),
     })
+}
+
+/// A YAML value as a SQL literal: null, a quoted string (JSON text for lists
+/// and maps), a number or a boolean. Quotes are doubled, so nothing in the
+/// value is read as SQL.
+fn sql_literal(value: &serde_json::Value) -> String {
+    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
+    match value {
+        serde_json::Value::Null => "NULL".to_string(),
+        serde_json::Value::Bool(b) => if *b { "TRUE" } else { "FALSE" }.to_string(),
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(text) => quote(text),
+        other => quote(&other.to_string()),
+    }
 }
 
 /// Collects problems while checking one file.
@@ -308,6 +327,125 @@ impl Checker<'_> {
             assets,
             database,
         })
+    }
+
+    /// Check the `render_cache:` block and build its SQL.
+    fn render_cache(&mut self, cache: RenderCacheFile, environments: &[String]) -> RenderCache {
+        let key = "render_cache";
+        for (name, value) in [
+            ("workflow_table", &cache.workflow_table),
+            ("cache_table", &cache.cache_table),
+            ("workflow_column", &cache.workflow_column),
+        ] {
+            self.sql_name(&format!("{key}.{name}"), value);
+        }
+        for column in cache.clear.keys() {
+            self.sql_name(&format!("{key}.clear.{column}"), column);
+        }
+        if cache.clear.is_empty() {
+            self.report(
+                format!("{key}.clear"),
+                "lists no column",
+                "name each cache column and its empty value, e.g. `clear: { cached_result: null }`",
+            );
+        }
+        let lock_sql = cache.lock_sql.unwrap_or_else(|| {
+            format!(
+                "SELECT id FROM {} WHERE id = $1 FOR UPDATE",
+                cache.workflow_table
+            )
+        });
+        if !lock_sql.contains("$1") {
+            self.report(
+                format!("{key}.lock_sql"),
+                "does not use $1",
+                "write the SQL that locks one workflow, its id being $1, e.g. \
+                 `SELECT id FROM workflow WHERE id = $1 FOR UPDATE`",
+            );
+        }
+        let lock_timeout = self.positive(&format!("{key}.lock_timeout"), cache.lock_timeout.0);
+        for (env, bucket) in &cache.buckets {
+            if !environments.contains(env) {
+                self.report(
+                    format!("{key}.buckets.{env}"),
+                    "names no environment",
+                    format!("use an environment's name: {}", environments.join(", ")),
+                );
+            }
+            self.bucket_name(&format!("{key}.buckets.{env}"), bucket);
+        }
+        if !cache.prefix.contains("{workflow}") || cache.prefix.starts_with('/') {
+            self.report(
+                format!("{key}.prefix"),
+                format!(
+                    "{:?} does not place {{workflow}} in a relative key",
+                    cache.prefix
+                ),
+                "write the key prefix of one workflow's objects, e.g. `wf-{workflow}/`",
+            );
+        } else if !cache.prefix.ends_with('/') {
+            self.report(
+                format!("{key}.prefix"),
+                format!("{:?} does not end with /", cache.prefix),
+                "end it with / so one workflow's prefix never matches another's \
+                 (wf-1/ must not match wf-10/)",
+            );
+        }
+        if let Some(secret) = &cache.credentials_secret {
+            self.dns_subdomain(&format!("{key}.credentials_secret"), secret);
+        }
+        let assignments: Vec<String> = cache
+            .clear
+            .iter()
+            .map(|(column, value)| format!("{column} = {}", sql_literal(value)))
+            .collect();
+        let differs: Vec<String> = cache
+            .clear
+            .iter()
+            .map(|(column, value)| format!("{column} IS DISTINCT FROM {}", sql_literal(value)))
+            .collect();
+        RenderCache {
+            list_sql: format!("SELECT id::int8 FROM {} ORDER BY id", cache.workflow_table),
+            lock_sql,
+            lock_timeout,
+            clear_sql: format!(
+                "UPDATE {} SET {} WHERE {} = $1",
+                cache.cache_table,
+                assignments.join(", "),
+                cache.workflow_column
+            ),
+            count_sql: format!(
+                "SELECT count(*) FROM {} WHERE {} = $1 AND ({})",
+                cache.cache_table,
+                cache.workflow_column,
+                differs.join(" OR ")
+            ),
+            buckets: cache.buckets,
+            prefix: cache.prefix,
+            endpoint: cache.endpoint,
+            region: cache.region,
+            credentials_secret: cache.credentials_secret,
+        }
+    }
+
+    /// `value` must be a lowercase SQL identifier, optionally schema-qualified.
+    fn sql_name(&mut self, key: &str, value: &str) {
+        let part = |p: &str| {
+            p.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        let valid = match value.split_once('.') {
+            Some((schema, name)) => part(schema) && part(name),
+            None => part(value),
+        };
+        if !valid {
+            self.report(
+                key,
+                format!("{value:?} is not a plain SQL name"),
+                "use lowercase letters, digits and _, optionally schema-qualified (public.step)",
+            );
+        }
     }
 
     /// Check the `database:` block.
