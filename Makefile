@@ -21,7 +21,7 @@ unit:
 	cargo test --lib --bins --locked
 
 bench:
-	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/deploy && bench/assets'
+	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/deploy && bench/assets && bench/render-cache'
 
 up:
 	$(LOCAL)/up
