@@ -297,6 +297,9 @@ pub struct MaintenanceArgs {
     /// Message of the maintenance page.
     #[arg(long)]
     pub message: Option<String>,
+    /// Wait this long for a held deploy lock instead of exiting 3.
+    #[arg(long, value_parser = parse_duration)]
+    pub lock_wait: Option<Duration>,
 }
 
 /// What `maintenance` does.

@@ -10,6 +10,7 @@ pub mod error;
 pub mod github;
 pub mod identity;
 pub mod interrupt;
+pub mod maintenance;
 pub mod migrate;
 pub mod output;
 pub mod registry;

@@ -68,6 +68,10 @@ pub fn deploy_needs(
         let (group, plural) = (&object.resource.group, &object.resource.plural);
         needs.insert(Need::new("patch", group, plural, place));
         needs.insert(Need::new("create", group, plural, place));
+        if object.resource.kind == "Service" {
+            // a Service in maintenance is applied still switched (crate::maintenance::hold)
+            needs.insert(Need::new("get", group, plural, place));
+        }
         if prune {
             needs.insert(Need::new("list", group, plural, place));
             needs.insert(Need::new("delete", group, plural, place));
@@ -92,6 +96,34 @@ pub fn deploy_needs(
         for verb in ["create", "get", "delete"] {
             needs.insert(Need::new(verb, "batch", "jobs", ns));
         }
+    }
+    needs.into_iter().collect()
+}
+
+/// Everything `berth maintenance ENV on|off` does in `namespace`: switch
+/// Services, apply, watch and delete the maintenance server, take the lock.
+pub fn maintenance_needs(namespace: &str) -> Vec<Need> {
+    let ns = Some(namespace);
+    let mut needs = BTreeSet::new();
+    for verb in ["list", "get", "patch"] {
+        needs.insert(Need::new(verb, "", "services", ns));
+    }
+    for (group, plural) in [("", "configmaps"), ("apps", "deployments")] {
+        for verb in ["create", "patch", "delete"] {
+            needs.insert(Need::new(verb, group, plural, ns));
+        }
+    }
+    for (group, plural) in [
+        ("apps", "deployments"),
+        ("apps", "replicasets"),
+        ("", "pods"),
+    ] {
+        needs.insert(Need::new("list", group, plural, ns));
+        needs.insert(Need::new("watch", group, plural, ns));
+    }
+    needs.insert(Need::new("get", "apps", "deployments", ns));
+    for verb in ["get", "create", "update", "delete"] {
+        needs.insert(Need::new(verb, "coordination.k8s.io", "leases", ns));
     }
     needs.into_iter().collect()
 }

@@ -27,6 +27,7 @@ use crate::config::{self, Config, Environment};
 use crate::error::{BerthError, Cancelled, input_error};
 use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
+use crate::maintenance::Window;
 use crate::migrate;
 use crate::output::{Output, Report, ReportFailure};
 use crate::render::{self, PinnedImage, Pins};
@@ -380,6 +381,12 @@ async fn pipeline(
     };
     let (client, plan) = planning?;
     report.sha = plan.sha.clone();
+    let window = if args.maintenance {
+        let preparing = Window::prepare(&client, &plan.config, &plan.env_name, &plan.objects, out);
+        unless_interrupted(&mut interrupts, preparing).await?
+    } else {
+        None
+    };
     if args.dry_run {
         print_plan(&plan, out);
         return Ok(());
@@ -462,15 +469,26 @@ async fn pipeline(
     let started = Instant::now();
     let cancel = CancellationToken::new();
     let outcome = {
-        let steps = deploy_steps(
-            &client,
-            &plan,
-            args,
-            out,
-            &mut record,
-            previous.as_ref(),
-            &cancel,
-        );
+        let steps = async {
+            // --maintenance: the page goes up before the migration.
+            if let Some(window) = &window {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(Cancelled.into()),
+                    opened = window.open(out) => opened?,
+                }
+            }
+            deploy_steps(
+                &client,
+                &plan,
+                args,
+                out,
+                &mut record,
+                previous.as_ref(),
+                &cancel,
+            )
+            .await
+        };
         tokio::pin!(steps);
         tokio::select! {
             result = &mut steps => result,
@@ -481,6 +499,11 @@ async fn pipeline(
                 Err(BerthError::Interrupted.into())
             }
         }
+    };
+    // ... and comes down however the rollout ended, still under the lock.
+    let closed = match window {
+        Some(window) => window.close(out).await,
+        None => Ok(()),
     };
     record.finished_at = Some(Timestamp::now().to_string());
     record.duration_s = Some(started.elapsed().as_secs_f64());
@@ -522,7 +545,7 @@ async fn pipeline(
     release::prune(&client, &ns, &all, plan.config.releases_kept).await?;
     out.step("unlock");
     lock.release().await?;
-    outcome
+    outcome.and(closed)
 }
 
 /// How long an interrupted deploy waits for its steps to stop cleanly.

@@ -8,6 +8,7 @@ mod deploy;
 mod diff;
 mod history;
 mod lock;
+mod maintenance;
 mod promote;
 mod rollback;
 mod staging;
@@ -42,12 +43,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return promote::run(global, &args.from, &args.to, &args.options, out).await;
         }
         Command::Rollback(args) => return rollback::run(global, args, out).await,
+        Command::Maintenance(args) => return maintenance::run(global, args, out).await,
         Command::Psql(_) => "psql",
         Command::Run(_) => "run",
         Command::Task(_) => "task",
         Command::ClearRenderCache(args) => return clear_render_cache::run(global, args, out).await,
         Command::RefreshSuggestedModules(_) => "refresh-suggested-modules",
-        Command::Maintenance(_) => "maintenance",
         Command::Backup(_) => "backup",
         Command::Backups(_) => "backups",
         Command::Restore(_) => "restore",

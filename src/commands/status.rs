@@ -10,6 +10,7 @@ use crate::cluster::lock::{self, LockState};
 use crate::cluster::release;
 use crate::cluster::{INSTANCE_LABEL, client, instance};
 use crate::config::{Config, Environment};
+use crate::maintenance::Scope;
 use crate::render::{repository, tag};
 use crate::rollout::{Thresholds, Verdict};
 
@@ -57,6 +58,10 @@ async fn print_environment(
             r.started_at
         ),
     }
+    let maintenance = Scope::new(client.clone(), &config.app, name, env)
+        .status()
+        .await?;
+    println!("  maintenance: {}", maintenance.summary());
     let selector = format!("{INSTANCE_LABEL}={}", instance(&config.app, name));
     let live = Live::read(client, ns, &selector).await?;
     let workloads = &live.workloads;

@@ -170,6 +170,10 @@ pub(super) struct EnvironmentFile {
     /// Kubernetes API (exec or port-forward), never an exposed port.
     #[serde(default)]
     pub database: Option<DatabaseFile>,
+    /// The maintenance page: which Services `berth maintenance ENV on` and
+    /// `advanced-deploy --maintenance` switch to it, and how it is served.
+    #[serde(default)]
+    pub maintenance: MaintenanceFile,
 }
 
 /// The pod berth reaches the database through, and its credentials.
@@ -199,6 +203,97 @@ pub(super) struct DatabaseFile {
 /// The default for `database.port`.
 fn default_database_port() -> u16 {
     5432
+}
+
+/// The maintenance page and the Services switched to it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Maintenance")]
+pub(super) struct MaintenanceFile {
+    /// Names of the Services to switch to the maintenance page. Default: every
+    /// Service berth deployed to the environment (labelled
+    /// `app.kubernetes.io/instance=<app>-<environment>`) that has a selector.
+    #[serde(default)]
+    #[schemars(length(min = 1), inner(regex(pattern = DNS_LABEL), length(max = 63)))]
+    pub services: Option<Vec<String>>,
+    /// The image of the maintenance server: any image with `nginx` on its PATH.
+    #[serde(default = "default_maintenance_image")]
+    #[schemars(extend("default" = "nginx:1.28-alpine"), length(min = 1))]
+    pub image: String,
+    /// The port the maintenance server answers on for Services whose
+    /// `targetPort` is a name (numeric target ports are served as they are).
+    #[serde(default = "default_maintenance_port")]
+    #[schemars(range(min = 1), extend("default" = 8080))]
+    pub port: u16,
+    /// The `Retry-After` header sent with every 503.
+    #[serde(default = "default_retry_after")]
+    #[schemars(extend("default" = "5m"))]
+    pub retry_after: DurationText,
+    /// How long the maintenance server may take to become available before
+    /// `on` gives up (the Services are switched only once it is).
+    #[serde(default = "default_maintenance_timeout")]
+    #[schemars(extend("default" = "2m"))]
+    pub timeout: DurationText,
+    /// The page's title, unless `--title` gives one.
+    #[serde(default = "default_maintenance_title")]
+    #[schemars(extend("default" = DEFAULT_TITLE), length(min = 1))]
+    pub title: String,
+    /// The page's message, unless `--message` gives one. A blank line starts a
+    /// new paragraph.
+    #[serde(default = "default_maintenance_message")]
+    #[schemars(extend("default" = DEFAULT_MESSAGE))]
+    pub message: String,
+}
+
+impl Default for MaintenanceFile {
+    fn default() -> Self {
+        MaintenanceFile {
+            services: None,
+            image: default_maintenance_image(),
+            port: default_maintenance_port(),
+            retry_after: default_retry_after(),
+            timeout: default_maintenance_timeout(),
+            title: default_maintenance_title(),
+            message: default_maintenance_message(),
+        }
+    }
+}
+
+/// The default page title.
+const DEFAULT_TITLE: &str = "Down for maintenance";
+
+/// The default page message.
+const DEFAULT_MESSAGE: &str =
+    "We are working on the site and will be back shortly. Thank you for your patience.";
+
+/// The default for `maintenance.image`.
+fn default_maintenance_image() -> String {
+    "nginx:1.28-alpine".to_owned()
+}
+
+/// The default for `maintenance.port`.
+fn default_maintenance_port() -> u16 {
+    8080
+}
+
+/// The default for `maintenance.retry_after`.
+fn default_retry_after() -> DurationText {
+    DurationText(Duration::from_secs(300))
+}
+
+/// The default for `maintenance.timeout`.
+fn default_maintenance_timeout() -> DurationText {
+    DurationText(Duration::from_secs(120))
+}
+
+/// The default for `maintenance.title`.
+fn default_maintenance_title() -> String {
+    DEFAULT_TITLE.to_owned()
+}
+
+/// The default for `maintenance.message`.
+fn default_maintenance_message() -> String {
+    DEFAULT_MESSAGE.to_owned()
 }
 
 /// Static assets: where a SHA's files come from and the bucket they go to.

@@ -90,6 +90,8 @@ pub struct Environment {
     pub assets: Option<Assets>,
     /// How berth reaches the database, if configured.
     pub database: Option<Database>,
+    /// The maintenance page and the Services switched to it.
+    pub maintenance: Maintenance,
 }
 
 /// Where the app caches render results, and the lock its writers hold.
@@ -136,6 +138,42 @@ pub struct Database {
     pub secret: Option<String>,
     /// The pod's port that reaches PostgreSQL, for port-forwards.
     pub port: u16,
+}
+
+/// The maintenance page (`berth maintenance ENV on`) and the Services switched to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Maintenance {
+    /// The Services to switch, by name; `None`: every Service of the
+    /// environment that has a selector.
+    pub services: Option<Vec<String>>,
+    /// The maintenance server's image (nginx).
+    pub image: String,
+    /// The port served for Services whose `targetPort` is a name.
+    pub port: u16,
+    /// The `Retry-After` of every 503.
+    pub retry_after: Duration,
+    /// How long the maintenance server may take to become available.
+    pub timeout: Duration,
+    /// The page's title unless `--title` gives one.
+    pub title: String,
+    /// The page's message unless `--message` gives one.
+    pub message: String,
+}
+
+impl Default for Maintenance {
+    /// Every Service, served by nginx, with the default title and message.
+    fn default() -> Self {
+        let file = file::MaintenanceFile::default();
+        Maintenance {
+            services: file.services,
+            image: file.image,
+            port: file.port,
+            retry_after: file.retry_after.0,
+            timeout: file.timeout.0,
+            title: file.title,
+            message: file.message,
+        }
+    }
 }
 
 /// Static assets: where a SHA's files come from and the bucket they go to.

@@ -116,6 +116,12 @@ fn omitted_keys_take_their_defaults() {
     let staging = &config.environments["staging"];
     assert_eq!(staging.context, None);
     assert_eq!(staging.migrate, None);
+    assert_eq!(staging.maintenance, Maintenance::default());
+    assert_eq!(staging.maintenance.services, None);
+    assert_eq!(staging.maintenance.image, "nginx:1.28-alpine");
+    assert_eq!(staging.maintenance.port, 8080);
+    assert_eq!(staging.maintenance.retry_after, Duration::from_secs(300));
+    assert_eq!(staging.maintenance.title, "Down for maintenance");
     assert_eq!(
         staging.rollout,
         RolloutSettings {
@@ -151,6 +157,14 @@ environments:
       service_account: migrate
     rollout: { timeout: 15m, unschedulable_after: 90s }
     database: { workload: web, container: app, secret: db-credentials, port: 5433 }
+    maintenance:
+      services: [web, api]
+      image: registry.example.com/ops/nginx:1.27
+      port: 9000
+      retry_after: 1h
+      timeout: 30s
+      title: Upgrading
+      message: Back at noon.
     assets:
       from: { image: registry.example.com/shop/web, path: /app/static }
       bucket: shop-static
@@ -220,6 +234,15 @@ environments:
                 secret: Some("db-credentials".into()),
                 port: 5433,
             }),
+            maintenance: Maintenance {
+                services: Some(vec!["web".into(), "api".into()]),
+                image: "registry.example.com/ops/nginx:1.27".into(),
+                port: 9000,
+                retry_after: Duration::from_secs(3600),
+                timeout: Duration::from_secs(30),
+                title: "Upgrading".into(),
+                message: "Back at noon.".into(),
+            },
         }
     );
 }
@@ -682,4 +705,32 @@ fn bad_asset_settings_are_named_with_their_fix() {
         &error,
         &["environments.staging.assets.from.path", "\"/app\""],
     );
+}
+
+#[test]
+fn bad_maintenance_settings_are_named_with_their_fix() {
+    let repo = Repo::new("maintenance-errors");
+    let error = repo.error(&format!(
+        "{MINIMAL}    maintenance:\n      services: [Frontend, api, api]\n      image: \"nginx latest\"\n      port: 0\n      retry_after: 0s\n      title: \" \"\n"
+    ));
+    assert_mentions(
+        &error,
+        &[
+            "environments.staging.maintenance.services[0]: \"Frontend\" is not a valid name",
+            "environments.staging.maintenance.services[2]: \"api\" is listed twice",
+            "environments.staging.maintenance.image",
+            "environments.staging.maintenance.port: is 0",
+            "environments.staging.maintenance.retry_after: is zero",
+            "environments.staging.maintenance.title: is empty",
+        ],
+    );
+    let error = repo.error(&format!("{MINIMAL}    maintenance: {{ services: [] }}\n"));
+    assert_mentions(
+        &error,
+        &["environments.staging.maintenance.services: lists no Service"],
+    );
+    let error = repo.error(&format!("{MINIMAL}    maintenance: {{ port: 70000 }}\n"));
+    assert_mentions(&error, &["line 7", "70000"]);
+    let error = repo.error(&format!("{MINIMAL}    maintenance: {{ servics: [a] }}\n"));
+    assert_mentions(&error, &["unknown field `servics`", "services"]);
 }

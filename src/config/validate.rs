@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use super::file::{
     AssetSourceFile, AssetsFile, ChartFile, ConfigFile, DatabaseFile, EncodingFile,
-    EnvironmentFile, GitHubFile, MigrateFile, RenderCacheFile,
+    EnvironmentFile, GitHubFile, MaintenanceFile, MigrateFile, RenderCacheFile,
 };
 use super::{
-    AssetSource, Assets, Conclusion, Config, Database, Environment, GitHub, Migrate, RenderCache,
-    RolloutSettings, Source,
+    AssetSource, Assets, Conclusion, Config, Database, Environment, GitHub, Maintenance, Migrate,
+    RenderCache, RolloutSettings, Source,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -311,6 +311,7 @@ impl Checker<'_> {
                 environment.rollout.unschedulable_after.0,
             ),
         };
+        let maintenance = self.maintenance(&format!("{key}.maintenance"), environment.maintenance);
         let assets = match environment.assets {
             Some(assets) => Some(self.assets(&format!("{key}.assets"), assets)?),
             None => None,
@@ -326,6 +327,7 @@ impl Checker<'_> {
             rollout,
             assets,
             database,
+            maintenance,
         })
     }
 
@@ -469,6 +471,62 @@ impl Checker<'_> {
             container: database.container,
             secret: database.secret,
             port: database.port,
+        }
+    }
+
+    /// Check the `maintenance:` block: Service names, the image, the page.
+    fn maintenance(&mut self, key: &str, maintenance: MaintenanceFile) -> Maintenance {
+        if let Some(services) = &maintenance.services {
+            if services.is_empty() {
+                self.report(
+                    format!("{key}.services"),
+                    "lists no Service",
+                    "name the Services to switch, e.g. `services: [frontend]`, or remove the \
+                     key to switch every Service of the environment",
+                );
+            }
+            let mut seen = BTreeSet::new();
+            for (index, service) in services.iter().enumerate() {
+                let service_key = format!("{key}.services[{index}]");
+                self.dns_label(&service_key, service, 63);
+                if !seen.insert(service) {
+                    self.report(
+                        service_key,
+                        format!("{service:?} is listed twice"),
+                        "remove the duplicate",
+                    );
+                }
+            }
+        }
+        if maintenance.image.trim().is_empty() || maintenance.image.contains(char::is_whitespace) {
+            self.report(
+                format!("{key}.image"),
+                format!("{:?} is not an image", maintenance.image),
+                "name an image with nginx, e.g. `nginx:1.28-alpine`, or remove the key",
+            );
+        }
+        if maintenance.port == 0 {
+            self.report(
+                format!("{key}.port"),
+                "is 0",
+                "give a port from 1 to 65535 (the default is 8080)",
+            );
+        }
+        if maintenance.title.trim().is_empty() {
+            self.report(
+                format!("{key}.title"),
+                "is empty",
+                "write the page's title, e.g. `title: Down for maintenance`, or remove the key",
+            );
+        }
+        Maintenance {
+            retry_after: self.positive(&format!("{key}.retry_after"), maintenance.retry_after.0),
+            timeout: self.positive(&format!("{key}.timeout"), maintenance.timeout.0),
+            services: maintenance.services,
+            image: maintenance.image,
+            port: maintenance.port,
+            title: maintenance.title,
+            message: maintenance.message,
         }
     }
 
