@@ -468,7 +468,10 @@ async fn a_deploy_with_maintenance_serves_the_page_from_before_the_migration_to_
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_until_switched(&client, ns, "frontend").await;
+    // berth switches the Services one after another: wait for every one.
+    for name in before.keys().filter(|name| *name != "by-hand") {
+        wait_until_switched(&client, ns, name).await;
+    }
     let mid = snapshot(&client, ns).await;
     let out = child.wait_with_output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
