@@ -15,6 +15,7 @@ pub mod output;
 pub mod registry;
 pub mod render;
 pub mod rollout;
+pub mod terminal;
 pub mod wait;
 
 pub use commands::run;

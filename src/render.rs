@@ -908,6 +908,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             migrate: None::<Migrate>,
             assets: None,
             database: None,
+            run: None,
             rollout: RolloutSettings {
                 timeout: std::time::Duration::from_secs(600),
                 unschedulable_after: std::time::Duration::from_secs(300),

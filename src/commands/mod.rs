@@ -8,9 +8,12 @@ mod diff;
 mod history;
 mod lock;
 mod promote;
+mod psql;
 mod rollback;
+mod run;
 mod staging;
 mod status;
+mod task;
 
 use std::sync::Arc;
 
@@ -41,11 +44,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             return promote::run(global, &args.from, &args.to, &args.options, out).await;
         }
         Command::Rollback(args) => return rollback::run(global, args, out).await,
-        Command::Psql(_) => "psql",
-        Command::Run(_) => "run",
-        Command::Task(_) => "task",
+        Command::Psql(args) => return psql::run(global, args).await,
+        Command::Run(args) => return run::run(global, args).await,
+        Command::Task(args) => return task::run(global, &args.env, &args.name).await,
+        Command::RefreshSuggestedModules(args) => {
+            return task::run(global, &args.env, "refresh-suggested-modules").await;
+        }
         Command::ClearRenderCache(_) => "clear-render-cache",
-        Command::RefreshSuggestedModules(_) => "refresh-suggested-modules",
         Command::Maintenance(_) => "maintenance",
         Command::Backup(_) => "backup",
         Command::Backups(_) => "backups",

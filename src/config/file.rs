@@ -41,6 +41,67 @@ pub(super) struct ConfigFile {
     /// The environments, by name (a DNS label such as `staging`).
     #[schemars(extend("minProperties" = 1, "propertyNames" = { "pattern": DNS_LABEL, "maxLength": 63 }))]
     pub environments: BTreeMap<String, EnvironmentFile>,
+    /// Named maintenance tasks, run in any environment with `berth task ENV NAME`
+    /// (a DNS label such as `refresh-suggested-modules`).
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": DNS_LABEL, "maxLength": 63 }))]
+    pub tasks: BTreeMap<String, TaskFile>,
+}
+
+/// A named task: a command run in a Ready pod of a workload, or in a one-off pod.
+/// Exactly one of `workload` and `pod: true`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Task")]
+pub(super) struct TaskFile {
+    /// A Deployment: the task runs (exec) in one of its Ready pods.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 253))]
+    pub workload: Option<String>,
+    /// The container to run in (default: the pod's first).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Run in a one-off pod built like `berth run`'s, from the environment's
+    /// `run.workload`, deleted afterwards.
+    #[serde(default)]
+    pub pod: bool,
+    /// The command and its first arguments, run without a shell.
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// More arguments, after `command`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A file, relative to berth.yaml's directory, of more arguments after
+    /// `args`: one per line; blank lines and lines starting with `#` are skipped.
+    #[serde(default)]
+    pub args_file: Option<PathBuf>,
+    /// How long the task may run (default 1h).
+    #[serde(default = "default_run_timeout")]
+    #[schemars(extend("default" = "1h"))]
+    pub timeout: DurationText,
+}
+
+/// Where `berth run` (and tasks with `pod: true`) take their one-off pod from.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Run")]
+pub(super) struct RunFile {
+    /// The Deployment whose pod template (image, environment, volumes,
+    /// service account) the one-off pod copies.
+    #[schemars(length(min = 1, max = 253))]
+    pub workload: String,
+    /// The container the command runs in (default: the template's first).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// How long a one-off command may run, pod start included (default 1h).
+    #[serde(default = "default_run_timeout")]
+    #[schemars(extend("default" = "1h"))]
+    pub timeout: DurationText,
+}
+
+/// The default for `run.timeout` and a task's `timeout`.
+fn default_run_timeout() -> DurationText {
+    DurationText(Duration::from_secs(3600))
 }
 
 /// The default for `releases_kept`.
@@ -116,6 +177,10 @@ pub(super) struct EnvironmentFile {
     /// Kubernetes API (exec or port-forward), never an exposed port.
     #[serde(default)]
     pub database: Option<DatabaseFile>,
+    /// The one-off pods of `berth run` and of tasks with `pod: true`
+    /// (default: built from `database.workload`).
+    #[serde(default)]
+    pub run: Option<RunFile>,
 }
 
 /// The pod berth reaches the database through, and its credentials.

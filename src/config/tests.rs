@@ -151,6 +151,7 @@ environments:
       service_account: migrate
     rollout: { timeout: 15m, unschedulable_after: 90s }
     database: { workload: web, container: app, secret: db-credentials, port: 5433 }
+    run: { workload: worker, container: main, timeout: 20m }
     assets:
       from: { image: registry.example.com/shop/web, path: /app/static }
       bucket: shop-static
@@ -220,6 +221,11 @@ environments:
                 secret: Some("db-credentials".into()),
                 port: 5433,
             }),
+            run: Some(RunSettings {
+                workload: "worker".into(),
+                container: Some("main".into()),
+                timeout: Duration::from_secs(1200),
+            }),
         }
     );
 }
@@ -255,12 +261,12 @@ fn an_unknown_key_lists_the_allowed_keys_with_its_line() {
             "remove the key or fix its spelling",
         ],
     );
-    let text = repo.error(&format!("{MINIMAL}tasks: {{}}\n"));
+    let text = repo.error(&format!("{MINIMAL}hooks: {{}}\n"));
     assert_mentions(
         &text,
         &[
             "line 7 column 1",
-            "unknown field `tasks`",
+            "unknown field `hooks`",
             "`releases_kept`",
         ],
     );
