@@ -247,12 +247,20 @@ pub struct PsqlArgs {
 pub struct RunArgs {
     /// Environment to run in.
     pub env: String,
-    /// Keep the pod after it exits.
+    /// Keep the pod after the command ends (for inspection); print how to reach it.
     #[arg(long)]
     pub keep: bool,
-    /// Stop the command after this long.
+    /// Stop after this long, pod start included; exit 4 and delete the pod
+    /// [default: the environment's `run.timeout`, else 1h].
     #[arg(long, value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// The Deployment whose pod template the pod copies [default: the
+    /// environment's `run.workload`, else `database.workload`].
+    #[arg(long, value_name = "NAME")]
+    pub workload: Option<String>,
+    /// The container the command runs in [default: `run.container`, else the first].
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

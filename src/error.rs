@@ -33,6 +33,10 @@ pub enum BerthError {
     /// Interrupted by Ctrl-C or SIGTERM; the lock was released.
     #[error("interrupted")]
     Interrupted,
+    /// A command berth ran for the user (`psql`, `run`, a task) exited
+    /// non-zero; berth exits with the same code and adds no message.
+    #[error("the command exited with code {0}")]
+    Exited(u8),
 }
 
 /// A task stopped because another failed or the user interrupted; the
@@ -51,6 +55,7 @@ impl BerthError {
             BerthError::TimedOut(_) => 4,
             BerthError::Refused(_) => 5,
             BerthError::Interrupted => 130,
+            BerthError::Exited(code) => *code,
         }
     }
 }
@@ -109,6 +114,7 @@ mod tests {
             (BerthError::TimedOut("x".into()), 4),
             (BerthError::Refused("x".into()), 5),
             (BerthError::Interrupted, 130),
+            (BerthError::Exited(3), 3),
         ];
         for (error, code) in cases {
             assert_eq!(exit_code_of(&error.into()), ExitCode::from(code));

@@ -17,6 +17,7 @@ pub mod registry;
 pub mod render;
 pub mod render_cache;
 pub mod rollout;
+pub mod terminal;
 pub mod wait;
 
 pub use commands::run;

@@ -28,7 +28,13 @@ fn main() -> ExitCode {
     match runtime.block_on(berth::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            // A command berth ran already said why it exited non-zero.
+            if !matches!(
+                berth::error::kind_of(&error),
+                Some(berth::error::BerthError::Exited(_))
+            ) {
+                eprintln!("error: {error:#}");
+            }
             berth::error::exit_code_of(&error)
         }
     }

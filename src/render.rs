@@ -909,6 +909,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             assets: None,
             database: None,
             maintenance: Default::default(),
+            run: None,
             rollout: RolloutSettings {
                 timeout: std::time::Duration::from_secs(600),
                 unschedulable_after: std::time::Duration::from_secs(300),

@@ -5,9 +5,12 @@ pub mod access;
 pub mod apply;
 pub mod client;
 pub mod database;
+pub mod exec;
 pub mod live;
 pub mod lock;
+pub mod pods;
 pub mod release;
+pub mod run_pod;
 
 /// The field manager of every server-side apply berth makes.
 pub const FIELD_MANAGER: &str = "berth";

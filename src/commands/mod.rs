@@ -10,9 +10,12 @@ mod history;
 mod lock;
 mod maintenance;
 mod promote;
+mod psql;
 mod rollback;
+mod run;
 mod staging;
 mod status;
+mod task;
 
 use std::sync::Arc;
 
@@ -44,11 +47,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rollback(args) => return rollback::run(global, args, out).await,
         Command::Maintenance(args) => return maintenance::run(global, args, out).await,
-        Command::Psql(_) => "psql",
-        Command::Run(_) => "run",
-        Command::Task(_) => "task",
+        Command::Psql(args) => return psql::run(global, args).await,
+        Command::Run(args) => return run::run(global, args).await,
+        Command::Task(args) => return task::run(global, &args.env, &args.name).await,
+        Command::RefreshSuggestedModules(args) => {
+            return task::run(global, &args.env, "refresh-suggested-modules").await;
+        }
         Command::ClearRenderCache(args) => return clear_render_cache::run(global, args, out).await,
-        Command::RefreshSuggestedModules(_) => "refresh-suggested-modules",
         Command::Backup(_) => "backup",
         Command::Backups(_) => "backups",
         Command::Restore(_) => "restore",

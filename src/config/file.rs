@@ -44,6 +44,11 @@ pub(super) struct ConfigFile {
     /// The app's cached render results, for `clear-render-cache`.
     #[serde(default)]
     pub render_cache: Option<RenderCacheFile>,
+    /// Named maintenance tasks, run in any environment with `berth task ENV NAME`
+    /// (a DNS label such as `refresh-suggested-modules`).
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": DNS_LABEL, "maxLength": 63 }))]
+    pub tasks: BTreeMap<String, TaskFile>,
 }
 
 /// Where the app caches render results (database rows and bucket objects),
@@ -95,6 +100,62 @@ const SQL_NAME: &str = r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$";
 /// The default for `render_cache.lock_timeout`.
 fn default_lock_timeout() -> DurationText {
     DurationText(Duration::from_secs(2))
+}
+
+/// A named task: a command run in a Ready pod of a workload, or in a one-off pod.
+/// Exactly one of `workload` and `pod: true`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Task")]
+pub(super) struct TaskFile {
+    /// A Deployment: the task runs (exec) in one of its Ready pods.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 253))]
+    pub workload: Option<String>,
+    /// The container to run in (default: the pod's first).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Run in a one-off pod built like `berth run`'s, from the environment's
+    /// `run.workload`, deleted afterwards.
+    #[serde(default)]
+    pub pod: bool,
+    /// The command and its first arguments, run without a shell.
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// More arguments, after `command`.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A file, relative to berth.yaml's directory, of more arguments after
+    /// `args`: one per line; blank lines and lines starting with `#` are skipped.
+    #[serde(default)]
+    pub args_file: Option<PathBuf>,
+    /// How long the task may run (default 1h).
+    #[serde(default = "default_run_timeout")]
+    #[schemars(extend("default" = "1h"))]
+    pub timeout: DurationText,
+}
+
+/// Where `berth run` (and tasks with `pod: true`) take their one-off pod from.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Run")]
+pub(super) struct RunFile {
+    /// The Deployment whose pod template (image, environment, volumes,
+    /// service account) the one-off pod copies.
+    #[schemars(length(min = 1, max = 253))]
+    pub workload: String,
+    /// The container the command runs in (default: the template's first).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// How long a one-off command may run, pod start included (default 1h).
+    #[serde(default = "default_run_timeout")]
+    #[schemars(extend("default" = "1h"))]
+    pub timeout: DurationText,
+}
+
+/// The default for `run.timeout` and a task's `timeout`.
+fn default_run_timeout() -> DurationText {
+    DurationText(Duration::from_secs(3600))
 }
 
 /// The default for `releases_kept`.
@@ -174,6 +235,10 @@ pub(super) struct EnvironmentFile {
     /// `advanced-deploy --maintenance` switch to it, and how it is served.
     #[serde(default)]
     pub maintenance: MaintenanceFile,
+    /// The one-off pods of `berth run` and of tasks with `pod: true`
+    /// (default: built from `database.workload`).
+    #[serde(default)]
+    pub run: Option<RunFile>,
 }
 
 /// The pod berth reaches the database through, and its credentials.

@@ -34,8 +34,48 @@ pub struct Config {
     pub environments: BTreeMap<String, Environment>,
     /// The app's cached render results, if configured.
     pub render_cache: Option<RenderCache>,
+    /// Named maintenance tasks, by name.
+    pub tasks: BTreeMap<String, Task>,
     /// berth.yaml's directory (absolute); relative paths in berth.yaml resolve against it.
     pub dir: PathBuf,
+}
+
+/// A named task from berth.yaml's `tasks:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// Where the task runs.
+    pub target: TaskTarget,
+    /// The command and its arguments from `command` and `args`.
+    pub command: Vec<String>,
+    /// A file of more arguments (absolute once resolved), read when the task runs.
+    pub args_file: Option<PathBuf>,
+    /// How long the task may run.
+    pub timeout: Duration,
+}
+
+/// Where a task runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskTarget {
+    /// exec in a Ready pod of a Deployment.
+    Exec {
+        /// The Deployment.
+        workload: String,
+        /// The container; `None`: the pod's first.
+        container: Option<String>,
+    },
+    /// A one-off pod, as `berth run` starts.
+    Pod,
+}
+
+/// Where `berth run` takes its one-off pod from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSettings {
+    /// The Deployment whose pod template the one-off pod copies.
+    pub workload: String,
+    /// The container the command runs in; `None`: the template's first.
+    pub container: Option<String>,
+    /// How long a one-off command may run, pod start included.
+    pub timeout: Duration,
 }
 
 /// The GitHub repository whose commit checks decide what may be deployed.
@@ -92,6 +132,8 @@ pub struct Environment {
     pub database: Option<Database>,
     /// The maintenance page and the Services switched to it.
     pub maintenance: Maintenance,
+    /// Where `berth run` takes its one-off pod from, if configured.
+    pub run: Option<RunSettings>,
 }
 
 /// Where the app caches render results, and the lock its writers hold.
@@ -342,12 +384,54 @@ impl Config {
         })
     }
 
+    /// The task called `name`, or an input error showing how to declare it.
+    pub fn task(&self, name: &str) -> anyhow::Result<&Task> {
+        self.tasks.get(name).ok_or_else(|| {
+            let known = if self.tasks.is_empty() {
+                "it declares no task".to_owned()
+            } else {
+                let names: Vec<String> = self.tasks.keys().map(|k| format!("`{k}`")).collect();
+                format!("it has {}", names.join(", "))
+            };
+            input_error(format!(
+                "no task `{name}` in berth.yaml ({known}); declare it under `tasks:`, e.g.\n\n\
+                 tasks:\n  {name}:\n    workload: frontend        # a Deployment whose Ready pod runs it (or `pod: true`)\n    \
+                 command: [./manage.py, import-modules]\n    \
+                 args_file: tasks/{name}.txt   # optional: one argument per line\n"
+            ))
+        })
+    }
+
     /// berth.yaml's JSON Schema (draft-07, which editors support best).
     pub fn schema() -> serde_json::Value {
         let schema = schemars::generate::SchemaSettings::draft07()
             .into_generator()
             .into_root_schema_for::<ConfigFile>();
         schema.to_value()
+    }
+}
+
+impl Environment {
+    /// Where `berth run` takes its one-off pod from: `run:`, else the
+    /// `database.workload` (and container), else an input error showing
+    /// how to declare it. `env` is the environment's name, for the message.
+    pub fn run_settings(&self, env: &str) -> anyhow::Result<RunSettings> {
+        if let Some(run) = &self.run {
+            return Ok(run.clone());
+        }
+        if let Some(database) = &self.database {
+            return Ok(RunSettings {
+                workload: database.workload.clone(),
+                container: database.container.clone(),
+                timeout: Duration::from_secs(3600),
+            });
+        }
+        Err(input_error(format!(
+            "environment `{env}` does not say which workload one-off pods copy; \
+             pass --workload NAME, or add to berth.yaml:\n\n\
+             environments:\n  {env}:\n    run:\n      workload: frontend   # a Deployment: its image, env, volumes\n      \
+             container: frontend  # optional, default: the first\n"
+        )))
     }
 }
 

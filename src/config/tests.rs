@@ -165,6 +165,7 @@ environments:
       timeout: 30s
       title: Upgrading
       message: Back at noon.
+    run: { workload: worker, container: main, timeout: 20m }
     assets:
       from: { image: registry.example.com/shop/web, path: /app/static }
       bucket: shop-static
@@ -243,6 +244,11 @@ environments:
                 title: "Upgrading".into(),
                 message: "Back at noon.".into(),
             },
+            run: Some(RunSettings {
+                workload: "worker".into(),
+                container: Some("main".into()),
+                timeout: Duration::from_secs(1200),
+            }),
         }
     );
 }
@@ -278,12 +284,12 @@ fn an_unknown_key_lists_the_allowed_keys_with_its_line() {
             "remove the key or fix its spelling",
         ],
     );
-    let text = repo.error(&format!("{MINIMAL}tasks: {{}}\n"));
+    let text = repo.error(&format!("{MINIMAL}hooks: {{}}\n"));
     assert_mentions(
         &text,
         &[
             "line 7 column 1",
-            "unknown field `tasks`",
+            "unknown field `hooks`",
             "`releases_kept`",
         ],
     );
@@ -733,4 +739,45 @@ fn bad_maintenance_settings_are_named_with_their_fix() {
     assert_mentions(&error, &["line 7", "70000"]);
     let error = repo.error(&format!("{MINIMAL}    maintenance: {{ servics: [a] }}\n"));
     assert_mentions(&error, &["unknown field `servics`", "services"]);
+}
+
+#[test]
+fn tasks_are_read_and_checked() {
+    let repo = Repo::new("tasks");
+    repo.write("tasks/slugs.txt", "loadurl\n");
+    let config = repo
+        .load(&format!(
+            "{MINIMAL}tasks:\n  refresh:\n    workload: web\n    command: [manage.py, import]\n    args: [--all]\n    args_file: tasks/slugs.txt\n  shell:\n    pod: true\n    command: [sh]\n    timeout: 5m\n"
+        ))
+        .unwrap();
+    assert_eq!(
+        config.task("refresh").unwrap(),
+        &Task {
+            target: TaskTarget::Exec {
+                workload: "web".into(),
+                container: None
+            },
+            command: vec!["manage.py".into(), "import".into(), "--all".into()],
+            args_file: Some(repo.0.join("tasks/slugs.txt")),
+            timeout: Duration::from_secs(3600),
+        }
+    );
+    assert_eq!(config.task("shell").unwrap().target, TaskTarget::Pod);
+    let missing = format!("{:#}", config.task("nope").unwrap_err());
+    assert_mentions(
+        &missing,
+        &["no task `nope`", "`refresh`, `shell`", "tasks:\n  nope:\n"],
+    );
+    let text = repo.error(&format!(
+        "{MINIMAL}tasks:\n  both:\n    workload: web\n    pod: true\n    command: [x]\n  neither:\n    command: [x]\n  nofile:\n    pod: true\n    command: []\n    args_file: gone.txt\n"
+    ));
+    assert_mentions(
+        &text,
+        &[
+            "tasks.both: has both `workload` and `pod: true`",
+            "tasks.neither: does not say where it runs",
+            "tasks.nofile.command: is empty",
+            "tasks.nofile.args_file: gone.txt does not exist",
+        ],
+    );
 }

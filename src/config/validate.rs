@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use super::file::{
     AssetSourceFile, AssetsFile, ChartFile, ConfigFile, DatabaseFile, EncodingFile,
-    EnvironmentFile, GitHubFile, MaintenanceFile, MigrateFile, RenderCacheFile,
+    EnvironmentFile, GitHubFile, MaintenanceFile, MigrateFile, RenderCacheFile, RunFile, TaskFile,
 };
 use super::{
     AssetSource, Assets, Conclusion, Config, Database, Environment, GitHub, Maintenance, Migrate,
-    RenderCache, RolloutSettings, Source,
+    RenderCache, RolloutSettings, RunSettings, Source, Task, TaskTarget,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -60,6 +60,14 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
     let render_cache = file
         .render_cache
         .map(|cache| checker.render_cache(cache, &environment_names));
+    let tasks = file
+        .tasks
+        .into_iter()
+        .filter_map(|(name, task)| {
+            let task = checker.task(&name, task);
+            Some((name, task?))
+        })
+        .collect();
     if !checker.problems.is_empty() {
         return Err(checker.problems);
     }
@@ -70,6 +78,7 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
         github,
         releases_kept: file.releases_kept,
         environments,
+        tasks,
         dir: dir.to_path_buf(),
     })
 }
@@ -319,6 +328,9 @@ impl Checker<'_> {
         let database = environment
             .database
             .map(|database| self.database(&format!("{key}.database"), database));
+        let run = environment
+            .run
+            .map(|run| self.run(&format!("{key}.run"), run));
         Some(Environment {
             context: environment.context,
             namespace: environment.namespace,
@@ -328,6 +340,107 @@ impl Checker<'_> {
             assets,
             database,
             maintenance,
+            run,
+        })
+    }
+
+    /// Check the `run:` block.
+    fn run(&mut self, key: &str, run: RunFile) -> RunSettings {
+        self.dns_subdomain(&format!("{key}.workload"), &run.workload);
+        if let Some(container) = &run.container {
+            self.dns_label(&format!("{key}.container"), container, 63);
+        }
+        RunSettings {
+            workload: run.workload,
+            container: run.container,
+            timeout: self.positive(&format!("{key}.timeout"), run.timeout.0),
+        }
+    }
+
+    /// Check one task; `None` when it does not say where it runs.
+    fn task(&mut self, name: &str, task: TaskFile) -> Option<Task> {
+        let key = format!("tasks.{name}");
+        if !is_dns_label(name, 63) {
+            self.report(
+                &key,
+                format!("the task name {name:?} is not a valid name"),
+                format!(
+                    "rename it to lowercase letters, digits and '-', e.g. {:?}",
+                    suggest_label(name, 63)
+                ),
+            );
+        }
+        if task.command.is_empty() || task.command[0].trim().is_empty() {
+            self.report(
+                format!("{key}.command"),
+                "is empty",
+                "give the program and its first arguments, e.g. `command: [./manage.py, import-modules]`",
+            );
+        }
+        if let Some(container) = &task.container {
+            self.dns_label(&format!("{key}.container"), container, 63);
+        }
+        let args_file = task.args_file.map(|file| {
+            let resolved = self.dir.join(&file);
+            if !resolved.is_file() {
+                self.report(
+                    format!("{key}.args_file"),
+                    format!(
+                        "{} does not exist (looked for {})",
+                        file.display(),
+                        resolved.display()
+                    ),
+                    "create the file (one argument per line), or fix its path \
+                     (relative to berth.yaml's directory)",
+                );
+            }
+            resolved
+        });
+        let timeout = self.positive(&format!("{key}.timeout"), task.timeout.0);
+        let target = match (task.workload, task.pod) {
+            (Some(workload), false) => {
+                self.dns_subdomain(&format!("{key}.workload"), &workload);
+                TaskTarget::Exec {
+                    workload,
+                    container: task.container,
+                }
+            }
+            (None, true) => {
+                if task.container.is_some() {
+                    self.report(
+                        format!("{key}.container"),
+                        "is set on a task with `pod: true`",
+                        "remove it: a one-off pod runs in the environment's `run.container`",
+                    );
+                }
+                TaskTarget::Pod
+            }
+            (Some(_), true) => {
+                self.report(
+                    &key,
+                    "has both `workload` and `pod: true`",
+                    "keep one: `workload: NAME` runs in a Ready pod of that Deployment, \
+                     `pod: true` in a one-off pod",
+                );
+                return None;
+            }
+            (None, false) => {
+                self.report(
+                    &key,
+                    "does not say where it runs",
+                    "add `workload: NAME` (a Deployment whose Ready pod runs it) or `pod: true` \
+                     (a one-off pod, like `berth run`)",
+                );
+                return None;
+            }
+        };
+        let mut command = task.command;
+        command.extend(task.args);
+        Some(Task {
+            target,
+            command,
+            args_file,
+            timeout,
         })
     }
 
