@@ -4,12 +4,11 @@
 //! database port is never exposed.
 
 use anyhow::Context;
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use tokio::task::JoinHandle;
 
+use crate::cluster::pods;
 use crate::config::{Database, Environment};
 use crate::error::input_error;
 
@@ -51,7 +50,9 @@ pub async fn connect(
     let database = configured(env, env_name)?;
     let ns = &env.namespace;
     let credentials = credentials(client, ns, database).await?;
-    let pod = ready_pod(client, ns, &database.workload).await?;
+    let pod = pods::ready_pod(client, ns, &database.workload, "`database.workload`")
+        .await?
+        .name_any();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let mut forwarder = pods
         .portforward(&pod, &[database.port])
@@ -126,85 +127,4 @@ async fn credentials(
         config.password(password);
     }
     Ok(config)
-}
-
-/// A Ready, running pod of Deployment `name` (not the first listed: any of
-/// several replicas may be terminating or unready).
-pub async fn ready_pod(client: &Client, ns: &str, name: &str) -> anyhow::Result<String> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
-    let deployment = deployments
-        .get_opt(name)
-        .await
-        .with_context(|| format!("reading Deployment {ns}/{name}"))?
-        .ok_or_else(|| {
-            input_error(format!(
-                "Deployment {name} (`database.workload`) does not exist in namespace {ns}; name \
-                 a Deployment whose pods can reach the database"
-            ))
-        })?;
-    let selector = deployment
-        .spec
-        .and_then(|s| s.selector.match_labels)
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let listed = pods
-        .list(&ListParams::default().labels(&selector))
-        .await
-        .with_context(|| format!("listing the pods of Deployment {name}"))?;
-    choose_ready(&listed.items).ok_or_else(|| {
-        input_error(format!(
-            "Deployment {name} has no Ready pod in namespace {ns} ({} pods); wait for it to \
-             become healthy (`berth status`), then run this again",
-            listed.items.len()
-        ))
-    })
-}
-
-/// The first pod that runs, is Ready and is not being deleted.
-fn choose_ready(pods: &[Pod]) -> Option<String> {
-    pods.iter()
-        .find(|pod| {
-            let status = pod.status.as_ref();
-            pod.metadata.deletion_timestamp.is_none()
-                && status.and_then(|s| s.phase.as_deref()) == Some("Running")
-                && status
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-        })
-        .map(|pod| pod.name_any())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pod(name: &str, phase: &str, ready: bool, deleting: bool) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": name,
-                "deletionTimestamp": deleting.then_some("2026-11-22T00:00:00Z"),
-            },
-            "status": {
-                "phase": phase,
-                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
-            },
-        }))
-        .unwrap()
-    }
-
-    #[test]
-    fn a_ready_running_pod_is_chosen_not_the_first_listed() {
-        let pods = [
-            pod("starting", "Pending", false, false),
-            pod("unready", "Running", false, false),
-            pod("leaving", "Running", true, true),
-            pod("good", "Running", true, false),
-        ];
-        assert_eq!(choose_ready(&pods).as_deref(), Some("good"));
-        assert_eq!(choose_ready(&pods[..3]), None);
-    }
 }
