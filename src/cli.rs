@@ -150,6 +150,24 @@ pub struct WaitArgs {
     pub lock_wait: Option<Duration>,
 }
 
+impl DeployArgs {
+    /// A plain deploy of `sha` to `env`, as the promotion and rollback
+    /// commands run one: no dry run, rollback, prune or maintenance.
+    pub fn plain(env: &str, sha: &str, wait: &WaitArgs) -> DeployArgs {
+        DeployArgs {
+            target: EnvShaArgs {
+                env: env.to_string(),
+                sha: sha.to_string(),
+            },
+            dry_run: false,
+            wait: wait.clone(),
+            rollback_on_failure: false,
+            prune: false,
+            maintenance: false,
+        }
+    }
+}
+
 /// Options of `update-staging-to-latest-passing-master`.
 #[derive(Debug, Args)]
 pub struct UpdateStagingArgs {

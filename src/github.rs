@@ -146,8 +146,7 @@ impl Repository {
     }
 
     async fn check_runs(&self, sha: &str) -> anyhow::Result<Vec<Check>> {
-        let mut checks = Vec::new();
-        for page in 1u32.. {
+        all_pages(|page| async move {
             let answer = self
                 .octocrab
                 .checks(&self.owner, &self.name)
@@ -157,34 +156,28 @@ impl Repository {
                 .send()
                 .await
                 .map_err(|e| self.error(e, &format!("reading the check runs of {sha}")))?;
-            let fetched = answer.check_runs.len();
-            checks.extend(answer.check_runs.iter().map(Check::from_run));
-            if fetched < usize::from(PER_PAGE) || checks.len() as u64 >= answer.total_count {
-                break;
-            }
-        }
-        Ok(checks)
+            let checks = answer.check_runs.iter().map(Check::from_run).collect();
+            Ok((checks, answer.total_count))
+        })
+        .await
     }
 
     async fn statuses(&self, sha: &str) -> anyhow::Result<Vec<Check>> {
         let route = format!("/repos/{}/{}/commits/{sha}/status", self.owner, self.name);
-        let mut checks = Vec::new();
-        for page in 1u32.. {
+        let route = &route;
+        all_pages(|page| async move {
             let answer: CombinedStatus = self
                 .octocrab
                 .get(
-                    &route,
+                    route,
                     Some(&[("per_page", u32::from(PER_PAGE)), ("page", page)]),
                 )
                 .await
                 .map_err(|e| self.error(e, &format!("reading the commit statuses of {sha}")))?;
-            let fetched = answer.statuses.len();
-            checks.extend(answer.statuses.iter().map(Check::from_status));
-            if fetched < usize::from(PER_PAGE) || checks.len() as i64 >= answer.total_count {
-                break;
-            }
-        }
-        Ok(checks)
+            let checks = answer.statuses.iter().map(Check::from_status).collect();
+            Ok((checks, u64::try_from(answer.total_count).unwrap_or(0)))
+        })
+        .await
     }
 
     /// An octocrab error as what it means for the user, naming the fix.
@@ -221,6 +214,25 @@ impl Repository {
             _ => anyhow::Error::new(error).context(format!("{doing} of {full_name}")),
         }
     }
+}
+
+/// Every item of a list GitHub pages by number: `fetch(page)` gives a
+/// page's items and the total; stop at a short page or at the total.
+async fn all_pages<F, Fut>(mut fetch: F) -> anyhow::Result<Vec<Check>>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<(Vec<Check>, u64)>>,
+{
+    let mut checks = Vec::new();
+    for page in 1u32.. {
+        let (batch, total) = fetch(page).await?;
+        let fetched = batch.len();
+        checks.extend(batch);
+        if fetched < usize::from(PER_PAGE) || checks.len() as u64 >= total {
+            break;
+        }
+    }
+    Ok(checks)
 }
 
 /// The first line of a commit message and its SHA.

@@ -319,44 +319,59 @@ pub async fn prune(
     Ok(deleted)
 }
 
+/// A bare release for tests: number, SHA and status, nothing recorded.
+#[cfg(test)]
+pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
+    Release {
+        number,
+        app: "workbench".into(),
+        environment: "staging".into(),
+        sha: sha.into(),
+        images: Vec::new(),
+        status,
+        started_at: "2026-11-21T10:00:00Z".into(),
+        finished_at: None,
+        duration_s: None,
+        timings: BTreeMap::new(),
+        deployer: Deployer {
+            user: "ada".into(),
+            host: "box".into(),
+            ci_run_url: None,
+        },
+        migration: None,
+        assets: None,
+        previous: None,
+        previous_sha: None,
+        failure: None,
+        manifest: Vec::new(),
+        manifest_omitted: false,
+        rollback_of: None,
+        rolled_back_to: None,
+        promoted_from: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn release(manifest_objects: usize) -> Release {
         Release {
-            number: 7,
-            app: "workbench".into(),
-            environment: "staging".into(),
-            sha: "1a2b3c4".into(),
             images: vec![ImageRecord {
                 object: "Deployment/frontend".into(),
                 container: "frontend".into(),
                 image: "registry.example.com/workbench/frontend:1a2b3c4".into(),
             }],
-            status: ReleaseStatus::Succeeded,
-            started_at: "2026-11-21T10:00:00Z".into(),
             finished_at: Some("2026-11-21T10:01:00Z".into()),
             duration_s: Some(60.0),
             timings: [("apply".to_string(), 1.5)].into(),
-            deployer: Deployer {
-                user: "ada".into(),
-                host: "box".into(),
-                ci_run_url: None,
-            },
-            migration: None,
-            assets: None,
             previous: Some(6),
             previous_sha: Some("0f0f0f0".into()),
-            failure: None,
             // incompressible-ish payload: distinct random-looking strings
             manifest: (0..manifest_objects)
                 .map(|i| serde_json::json!({"kind": "ConfigMap", "data": {"k": format!("{:x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))}}))
                 .collect(),
-            manifest_omitted: false,
-            rollback_of: None,
-            rolled_back_to: None,
-            promoted_from: None,
+            ..example(7, "1a2b3c4", ReleaseStatus::Succeeded)
         }
     }
 

@@ -149,22 +149,12 @@ pub async fn run(
                 return interrupted(&kube, &env.namespace, checkpoint, &busy, &failed, &out).await;
             }
         }
-        match render_cache::clear_one(&mut session.client, &statements, cache, &store, id).await {
-            Ok(Outcome::Cleared { rows, objects }) => {
-                checkpoint.cleared += 1;
-                checkpoint.rows_cleared += rows;
-                checkpoint.objects_deleted += objects;
-                progress.inc();
-            }
-            Ok(Outcome::Busy) => busy.push(id),
-            Ok(Outcome::ObjectsLeft(why)) => {
-                failed.push((id, why));
-                progress.inc();
-            }
-            Err(e) => {
-                failed.push((id, format!("{e:#}")));
-                progress.inc();
-            }
+        let result =
+            render_cache::clear_one(&mut session.client, &statements, cache, &store, id).await;
+        if tally(&mut checkpoint, &mut failed, id, result, false) {
+            busy.push(id);
+        } else {
+            progress.inc();
         }
         checkpoint.done_through = Some(id);
         if last_saved.elapsed() >= CHECKPOINT_EVERY {
@@ -191,17 +181,12 @@ pub async fn run(
                     return interrupted(&kube, &env.namespace, checkpoint, &still, &failed, &out).await;
                 }
             }
-            match render_cache::clear_one(&mut session.client, &statements, cache, &store, id).await
-            {
-                Ok(Outcome::Cleared { rows, objects }) => {
-                    checkpoint.busy_then_cleared += 1;
-                    checkpoint.rows_cleared += rows;
-                    checkpoint.objects_deleted += objects;
-                    progress.inc();
-                }
-                Ok(Outcome::Busy) => still.push(id),
-                Ok(Outcome::ObjectsLeft(why)) => failed.push((id, why)),
-                Err(e) => failed.push((id, format!("{e:#}"))),
+            let result =
+                render_cache::clear_one(&mut session.client, &statements, cache, &store, id).await;
+            if tally(&mut checkpoint, &mut failed, id, result, true) {
+                still.push(id);
+            } else {
+                progress.inc();
             }
         }
         busy = still;
@@ -279,6 +264,38 @@ fn settings<'a>(config: &'a Config, env: &str) -> anyhow::Result<&'a RenderCache
         )));
     }
     Ok(cache)
+}
+
+/// Count workflow `id`'s outcome (a retry of a busy one when `retried`) in
+/// the checkpoint, or among the failures; true when it was busy again.
+fn tally(
+    checkpoint: &mut Checkpoint,
+    failed: &mut Vec<(i64, String)>,
+    id: i64,
+    result: anyhow::Result<Outcome>,
+    retried: bool,
+) -> bool {
+    match result {
+        Ok(Outcome::Cleared { rows, objects }) => {
+            if retried {
+                checkpoint.busy_then_cleared += 1;
+            } else {
+                checkpoint.cleared += 1;
+            }
+            checkpoint.rows_cleared += rows;
+            checkpoint.objects_deleted += objects;
+            false
+        }
+        Ok(Outcome::Busy) => true,
+        Ok(Outcome::ObjectsLeft(why)) => {
+            failed.push((id, why));
+            false
+        }
+        Err(e) => {
+            failed.push((id, format!("{e:#}")));
+            false
+        }
+    }
 }
 
 /// Workflow ids to retry: busy, then failed.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::cli::{DeployArgs, EnvShaArgs, GlobalArgs, PromoteOptions};
+use crate::cli::{DeployArgs, GlobalArgs, PromoteOptions};
 use crate::cluster::live::{Live, drifted, images_of};
 use crate::cluster::lock::{self, LockState};
 use crate::cluster::release::{self, PromotedFrom, Release, ReleaseStatus};
@@ -70,17 +70,7 @@ pub async fn run(
         short(&source.sha),
         human(healthy_for)
     ));
-    let deploy_args = DeployArgs {
-        target: EnvShaArgs {
-            env: to.to_string(),
-            sha: source.sha.clone(),
-        },
-        dry_run: false,
-        wait: options.wait.clone(),
-        rollback_on_failure: false,
-        prune: false,
-        maintenance: false,
-    };
+    let deploy_args = DeployArgs::plain(to, &source.sha, &options.wait);
     let request = Request {
         closing_note: None,
         source: Source::Overlay(Some(pins(&config, source))),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::cli::{DeployArgs, EnvShaArgs, GlobalArgs, RollbackArgs};
+use crate::cli::{DeployArgs, GlobalArgs, RollbackArgs};
 use crate::cluster::client;
 use crate::cluster::release::{self, Release, ReleaseStatus};
 use crate::commands::deploy::{self, Request, Source};
@@ -31,17 +31,7 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
             short(&target.sha)
         ));
     }
-    let deploy_args = DeployArgs {
-        target: EnvShaArgs {
-            env: args.env.clone(),
-            sha: target.sha.clone(),
-        },
-        dry_run: false,
-        wait: args.wait.clone(),
-        rollback_on_failure: false,
-        prune: false,
-        maintenance: false,
-    };
+    let deploy_args = DeployArgs::plain(&args.env, &target.sha, &args.wait);
     let request = Request {
         closing_note: Some(schema_note(&target, &releases)),
         source: Source::Release(Box::new(target)),
@@ -161,38 +151,7 @@ fn schema_note(target: &Release, releases: &[Release]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::release::TaskRecord;
-    use crate::identity::Deployer;
-
-    fn release(number: u64, sha: &str, status: ReleaseStatus) -> Release {
-        Release {
-            number,
-            app: "workbench".into(),
-            environment: "production".into(),
-            sha: sha.into(),
-            images: Vec::new(),
-            status,
-            started_at: "2026-11-21T10:00:00Z".into(),
-            finished_at: None,
-            duration_s: None,
-            timings: Default::default(),
-            deployer: Deployer {
-                user: "ada".into(),
-                host: "box".into(),
-                ci_run_url: None,
-            },
-            migration: None,
-            assets: None,
-            previous: None,
-            previous_sha: None,
-            failure: None,
-            manifest: Vec::new(),
-            manifest_omitted: false,
-            rollback_of: None,
-            rolled_back_to: None,
-            promoted_from: None,
-        }
-    }
+    use crate::cluster::release::{TaskRecord, example as release};
 
     use ReleaseStatus::{Failed, Succeeded};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
-use crate::cli::{DeployArgs, EnvShaArgs, GlobalArgs, UpdateStagingArgs};
+use crate::cli::{DeployArgs, GlobalArgs, UpdateStagingArgs};
 use crate::cluster::client;
 use crate::cluster::release::{self, ReleaseStatus};
 use crate::commands::deploy::{self, Request, Source};
@@ -77,17 +77,7 @@ pub async fn run(
             return Ok(());
         }
     }
-    let deploy_args = DeployArgs {
-        target: EnvShaArgs {
-            env: STAGING.to_string(),
-            sha: commit.sha.clone(),
-        },
-        dry_run: false,
-        wait: args.wait.clone(),
-        rollback_on_failure: false,
-        prune: false,
-        maintenance: false,
-    };
+    let deploy_args = DeployArgs::plain(STAGING, &commit.sha, &args.wait);
     let request = Request {
         closing_note: None,
         source: Source::Overlay(Some(pins)),
