@@ -13,6 +13,7 @@ test: lint
 	$(LOCAL)/with-env cargo test --all-targets --locked
 
 lint:
+	$(LOCAL)/pin-tools --check
 	$(LOCAL)/lint-workflows
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
