@@ -13,14 +13,13 @@ use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cluster::{INSTANCE_LABEL as INSTANCE, instance};
 use crate::config::{Config, Environment, Source};
 use crate::error::input_error;
 
-/// The label saying berth applied an object.
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-
-/// The label naming the app and environment, `<app>-<environment>`.
-const INSTANCE: &str = "app.kubernetes.io/instance";
+/// The label saying berth applied an object, and its value.
+const MANAGED_BY: &str = crate::cluster::MANAGED_BY.0;
+const BERTH: &str = crate::cluster::MANAGED_BY.1;
 
 /// Kinds that live outside any namespace. berth clears `metadata.namespace`
 /// on them and puts every other object in the environment's namespace.
@@ -106,12 +105,15 @@ pub fn render(
 
 /// Label every object `app.kubernetes.io/managed-by=berth` and
 /// `app.kubernetes.io/instance=<app>-<env_name>`, and the pod templates of
-/// workloads too, so berth can find their pods. Selectors are never changed,
-/// and a pod template label that its workload's selector uses is left alone
-/// (changing it would orphan the pods).
-pub fn label(objects: &mut [DynamicObject], app: &str, env_name: &str) {
-    let instance = format!("{app}-{env_name}");
-    let labels = [(MANAGED_BY, "berth"), (INSTANCE, instance.as_str())];
+/// workloads too. Selectors are never changed, and a pod template label that
+/// its workload's selector uses is left alone (changing it would orphan the
+/// pods); so an instance label in a selector keeps the chart's value on the
+/// template. `managed-by=berth` is on every template, since berth finds the
+/// pods of its workloads by it ([`crate::cluster::pods_selector`]): a
+/// selector that pins `managed-by` to another value is refused.
+pub fn label(objects: &mut [DynamicObject], app: &str, env_name: &str) -> anyhow::Result<()> {
+    let instance = instance(app, env_name);
+    let labels = [(MANAGED_BY, BERTH), (INSTANCE, instance.as_str())];
     for object in objects {
         let metadata_labels = object.metadata.labels.get_or_insert_default();
         for (key, value) in labels {
@@ -125,6 +127,7 @@ pub fn label(objects: &mut [DynamicObject], app: &str, env_name: &str) {
             template_pointer.trim_end_matches("/template")
         );
         let selected = selector_keys(object.data.pointer(&selector_pointer));
+        let name = object_ref(object);
         let Some(template) = object.data.pointer_mut(template_pointer) else {
             continue;
         };
@@ -137,7 +140,18 @@ pub fn label(objects: &mut [DynamicObject], app: &str, env_name: &str) {
                 template_labels.insert(key.to_owned(), Value::String(value.to_owned()));
             }
         }
+        let managed_by = template_labels.get(MANAGED_BY).and_then(Value::as_str);
+        if managed_by != Some(BERTH) {
+            return Err(input_error(format!(
+                "{name}: its selector uses the label {MANAGED_BY} (pod template value {}), \
+                 which berth must set to `{BERTH}` on every pod template to watch the pods; \
+                 remove {MANAGED_BY} from the selector in the overlay or chart \
+                 (a selector cannot change in place: the workload must be recreated)",
+                managed_by.map_or("unset".to_owned(), |v| format!("`{v}`"))
+            )));
+        }
     }
+    Ok(())
 }
 
 /// Pin every container and init container whose image repository is one of
@@ -674,7 +688,7 @@ data: { image: registry.example.com/shop/worker:v1 }
     #[test]
     fn labels_go_on_objects_and_pod_templates_never_on_selectors() {
         let mut objects = objects(WORKLOADS);
-        label(&mut objects, "shop", "staging");
+        label(&mut objects, "shop", "staging").unwrap();
         for object in &objects {
             let labels = object.metadata.labels.as_ref().unwrap();
             assert_eq!(labels[MANAGED_BY], "berth", "{}", object_ref(object));
@@ -703,6 +717,30 @@ data: { image: registry.example.com/shop/worker:v1 }
         // Pods and ConfigMaps have no template.
         assert!(objects[3].data["spec"].get("template").is_none());
         assert!(objects[4].data.get("spec").is_none());
+    }
+
+    #[test]
+    fn a_selector_pinning_managed_by_to_another_value_is_refused() {
+        let mut theirs = objects(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: web }\nspec:\n  \
+             selector: { matchLabels: { app.kubernetes.io/managed-by: Helm } }\n  \
+             template: { metadata: { labels: { app.kubernetes.io/managed-by: Helm } } }\n",
+        );
+        let text = input_error_text(label(&mut theirs, "shop", "staging"));
+        for part in [
+            "Deployment/web",
+            "pod template value `Helm`",
+            "remove app.kubernetes.io/managed-by from the selector",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+        // The same key at berth's own value is fine.
+        let mut ours = objects(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: { name: web }\nspec:\n  \
+             selector: { matchLabels: { app.kubernetes.io/managed-by: berth } }\n  \
+             template: { metadata: { labels: { app.kubernetes.io/managed-by: berth } } }\n",
+        );
+        label(&mut ours, "shop", "staging").unwrap();
     }
 
     #[test]
@@ -861,7 +899,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             .unwrap();
         assert_eq!(frontend.data["spec"]["replicas"], 1);
 
-        label(&mut objects, &config.app, "staging");
+        label(&mut objects, &config.app, "staging").unwrap();
         let pinned = pin_images(
             &mut objects,
             &Pins::at_sha(&config.images, "0123456789abcdef0123456789abcdef01234567"),

@@ -21,9 +21,11 @@ pub struct Live {
 }
 
 impl Live {
-    /// Read the workloads labelled `selector` in `namespace`.
+    /// Read the workloads labelled `selector` in `namespace`, with the
+    /// ReplicaSets and pods of berth's workloads ([`super::pods_selector`]).
     pub async fn read(client: &Client, namespace: &str, selector: &str) -> anyhow::Result<Live> {
         let params = ListParams::default().labels(selector);
+        let pods_params = ListParams::default().labels(&super::pods_selector());
         let (deployments_api, statefulsets_api, daemonsets_api, replicasets_api, pods_api) = (
             Api::<Deployment>::namespaced(client.clone(), namespace),
             Api::<StatefulSet>::namespaced(client.clone(), namespace),
@@ -35,8 +37,8 @@ impl Live {
             deployments_api.list(&params),
             statefulsets_api.list(&params),
             daemonsets_api.list(&params),
-            replicasets_api.list(&params),
-            pods_api.list(&params),
+            replicasets_api.list(&pods_params),
+            pods_api.list(&pods_params),
         )
         .context("reading the environment's workloads")?;
         let workloads = (deployments.items.into_iter().map(Workload::Deployment))

@@ -23,3 +23,19 @@ pub const INSTANCE_LABEL: &str = "app.kubernetes.io/instance";
 pub fn instance(app: &str, env: &str) -> String {
     format!("{app}-{env}")
 }
+
+/// The label selector of every object berth applied for an environment
+/// (`app.kubernetes.io/instance=<app>-<env>`): its workloads among them.
+pub fn environment_selector(app: &str, env: &str) -> String {
+    format!("{INSTANCE_LABEL}={}", instance(app, env))
+}
+
+/// The label selector of the ReplicaSets and pods of berth's workloads:
+/// `app.kubernetes.io/managed-by=berth`, which [`crate::render::label`] puts
+/// on every pod template. The instance label is no good here: a workload
+/// whose selector uses it (every `helm create` chart, kustomize
+/// `commonLabels`) keeps its own value on the template. Each verdict picks
+/// its workload's own ReplicaSets and pods from these by owner uid.
+pub fn pods_selector() -> String {
+    format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)
+}

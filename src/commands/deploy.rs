@@ -105,7 +105,7 @@ impl Plan {
 
     /// The label selector of everything this environment's deploys manage.
     pub fn selector(&self) -> String {
-        format!("{}={}", crate::cluster::INSTANCE_LABEL, self.instance())
+        crate::cluster::environment_selector(&self.config.app, &self.env_name)
     }
 }
 
@@ -134,7 +134,7 @@ pub async fn plan(
     let (rendered, connected) = tokio::join!(rendering, connecting);
     let mut objects = rendered.context("the render task panicked")??;
     let client = connected?;
-    render::label(&mut objects, &config.app, env_name);
+    render::label(&mut objects, &config.app, env_name)?;
     let pins = pins.unwrap_or_else(|| Pins::at_sha(&config.images, &sha));
     let pinned = render::pin_images(&mut objects, &pins);
     let migration = match (migrate::take_template(&mut objects)?, &env.migrate) {

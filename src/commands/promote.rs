@@ -12,7 +12,7 @@ use crate::cli::{DeployArgs, GlobalArgs, PromoteOptions};
 use crate::cluster::live::{Live, drifted, images_of};
 use crate::cluster::lock::{self, LockState};
 use crate::cluster::release::{self, PromotedFrom, Release, ReleaseStatus};
-use crate::cluster::{INSTANCE_LABEL, client, instance};
+use crate::cluster::{client, environment_selector};
 use crate::commands::deploy::{self, Request, Source};
 use crate::config::{Config, short_sha as short};
 use crate::error::{BerthError, input_error};
@@ -47,7 +47,7 @@ pub async fn run(
     }
     let releases = release::list(&client, ns).await?;
     let source = last_good(&releases, from)?;
-    let selector = format!("{INSTANCE_LABEL}={}", instance(&config.app, from));
+    let selector = environment_selector(&config.app, from);
     let live = Live::read(&client, ns, &selector).await?;
     let thresholds = Thresholds {
         unschedulable_after: source_env.rollout.unschedulable_after,

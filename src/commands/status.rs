@@ -8,7 +8,7 @@ use crate::cli::{GlobalArgs, StatusArgs};
 use crate::cluster::live::{Live, drifted, images_of, object_ref};
 use crate::cluster::lock::{self, LockState};
 use crate::cluster::release;
-use crate::cluster::{INSTANCE_LABEL, client, instance};
+use crate::cluster::{client, environment_selector};
 use crate::config::{Config, Environment};
 use crate::maintenance::Scope;
 use crate::render::{repository, tag};
@@ -62,7 +62,7 @@ async fn print_environment(
         .status()
         .await?;
     println!("  maintenance: {}", maintenance.summary());
-    let selector = format!("{INSTANCE_LABEL}={}", instance(&config.app, name));
+    let selector = environment_selector(&config.app, name);
     let live = Live::read(client, ns, &selector).await?;
     let workloads = &live.workloads;
     if workloads.is_empty() {
