@@ -13,15 +13,17 @@ use std::process::Output;
 
 use support::*;
 
-/// A throw-away berth.yaml deploying tests/fixtures/helm-create-chart (and a
-/// migration Job from berth.yaml) into a namespace of the test's own.
+/// A throw-away berth.yaml deploying tests/fixtures/helm-create-chart (and,
+/// when asked, a migration Job from berth.yaml: the fault tags doom it too, so
+/// the rollout's own fail-fast is tested without one) into a namespace of the
+/// test's own.
 struct ChartApp {
     dir: PathBuf,
     namespace: String,
 }
 
 impl ChartApp {
-    fn new(prefix: &str) -> ChartApp {
+    fn new(prefix: &str, migration: bool) -> ChartApp {
         let namespace = unique_name(prefix);
         let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&dir).unwrap();
@@ -37,12 +39,15 @@ environments:
     namespace: {namespace}
     chart:
       path: {chart}
-    migrate:
-      image: 127.0.0.1:25000/workbench/migrate
-    rollout:
+{migrate}    rollout:
       timeout: 5m
 "#,
-            chart = chart.display()
+            chart = chart.display(),
+            migrate = if migration {
+                "    migrate:\n      image: 127.0.0.1:25000/workbench/migrate\n"
+            } else {
+                ""
+            },
         );
         std::fs::write(dir.join("berth.yaml"), config).unwrap();
         ChartApp { dir, namespace }
@@ -67,7 +72,7 @@ environments:
 /// on the Deployment itself, and its managed-by label on the pod template.
 #[tokio::test]
 async fn a_chart_deploys_and_status_judges_it_by_its_pods() {
-    let app = ChartApp::new("chart-ok");
+    let app = ChartApp::new("chart-ok", true);
     let client = local_env().kube().await;
     app.deploy("1a2b3c4", 0);
 
@@ -104,7 +109,7 @@ async fn a_chart_deploys_and_status_judges_it_by_its_pods() {
 
 #[tokio::test]
 async fn a_chart_whose_image_never_pulls_fails_fast_naming_the_pod() {
-    let app = ChartApp::new("chart-badbad");
+    let app = ChartApp::new("chart-badbad", false);
     let client = local_env().kube().await;
     app.deploy("1a2b3c4", 0);
     let report = app.deploy("badbad1", 1);
@@ -129,7 +134,7 @@ async fn a_chart_whose_image_never_pulls_fails_fast_naming_the_pod() {
 
 #[tokio::test]
 async fn a_chart_whose_pods_crash_fails_fast_naming_crash_loop_back_off() {
-    let app = ChartApp::new("chart-deadbeef");
+    let app = ChartApp::new("chart-deadbeef", false);
     let client = local_env().kube().await;
     let report = app.deploy("deadbeef1", 1);
     assert_eq!(
@@ -142,7 +147,7 @@ async fn a_chart_whose_pods_crash_fails_fast_naming_crash_loop_back_off() {
 
 #[tokio::test]
 async fn a_chart_whose_migration_fails_stops_before_any_workload_changes() {
-    let app = ChartApp::new("chart-fa11ed");
+    let app = ChartApp::new("chart-fa11ed", true);
     let client = local_env().kube().await;
     let report = app.deploy("fa11ed1", 1);
     assert!(
@@ -163,7 +168,7 @@ async fn a_chart_whose_migration_fails_stops_before_any_workload_changes() {
 /// berth: refused before anything changes.
 #[tokio::test]
 async fn a_selector_on_managed_by_is_refused_with_exit_2_and_nothing_changes() {
-    let app = ChartApp::new("chart-managed-by");
+    let app = ChartApp::new("chart-managed-by", false);
     let client = local_env().kube().await;
     let chart = app.dir.join("chart");
     copy_dir(
