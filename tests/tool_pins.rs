@@ -172,7 +172,11 @@ fn the_source_a_patch_applies_to_is_checked_against_go_sum_too() {
     let version = fs::read_to_string(copy.path("tools/kwok/go.mod"))
         .unwrap()
         .lines()
-        .find_map(|l| l.trim().strip_prefix("sigs.k8s.io/kwok ").map(str::to_string))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("sigs.k8s.io/kwok ")
+                .map(str::to_string)
+        })
         .unwrap();
     let version = version.split_whitespace().next().unwrap().to_string();
     let module_version = format!("sigs.k8s.io/kwok {version}");
@@ -183,7 +187,9 @@ fn the_source_a_patch_applies_to_is_checked_against_go_sum_too() {
     assert!(!output.status.success());
     let why = stderr(&output);
     assert!(
-        why.contains(&format!("verifying sigs.k8s.io/kwok@{version}: checksum mismatch")),
+        why.contains(&format!(
+            "verifying sigs.k8s.io/kwok@{version}: checksum mismatch"
+        )),
         "{why}"
     );
     assert_eq!(copy.cached_tools(), Vec::<String>::new());
