@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod github;
 pub mod identity;

@@ -462,8 +462,8 @@ fn yaml_error(path: &Path, error: &serde_norway::Error) -> anyhow::Error {
         message = message.replacen(&format!(" at {at}"), "", 1);
         place = format!(" {at}");
     }
-    let fix = if message.contains("is not a duration") {
-        // parse_duration's message already says how to write one.
+    let fix = if message.contains("is not a duration") || message.contains("longest duration") {
+        // duration::parse's message already says how to write one.
         None
     } else if message.contains("unknown field") {
         Some(

@@ -340,6 +340,23 @@ fn a_bad_duration_says_how_to_write_one() {
 }
 
 #[test]
+fn a_duration_above_a_year_names_the_maximum() {
+    let repo = Repo::new("huge-duration");
+    let text = repo.error(&format!(
+        "{MINIMAL}    rollout: {{ timeout: 18446744073709551615s }}\n"
+    ));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging.rollout.timeout",
+            "'18446744073709551615s' is too long",
+            "the longest duration berth accepts is 366d",
+        ],
+    );
+    assert!(!text.contains("fix the YAML there"), "{text}");
+}
+
+#[test]
 fn broken_yaml_points_at_the_line() {
     let repo = Repo::new("broken-yaml");
     let text = repo.error("app: shop\nimages: [registry.example.com/shop/web\nenvironments: {}\n");
