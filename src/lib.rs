@@ -18,6 +18,7 @@ pub mod registry;
 pub mod render;
 pub mod render_cache;
 pub mod rollout;
+pub mod stdout;
 pub mod terminal;
 pub mod wait;
 

@@ -450,7 +450,16 @@ pub fn parse_sha(text: &str) -> anyhow::Result<String> {
 
 /// The first 7 characters of a SHA, as people recognize it.
 pub fn short_sha(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
+    sha_prefix(sha, 7)
+}
+
+/// At most the first `len` characters of `sha`. Counted in characters, not
+/// bytes: a release record or a live image tag may hold anything someone
+/// wrote there by hand.
+pub fn sha_prefix(sha: &str, len: usize) -> &str {
+    sha.char_indices()
+        .nth(len)
+        .map_or(sha, |(end, _)| &sha[..end])
 }
 
 /// An input error for YAML that serde could not read into [`ConfigFile`].
