@@ -14,6 +14,8 @@ pub mod interrupt;
 pub mod maintenance;
 pub mod migrate;
 pub mod output;
+#[cfg(test)]
+mod properties;
 pub mod registry;
 pub mod render;
 pub mod render_cache;

@@ -349,8 +349,15 @@ impl Config {
                 path.display()
             ))
         })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and check berth.yaml's `text`, read from `path`: the path is
+    /// named in messages, and overlays are found relative to its directory.
+    /// Every error is an input error, as with [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
         let value: serde_norway::Value =
-            serde_norway::from_str(&text).map_err(|error| yaml_error(path, &error))?;
+            serde_norway::from_str(text).map_err(|error| yaml_error(path, &error))?;
         if value.is_null() {
             return Err(input_error(format!(
                 "{} is empty; describe the app and its environments \
@@ -359,7 +366,7 @@ impl Config {
             )));
         }
         let file: ConfigFile =
-            serde_norway::from_str(&text).map_err(|error| yaml_error(path, &error))?;
+            serde_norway::from_str(text).map_err(|error| yaml_error(path, &error))?;
         let dir = std::path::absolute(path)
             .ok()
             .and_then(|absolute| absolute.parent().map(Path::to_path_buf))
