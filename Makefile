@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 LOCAL := cluster-setup/local
 
-.PHONY: demo test lint unit bench up down purge
+.PHONY: demo test lint unit fuzz bench up down purge
 
 demo: up
 	cargo build --release --locked
@@ -20,6 +20,10 @@ lint:
 
 unit:
 	cargo test --lib --bins --locked
+
+# The property tests of src/properties.rs with many more cases than `cargo test` runs.
+fuzz:
+	PROPTEST_CASES=20000 cargo test --release --locked --lib properties::
 
 bench:
 	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/deploy && bench/assets && bench/render-cache'

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::duration;
+
 /// Deploy web applications to Kubernetes by git SHA, and run the operations
 /// around a deploy.
 #[derive(Debug, Parser)]
@@ -143,10 +145,10 @@ pub struct DeployArgs {
 pub struct WaitArgs {
     /// Give up waiting for the rollout after this long, e.g. `10m`
     /// [default: the environment's `rollout.timeout`, else 10m].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub timeout: Option<Duration>,
     /// Wait this long for a held deploy lock instead of exiting 3.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub lock_wait: Option<Duration>,
 }
 
@@ -186,7 +188,7 @@ pub struct UpdateStagingArgs {
 #[derive(Debug, Args)]
 pub struct PromoteOptions {
     /// Refuse unless the source has been healthy on its SHA at least this long, e.g. `30m`.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub min_age: Option<Duration>,
     /// How long to wait.
     #[command(flatten)]
@@ -235,7 +237,7 @@ pub struct LockArgs {
     #[arg(value_enum)]
     pub action: LockAction,
     /// How long an acquired lock is held unless released.
-    #[arg(long, value_parser = parse_duration, default_value = "1h")]
+    #[arg(long, value_parser = duration::parse, default_value = "1h")]
     pub ttl: Duration,
 }
 
@@ -270,7 +272,7 @@ pub struct RunArgs {
     pub keep: bool,
     /// Stop after this long, pod start included; exit 4 and delete the pod
     /// [default: the environment's `run.timeout`, else 1h].
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub timeout: Option<Duration>,
     /// The Deployment whose pod template the pod copies [default: the
     /// environment's `run.workload`, else `database.workload`].
@@ -298,8 +300,8 @@ pub struct TaskArgs {
 pub struct ClearRenderCacheArgs {
     /// Environment whose cache to clear.
     pub env: String,
-    /// At most this many workflows per second.
-    #[arg(long, default_value_t = 5.0)]
+    /// At most this many workflows per second, from 0.001 to 1000.
+    #[arg(long, default_value_t = 5.0, value_parser = parse_rate)]
     pub rate: f64,
     /// Count what would be cleared; change nothing.
     #[arg(long)]
@@ -307,6 +309,21 @@ pub struct ClearRenderCacheArgs {
     /// Ignore an interrupted run's checkpoint and start over.
     #[arg(long)]
     pub restart: bool,
+}
+
+/// The slowest and fastest `--rate` of `clear-render-cache`, in workflows per second.
+pub const RATES: std::ops::RangeInclusive<f64> = 0.001..=1000.0;
+
+/// Parse `--rate`: a number of workflows per second within [`RATES`].
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(rate) if RATES.contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "--rate takes workflows per second from {} to {}, e.g. --rate 5",
+            RATES.start(),
+            RATES.end()
+        )),
+    }
 }
 
 /// Options of `maintenance`.
@@ -324,7 +341,7 @@ pub struct MaintenanceArgs {
     #[arg(long)]
     pub message: Option<String>,
     /// Wait this long for a held deploy lock instead of exiting 3.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = duration::parse)]
     pub lock_wait: Option<Duration>,
 }
 
@@ -433,7 +450,7 @@ pub struct AssetsPruneArgs {
     pub keep: usize,
     /// Never delete objects written less than this long ago (assets pushed
     /// for a deploy that has not recorded its release yet).
-    #[arg(long, default_value = "1h", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "1h", value_parser = duration::parse, value_name = "DURATION")]
     pub grace: Duration,
     /// Say what would be deleted; delete nothing.
     #[arg(long)]
@@ -465,39 +482,6 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// Parse durations written as `90s`, `10m`, `1h` or `1h30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("'{text}' is not a duration; write it like 90s, 10m, 1h or 1h30m");
-    if text.is_empty() {
-        return Err(invalid());
-    }
-    let mut total = 0u64;
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 86_400,
-            _ => return Err(invalid()),
-        };
-        let n: u64 = digits.parse().map_err(|_| invalid())?;
-        total = n
-            .checked_mul(unit)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(invalid)?;
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(invalid());
-    }
-    Ok(Duration::from_secs(total))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,22 +490,6 @@ mod tests {
     #[test]
     fn the_command_tree_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn durations_parse_in_every_unit() {
-        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("10m"), Ok(Duration::from_secs(600)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
-    }
-
-    #[test]
-    fn bad_durations_say_how_to_write_one() {
-        for bad in ["", "10", "m", "10x", "1h30", "99999999999999999999h"] {
-            let err = parse_duration(bad).unwrap_err();
-            assert!(err.contains("write it like"), "{bad}: {err}");
-        }
     }
 
     #[test]

@@ -37,6 +37,11 @@ pub enum BerthError {
     /// non-zero; berth exits with the same code and adds no message.
     #[error("the command exited with code {0}")]
     Exited(u8),
+    /// stdout's reader went away (`berth history staging | head -1`): nothing
+    /// more can be shown, which is no failure. Exit 0 and no message, as
+    /// ripgrep does.
+    #[error("stdout was closed")]
+    OutputClosed,
 }
 
 /// A task stopped because another failed or the user interrupted; the
@@ -56,6 +61,7 @@ impl BerthError {
             BerthError::Refused(_) => 5,
             BerthError::Interrupted => 130,
             BerthError::Exited(code) => *code,
+            BerthError::OutputClosed => 0,
         }
     }
 }
@@ -115,6 +121,7 @@ mod tests {
             (BerthError::Refused("x".into()), 5),
             (BerthError::Interrupted, 130),
             (BerthError::Exited(3), 3),
+            (BerthError::OutputClosed, 0),
         ];
         for (error, code) in cases {
             assert_eq!(exit_code_of(&error.into()), ExitCode::from(code));

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod github;
 pub mod identity;
@@ -13,10 +14,13 @@ pub mod interrupt;
 pub mod maintenance;
 pub mod migrate;
 pub mod output;
+#[cfg(test)]
+mod properties;
 pub mod registry;
 pub mod render;
 pub mod render_cache;
 pub mod rollout;
+pub mod stdout;
 pub mod terminal;
 pub mod wait;
 

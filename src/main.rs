@@ -28,10 +28,11 @@ fn main() -> ExitCode {
     match runtime.block_on(berth::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // A command berth ran already said why it exited non-zero.
+            // A command berth ran already said why it exited non-zero, and
+            // a closed stdout is a quiet success.
             if !matches!(
                 berth::error::kind_of(&error),
-                Some(berth::error::BerthError::Exited(_))
+                Some(berth::error::BerthError::Exited(_) | berth::error::BerthError::OutputClosed)
             ) {
                 eprintln!("error: {error:#}");
             }

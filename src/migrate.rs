@@ -115,7 +115,7 @@ pub fn from_config(migrate: &Migrate, sha: &str) -> anyhow::Result<Job> {
 /// berth's labels, one attempt (`backoffLimit: 0`, `restartPolicy: Never`)
 /// and a deadline (the template's, else 10 minutes).
 pub fn for_release(mut job: Job, instance: &str, number: u64, sha: &str) -> Job {
-    let short = &sha[..sha.len().min(12)];
+    let short = crate::config::sha_prefix(sha, 12);
     let mut name = format!("{instance}-migrate-{number}-{short}");
     if name.len() > 63 {
         name = format!("migrate-{number}-{short}");

@@ -109,8 +109,9 @@ impl Output {
 
     fn json(&self, value: serde_json::Value) {
         if self.mode == Mode::Json {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{value}");
+            // A reader that went away must not stop a deploy halfway: the
+            // work goes on, unseen, and the exit code still tells the outcome.
+            let _ = crate::stdout::line(value);
         }
     }
 

@@ -328,7 +328,7 @@ fn program(var: &'static str, default: &str) -> (OsString, &'static str) {
 
 /// Read the objects in a multi-document YAML stream printed by `shown`.
 /// Empty documents are skipped and `List`s are expanded.
-fn parse_objects(text: &str, shown: &str) -> anyhow::Result<Vec<DynamicObject>> {
+pub(crate) fn parse_objects(text: &str, shown: &str) -> anyhow::Result<Vec<DynamicObject>> {
     let mut objects = Vec::new();
     for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
         let place = format!("document {} printed by `{shown}`", index + 1);

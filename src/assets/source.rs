@@ -94,14 +94,18 @@ pub async fn resolve(source: &AssetSource, sha: &str, store: &Store) -> anyhow::
             let files = listed
                 .into_iter()
                 .filter(|object| !object.key.ends_with('/'))
-                .map(|object| SourceFile {
-                    relative: object.key[prefix.len()..].to_owned(),
-                    size: object.size,
-                    origin: Origin::Remote {
-                        bucket: bucket.clone(),
-                        key: object.key,
-                        etag: object.etag,
-                    },
+                .filter_map(|object| {
+                    // A store that lists a key outside the prefix is ignored, not sliced.
+                    let relative = object.key.strip_prefix(prefix.as_str())?.to_owned();
+                    Some(SourceFile {
+                        relative,
+                        size: object.size,
+                        origin: Origin::Remote {
+                            bucket: bucket.clone(),
+                            key: object.key,
+                            etag: object.etag,
+                        },
+                    })
                 })
                 .collect();
             Resolved {

@@ -76,7 +76,7 @@ pub async fn run(pods: &Api<Pod>, session: Session<'_>) -> anyhow::Result<i32> {
             .write_all(settings.as_bytes())
             .await
             .context("handing the settings to the command")?;
-        write_stdout(&after)?;
+        crate::stdout::write(&after)?;
     }
     let input = tokio::spawn(forward_stdin(remote_stdin));
     let output = tokio::spawn(copy_out(remote_stdout, std::io::stdout()));
@@ -132,12 +132,12 @@ async fn wait_for_marker(stdout: &mut (impl AsyncRead + Unpin)) -> anyhow::Resul
             .await
             .context("reading the command's output")?;
         if n == 0 {
-            write_stdout(&seen)?;
+            crate::stdout::write(&seen)?;
             return Ok(None);
         }
         seen.extend_from_slice(&chunk[..n]);
         if let Some((before, after)) = split_at_marker(&seen) {
-            write_stdout(before)?;
+            crate::stdout::write(before)?;
             return Ok(Some(after.to_vec()));
         }
     }
@@ -198,14 +198,6 @@ async fn copy_out(mut remote: impl AsyncRead + Unpin, mut local: impl Write) {
             break;
         }
     }
-}
-
-/// Write bytes to standard output now.
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(bytes)?;
-    stdout.flush()?;
-    Ok(())
 }
 
 /// The exit code an exec's final status reports, or why there is none.

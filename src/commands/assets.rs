@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use k8s_openapi::jiff::Timestamp;
@@ -197,11 +197,14 @@ async fn prune_locked(
             needed.insert(manifest::key(prefix, sha));
         }
     }
-    let cutoff = Timestamp::now().as_second() - args.grace.as_secs() as i64;
+    let cutoff = written_before(Timestamp::now().as_second(), args.grace);
     let listed = store.list(prefix).await?;
     let (mut doomed, mut kept) = (Vec::new(), 0u64);
     for object in listed {
-        let reserved = object.key[prefix.len()..].starts_with(manifest::RESERVED);
+        let reserved = object
+            .key
+            .strip_prefix(prefix.as_str())
+            .is_some_and(|name| name.starts_with(manifest::RESERVED));
         let foreign_reserved = reserved && manifest::sha_of(prefix, &object.key).is_none();
         let recent = object.modified.is_none_or(|m| m > cutoff);
         if needed.contains(&object.key) || foreign_reserved || recent {
@@ -240,4 +243,37 @@ async fn prune_locked(
         dry_run: args.dry_run,
         duration_s: 0.0,
     })
+}
+
+/// The newest write time (Unix seconds) that is older than `grace` at `now`.
+/// A grace reaching before any representable time gives `i64::MIN`, so that
+/// every object counts as recent and is kept: arithmetic that wrapped would
+/// turn "keep recent objects" into "delete them".
+fn written_before(now: i64, grace: Duration) -> i64 {
+    i64::try_from(grace.as_secs())
+        .ok()
+        .and_then(|grace| now.checked_sub(grace))
+        .unwrap_or(i64::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_grace_period_moves_the_cutoff_back() {
+        assert_eq!(written_before(10_000, Duration::from_secs(3600)), 6400);
+        assert_eq!(written_before(10_000, Duration::ZERO), 10_000);
+    }
+
+    #[test]
+    fn a_grace_period_beyond_i64_keeps_everything() {
+        let now = 1_800_000_000;
+        for grace in [u64::MAX, 1 << 63, (1 << 63) + 3600] {
+            let cutoff = written_before(now, Duration::from_secs(grace));
+            assert_eq!(cutoff, i64::MIN, "grace {grace}s");
+        }
+        let longest = written_before(now, Duration::from_secs(i64::MAX as u64));
+        assert!(longest < 0, "{longest}");
+    }
 }

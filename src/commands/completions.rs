@@ -3,10 +3,13 @@
 use clap::CommandFactory;
 
 use crate::cli::{Cli, CompletionsArgs};
+use crate::stdout;
 
 /// Write the completion script for `args.shell` to standard output.
 pub fn run(args: &CompletionsArgs) -> anyhow::Result<()> {
     let mut command = Cli::command();
-    clap_complete::generate(args.shell, &mut command, "berth", &mut std::io::stdout());
-    Ok(())
+    // Into memory first: clap_complete panics when its writer fails.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut command, "berth", &mut script);
+    stdout::write(&script)
 }

@@ -3,12 +3,13 @@
 use crate::cli::{ConfigArgs, ConfigCommand, GlobalArgs};
 use crate::config::Config;
 use crate::render;
+use crate::stdout;
 
 /// Validate berth.yaml and render every environment, or print the schema.
 pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
     match args.command {
         ConfigCommand::Schema => {
-            println!("{}", serde_json::to_string_pretty(&Config::schema())?);
+            stdout::line(serde_json::to_string_pretty(&Config::schema())?)?;
         }
         ConfigCommand::Validate => {
             let config = Config::load(&global.config)?;
@@ -18,14 +19,14 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
                     &mut objects,
                     &render::Pins::at_sha(&config.images, "0000000"),
                 );
-                println!(
+                stdout::line(format!(
                     "{name}: {} objects render, {} images pinned (namespace {})",
                     objects.len(),
                     pinned.len(),
                     env.namespace
-                );
+                ))?;
             }
-            println!("{} is valid", global.config.display());
+            stdout::line(format!("{} is valid", global.config.display()))?;
         }
     }
     Ok(())

@@ -32,6 +32,7 @@ use crate::migrate;
 use crate::output::{Output, Report, ReportFailure};
 use crate::render::{self, PinnedImage, Pins};
 use crate::rollout::Thresholds;
+use crate::stdout;
 use crate::wait::{self, Tracked, WaitFailure};
 
 /// What a deploy puts in the environment.
@@ -388,7 +389,7 @@ async fn pipeline(
         None
     };
     if args.dry_run {
-        print_plan(&plan, out);
+        print_plan(&plan, out)?;
         return Ok(());
     }
     let ns = plan.env.namespace.clone();
@@ -898,7 +899,7 @@ async fn ensure_namespace(client: &Client, name: &str, instance: &str) -> anyhow
 }
 
 /// `--dry-run`: what would be applied, and which images are pinned.
-fn print_plan(plan: &Plan, out: &Output) {
+fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
     if out.mode() == crate::output::Mode::Json {
         let value = serde_json::json!({
             "event": "plan",
@@ -909,30 +910,33 @@ fn print_plan(plan: &Plan, out: &Output) {
             "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
             "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
         });
-        println!("{value}");
-        return;
+        return stdout::line(value);
     }
     let mut ordered: Vec<&Resolved> = plan.objects.iter().collect();
     ordered.sort_by_key(|o| apply::phase(&o.resource.kind));
-    println!(
+    stdout::line(format!(
         "Plan: deploy {} to {} (namespace {}), nothing changed",
         plan.sha, plan.env_name, plan.env.namespace
-    );
-    println!("Objects, in apply order:");
+    ))?;
+    stdout::line("Objects, in apply order:")?;
     for o in ordered {
-        println!("  {}", o.describe());
+        stdout::line(format!("  {}", o.describe()))?;
     }
-    println!("Images pinned to {}:", plan.sha);
+    stdout::line(format!("Images pinned to {}:", plan.sha))?;
     for p in &plan.pinned {
-        println!("  {} {}: {} -> {}", p.object, p.container, p.from, p.to);
+        stdout::line(format!(
+            "  {} {}: {} -> {}",
+            p.object, p.container, p.from, p.to
+        ))?;
     }
     if let Some(prepared) = &plan.assets {
-        println!(
+        stdout::line(format!(
             "Assets: {} files from {} to s3://{}/{} (only missing or changed files are uploaded)",
             prepared.resolved.files.len(),
             prepared.resolved.description,
             prepared.store.bucket,
             prepared.assets.prefix
-        );
+        ))?;
     }
+    Ok(())
 }

@@ -13,6 +13,7 @@ use super::deploy;
 use crate::cli::{EnvShaArgs, GlobalArgs};
 use crate::cluster::apply;
 use crate::output::Output;
+use crate::stdout;
 
 /// Print what deploying SHA to ENV would change; changes nothing.
 pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<()> {
@@ -45,9 +46,9 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
         match live {
             None => {
                 added += 1;
-                println!("+ {} (new)", object.describe());
+                stdout::line(format!("+ {} (new)", object.describe()))?;
                 for line in after_text.lines() {
-                    println!("  + {line}");
+                    stdout::line(format!("  + {line}"))?;
                 }
             }
             Some(live) => {
@@ -57,20 +58,20 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
                     continue;
                 }
                 changed += 1;
-                println!("~ {}", object.describe());
+                stdout::line(format!("~ {}", object.describe()))?;
                 let diff = TextDiff::from_lines(&before_text, &after_text);
                 for hunk in diff.unified_diff().context_radius(2).iter_hunks() {
                     for line in hunk.to_string().lines() {
-                        println!("  {line}");
+                        stdout::line(format!("  {line}"))?;
                     }
                 }
             }
         }
     }
-    println!(
+    stdout::line(format!(
         "{added} to create, {changed} to change, {same} unchanged ({} at {})",
         args.env, plan.sha
-    );
+    ))?;
     Ok(())
 }
 

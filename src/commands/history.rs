@@ -2,8 +2,9 @@
 
 use crate::cli::{EnvArg, GlobalArgs};
 use crate::cluster::{client, release};
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::output::{Mode, Output};
+use crate::stdout;
 
 /// Print the environment's releases.
 pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Result<()> {
@@ -16,18 +17,18 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
             let mut value = serde_json::to_value(r)?;
             // the manifest can hold Secrets: never print it
             value.as_object_mut().map(|o| o.remove("manifest"));
-            println!("{value}");
+            stdout::line(value)?;
         }
         return Ok(());
     }
     if releases.is_empty() {
-        println!("{}: no releases yet", args.env);
+        stdout::line(format!("{}: no releases yet", args.env))?;
         return Ok(());
     }
-    println!(
+    stdout::line(format!(
         "{:<8} {:<12} {:<12} {:<26} {:>8}  BY / NOTE",
         "RELEASE", "SHA", "STATUS", "STARTED", "TOOK"
-    );
+    ))?;
     for r in &releases {
         let took = r.duration_s.map_or("-".to_string(), |d| format!("{d:.1}s"));
         let mut note = r.deployer.describe();
@@ -47,8 +48,8 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
         if let Some(f) = &r.failure {
             note.push_str(&format!("; {}: {}", f.workload, f.reason));
         }
-        let short = &r.sha[..r.sha.len().min(12)];
-        println!(
+        let short = config::sha_prefix(&r.sha, 12);
+        stdout::line(format!(
             "{:<8} {:<12} {:<12} {:<26} {:>8}  {}",
             r.number,
             short,
@@ -56,7 +57,7 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
             r.started_at,
             took,
             note
-        );
+        ))?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::maintenance::{Scope, Selector, Status};
 use crate::output::{Mode, Output};
+use crate::stdout;
 
 /// The final report (`--output json`): what was asked, how it ended, and
 /// where maintenance stands.
@@ -110,7 +111,7 @@ async fn execute(
     if args.action == MaintenanceAction::Status {
         let status = scope.status().await?;
         if out.mode() != Mode::Json {
-            print_status(&args.env, &status, Timestamp::now());
+            print_status(&args.env, &status, Timestamp::now())?;
         }
         *maintenance = Some(status);
         return Ok(());
@@ -214,7 +215,7 @@ fn ago(since: &str, now: Timestamp) -> Option<String> {
 }
 
 /// `maintenance ENV status` for people.
-fn print_status(env: &str, status: &Status, now: Timestamp) {
+fn print_status(env: &str, status: &Status, now: Timestamp) -> anyhow::Result<()> {
     let notice = &status.notice;
     let state = match status.state {
         "on" => "on",
@@ -233,26 +234,27 @@ fn print_status(env: &str, status: &Status, now: Timestamp) {
             line.push_str(&format!(" by {by}"));
         }
     }
-    println!("{line}");
+    stdout::line(line)?;
     if status.state != "off" {
         if let Some(title) = &notice.title {
-            println!("  title: {title}");
+            stdout::line(format!("  title: {title}"))?;
         }
         let mut lines = notice.message.iter().flat_map(|m| m.lines());
         if let Some(first) = lines.next() {
-            println!("  message: {first}");
+            stdout::line(format!("  message: {first}"))?;
             for line in lines {
-                println!("{}", format!("           {line}").trim_end());
+                stdout::line(format!("           {line}").trim_end())?;
             }
         }
     }
     match status.server {
-        Some(server) => println!("  server: {}/{} ready", server.ready, server.desired),
-        None if status.state != "off" => {
-            println!(
-                "  server: missing; the switched Services answer nothing until `on` or `off` runs again"
-            )
-        }
+        Some(server) => stdout::line(format!(
+            "  server: {}/{} ready",
+            server.ready, server.desired
+        ))?,
+        None if status.state != "off" => stdout::line(
+            "  server: missing; the switched Services answer nothing until `on` or `off` runs again",
+        )?,
         None => {}
     }
     for service in &status.services {
@@ -264,8 +266,9 @@ fn print_status(env: &str, status: &Status, now: Timestamp) {
             (None, Some(problem)) => format!("maintenance page, but {problem}"),
             (None, None) => format!("serving its pods (selector {})", pairs(&service.selector)),
         };
-        println!("  Service/{}: {what}", service.name);
+        stdout::line(format!("  Service/{}: {what}", service.name))?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

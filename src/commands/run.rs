@@ -85,7 +85,7 @@ impl OneOff {
         let container = pods::container(&spec, settings.container.as_deref(), &self.key)?;
         let name = run_pod::pod_name(&self.instance);
         // The pod outlives the timeout a little, so the command's own end is seen first.
-        let lifetime = timeout + Duration::from_secs(60);
+        let lifetime = timeout.saturating_add(Duration::from_secs(60));
         let pod = run_pod::build(
             &template,
             &name,

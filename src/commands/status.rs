@@ -9,10 +9,11 @@ use crate::cluster::live::{Live, drifted, images_of, object_ref};
 use crate::cluster::lock::{self, LockState};
 use crate::cluster::release;
 use crate::cluster::{client, environment_selector};
-use crate::config::{Config, Environment};
+use crate::config::{self, Config, Environment};
 use crate::maintenance::Scope;
 use crate::render::{repository, tag};
 use crate::rollout::{Thresholds, Verdict};
+use crate::stdout;
 
 /// Print the status of one environment, or of all of them.
 pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
@@ -39,34 +40,35 @@ async fn print_environment(
     env: &Environment,
 ) -> anyhow::Result<()> {
     let ns = &env.namespace;
-    println!("{name} (namespace {ns})");
+    stdout::line(format!("{name} (namespace {ns})"))?;
     match lock::status(client, ns).await? {
-        LockState::Free => println!("  lock: free"),
-        LockState::Held(holder) => {
-            println!("  lock: held by {}", holder.describe(Timestamp::now()))
-        }
+        LockState::Free => stdout::line("  lock: free")?,
+        LockState::Held(holder) => stdout::line(format!(
+            "  lock: held by {}",
+            holder.describe(Timestamp::now())
+        ))?,
     }
     let releases = release::list(client, ns).await?;
     match releases.first() {
-        None => println!("  last release: none"),
-        Some(r) => println!(
+        None => stdout::line("  last release: none")?,
+        Some(r) => stdout::line(format!(
             "  last release: {} {} {} by {} at {}",
             r.number,
             r.sha,
             r.status.as_str(),
             r.deployer.describe(),
             r.started_at
-        ),
+        ))?,
     }
     let maintenance = Scope::new(client.clone(), &config.app, name, env)
         .status()
         .await?;
-    println!("  maintenance: {}", maintenance.summary());
+    stdout::line(format!("  maintenance: {}", maintenance.summary()))?;
     let selector = environment_selector(&config.app, name);
     let live = Live::read(client, ns, &selector).await?;
     let workloads = &live.workloads;
     if workloads.is_empty() {
-        println!("  no workloads deployed by berth");
+        stdout::line("  no workloads deployed by berth")?;
         return Ok(());
     }
     let thresholds = Thresholds {
@@ -75,7 +77,10 @@ async fn print_environment(
     let last_good = releases
         .iter()
         .find(|r| r.status == release::ReleaseStatus::Succeeded);
-    println!("  {:<34} {:>7}  {:<14} HEALTH", "WORKLOAD", "READY", "SHA");
+    stdout::line(format!(
+        "  {:<34} {:>7}  {:<14} HEALTH",
+        "WORKLOAD", "READY", "SHA"
+    ))?;
     let mut drift = Vec::new();
     for w in workloads {
         let (ready, desired) = w.progress();
@@ -90,23 +95,23 @@ async fn print_environment(
             .iter()
             .filter(|(_, image)| config.images.iter().any(|r| r == repository(image)))
             .filter_map(|(_, image)| tag(image))
-            .map(|sha| &sha[..sha.len().min(12)])
+            .map(|sha| config::sha_prefix(sha, 12))
             .collect();
         let sha = if shas.is_empty() {
             "-".to_string()
         } else {
             shas.join(",")
         };
-        println!(
+        stdout::line(format!(
             "  {object:<34} {:>7}  {sha:<14} {health}",
             format!("{ready}/{desired}")
-        );
+        ))?;
         if let Some(release) = last_good {
             drift.extend(drifted(release, &object, &images));
         }
     }
     for line in &drift {
-        println!("  drift: {line}");
+        stdout::line(format!("  drift: {line}"))?;
     }
     Ok(())
 }

@@ -568,7 +568,7 @@ impl Visitor<'_> for DurationVisitor {
     }
 
     fn visit_str<E: de::Error>(self, text: &str) -> Result<DurationText, E> {
-        crate::cli::parse_duration(text)
+        crate::duration::parse(text)
             .map(DurationText)
             .map_err(E::custom)
     }
@@ -581,7 +581,7 @@ impl JsonSchema for DurationText {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "A duration: whole numbers with units s, m, h or d, such as 90s, 10m or 1h30m.",
+            "description": "A duration: whole numbers with units s, m, h or d, such as 90s, 10m or 1h30m; at most 366d.",
             "type": "string",
             "pattern": "^([0-9]+[smhd])+$"
         })

@@ -349,8 +349,15 @@ impl Config {
                 path.display()
             ))
         })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parse and check berth.yaml's `text`, read from `path`: the path is
+    /// named in messages, and overlays are found relative to its directory.
+    /// Every error is an input error, as with [`Config::load`].
+    pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
         let value: serde_norway::Value =
-            serde_norway::from_str(&text).map_err(|error| yaml_error(path, &error))?;
+            serde_norway::from_str(text).map_err(|error| yaml_error(path, &error))?;
         if value.is_null() {
             return Err(input_error(format!(
                 "{} is empty; describe the app and its environments \
@@ -359,7 +366,7 @@ impl Config {
             )));
         }
         let file: ConfigFile =
-            serde_norway::from_str(&text).map_err(|error| yaml_error(path, &error))?;
+            serde_norway::from_str(text).map_err(|error| yaml_error(path, &error))?;
         let dir = std::path::absolute(path)
             .ok()
             .and_then(|absolute| absolute.parent().map(Path::to_path_buf))
@@ -450,7 +457,16 @@ pub fn parse_sha(text: &str) -> anyhow::Result<String> {
 
 /// The first 7 characters of a SHA, as people recognize it.
 pub fn short_sha(sha: &str) -> &str {
-    &sha[..sha.len().min(7)]
+    sha_prefix(sha, 7)
+}
+
+/// At most the first `len` characters of `sha`. Counted in characters, not
+/// bytes: a release record or a live image tag may hold anything someone
+/// wrote there by hand.
+pub fn sha_prefix(sha: &str, len: usize) -> &str {
+    sha.char_indices()
+        .nth(len)
+        .map_or(sha, |(end, _)| &sha[..end])
 }
 
 /// An input error for YAML that serde could not read into [`ConfigFile`].
@@ -462,8 +478,8 @@ fn yaml_error(path: &Path, error: &serde_norway::Error) -> anyhow::Error {
         message = message.replacen(&format!(" at {at}"), "", 1);
         place = format!(" {at}");
     }
-    let fix = if message.contains("is not a duration") {
-        // parse_duration's message already says how to write one.
+    let fix = if message.contains("is not a duration") || message.contains("longest duration") {
+        // duration::parse's message already says how to write one.
         None
     } else if message.contains("unknown field") {
         Some(

@@ -340,6 +340,23 @@ fn a_bad_duration_says_how_to_write_one() {
 }
 
 #[test]
+fn a_duration_above_a_year_names_the_maximum() {
+    let repo = Repo::new("huge-duration");
+    let text = repo.error(&format!(
+        "{MINIMAL}    rollout: {{ timeout: 18446744073709551615s }}\n"
+    ));
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging.rollout.timeout",
+            "'18446744073709551615s' is too long",
+            "the longest duration berth accepts is 366d",
+        ],
+    );
+    assert!(!text.contains("fix the YAML there"), "{text}");
+}
+
+#[test]
 fn broken_yaml_points_at_the_line() {
     let repo = Repo::new("broken-yaml");
     let text = repo.error("app: shop\nimages: [registry.example.com/shop/web\nenvironments: {}\n");
@@ -780,4 +797,13 @@ fn tasks_are_read_and_checked() {
             "tasks.nofile.args_file: gone.txt does not exist",
         ],
     );
+}
+
+#[test]
+fn a_sha_prefix_counts_characters_not_bytes() {
+    assert_eq!(short_sha("3f2a9c1d0e"), "3f2a9c1");
+    assert_eq!(sha_prefix("3f2a", 12), "3f2a");
+    // a live image tag set by hand: slicing at byte 12 would split a character
+    assert_eq!(sha_prefix("ééééééééééééé", 12), "éééééééééééé");
+    assert_eq!(short_sha("v1.2-ünïcødé"), "v1.2-ün");
 }

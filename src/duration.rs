@@ -1,0 +1,85 @@
+//! Durations as people write them on the command line and in berth.yaml:
+//! `90s`, `10m`, `1h`, `1h30m`, `2d`. Shared by the CLI and the config.
+
+use std::time::Duration;
+
+/// The longest duration berth accepts anywhere: a year and a day. Longer
+/// waits are mistakes, and capping here keeps every later `now + duration`
+/// and `as i64` far from overflow.
+pub const MAX: Duration = Duration::from_secs(366 * 86_400);
+
+/// Parse a duration written as `90s`, `10m`, `1h`, `1h30m` or `2d`, at most [`MAX`].
+pub fn parse(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("'{text}' is not a duration; write it like 90s, 10m, 1h or 1h30m");
+    let too_long =
+        || format!("'{text}' is too long; the longest duration berth accepts is 366d (a year)");
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = 0u64;
+    let mut digits = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(invalid()),
+        };
+        if digits.is_empty() {
+            return Err(invalid());
+        }
+        // All digits, so the only way to fail is a number too big for u64.
+        let n: u64 = digits.parse().map_err(|_| too_long())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|s| total.checked_add(s))
+            .filter(|&s| s <= MAX.as_secs())
+            .ok_or_else(too_long)?;
+        digits.clear();
+    }
+    if !digits.is_empty() {
+        return Err(invalid());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_every_unit() {
+        assert_eq!(parse("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse("10m"), Ok(Duration::from_secs(600)));
+        assert_eq!(parse("1h30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse("2d"), Ok(Duration::from_secs(172_800)));
+    }
+
+    #[test]
+    fn bad_durations_say_how_to_write_one() {
+        for bad in ["", "10", "m", "10x", "1h30", "h5m", "-5s", "1.5h"] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains("write it like"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn durations_above_a_year_name_the_maximum() {
+        assert_eq!(parse("366d"), Ok(MAX));
+        for huge in [
+            "367d",
+            "366d1s",
+            "18446744073709551615s",
+            "99999999999999999999h",
+            "9000000000000000000d",
+        ] {
+            let err = parse(huge).unwrap_err();
+            assert!(err.contains("366d"), "{huge}: {err}");
+        }
+    }
+}
