@@ -104,13 +104,15 @@ where
         .map(|k| (*k).clone())
 }
 
-/// Watch every tracked workload (labelled `selector`, and the ReplicaSets
-/// and pods their verdicts need, by [`crate::cluster::pods_selector`]) until
-/// all succeed, one is doomed, or `timeout` runs out.
+/// Watch every tracked workload (labelled `selector`), and the ReplicaSets
+/// and pods their verdicts need (labelled `pods_selector`: for berth's own
+/// workloads [`crate::cluster::pods_selector`]), until all succeed, one is
+/// doomed, or `timeout` runs out.
 pub async fn wait_all(
     client: &Client,
     namespace: &str,
     selector: &str,
+    pods_selector: &str,
     tracked: &[Tracked],
     thresholds: Thresholds,
     timeout: Duration,
@@ -120,9 +122,8 @@ pub async fn wait_all(
     let (statefulsets, e2) = reflect::<StatefulSet>(client, namespace, selector);
     let (daemonsets, e3) = reflect::<DaemonSet>(client, namespace, selector);
     let (jobs, e4) = reflect::<Job>(client, namespace, selector);
-    let pods_selector = crate::cluster::pods_selector();
-    let (replicasets, e5) = reflect::<ReplicaSet>(client, namespace, &pods_selector);
-    let (pods, e6) = reflect::<Pod>(client, namespace, &pods_selector);
+    let (replicasets, e5) = reflect::<ReplicaSet>(client, namespace, pods_selector);
+    let (pods, e6) = reflect::<Pod>(client, namespace, pods_selector);
     let mut events = select_all([e1, e2, e3, e4, e5, e6]);
     // Time-based verdicts (unschedulable for too long) need a clock, not an event.
     let mut tick = tokio::time::interval(Duration::from_secs(1));

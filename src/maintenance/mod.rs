@@ -413,6 +413,7 @@ impl Scope {
             &self.client,
             &self.namespace,
             &selector,
+            &selector,
             &tracked,
             self.thresholds,
             timeout,
