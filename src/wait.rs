@@ -104,20 +104,36 @@ where
         .map(|k| (*k).clone())
 }
 
-/// Watch every tracked workload (labelled `selector`), and the ReplicaSets
-/// and pods their verdicts need (labelled `pods_selector`: for berth's own
-/// workloads [`crate::cluster::pods_selector`]), until all succeed, one is
-/// doomed, or `timeout` runs out.
+/// Where [`wait_all`] looks: a namespace, the label selector of the
+/// workloads, and that of their ReplicaSets and pods (for berth's own
+/// workloads [`crate::cluster::pods_selector`], since a workload's template
+/// may not carry the environment's instance label).
+#[derive(Debug, Clone, Copy)]
+pub struct Scope<'a> {
+    /// The namespace.
+    pub namespace: &'a str,
+    /// The label selector of the workloads.
+    pub workloads: &'a str,
+    /// The label selector of their ReplicaSets and pods.
+    pub pods: &'a str,
+}
+
+/// Watch every tracked workload in `scope`, and the ReplicaSets and pods
+/// their verdicts need, until all succeed, one is doomed, or `timeout` runs
+/// out.
 pub async fn wait_all(
     client: &Client,
-    namespace: &str,
-    selector: &str,
-    pods_selector: &str,
+    scope: Scope<'_>,
     tracked: &[Tracked],
     thresholds: Thresholds,
     timeout: Duration,
     out: &Output,
 ) -> Result<(), WaitFailure> {
+    let Scope {
+        namespace,
+        workloads: selector,
+        pods: pods_selector,
+    } = scope;
     let (deployments, e1) = reflect::<Deployment>(client, namespace, selector);
     let (statefulsets, e2) = reflect::<StatefulSet>(client, namespace, selector);
     let (daemonsets, e3) = reflect::<DaemonSet>(client, namespace, selector);

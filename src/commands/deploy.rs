@@ -720,9 +720,11 @@ async fn apply_and_wait(
     let tracked = tracked(&applied);
     let waited = wait::wait_all(
         client,
-        ns,
-        &plan.selector(),
-        &crate::cluster::pods_selector(),
+        wait::Scope {
+            namespace: ns,
+            workloads: &plan.selector(),
+            pods: &crate::cluster::pods_selector(),
+        },
         &tracked,
         thresholds,
         timeout,
@@ -829,9 +831,11 @@ async fn roll_back(
     let applied = apply::apply_all(client, ns, &resolved, false).await?;
     let waited = wait::wait_all(
         client,
-        ns,
-        &plan.selector(),
-        &crate::cluster::pods_selector(),
+        wait::Scope {
+            namespace: ns,
+            workloads: &plan.selector(),
+            pods: &crate::cluster::pods_selector(),
+        },
         &tracked(&applied),
         plan.thresholds(),
         timeout,

@@ -411,9 +411,11 @@ impl Scope {
         let timeout = self.settings.timeout;
         let waited = wait::wait_all(
             &self.client,
-            &self.namespace,
-            &selector,
-            &selector,
+            wait::Scope {
+                namespace: &self.namespace,
+                workloads: &selector,
+                pods: &selector,
+            },
             &tracked,
             self.thresholds,
             timeout,
