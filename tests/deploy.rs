@@ -427,7 +427,15 @@ async fn a_deploy_whose_lock_is_taken_over_stops_before_applying_and_records_why
     let leases = wait_for_lock(&client, &app.namespace).await;
     steal_lock(&leases, "thief@elsewhere (pid 1)").await;
 
-    let out = first.wait_with_output().unwrap();
+    // Held, the migration never ends: only the lost lock stops this deploy.
+    let pid = first.id().to_string();
+    let (exited, exit) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || exited.send(first.wait_with_output().unwrap()));
+    let Ok(out) = tokio::time::timeout(Duration::from_secs(120), exit).await else {
+        Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        panic!("the deploy went on after losing its lock");
+    };
+    let out = out.unwrap();
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert_eq!(report(&out)["status"], "lock_lost");
     assert!(
