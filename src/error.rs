@@ -24,6 +24,19 @@ pub enum BerthError {
     /// Another deploy holds the environment's lock.
     #[error("{0}")]
     Locked(String),
+    /// Another holder took the lock while berth held it (berth's renewals
+    /// failed for longer than the hold, or somebody released it by hand);
+    /// berth stopped before its next change.
+    #[error(
+        "lost the deploy lock of namespace {namespace} to {holder}; berth stopped before its next change. \
+         See what they are doing (`berth lock ENV status`, `berth history ENV`), then deploy again once the lock is free"
+    )]
+    LockLost {
+        /// The namespace whose lock it was.
+        namespace: String,
+        /// Who holds it now, e.g. `ada@box (pid 7) (deploy 3f2a9c1)`.
+        holder: String,
+    },
     /// A wait ran out of time.
     #[error("{0}")]
     TimedOut(String),
@@ -56,7 +69,7 @@ impl BerthError {
         match self {
             BerthError::DeployFailed(_) => 1,
             BerthError::NotBuilt { .. } | BerthError::Input(_) => 2,
-            BerthError::Locked(_) => 3,
+            BerthError::Locked(_) | BerthError::LockLost { .. } => 3,
             BerthError::TimedOut(_) => 4,
             BerthError::Refused(_) => 5,
             BerthError::Interrupted => 130,
@@ -82,6 +95,18 @@ pub fn kind_of(error: &anyhow::Error) -> Option<&BerthError> {
 /// decides, otherwise 1.
 pub fn exit_code_number(error: &anyhow::Error) -> u8 {
     kind_of(error).map_or(1, BerthError::exit_code)
+}
+
+/// The `status` of a command's report for an error, e.g. `locked`.
+pub fn status_of(error: &anyhow::Error) -> &'static str {
+    match kind_of(error) {
+        Some(BerthError::Locked(_)) => "locked",
+        Some(BerthError::LockLost { .. }) => "lock_lost",
+        Some(BerthError::TimedOut(_)) => "timed_out",
+        Some(BerthError::Interrupted) => "interrupted",
+        Some(BerthError::DeployFailed(_)) | None => "failed",
+        Some(_) => "refused",
+    }
 }
 
 /// [`exit_code_number`] as the process's exit code.
@@ -117,6 +142,13 @@ mod tests {
             (BerthError::DeployFailed("x".into()), 1),
             (BerthError::Input("x".into()), 2),
             (BerthError::Locked("x".into()), 3),
+            (
+                BerthError::LockLost {
+                    namespace: "x".into(),
+                    holder: "y".into(),
+                },
+                3,
+            ),
             (BerthError::TimedOut("x".into()), 4),
             (BerthError::Refused("x".into()), 5),
             (BerthError::Interrupted, 130),

@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::ListParams;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{ListParams, PostParams};
 use kube::{Api, Client};
 use support::*;
 
@@ -25,35 +27,42 @@ struct App {
 
 impl App {
     fn new(prefix: &str) -> App {
-        App::with_migration(prefix, true)
+        App::with_migration(prefix, None)
     }
 
     /// An app whose deploys have no migration step, so the rollout itself is tested.
     fn without_migration(prefix: &str) -> App {
-        App::with_migration(prefix, false)
+        App::with_migration(prefix, Some("$patch: delete"))
     }
 
-    fn with_migration(prefix: &str, migration: bool) -> App {
+    /// An app whose migration Job is suspended: it never starts, so a
+    /// deploy stays in its migration step, holding the lock, until stopped.
+    fn with_held_migration(prefix: &str) -> App {
+        App::with_migration(prefix, Some("spec: {suspend: true}"))
+    }
+
+    /// `patch` (a line of a strategic merge patch) is applied to the
+    /// example's migration Job template by a wrapping overlay.
+    fn with_migration(prefix: &str, patch: Option<&str>) -> App {
         let namespace = unique_name(prefix);
         let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(&dir).unwrap();
         let staging = repo_root().join("overlays/staging");
-        // The example's migration is the Job template in its base; without a
-        // migration, a wrapping overlay deletes that Job.
-        let overlay = if migration {
-            staging
-        } else {
-            let overlay = dir.join("overlay");
-            std::fs::create_dir_all(&overlay).unwrap();
-            std::fs::write(
-                overlay.join("kustomization.yaml"),
-                format!(
-                    "resources: [{}]\npatches:\n  - patch: |-\n      $patch: delete\n      apiVersion: batch/v1\n      kind: Job\n      metadata: {{name: migrate}}\n",
-                    relative(&overlay, &staging).display()
-                ),
-            )
-            .unwrap();
-            overlay
+        let overlay = match patch {
+            None => staging,
+            Some(patch) => {
+                let overlay = dir.join("overlay");
+                std::fs::create_dir_all(&overlay).unwrap();
+                std::fs::write(
+                    overlay.join("kustomization.yaml"),
+                    format!(
+                        "resources: [{}]\npatches:\n  - patch: |-\n      {patch}\n      apiVersion: batch/v1\n      kind: Job\n      metadata: {{name: migrate}}\n",
+                        relative(&overlay, &staging).display()
+                    ),
+                )
+                .unwrap();
+                overlay
+            }
         };
         let config = example_config(&namespace, &overlay);
         std::fs::write(dir.join("berth.yaml"), config).unwrap();
@@ -91,6 +100,44 @@ async fn wait_for_lock(client: &Client, ns: &str) -> Api<Lease> {
     )
     .await;
     leases
+}
+
+/// Take the lock from whoever holds it, as another berth would once the
+/// holder's renewals stopped: a new holder, acquired and renewed now.
+async fn steal_lock(leases: &Api<Lease>, thief: &str) {
+    loop {
+        let mut lease = leases.get("berth-deploy-lock").await.unwrap();
+        let now = MicroTime(Timestamp::now());
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        spec.holder_identity = Some(thief.into());
+        spec.acquire_time = Some(now.clone());
+        spec.renew_time = Some(now);
+        spec.lease_duration_seconds = Some(600);
+        lease
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert("berth.dev/purpose".into(), "deploy 9f8e7d6".into());
+        match leases
+            .replace("berth-deploy-lock", &PostParams::default(), &lease)
+            .await
+        {
+            Ok(_) => return,
+            // The holder renewed in between: take the renewed Lease.
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(e) => panic!("stealing the lock: {e}"),
+        }
+    }
+}
+
+/// The releases `berth history ENV --output json` lists, newest first.
+fn history(app: &App) -> Vec<serde_json::Value> {
+    let out = app.berth(&["history", "test", "--output", "json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
 }
 
 async fn images(client: &Client, ns: &str) -> Vec<(String, String)> {
@@ -324,6 +371,7 @@ async fn a_killed_deployers_lock_expires_and_the_next_deploy_succeeds() {
         .spawn()
         .unwrap();
     wait_for_lock(&client, &app.namespace).await;
+    let killed = format!("pid {}", first.id());
     first.kill().unwrap(); // SIGKILL: no chance to release anything
     first.wait().unwrap();
     let out = app.berth(&[
@@ -337,6 +385,115 @@ async fn a_killed_deployers_lock_expires_and_the_next_deploy_succeeds() {
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(report(&out)["status"], "succeeded");
+    // it got the lock by waiting out the killed deployer's hold
+    let waited = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter_map(|event| event["message"].as_str().map(str::to_string))
+        .find(|message| message.starts_with("waiting for the lock held by"));
+    assert!(
+        waited.as_ref().is_some_and(|m| m.contains(&killed)),
+        "no wait for the killed deployer ({killed}): {waited:?}"
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn a_deploy_whose_lock_is_taken_over_stops_before_applying_and_records_why() {
+    let app = App::with_held_migration("deploy-lock-lost");
+    let client = local_env().kube().await;
+    let first = app
+        .command(&["deploy", "test", "1a2b3c4", "--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // the migration Job exists: the deploy holds the lock, in its migration
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &app.namespace);
+    within(
+        Duration::from_secs(60),
+        "the deploy's migration Job",
+        async {
+            while jobs
+                .list(&ListParams::default())
+                .await
+                .map_or(true, |l| l.items.is_empty())
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        },
+    )
+    .await;
+    let leases = wait_for_lock(&client, &app.namespace).await;
+    steal_lock(&leases, "thief@elsewhere (pid 1)").await;
+
+    // Held, the migration never ends: only the lost lock stops this deploy.
+    let pid = first.id().to_string();
+    let (exited, exit) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || exited.send(first.wait_with_output().unwrap()));
+    let Ok(out) = tokio::time::timeout(Duration::from_secs(120), exit).await else {
+        Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+        panic!("the deploy went on after losing its lock");
+    };
+    let out = out.unwrap();
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(report(&out)["status"], "lock_lost");
+    assert!(
+        stderr(&out).contains("lost the deploy lock")
+            && stderr(&out).contains("thief@elsewhere (pid 1) (deploy 9f8e7d6)"),
+        "{}",
+        stderr(&out)
+    );
+    // it stopped in the migration: no workload was applied
+    assert_eq!(deployment_count(&client, &app.namespace).await, 0);
+    // the release says what happened
+    let releases = history(&app);
+    assert_eq!(releases.len(), 1, "{releases:?}");
+    assert_eq!(releases[0]["status"], "failed");
+    assert_eq!(releases[0]["failure"]["reason"], "LockLost");
+    assert_eq!(
+        releases[0]["failure"]["message"],
+        "lost the deploy lock to thief@elsewhere (pid 1) (deploy 9f8e7d6)"
+    );
+    // and the new holder's lock is left alone
+    let lease = leases.get("berth-deploy-lock").await.unwrap();
+    assert_eq!(
+        lease.spec.unwrap().holder_identity.as_deref(),
+        Some("thief@elsewhere (pid 1)")
+    );
+    delete_namespace(&client, &app.namespace).await;
+}
+
+#[tokio::test]
+async fn a_deploy_that_fails_after_taking_the_lock_releases_it() {
+    let app = App::without_migration("deploy-fail-unlocks");
+    let client = local_env().kube().await;
+    // A leftover Secret where release 1's record goes: recording it fails.
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": app.namespace}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap();
+    let _: Secret = create(
+        &client,
+        &app.namespace,
+        serde_json::json!({"metadata": {"name": "berth-release-1"}}),
+    )
+    .await;
+    let out = app.berth(&["deploy", "test", "1a2b3c4"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("recording release 1"),
+        "{}",
+        stderr(&out)
+    );
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &app.namespace);
+    assert!(
+        leases.get_opt("berth-deploy-lock").await.unwrap().is_none(),
+        "the lock was released"
+    );
     delete_namespace(&client, &app.namespace).await;
 }
 

@@ -3,6 +3,11 @@
 //! A deploy holds the Lease for a short duration and renews it while it runs,
 //! so a deployer that dies (SIGKILL, lost laptop) leaves a lock that expires by
 //! itself. A person can hold it for longer with `berth lock ENV acquire`.
+//!
+//! A deploy's hold is a scope ([`DeployLock::take`], then
+//! [`DeployLock::hold`]): the lock is released however the work ends, and
+//! the work learns through [`Lost`] when another holder took the lock, so it
+//! stops before its next change.
 
 use std::time::Duration;
 
@@ -16,6 +21,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::BerthError;
+use crate::identity::Deployer;
+use crate::output::Output;
 
 /// Name of the Lease in the environment's namespace.
 pub const LEASE_NAME: &str = "berth-deploy-lock";
@@ -38,13 +45,25 @@ pub struct Holder {
 }
 
 impl Holder {
-    /// One line for people: who, doing what, for how long yet.
+    /// One line for people: who, doing what, since when, for how long yet.
     pub fn describe(&self, now: Timestamp) -> String {
         let left = self.expires.duration_since(now).as_secs().max(0);
-        format!(
-            "{} ({}), for {left}s more unless renewed",
-            self.identity, self.purpose
-        )
+        let taken = self.since.map_or_else(String::new, |since| {
+            format!(
+                ", taken {}s ago",
+                now.duration_since(since).as_secs().max(0)
+            )
+        });
+        format!("{}{taken}, for {left}s more unless renewed", self.who())
+    }
+
+    /// Who, doing what: `ada@box (pid 7) (deploy 3f2a9c1)`.
+    pub fn who(&self) -> String {
+        if self.purpose.is_empty() {
+            self.identity.clone()
+        } else {
+            format!("{} ({})", self.identity, self.purpose)
+        }
     }
 }
 
@@ -95,8 +114,16 @@ pub async fn status(client: &Client, namespace: &str) -> anyhow::Result<LockStat
         .map_or(LockState::Free, LockState::Held))
 }
 
-fn lease_for(identity: &str, purpose: &str, hold: Duration, base: Option<&Lease>) -> Lease {
-    let now = MicroTime(Timestamp::now());
+/// The Lease `identity` writes at `now`: a renewal of its own unexpired hold
+/// moves only `renewTime`; taking it from somebody (or from nobody) also sets
+/// `acquireTime` and counts a transition.
+fn lease_for(
+    identity: &str,
+    purpose: &str,
+    hold: Duration,
+    base: Option<&Lease>,
+    now: Timestamp,
+) -> Lease {
     let mut lease = base.cloned().unwrap_or_else(|| Lease {
         metadata: ObjectMeta {
             name: Some(LEASE_NAME.into()),
@@ -114,20 +141,57 @@ fn lease_for(identity: &str, purpose: &str, hold: Duration, base: Option<&Lease>
         .annotations
         .get_or_insert_with(Default::default)
         .insert(PURPOSE.into(), purpose.into());
-    let transitions = lease
-        .spec
-        .as_ref()
-        .and_then(|s| s.lease_transitions)
-        .unwrap_or(0);
+    let renewing = base
+        .and_then(|l| holder_of(l, now))
+        .is_some_and(|h| h.identity == identity);
+    let previous = lease.spec.take().unwrap_or_default();
+    let (acquire_time, lease_transitions) = if renewing {
+        (previous.acquire_time, previous.lease_transitions)
+    } else {
+        let transitions = previous.lease_transitions.unwrap_or(0);
+        (
+            Some(MicroTime(now)),
+            Some(transitions + i32::from(base.is_some())),
+        )
+    };
     lease.spec = Some(LeaseSpec {
         holder_identity: Some(identity.into()),
         lease_duration_seconds: Some(i32::try_from(hold.as_secs()).unwrap_or(i32::MAX)),
-        acquire_time: Some(now.clone()),
-        renew_time: Some(now),
-        lease_transitions: Some(transitions + i32::from(base.is_some())),
+        acquire_time,
+        renew_time: Some(MicroTime(now)),
+        lease_transitions,
         ..Default::default()
     });
     lease
+}
+
+/// Write the Lease `next` makes of the current one (`None`: there is none),
+/// guarded by its resourceVersion and looked at again if somebody wrote it
+/// in between. `Ok(Err(refusal))` when `next` refuses.
+async fn write_lease<E>(
+    api: &Api<Lease>,
+    next: impl Fn(Option<&Lease>) -> Result<Lease, E>,
+) -> anyhow::Result<Result<(), E>> {
+    loop {
+        let current = api
+            .get_opt(LEASE_NAME)
+            .await
+            .context("reading the deploy lock")?;
+        let lease = match next(current.as_ref()) {
+            Ok(lease) => lease,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let params = PostParams::default();
+        let written = match current {
+            None => api.create(&params, &lease).await,
+            Some(_) => api.replace(LEASE_NAME, &params, &lease).await,
+        };
+        match written {
+            Ok(_) => return Ok(Ok(())),
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(e) => return Err(e).context("writing the deploy lock"),
+        }
+    }
 }
 
 /// Try once to take the lock. `Ok(Err(holder))` when somebody else holds it.
@@ -139,42 +203,38 @@ pub async fn try_acquire(
     hold: Duration,
 ) -> anyhow::Result<Result<(), Holder>> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    loop {
-        let current = api
-            .get_opt(LEASE_NAME)
-            .await
-            .context("reading the deploy lock")?;
-        let result = match &current {
-            None => api
-                .create(
-                    &PostParams::default(),
-                    &lease_for(identity, purpose, hold, None),
-                )
-                .await
-                .map(drop),
-            Some(lease) => {
-                if let Some(holder) = holder_of(lease, Timestamp::now())
-                    && holder.identity != identity
-                {
-                    return Ok(Err(holder));
-                }
-                // Free, expired or ours: replace it, guarded by resourceVersion.
-                api.replace(
-                    LEASE_NAME,
-                    &PostParams::default(),
-                    &lease_for(identity, purpose, hold, Some(lease)),
-                )
-                .await
-                .map(drop)
-            }
-        };
-        match result {
-            Ok(()) => return Ok(Ok(())),
-            // Somebody else wrote the Lease in between: look again.
-            Err(kube::Error::Api(status)) if status.code == 409 => continue,
-            Err(e) => return Err(e).context("taking the deploy lock"),
+    write_lease(&api, |current| {
+        let now = Timestamp::now();
+        match current.and_then(|l| holder_of(l, now)) {
+            Some(holder) if holder.identity != identity => Err(holder),
+            // Free, expired or ours.
+            _ => Ok(lease_for(identity, purpose, hold, current, now)),
         }
+    })
+    .await
+}
+
+/// The renewal of `identity`'s hold on `current`, or who has the lock now
+/// when it is no longer ours: taken by another holder (even one whose hold
+/// has since expired, who may have changed things), or deleted.
+fn renewal(identity: &str, purpose: &str, current: Option<&Lease>) -> Result<Lease, String> {
+    let now = Timestamp::now();
+    let Some(lease) = current else {
+        return Err("nobody: the Lease was deleted (`berth lock ENV release`?)".into());
+    };
+    let holder = lease
+        .spec
+        .as_ref()
+        .and_then(|s| s.holder_identity.as_deref())
+        .unwrap_or_default();
+    if holder == identity {
+        return Ok(lease_for(identity, purpose, DEPLOY_HOLD, current, now));
     }
+    Err(match holder_of(lease, now) {
+        Some(holder) => holder.who(),
+        None if holder.is_empty() => "nobody: the lock was released".into(),
+        None => format!("{holder} (whose hold has expired since)"),
+    })
 }
 
 /// Release the lock whoever holds it; returns who held it.
@@ -209,28 +269,36 @@ async fn delete_exactly(api: &Api<Lease>, lease: &Lease) -> anyhow::Result<()> {
 }
 
 /// A deploy's hold on the lock, renewed in the background until released.
+/// Dropping it stops the renewals (the hold then expires by itself);
+/// [`DeployLock::hold`] releases it.
 pub struct DeployLock {
     client: Client,
     namespace: String,
     identity: String,
     renewer: JoinHandle<()>,
-    lost: watch::Receiver<bool>,
+    lost: watch::Receiver<Option<String>>,
 }
 
 impl DeployLock {
-    /// Take the lock for a deploy, waiting up to `wait` for a holder to let
-    /// go; exits 3 (Locked) naming the holder when it stays held.
+    /// Take the lock for a deploy as `user@host (pid N)`, waiting up to
+    /// `wait` for a holder to let go (saying so on `out`); exits 3 (Locked)
+    /// naming the holder when it stays held.
     pub async fn take(
         client: &Client,
         namespace: &str,
-        identity: &str,
         purpose: &str,
         wait: Option<Duration>,
-        mut on_wait: impl FnMut(&Holder),
+        out: &Output,
     ) -> anyhow::Result<DeployLock> {
+        out.step("lock");
+        let identity = format!(
+            "{} (pid {})",
+            Deployer::current().describe(),
+            std::process::id()
+        );
         let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
         loop {
-            match try_acquire(client, namespace, identity, purpose, DEPLOY_HOLD).await? {
+            match try_acquire(client, namespace, &identity, purpose, DEPLOY_HOLD).await? {
                 Ok(()) => break,
                 Err(holder) => {
                     if tokio::time::Instant::now() >= deadline {
@@ -245,35 +313,57 @@ impl DeployLock {
                         ))
                         .into());
                     }
-                    on_wait(&holder);
+                    out.info(&format!(
+                        "waiting for the lock held by {}",
+                        holder.describe(Timestamp::now())
+                    ));
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
         }
-        let (lost_tx, lost) = watch::channel(false);
+        let (lost_tx, lost) = watch::channel(None);
         let renewer = tokio::spawn(renew(
-            client.clone(),
-            namespace.to_string(),
-            identity.to_string(),
+            Api::namespaced(client.clone(), namespace),
+            identity.clone(),
             purpose.to_string(),
             lost_tx,
         ));
         Ok(DeployLock {
             client: client.clone(),
             namespace: namespace.to_string(),
-            identity: identity.to_string(),
+            identity,
             renewer,
             lost,
         })
     }
 
-    /// True once another holder took the lock (our renewals failed too long).
-    pub fn is_lost(&self) -> bool {
-        *self.lost.borrow()
+    /// Run `work` under the lock, then release the lock however `work`
+    /// ended. `work` gets the [`Lost`] signal to stop on. The result is the
+    /// work's: a failure to release after the work failed is only a warning
+    /// (the hold expires by itself, unrenewed).
+    pub async fn hold<T, Work>(
+        self,
+        out: &Output,
+        work: impl FnOnce(Lost) -> Work,
+    ) -> anyhow::Result<T>
+    where
+        Work: Future<Output = anyhow::Result<T>>,
+    {
+        let lost = Lost {
+            namespace: self.namespace.clone(),
+            taken_by: self.lost.clone(),
+        };
+        let result = work(lost).await;
+        out.step("unlock");
+        let (result, warning) = settle(result, self.release().await);
+        if let Some(warning) = warning {
+            out.warn(&warning);
+        }
+        result
     }
 
     /// Stop renewing and release the lock if we still hold it.
-    pub async fn release(self) -> anyhow::Result<()> {
+    async fn release(self) -> anyhow::Result<()> {
         self.renewer.abort();
         let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
         if let Some(lease) = api
@@ -294,24 +384,96 @@ impl DeployLock {
     }
 }
 
-/// Renew the hold every third of its duration; flag `lost` when another
-/// holder has it.
-async fn renew(
-    client: Client,
+impl Drop for DeployLock {
+    /// However the hold ends, the renewals stop with it.
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+/// The result of work done under the lock, given how releasing went: the
+/// work's error first; a release failure after it becomes a warning.
+fn settle<T>(
+    result: anyhow::Result<T>,
+    released: anyhow::Result<()>,
+) -> (anyhow::Result<T>, Option<String>) {
+    match (result, released) {
+        (result, Ok(())) => (result, None),
+        (Ok(_), Err(unreleased)) => (Err(unreleased), None),
+        (Err(error), Err(unreleased)) => (
+            Err(error),
+            Some(format!(
+                "{unreleased:#}; the lock expires by itself within {}s",
+                DEPLOY_HOLD.as_secs()
+            )),
+        ),
+    }
+}
+
+/// Tells work under the lock that another holder took the lock, so it stops
+/// before its next change with [`BerthError::LockLost`] (exit 3).
+#[derive(Clone)]
+pub struct Lost {
     namespace: String,
+    taken_by: watch::Receiver<Option<String>>,
+}
+
+impl Lost {
+    /// `Err(LockLost)` once the lock is lost; `Ok` while it is ours.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self.taken_by.borrow().as_deref() {
+            Some(holder) => Err(self.error(holder)),
+            None => Ok(()),
+        }
+    }
+
+    /// Resolves with the `LockLost` error once the lock is lost; never
+    /// while it is ours.
+    pub async fn lost(&mut self) -> anyhow::Error {
+        let holder = match self.taken_by.wait_for(Option::is_some).await {
+            Ok(holder) => holder.clone().unwrap_or_default(),
+            // The renewer stopped (the hold is ending) without losing it.
+            Err(_) => return std::future::pending().await,
+        };
+        self.error(&holder)
+    }
+
+    /// Run `work`, or stop it with `LockLost` if the lock is lost first.
+    pub async fn unless_lost<T>(
+        mut self,
+        work: impl Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        tokio::select! {
+            result = work => result,
+            lost = self.lost() => Err(lost),
+        }
+    }
+
+    fn error(&self, holder: &str) -> anyhow::Error {
+        BerthError::LockLost {
+            namespace: self.namespace.clone(),
+            holder: holder.to_string(),
+        }
+        .into()
+    }
+}
+
+/// Renew the hold every third of its duration; send who has the lock on
+/// `lost` once it is no longer ours.
+async fn renew(
+    api: Api<Lease>,
     identity: String,
     purpose: String,
-    lost: watch::Sender<bool>,
+    lost: watch::Sender<Option<String>>,
 ) {
     let mut tick = tokio::time::interval(DEPLOY_HOLD / 3);
     tick.tick().await;
     loop {
         tick.tick().await;
-        match try_acquire(&client, &namespace, &identity, &purpose, DEPLOY_HOLD).await {
+        match write_lease(&api, |current| renewal(&identity, &purpose, current)).await {
             Ok(Ok(())) => {}
             Ok(Err(holder)) => {
-                tracing::error!("lost the deploy lock to {}", holder.identity);
-                let _ = lost.send(true);
+                lost.send_replace(Some(holder));
                 return;
             }
             Err(e) => tracing::warn!("renewing the deploy lock failed (will retry): {e:#}"),
@@ -348,7 +510,7 @@ mod tests {
         assert_eq!(held.purpose, "deploy 1a2b3c4");
         assert_eq!(
             held.describe(t0 + SignedDuration::from_secs(5)),
-            "ada@box (deploy 1a2b3c4), for 10s more unless renewed"
+            "ada@box (deploy 1a2b3c4), taken 5s ago, for 10s more unless renewed"
         );
         assert_eq!(holder_of(&l, t0 + SignedDuration::from_secs(15)), None);
     }
@@ -358,5 +520,111 @@ mod tests {
         let t0: Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
         assert_eq!(holder_of(&lease("", t0, 15), t0), None);
         assert_eq!(holder_of(&Lease::default(), t0), None);
+    }
+
+    #[test]
+    fn a_renewal_moves_only_the_renew_time() {
+        let t0: Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
+        let mut held = lease("ada@box (pid 7)", t0, 15);
+        held.spec.as_mut().unwrap().lease_transitions = Some(2);
+        let t1 = t0 + SignedDuration::from_secs(5);
+        let renewed = lease_for(
+            "ada@box (pid 7)",
+            "deploy 1a2b3c4",
+            DEPLOY_HOLD,
+            Some(&held),
+            t1,
+        );
+        let spec = renewed.spec.as_ref().unwrap();
+        assert_eq!(spec.acquire_time, Some(MicroTime(t0)));
+        assert_eq!(spec.lease_transitions, Some(2));
+        assert_eq!(spec.renew_time, Some(MicroTime(t1)));
+        assert_eq!(holder_of(&renewed, t1).unwrap().since, Some(t0));
+    }
+
+    #[test]
+    fn taking_the_lock_from_somebody_sets_the_acquire_time_and_counts_a_transition() {
+        let t0: Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
+        let mut expired = lease("ada@box (pid 7)", t0, 15);
+        expired.spec.as_mut().unwrap().lease_transitions = Some(2);
+        let t1 = t0 + SignedDuration::from_secs(60);
+        let taken = lease_for(
+            "bob@ci (pid 9)",
+            "deploy 2b3c4d5",
+            DEPLOY_HOLD,
+            Some(&expired),
+            t1,
+        );
+        let spec = taken.spec.as_ref().unwrap();
+        assert_eq!(spec.holder_identity.as_deref(), Some("bob@ci (pid 9)"));
+        assert_eq!(spec.acquire_time, Some(MicroTime(t1)));
+        assert_eq!(spec.lease_transitions, Some(3));
+        let fresh = lease_for("bob@ci (pid 9)", "deploy 2b3c4d5", DEPLOY_HOLD, None, t1);
+        assert_eq!(fresh.spec.unwrap().lease_transitions, Some(0));
+    }
+
+    #[test]
+    fn a_lease_taken_by_another_or_deleted_is_lost_not_renewed() {
+        let now = Timestamp::now();
+        let ours = lease("ada@box (pid 7)", now, 15);
+        assert!(renewal("ada@box (pid 7)", "deploy 1a2b3c4", Some(&ours)).is_ok());
+        let taken = lease("bob@ci (pid 9)", now, 15);
+        assert_eq!(
+            renewal("ada@box (pid 7)", "deploy 1a2b3c4", Some(&taken)).unwrap_err(),
+            "bob@ci (pid 9) (deploy 1a2b3c4)"
+        );
+        // Taken and expired since: bob may have changed things meanwhile.
+        let expired = lease("bob@ci (pid 9)", now - SignedDuration::from_secs(60), 15);
+        assert!(
+            renewal("ada@box (pid 7)", "deploy 1a2b3c4", Some(&expired))
+                .unwrap_err()
+                .starts_with("bob@ci (pid 9)")
+        );
+        assert!(
+            renewal("ada@box (pid 7)", "deploy 1a2b3c4", None)
+                .unwrap_err()
+                .contains("deleted")
+        );
+    }
+
+    #[test]
+    fn the_works_error_wins_over_a_failed_release() {
+        let (result, warning) = settle::<()>(
+            Err(anyhow::anyhow!("the rollout failed")),
+            Err(anyhow::anyhow!(
+                "releasing the deploy lock: connection refused"
+            )),
+        );
+        assert_eq!(result.unwrap_err().to_string(), "the rollout failed");
+        assert!(warning.unwrap().starts_with("releasing the deploy lock"));
+        let (result, warning) = settle(Ok(()), Err(anyhow::anyhow!("releasing failed")));
+        assert_eq!(result.unwrap_err().to_string(), "releasing failed");
+        assert_eq!(warning, None);
+    }
+
+    #[tokio::test]
+    async fn the_lost_signal_names_the_new_holder_and_stops_the_work() {
+        let (taken_by, receiver) = watch::channel(None);
+        let lost = Lost {
+            namespace: "workbench-staging".into(),
+            taken_by: receiver,
+        };
+        assert!(lost.check().is_ok());
+        taken_by.send_replace(Some("bob@ci (pid 9) (deploy 2b3c4d5)".into()));
+        drop(taken_by);
+        let error = lost.check().unwrap_err();
+        assert_eq!(crate::error::exit_code_number(&error), 3);
+        assert!(
+            error
+                .to_string()
+                .contains("to bob@ci (pid 9) (deploy 2b3c4d5)")
+        );
+        let stopped = lost
+            .unless_lost(std::future::pending::<anyhow::Result<()>>())
+            .await;
+        assert!(matches!(
+            crate::error::kind_of(&stopped.unwrap_err()),
+            Some(BerthError::LockLost { .. })
+        ));
     }
 }

@@ -18,7 +18,6 @@ use crate::cluster::lock::DeployLock;
 use crate::cluster::release::{self, ReleaseStatus};
 use crate::config::{self, AssetSource, Assets, Config, Environment};
 use crate::error::{BerthError, Cancelled, input_error};
-use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::output::Output;
 
@@ -121,23 +120,12 @@ async fn prune(
     let kube = client::connect(env.context.as_deref()).await?;
     let store = store::for_environment(env, assets, Some(&kube)).await?;
     store.check().await?;
-    let identity = format!(
-        "{} (pid {})",
-        Deployer::current().describe(),
-        std::process::id()
-    );
-    let lock = DeployLock::take(
-        &kube,
-        &env.namespace,
-        &identity,
-        "assets prune",
-        None,
-        |_| {},
-    )
-    .await?;
-    let result = prune_locked(&kube, env, assets, &store, args, out).await;
-    lock.release().await?;
-    let mut report = result?;
+    let lock = DeployLock::take(&kube, &env.namespace, "assets prune", None, out).await?;
+    let mut report = lock
+        .hold(out, |lost| {
+            lost.unless_lost(prune_locked(&kube, env, assets, &store, args, out))
+        })
+        .await?;
     report.duration_s = started.elapsed().as_secs_f64();
     out.json_report(&report);
     Ok(())

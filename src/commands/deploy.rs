@@ -24,7 +24,7 @@ use crate::cluster::release::{
 };
 use crate::cluster::{access, client, instance};
 use crate::config::{self, Config, Environment};
-use crate::error::{BerthError, Cancelled, input_error};
+use crate::error::{BerthError, Cancelled, input_error, status_of};
 use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::maintenance::Window;
@@ -336,16 +336,6 @@ pub async fn deploy(
     result
 }
 
-fn status_of(error: &anyhow::Error) -> &'static str {
-    match crate::error::kind_of(error) {
-        Some(BerthError::Locked(_)) => "locked",
-        Some(BerthError::TimedOut(_)) => "timed_out",
-        Some(BerthError::Interrupted) => "interrupted",
-        Some(BerthError::DeployFailed(_)) | None => "failed",
-        Some(_) => "refused",
-    }
-}
-
 async fn pipeline(
     global: &GlobalArgs,
     args: &DeployArgs,
@@ -395,158 +385,183 @@ async fn pipeline(
     let ns = plan.env.namespace.clone();
     ensure_namespace(&client, &ns, &plan.instance()).await?;
 
-    out.step("lock");
-    let deployer = Deployer::current();
-    let identity = format!("{} (pid {})", deployer.describe(), std::process::id());
     let purpose = match rolled_back_to {
         Some(number) => format!("roll back to release {number} ({})", plan.sha),
         None => format!("deploy {}", plan.sha),
     };
     let lock = unless_interrupted(
         &mut interrupts,
-        DeployLock::take(
-            &client,
-            &ns,
-            &identity,
-            &purpose,
-            args.wait.lock_wait,
-            |holder| {
-                out.info(&format!(
-                    "waiting for the lock held by {}",
-                    holder.describe(Timestamp::now())
-                ))
-            },
-        ),
+        DeployLock::take(&client, &ns, &purpose, args.wait.lock_wait, out),
     )
     .await?;
-
-    let history = release::list(&client, &ns).await?;
-    let previous = history
-        .iter()
-        .find(|r| r.status == ReleaseStatus::Succeeded)
-        .cloned();
-    let mut record = Release {
-        number: history.first().map_or(1, |r| r.number + 1),
-        app: plan.config.app.clone(),
-        environment: plan.env_name.clone(),
-        sha: plan.sha.clone(),
-        images: plan
-            .pinned
+    // Everything from here on runs under the lock, released however it ends.
+    // A lost lock stops the deploy before its next change: the steps are
+    // cancelled as on Ctrl-C, and no rollback or pruning follows; the release
+    // record (berth's own Secret, not the workloads) still gets the truth.
+    lock.hold(out, |mut lost| async move {
+        lost.check()?;
+        let deployer = Deployer::current();
+        let history = release::list(&client, &ns).await?;
+        let previous = history
             .iter()
-            .map(|p| ImageRecord {
-                object: p.object.clone(),
-                container: p.container.clone(),
-                image: p.to.clone(),
-            })
-            .collect(),
-        status: ReleaseStatus::InProgress,
-        started_at: Timestamp::now().to_string(),
-        finished_at: None,
-        duration_s: None,
-        timings: BTreeMap::new(),
-        deployer,
-        migration: None,
-        assets: None,
-        previous: previous.as_ref().map(|p| p.number),
-        previous_sha: previous.as_ref().map(|p| p.sha.clone()),
-        failure: None,
-        manifest: plan
-            .objects
-            .iter()
-            .map(|o| serde_json::to_value(&o.object))
-            .collect::<Result<_, _>>()?,
-        manifest_omitted: false,
-        rollback_of: None,
-        rolled_back_to,
-        promoted_from: request.promoted_from,
-    };
-    release::create(&client, &ns, &record).await?;
-    report.release = Some(record.number);
-    out.info(&format!(
-        "release {} of {} ({})",
-        record.number, plan.env_name, plan.sha
-    ));
+            .find(|r| r.status == ReleaseStatus::Succeeded)
+            .cloned();
+        let mut record = Release {
+            number: history.first().map_or(1, |r| r.number + 1),
+            app: plan.config.app.clone(),
+            environment: plan.env_name.clone(),
+            sha: plan.sha.clone(),
+            images: plan
+                .pinned
+                .iter()
+                .map(|p| ImageRecord {
+                    object: p.object.clone(),
+                    container: p.container.clone(),
+                    image: p.to.clone(),
+                })
+                .collect(),
+            status: ReleaseStatus::InProgress,
+            started_at: Timestamp::now().to_string(),
+            finished_at: None,
+            duration_s: None,
+            timings: BTreeMap::new(),
+            deployer,
+            migration: None,
+            assets: None,
+            previous: previous.as_ref().map(|p| p.number),
+            previous_sha: previous.as_ref().map(|p| p.sha.clone()),
+            failure: None,
+            manifest: plan
+                .objects
+                .iter()
+                .map(|o| serde_json::to_value(&o.object))
+                .collect::<Result<_, _>>()?,
+            manifest_omitted: false,
+            rollback_of: None,
+            rolled_back_to,
+            promoted_from: request.promoted_from,
+        };
+        release::create(&client, &ns, &record).await?;
+        report.release = Some(record.number);
+        out.info(&format!(
+            "release {} of {} ({})",
+            record.number, plan.env_name, plan.sha
+        ));
 
-    let started = Instant::now();
-    let cancel = CancellationToken::new();
-    let outcome = {
-        let steps = async {
-            // --maintenance: the page goes up before the migration.
-            if let Some(window) = &window {
+        let started = Instant::now();
+        let cancel = CancellationToken::new();
+        let outcome = {
+            let steps = async {
+                // --maintenance: the page goes up before the migration.
+                if let Some(window) = &window {
+                    tokio::select! {
+                        biased;
+                        _ = cancel.cancelled() => return Err(Cancelled.into()),
+                        opened = window.open(out) => opened?,
+                    }
+                }
+                deploy_steps(
+                    &client,
+                    &plan,
+                    args,
+                    out,
+                    &mut record,
+                    previous.as_ref(),
+                    &cancel,
+                )
+                .await
+            };
+            tokio::pin!(steps);
+            let stop = async {
                 tokio::select! {
-                    biased;
-                    _ = cancel.cancelled() => return Err(Cancelled.into()),
-                    opened = window.open(out) => opened?,
+                    _ = interrupts.recv() => BerthError::Interrupted.into(),
+                    lost = lost.lost() => lost,
+                }
+            };
+            tokio::select! {
+                result = &mut steps => result,
+                stopped = stop => {
+                    // Let the steps stop cleanly: uploads aborted, the migration Job deleted.
+                    cancel.cancel();
+                    let _ = tokio::time::timeout(STOP_GRACE, &mut steps).await;
+                    Err(stopped)
                 }
             }
-            deploy_steps(
-                &client,
-                &plan,
-                args,
-                out,
-                &mut record,
-                previous.as_ref(),
-                &cancel,
-            )
-            .await
         };
-        tokio::pin!(steps);
-        tokio::select! {
-            result = &mut steps => result,
-            _ = interrupts.recv() => {
-                // Let the steps stop cleanly: uploads aborted, the migration Job deleted.
-                cancel.cancel();
-                let _ = tokio::time::timeout(STOP_GRACE, &mut steps).await;
-                Err(BerthError::Interrupted.into())
+        let still_held = lost.check();
+        // ... and comes down however the rollout ended, still under the lock.
+        let closed = match window {
+            Some(window) if still_held.is_ok() => window.close(out).await,
+            Some(_) => {
+                let env = &plan.env_name;
+                out.warn(&format!(
+                    "the lock was lost, so the maintenance page stays up; \
+                 `berth maintenance {env} off` takes it down"
+                ));
+                Ok(())
+            }
+            None => Ok(()),
+        };
+        record.finished_at = Some(Timestamp::now().to_string());
+        record.duration_s = Some(started.elapsed().as_secs_f64());
+        record.status = match &outcome {
+            Ok(()) => ReleaseStatus::Succeeded,
+            Err(e) => match status_of(e) {
+                "timed_out" => ReleaseStatus::TimedOut,
+                "interrupted" => ReleaseStatus::Interrupted,
+                _ => ReleaseStatus::Failed,
+            },
+        };
+        let lost_to = match outcome.as_ref().err().and_then(crate::error::kind_of) {
+            Some(BerthError::LockLost { holder, .. }) => Some(holder.clone()),
+            _ => None,
+        };
+        if let Some(holder) = &lost_to {
+            record.failure = Some(FailureRecord {
+                workload: "lock".into(),
+                pod: None,
+                reason: "LockLost".into(),
+                message: format!("lost the deploy lock to {holder}"),
+            });
+        }
+        if let Some(f) = &record.failure {
+            report.failure = Some(ReportFailure {
+                workload: f.workload.clone(),
+                pod: f.pod.clone(),
+                reason: f.reason.clone(),
+                message: f.message.clone(),
+            });
+        }
+        out.step("record");
+        release::update(&client, &ns, &record).await?;
+        let mut rollback = None;
+        if let Err(lost) = still_held {
+            // The environment is the new holder's now: no rollback, no pruning.
+            if lost_to.is_none() {
+                out.warn(&format!("{lost:#}"));
+            }
+            return outcome.and(closed);
+        }
+        if outcome.is_err() && args.rollback_on_failure {
+            match previous {
+                Some(previous) => {
+                    rollback = roll_back(&client, &plan, &record, previous, args, out).await?;
+                }
+                None => out.warn(
+                    "--rollback-on-failure: there is no earlier successful release to go back to",
+                ),
             }
         }
-    };
-    // ... and comes down however the rollout ended, still under the lock.
-    let closed = match window {
-        Some(window) => window.close(out).await,
-        None => Ok(()),
-    };
-    record.finished_at = Some(Timestamp::now().to_string());
-    record.duration_s = Some(started.elapsed().as_secs_f64());
-    record.status = match &outcome {
-        Ok(()) => ReleaseStatus::Succeeded,
-        Err(e) => match status_of(e) {
-            "timed_out" => ReleaseStatus::TimedOut,
-            "interrupted" => ReleaseStatus::Interrupted,
-            _ => ReleaseStatus::Failed,
-        },
-    };
-    if let Some(f) = &record.failure {
-        report.failure = Some(ReportFailure {
-            workload: f.workload.clone(),
-            pod: f.pod.clone(),
-            reason: f.reason.clone(),
-            message: f.message.clone(),
-        });
-    }
-    out.step("record");
-    release::update(&client, &ns, &record).await?;
-    let mut rollback = None;
-    if outcome.is_err() && args.rollback_on_failure {
-        match previous {
-            Some(previous) => {
-                rollback = roll_back(&client, &plan, &record, previous, args, out).await?;
-            }
-            None => out.warn(
-                "--rollback-on-failure: there is no earlier successful release to go back to",
-            ),
-        }
-    }
-    // Every release recorded, newest first, without reading them again.
-    let all: Vec<Release> = rollback
-        .into_iter()
-        .chain([record])
-        .chain(history)
-        .collect();
-    release::prune(&client, &ns, &all, plan.config.releases_kept).await?;
-    out.step("unlock");
-    lock.release().await?;
-    outcome.and(closed)
+        // Every release recorded, newest first, without reading them again.
+        let all: Vec<Release> = rollback
+            .into_iter()
+            .chain([record])
+            .chain(history)
+            .collect();
+        release::prune(&client, &ns, &all, plan.config.releases_kept).await?;
+        outcome.and(closed)
+    })
+    .await
 }
 
 /// How long an interrupted deploy waits for its steps to stop cleanly.

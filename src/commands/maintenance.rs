@@ -14,8 +14,7 @@ use crate::cli::{GlobalArgs, MaintenanceAction, MaintenanceArgs};
 use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
 use crate::config::Config;
-use crate::error::{BerthError, exit_code_number, input_error, kind_of};
-use crate::identity::Deployer;
+use crate::error::{BerthError, exit_code_number, input_error, kind_of, status_of};
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::maintenance::{Scope, Selector, Status};
 use crate::output::{Mode, Output};
@@ -28,7 +27,7 @@ struct Report {
     environment: String,
     /// `on`, `off` or `status`.
     action: &'static str,
-    /// succeeded, failed, refused, locked, timed_out or interrupted.
+    /// succeeded, failed, refused, locked, lock_lost, timed_out or interrupted.
     status: &'static str,
     /// Where maintenance stands afterwards, when it was read.
     #[serde(flatten)]
@@ -57,13 +56,7 @@ pub async fn run(
         },
         status: match &result {
             Ok(()) => "succeeded",
-            Err(e) => match kind_of(e) {
-                Some(BerthError::Locked(_)) => "locked",
-                Some(BerthError::TimedOut(_)) => "timed_out",
-                Some(BerthError::Interrupted) => "interrupted",
-                Some(BerthError::DeployFailed(_)) | None => "failed",
-                Some(_) => "refused",
-            },
+            Err(e) => status_of(e),
         },
         maintenance,
         error: result.as_ref().err().map(|e| format!("{e:#}")),
@@ -138,28 +131,11 @@ async fn execute(
         // Bad input exits 2 before the lock is taken or anything changes.
         unless_interrupted(&mut interrupts, scope.targets(&[], out)).await?;
     }
-    out.step("lock");
     let action = if on { "on" } else { "off" };
-    let identity = format!(
-        "{} (pid {})",
-        Deployer::current().describe(),
-        std::process::id()
-    );
+    let purpose = format!("maintenance {action}");
     let lock = unless_interrupted(
         &mut interrupts,
-        DeployLock::take(
-            &client,
-            ns,
-            &identity,
-            &format!("maintenance {action}"),
-            args.lock_wait,
-            |holder| {
-                out.info(&format!(
-                    "waiting for the lock held by {}",
-                    holder.describe(Timestamp::now())
-                ))
-            },
-        ),
+        DeployLock::take(&client, ns, &purpose, args.lock_wait, out),
     )
     .await?;
     out.step(&format!("maintenance {action}"));
@@ -173,9 +149,11 @@ async fn execute(
             scope.off(out).await.map(drop)
         }
     };
-    let result = unless_interrupted(&mut interrupts, switching).await;
-    out.step("unlock");
-    let released = lock.release().await;
+    let result = lock
+        .hold(out, |lost| {
+            lost.unless_lost(unless_interrupted(&mut interrupts, switching))
+        })
+        .await;
     if matches!(kind_of_result(&result), Some(BerthError::Interrupted)) {
         out.warn(&format!(
             "interrupted: maintenance may be partly {action}; `berth maintenance {} status` shows \
@@ -184,7 +162,6 @@ async fn execute(
         ));
     }
     result?;
-    released?;
     let status = scope.status().await?;
     out.info(&format!("{}: maintenance {}", args.env, status.summary()));
     *maintenance = Some(status);
