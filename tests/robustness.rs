@@ -226,7 +226,7 @@ async fn refused_before_any_change(resource: &str, verb: &str, group: &str) {
     let kubeconfig = deployer_without(&client, &namespace, resource, verb).await;
     let dir = app(&namespace, None);
     let out = run_bounded(
-        &mut berth_command(
+        berth_command(
             &dir.join("berth.yaml"),
             &repo_root(),
             &["deploy", "test", "1a2b3c4"],
