@@ -14,6 +14,7 @@ pub mod interrupt;
 pub mod maintenance;
 pub mod migrate;
 pub mod output;
+pub mod progress;
 #[cfg(test)]
 mod properties;
 pub mod registry;

@@ -22,11 +22,14 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::release::TaskRecord;
+use crate::cluster::watched::{self, Watched};
 use crate::config::Migrate;
 use crate::error::{Cancelled, input_error};
-use crate::output::Output;
+use crate::progress::{TaskEvent, TaskReporter};
 use crate::rollout::{Failure, Thresholds, Verdict, Workload};
 
+/// The task name its output is prefixed with.
+const TASK: &str = "migrate";
 /// Label naming the release a migration Job belongs to.
 const RELEASE_LABEL: &str = "berth.dev/migration-of";
 
@@ -37,6 +40,8 @@ pub struct MigrationFailed {
     pub job: String,
     /// What went wrong.
     pub failure: Failure,
+    /// Whether it failed or ran out of time.
+    pub end: MigrationEnd,
     /// The outcome to record.
     pub record: TaskRecord,
 }
@@ -160,63 +165,124 @@ pub fn for_release(mut job: Job, instance: &str, number: u64, sha: &str) -> Job 
     job
 }
 
-/// Run the migration Job to the end. Streams its logs; deletes it on
-/// success. `cancel` deletes the Job and its pod and returns [`Cancelled`].
-pub async fn run(
+/// How a migration ended without success. The Job is kept for inspection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationEnd {
+    /// The Job failed, or its pod could never start or be watched.
+    Failed,
+    /// The Job did not finish within [`limit`].
+    TimedOut,
+}
+
+/// How long [`run`] waits for a migration Job: its deadline
+/// (`activeDeadlineSeconds`, the time it may run) plus `timeout` (the
+/// environment's rollout timeout, for it to be scheduled, start, and report).
+pub fn limit(job: &Job, timeout: Duration) -> Duration {
+    let deadline = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.active_deadline_seconds)
+        .map_or(DEFAULT_DEADLINE, |s| Duration::from_secs(s.max(0) as u64));
+    deadline.saturating_add(timeout)
+}
+
+/// A watch of `K`, one of [`watched::MIGRATION`] (checked when compiling),
+/// so the permission check covers it; an error names the kind.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, (Watched, watcher::Error)>>
+where
+    K: kube::Resource
+        + k8s_openapi::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    const { assert!(Watched::listed::<K>(&watched::MIGRATION)) };
+    let kind = Watched::of::<K>();
+    watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .map_err(move |e| (kind, e))
+}
+
+/// Run the migration Job to the end, or until [`limit`]`(job, timeout)`
+/// has passed. Streams its logs to `reporter`; deletes the Job on success
+/// and keeps it otherwise. `cancel` deletes the Job and its pod and returns
+/// [`Cancelled`].
+pub async fn run<R: TaskReporter + ?Sized + 'static>(
     client: &Client,
     namespace: &str,
     job: Job,
     thresholds: Thresholds,
+    timeout: Duration,
     cancel: &CancellationToken,
-    out: &Arc<Output>,
+    reporter: &Arc<R>,
 ) -> anyhow::Result<Result<TaskRecord, MigrationFailed>> {
     let started = Instant::now();
+    let limit = limit(&job, timeout);
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let name = job.name_any();
     jobs.create(&PostParams::default(), &job)
         .await
         .with_context(|| format!("creating migration Job {name}"))?;
-    out.task_started("migrate", &format!("running Job {name}"));
+    reporter.task(TASK, TaskEvent::Started(&format!("running Job {name}")));
 
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pod_events = watcher(
+    let pod_events = watch(
         pods.clone(),
         watcher::Config::default().labels(&format!("job-name={name}")),
     )
-    .default_backoff()
-    .applied_objects()
-    .map_ok(|p| Watched::Pod(Box::new(p)));
-    let job_events = watcher(
+    .map_ok(|p| Seen::Pod(Box::new(p)));
+    let job_events = watch(
         jobs.clone(),
         watcher::Config::default().fields(&format!("metadata.name={name}")),
     )
-    .default_backoff()
-    .applied_objects()
-    .map_ok(|j| Watched::Job(Box::new(j)));
+    .map_ok(|j| Seen::Job(Box::new(j)));
     let mut events = futures::stream::select(pod_events.boxed(), job_events.boxed());
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
     let mut latest_job: Option<Job> = None;
     let mut seen_pods: Vec<Pod> = Vec::new();
     let mut log_tasks = HashMap::new();
-    let verdict = loop {
+    let (end, verdict) = loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(Watched::Job(j))) => latest_job = Some(*j),
-                Some(Ok(Watched::Pod(p))) => {
+                Some(Ok(Seen::Job(j))) => latest_job = Some(*j),
+                Some(Ok(Seen::Pod(p))) => {
                     let p = *p;
                     let started_container = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| c.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())));
                     let new = !seen_pods.iter().any(|s| s.name_any() == p.name_any());
                     if started_container && !log_tasks.contains_key(&p.name_any()) {
                         let printed = Arc::new(AtomicUsize::new(0));
-                        let task = tokio::spawn(stream_logs(pods.clone(), p.name_any(), out.clone(), printed.clone()));
+                        let task = tokio::spawn(stream_logs(pods.clone(), p.name_any(), reporter.clone(), printed.clone()));
                         log_tasks.insert(p.name_any(), (task, printed));
                     }
                     if new { seen_pods.push(p) } else if let Some(slot) = seen_pods.iter_mut().find(|s| s.name_any() == p.name_any()) { *slot = p }
                 }
-                Some(Err(e)) => tracing::debug!("migration watch error (retrying): {e}"),
+                Some(Err((kind, e))) => match watched::refused(kind, namespace, &e) {
+                    Some(refusal) => break (MigrationEnd::Failed, Verdict::Failed(Failure {
+                        pod: None,
+                        reason: "Forbidden".into(),
+                        message: refusal.to_string(),
+                    })),
+                    None => tracing::debug!("migration watch error (retrying): {e}"),
+                },
                 None => {}
             },
             _ = tick.tick() => {}
+            _ = &mut deadline => break (MigrationEnd::TimedOut, Verdict::Failed(Failure {
+                pod: None,
+                reason: "Timeout".into(),
+                message: format!(
+                    "the migration did not finish within {}s (its deadline plus the rollout timeout)",
+                    limit.as_secs()
+                ),
+            })),
             _ = cancel.cancelled() => {
                 for (task, _) in log_tasks.values() {
                     task.abort();
@@ -225,7 +291,7 @@ pub async fn run(
                 jobs.delete(&name, &DeleteParams::background())
                     .await
                     .with_context(|| format!("deleting the cancelled migration Job {name}"))?;
-                out.task_finished("migrate", &format!("cancelled; Job {name} and its pod deleted"));
+                reporter.task(TASK, TaskEvent::Cancelled(&format!("cancelled; Job {name} and its pod deleted")));
                 return Err(Cancelled.into());
             }
         }
@@ -233,12 +299,12 @@ pub async fn run(
             && started.elapsed() > POD_CREATE_GRACE
             && let Some(failure) = refused_pods(client, namespace, &name).await
         {
-            break Verdict::Failed(failure);
+            break (MigrationEnd::Failed, Verdict::Failed(failure));
         }
         if let Some(j) = &latest_job {
             match Workload::Job(j.clone()).assess(&[], &seen_pods, Timestamp::now(), thresholds) {
                 Verdict::Progressing(_) => continue,
-                done => break done,
+                done => break (MigrationEnd::Failed, done),
             }
         }
     };
@@ -248,32 +314,40 @@ pub async fn run(
         task.abort();
         if let Ok(all) = pods.logs(&pod, &LogParams::default()).await {
             for line in all.lines().skip(printed.load(Ordering::SeqCst)) {
-                out.task_line("migrate", line);
+                reporter.task(TASK, TaskEvent::Output(line));
             }
         }
     }
     let duration_s = started.elapsed().as_secs_f64();
     match verdict {
         Verdict::Failed(failure) => {
-            out.task_line(
-                "migrate",
-                &format!(
-                    "FAILED: {}; Job {name} is kept for inspection",
+            reporter.task(
+                TASK,
+                TaskEvent::Failed(&format!(
+                    "{}; Job {name} is kept for inspection",
                     failure.message
-                ),
+                )),
             );
+            let status = match end {
+                MigrationEnd::Failed => "failed",
+                MigrationEnd::TimedOut => "timed_out",
+            };
             Ok(Err(MigrationFailed {
                 job: name.clone(),
                 failure,
+                end,
                 record: TaskRecord {
                     name,
-                    status: "failed".into(),
+                    status: status.into(),
                     duration_s,
                 },
             }))
         }
         _ => {
-            out.task_finished("migrate", &format!("succeeded in {duration_s:.1}s"));
+            reporter.task(
+                TASK,
+                TaskEvent::Succeeded(&format!("succeeded in {duration_s:.1}s")),
+            );
             jobs.delete(&name, &DeleteParams::background())
                 .await
                 .with_context(|| format!("deleting the finished migration Job {name}"))?;
@@ -311,13 +385,19 @@ async fn refused_pods(client: &Client, namespace: &str, job: &str) -> Option<Fai
     })
 }
 
-enum Watched {
+/// What the migration's watches deliver.
+enum Seen {
     Job(Box<Job>),
     Pod(Box<Pod>),
 }
 
 /// Follow a pod's log, printing each line and counting them in `printed`.
-async fn stream_logs(pods: Api<Pod>, pod: String, out: Arc<Output>, printed: Arc<AtomicUsize>) {
+async fn stream_logs<R: TaskReporter + ?Sized>(
+    pods: Api<Pod>,
+    pod: String,
+    reporter: Arc<R>,
+    printed: Arc<AtomicUsize>,
+) {
     let params = LogParams {
         follow: true,
         ..Default::default()
@@ -326,7 +406,7 @@ async fn stream_logs(pods: Api<Pod>, pod: String, out: Arc<Output>, printed: Arc
         Ok(stream) => {
             let mut lines = stream.lines();
             while let Ok(Some(line)) = lines.try_next().await {
-                out.task_line("migrate", &line);
+                reporter.task(TASK, TaskEvent::Output(&line));
                 printed.fetch_add(1, Ordering::SeqCst);
             }
         }

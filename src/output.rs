@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::OutputFormat;
+use crate::progress::{Progress, RolloutReporter, TaskEvent, TaskReporter, WorkloadState};
 
 /// How output is rendered, decided once at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,30 +153,6 @@ impl Output {
     pub fn task_line(&self, task: &str, line: &str) {
         self.line(&format!("[{task}] {line}"));
         self.json(json!({"event": "task_output", "task": task, "line": line}));
-    }
-
-    /// A workload's progress: a live line on a terminal while it progresses and
-    /// a permanent line once it is healthy or failed; a line per change otherwise.
-    pub fn workload(&self, name: &str, ready: i32, desired: i32, state: &str) {
-        self.json(json!({"event": "workload", "name": name, "ready": ready, "desired": desired, "state": state}));
-        if self.mode != Mode::Terminal {
-            self.line(&format!("  {name} {ready}/{desired} {state}"));
-            return;
-        }
-        let settled = state == "healthy" || state.starts_with("FAILED");
-        let mut bars = self.workloads.lock().unwrap();
-        if settled {
-            if let Some(bar) = bars.remove(name) {
-                bar.finish_and_clear();
-            }
-            let mark = if state == "healthy" { "✓" } else { "✗" };
-            self.line(&format!("  {mark} {name:<32} {ready}/{desired}  {state}"));
-            return;
-        }
-        let bar = bars
-            .entry(name.to_string())
-            .or_insert_with(|| self.spinner(name));
-        bar.set_message(format!("{ready}/{desired}  {state}"));
     }
 
     fn spinner(&self, prefix: &str) -> ProgressBar {
@@ -316,6 +293,55 @@ impl Output {
         self.line(&format!("{outcome}{release} ({:.1}s)", report.duration_s));
         if self.github {
             append_step_summary(report);
+        }
+    }
+}
+
+/// A workload's progress: a live line on a terminal while it progresses and
+/// a permanent line once it is healthy or failed; a line per change otherwise.
+impl RolloutReporter for Output {
+    fn workload(&self, name: &str, progress: Progress, state: &WorkloadState) {
+        let Progress { ready, desired } = progress;
+        let text = match state {
+            WorkloadState::Healthy => "healthy".to_string(),
+            WorkloadState::Progressing(why) => why.clone(),
+            WorkloadState::Failed(reason) => format!("FAILED: {reason}"),
+        };
+        self.json(json!({"event": "workload", "name": name, "ready": ready, "desired": desired, "state": text}));
+        if self.mode != Mode::Terminal {
+            self.line(&format!("  {name} {ready}/{desired} {text}"));
+            return;
+        }
+        let mut bars = self.workloads.lock().unwrap();
+        if state.is_settled() {
+            if let Some(bar) = bars.remove(name) {
+                bar.finish_and_clear();
+            }
+            let mark = if *state == WorkloadState::Healthy {
+                "✓"
+            } else {
+                "✗"
+            };
+            self.line(&format!("  {mark} {name:<32} {ready}/{desired}  {text}"));
+            return;
+        }
+        let bar = bars
+            .entry(name.to_string())
+            .or_insert_with(|| self.spinner(name));
+        bar.set_message(format!("{ready}/{desired}  {text}"));
+    }
+}
+
+/// A pre-deploy task: a spinner while it runs, its output prefixed with its name.
+impl TaskReporter for Output {
+    fn task(&self, task: &str, event: TaskEvent<'_>) {
+        match event {
+            TaskEvent::Started(message) => self.task_started(task, message),
+            TaskEvent::Output(line) => self.task_line(task, line),
+            TaskEvent::Succeeded(message) | TaskEvent::Cancelled(message) => {
+                self.task_finished(task, message)
+            }
+            TaskEvent::Failed(message) => self.task_finished(task, &format!("FAILED: {message}")),
         }
     }
 }

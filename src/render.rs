@@ -7,7 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
+use std::time::Duration;
+
+use tokio::process::Command;
 
 use kube::api::DynamicObject;
 use serde::Deserialize;
@@ -90,14 +92,15 @@ impl Pins {
 /// `helm template --skip-tests` (`BERTH_HELM` overrides): a chart's test pods
 /// are for `helm test`, not for every deploy. A tool that fails, output that is
 /// not a list of Kubernetes objects, or an object in another namespace is an
-/// input error naming the overlay or chart and the fix.
-pub fn render(
+/// input error naming the overlay or chart and the fix. A tool still running
+/// after [`TOOL_TIMEOUT`] is killed, and that is an input error too.
+pub async fn render(
     config: &Config,
     env_name: &str,
     env: &Environment,
 ) -> anyhow::Result<Vec<DynamicObject>> {
     let tool = Tool::for_environment(config, env_name, env);
-    let output = tool.run()?;
+    let output = tool.run(TOOL_TIMEOUT).await?;
     let mut objects = parse_objects(&output, &tool.shown)?;
     place_in_namespace(&mut objects, env_name, &env.namespace)?;
     Ok(objects)
@@ -289,11 +292,25 @@ impl Tool {
         }
     }
 
-    /// Run the tool and return what it printed, or an input error with its stderr.
-    fn run(&self) -> anyhow::Result<String> {
-        let output = Command::new(&self.program)
+    /// Run the tool and return what it printed, or an input error with its
+    /// stderr. It is killed if it runs longer than `timeout` (or if the
+    /// caller stops waiting, e.g. on Ctrl-C).
+    async fn run(&self, timeout: Duration) -> anyhow::Result<String> {
+        let running = Command::new(&self.program)
             .args(&self.args)
-            .output()
+            .kill_on_drop(true)
+            .output();
+        let output = tokio::time::timeout(timeout, running)
+            .await
+            .map_err(|_| {
+                input_error(format!(
+                    "`{}` did not finish within {}s and was stopped; {}, or see whether it waits \
+                     on the network (a chart dependency, a remote kustomize base)",
+                    self.shown,
+                    timeout.as_secs(),
+                    self.fix
+                ))
+            })?
             .map_err(|error| {
                 input_error(format!(
                     "cannot run {} for `{}`: {error}; install it, or set {} to its path",
@@ -320,6 +337,9 @@ impl Tool {
         })
     }
 }
+
+/// How long `kubectl kustomize` or `helm template` may run.
+pub const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The binary named by environment variable `var`, else `default` from PATH.
 fn program(var: &'static str, default: &str) -> (OsString, &'static str) {
@@ -862,11 +882,11 @@ data: { image: registry.example.com/shop/worker:v1 }
         Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("berth.yaml")).unwrap()
     }
 
-    #[test]
-    fn the_example_staging_overlay_renders_pins_and_labels() {
+    #[tokio::test]
+    async fn the_example_staging_overlay_renders_pins_and_labels() {
         let config = example();
         let env = config.environment("staging").unwrap();
-        let mut objects = render(&config, "staging", env).unwrap();
+        let mut objects = render(&config, "staging", env).await.unwrap();
         let refs: Vec<String> = objects.iter().map(object_ref).collect();
         for expected in [
             "ServiceAccount/workbench",
@@ -925,7 +945,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             );
         }
         let production = config.environment("production").unwrap();
-        let objects = render(&config, "production", production).unwrap();
+        let objects = render(&config, "production", production).await.unwrap();
         let frontend = objects
             .iter()
             .find(|o| object_ref(o) == "Deployment/frontend")
@@ -995,15 +1015,15 @@ data: { image: registry.example.com/shop/worker:v1 }
         assert_eq!(tool.override_var, "BERTH_HELM");
     }
 
-    #[test]
-    fn a_failing_overlay_shows_the_tool_error_and_the_fix() {
+    #[tokio::test]
+    async fn a_failing_overlay_shows_the_tool_error_and_the_fix() {
         let config = example();
         let env = environment(Source::Kustomize {
             overlay: config.dir.join("overlays/does-not-exist"),
         });
         let tool = Tool::for_environment(&config, "dev", &env);
         assert_eq!(tool.shown, "kubectl kustomize overlays/does-not-exist");
-        let text = input_error_text(render(&config, "dev", &env));
+        let text = input_error_text(render(&config, "dev", &env).await);
         for part in [
             "`kubectl kustomize overlays/does-not-exist` failed (exit status: 1)",
             "overlays/does-not-exist",
@@ -1013,8 +1033,8 @@ data: { image: registry.example.com/shop/worker:v1 }
         }
     }
 
-    #[test]
-    fn a_missing_tool_says_how_to_point_at_it() {
+    #[tokio::test]
+    async fn a_missing_tool_says_how_to_point_at_it() {
         let tool = Tool {
             program: "/nonexistent/helm".into(),
             args: Vec::new(),
@@ -1022,11 +1042,52 @@ data: { image: registry.example.com/shop/worker:v1 }
             override_var: "BERTH_HELM",
             fix: String::new(),
         };
-        let text = input_error_text(tool.run());
+        let text = input_error_text(tool.run(TOOL_TIMEOUT).await);
         assert!(
             text.contains("cannot run /nonexistent/helm for `helm template shop chart`"),
             "{text}"
         );
         assert!(text.contains("set BERTH_HELM to its path"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_tool_that_hangs_is_stopped_and_named() {
+        let pid_file = std::env::temp_dir().join(format!("berth-hang-{}", std::process::id()));
+        let tool = Tool {
+            program: "sh".into(),
+            args: vec![
+                "-c".into(),
+                format!("echo $$ > {}; exec sleep 600", pid_file.display()).into(),
+            ],
+            shown: "helm template shop charts/shop".into(),
+            override_var: "BERTH_HELM",
+            fix: "fix the chart charts/shop".into(),
+        };
+        let text = input_error_text(tool.run(Duration::from_secs(2)).await);
+        assert!(
+            text.contains(
+                "`helm template shop charts/shop` did not finish within 2s and was stopped"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("fix the chart charts/shop"), "{text}");
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        std::fs::remove_file(&pid_file).unwrap();
+        // Killed on drop: the process is gone, or a zombie until tokio reaps it.
+        let stat = format!("/proc/{}/stat", pid.trim());
+        let alive = || {
+            std::fs::read_to_string(&stat).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|rest| !rest.trim_start().starts_with('Z'))
+            })
+        };
+        for _ in 0..100 {
+            if !alive() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the hung tool (pid {}) still runs", pid.trim());
     }
 }

@@ -19,7 +19,8 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
-use crate::output::Output;
+use crate::cluster::watched::{self, WatchRefused, Watched};
+use crate::progress::{Progress, RolloutReporter, WorkloadState};
 use crate::rollout::{Failure, Thresholds, Verdict, Workload};
 
 /// A workload the deploy applied and now waits on.
@@ -55,36 +56,61 @@ pub enum WaitFailure {
         /// `Kind/name: what it waits for`, per unfinished workload.
         pending: Vec<String>,
     },
+    /// The API server refuses a watch the verdicts need (a missing `list`
+    /// or `watch` permission): waiting longer cannot help.
+    Unwatchable(WatchRefused),
 }
 
 /// Kinds whose verdict `wait_all` can give.
 pub fn is_workload(kind: &str) -> bool {
-    matches!(kind, "Deployment" | "StatefulSet" | "DaemonSet" | "Job")
+    watched::WORKLOADS.iter().any(|w| w.kind == kind)
 }
 
-type Events = BoxStream<'static, Result<(), watcher::Error>>;
+/// The events of one reflector; an error names the kind whose watch failed.
+type Events = BoxStream<'static, Result<(), (Watched, watcher::Error)>>;
 
-/// A reflector of one kind in `namespace`, restricted to `selector`.
-fn reflect<K>(client: &Client, namespace: &str, selector: &str) -> (Store<K>, Events)
+/// A reflector of kind `K` in `namespace`, restricted to `selector`, if
+/// `needed` lists `K`; otherwise an empty store. `K` must be one of
+/// [`watched::WORKLOADS`] or [`watched::WORKLOAD_PARTS`] (checked when
+/// compiling), so the permission check covers every watch started here.
+fn reflect<K>(
+    client: &Client,
+    needed: &[Watched],
+    namespace: &str,
+    selector: &str,
+    events: &mut Vec<Events>,
+) -> Store<K>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + k8s_openapi::Resource
         + Clone
         + Debug
         + DeserializeOwned
         + Send
         + Sync
         + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
+    <K as Resource>::DynamicType: Default + Eq + Hash + Clone,
 {
+    const {
+        assert!(
+            Watched::listed::<K>(&watched::WORKLOADS)
+                || Watched::listed::<K>(&watched::WORKLOAD_PARTS)
+        )
+    };
     let (reader, writer) = reflector::store::<K>();
-    let api: Api<K> = Api::namespaced(client.clone(), namespace);
-    let events = watcher(api, watcher::Config::default().labels(selector))
-        .default_backoff()
-        .reflect(writer)
-        .touched_objects()
-        .map_ok(|_| ())
-        .boxed();
-    (reader, events)
+    let kind = Watched::of::<K>();
+    if needed.contains(&kind) {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        let stream = watcher(api, watcher::Config::default().labels(selector))
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects()
+            .map_ok(|_| ())
+            .map_err(move |e| (kind, e))
+            .boxed();
+        events.push(stream);
+    }
+    reader
 }
 
 fn snapshot<K: Clone + Resource>(store: &Store<K>) -> Vec<K>
@@ -119,111 +145,200 @@ pub struct Scope<'a> {
 }
 
 /// Watch every tracked workload in `scope`, and the ReplicaSets and pods
-/// their verdicts need, until all succeed, one is doomed, or `timeout` runs
-/// out.
+/// their verdicts need, until all succeed, one is doomed, a watch is
+/// refused, or `timeout` runs out. Each change is sent to `reporter`.
 pub async fn wait_all(
     client: &Client,
     scope: Scope<'_>,
     tracked: &[Tracked],
     thresholds: Thresholds,
     timeout: Duration,
-    out: &Output,
+    reporter: &dyn RolloutReporter,
 ) -> Result<(), WaitFailure> {
     let Scope {
         namespace,
         workloads: selector,
         pods: pods_selector,
     } = scope;
-    let (deployments, e1) = reflect::<Deployment>(client, namespace, selector);
-    let (statefulsets, e2) = reflect::<StatefulSet>(client, namespace, selector);
-    let (daemonsets, e3) = reflect::<DaemonSet>(client, namespace, selector);
-    let (jobs, e4) = reflect::<Job>(client, namespace, selector);
-    let (replicasets, e5) = reflect::<ReplicaSet>(client, namespace, pods_selector);
-    let (pods, e6) = reflect::<Pod>(client, namespace, pods_selector);
-    let mut events = select_all([e1, e2, e3, e4, e5, e6]);
+    let needed = watched::rollout(tracked.iter().map(|t| t.kind.as_str()));
+    let mut streams = Vec::new();
+    let deployments = reflect::<Deployment>(client, &needed, namespace, selector, &mut streams);
+    let statefulsets = reflect::<StatefulSet>(client, &needed, namespace, selector, &mut streams);
+    let daemonsets = reflect::<DaemonSet>(client, &needed, namespace, selector, &mut streams);
+    let jobs = reflect::<Job>(client, &needed, namespace, selector, &mut streams);
+    let replicasets =
+        reflect::<ReplicaSet>(client, &needed, namespace, pods_selector, &mut streams);
+    let pods = reflect::<Pod>(client, &needed, namespace, pods_selector, &mut streams);
+    let mut events = select_all(streams);
     // Time-based verdicts (unschedulable for too long) need a clock, not an event.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
-    let mut shown: HashMap<String, String> = HashMap::new();
+    let mut assessment = Assessment::new(tracked, thresholds);
     loop {
         tokio::select! {
             _ = &mut deadline => {
-                let pending = tracked
-                    .iter()
-                    .filter_map(|t| shown.get(&t.describe()).filter(|s| *s != "healthy").map(|s| format!("{}: {s}", t.describe())))
-                    .collect();
-                return Err(WaitFailure::TimedOut { pending });
+                return Err(WaitFailure::TimedOut { pending: assessment.pending() });
             }
             event = events.next() => {
-                if let Some(Err(e)) = event {
-                    tracing::debug!("watch error (retrying): {e}");
-                }
                 // Take every event already queued, then assess once: a burst
                 // of 50 rollouts' updates costs one evaluation, not hundreds.
-                while let Some(Some(event)) = events.next().now_or_never() {
-                    if let Err(e) = event {
-                        tracing::debug!("watch error (retrying): {e}");
+                let mut queued = vec![event];
+                while let Some(event) = events.next().now_or_never() {
+                    queued.push(event);
+                }
+                for (kind, error) in queued.into_iter().flatten().filter_map(Result::err) {
+                    if let Some(refusal) = watched::refused(kind, namespace, &error) {
+                        return Err(WaitFailure::Unwatchable(refusal));
                     }
+                    tracing::debug!("watch error (retrying): {error}");
                 }
             }
             _ = tick.tick() => {}
         }
-        let all_replicasets = snapshot(&replicasets);
-        let all_pods = snapshot(&pods);
-        let now = Timestamp::now();
-        let mut done = 0;
-        for t in tracked {
-            let workload = match t.kind.as_str() {
+        let workloads = tracked
+            .iter()
+            .filter_map(|t| match t.kind.as_str() {
                 "Deployment" => find(&deployments, namespace, &t.name).map(Workload::Deployment),
                 "StatefulSet" => find(&statefulsets, namespace, &t.name).map(Workload::StatefulSet),
                 "DaemonSet" => find(&daemonsets, namespace, &t.name).map(Workload::DaemonSet),
                 "Job" => find(&jobs, namespace, &t.name).map(Workload::Job),
                 _ => None,
-            };
-            let (verdict, ready, desired) = match workload {
-                None => (Verdict::Progressing("waiting to see it".into()), 0, 0),
-                Some(w) => {
-                    let generation = w.metadata().generation;
-                    let (ready, desired) = w.progress();
-                    if generation.unwrap_or(0) < t.generation {
-                        (
-                            Verdict::Progressing("waiting for the applied generation".into()),
-                            ready,
-                            desired,
-                        )
-                    } else {
-                        (
-                            w.assess(&all_replicasets, &all_pods, now, thresholds),
-                            ready,
-                            desired,
-                        )
-                    }
-                }
+            })
+            .collect();
+        let look = Snapshot {
+            workloads,
+            replicasets: snapshot(&replicasets),
+            pods: snapshot(&pods),
+            now: Timestamp::now(),
+        };
+        match assessment.look(&look, reporter) {
+            Decision::Waiting => {}
+            Decision::Done => return Ok(()),
+            Decision::Doomed { workload, failure } => {
+                return Err(WaitFailure::Doomed { workload, failure });
+            }
+        }
+    }
+}
+
+/// One look at the namespace: the tracked workloads that exist, every
+/// ReplicaSet and pod the verdicts may need, and the time of the look.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// The tracked workloads found (a missing one is not created yet).
+    pub workloads: Vec<Workload>,
+    /// ReplicaSets of the workloads.
+    pub replicasets: Vec<ReplicaSet>,
+    /// Pods of the workloads.
+    pub pods: Vec<Pod>,
+    /// When the look was taken.
+    pub now: Timestamp,
+}
+
+/// What one look decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Some workload is still progressing.
+    Waiting,
+    /// Every tracked workload is healthy.
+    Done,
+    /// This workload can never become healthy.
+    Doomed {
+        /// `Kind/name`.
+        workload: String,
+        /// What the verdict said.
+        failure: Failure,
+    },
+}
+
+/// The decisions of a wait, from successive snapshots: the verdict on each
+/// tracked workload, reported when it changes, and whether the wait is over.
+/// Pure: the watching is [`wait_all`]'s.
+pub struct Assessment<'a> {
+    tracked: &'a [Tracked],
+    thresholds: Thresholds,
+    /// The state last reported, per `Kind/name`.
+    shown: HashMap<String, WorkloadState>,
+}
+
+impl<'a> Assessment<'a> {
+    /// An assessment of `tracked` with nothing reported yet.
+    pub fn new(tracked: &'a [Tracked], thresholds: Thresholds) -> Assessment<'a> {
+        Assessment {
+            tracked,
+            thresholds,
+            shown: HashMap::new(),
+        }
+    }
+
+    /// Assess every tracked workload in `snapshot`, in order; report each whose
+    /// state changed; stop at the first that is doomed.
+    pub fn look(&mut self, snapshot: &Snapshot, reporter: &dyn RolloutReporter) -> Decision {
+        let mut done = 0;
+        for t in self.tracked {
+            let found = snapshot
+                .workloads
+                .iter()
+                .find(|w| w.kind() == t.kind && w.metadata().name.as_deref() == Some(&t.name));
+            let (verdict, (ready, desired)) = match found {
+                None => (Verdict::Progressing("waiting to see it".into()), (0, 0)),
+                Some(w) if w.metadata().generation.unwrap_or(0) < t.generation => (
+                    Verdict::Progressing("waiting for the applied generation".into()),
+                    w.progress(),
+                ),
+                Some(w) => (
+                    w.assess(
+                        &snapshot.replicasets,
+                        &snapshot.pods,
+                        snapshot.now,
+                        self.thresholds,
+                    ),
+                    w.progress(),
+                ),
             };
             let state = match &verdict {
-                Verdict::Succeeded => "healthy".to_string(),
-                Verdict::Progressing(why) => why.clone(),
-                Verdict::Failed(f) => format!("FAILED: {}", f.reason),
+                Verdict::Succeeded => WorkloadState::Healthy,
+                Verdict::Progressing(why) => WorkloadState::Progressing(why.clone()),
+                Verdict::Failed(f) => WorkloadState::Failed(f.reason.clone()),
             };
-            if shown.get(&t.describe()) != Some(&state) {
-                out.workload(&t.describe(), ready, desired, &state);
-                shown.insert(t.describe(), state);
+            let name = t.describe();
+            if self.shown.get(&name) != Some(&state) {
+                reporter.workload(&name, Progress { ready, desired }, &state);
+                self.shown.insert(name.clone(), state);
             }
             match verdict {
                 Verdict::Succeeded => done += 1,
                 Verdict::Progressing(_) => {}
                 Verdict::Failed(failure) => {
-                    return Err(WaitFailure::Doomed {
-                        workload: t.describe(),
+                    return Decision::Doomed {
+                        workload: name,
                         failure,
-                    });
+                    };
                 }
             }
         }
-        if done == tracked.len() {
-            return Ok(());
+        if done == self.tracked.len() {
+            Decision::Done
+        } else {
+            Decision::Waiting
         }
+    }
+
+    /// `Kind/name: what it waits for`, per tracked workload not healthy at the last look.
+    pub fn pending(&self) -> Vec<String> {
+        self.tracked
+            .iter()
+            .filter_map(|t| {
+                let name = t.describe();
+                match self.shown.get(&name) {
+                    Some(WorkloadState::Healthy) => None,
+                    Some(WorkloadState::Progressing(why)) => Some(format!("{name}: {why}")),
+                    Some(WorkloadState::Failed(reason)) => Some(format!("{name}: {reason}")),
+                    None => Some(format!("{name}: not looked at yet")),
+                }
+            })
+            .collect()
     }
 }
 
@@ -299,4 +414,182 @@ pub async fn explain(
         _ => text.push_str("\n  (no logs: the container has not run)"),
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::rollout::testing::{Objects, at};
+
+    /// What a reporter was told, in order.
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<(String, Progress, WorkloadState)>>);
+
+    impl RolloutReporter for Recorder {
+        fn workload(&self, name: &str, progress: Progress, state: &WorkloadState) {
+            self.0
+                .borrow_mut()
+                .push((name.to_string(), progress, state.clone()));
+        }
+    }
+
+    impl Recorder {
+        fn take(&self) -> Vec<(String, Progress, WorkloadState)> {
+            std::mem::take(&mut self.0.borrow_mut())
+        }
+    }
+
+    fn tracked(kind: &str, name: &str, generation: i64) -> Tracked {
+        Tracked {
+            kind: kind.into(),
+            name: name.into(),
+            generation,
+        }
+    }
+
+    fn snapshot(objects: Objects) -> Snapshot {
+        let workloads = (objects.deployments.into_iter().map(Workload::Deployment))
+            .chain(objects.statefulsets.into_iter().map(Workload::StatefulSet))
+            .chain(objects.jobs.into_iter().map(Workload::Job))
+            .collect();
+        Snapshot {
+            workloads,
+            replicasets: objects.replicasets,
+            pods: objects.pods,
+            now: at("2026-11-21T22:55:00Z"),
+        }
+    }
+
+    fn progress(ready: i32, desired: i32) -> Progress {
+        Progress { ready, desired }
+    }
+
+    fn healthy_web_and_db() -> Objects {
+        Objects::load(include_str!("rollout/fixtures/deployment-healthy.json")).and(Objects::load(
+            include_str!("rollout/fixtures/statefulset-healthy.json"),
+        ))
+    }
+
+    #[test]
+    fn all_healthy_is_done_and_each_is_reported_once() {
+        let tracked = [
+            tracked("Deployment", "web", 1),
+            tracked("StatefulSet", "db", 1),
+        ];
+        let mut assessment = Assessment::new(&tracked, Thresholds::default());
+        let recorder = Recorder::default();
+        let look = snapshot(healthy_web_and_db());
+        assert_eq!(assessment.look(&look, &recorder), Decision::Done);
+        assert_eq!(
+            recorder.take(),
+            [
+                (
+                    "Deployment/web".into(),
+                    progress(2, 2),
+                    WorkloadState::Healthy
+                ),
+                (
+                    "StatefulSet/db".into(),
+                    progress(2, 2),
+                    WorkloadState::Healthy
+                ),
+            ]
+        );
+        assert_eq!(assessment.look(&look, &recorder), Decision::Done);
+        assert!(recorder.take().is_empty(), "no change, nothing reported");
+        assert!(assessment.pending().is_empty());
+    }
+
+    #[test]
+    fn the_first_doomed_workload_ends_the_wait_naming_its_pod() {
+        let tracked = [
+            tracked("Deployment", "web", 2),
+            tracked("Deployment", "legacy", 1),
+        ];
+        let mut assessment = Assessment::new(&tracked, Thresholds::default());
+        let recorder = Recorder::default();
+        let look = snapshot(
+            Objects::load(include_str!(
+                "rollout/fixtures/deployment-new-rs-image-pull.json"
+            ))
+            .and(Objects::load(include_str!(
+                "rollout/fixtures/deployment-crashloop.json"
+            ))),
+        );
+        match assessment.look(&look, &recorder) {
+            Decision::Doomed { workload, failure } => {
+                assert_eq!(workload, "Deployment/web");
+                assert_eq!(failure.reason, "ImagePullBackOff");
+                assert_eq!(failure.pod.as_deref(), Some("web-5b68d646c8-whksg"));
+            }
+            other => panic!("expected Doomed, got {other:?}"),
+        }
+        assert_eq!(
+            recorder.take(),
+            [(
+                "Deployment/web".into(),
+                progress(1, 2),
+                WorkloadState::Failed("ImagePullBackOff".into())
+            )],
+            "the wait stops at the first failure"
+        );
+    }
+
+    #[test]
+    fn a_status_older_than_the_applied_generation_is_never_done() {
+        let tracked = [tracked("Deployment", "web", 2)];
+        let mut assessment = Assessment::new(&tracked, Thresholds::default());
+        let recorder = Recorder::default();
+        // The apply made generation 2; the watch still shows generation 1, healthy.
+        let before = snapshot(Objects::load(include_str!(
+            "rollout/fixtures/deployment-healthy.json"
+        )));
+        assert_eq!(assessment.look(&before, &recorder), Decision::Waiting);
+        // Generation 2 is seen, but its controller has not observed it yet.
+        let mut objects = Objects::load(include_str!("rollout/fixtures/deployment-healthy.json"));
+        objects.deployments[0].metadata.generation = Some(2);
+        assert_eq!(
+            assessment.look(&snapshot(objects), &recorder),
+            Decision::Waiting
+        );
+        assert_eq!(
+            recorder.take(),
+            [
+                (
+                    "Deployment/web".into(),
+                    progress(2, 2),
+                    WorkloadState::Progressing("waiting for the applied generation".into())
+                ),
+                (
+                    "Deployment/web".into(),
+                    progress(2, 2),
+                    WorkloadState::Progressing(
+                        "waiting for the controller to observe generation 2".into()
+                    )
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn on_timeout_the_pending_list_says_what_each_unfinished_workload_waits_for() {
+        let tracked = [
+            tracked("Deployment", "web", 1),
+            tracked("Deployment", "api", 1),
+            tracked("StatefulSet", "db", 2),
+        ];
+        let mut assessment = Assessment::new(&tracked, Thresholds::default());
+        let recorder = Recorder::default();
+        let look = snapshot(healthy_web_and_db());
+        assert_eq!(assessment.look(&look, &recorder), Decision::Waiting);
+        assert_eq!(
+            assessment.pending(),
+            [
+                "Deployment/api: waiting to see it",
+                "StatefulSet/db: waiting for the applied generation"
+            ]
+        );
+    }
 }

@@ -13,6 +13,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use super::apply::Resolved;
+use super::watched::{self, Watched};
 use crate::error::input_error;
 
 /// One permission a deploy needs.
@@ -36,6 +37,12 @@ impl Need {
             resource: resource.into(),
             namespace: namespace.map(str::to_string),
         }
+    }
+
+    /// `list` and `watch` of `watched`, as the watchers of [`watched`] need them.
+    fn list_and_watch(watched: Watched, namespace: &str) -> [Need; 2] {
+        ["list", "watch"]
+            .map(|verb| Need::new(verb, watched.group, watched.resource, Some(namespace)))
     }
 
     fn describe(&self) -> String {
@@ -83,10 +90,12 @@ pub fn deploy_needs(
     for verb in ["list", "create", "update", "delete"] {
         needs.insert(Need::new(verb, "", "secrets", ns));
     }
-    for (group, plural) in [("", "pods"), ("apps", "replicasets"), ("", "events")] {
-        needs.insert(Need::new("list", group, plural, ns));
-        needs.insert(Need::new("watch", group, plural, ns));
+    // the rollout wait watches the workload kinds rendered, and their pods
+    for kind in watched::rollout(objects.iter().map(|o| o.resource.kind.as_str())) {
+        needs.extend(Need::list_and_watch(kind, namespace));
     }
+    // failures are explained from the failing pod's events
+    needs.insert(Need::new("list", "", "events", ns));
     needs.insert(Need::new("get", "", "pods/log", ns));
     needs.insert(Need::new("get", "", "namespaces", None));
     if create_namespace {
@@ -95,6 +104,9 @@ pub fn deploy_needs(
     if migration {
         for verb in ["create", "get", "delete"] {
             needs.insert(Need::new(verb, "batch", "jobs", ns));
+        }
+        for kind in watched::MIGRATION {
+            needs.extend(Need::list_and_watch(kind, namespace));
         }
     }
     needs.into_iter().collect()
@@ -113,13 +125,8 @@ pub fn maintenance_needs(namespace: &str) -> Vec<Need> {
             needs.insert(Need::new(verb, group, plural, ns));
         }
     }
-    for (group, plural) in [
-        ("apps", "deployments"),
-        ("apps", "replicasets"),
-        ("", "pods"),
-    ] {
-        needs.insert(Need::new("list", group, plural, ns));
-        needs.insert(Need::new("watch", group, plural, ns));
+    for kind in watched::rollout(["Deployment"]) {
+        needs.extend(Need::list_and_watch(kind, namespace));
     }
     needs.insert(Need::new("get", "apps", "deployments", ns));
     for verb in ["get", "create", "update", "delete"] {

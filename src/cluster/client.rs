@@ -1,4 +1,12 @@
 //! Connecting to an environment's cluster, with errors that say what to fix.
+//!
+//! The environment's `context:` picks a kubeconfig context; without one,
+//! berth infers its configuration as kubectl does: the kubeconfig (`KUBECONFIG`,
+//! else `~/.kube/config`) at its current context, else the in-cluster service
+//! account of the pod it runs in (a CI runner in the cluster). Every request
+//! goes through kube's retry layer, so 429, 503 and 504 answers are retried
+//! with exponential backoff (honouring `Retry-After`) instead of failing a
+//! deploy half-way.
 
 use std::time::Duration;
 
@@ -11,27 +19,22 @@ use crate::error::input_error;
 /// How long to wait for the API server before calling it unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client for `context` (or the current context), checked to be reachable.
+/// A client for `context` (or the inferred configuration), checked to be reachable.
 pub async fn connect(context: Option<&str>) -> anyhow::Result<Client> {
-    let kubeconfig = Kubeconfig::read().map_err(|e| {
-        input_error(format!(
-            "cannot read the kubeconfig: {e}; set KUBECONFIG to a kubeconfig file or run your cloud's get-credentials command"
-        ))
-    })?;
-    let options = KubeConfigOptions {
-        context: context.map(str::to_string),
-        ..Default::default()
-    };
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
-        .await
-        .map_err(|e| {
-            let which = context.map_or("the current context".to_string(), |c| format!("context '{c}'"));
+    let config = match context {
+        Some(context) => from_context(context).await?,
+        None => kube::Config::infer().await.map_err(|e| {
             input_error(format!(
-                "cannot use {which} from the kubeconfig: {e}; check `kubectl config get-contexts` and the environment's `context:` in berth.yaml"
+                "no cluster to connect to: tried the kubeconfig (KUBECONFIG, else ~/.kube/config) \
+                 and the in-cluster service account (KUBERNETES_SERVICE_HOST and \
+                 /var/run/secrets/kubernetes.io/serviceaccount): {e}; set KUBECONFIG to a \
+                 kubeconfig file, run your cloud's get-credentials command, or run berth in a pod \
+                 with a service account"
             ))
-        })?;
+        })?,
+    };
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).context("building the Kubernetes client")?;
+    let client = build(config)?;
     match tokio::time::timeout(REACH_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(_)) => Ok(client),
         Ok(Err(e)) => Err(input_error(format!(
@@ -41,5 +44,106 @@ pub async fn connect(context: Option<&str>) -> anyhow::Result<Client> {
             "the cluster at {url} did not answer within {}s; check the network (VPN?) and the context",
             REACH_TIMEOUT.as_secs()
         ))),
+    }
+}
+
+/// The configuration of kubeconfig context `context`.
+async fn from_context(context: &str) -> anyhow::Result<kube::Config> {
+    let kubeconfig = Kubeconfig::read().map_err(|e| {
+        input_error(format!(
+            "cannot read the kubeconfig for context '{context}': {e}; set KUBECONFIG to a kubeconfig file or run your cloud's get-credentials command"
+        ))
+    })?;
+    let options = KubeConfigOptions {
+        context: Some(context.to_string()),
+        ..Default::default()
+    };
+    kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| {
+            input_error(format!(
+                "cannot use context '{context}' from the kubeconfig: {e}; check `kubectl config get-contexts` and the environment's `context:` in berth.yaml"
+            ))
+        })
+}
+
+/// The client for `config`, with kube-client's retry layer
+/// (`kube::client::retry::RetryPolicy::server_retry`: 429, 503 and 504 are
+/// retried up to 15 times with exponential backoff from 5 ms, or after the
+/// server's `Retry-After`).
+fn build(mut config: kube::Config) -> anyhow::Result<Client> {
+    config.default_retry = true;
+    Client::try_from(config).context("building the Kubernetes client")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// An HTTP server on a free local port answering its requests with
+    /// `statuses` in turn (the last one repeated); counts the requests.
+    async fn server(statuses: &'static [u16]) -> (http::Uri, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let count = counted.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = stream.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if !line.is_empty() {
+                            continue; // a request line or header; GET has no body
+                        }
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        let status = statuses[n.min(statuses.len() - 1)];
+                        let body = if status == 200 {
+                            r#"{"major":"1","minor":"33","gitVersion":"v1.33.0","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#.to_string()
+                        } else {
+                            format!(
+                                r#"{{"kind":"Status","apiVersion":"v1","status":"Failure","code":{status}}}"#
+                            )
+                        };
+                        let response = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if write.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url.parse().unwrap(), count)
+    }
+
+    #[tokio::test]
+    async fn overload_and_unavailable_answers_are_retried() {
+        let (url, count) = server(&[429, 503, 504, 200]).await;
+        let client = build(kube::Config::new(url)).unwrap();
+        let version = client.apiserver_version().await.unwrap();
+        assert_eq!(version.git_version, "v1.33.0");
+        assert_eq!(count.load(Ordering::SeqCst), 4);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_retried() {
+        let (url, count) = server(&[403, 200]).await;
+        let client = build(kube::Config::new(url)).unwrap();
+        let error = client.apiserver_version().await.unwrap_err();
+        assert!(
+            matches!(error, kube::Error::Api(ref s) if s.code == 403),
+            "{error}"
+        );
+        assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 }

@@ -11,6 +11,7 @@ pub mod lock;
 pub mod pods;
 pub mod release;
 pub mod run_pod;
+pub mod watched;
 
 /// The field manager of every server-side apply berth makes.
 pub const FIELD_MANAGER: &str = "berth";

@@ -6,7 +6,7 @@ use crate::render;
 use crate::stdout;
 
 /// Validate berth.yaml and render every environment, or print the schema.
-pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
+pub async fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
     match args.command {
         ConfigCommand::Schema => {
             stdout::line(serde_json::to_string_pretty(&Config::schema())?)?;
@@ -14,7 +14,7 @@ pub fn run(global: &GlobalArgs, args: &ConfigArgs) -> anyhow::Result<()> {
         ConfigCommand::Validate => {
             let config = Config::load(&global.config)?;
             for (name, env) in &config.environments {
-                let mut objects = render::render(&config, name, env)?;
+                let mut objects = render::render(&config, name, env).await?;
                 let pinned = render::pin_images(
                     &mut objects,
                     &render::Pins::at_sha(&config.images, "0000000"),

@@ -127,13 +127,11 @@ pub async fn plan(
     let sha = config::parse_sha(sha)?;
     // Render (a kubectl or helm process) while connecting to the cluster; a
     // render error is reported first, being the cheaper one to fix.
-    let rendering = {
-        let (config, env, name) = (config.clone(), env.clone(), env_name.to_string());
-        tokio::task::spawn_blocking(move || render::render(&config, &name, &env))
-    };
-    let connecting = client::connect(env.context.as_deref());
-    let (rendered, connected) = tokio::join!(rendering, connecting);
-    let mut objects = rendered.context("the render task panicked")??;
+    let (rendered, connected) = tokio::join!(
+        render::render(&config, env_name, &env),
+        client::connect(env.context.as_deref())
+    );
+    let mut objects = rendered?;
     let client = connected?;
     render::label(&mut objects, &config.app, env_name)?;
     let pins = pins.unwrap_or_else(|| Pins::at_sha(&config.images, &sha));
@@ -579,7 +577,8 @@ async fn deploy_steps(
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     let thresholds = plan.thresholds();
-    pre_deploy(client, plan, out, record, thresholds, cancel).await?;
+    let timeout = plan.timeout(args);
+    pre_deploy(client, plan, out, record, (thresholds, timeout), cancel).await?;
     tokio::select! {
         biased;
         _ = cancel.cancelled() => Err(Cancelled.into()),
@@ -594,7 +593,7 @@ async fn pre_deploy(
     plan: &Plan,
     out: &Arc<Output>,
     record: &mut Release,
-    thresholds: Thresholds,
+    (thresholds, timeout): (Thresholds, std::time::Duration),
     cancel: &CancellationToken,
 ) -> anyhow::Result<()> {
     if plan.migration.is_none() && plan.assets.is_none() {
@@ -611,7 +610,7 @@ async fn pre_deploy(
         let t = Instant::now();
         let job =
             migrate::for_release(template.clone(), &plan.instance(), record.number, &plan.sha);
-        let result = migrate::run(client, ns, job, thresholds, &sibling, out).await;
+        let result = migrate::run(client, ns, job, thresholds, timeout, &sibling, out).await;
         if !matches!(result, Ok(Ok(_))) {
             sibling.cancel();
         }
@@ -674,10 +673,14 @@ async fn pre_deploy(
         out.failure(&format!(
             "migration failed; no workload was changed\n{summary}"
         ));
-        return Err(BerthError::DeployFailed(format!(
+        let message = format!(
             "the migration failed ({}); Job {} is kept for inspection",
             failed.failure.reason, failed.job
-        ))
+        );
+        return Err(match failed.end {
+            migrate::MigrationEnd::Failed => BerthError::DeployFailed(message),
+            migrate::MigrationEnd::TimedOut => BerthError::TimedOut(message),
+        }
         .into());
     }
     if let Some(error) = assets_failure {
@@ -743,7 +746,7 @@ async fn apply_and_wait(
         &tracked,
         thresholds,
         timeout,
-        out,
+        out.as_ref(),
     )
     .await;
     record
@@ -763,6 +766,16 @@ async fn apply_and_wait(
                 message: failure.message,
             });
             Err(BerthError::DeployFailed(message).into())
+        }
+        Err(WaitFailure::Unwatchable(refusal)) => {
+            out.failure(&format!("rollout failed\n{refusal}"));
+            record.failure = Some(FailureRecord {
+                workload: format!("watch {}", refusal.watched.resource),
+                pod: None,
+                reason: "Forbidden".into(),
+                message: refusal.to_string(),
+            });
+            Err(BerthError::DeployFailed(refusal.to_string()).into())
         }
         Err(WaitFailure::TimedOut { pending }) => {
             let message = format!(
@@ -854,7 +867,7 @@ async fn roll_back(
         &tracked(&applied),
         plan.thresholds(),
         timeout,
-        out,
+        out.as_ref(),
     )
     .await;
     out.finish_workloads();

@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let global = &cli.global;
     let command = match &cli.command {
         Command::Completions(args) => return completions::run(args),
-        Command::Config(args) => return config::run(global, args),
+        Command::Config(args) => return config::run(global, args).await,
         Command::AdvancedDeploy(args) => return deploy::run(global, args, out).await,
         Command::Status(args) => return status::run(global, args).await,
         Command::History(args) => return history::run(global, args, &out).await,

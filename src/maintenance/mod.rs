@@ -436,6 +436,9 @@ impl Scope {
                 ))
                 .into())
             }
+            Err(WaitFailure::Unwatchable(refusal)) => {
+                Err(BerthError::DeployFailed(format!("{refusal}; no Service was changed")).into())
+            }
             Err(WaitFailure::TimedOut { pending }) => Err(BerthError::TimedOut(format!(
                 "the maintenance server was not available within {}s ({}); no Service was \
                  changed; `environments.{}.maintenance.timeout` sets how long to wait",

@@ -12,7 +12,7 @@ pub mod pod;
 pub mod statefulset;
 
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 /// The objects of one recorded `kubectl get KINDS -o json` list, by kind.
 #[derive(Default)]
-pub(super) struct Objects {
+pub(crate) struct Objects {
     pub deployments: Vec<Deployment>,
     pub statefulsets: Vec<StatefulSet>,
     pub daemonsets: Vec<DaemonSet>,
@@ -79,6 +79,6 @@ fn typed<T: DeserializeOwned>(item: &serde_json::Value) -> T {
 
 /// A fixed instant for a test, e.g. `at("2026-11-21T22:55:00Z")`. The
 /// fixtures were recorded on 2026-11-21 between 22:54:44Z and 22:56:15Z.
-pub(super) fn at(instant: &str) -> Timestamp {
+pub(crate) fn at(instant: &str) -> Timestamp {
     instant.parse().expect("an RFC 3339 instant")
 }
