@@ -219,3 +219,20 @@ async fn history_json_the_debug_log_and_the_step_summary_keep_secrets_out() {
     let objects = release["manifest"]["objects"].as_array().unwrap();
     assert!(objects.iter().any(|o| o == "Secret/canary"), "{release}");
 }
+
+#[test]
+fn an_unwritable_log_file_is_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = berth_command(
+        &dir.path().join("berth.yaml"),
+        dir.path(),
+        &["config", "schema"],
+    )
+    .arg("--log-file")
+    .arg(dir.path().join("missing/berth.log"))
+    .output()
+    .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--log-file"), "{}", stderr(&out));
+    assert!(out.stdout.is_empty(), "nothing ran");
+}
