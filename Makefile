@@ -9,8 +9,12 @@ demo: up
 	cargo build --release --locked
 	@$(LOCAL)/demo
 
+# Every berth run of the suite is captured (tests/support/capture.rs); the
+# canary check then fails if a Secret's value reached any of it.
 test: lint
+	rm -rf target/tmp/berth-runs
 	$(LOCAL)/with-env cargo test --all-targets --locked
+	tests/support/canary
 
 lint:
 	$(LOCAL)/pin-tools --check

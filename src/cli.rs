@@ -37,6 +37,9 @@ pub struct GlobalArgs {
     /// More detail in logs (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Also write the log, at debug level (as `-vv` shows it), to this file.
+    #[arg(long, global = true, env = "BERTH_LOG_FILE", value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
 }
 
 /// How berth reports progress and results.

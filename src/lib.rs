@@ -11,6 +11,7 @@ pub mod error;
 pub mod github;
 pub mod identity;
 pub mod interrupt;
+pub mod logging;
 pub mod maintenance;
 pub mod migrate;
 pub mod output;

@@ -3,21 +3,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = berth::cli::Cli::parse();
-    let default_level = match cli.global.verbose {
-        0 => "warn",
-        1 => "berth=info,warn",
-        _ => "berth=debug,info",
-    };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .init();
+    if let Err(error) = berth::logging::init(&cli.global) {
+        eprintln!("error: {error:#}");
+        return berth::error::exit_code_of(&error);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -16,9 +16,10 @@ use flate2::write::GzEncoder;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
 use kube::{Api, Client};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
 
 use crate::identity::Deployer;
 
@@ -162,7 +163,7 @@ pub struct Release {
     /// Why it failed.
     pub failure: Option<FailureRecord>,
     /// The objects applied, for rollback. Empty when too large to keep.
-    pub manifest: Vec<serde_json::Value>,
+    pub manifest: Manifest,
     /// True when the manifest was dropped to fit the size limit.
     #[serde(default)]
     pub manifest_omitted: bool,
@@ -186,16 +187,84 @@ pub struct PromotedFrom {
     pub release: u64,
 }
 
+/// The objects a release applied, kept in its record for rollback.
+///
+/// They can include Secrets, so this type cannot be printed with their
+/// values: `Serialize` and `Debug` give only a redacted summary (the
+/// `Kind/name` of each object). The objects themselves are written only by
+/// [`encode`], into the release record (itself a Secret), and read back by
+/// [`decode`] and [`Manifest::objects`].
+#[derive(Clone, Default, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct Manifest(Vec<Value>);
+
+impl Manifest {
+    /// The manifest of the objects a release applies.
+    pub fn of<'a>(objects: impl IntoIterator<Item = &'a DynamicObject>) -> anyhow::Result<Self> {
+        let objects = objects
+            .into_iter()
+            .map(serde_json::to_value)
+            .collect::<Result<_, _>>()
+            .context("recording the applied objects")?;
+        Ok(Manifest(objects))
+    }
+
+    /// The recorded objects, to apply again.
+    pub fn objects(&self) -> anyhow::Result<Vec<DynamicObject>> {
+        self.0
+            .iter()
+            .map(|v| serde_json::from_value(v.clone()))
+            .collect::<Result<_, _>>()
+            .context("reading the recorded objects")
+    }
+
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Kind/name` of each object: all that may be shown of a manifest.
+    fn summary(&self) -> Vec<String> {
+        self.0
+            .iter()
+            .map(|o| {
+                let field = |v: &Value| v.as_str().unwrap_or("?").to_string();
+                format!("{}/{}", field(&o["kind"]), field(&o["metadata"]["name"]))
+            })
+            .collect()
+    }
+}
+
+impl Serialize for Manifest {
+    /// `{"redacted": true, "objects": ["Kind/name", ...]}`: never the objects.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serde_json::json!({"redacted": true, "objects": self.summary()}).serialize(serializer)
+    }
+}
+
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Manifest").field(&self.summary()).finish()
+    }
+}
+
 /// Gzip the release as JSON, dropping the manifest if it would not fit.
+///
+/// The one place a manifest is serialised whole: into the record.
 pub fn encode(release: &Release) -> anyhow::Result<Vec<u8>> {
-    let bytes = gzip(&serde_json::to_vec(release)?)?;
+    let whole = |release: &Release| -> anyhow::Result<Vec<u8>> {
+        let mut value = serde_json::to_value(release)?;
+        value["manifest"] = Value::Array(release.manifest.0.clone());
+        gzip(&serde_json::to_vec(&value)?)
+    };
+    let bytes = whole(release)?;
     if bytes.len() <= MAX_RECORD_BYTES {
         return Ok(bytes);
     }
     let mut slim = release.clone();
-    slim.manifest.clear();
+    slim.manifest = Manifest::default();
     slim.manifest_omitted = true;
-    gzip(&serde_json::to_vec(&slim)?)
+    whole(&slim)
 }
 
 /// Read a release back from its compressed JSON.
@@ -343,7 +412,7 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         previous: None,
         previous_sha: None,
         failure: None,
-        manifest: Vec::new(),
+        manifest: Manifest::default(),
         manifest_omitted: false,
         rollback_of: None,
         rolled_back_to: None,
@@ -368,9 +437,9 @@ mod tests {
             previous: Some(6),
             previous_sha: Some("0f0f0f0".into()),
             // incompressible-ish payload: distinct random-looking strings
-            manifest: (0..manifest_objects)
+            manifest: Manifest((0..manifest_objects)
                 .map(|i| serde_json::json!({"kind": "ConfigMap", "data": {"k": format!("{:x}", (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))}}))
-                .collect(),
+                .collect()),
             ..example(7, "1a2b3c4", ReleaseStatus::Succeeded)
         }
     }
@@ -390,5 +459,41 @@ mod tests {
         assert!(back.manifest.is_empty() && back.manifest_omitted);
         assert_eq!(back.sha, "1a2b3c4");
         assert_eq!(back.images, r.images);
+    }
+
+    /// A release whose manifest holds a Secret with `value`.
+    fn with_secret(value: &str) -> Release {
+        let secret: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db"},
+            "stringData": {"password": value}
+        }))
+        .unwrap();
+        Release {
+            manifest: Manifest::of([&secret]).unwrap(),
+            ..example(3, "1a2b3c4", ReleaseStatus::Succeeded)
+        }
+    }
+
+    #[test]
+    fn a_release_prints_its_manifest_as_names_only() {
+        let r = with_secret("s3cr3t-value");
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(!json.contains("s3cr3t-value"), "{json}");
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["manifest"],
+            serde_json::json!({"redacted": true, "objects": ["Secret/db"]})
+        );
+        let debug = format!("{r:?}");
+        assert!(!debug.contains("s3cr3t-value"), "{debug}");
+        assert!(debug.contains("Secret/db"), "{debug}");
+    }
+
+    #[test]
+    fn the_record_keeps_the_manifest_whole_for_rollback() {
+        let r = with_secret("s3cr3t-value");
+        let back = decode(&encode(&r).unwrap()).unwrap();
+        let objects = back.manifest.objects().unwrap();
+        assert_eq!(objects[0].data["stringData"]["password"], "s3cr3t-value");
     }
 }

@@ -20,7 +20,7 @@ use crate::cli::{DeployArgs, GlobalArgs};
 use crate::cluster::apply::{self, Resolved};
 use crate::cluster::lock::DeployLock;
 use crate::cluster::release::{
-    self, AssetsRecord, FailureRecord, ImageRecord, PromotedFrom, Release, ReleaseStatus,
+    self, AssetsRecord, FailureRecord, ImageRecord, Manifest, PromotedFrom, Release, ReleaseStatus,
 };
 use crate::cluster::{access, client, instance};
 use crate::config::{self, Config, Environment};
@@ -237,11 +237,9 @@ pub async fn plan_release(
             target.number, target.sha
         )));
     }
-    let objects: Vec<DynamicObject> = target
+    let objects = target
         .manifest
-        .iter()
-        .map(|v| serde_json::from_value(v.clone()))
-        .collect::<Result<_, _>>()
+        .objects()
         .with_context(|| format!("reading release {}'s recorded objects", target.number))?;
     let client = client::connect(env.context.as_deref()).await?;
     let objects = apply::resolve(&client, objects).await?;
@@ -429,11 +427,7 @@ async fn pipeline(
             previous: previous.as_ref().map(|p| p.number),
             previous_sha: previous.as_ref().map(|p| p.sha.clone()),
             failure: None,
-            manifest: plan
-                .objects
-                .iter()
-                .map(|o| serde_json::to_value(&o.object))
-                .collect::<Result<_, _>>()?,
+            manifest: Manifest::of(plan.objects.iter().map(|o| &o.object))?,
             manifest_omitted: false,
             rollback_of: None,
             rolled_back_to,
@@ -803,11 +797,7 @@ async fn previous_kinds(client: &Client, previous: Option<&Release>) -> Vec<Reso
     let Some(previous) = previous else {
         return Vec::new();
     };
-    let objects: Vec<DynamicObject> = previous
-        .manifest
-        .iter()
-        .filter_map(|v| serde_json::from_value(v.clone()).ok())
-        .collect();
+    let objects = previous.manifest.objects().unwrap_or_default();
     apply::resolve(client, objects).await.unwrap_or_default()
 }
 
@@ -847,11 +837,9 @@ async fn roll_back(
         "re-applying release {} ({})",
         previous.number, previous.sha
     ));
-    let objects: Vec<DynamicObject> = previous
+    let objects = previous
         .manifest
-        .iter()
-        .map(|v| serde_json::from_value(v.clone()))
-        .collect::<Result<_, _>>()
+        .objects()
         .context("reading the previous release's manifest")?;
     let started = Instant::now();
     let timeout = plan.timeout(args);

@@ -1,7 +1,12 @@
 //! `berth diff ENV SHA`: what a deploy would change, from a server-side dry
-//! run, as a readable diff. Secret values are masked.
+//! run, as a readable diff. Secret values never show: each key of a Secret
+//! reads `(added)`, `(removed)`, `(changed)` or `(unchanged)`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::DynamicObject;
@@ -42,8 +47,8 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
         } else {
             None
         };
-        let after_text = comparable(after, &object.resource.kind);
-        match live {
+        let (before_text, after_text) = sides(live.as_ref(), after, &object.resource.kind);
+        match before_text {
             None => {
                 added += 1;
                 stdout::line(format!("+ {} (new)", object.describe()))?;
@@ -51,8 +56,7 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
                     stdout::line(format!("  + {line}"))?;
                 }
             }
-            Some(live) => {
-                let before_text = comparable(&live, &object.resource.kind);
+            Some(before_text) => {
                 if before_text == after_text {
                     same += 1;
                     continue;
@@ -75,8 +79,155 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
     Ok(())
 }
 
-/// YAML of an object without the fields the server manages, Secret values masked.
-fn comparable(object: &DynamicObject, kind: &str) -> String {
+/// What a deploy would do to one key of a Secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyChange {
+    /// The key is new.
+    Added,
+    /// The key goes away.
+    Removed,
+    /// The key stays with another value.
+    Changed,
+    /// The key keeps its value.
+    Unchanged,
+}
+
+impl KeyChange {
+    /// How the diff shows the key in place of its value.
+    pub fn label(self) -> &'static str {
+        match self {
+            KeyChange::Added => "(added)",
+            KeyChange::Removed => "(removed)",
+            KeyChange::Changed => "(changed)",
+            KeyChange::Unchanged => "(unchanged)",
+        }
+    }
+}
+
+/// Annotations that hold a copy of the whole object, Secret values included.
+const EMBEDDING_ANNOTATIONS: [&str; 2] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "kapp.k14s.io/original",
+];
+
+/// The two sides of an object's diff as YAML, live (`None` when it does not
+/// exist) and after the deploy. Server-managed fields and annotations that
+/// embed the object are left out; a Secret's values are replaced by what the
+/// deploy does to each key ([`secret_keys`]), so no value ever shows.
+pub fn sides(
+    live: Option<&DynamicObject>,
+    after: &DynamicObject,
+    kind: &str,
+) -> (Option<String>, String) {
+    if kind != "Secret" {
+        return (live.map(|l| comparable(l, None)), comparable(after, None));
+    }
+    let keys = secret_keys(live, after);
+    let values: Vec<Vec<u8>> = live
+        .into_iter()
+        .chain([after])
+        .flat_map(|o| secret_values(o).into_values())
+        .filter(|v| !v.is_empty())
+        .collect();
+    // a changed key shows on the live side as its old value, so the line differs
+    let shown = |live_side: bool| -> serde_json::Map<String, Value> {
+        keys.iter()
+            .filter_map(|(key, change)| {
+                let label = match (change, live_side) {
+                    (KeyChange::Added, true) | (KeyChange::Removed, false) => return None,
+                    (KeyChange::Changed, true) => "(old value)",
+                    (change, _) => change.label(),
+                };
+                Some((key.clone(), Value::String(label.into())))
+            })
+            .collect()
+    };
+    let before = live.map(|l| {
+        comparable(
+            l,
+            Some(Masked {
+                data: shown(true),
+                values: &values,
+            }),
+        )
+    });
+    let after = comparable(
+        after,
+        Some(Masked {
+            data: shown(false),
+            values: &values,
+        }),
+    );
+    (before, after)
+}
+
+/// Each key of a Secret, live versus after the deploy, compared by value
+/// (`data`, with `stringData` merged over it as the API server does).
+pub fn secret_keys(
+    live: Option<&DynamicObject>,
+    after: &DynamicObject,
+) -> BTreeMap<String, KeyChange> {
+    let before = live.map(secret_values).unwrap_or_default();
+    let after = secret_values(after);
+    let mut keys: BTreeMap<String, KeyChange> = before
+        .iter()
+        .map(|(key, old)| {
+            let change = match after.get(key) {
+                None => KeyChange::Removed,
+                Some(new) if new == old => KeyChange::Unchanged,
+                Some(_) => KeyChange::Changed,
+            };
+            (key.clone(), change)
+        })
+        .collect();
+    for key in after.keys() {
+        keys.entry(key.clone()).or_insert(KeyChange::Added);
+    }
+    keys
+}
+
+/// A Secret's values by key, decoded: `data` (base64), then `stringData`.
+fn secret_values(object: &DynamicObject) -> BTreeMap<String, Vec<u8>> {
+    let mut values = BTreeMap::new();
+    if let Some(data) = object.data.get("data").and_then(Value::as_object) {
+        for (key, value) in data {
+            let text = value.as_str().unwrap_or_default();
+            // undecodable data cannot be applied; compare it as written
+            let bytes = BASE64
+                .decode(text)
+                .unwrap_or_else(|_| text.as_bytes().to_vec());
+            values.insert(key.clone(), bytes);
+        }
+    }
+    if let Some(data) = object.data.get("stringData").and_then(Value::as_object) {
+        for (key, value) in data {
+            let text = value.as_str().unwrap_or_default();
+            values.insert(key.clone(), text.as_bytes().to_vec());
+        }
+    }
+    values
+}
+
+/// How a Secret is shown: `data` as key statuses, and the values (decoded)
+/// that must not appear anywhere else in it.
+struct Masked<'a> {
+    data: serde_json::Map<String, Value>,
+    values: &'a [Vec<u8>],
+}
+
+impl Masked<'_> {
+    /// Whether `text` holds one of the values, as written or in base64.
+    fn reveals(&self, text: &str) -> bool {
+        self.values.iter().any(|value| {
+            String::from_utf8(value.clone()).is_ok_and(|plain| text.contains(&plain))
+                || text.contains(&BASE64.encode(value))
+        })
+    }
+}
+
+/// YAML of an object without the fields the server manages or annotations
+/// that embed the object; a Secret (`masked`) shows key statuses, not values.
+fn comparable(object: &DynamicObject, masked: Option<Masked>) -> String {
     let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
     if let Some(map) = value.as_object_mut() {
         map.remove("status");
@@ -92,45 +243,148 @@ fn comparable(object: &DynamicObject, kind: &str) -> String {
             }
             if let Some(annotations) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
                 annotations.remove("deployment.kubernetes.io/revision");
+                annotations.retain(|key, value| {
+                    !EMBEDDING_ANNOTATIONS.contains(&key.as_str()) && !embeds_an_object(value)
+                });
+                if let Some(masked) = &masked {
+                    for value in annotations.values_mut() {
+                        if masked.reveals(value.as_str().unwrap_or_default()) {
+                            *value = Value::String("(hidden)".into());
+                        }
+                    }
+                }
                 if annotations.is_empty() {
                     meta.remove("annotations");
                 }
             }
         }
-        if kind == "Secret" {
-            for field in ["data", "stringData"] {
-                if let Some(data) = map.get_mut(field).and_then(Value::as_object_mut) {
-                    for (_, v) in data.iter_mut() {
-                        *v = Value::String("(hidden)".into());
-                    }
-                }
+        if let Some(masked) = masked {
+            map.remove("stringData");
+            map.remove("data");
+            if !masked.data.is_empty() {
+                map.insert("data".into(), Value::Object(masked.data));
             }
         }
     }
     serde_norway::to_string(&value).unwrap_or_default()
 }
 
+/// Whether an annotation's value is a serialised Kubernetes object.
+fn embeds_an_object(value: &Value) -> bool {
+    value
+        .as_str()
+        .and_then(|text| serde_json::from_str::<Value>(text.trim()).ok())
+        .is_some_and(|parsed| parsed.get("kind").is_some() || parsed.get("apiVersion").is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn secret_values_never_reach_the_diff() {
-        let secret: DynamicObject = serde_json::from_value(serde_json::json!({
+    fn secret(extra: Value) -> DynamicObject {
+        let mut object = serde_json::json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "db", "resourceVersion": "7", "managedFields": []},
-            "data": {"password": "c2VjcmV0"}, "stringData": {"token": "t0ps3cret"}
-        }))
-        .unwrap();
-        let text = comparable(&secret, "Secret");
-        assert!(
-            !text.contains("c2VjcmV0") && !text.contains("t0ps3cret"),
-            "{text}"
-        );
-        assert!(text.contains("password: (hidden)"), "{text}");
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            object[key] = value.clone();
+        }
+        serde_json::from_value(object).unwrap()
+    }
+
+    fn b64(text: &str) -> String {
+        BASE64.encode(text)
+    }
+
+    #[test]
+    fn secret_values_never_reach_the_diff() {
+        let object = secret(serde_json::json!({
+            "data": {"password": b64("s3cr3t")}, "stringData": {"token": "t0ps3cret"}
+        }));
+        let (_, text) = sides(None, &object, "Secret");
+        for value in ["s3cr3t", &b64("s3cr3t"), "t0ps3cret", &b64("t0ps3cret")] {
+            assert!(!text.contains(value), "{value} in {text}");
+        }
+        assert!(text.contains("password: (added)"), "{text}");
+        assert!(text.contains("token: (added)"), "{text}");
         assert!(
             !text.contains("resourceVersion") && !text.contains("managedFields"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn each_secret_key_says_what_the_deploy_does_to_it() {
+        let live = secret(serde_json::json!({"data": {
+            "same": b64("one"), "changed": b64("two"), "gone": b64("three")
+        }}));
+        // stringData counts as its base64 equivalent
+        let after = secret(serde_json::json!({
+            "data": {"changed": b64("TWO"), "new": b64("four")},
+            "stringData": {"same": "one"}
+        }));
+        let keys = secret_keys(Some(&live), &after);
+        assert_eq!(
+            keys.into_iter().collect::<Vec<_>>(),
+            [
+                ("changed".to_string(), KeyChange::Changed),
+                ("gone".to_string(), KeyChange::Removed),
+                ("new".to_string(), KeyChange::Added),
+                ("same".to_string(), KeyChange::Unchanged),
+            ]
+        );
+        let (before, after) = sides(Some(&live), &after, "Secret");
+        let before = before.unwrap();
+        assert_ne!(before, after, "a changed Secret does not look unchanged");
+        assert!(after.contains("changed: (changed)"), "{after}");
+        assert!(after.contains("same: (unchanged)"), "{after}");
+        assert!(before.contains("gone: (removed)"), "{before}");
+        for value in ["one", "two", "TWO", "three", "four"] {
+            assert!(!before.contains(&b64(value)), "{before}");
+            assert!(!after.contains(&b64(value)), "{after}");
+        }
+    }
+
+    #[test]
+    fn an_unchanged_secret_compares_equal() {
+        let live = secret(serde_json::json!({"data": {"k": b64("v1")}}));
+        let after = secret(serde_json::json!({"stringData": {"k": "v1"}}));
+        let (before, after) = sides(Some(&live), &after, "Secret");
+        assert_eq!(before.unwrap(), after);
+    }
+
+    #[test]
+    fn annotations_that_embed_the_object_are_left_out() {
+        let applied = serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db"}, "stringData": {"password": "hunter22"}
+        })
+        .to_string();
+        let live = secret(serde_json::json!({
+            "metadata": {"name": "db", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": applied,
+                "example.com/copy": applied,
+                "example.com/note": "password is hunter22",
+                "example.com/team": "payments",
+            }},
+            "data": {"password": b64("hunter22")}
+        }));
+        let (before, _) = sides(Some(&live), &live, "Secret");
+        let before = before.unwrap();
+        assert!(!before.contains("hunter22"), "{before}");
+        assert!(!before.contains("last-applied-configuration"), "{before}");
+        assert!(!before.contains("example.com/copy"), "{before}");
+        assert!(before.contains("example.com/note: (hidden)"), "{before}");
+        assert!(before.contains("example.com/team: payments"), "{before}");
+        // other kinds lose the embedded copy too
+        let config_map: DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": applied
+            }}
+        }))
+        .unwrap();
+        let (_, text) = sides(None, &config_map, "ConfigMap");
+        assert!(!text.contains("hunter22"), "{text}");
     }
 }

@@ -14,10 +14,8 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
     let releases = release::list(&client, &env.namespace).await?;
     if out.mode() == Mode::Json {
         for r in &releases {
-            let mut value = serde_json::to_value(r)?;
-            // the manifest can hold Secrets: never print it
-            value.as_object_mut().map(|o| o.remove("manifest"));
-            stdout::line(value)?;
+            // a release's manifest serialises redacted: object names only
+            stdout::line(serde_json::to_value(r)?)?;
         }
         return Ok(());
     }

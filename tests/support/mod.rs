@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod capture;
 pub mod github;
 pub mod images;
 
@@ -179,9 +180,10 @@ environments:
 }
 
 /// `berth --config CONFIG ARGS` run in `dir` with the local environment's
-/// variables, outside GitHub Actions, with no standard input.
+/// variables, outside GitHub Actions, with no standard input. What it prints
+/// is also kept for the suite's canary check ([`capture`]).
 pub fn berth_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    let mut command = capture::captured(Path::new(env!("CARGO_BIN_EXE_berth")));
     command
         .envs(local_env().vars())
         .env_remove("GITHUB_ACTIONS")
