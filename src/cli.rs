@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration;
+use crate::output::OutputFormat;
 
 /// Deploy web applications to Kubernetes by git SHA, and run the operations
 /// around a deploy.
@@ -37,17 +38,6 @@ pub struct GlobalArgs {
     /// More detail in logs (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
-}
-
-/// How berth reports progress and results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Live progress on a terminal, plain timestamped lines on a pipe.
-    Auto,
-    /// Plain timestamped lines.
-    Plain,
-    /// JSON lines; the last line is the report.
-    Json,
 }
 
 /// Every berth command.
