@@ -312,7 +312,7 @@ impl Output {
     /// The command's own report fields (`status` among them, if it chooses
     /// it), replacing any staged before. [`Output::finish`] prints them when
     /// the command ends, with `event`, `command`, `exit_code`, `duration_s`
-    /// and, on failure, `message`.
+    /// and, on failure, `error`.
     pub fn json_report(&self, report: &impl Serialize) {
         let fields = match serde_json::to_value(report).expect("report serializes") {
             serde_json::Value::Object(fields) => fields,

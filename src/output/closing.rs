@@ -56,8 +56,8 @@ pub(super) struct Final {
 
 /// The report of `command`, which staged `staged` and ended with `result`
 /// after `duration_s` seconds. The process's exit code and the error decide
-/// `exit_code` and `message`; the command's own `status` wins over the
-/// derived one.
+/// `exit_code` and `error` (the error's message, when it failed); the
+/// command's own `status` wins over the derived one.
 pub(super) fn assemble(
     command: &str,
     staged: Staged,
@@ -86,7 +86,7 @@ pub(super) fn assemble(
         .or_insert_with(|| json!(duration_s));
     let message = result.as_ref().err().map(|error| format!("{error:#}"));
     if let Some(message) = &message {
-        fields.insert("message".into(), json!(message));
+        fields.insert("error".into(), json!(message));
     }
     let line = match (headline, message) {
         (Some(headline), Some(message)) if !explained => format!("{headline}: {message}"),
@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(done.json["status"], "succeeded");
         assert_eq!(done.json["exit_code"], 0);
         assert_eq!(done.json["duration_s"], 0.25);
-        assert!(done.json.get("message").is_none(), "{}", done.json);
+        assert!(done.json.get("error").is_none(), "{}", done.json);
         assert_eq!(done.line, "history succeeded in 0.2s");
     }
 
@@ -133,7 +133,7 @@ mod tests {
         assert_eq!(done.json["status"], "refused");
         assert_eq!(done.json["exit_code"], 2);
         assert_eq!(
-            done.json["message"],
+            done.json["error"],
             "environment `nowhere` is not in berth.yaml"
         );
         assert_eq!(
@@ -158,7 +158,7 @@ mod tests {
         assert_eq!(done.json["status"], "timed_out");
         assert_eq!(done.json["exit_code"], 4);
         assert_eq!(done.json["sha"], "1a2b3c4");
-        assert_eq!(done.json["message"], "the rollout did not finish");
+        assert_eq!(done.json["error"], "the rollout did not finish");
         assert_eq!(
             done.line, "timed_out deploying 1a2b3c4 to test: Deployment/web Timeout",
             "the failure was explained above: the message is not repeated"
