@@ -165,6 +165,33 @@ async fn every_command_ends_with_one_json_report_carrying_its_exit_code() {
     assert_eq!(releases[0]["sha"], "1a2b3c4");
     assert!(releases[0].get("manifest").is_none(), "never the manifest");
 
+    // The command in the pod owns stdout; these two write nothing, so
+    // stdout is berth's JSON alone, the report after the child exited.
+    let (out, report) = app.json(
+        "run",
+        &["run", "test", "--workload", "frontend", "--", "true"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(report["status"], "succeeded");
+    let exit_3 = [
+        "run",
+        "test",
+        "--workload",
+        "frontend",
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ];
+    let (out, report) = app.json("run", &exit_3);
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(report["status"], "exited");
+    assert!(
+        !stderr(&out).contains("error"),
+        "the child said why: {}",
+        stderr(&out)
+    );
+
     let (out, report) = app.json("diff", &["diff", "test", "2b3c4d5"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let objects = events(&out, "object");
