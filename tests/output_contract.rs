@@ -294,3 +294,18 @@ async fn a_failed_deploy_says_its_error_once() {
 
     delete_namespace(&client, &app.namespace).await;
 }
+
+#[test]
+fn a_closed_stderr_is_no_panic_and_the_exit_code_still_tells() {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader); // every write to stderr fails with EPIPE
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["lock", "staging", "status"])
+        .current_dir(dir.path())
+        .env_remove("BERTH_CONFIG")
+        .stderr(writer)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "no berth.yaml: bad input, not a panic (101)");
+}
