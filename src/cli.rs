@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::duration;
+use crate::output::OutputFormat;
 
 /// Deploy web applications to Kubernetes by git SHA, and run the operations
 /// around a deploy.
@@ -40,17 +41,6 @@ pub struct GlobalArgs {
     /// Also write the log, at debug level (as `-vv` shows it), to this file.
     #[arg(long, global = true, env = "BERTH_LOG_FILE", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
-}
-
-/// How berth reports progress and results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    /// Live progress on a terminal, plain timestamped lines on a pipe.
-    Auto,
-    /// Plain timestamped lines.
-    Plain,
-    /// JSON lines; the last line is the report.
-    Json,
 }
 
 /// Every berth command.

@@ -2,6 +2,8 @@
 
 use std::process::ExitCode;
 
+use berth::error::{BerthError, kind_of};
+use berth::output::{stderr_line, was_reported};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -13,20 +15,23 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            stderr_line(&format!("error: cannot start the async runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(berth::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // A command berth ran already said why it exited non-zero, and
-            // a closed stdout is a quiet success.
-            if !matches!(
-                berth::error::kind_of(&error),
-                Some(berth::error::BerthError::Exited(_) | berth::error::BerthError::OutputClosed)
-            ) {
-                eprintln!("error: {error:#}");
+            // The command's report already said it; a command berth ran
+            // already said why it exited non-zero; a closed stdout is a
+            // quiet success. Anything else is said here, once.
+            let said = was_reported(&error)
+                || matches!(
+                    kind_of(&error),
+                    Some(BerthError::Exited(_) | BerthError::OutputClosed)
+                );
+            if !said {
+                stderr_line(&format!("error: {error:#}"));
             }
             berth::error::exit_code_of(&error)
         }

@@ -3,20 +3,35 @@
 //! and GitHub Actions groups, annotations and a step summary.
 //!
 //! Progress goes to stderr; JSON lines (events and the final report) go to
-//! stdout, so `berth ... --output json | jq` sees only JSON.
+//! stdout, so `berth ... --output json | jq` sees only JSON. Every command
+//! ends with exactly one report ([`Output::finish`], see [`closing`]).
+
+mod closing;
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::cli::OutputFormat;
 use crate::progress::{Progress, RolloutReporter, TaskEvent, TaskReporter, WorkloadState};
+pub use closing::{Closing, Reported, was_reported};
+use closing::{Staged, assemble};
+
+/// How berth reports progress and results (`--output`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Live progress on a terminal, plain timestamped lines on a pipe.
+    Auto,
+    /// Plain timestamped lines.
+    Plain,
+    /// JSON lines; the last line is the report.
+    Json,
+}
 
 /// How output is rendered, decided once at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +47,8 @@ pub enum Mode {
 /// The deploy's final report: the last JSON line, and the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// succeeded, failed, timed_out, locked, refused, interrupted, invalid.
+    /// succeeded, planned (`--dry-run`), failed, timed_out, locked,
+    /// lock_lost, refused or interrupted.
     pub status: String,
     /// The environment deployed to.
     pub environment: String,
@@ -68,12 +84,19 @@ pub struct Output {
     bars: MultiProgress,
     workloads: Mutex<HashMap<String, ProgressBar>>,
     group_open: Mutex<bool>,
+    /// The command as its report names it, e.g. `advanced-deploy`.
+    command: &'static str,
+    /// When the command started, for the report's `duration_s`.
+    started: Instant,
+    /// What the command said about how it ended, printed by [`Output::finish`].
+    staged: Mutex<Staged>,
 }
 
 impl Output {
-    /// Choose the mode from `--output`, whether stderr is a terminal, and
-    /// whether we run under GitHub Actions.
-    pub fn new(format: OutputFormat) -> Output {
+    /// Output for `command` (as its report names it). Choose the mode from
+    /// `--output`, whether stderr is a terminal, and whether we run under
+    /// GitHub Actions.
+    pub fn new(format: OutputFormat, command: &'static str) -> Output {
         let github = std::env::var("GITHUB_ACTIONS").as_deref() == Ok("true");
         let mode = match format {
             OutputFormat::Json => Mode::Json,
@@ -92,6 +115,9 @@ impl Output {
             bars: MultiProgress::with_draw_target(target),
             workloads: Mutex::new(HashMap::new()),
             group_open: Mutex::new(false),
+            command,
+            started: Instant::now(),
+            staged: Mutex::new(Staged::default()),
         }
     }
 
@@ -102,8 +128,10 @@ impl Output {
 
     fn line(&self, text: &str) {
         match self.mode {
-            Mode::Terminal => self.bars.suspend(|| eprintln!("{text}")),
-            Mode::Plain => eprintln!("{} {text}", Timestamp::now().strftime("%H:%M:%S")),
+            Mode::Terminal => self.bars.suspend(|| stderr_line(text)),
+            Mode::Plain => {
+                stderr_line(&format!("{} {text}", Timestamp::now().strftime("%H:%M:%S")))
+            }
             Mode::Json => {}
         }
     }
@@ -121,9 +149,9 @@ impl Output {
         if self.github {
             let mut open = self.group_open.lock().unwrap();
             if *open {
-                eprintln!("::endgroup::");
+                stderr_line("::endgroup::");
             }
-            eprintln!("::group::{name}");
+            stderr_line(&format!("::group::{name}"));
             *open = true;
         }
         self.line(&format!("==> {name}"));
@@ -141,7 +169,7 @@ impl Output {
     /// A warning (a `::warning::` annotation under GitHub Actions).
     pub fn warn(&self, message: &str) {
         if self.github {
-            eprintln!("::warning::{}", escape_annotation(message));
+            stderr_line(&format!("::warning::{}", escape_annotation(message)));
         }
         self.line(&format!("warning: {message}"));
         self.json(
@@ -253,16 +281,21 @@ impl Output {
     /// A failure explained at length (an `::error::` annotation under GitHub Actions).
     pub fn failure(&self, summary: &str) {
         if self.github {
-            eprintln!("::error::{}", escape_annotation(summary));
+            stderr_line(&format!("::error::{}", escape_annotation(summary)));
         }
         self.line(summary);
     }
 
-    /// A command's final report as the last JSON line (`event: report`).
+    /// The command's own report fields (`status` among them, if it chooses
+    /// it), replacing any staged before. [`Output::finish`] prints them when
+    /// the command ends, with `event`, `command`, `exit_code`, `duration_s`
+    /// and, on failure, `error`.
     pub fn json_report(&self, report: &impl Serialize) {
-        let mut value = serde_json::to_value(report).expect("report serializes");
-        value["event"] = json!("report");
-        self.json(value);
+        let fields = match serde_json::to_value(report).expect("report serializes") {
+            serde_json::Value::Object(fields) => fields,
+            other => serde_json::Map::from_iter([("value".to_string(), other)]),
+        };
+        self.staged.lock().unwrap().fields = fields;
     }
 
     /// Markdown for the GitHub Actions step summary (nothing elsewhere).
@@ -272,13 +305,10 @@ impl Output {
         }
     }
 
-    /// The final report: the last JSON line, a summary line, and the
-    /// GitHub step summary.
+    /// A deploy's report: staged as the report's fields and summary line
+    /// ([`Output::finish`] prints them), and the GitHub step summary.
     pub fn report(&self, report: &Report) {
         self.finish_workloads();
-        if self.github && *self.group_open.lock().unwrap() {
-            eprintln!("::endgroup::");
-        }
         self.json_report(report);
         let outcome = match &report.failure {
             None => format!("{} {} to {}", report.status, report.sha, report.environment),
@@ -290,11 +320,73 @@ impl Output {
         let release = report
             .release
             .map_or(String::new(), |n| format!(", release {n}"));
-        self.line(&format!("{outcome}{release} ({:.1}s)", report.duration_s));
+        {
+            let mut staged = self.staged.lock().unwrap();
+            staged.headline = Some(format!("{outcome}{release} ({:.1}s)", report.duration_s));
+            staged.explained = report.failure.is_some();
+        }
         if self.github {
             append_step_summary(report);
         }
     }
+
+    /// The command ended with `result`: print its one report (see
+    /// [`Closing`]) and hand `result` back, an error marked [`Reported`]
+    /// when it was said. With `--output json` the report is the last stdout
+    /// line and a failure is also said once on stderr, for people, as
+    /// `error: …`; otherwise the summary line on stderr is the only one. A
+    /// closed stdout gets no report.
+    pub fn finish(&self, result: anyhow::Result<()>, closing: Closing) -> anyhow::Result<()> {
+        use crate::error::{BerthError, kind_of};
+        let child_said = match &result {
+            Err(error) => match kind_of(error) {
+                Some(BerthError::OutputClosed) => return result,
+                Some(BerthError::Exited(_)) => closing == Closing::AfterChild,
+                _ => false,
+            },
+            Ok(()) => false,
+        };
+        self.finish_workloads();
+        if self.github && std::mem::take(&mut *self.group_open.lock().unwrap()) {
+            stderr_line("::endgroup::");
+        }
+        let staged = std::mem::take(&mut *self.staged.lock().unwrap());
+        let done = assemble(
+            self.command,
+            staged,
+            &result,
+            self.started.elapsed().as_secs_f64(),
+        );
+        let said = match (self.mode, &result) {
+            (Mode::Json, _) => {
+                // A reader that went away has missed the report; the exit code still tells.
+                let _ = crate::stdout::line(&done.json);
+                if let Err(error) = &result
+                    && !child_said
+                {
+                    stderr_line(&format!("error: {error:#}"));
+                }
+                true
+            }
+            // The child's output is the result, and its exit code passes through.
+            _ if closing == Closing::AfterChild && (result.is_ok() || child_said) => false,
+            _ => {
+                self.line(&done.line);
+                true
+            }
+        };
+        match result {
+            Err(error) if said => Err(error.context(Reported)),
+            other => other,
+        }
+    }
+}
+
+/// Write a line to stderr; a stderr that is closed or gone is ignored, as
+/// there is nowhere left to say anything.
+pub fn stderr_line(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{text}");
 }
 
 /// A workload's progress: a live line on a terminal while it progresses and
@@ -473,7 +565,9 @@ fn append_to_summary(path: &str, text: &str) {
         .open(path)
         .and_then(|mut file| file.write_all(text.as_bytes()));
     if let Err(e) = written {
-        eprintln!("warning: cannot append to GITHUB_STEP_SUMMARY ({path}): {e}");
+        stderr_line(&format!(
+            "warning: cannot append to GITHUB_STEP_SUMMARY ({path}): {e}"
+        ));
     }
 }
 

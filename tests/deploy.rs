@@ -136,7 +136,8 @@ fn history(app: &App) -> Vec<serde_json::Value> {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["event"] == "release")
         .collect()
 }
 

@@ -128,7 +128,8 @@ fn history(app: &App, env: &str) -> Vec<Value> {
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|event| event["event"] == "release")
         .collect()
 }
 

@@ -288,7 +288,8 @@ async fn prepare_assets(
     Ok(Some(prepared))
 }
 
-/// `advanced-deploy`: run the whole pipeline; always ends with the report.
+/// `advanced-deploy`: run the whole pipeline (or, with `--dry-run`, plan
+/// it); always ends with the report.
 pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> anyhow::Result<()> {
     deploy(global, args, Request::overlay(), out).await
 }
@@ -316,7 +317,7 @@ pub async fn deploy(
     match &result {
         Ok(()) => {
             report.exit_code = 0;
-            report.status = "succeeded".into();
+            report.status = if args.dry_run { "planned" } else { "succeeded" }.into();
         }
         Err(error) => {
             report.exit_code = crate::error::exit_code_number(error);
@@ -326,9 +327,7 @@ pub async fn deploy(
     if let Some(note) = closing_note {
         out.warn(&note);
     }
-    if !args.dry_run {
-        out.report(&report);
-    }
+    out.report(&report);
     result
 }
 

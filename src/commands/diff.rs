@@ -1,5 +1,6 @@
 //! `berth diff ENV SHA`: what a deploy would change, from a server-side dry
-//! run, as a readable diff. Secret values never show: each key of a Secret
+//! run, as a readable diff, or with `--output json` an `object` event per
+//! object, then the report. Secret values never show: each key of a Secret
 //! reads `(added)`, `(removed)`, `(changed)` or `(unchanged)`.
 
 use std::collections::BTreeMap;
@@ -11,22 +12,82 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::DynamicObject;
 use kube::{Api, ResourceExt};
+use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
 
 use super::deploy;
 use crate::cli::{EnvShaArgs, GlobalArgs};
 use crate::cluster::apply;
-use crate::output::Output;
+use crate::output::{Mode, Output};
 use crate::stdout;
+
+/// How one object would change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Change {
+    /// It does not exist yet.
+    Added,
+    /// It exists and differs.
+    Changed,
+    /// It exists as it would be.
+    Unchanged,
+}
+
+/// One object of the diff: a line and its lines for people, an `object`
+/// event with `--output json`.
+#[derive(Debug, Serialize)]
+struct ObjectDiff {
+    /// `Kind/name` (and namespace), as the plan describes it.
+    object: String,
+    change: Change,
+    /// Added: the object's YAML. Changed: unified diff lines (`@@` hunk
+    /// headers, then lines starting with `-`, `+` or a space). Unchanged: none.
+    lines: Vec<String>,
+}
+
+impl ObjectDiff {
+    fn print(&self, json: bool) -> anyhow::Result<()> {
+        if json {
+            let mut event = serde_json::to_value(self)?;
+            event["event"] = serde_json::json!("object");
+            return stdout::line(event);
+        }
+        let (head, prefix) = match self.change {
+            Change::Added => (format!("+ {} (new)", self.object), "  + "),
+            Change::Changed => (format!("~ {}", self.object), "  "),
+            Change::Unchanged => return Ok(()),
+        };
+        stdout::line(head)?;
+        for line in &self.lines {
+            stdout::line(format!("{prefix}{line}"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The report's fields: what was compared, and how many objects change how.
+#[derive(Debug, Default, Serialize)]
+struct DiffReport {
+    environment: String,
+    sha: String,
+    added: u64,
+    changed: u64,
+    unchanged: u64,
+}
 
 /// Print what deploying SHA to ENV would change; changes nothing.
 pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<()> {
+    let json = out.mode() == Mode::Json;
     let (client, plan) = deploy::plan(global, &args.env, &args.sha, false, None, &out).await?;
     let ns = &plan.env.namespace;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let exists = namespaces.get_opt(ns).await?.is_some();
-    let (mut added, mut changed, mut same) = (0, 0, 0);
+    let mut report = DiffReport {
+        environment: args.env.clone(),
+        sha: plan.sha.clone(),
+        ..DiffReport::default()
+    };
     // Without the namespace a dry run cannot place objects: all are new.
     let answers: Vec<(apply::Resolved, DynamicObject)> = if exists {
         apply::apply_all(&client, ns, &plan.objects, true).await?
@@ -48,34 +109,51 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
             None
         };
         let (before_text, after_text) = sides(live.as_ref(), after, &object.resource.kind);
-        match before_text {
+        let (change, lines) = match before_text {
             None => {
-                added += 1;
-                stdout::line(format!("+ {} (new)", object.describe()))?;
-                for line in after_text.lines() {
-                    stdout::line(format!("  + {line}"))?;
-                }
+                report.added += 1;
+                (
+                    Change::Added,
+                    after_text.lines().map(str::to_owned).collect(),
+                )
             }
             Some(before_text) => {
                 if before_text == after_text {
-                    same += 1;
-                    continue;
-                }
-                changed += 1;
-                stdout::line(format!("~ {}", object.describe()))?;
-                let diff = TextDiff::from_lines(&before_text, &after_text);
-                for hunk in diff.unified_diff().context_radius(2).iter_hunks() {
-                    for line in hunk.to_string().lines() {
-                        stdout::line(format!("  {line}"))?;
-                    }
+                    report.unchanged += 1;
+                    (Change::Unchanged, Vec::new())
+                } else {
+                    report.changed += 1;
+                    let diff = TextDiff::from_lines(&before_text, &after_text);
+                    let lines = diff
+                        .unified_diff()
+                        .context_radius(2)
+                        .iter_hunks()
+                        .flat_map(|hunk| {
+                            hunk.to_string()
+                                .lines()
+                                .map(str::to_owned)
+                                .collect::<Vec<_>>()
+                        })
+                        .collect();
+                    (Change::Changed, lines)
                 }
             }
+        };
+        let object = object.describe();
+        ObjectDiff {
+            object,
+            change,
+            lines,
         }
+        .print(json)?;
     }
-    stdout::line(format!(
-        "{added} to create, {changed} to change, {same} unchanged ({} at {})",
-        args.env, plan.sha
-    ))?;
+    if !json {
+        stdout::line(format!(
+            "{} to create, {} to change, {} unchanged ({} at {})",
+            report.added, report.changed, report.unchanged, args.env, plan.sha
+        ))?;
+    }
+    out.json_report(&report);
     Ok(())
 }
 

@@ -1,4 +1,7 @@
-//! `berth history ENV`: the release log, newest first.
+//! `berth history ENV`: the release log, newest first: a table, or with
+//! `--output json` one `release` event per release, then the report.
+
+use serde_json::json;
 
 use crate::cli::{EnvArg, GlobalArgs};
 use crate::cluster::{client, release};
@@ -12,10 +15,13 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
     let env = config.environment(&args.env)?;
     let client = client::connect(env.context.as_deref()).await?;
     let releases = release::list(&client, &env.namespace).await?;
+    out.json_report(&json!({"environment": args.env, "releases": releases.len()}));
     if out.mode() == Mode::Json {
         for r in &releases {
             // a release's manifest serialises redacted: object names only
-            stdout::line(serde_json::to_value(r)?)?;
+            let mut value = serde_json::to_value(r)?;
+            value["event"] = json!("release");
+            stdout::line(value)?;
         }
         return Ok(());
     }

@@ -19,21 +19,32 @@ mod task;
 
 use std::sync::Arc;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{AssetsCommand, Cli, Command, ConfigCommand};
 use crate::error::BerthError;
-use crate::output::Output;
+use crate::output::{Closing, Output};
 
-/// Run the command the user asked for.
+/// Run the command the user asked for. Every command but `completions`
+/// (whose output is a shell script) ends with its one report; an error the
+/// report said comes back marked [`crate::output::Reported`].
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = Arc::new(Output::new(cli.global.output));
+    let out = Arc::new(Output::new(cli.global.output, name(&cli.command)));
+    let result = dispatch(&cli, out.clone()).await;
+    match closing(&cli.command) {
+        Some(closing) => out.finish(result, closing),
+        None => result,
+    }
+}
+
+/// Run the command, which stages its report on `out`.
+async fn dispatch(cli: &Cli, out: Arc<Output>) -> anyhow::Result<()> {
     let global = &cli.global;
     let command = match &cli.command {
         Command::Completions(args) => return completions::run(args),
-        Command::Config(args) => return config::run(global, args).await,
+        Command::Config(args) => return config::run(global, args, &out).await,
         Command::AdvancedDeploy(args) => return deploy::run(global, args, out).await,
-        Command::Status(args) => return status::run(global, args).await,
+        Command::Status(args) => return status::run(global, args, &out).await,
         Command::History(args) => return history::run(global, args, &out).await,
-        Command::Lock(args) => return lock::run(global, args).await,
+        Command::Lock(args) => return lock::run(global, args, &out).await,
         Command::Diff(args) => return diff::run(global, args, out).await,
         Command::Assets(args) => return assets::run(global, args, out).await,
         Command::UpdateStagingToLatestPassingMaster(args) => {
@@ -47,11 +58,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Rollback(args) => return rollback::run(global, args, out).await,
         Command::Maintenance(args) => return maintenance::run(global, args, out).await,
-        Command::Psql(args) => return psql::run(global, args).await,
-        Command::Run(args) => return run::run(global, args).await,
-        Command::Task(args) => return task::run(global, &args.env, &args.name).await,
+        Command::Psql(args) => return psql::run(global, args, &out).await,
+        Command::Run(args) => return run::run(global, args, &out).await,
+        Command::Task(args) => return task::run(global, &args.env, &args.name, &out).await,
         Command::RefreshSuggestedModules(args) => {
-            return task::run(global, &args.env, "refresh-suggested-modules").await;
+            return task::run(global, &args.env, "refresh-suggested-modules", &out).await;
         }
         Command::ClearRenderCache(args) => return clear_render_cache::run(global, args, out).await,
         Command::Backup(_) => "backup",
@@ -60,4 +71,53 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Preview(_) => "preview",
     };
     Err(BerthError::NotBuilt { command }.into())
+}
+
+/// The command as its report's `command` names it: the name typed, aliases
+/// resolved, with the subcommand where it has one (`assets push`).
+fn name(command: &Command) -> &'static str {
+    match command {
+        Command::AdvancedDeploy(_) => "advanced-deploy",
+        Command::UpdateStagingToLatestPassingMaster(_) => "update-staging-to-latest-passing-master",
+        Command::UpdateProductionToStaging(_) => "update-production-to-staging",
+        Command::Promote(_) => "promote",
+        Command::Rollback(_) => "rollback",
+        Command::Status(_) => "status",
+        Command::History(_) => "history",
+        Command::Diff(_) => "diff",
+        Command::Lock(_) => "lock",
+        Command::Psql(_) => "psql",
+        Command::Run(_) => "run",
+        Command::Task(_) => "task",
+        Command::ClearRenderCache(_) => "clear-render-cache",
+        Command::RefreshSuggestedModules(_) => "refresh-suggested-modules",
+        Command::Maintenance(_) => "maintenance",
+        Command::Backup(_) => "backup",
+        Command::Backups(_) => "backups",
+        Command::Restore(_) => "restore",
+        Command::Preview(_) => "preview",
+        Command::Assets(args) => match args.command {
+            AssetsCommand::Push(_) => "assets push",
+            AssetsCommand::Prune(_) => "assets prune",
+        },
+        Command::Config(args) => match args.command {
+            ConfigCommand::Validate => "config validate",
+            ConfigCommand::Schema => "config schema",
+        },
+        Command::Completions(_) => "completions",
+    }
+}
+
+/// How the command's report is printed: after a child process that owned
+/// the terminal, only what berth itself has to say; none after a shell
+/// completion script.
+fn closing(command: &Command) -> Option<Closing> {
+    match command {
+        Command::Completions(_) => None,
+        Command::Psql(_)
+        | Command::Run(_)
+        | Command::Task(_)
+        | Command::RefreshSuggestedModules(_) => Some(Closing::AfterChild),
+        _ => Some(Closing::Always),
+    }
 }

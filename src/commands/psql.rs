@@ -10,16 +10,19 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client};
+use serde_json::json;
 
 use crate::cli::{GlobalArgs, PsqlArgs};
 use crate::cluster::exec::{self, READY_MARKER, Session};
 use crate::cluster::{client, pods};
 use crate::config::Config;
 use crate::error::{BerthError, input_error};
+use crate::output::Output;
 use crate::terminal;
 
 /// Open psql in the environment's database workload.
-pub async fn run(global: &GlobalArgs, args: &PsqlArgs) -> anyhow::Result<()> {
+pub async fn run(global: &GlobalArgs, args: &PsqlArgs, out: &Output) -> anyhow::Result<()> {
+    out.json_report(&json!({"environment": args.env}));
     let config = Config::load(&global.config)?;
     let env = config.environment(&args.env)?;
     let database = env

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
+use serde_json::json;
 
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::cluster::exec::{self, Session};
@@ -14,11 +15,13 @@ use crate::cluster::{client, instance, pods, run_pod};
 use crate::config::{Config, RunSettings};
 use crate::error::BerthError;
 use crate::interrupt::Interrupts;
+use crate::output::Output;
 use crate::rollout::Thresholds;
 use crate::terminal;
 
 /// Run a one-off command in the environment.
-pub async fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<()> {
+pub async fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> anyhow::Result<()> {
+    out.json_report(&json!({"environment": args.env}));
     let config = Config::load(&global.config)?;
     let env = config.environment(&args.env)?;
     let mut settings = match &args.workload {
@@ -52,6 +55,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs) -> anyhow::Result<()> {
             args.command.clone(),
             timeout,
             args.keep,
+            out,
         )
         .await?;
     super::psql::exited(code)
@@ -71,7 +75,8 @@ pub(super) struct OneOff {
 
 impl OneOff {
     /// Start a pod from `template`, run `command` in it within `timeout`,
-    /// delete the pod unless `keep`; the command's exit code.
+    /// delete the pod unless `keep`; the command's exit code. berth's own
+    /// lines go to `out`.
     pub async fn run(
         &self,
         settings: &RunSettings,
@@ -79,6 +84,7 @@ impl OneOff {
         command: Vec<String>,
         timeout: Duration,
         keep: bool,
+        out: &Output,
     ) -> anyhow::Result<i32> {
         let template = template.unwrap_or_default();
         let spec = template.spec.clone().unwrap_or_default();
@@ -100,10 +106,10 @@ impl OneOff {
             .find(|c| c.name == container)
             .and_then(|c| c.image.clone())
             .unwrap_or_default();
-        eprintln!(
-            "berth: starting pod {name} ({image}, from {})",
+        out.info(&format!(
+            "starting pod {name} ({image}, from {})",
             settings.workload
-        );
+        ));
         let mut interrupts = Interrupts::listen()?;
         let work = async {
             run_pod::start(&self.pods, &pod, &container, self.thresholds).await?;
@@ -127,13 +133,13 @@ impl OneOff {
             () = interrupts.recv() => Err(BerthError::Interrupted.into()),
         };
         if keep {
-            eprintln!(
-                "berth: kept pod {name}; `kubectl -n {ns} exec -it {name} -- sh` to look inside, \
+            out.info(&format!(
+                "kept pod {name}; `kubectl -n {ns} exec -it {name} -- sh` to look inside, \
                  `kubectl -n {ns} delete pod {name}` when done",
                 ns = self.pods.namespace().unwrap_or_default()
-            );
+            ));
         } else if let Err(error) = run_pod::delete(&self.pods, &name).await {
-            eprintln!("berth: warning: {error:#}; delete pod {name} by hand");
+            out.warn(&format!("{error:#}; delete pod {name} by hand"));
         }
         result
     }

@@ -1,8 +1,11 @@
 //! `berth status [ENV]`: per workload the SHA, ready/desired and health; the
-//! lock holder; the last release; drift from what the release recorded.
+//! lock holder; the last release; drift from what the release recorded. A
+//! table per environment, or with `--output json` one `environment` event each.
 
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
+use serde::Serialize;
+use serde_json::json;
 
 use crate::cli::{GlobalArgs, StatusArgs};
 use crate::cluster::live::{Live, drifted, images_of, object_ref};
@@ -10,13 +13,14 @@ use crate::cluster::lock::{self, LockState};
 use crate::cluster::release;
 use crate::cluster::{client, environment_selector};
 use crate::config::{self, Config, Environment};
-use crate::maintenance::Scope;
+use crate::maintenance::{Scope, Status};
+use crate::output::{Mode, Output};
 use crate::render::{repository, tag};
 use crate::rollout::{Thresholds, Verdict};
 use crate::stdout;
 
 /// Print the status of one environment, or of all of them.
-pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
+pub async fn run(global: &GlobalArgs, args: &StatusArgs, out: &Output) -> anyhow::Result<()> {
     let config = Config::load(&global.config)?;
     let names: Vec<String> = match &args.env {
         Some(name) => {
@@ -25,92 +29,205 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs) -> anyhow::Result<()> {
         }
         None => config.environments.keys().cloned().collect(),
     };
-    for name in names {
-        let env = config.environment(&name)?;
+    for name in &names {
+        let env = config.environment(name)?;
         let client = client::connect(env.context.as_deref()).await?;
-        print_environment(&client, &config, &name, env).await?;
+        let status = read_environment(&client, &config, name, env).await?;
+        if out.mode() == Mode::Json {
+            let mut event = serde_json::to_value(&status)?;
+            event["event"] = json!("environment");
+            stdout::line(event)?;
+        } else {
+            print_environment(&status)?;
+        }
     }
+    out.json_report(&json!({ "environments": names }));
     Ok(())
 }
 
-async fn print_environment(
+/// Where one environment stands.
+#[derive(Debug, Serialize)]
+struct EnvironmentStatus {
+    environment: String,
+    namespace: String,
+    /// Who holds the deploy lock, if anybody.
+    lock: LockView,
+    /// The newest release, if there is one.
+    last_release: Option<ReleaseView>,
+    maintenance: Status,
+    /// berth's workloads, live.
+    workloads: Vec<WorkloadView>,
+    /// Live images that differ from what the last successful release deployed.
+    drift: Vec<String>,
+}
+
+/// The deploy lock, for people and for JSON.
+#[derive(Debug, Serialize)]
+struct LockView {
+    /// `free` or `held`.
+    state: &'static str,
+    /// Who holds it, doing what, since when, for how long yet.
+    holder: Option<String>,
+}
+
+/// A release, as status shows it.
+#[derive(Debug, Serialize)]
+struct ReleaseView {
+    number: u64,
+    sha: String,
+    status: &'static str,
+    by: String,
+    started_at: String,
+}
+
+/// One live workload.
+#[derive(Debug, Serialize)]
+struct WorkloadView {
+    /// `Kind/name`.
+    object: String,
+    ready: i32,
+    desired: i32,
+    /// The SHAs (tags, at most 12 characters) of the app's images it runs.
+    shas: Vec<String>,
+    health: Health,
+    /// What it waits for, or why it fails.
+    detail: Option<String>,
+    /// The pod that shows the failure.
+    pod: Option<String>,
+}
+
+/// A workload's health, from its rollout verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum Health {
+    Healthy,
+    Progressing,
+    Failing,
+}
+
+/// Read where the environment `name` stands; changes nothing.
+async fn read_environment(
     client: &Client,
     config: &Config,
     name: &str,
     env: &Environment,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<EnvironmentStatus> {
     let ns = &env.namespace;
-    stdout::line(format!("{name} (namespace {ns})"))?;
-    match lock::status(client, ns).await? {
-        LockState::Free => stdout::line("  lock: free")?,
-        LockState::Held(holder) => stdout::line(format!(
-            "  lock: held by {}",
-            holder.describe(Timestamp::now())
-        ))?,
-    }
+    let lock = match lock::status(client, ns).await? {
+        LockState::Free => LockView {
+            state: "free",
+            holder: None,
+        },
+        LockState::Held(holder) => LockView {
+            state: "held",
+            holder: Some(holder.describe(Timestamp::now())),
+        },
+    };
     let releases = release::list(client, ns).await?;
-    match releases.first() {
-        None => stdout::line("  last release: none")?,
-        Some(r) => stdout::line(format!(
-            "  last release: {} {} {} by {} at {}",
-            r.number,
-            r.sha,
-            r.status.as_str(),
-            r.deployer.describe(),
-            r.started_at
-        ))?,
-    }
+    let last_release = releases.first().map(|r| ReleaseView {
+        number: r.number,
+        sha: r.sha.clone(),
+        status: r.status.as_str(),
+        by: r.deployer.describe(),
+        started_at: r.started_at.clone(),
+    });
     let maintenance = Scope::new(client.clone(), &config.app, name, env)
         .status()
         .await?;
-    stdout::line(format!("  maintenance: {}", maintenance.summary()))?;
     let selector = environment_selector(&config.app, name);
     let live = Live::read(client, ns, &selector).await?;
-    let workloads = &live.workloads;
-    if workloads.is_empty() {
-        stdout::line("  no workloads deployed by berth")?;
-        return Ok(());
-    }
     let thresholds = Thresholds {
         unschedulable_after: env.rollout.unschedulable_after,
     };
     let last_good = releases
         .iter()
         .find(|r| r.status == release::ReleaseStatus::Succeeded);
+    let mut workloads = Vec::new();
+    let mut drift = Vec::new();
+    for w in &live.workloads {
+        let (ready, desired) = w.progress();
+        let (health, detail, pod) = match live.verdict(w, thresholds) {
+            Verdict::Succeeded => (Health::Healthy, None, None),
+            Verdict::Progressing(why) => (Health::Progressing, Some(why), None),
+            Verdict::Failed(f) => (Health::Failing, Some(f.reason), f.pod),
+        };
+        let object = object_ref(w);
+        let images = images_of(w);
+        let shas = images
+            .iter()
+            .filter(|(_, image)| config.images.iter().any(|r| r == repository(image)))
+            .filter_map(|(_, image)| tag(image))
+            .map(|sha| config::sha_prefix(sha, 12).to_string())
+            .collect();
+        if let Some(release) = last_good {
+            drift.extend(drifted(release, &object, &images));
+        }
+        workloads.push(WorkloadView {
+            object,
+            ready,
+            desired,
+            shas,
+            health,
+            detail,
+            pod,
+        });
+    }
+    Ok(EnvironmentStatus {
+        environment: name.to_string(),
+        namespace: ns.clone(),
+        lock,
+        last_release,
+        maintenance,
+        workloads,
+        drift,
+    })
+}
+
+/// The environment as a table for people.
+fn print_environment(status: &EnvironmentStatus) -> anyhow::Result<()> {
+    stdout::line(format!(
+        "{} (namespace {})",
+        status.environment, status.namespace
+    ))?;
+    match &status.lock.holder {
+        None => stdout::line("  lock: free")?,
+        Some(holder) => stdout::line(format!("  lock: held by {holder}"))?,
+    }
+    match &status.last_release {
+        None => stdout::line("  last release: none")?,
+        Some(r) => stdout::line(format!(
+            "  last release: {} {} {} by {} at {}",
+            r.number, r.sha, r.status, r.by, r.started_at
+        ))?,
+    }
+    stdout::line(format!("  maintenance: {}", status.maintenance.summary()))?;
+    if status.workloads.is_empty() {
+        stdout::line("  no workloads deployed by berth")?;
+        return Ok(());
+    }
     stdout::line(format!(
         "  {:<34} {:>7}  {:<14} HEALTH",
         "WORKLOAD", "READY", "SHA"
     ))?;
-    let mut drift = Vec::new();
-    for w in workloads {
-        let (ready, desired) = w.progress();
-        let health = match live.verdict(w, thresholds) {
-            Verdict::Succeeded => "healthy".to_string(),
-            Verdict::Progressing(why) => format!("progressing: {why}"),
-            Verdict::Failed(f) => format!("failing: {} ({})", f.reason, f.pod.unwrap_or_default()),
+    for w in &status.workloads {
+        let why = w.detail.as_deref().unwrap_or_default();
+        let health = match w.health {
+            Health::Healthy => "healthy".to_string(),
+            Health::Progressing => format!("progressing: {why}"),
+            Health::Failing => format!("failing: {why} ({})", w.pod.as_deref().unwrap_or_default()),
         };
-        let object = object_ref(w);
-        let images = images_of(w);
-        let shas: Vec<&str> = images
-            .iter()
-            .filter(|(_, image)| config.images.iter().any(|r| r == repository(image)))
-            .filter_map(|(_, image)| tag(image))
-            .map(|sha| config::sha_prefix(sha, 12))
-            .collect();
-        let sha = if shas.is_empty() {
+        let sha = if w.shas.is_empty() {
             "-".to_string()
         } else {
-            shas.join(",")
+            w.shas.join(",")
         };
         stdout::line(format!(
-            "  {object:<34} {:>7}  {sha:<14} {health}",
-            format!("{ready}/{desired}")
+            "  {:<34} {:>7}  {sha:<14} {health}",
+            w.object,
+            format!("{}/{}", w.ready, w.desired)
         ))?;
-        if let Some(release) = last_good {
-            drift.extend(drifted(release, &object, &images));
-        }
     }
-    for line in &drift {
+    for line in &status.drift {
         stdout::line(format!("  drift: {line}"))?;
     }
     Ok(())

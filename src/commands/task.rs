@@ -4,18 +4,27 @@
 
 use std::path::Path;
 
+use serde_json::json;
+
 use crate::cli::GlobalArgs;
 use crate::cluster::exec::{self, Session};
 use crate::cluster::{client, instance, pods};
 use crate::config::{Config, TaskTarget};
 use crate::error::{BerthError, input_error};
+use crate::output::Output;
 use crate::rollout::Thresholds;
 use crate::terminal;
 
 use super::run::OneOff;
 
 /// Run the task `name` in the environment `env_name`.
-pub async fn run(global: &GlobalArgs, env_name: &str, name: &str) -> anyhow::Result<()> {
+pub async fn run(
+    global: &GlobalArgs,
+    env_name: &str,
+    name: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
+    out.json_report(&json!({"environment": env_name, "task": name}));
     let config = Config::load(&global.config)?;
     let env = config.environment(env_name)?;
     let task = config.task(name)?;
@@ -36,7 +45,7 @@ pub async fn run(global: &GlobalArgs, env_name: &str, name: &str) -> anyhow::Res
             let container =
                 pods::container(&spec, container.as_deref(), &format!("{key}.container"))?;
             let pod_name = pod.metadata.name.clone().unwrap_or_default();
-            eprintln!("berth: task {name} in pod {pod_name}");
+            out.info(&format!("task {name} in pod {pod_name}"));
             let session = Session {
                 pod: &pod_name,
                 container: Some(&container),
@@ -69,7 +78,7 @@ pub async fn run(global: &GlobalArgs, env_name: &str, name: &str) -> anyhow::Res
                 pods::deployment(&client, ns, &settings.workload, &one_off.key).await?;
             let template = deployment.spec.map(|spec| spec.template);
             one_off
-                .run(&settings, template, command, task.timeout, false)
+                .run(&settings, template, command, task.timeout, false, out)
                 .await?
         }
     };
