@@ -14,6 +14,7 @@ pub mod interrupt;
 pub mod maintenance;
 pub mod migrate;
 pub mod output;
+pub mod pipeline;
 #[cfg(test)]
 mod properties;
 pub mod registry;

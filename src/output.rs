@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::OutputFormat;
+use crate::error::Outcome;
 
 /// How output is rendered, decided once at start-up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +32,8 @@ pub enum Mode {
 /// The deploy's final report: the last JSON line, and the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// succeeded, failed, timed_out, locked, refused, interrupted, invalid.
-    pub status: String,
+    /// How the deploy ended.
+    pub status: Outcome,
     /// The environment deployed to.
     pub environment: String,
     /// The SHA deployed.

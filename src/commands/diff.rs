@@ -9,22 +9,24 @@ use kube::{Api, ResourceExt};
 use serde_json::Value;
 use similar::TextDiff;
 
-use super::deploy;
 use crate::cli::{EnvShaArgs, GlobalArgs};
 use crate::cluster::apply;
 use crate::output::Output;
+use crate::pipeline::{self, DeploySettings, hold::hold};
 use crate::stdout;
 
 /// Print what deploying SHA to ENV would change; changes nothing.
 pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<()> {
-    let (client, plan) = deploy::plan(global, &args.env, &args.sha, false, None, &out).await?;
+    let settings = DeploySettings::new(&global.config, &args.env, &args.sha);
+    let (client, plan) = pipeline::plan(&settings, None, &out).await?;
     let ns = &plan.env.namespace;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let exists = namespaces.get_opt(ns).await?.is_some();
     let (mut added, mut changed, mut same) = (0, 0, 0);
     // Without the namespace a dry run cannot place objects: all are new.
     let answers: Vec<(apply::Resolved, DynamicObject)> = if exists {
-        apply::apply_all(&client, ns, &plan.objects, true).await?
+        let objects = hold(&client, ns, &plan.objects).await?;
+        apply::apply_all(&client, ns, &objects, true).await?
     } else {
         plan.objects
             .iter()

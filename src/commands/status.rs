@@ -71,9 +71,7 @@ async fn print_environment(
         stdout::line("  no workloads deployed by berth")?;
         return Ok(());
     }
-    let thresholds = Thresholds {
-        unschedulable_after: env.rollout.unschedulable_after,
-    };
+    let thresholds = Thresholds::from(&env.rollout);
     let last_good = releases
         .iter()
         .find(|r| r.status == release::ReleaseStatus::Succeeded);

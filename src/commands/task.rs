@@ -61,9 +61,7 @@ pub async fn run(global: &GlobalArgs, env_name: &str, name: &str) -> anyhow::Res
                 pods: pods::api(&client, ns),
                 instance: instance(&config.app, env_name),
                 key: format!("environments.{env_name}.run"),
-                thresholds: Thresholds {
-                    unschedulable_after: env.rollout.unschedulable_after,
-                },
+                thresholds: Thresholds::from(&env.rollout),
             };
             let deployment =
                 pods::deployment(&client, ns, &settings.workload, &one_off.key).await?;
