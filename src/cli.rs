@@ -56,7 +56,7 @@ pub enum Command {
     UpdateProductionToStaging(PromoteOptions),
     /// Deploy what FROM runs, healthy, to TO.
     Promote(PromoteArgs),
-    /// Go back to an earlier release, database migrations included.
+    /// Go back to an earlier release's workloads and config (the database schema stays as it is).
     Rollback(RollbackArgs),
     /// Per workload: SHA, ready/desired, health; the lock holder; the last release.
     Status(StatusArgs),
@@ -143,24 +143,6 @@ pub struct WaitArgs {
     /// Wait this long for a held deploy lock instead of exiting 3.
     #[arg(long, value_parser = duration::parse)]
     pub lock_wait: Option<Duration>,
-}
-
-impl DeployArgs {
-    /// A plain deploy of `sha` to `env`, as the promotion and rollback
-    /// commands run one: no dry run, rollback, prune or maintenance.
-    pub fn plain(env: &str, sha: &str, wait: &WaitArgs) -> DeployArgs {
-        DeployArgs {
-            target: EnvShaArgs {
-                env: env.to_string(),
-                sha: sha.to_string(),
-            },
-            dry_run: false,
-            wait: wait.clone(),
-            rollback_on_failure: false,
-            prune: false,
-            maintenance: false,
-        }
-    }
 }
 
 /// Options of `update-staging-to-latest-passing-master`.

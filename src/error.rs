@@ -77,6 +77,85 @@ impl BerthError {
             BerthError::OutputClosed => 0,
         }
     }
+
+    /// How a command that failed with this error ended, for its report.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            BerthError::DeployFailed(_) => Outcome::Failed,
+            BerthError::Locked(_) => Outcome::Locked,
+            BerthError::LockLost { .. } => Outcome::LockLost,
+            BerthError::TimedOut(_) => Outcome::TimedOut,
+            BerthError::Interrupted => Outcome::Interrupted,
+            BerthError::NotBuilt { .. }
+            | BerthError::Input(_)
+            | BerthError::Refused(_)
+            | BerthError::OutputClosed => Outcome::Refused,
+            BerthError::Exited(_) => Outcome::Exited,
+        }
+    }
+}
+
+/// How a command ended: the `status` of its report (in JSON, snake_case).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// It did what was asked.
+    Succeeded,
+    /// `--dry-run`: the plan was shown; nothing was changed.
+    Planned,
+    /// It ran and failed (a migration, a rollout, doomed pods), or an
+    /// error berth does not classify.
+    Failed,
+    /// A wait ran out of time.
+    TimedOut,
+    /// Another holder has the lock.
+    Locked,
+    /// Another holder took the lock mid-way; berth stopped.
+    LockLost,
+    /// Bad input or a failed precondition: nothing was changed.
+    Refused,
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// A command berth ran for the user (`run`, `task`, `psql`) exited
+    /// non-zero; berth exits with its code.
+    Exited,
+}
+
+impl Outcome {
+    /// The outcome of a command that failed with `error`: the [`BerthError`]
+    /// anywhere in its chain decides; anything else failed.
+    pub fn of(error: &anyhow::Error) -> Outcome {
+        kind_of(error).map_or(Outcome::Failed, BerthError::outcome)
+    }
+
+    /// The outcome of a command's result.
+    pub fn of_result<T>(result: &anyhow::Result<T>) -> Outcome {
+        result
+            .as_ref()
+            .err()
+            .map_or(Outcome::Succeeded, Outcome::of)
+    }
+
+    /// The report's word for it, e.g. `timed_out`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Planned => "planned",
+            Outcome::Failed => "failed",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Locked => "locked",
+            Outcome::LockLost => "lock_lost",
+            Outcome::Refused => "refused",
+            Outcome::Interrupted => "interrupted",
+            Outcome::Exited => "exited",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Shorthand for an input error (exit 2) as an `anyhow::Error`.
@@ -95,18 +174,6 @@ pub fn kind_of(error: &anyhow::Error) -> Option<&BerthError> {
 /// decides, otherwise 1.
 pub fn exit_code_number(error: &anyhow::Error) -> u8 {
     kind_of(error).map_or(1, BerthError::exit_code)
-}
-
-/// The `status` of a command's report for an error, e.g. `locked`.
-pub fn status_of(error: &anyhow::Error) -> &'static str {
-    match kind_of(error) {
-        Some(BerthError::Locked(_)) => "locked",
-        Some(BerthError::LockLost { .. }) => "lock_lost",
-        Some(BerthError::TimedOut(_)) => "timed_out",
-        Some(BerthError::Interrupted) => "interrupted",
-        Some(BerthError::DeployFailed(_)) | None => "failed",
-        Some(_) => "refused",
-    }
 }
 
 /// [`exit_code_number`] as the process's exit code.
@@ -158,6 +225,54 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(exit_code_of(&error.into()), ExitCode::from(code));
         }
+    }
+
+    #[test]
+    fn each_kind_has_its_report_outcome_even_under_context() {
+        let cases = [
+            (BerthError::DeployFailed("x".into()), Outcome::Failed),
+            (BerthError::Input("x".into()), Outcome::Refused),
+            (BerthError::NotBuilt { command: "psql" }, Outcome::Refused),
+            (BerthError::Locked("x".into()), Outcome::Locked),
+            (
+                BerthError::LockLost {
+                    namespace: "x".into(),
+                    holder: "y".into(),
+                },
+                Outcome::LockLost,
+            ),
+            (BerthError::TimedOut("x".into()), Outcome::TimedOut),
+            (BerthError::Refused("x".into()), Outcome::Refused),
+            (BerthError::Interrupted, Outcome::Interrupted),
+            (BerthError::Exited(3), Outcome::Exited),
+        ];
+        for (error, outcome) in cases {
+            let error = anyhow::Error::from(error).context("deploying");
+            assert_eq!(Outcome::of(&error), outcome, "{error:#}");
+        }
+        assert_eq!(Outcome::of(&anyhow::anyhow!("boom")), Outcome::Failed);
+        assert_eq!(Outcome::of_result(&anyhow::Ok(())), Outcome::Succeeded);
+    }
+
+    #[test]
+    fn an_outcome_reads_the_same_in_json_and_text() {
+        use Outcome::*;
+        for outcome in [
+            Succeeded,
+            Failed,
+            TimedOut,
+            Locked,
+            LockLost,
+            Refused,
+            Interrupted,
+        ] {
+            assert_eq!(
+                serde_json::to_value(outcome).unwrap(),
+                serde_json::json!(outcome.to_string())
+            );
+        }
+        assert_eq!(LockLost.as_str(), "lock_lost");
+        assert_eq!(TimedOut.as_str(), "timed_out");
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod maintenance;
 pub mod migrate;
 pub mod output;
+pub mod pipeline;
 pub mod progress;
 #[cfg(test)]
 mod properties;

@@ -18,6 +18,7 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::error::Outcome;
 use crate::progress::{Progress, RolloutReporter, TaskEvent, TaskReporter, WorkloadState};
 pub use closing::{Closing, Reported, was_reported};
 use closing::{Staged, assemble};
@@ -47,9 +48,9 @@ pub enum Mode {
 /// The deploy's final report: the last JSON line, and the summary.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// succeeded, planned (`--dry-run`), failed, timed_out, locked,
-    /// lock_lost, refused or interrupted.
-    pub status: String,
+    /// How the deploy ended: succeeded, planned (`--dry-run`), failed,
+    /// timed_out, locked, lock_lost, refused or interrupted.
+    pub status: Outcome,
     /// The environment deployed to.
     pub environment: String,
     /// The SHA deployed.

@@ -573,6 +573,15 @@ async fn a_deploy_while_maintenance_is_on_keeps_it_on_and_prune_spares_the_serve
         format!("{kustomization}  - target: {{kind: Service, name: frontend}}\n    patch: |-\n      - op: add\n        path: /spec/selector/track\n        value: stable\n"),
     )
     .unwrap();
+    // diff shows what the deploy will apply: the selector held, the rendered one recorded
+    let diff = String::from_utf8_lossy(&app.ok(&["diff", "test", "2b3c4d5"]).stdout).into_owned();
+    assert!(diff.contains(r#""track":"stable""#), "{diff}");
+    assert!(
+        !diff
+            .lines()
+            .any(|l| l.trim_start_matches([' ', '+', '-']) == "track: stable"),
+        "diff shows the Service leaving maintenance:\n{diff}"
+    );
     app.ok(&["deploy", "test", "2b3c4d5", "--prune"]);
     let held = snapshot(&client, ns).await;
     for name in ["frontend", "renderer"] {

@@ -311,7 +311,9 @@ async fn a_refused_watch_ends_the_wait_naming_verb_and_resource() {
                 pods: "app.kubernetes.io/managed-by=berth",
             },
             &tracked,
-            Default::default(),
+            berth::rollout::Thresholds {
+                unschedulable_after: Duration::from_secs(300),
+            },
             Duration::from_secs(600),
             &Silent,
         ),

@@ -75,10 +75,6 @@ pub fn deploy_needs(
         let (group, plural) = (&object.resource.group, &object.resource.plural);
         needs.insert(Need::new("patch", group, plural, place));
         needs.insert(Need::new("create", group, plural, place));
-        if object.resource.kind == "Service" {
-            // a Service in maintenance is applied still switched (crate::maintenance::hold)
-            needs.insert(Need::new("get", group, plural, place));
-        }
         if prune {
             needs.insert(Need::new("list", group, plural, place));
             needs.insert(Need::new("delete", group, plural, place));

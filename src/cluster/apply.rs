@@ -117,15 +117,14 @@ pub async fn resolve(
 
 /// Server-side apply every object, phase by phase, with field manager
 /// `berth`; `dry_run` asks the server to compute the result without saving.
-/// A Service in maintenance stays in it ([`crate::maintenance::hold`]).
-/// Returns the objects as the server answered.
+/// Applies the objects exactly as given. Returns the objects as the server
+/// answered.
 pub async fn apply_all(
     client: &Client,
     namespace: &str,
     objects: &[Resolved],
     dry_run: bool,
 ) -> anyhow::Result<Vec<(Resolved, DynamicObject)>> {
-    let objects = &crate::maintenance::hold(client, namespace, objects).await?;
     let mut params = PatchParams::apply(super::FIELD_MANAGER).force();
     params.dry_run = dry_run;
     let phases: BTreeSet<u8> = objects.iter().map(|o| phase(&o.resource.kind)).collect();

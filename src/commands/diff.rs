@@ -16,10 +16,10 @@ use serde::Serialize;
 use serde_json::Value;
 use similar::TextDiff;
 
-use super::deploy;
 use crate::cli::{EnvShaArgs, GlobalArgs};
 use crate::cluster::apply;
 use crate::output::{Mode, Output};
+use crate::pipeline::{self, DeploySettings, hold::hold};
 use crate::stdout;
 
 /// How one object would change.
@@ -79,7 +79,8 @@ struct DiffReport {
 /// Print what deploying SHA to ENV would change; changes nothing.
 pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<()> {
     let json = out.mode() == Mode::Json;
-    let (client, plan) = deploy::plan(global, &args.env, &args.sha, false, None, &out).await?;
+    let settings = DeploySettings::new(&global.config, &args.env, &args.sha);
+    let (client, plan) = pipeline::plan(&settings, None, &out).await?;
     let ns = &plan.env.namespace;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let exists = namespaces.get_opt(ns).await?.is_some();
@@ -90,7 +91,8 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
     };
     // Without the namespace a dry run cannot place objects: all are new.
     let answers: Vec<(apply::Resolved, DynamicObject)> = if exists {
-        apply::apply_all(&client, ns, &plan.objects, true).await?
+        let objects = hold(&client, ns, &plan.objects).await?;
+        apply::apply_all(&client, ns, &objects, true).await?
     } else {
         plan.objects
             .iter()

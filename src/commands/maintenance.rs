@@ -14,7 +14,7 @@ use crate::cli::{GlobalArgs, MaintenanceAction, MaintenanceArgs};
 use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
 use crate::config::Config;
-use crate::error::{BerthError, exit_code_number, input_error, kind_of, status_of};
+use crate::error::{BerthError, Outcome, exit_code_number, input_error, kind_of};
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::maintenance::{Scope, Selector, Status};
 use crate::output::{Mode, Output};
@@ -27,8 +27,8 @@ struct Report {
     environment: String,
     /// `on`, `off` or `status`.
     action: &'static str,
-    /// succeeded, failed, refused, locked, lock_lost, timed_out or interrupted.
-    status: &'static str,
+    /// How the command ended.
+    status: Outcome,
     /// Where maintenance stands afterwards, when it was read.
     #[serde(flatten)]
     maintenance: Option<Status>,
@@ -54,10 +54,7 @@ pub async fn run(
             MaintenanceAction::Off => "off",
             MaintenanceAction::Status => "status",
         },
-        status: match &result {
-            Ok(()) => "succeeded",
-            Err(e) => status_of(e),
-        },
+        status: Outcome::of_result(&result),
         maintenance,
         error: result.as_ref().err().map(|e| format!("{e:#}")),
         duration_s: started.elapsed().as_secs_f64(),

@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use crate::cli::{DeployArgs, GlobalArgs, PromoteOptions};
+use crate::cli::{GlobalArgs, PromoteOptions};
 use crate::cluster::live::{Live, drifted, images_of};
 use crate::cluster::lock::{self, LockState};
 use crate::cluster::release::{self, PromotedFrom, Release, ReleaseStatus};
 use crate::cluster::{client, environment_selector};
-use crate::commands::deploy::{self, Request, Source};
+use crate::commands::deploy;
 use crate::config::{Config, short_sha as short};
 use crate::error::{BerthError, input_error};
 use crate::output::Output;
+use crate::pipeline::{DeploySettings, Request, Source};
 use crate::render::{Pins, repository};
 use crate::rollout::{Thresholds, Verdict};
 
@@ -49,9 +50,7 @@ pub async fn run(
     let source = last_good(&releases, from)?;
     let selector = environment_selector(&config.app, from);
     let live = Live::read(&client, ns, &selector).await?;
-    let thresholds = Thresholds {
-        unschedulable_after: source_env.rollout.unschedulable_after,
-    };
+    let thresholds = Thresholds::from(&source_env.rollout);
     check_live(source, &live, thresholds, from)?;
     let healthy_for = age(source)?;
     if let Some(min_age) = options.min_age
@@ -70,16 +69,19 @@ pub async fn run(
         short(&source.sha),
         human(healthy_for)
     ));
-    let deploy_args = DeployArgs::plain(to, &source.sha, &options.wait);
+    let settings = DeploySettings {
+        timeout: options.wait.timeout,
+        lock_wait: options.wait.lock_wait,
+        ..DeploySettings::new(&global.config, to, &source.sha)
+    };
     let request = Request {
-        closing_note: None,
         source: Source::Overlay(Some(pins(&config, source))),
         promoted_from: Some(PromotedFrom {
             environment: from.to_string(),
             release: source.number,
         }),
     };
-    deploy::deploy(global, &deploy_args, request, out).await
+    deploy::deploy(&settings, request, None, out).await
 }
 
 /// The release to promote: the newest, which must have succeeded.

@@ -4,13 +4,14 @@
 
 use std::sync::Arc;
 
-use crate::cli::{DeployArgs, GlobalArgs, RollbackArgs};
+use crate::cli::{GlobalArgs, RollbackArgs};
 use crate::cluster::client;
 use crate::cluster::release::{self, Release, ReleaseStatus};
-use crate::commands::deploy::{self, Request, Source};
+use crate::commands::deploy;
 use crate::config::{self, Config, short_sha as short};
 use crate::error::{BerthError, input_error};
 use crate::output::Output;
+use crate::pipeline::{DeploySettings, Request, Source};
 
 /// Roll the environment back.
 pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> anyhow::Result<()> {
@@ -31,13 +32,17 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
             short(&target.sha)
         ));
     }
-    let deploy_args = DeployArgs::plain(&args.env, &target.sha, &args.wait);
+    let settings = DeploySettings {
+        timeout: args.wait.timeout,
+        lock_wait: args.wait.lock_wait,
+        ..DeploySettings::new(&global.config, &args.env, &target.sha)
+    };
+    let note = schema_note(&target, &releases);
     let request = Request {
-        closing_note: Some(schema_note(&target, &releases)),
         source: Source::Release(Box::new(target)),
         promoted_from: None,
     };
-    deploy::deploy(global, &deploy_args, request, out).await
+    deploy::deploy(&settings, request, Some(note), out).await
 }
 
 /// What `--to` names.

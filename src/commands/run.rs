@@ -43,9 +43,7 @@ pub async fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> anyhow::R
         pods: pods::api(&client, &env.namespace),
         instance: instance(&config.app, &args.env),
         key: format!("environments.{}.run (or --workload)", args.env),
-        thresholds: Thresholds {
-            unschedulable_after: env.rollout.unschedulable_after,
-        },
+        thresholds: Thresholds::from(&env.rollout),
     };
     let template = pods::deployment(&client, &env.namespace, &settings.workload, &pod.key).await?;
     let code = pod

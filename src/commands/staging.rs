@@ -8,14 +8,15 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
-use crate::cli::{DeployArgs, GlobalArgs, UpdateStagingArgs};
+use crate::cli::{GlobalArgs, UpdateStagingArgs};
 use crate::cluster::client;
 use crate::cluster::release::{self, ReleaseStatus};
-use crate::commands::deploy::{self, Request, Source};
+use crate::commands::deploy;
 use crate::config::{Config, GitHub};
 use crate::error::{BerthError, input_error};
 use crate::github::{self, Commit, Repository};
 use crate::output::Output;
+use crate::pipeline::{DeploySettings, Request, Source};
 use crate::registry;
 use crate::render::Pins;
 
@@ -77,13 +78,16 @@ pub async fn run(
             return Ok(());
         }
     }
-    let deploy_args = DeployArgs::plain(STAGING, &commit.sha, &args.wait);
+    let settings = DeploySettings {
+        timeout: args.wait.timeout,
+        lock_wait: args.wait.lock_wait,
+        ..DeploySettings::new(&global.config, STAGING, &commit.sha)
+    };
     let request = Request {
-        closing_note: None,
         source: Source::Overlay(Some(pins)),
         promoted_from: None,
     };
-    deploy::deploy(global, &deploy_args, request, out).await
+    deploy::deploy(&settings, request, None, out).await
 }
 
 /// The newest qualifying commit, its images pinned by digest; each newer

@@ -136,9 +136,7 @@ async fn read_environment(
         .await?;
     let selector = environment_selector(&config.app, name);
     let live = Live::read(client, ns, &selector).await?;
-    let thresholds = Thresholds {
-        unschedulable_after: env.rollout.unschedulable_after,
-    };
+    let thresholds = Thresholds::from(&env.rollout);
     let last_good = releases
         .iter()
         .find(|r| r.status == release::ReleaseStatus::Succeeded);

@@ -70,9 +70,7 @@ pub async fn run(
                 pods: pods::api(&client, ns),
                 instance: instance(&config.app, env_name),
                 key: format!("environments.{env_name}.run"),
-                thresholds: Thresholds {
-                    unschedulable_after: env.rollout.unschedulable_after,
-                },
+                thresholds: Thresholds::from(&env.rollout),
             };
             let deployment =
                 pods::deployment(&client, ns, &settings.workload, &one_off.key).await?;

@@ -11,14 +11,13 @@
 //! Both work from what the cluster holds, not from berth's memory, and both
 //! are idempotent: after a crash at any point, running either again
 //! finishes the job. A deploy that re-applies a Service in maintenance keeps
-//! it switched, recording the newly rendered selector ([`hold`]), so only
-//! `off` ends maintenance.
+//! it switched, recording the newly rendered selector ([`hold`], which the
+//! deploy pipeline applies before each apply), so only `off` ends maintenance.
 
 mod selector;
 mod server;
 
 use anyhow::{Context, anyhow};
-use futures::future::try_join_all;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::jiff::Timestamp;
@@ -27,7 +26,7 @@ use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 
-pub use selector::{Notice, Selector, Standing};
+pub use selector::{Notice, Selector, Standing, hold};
 
 use crate::cluster::apply::Resolved;
 use crate::cluster::{FIELD_MANAGER, INSTANCE_LABEL, access, instance};
@@ -192,9 +191,7 @@ impl Scope {
             namespace: env.namespace.clone(),
             instance: instance(app, env_name),
             settings: env.maintenance.clone(),
-            thresholds: Thresholds {
-                unschedulable_after: env.rollout.unschedulable_after,
-            },
+            thresholds: Thresholds::from(&env.rollout),
         }
     }
 
@@ -700,43 +697,6 @@ impl Window {
         }
         closed.map(drop)
     }
-}
-
-/// `objects` as a deploy must apply them: a Service whose live self is in
-/// maintenance keeps selecting the maintenance pods, with the selector the
-/// deploy renders recorded for `off` to restore. So a deploy never ends
-/// maintenance behind `off`'s back. Reads each rendered Service; changes nothing.
-pub async fn hold(
-    client: &Client,
-    namespace: &str,
-    objects: &[Resolved],
-) -> anyhow::Result<Vec<Resolved>> {
-    let api: Api<Service> = Api::namespaced(client.clone(), namespace);
-    try_join_all(objects.iter().map(|object| {
-        let api = api.clone();
-        async move {
-            if object.resource.kind != "Service" || !object.resource.group.is_empty() {
-                return Ok(object.clone());
-            }
-            let name = object.object.name_any();
-            let live = api
-                .get_opt(&name)
-                .await
-                .with_context(|| format!("reading Service {name}"))?;
-            let held = live.and_then(|live| selector::hold(&object.object, &live));
-            Ok(match held {
-                Some(held) => {
-                    tracing::info!("Service {name} is in maintenance and stays so");
-                    Resolved {
-                        object: held,
-                        ..object.clone()
-                    }
-                }
-                None => object.clone(),
-            })
-        }
-    }))
-    .await
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::error::{BerthError, kind_of, status_of};
+use crate::error::Outcome;
 
 /// How a command's report is printed when it ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,16 +102,13 @@ pub(super) fn assemble(
 
 /// The `status` of a report for how the command ended, e.g. `locked`.
 fn status(result: &anyhow::Result<()>) -> &'static str {
-    match result {
-        Ok(()) => "succeeded",
-        Err(error) if matches!(kind_of(error), Some(BerthError::Exited(_))) => "exited",
-        Err(error) => status_of(error),
-    }
+    Outcome::of_result(result).as_str()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::BerthError;
     use crate::error::input_error;
 
     #[test]

@@ -22,6 +22,8 @@ use k8s_openapi::api::core::v1::{Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::config::RolloutSettings;
+
 /// What a workload's rollout looks like now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -51,8 +53,20 @@ pub struct Thresholds {
     pub unschedulable_after: Duration,
 }
 
+impl From<&RolloutSettings> for Thresholds {
+    /// The thresholds an environment's `rollout:` settings set.
+    fn from(rollout: &RolloutSettings) -> Thresholds {
+        Thresholds {
+            unschedulable_after: rollout.unschedulable_after,
+        }
+    }
+}
+
+/// The verdict tests' thresholds: a pod unschedulable for a minute fails the
+/// rollout. berth itself always takes the environment's
+/// `rollout.unschedulable_after` (5 minutes unless set), through `From`.
+#[cfg(test)]
 impl Default for Thresholds {
-    /// A pod unschedulable for a minute fails the rollout.
     fn default() -> Self {
         Thresholds {
             unschedulable_after: Duration::from_secs(60),
@@ -200,10 +214,17 @@ mod tests {
     }
 
     #[test]
-    fn default_threshold_is_one_minute() {
+    fn an_environment_without_rollout_settings_fails_unschedulable_pods_after_5_minutes() {
+        let config = crate::config::Config::parse(
+            "app: workbench\nimages: [registry.example.com/workbench/web]\n\
+             environments:\n  staging: { namespace: staging, overlay: overlays/staging }\n",
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("berth.yaml"),
+        )
+        .unwrap();
+        let env = config.environment("staging").unwrap();
         assert_eq!(
-            Thresholds::default().unschedulable_after,
-            Duration::from_secs(60)
+            Thresholds::from(&env.rollout).unschedulable_after,
+            Duration::from_secs(300)
         );
     }
 

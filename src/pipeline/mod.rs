@@ -1,0 +1,277 @@
+//! The deploy pipeline, one call per phase, as krane's deploy task reads:
+//! plan → namespace → under the lock { record the start → pre-deploy →
+//! apply and wait → record the end → roll back on failure → prune records }.
+//!
+//! Everything under the lock runs in one scope ([`DeployLock::hold`]) that
+//! releases it however the deploy ends. Ctrl-C, SIGTERM or a lost lock stop
+//! the steps before their next change; the release record still gets the
+//! truth.
+
+pub mod hold;
+pub mod plan;
+pub mod pre_deploy;
+pub mod record;
+pub mod rollback;
+pub mod rollout;
+pub mod settings;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+pub use plan::{Plan, plan, plan_release};
+pub use settings::DeploySettings;
+
+use crate::cluster::lock::{DeployLock, Lost};
+use crate::cluster::release::{self, FailureRecord, PromotedFrom, Release};
+use crate::error::{BerthError, Cancelled, Outcome};
+use crate::identity::Deployer;
+use crate::interrupt::{Interrupts, unless_interrupted};
+use crate::maintenance::Window;
+use crate::output::Output;
+
+/// What a deploy puts in the environment.
+pub enum Source {
+    /// The overlay, rendered, with the app's images pinned: to `:SHA`
+    /// (`None`), or to the references given (a promotion, by digest).
+    Overlay(Option<crate::render::Pins>),
+    /// An earlier release's objects, re-applied as recorded (a rollback).
+    Release(Box<Release>),
+}
+
+/// A deploy as its caller asks for it.
+pub struct Request {
+    /// The objects and images deployed.
+    pub source: Source,
+    /// Recorded on the release when it is a promotion.
+    pub promoted_from: Option<PromotedFrom>,
+}
+
+impl Request {
+    /// `advanced-deploy`: the overlay, images at `:SHA`.
+    pub fn overlay() -> Request {
+        Request {
+            source: Source::Overlay(None),
+            promoted_from: None,
+        }
+    }
+
+    /// The release whose objects this deploy re-applies, for a rollback.
+    pub fn rolled_back_to(&self) -> Option<u64> {
+        match &self.source {
+            Source::Overlay(_) => None,
+            Source::Release(target) => Some(target.number),
+        }
+    }
+}
+
+/// What the report says of a run, filled in as far as the run got.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// The SHA deployed, once planned (lowercased).
+    pub sha: Option<String>,
+    /// The release recorded, once one was.
+    pub release: Option<u64>,
+    /// What failed, as recorded.
+    pub failure: Option<FailureRecord>,
+}
+
+/// How far a run went when it succeeded.
+pub enum Finished {
+    /// `--dry-run`: planned, nothing changed.
+    Planned(Box<Plan>),
+    /// Deployed and recorded.
+    Deployed,
+}
+
+/// How long an interrupted deploy waits for its steps to stop cleanly.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// Run the pipeline for `request` with `settings`, filling in `summary`.
+pub async fn run(
+    settings: &DeploySettings,
+    request: Request,
+    out: &Arc<Output>,
+    summary: &mut Summary,
+) -> anyhow::Result<Finished> {
+    let mut interrupts = Interrupts::listen()?;
+    let planning = async {
+        match &request.source {
+            Source::Overlay(pins) => plan(settings, pins.clone(), out).await,
+            Source::Release(target) => plan_release(settings, target, out).await,
+        }
+    };
+    let (client, plan) = unless_interrupted(&mut interrupts, planning).await?;
+    summary.sha = Some(plan.sha.clone());
+    let window = if settings.maintenance {
+        let preparing = Window::prepare(&client, &plan.config, &plan.env_name, &plan.objects, out);
+        unless_interrupted(&mut interrupts, preparing).await?
+    } else {
+        None
+    };
+    if settings.dry_run {
+        return Ok(Finished::Planned(Box::new(plan)));
+    }
+    let ns = plan.env.namespace.clone();
+    rollout::ensure_namespace(&client, &ns, &plan.instance()).await?;
+    let purpose = match request.rolled_back_to() {
+        Some(number) => format!("roll back to release {number} ({})", plan.sha),
+        None => format!("deploy {}", plan.sha),
+    };
+    let lock = unless_interrupted(
+        &mut interrupts,
+        DeployLock::take(&client, &ns, &purpose, settings.lock_wait, out),
+    )
+    .await?;
+    let deploy = Deploy {
+        client,
+        plan,
+        settings,
+        request,
+        window,
+        out,
+    };
+    lock.hold(out, |lost| deploy.under_lock(lost, interrupts, summary))
+        .await?;
+    Ok(Finished::Deployed)
+}
+
+/// A planned deploy, about to run under the lock.
+struct Deploy<'a> {
+    client: Client,
+    plan: Plan,
+    settings: &'a DeploySettings,
+    request: Request,
+    window: Option<Window>,
+    out: &'a Arc<Output>,
+}
+
+impl Deploy<'_> {
+    /// Everything under the lock. A lost lock stops the deploy before its
+    /// next change: the steps are cancelled as on Ctrl-C, and no rollback or
+    /// pruning follows; the release record (berth's own Secret, not the
+    /// workloads) still gets the truth.
+    async fn under_lock(
+        mut self,
+        mut lost: Lost,
+        mut interrupts: Interrupts,
+        summary: &mut Summary,
+    ) -> anyhow::Result<()> {
+        lost.check()?;
+        let (client, plan, out) = (&self.client, &self.plan, self.out);
+        let ns = &plan.env.namespace;
+        let history = release::list(client, ns).await?;
+        let previous = record::previous(&history).cloned();
+        let mut record = record::start(
+            plan,
+            &self.request,
+            &history,
+            Deployer::current(),
+            Timestamp::now(),
+        )?;
+        release::create(client, ns, &record).await?;
+        summary.release = Some(record.number);
+        out.info(&format!(
+            "release {} of {} ({})",
+            record.number, plan.env_name, plan.sha
+        ));
+
+        let started = Instant::now();
+        let result = self
+            .steps(&mut record, previous.as_ref(), &mut interrupts, &mut lost)
+            .await;
+        let still_held = lost.check();
+        let window = self.window.take();
+        let closed = close_window(window, still_held.is_ok(), &plan.env_name, out).await;
+        record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
+        summary.failure.clone_from(&record.failure);
+        out.step("record");
+        release::update(client, ns, &record).await?;
+        if let Err(lost) = still_held {
+            // The environment is the new holder's now: no rollback, no pruning.
+            if Outcome::of_result(&result) != Outcome::LockLost {
+                out.warn(&format!("{lost:#}"));
+            }
+            return result.and(closed);
+        }
+        let rollback = match (&result, self.settings.rollback_on_failure) {
+            (Err(_), true) => {
+                rollback::after_failure(client, plan, self.settings, &record, previous, out).await?
+            }
+            _ => None,
+        };
+        let kept = plan.config.releases_kept;
+        record::prune(client, ns, record, rollback, history, kept).await?;
+        result.and(closed)
+    }
+
+    /// The maintenance window (`--maintenance`), pre-deploy, apply and
+    /// wait, stopped cleanly by an interruption or a lost lock.
+    async fn steps(
+        &self,
+        record: &mut Release,
+        previous: Option<&Release>,
+        interrupts: &mut Interrupts,
+        lost: &mut Lost,
+    ) -> anyhow::Result<()> {
+        let cancel = CancellationToken::new();
+        let steps = async {
+            // --maintenance: the page goes up before the migration.
+            if let Some(window) = &self.window {
+                tokio::select! {
+                    biased;
+                    _ = cancel.cancelled() => return Err(Cancelled.into()),
+                    opened = window.open(self.out) => opened?,
+                }
+            }
+            let (client, plan, out) = (&self.client, &self.plan, self.out);
+            let timeout = plan.timeout(self.settings);
+            pre_deploy::run(client, plan, out, record, timeout, &cancel).await?;
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => Err(Cancelled.into()),
+                result = rollout::apply_and_wait(client, plan, self.settings, out, record, previous) => result,
+            }
+        };
+        tokio::pin!(steps);
+        let stop = async {
+            tokio::select! {
+                _ = interrupts.recv() => BerthError::Interrupted.into(),
+                lost = lost.lost() => lost,
+            }
+        };
+        tokio::select! {
+            result = &mut steps => result,
+            stopped = stop => {
+                // Let the steps stop cleanly: uploads aborted, the migration Job deleted.
+                cancel.cancel();
+                let _ = tokio::time::timeout(STOP_GRACE, &mut steps).await;
+                Err(stopped)
+            }
+        }
+    }
+}
+
+/// Take the maintenance page down, however the rollout ended, while the lock
+/// is still ours; a lost lock leaves it up, saying how to end it.
+async fn close_window(
+    window: Option<Window>,
+    still_held: bool,
+    env_name: &str,
+    out: &Output,
+) -> anyhow::Result<()> {
+    match window {
+        Some(window) if still_held => window.close(out).await,
+        Some(_) => {
+            out.warn(&format!(
+                "the lock was lost, so the maintenance page stays up; \
+                 `berth maintenance {env_name} off` takes it down"
+            ));
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}

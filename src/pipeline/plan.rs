@@ -1,0 +1,254 @@
+//! The plan: everything validated before the cluster is touched (config,
+//! SHA, render and pin, kinds, assets, permissions). Changes nothing.
+
+use anyhow::Context;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::DynamicObject;
+use kube::{Api, Client};
+
+use super::hold;
+use super::settings::DeploySettings;
+use crate::assets::store;
+use crate::assets::sync::{self, Prepared};
+use crate::cluster::apply::{self, Resolved};
+use crate::cluster::release::Release;
+use crate::cluster::{access, client, instance};
+use crate::config::{self, Config, Environment};
+use crate::error::input_error;
+use crate::migrate;
+use crate::output::Output;
+use crate::render::{self, PinnedImage, Pins};
+use crate::rollout::Thresholds;
+
+/// Everything validated before the cluster is touched.
+pub struct Plan {
+    /// The loaded berth.yaml.
+    pub config: Config,
+    /// The environment's name.
+    pub env_name: String,
+    /// The environment.
+    pub env: Environment,
+    /// The SHA, lowercased.
+    pub sha: String,
+    /// Rendered, labelled, pinned objects with their API resources.
+    pub objects: Vec<Resolved>,
+    /// The images pinned to the SHA.
+    pub pinned: Vec<PinnedImage>,
+    /// The migration Job to run before applying: the overlay's template, or
+    /// one built from berth.yaml's `migrate:`.
+    pub migration: Option<Job>,
+    /// The static assets, source resolved and bucket checked, when configured.
+    pub assets: Option<Prepared>,
+}
+
+impl Plan {
+    /// How long to wait for a rollout: `--timeout`, else the environment's.
+    pub fn timeout(&self, settings: &DeploySettings) -> std::time::Duration {
+        settings.timeout.unwrap_or(self.env.rollout.timeout)
+    }
+
+    /// When a stuck pod fails the rollout.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds::from(&self.env.rollout)
+    }
+
+    /// `<app>-<env>`.
+    pub fn instance(&self) -> String {
+        instance(&self.config.app, &self.env_name)
+    }
+
+    /// The label selector of everything this environment's deploys manage.
+    pub fn selector(&self) -> String {
+        crate::cluster::environment_selector(&self.config.app, &self.env_name)
+    }
+}
+
+/// Plan a deploy of the overlay, changing nothing: load the config, check
+/// the SHA, render and pin (to `pins`, else every image of the app at
+/// `:SHA`), reach the cluster, resolve every kind, prepare the assets, and
+/// check the deployer's permissions.
+pub async fn plan(
+    settings: &DeploySettings,
+    pins: Option<Pins>,
+    out: &Output,
+) -> anyhow::Result<(Client, Plan)> {
+    out.step("validate");
+    let env_name = settings.env_name.as_str();
+    let (config, env) = load(settings)?;
+    let sha = config::parse_sha(&settings.sha)?;
+    // Render (a kubectl or helm process) while connecting to the cluster; a
+    // render error is reported first, being the cheaper one to fix.
+    let (rendered, connected) = tokio::join!(
+        render::render(&config, env_name, &env),
+        client::connect(env.context.as_deref())
+    );
+    let mut objects = rendered?;
+    let client = connected?;
+    render::label(&mut objects, &config.app, env_name)?;
+    let pins = pins.unwrap_or_else(|| Pins::at_sha(&config.images, &sha));
+    let pinned = render::pin_images(&mut objects, &pins);
+    let migration = match (migrate::take_template(&mut objects)?, &env.migrate) {
+        (Some(_), Some(_)) => {
+            return Err(input_error(format!(
+                "the migration of {env_name} is declared twice: a Job labelled {}: {} in the overlay and `environments.{env_name}.migrate` in berth.yaml; keep one",
+                migrate::TEMPLATE_LABEL.0,
+                migrate::TEMPLATE_LABEL.1
+            )));
+        }
+        (Some(template), None) => Some(template),
+        (None, Some(configured)) => Some(migrate::from_config(configured, &sha)?),
+        (None, None) => None,
+    };
+    if pinned.is_empty() {
+        out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
+    }
+    // Resolving kinds and preparing the assets (an image pulled, a bucket
+    // checked) are independent; either failing is bad input, found before
+    // anything changes.
+    let (objects, assets) = tokio::join!(
+        apply::resolve(&client, objects),
+        prepare_assets(&env, &sha, &client)
+    );
+    let (objects, assets) = (objects?, assets?);
+    check_access(&client, &env, &objects, migration.is_some(), settings.prune).await?;
+    out.info(&format!(
+        "{} objects for {env_name} (namespace {}), {} images pinned to {sha}",
+        objects.len(),
+        env.namespace,
+        pinned.len()
+    ));
+    let plan = Plan {
+        config,
+        env_name: env_name.to_string(),
+        env,
+        sha,
+        objects,
+        pinned,
+        migration,
+        assets,
+    };
+    Ok((client, plan))
+}
+
+/// A rollback's plan: the objects and images `target` recorded, checked
+/// against the cluster as a deploy's are. Changes nothing.
+pub async fn plan_release(
+    settings: &DeploySettings,
+    target: &Release,
+    out: &Output,
+) -> anyhow::Result<(Client, Plan)> {
+    out.step("validate");
+    let env_name = settings.env_name.as_str();
+    let (config, env) = load(settings)?;
+    if target.manifest_omitted || target.manifest.is_empty() {
+        return Err(input_error(format!(
+            "release {} kept no manifest (it was too large to record), so it cannot be \
+             re-applied; deploy its SHA instead: berth advanced-deploy {env_name} {}",
+            target.number, target.sha
+        )));
+    }
+    let objects = recorded_objects(target)?;
+    let client = client::connect(env.context.as_deref()).await?;
+    let objects = apply::resolve(&client, objects).await?;
+    check_access(&client, &env, &objects, false, settings.prune).await?;
+    let pinned = target
+        .images
+        .iter()
+        .map(|i| PinnedImage {
+            object: i.object.clone(),
+            container: i.container.clone(),
+            from: i.image.clone(),
+            to: i.image.clone(),
+        })
+        .collect();
+    out.info(&format!(
+        "{} objects of release {} ({}) for {env_name} (namespace {})",
+        objects.len(),
+        target.number,
+        target.sha,
+        env.namespace
+    ));
+    let plan = Plan {
+        config,
+        env_name: env_name.to_string(),
+        env,
+        sha: target.sha.clone(),
+        objects,
+        pinned,
+        migration: None,
+        assets: None,
+    };
+    Ok((client, plan))
+}
+
+/// berth.yaml, and the environment deployed to.
+fn load(settings: &DeploySettings) -> anyhow::Result<(Config, Environment)> {
+    let config = Config::load(&settings.config_path)?;
+    let env = config.environment(&settings.env_name)?.clone();
+    Ok((config, env))
+}
+
+/// The objects `release` recorded, as they were applied.
+pub fn recorded_objects(release: &Release) -> anyhow::Result<Vec<DynamicObject>> {
+    release
+        .manifest
+        .objects()
+        .with_context(|| format!("reading release {}'s recorded objects", release.number))
+}
+
+/// The namespace is usable and the deployer may do everything the deploy
+/// needs (SelfSubjectAccessReview); otherwise bad input.
+async fn check_access(
+    client: &Client,
+    env: &Environment,
+    objects: &[Resolved],
+    migration: bool,
+    prune: bool,
+) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let existing = match namespaces.get_opt(&env.namespace).await {
+        Ok(ns) => ns,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(input_error(format!(
+                "the deployer may not read namespace {}; grant `get namespaces` (see cluster-setup/rbac/deployer.yaml)",
+                env.namespace
+            )));
+        }
+        Err(e) => return Err(e).context("reading the namespace"),
+    };
+    if existing
+        .as_ref()
+        .is_some_and(|ns| ns.metadata.deletion_timestamp.is_some())
+    {
+        return Err(input_error(format!(
+            "namespace {} is being deleted; wait until it is gone, then deploy again",
+            env.namespace
+        )));
+    }
+    let mut needs = access::deploy_needs(
+        objects,
+        &env.namespace,
+        migration,
+        prune,
+        existing.is_none(),
+    );
+    needs.extend(hold::needs(objects, &env.namespace));
+    needs.sort();
+    needs.dedup();
+    access::check(client, &needs).await
+}
+
+/// The environment's assets, prepared for upload, if it has `assets:`.
+async fn prepare_assets(
+    env: &Environment,
+    sha: &str,
+    client: &Client,
+) -> anyhow::Result<Option<Prepared>> {
+    let Some(assets) = &env.assets else {
+        return Ok(None);
+    };
+    let store = store::for_environment(env, assets, Some(client)).await?;
+    let prepared = sync::prepare(assets, &assets.from.for_sha(sha), sha, store).await?;
+    Ok(Some(prepared))
+}

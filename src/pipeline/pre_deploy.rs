@@ -1,0 +1,143 @@
+//! The pre-deploy tasks: the migration and the asset upload, concurrently.
+//! Either failing cancels the other, and the deploy stops before any
+//! workload changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+use std::time::Instant;
+
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+use super::plan::Plan;
+use crate::cluster::release::{AssetsRecord, FailureRecord, Release};
+use crate::error::{BerthError, Cancelled};
+use crate::migrate;
+use crate::output::Output;
+use crate::wait;
+
+/// Run the plan's migration and asset upload, filling in `record`.
+/// `cancel` stops both with [`Cancelled`].
+pub async fn run(
+    client: &Client,
+    plan: &Plan,
+    out: &Arc<Output>,
+    record: &mut Release,
+    timeout: Duration,
+    cancel: &CancellationToken,
+) -> anyhow::Result<()> {
+    if plan.migration.is_none() && plan.assets.is_none() {
+        return Ok(());
+    }
+    out.step("pre-deploy");
+    let ns = &plan.env.namespace;
+    // A task's failure cancels its sibling; an interruption cancels both.
+    let sibling = cancel.child_token();
+    let migration = async {
+        let Some(template) = &plan.migration else {
+            return Ok(None);
+        };
+        let t = Instant::now();
+        let job =
+            migrate::for_release(template.clone(), &plan.instance(), record.number, &plan.sha);
+        let result = migrate::run(client, ns, job, plan.thresholds(), timeout, &sibling, out).await;
+        if !matches!(result, Ok(Ok(_))) {
+            sibling.cancel();
+        }
+        result.map(|r| Some((r, t.elapsed().as_secs_f64())))
+    };
+    let assets = async {
+        let Some(prepared) = &plan.assets else {
+            return Ok(None);
+        };
+        let result = prepared.upload(&sibling, out).await;
+        if result.is_err() {
+            sibling.cancel();
+        }
+        result.map(Some)
+    };
+    let (migration, assets) = tokio::join!(migration, assets);
+    if cancel.is_cancelled() {
+        return Err(Cancelled.into());
+    }
+    let assets_failure = match assets {
+        Ok(Some(report)) => {
+            record.timings.insert("assets".into(), report.duration_s);
+            record.assets = Some(AssetsRecord::from(&report));
+            None
+        }
+        Ok(None) => None,
+        Err(error) if error.downcast_ref::<Cancelled>().is_some() => {
+            out.task_finished(
+                "assets",
+                "cancelled: the migration failed; nothing more is uploaded",
+            );
+            None
+        }
+        Err(error) => Some(error),
+    };
+    let migration_failure = match migration {
+        Ok(Some((Ok(task), seconds))) => {
+            record.timings.insert("migrate".into(), seconds);
+            record.migration = Some(task);
+            None
+        }
+        Ok(Some((Err(failed), seconds))) => {
+            record.timings.insert("migrate".into(), seconds);
+            Some(failed)
+        }
+        Ok(None) => None,
+        Err(error) if error.downcast_ref::<Cancelled>().is_some() => None,
+        Err(error) => return Err(error),
+    };
+    if let Some(failed) = migration_failure {
+        record.migration = Some(failed.record.clone());
+        record.failure = Some(FailureRecord {
+            workload: format!("Job/{}", failed.job),
+            pod: failed.failure.pod.clone(),
+            reason: failed.failure.reason.clone(),
+            message: failed.failure.message.clone(),
+        });
+        let summary =
+            wait::explain(client, ns, &format!("Job/{}", failed.job), &failed.failure).await;
+        let ended = match failed.end {
+            migrate::MigrationEnd::Failed => "failed",
+            migrate::MigrationEnd::TimedOut => "timed out",
+        };
+        out.failure(&format!(
+            "migration {ended}; no workload was changed; Job {} is kept for inspection\n{summary}",
+            failed.job
+        ));
+        let message = format!(
+            "the migration {ended} ({}); Job {} is kept for inspection",
+            failed.failure.reason, failed.job
+        );
+        return Err(match failed.end {
+            migrate::MigrationEnd::Failed => BerthError::DeployFailed(message),
+            migrate::MigrationEnd::TimedOut => BerthError::TimedOut(message),
+        }
+        .into());
+    }
+    if let Some(error) = assets_failure {
+        let stopped = if plan.migration.is_some() {
+            "; the migration was stopped"
+        } else {
+            ""
+        };
+        let message = format!("{error:#}");
+        record.failure = Some(FailureRecord {
+            workload: "assets".into(),
+            pod: None,
+            reason: "AssetUploadFailed".into(),
+            message: message.clone(),
+        });
+        out.failure(&format!(
+            "the asset upload failed{stopped}; no workload was changed\n  {message}"
+        ));
+        return Err(BerthError::DeployFailed(format!(
+            "the asset upload failed{stopped}: {message}"
+        ))
+        .into());
+    }
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! `--rollback-on-failure`: after a failed deploy, re-apply the previous
+//! successful release's objects, wait for them, and record that as a
+//! release of its own. The database schema is not rolled back.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+
+use super::plan::{Plan, recorded_objects};
+use super::rollout;
+use super::settings::DeploySettings;
+use crate::cluster::apply;
+use crate::cluster::release::{self, Release, ReleaseStatus};
+use crate::output::Output;
+
+/// Roll the `failed` release back to `previous`, if there is one and it
+/// kept its objects; the rollback's record, when one was made.
+pub async fn after_failure(
+    client: &Client,
+    plan: &Plan,
+    settings: &DeploySettings,
+    failed: &Release,
+    previous: Option<Release>,
+    out: &Arc<Output>,
+) -> anyhow::Result<Option<Release>> {
+    let Some(previous) = previous else {
+        out.warn("--rollback-on-failure: there is no earlier successful release to go back to");
+        return Ok(None);
+    };
+    out.step("rollback");
+    let ns = &plan.env.namespace;
+    if previous.manifest_omitted || previous.manifest.is_empty() {
+        out.warn(&format!(
+            "release {} kept no manifest; cannot roll back automatically",
+            previous.number
+        ));
+        return Ok(None);
+    }
+    out.info(&format!(
+        "re-applying release {} ({})",
+        previous.number, previous.sha
+    ));
+    let objects = recorded_objects(&previous)?;
+    let (started, started_at) = (Instant::now(), Timestamp::now());
+    let resolved = apply::resolve(client, objects).await?;
+    let applied = rollout::apply(client, ns, &resolved).await?;
+    let waited = rollout::wait(client, plan, &applied, plan.timeout(settings), out).await;
+    let record = record(
+        failed,
+        previous,
+        waited.is_ok(),
+        started_at,
+        started.elapsed(),
+        Timestamp::now(),
+    );
+    release::create(client, ns, &record).await?;
+    match waited {
+        Ok(()) => out.info(&format!(
+            "rolled back to {} as release {}; the database schema was not rolled back",
+            record.sha, record.number
+        )),
+        Err(_) => out.warn(&format!(
+            "the rollback to {} did not become healthy either",
+            record.sha
+        )),
+    }
+    Ok(Some(record))
+}
+
+/// The record of rolling `failed` back to `previous` (its objects and
+/// images), numbered after `failed`; `healthy`: the objects became healthy.
+fn record(
+    failed: &Release,
+    previous: Release,
+    healthy: bool,
+    started_at: Timestamp,
+    took: Duration,
+    now: Timestamp,
+) -> Release {
+    Release {
+        number: failed.number + 1,
+        status: if healthy {
+            ReleaseStatus::Succeeded
+        } else {
+            ReleaseStatus::Failed
+        },
+        started_at: started_at.to_string(),
+        finished_at: Some(now.to_string()),
+        duration_s: Some(took.as_secs_f64()),
+        previous: Some(failed.number),
+        previous_sha: Some(failed.sha.clone()),
+        failure: None,
+        migration: None,
+        assets: None,
+        timings: BTreeMap::new(),
+        deployer: failed.deployer.clone(),
+        rollback_of: Some(failed.number),
+        rolled_back_to: Some(previous.number),
+        promoted_from: None,
+        manifest_omitted: false,
+        ..previous
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::release::{PromotedFrom, TaskRecord, example};
+    use crate::identity::Deployer;
+
+    #[test]
+    fn a_rollback_is_the_previous_release_recorded_anew_after_the_failed_one() {
+        let mut failed = example(7, "ddddddd", ReleaseStatus::Failed);
+        failed.deployer = Deployer {
+            user: "bob".into(),
+            host: "ci".into(),
+            ci_run_url: Some("https://ci.example/run/1".into()),
+        };
+        let mut previous = example(5, "ccccccc", ReleaseStatus::Succeeded);
+        let deployment: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "frontend"}
+        }))
+        .unwrap();
+        previous.manifest = crate::cluster::release::Manifest::of([&deployment]).unwrap();
+        previous.promoted_from = Some(PromotedFrom {
+            environment: "staging".into(),
+            release: 3,
+        });
+        previous.migration = Some(TaskRecord {
+            name: "workbench-production-migrate-5".into(),
+            status: "succeeded".into(),
+            duration_s: 1.0,
+        });
+        previous.timings.insert("wait".into(), 3.0);
+        let started: Timestamp = "2026-12-06T10:00:00Z".parse().unwrap();
+        let now: Timestamp = "2026-12-06T10:00:30Z".parse().unwrap();
+        let rollback = record(
+            &failed,
+            previous.clone(),
+            true,
+            started,
+            Duration::from_secs(30),
+            now,
+        );
+        assert_eq!(rollback.number, 8);
+        assert_eq!(rollback.status, ReleaseStatus::Succeeded);
+        assert_eq!(rollback.sha, "ccccccc");
+        assert_eq!(rollback.manifest, previous.manifest);
+        assert_eq!(rollback.started_at, "2026-12-06T10:00:00Z");
+        assert_eq!(
+            rollback.finished_at.as_deref(),
+            Some("2026-12-06T10:00:30Z")
+        );
+        assert_eq!(rollback.duration_s, Some(30.0));
+        assert_eq!(
+            (rollback.previous, rollback.previous_sha.as_deref()),
+            (Some(7), Some("ddddddd"))
+        );
+        assert_eq!(
+            (rollback.rollback_of, rollback.rolled_back_to),
+            (Some(7), Some(5))
+        );
+        assert_eq!(rollback.deployer, failed.deployer);
+        // Nothing of the earlier deploy's own run is claimed for this one.
+        assert_eq!(rollback.promoted_from, None);
+        assert_eq!(rollback.migration, None);
+        assert!(rollback.timings.is_empty());
+        assert_eq!(rollback.failure, None);
+
+        let unhealthy = record(&failed, previous, false, started, Duration::ZERO, now);
+        assert_eq!(unhealthy.status, ReleaseStatus::Failed);
+    }
+}

@@ -1,0 +1,178 @@
+//! The changes: the namespace, then apply (and `--prune`), then wait for
+//! every workload.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{DynamicObject, PostParams};
+use kube::{Api, Client, ResourceExt};
+
+use super::hold::hold;
+use super::plan::Plan;
+use super::settings::DeploySettings;
+use crate::cluster::apply::{self, Resolved};
+use crate::cluster::release::{FailureRecord, Release};
+use crate::error::BerthError;
+use crate::output::Output;
+use crate::wait::{self, Tracked, WaitFailure};
+
+/// Create the environment's namespace if it does not exist yet.
+pub async fn ensure_namespace(client: &Client, name: &str, instance: &str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    if namespaces
+        .get_opt(name)
+        .await
+        .context("reading the namespace")?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {
+            crate::cluster::MANAGED_BY.0: crate::cluster::MANAGED_BY.1,
+            crate::cluster::INSTANCE_LABEL: instance,
+        }}
+    }))?;
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
+    }
+}
+
+/// Apply the plan (maintenance held, see [`hold`]), prune with `--prune`,
+/// then wait for every workload. Fills in `record`'s timings and failure.
+pub async fn apply_and_wait(
+    client: &Client,
+    plan: &Plan,
+    settings: &DeploySettings,
+    out: &Arc<Output>,
+    record: &mut Release,
+    previous: Option<&Release>,
+) -> anyhow::Result<()> {
+    let ns = &plan.env.namespace;
+    let timeout = plan.timeout(settings);
+    out.step("apply");
+    let t = Instant::now();
+    let applied = apply(client, ns, &plan.objects).await?;
+    if settings.prune {
+        let mut kinds = plan.objects.clone();
+        kinds.extend(previous_kinds(client, previous).await);
+        for gone in apply::prune(client, ns, &plan.instance(), &kinds, &plan.objects).await? {
+            out.info(&format!("pruned {gone}"));
+        }
+    }
+    record
+        .timings
+        .insert("apply".into(), t.elapsed().as_secs_f64());
+    out.info(&format!("applied {} objects", applied.len()));
+
+    out.step("wait");
+    let t = Instant::now();
+    let waited = wait(client, plan, &applied, timeout, out).await;
+    record
+        .timings
+        .insert("wait".into(), t.elapsed().as_secs_f64());
+    match waited {
+        Ok(()) => Ok(()),
+        Err(WaitFailure::Doomed { workload, failure }) => {
+            let summary = wait::explain(client, ns, &workload, &failure).await;
+            out.failure(&format!("rollout failed\n{summary}"));
+            let message = format!("{workload}: {} ({})", failure.reason, failure.message);
+            record.failure = Some(FailureRecord {
+                workload,
+                pod: failure.pod,
+                reason: failure.reason,
+                message: failure.message,
+            });
+            Err(BerthError::DeployFailed(message).into())
+        }
+        Err(WaitFailure::Unwatchable(refusal)) => {
+            out.failure(&format!("rollout failed\n{refusal}"));
+            record.failure = Some(FailureRecord {
+                workload: format!("watch {}", refusal.watched.resource),
+                pod: None,
+                reason: "Forbidden".into(),
+                message: refusal.to_string(),
+            });
+            Err(BerthError::DeployFailed(refusal.to_string()).into())
+        }
+        Err(WaitFailure::TimedOut { pending }) => {
+            let message = format!(
+                "the rollout did not finish within {}s; still waiting on:\n  {}",
+                timeout.as_secs(),
+                pending.join("\n  ")
+            );
+            out.failure(&message);
+            record.failure = Some(FailureRecord {
+                workload: pending
+                    .first()
+                    .map(|p| p.split(':').next().unwrap_or("").to_string())
+                    .unwrap_or_default(),
+                pod: None,
+                reason: "Timeout".into(),
+                message: message.clone(),
+            });
+            Err(BerthError::TimedOut(message).into())
+        }
+    }
+}
+
+/// Apply `objects` as a deploy does: a Service in maintenance stays in it.
+pub async fn apply(
+    client: &Client,
+    namespace: &str,
+    objects: &[Resolved],
+) -> anyhow::Result<Vec<(Resolved, DynamicObject)>> {
+    let objects = hold(client, namespace, objects).await?;
+    apply::apply_all(client, namespace, &objects, false).await
+}
+
+/// Wait for every workload among `applied` to become healthy, fail-fast.
+pub async fn wait(
+    client: &Client,
+    plan: &Plan,
+    applied: &[(Resolved, DynamicObject)],
+    timeout: Duration,
+    out: &Arc<Output>,
+) -> Result<(), WaitFailure> {
+    let waited = wait::wait_all(
+        client,
+        wait::Scope {
+            namespace: &plan.env.namespace,
+            workloads: &plan.selector(),
+            pods: &crate::cluster::pods_selector(),
+        },
+        &tracked(applied),
+        plan.thresholds(),
+        timeout,
+        out.as_ref(),
+    )
+    .await;
+    out.finish_workloads();
+    waited
+}
+
+/// Kinds the previous release had, so `--prune` also finds kinds no longer rendered.
+async fn previous_kinds(client: &Client, previous: Option<&Release>) -> Vec<Resolved> {
+    let Some(previous) = previous else {
+        return Vec::new();
+    };
+    let objects = previous.manifest.objects().unwrap_or_default();
+    apply::resolve(client, objects).await.unwrap_or_default()
+}
+
+/// The workloads among applied objects, with the generation the apply produced.
+fn tracked(applied: &[(Resolved, DynamicObject)]) -> Vec<Tracked> {
+    applied
+        .iter()
+        .filter(|(r, _)| wait::is_workload(&r.resource.kind))
+        .map(|(r, answer)| Tracked {
+            kind: r.resource.kind.clone(),
+            name: answer.name_any(),
+            generation: answer.metadata.generation.unwrap_or(0),
+        })
+        .collect()
+}
