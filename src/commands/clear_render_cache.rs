@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use crate::assets::store::{self, Store};
 use crate::cli::{ClearRenderCacheArgs, GlobalArgs};
 use crate::cluster::{client, database};
 use crate::config::{Config, RenderCache};
@@ -16,6 +15,7 @@ use crate::error::{BerthError, input_error};
 use crate::interrupt::Interrupts;
 use crate::output::Output;
 use crate::render_cache::{self, Checkpoint, Outcome, Statements};
+use crate::s3::{self, Store};
 
 /// How often the checkpoint is written during a run.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
@@ -58,7 +58,7 @@ pub async fn run(
     let kube = client::connect(env.context.as_deref()).await?;
     let credentials = match &cache.credentials_secret {
         Some(secret) => Some(
-            store::secret_credentials(
+            s3::secret_credentials(
                 &kube,
                 &env.namespace,
                 secret,

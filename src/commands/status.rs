@@ -10,8 +10,8 @@ use crate::cluster::lock::{self, LockState};
 use crate::cluster::release;
 use crate::cluster::{client, environment_selector};
 use crate::config::{self, Config, Environment};
+use crate::image_ref::{repository, tag};
 use crate::maintenance::Scope;
-use crate::render::{repository, tag};
 use crate::rollout::{Thresholds, Verdict};
 use crate::stdout;
 
