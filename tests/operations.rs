@@ -43,11 +43,13 @@ impl Database {
 
 /// A namespace with a Ready Deployment `db`, the Secret `pg` of libpq
 /// settings, and a berth.yaml whose `test` environment points at them.
+/// Dropping it deletes the namespace, the database and the directory.
 struct Ops {
     client: Client,
     namespace: String,
     dir: PathBuf,
     database: Database,
+    _cleanup: [Cleanup; 3],
 }
 
 impl Ops {
@@ -64,6 +66,11 @@ impl Ops {
         let namespace = namespace(&client, prefix).await;
         let database = Database::new().await;
         let dir = std::env::temp_dir().join(&namespace);
+        let cleanup = [
+            Cleanup::Namespace(namespace.clone()),
+            Cleanup::Database(database.name.clone()),
+            Cleanup::Dir(dir.clone()),
+        ];
         std::fs::create_dir_all(dir.join("tasks")).unwrap();
         std::fs::write(
             dir.join("tasks/greet.txt"),
@@ -103,6 +110,7 @@ impl Ops {
             namespace,
             dir,
             database,
+            _cleanup: cleanup,
         };
         ops.deployment("db", "1a2b3c4").await;
         ops
@@ -138,7 +146,7 @@ impl Ops {
                 &format!("app={name}"),
                 Duration::from_secs(60),
                 "a Ready pod",
-                is_ready,
+                berth::cluster::pods::is_ready,
             )
             .await;
         }
@@ -194,13 +202,6 @@ impl Ops {
             .filter_map(|pod| pod.metadata.name)
             .collect()
     }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn stdout(output: &Output) -> String {
@@ -444,15 +445,6 @@ async fn tasks_read_their_arguments_from_a_file() {
     assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
     assert_eq!(stdout(&output), "importing loadurl pastecsv filter\n");
     assert!(ops.run_pods().await.is_empty(), "the task's pod is deleted");
-}
-
-/// Assert exit 2 and that stderr mentions every one of `parts`.
-fn assert_refused(output: &Output, parts: &[&str]) {
-    let text = stderr(output);
-    assert_eq!(code(output), 2, "{text}");
-    for part in parts {
-        assert!(text.contains(part), "expected {part:?} in:\n{text}");
-    }
 }
 
 #[tokio::test]
