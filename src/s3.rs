@@ -21,6 +21,15 @@ use kube::Api;
 
 use crate::error::input_error;
 
+/// Where berth.yaml sets a store up, so that messages name the keys to fix.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// The block: `assets`, `render_cache`.
+    pub block: &'static str,
+    /// The key naming the bucket: `assets.bucket`, `render_cache.buckets`.
+    pub bucket_key: &'static str,
+}
+
 /// An S3 client for one bucket, with what messages need to say where it points.
 #[derive(Clone)]
 pub struct Store {
@@ -30,6 +39,8 @@ pub struct Store {
     pub bucket: String,
     /// Where the bucket lives, for messages: the endpoint URL, or "AWS S3".
     pub endpoint: String,
+    /// Where berth.yaml sets this store up.
+    settings: Settings,
     /// Where the client's credentials come from, if anywhere.
     credentials: Option<SharedCredentialsProvider>,
 }
@@ -37,8 +48,10 @@ pub struct Store {
 impl Store {
     /// A client for `bucket` at `endpoint` in `region` (`None`: from the
     /// environment: `AWS_ENDPOINT_URL`, `AWS_REGION`, profiles, web identity),
-    /// using `credentials` instead of the standard chain when given.
+    /// using `credentials` instead of the standard chain when given;
+    /// `settings` says where berth.yaml set these.
     pub async fn connect(
+        settings: Settings,
         endpoint: Option<&str>,
         region: Option<&str>,
         bucket: &str,
@@ -86,6 +99,7 @@ impl Store {
             client: Client::from_conf(config.build()),
             bucket: bucket.to_owned(),
             endpoint,
+            settings,
             credentials: shared.credentials_provider(),
         }
     }
@@ -209,8 +223,8 @@ impl Store {
             return Err(input_error(format!(
                 "no S3 credentials for bucket {} at {}: set AWS_ACCESS_KEY_ID and \
                  AWS_SECRET_ACCESS_KEY (or AWS_PROFILE, or a web identity), or name a Secret \
-                 holding them in `assets.credentials_secret`",
-                self.bucket, self.endpoint
+                 holding them in `{}.credentials_secret`",
+                self.bucket, self.endpoint, self.settings.block
             )));
         }
         self.client
@@ -231,26 +245,27 @@ impl Store {
         doing: &str,
     ) -> anyhow::Error {
         let (bucket, endpoint) = (&self.bucket, &self.endpoint);
+        let Settings { block, bucket_key } = self.settings;
         let status = error.raw_response().map(|r| r.status().as_u16());
         let code = error.code().unwrap_or_default().to_owned();
         match (&error, status, code.as_str()) {
             (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
                 input_error(format!(
                     "cannot reach the S3 endpoint {endpoint} while {doing} bucket {bucket}: {}; \
-                 check `assets.endpoint` (or AWS_ENDPOINT_URL) and the network",
+                 check `{block}.endpoint` (or AWS_ENDPOINT_URL) and the network",
                     aws_sdk_s3::error::DisplayErrorContext(&error)
                 ))
             }
             (_, Some(404), _) | (_, _, "NoSuchBucket") => input_error(format!(
-                "bucket {bucket} does not exist at {endpoint}; create it, or fix `assets.bucket` \
-                 (and `assets.endpoint`) in berth.yaml"
+                "bucket {bucket} does not exist at {endpoint}; create it, or fix `{bucket_key}` \
+                 (and `{block}.endpoint`) in berth.yaml"
             )),
             (_, Some(401 | 403), _)
             | (_, _, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied") => {
                 input_error(format!(
                     "S3 at {endpoint} refused the credentials for bucket {bucket} while {doing} it \
                      ({}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or \
-                     `assets.credentials_secret`) and that they may read and write the bucket",
+                     `{block}.credentials_secret`) and that they may read and write the bucket",
                     if code.is_empty() {
                         "403 Forbidden"
                     } else {
@@ -261,7 +276,7 @@ impl Store {
             (_, Some(301), _) | (_, _, "PermanentRedirect" | "AuthorizationHeaderMalformed") => {
                 input_error(format!(
                     "bucket {bucket} is in another region than the one berth used; set \
-                     `assets.region` in berth.yaml"
+                     `{block}.region` in berth.yaml"
                 ))
             }
             _ => {

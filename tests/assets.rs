@@ -510,34 +510,25 @@ async fn multipart_uploads(bucket: &str) -> usize {
 
 /// Wait until a multipart upload is in progress in `bucket`.
 async fn wait_for_multipart_upload(bucket: &str) {
-    within(
+    poll(
         Duration::from_secs(60),
         "a multipart upload to start",
-        async {
-            while multipart_uploads(bucket).await == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        },
+        async || (multipart_uploads(bucket).await > 0).then_some(()),
     )
     .await;
 }
 
 /// Wait until every migration Job is gone or being deleted.
 async fn migration_deleted(jobs: &Api<Job>) {
-    within(
+    poll(
         Duration::from_secs(30),
         "the migration Job to be deleted",
-        async {
-            while jobs
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items
+        async || {
+            let listed = jobs.list(&ListParams::default()).await.unwrap();
+            let live = listed
                 .iter()
-                .any(|job| job.metadata.deletion_timestamp.is_none())
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+                .any(|job| job.metadata.deletion_timestamp.is_none());
+            (!live).then_some(())
         },
     )
     .await;

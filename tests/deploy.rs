@@ -22,14 +22,10 @@ use support::*;
 /// Wait until a deploy holds the environment's lock; the Lease API for later checks.
 async fn wait_for_lock(client: &Client, ns: &str) -> Api<Lease> {
     let leases: Api<Lease> = Api::namespaced(client.clone(), ns);
-    within(
+    poll(
         Duration::from_secs(30),
         "a deploy to take the lock",
-        async {
-            while !matches!(leases.get_opt("berth-deploy-lock").await, Ok(Some(_))) {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        },
+        async || leases.get_opt("berth-deploy-lock").await.ok().flatten(),
     )
     .await;
     leases
@@ -343,17 +339,12 @@ async fn a_deploy_whose_lock_is_taken_over_stops_before_applying_and_records_why
         spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4", "--output", "json"]));
     // the migration Job exists: the deploy holds the lock, in its migration
     let jobs: Api<Job> = Api::namespaced(client.clone(), &app.namespace);
-    within(
+    poll(
         Duration::from_secs(60),
         "the deploy's migration Job",
-        async {
-            while jobs
-                .list(&ListParams::default())
-                .await
-                .map_or(true, |l| l.items.is_empty())
-            {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        async || {
+            let listed = jobs.list(&ListParams::default()).await.ok()?;
+            (!listed.items.is_empty()).then_some(())
         },
     )
     .await;

@@ -139,16 +139,15 @@ fn steps(output: &Output) -> Vec<String> {
 /// Wait until Service `name` selects the maintenance pods.
 async fn wait_until_switched(client: &Client, ns: &str, name: &str) {
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    within(Duration::from_secs(60), "the Service to switch", async {
-        loop {
+    poll(
+        Duration::from_secs(60),
+        "the Service to switch",
+        async || {
             let service = services.get_opt(name).await.unwrap();
             let selector = service.and_then(|s| s.spec?.selector).unwrap_or_default();
-            if selector == maintenance_selector() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
+            (selector == maintenance_selector()).then_some(())
+        },
+    )
     .await;
 }
 
@@ -259,11 +258,11 @@ async fn off_restores_from_the_annotations_alone_whatever_a_crash_left() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    within(Duration::from_secs(60), "the maintenance server", async {
-        while deployments.get_opt(SERVER).await.unwrap().is_none() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    poll(
+        Duration::from_secs(60),
+        "the maintenance server",
+        async || deployments.get_opt(SERVER).await.unwrap(),
+    )
     .await;
     child.kill().unwrap(); // SIGKILL: nothing cleaned up, the lock left held
     child.wait().unwrap();

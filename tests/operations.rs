@@ -339,28 +339,19 @@ async fn psql_under_a_terminal_gets_a_tty_and_echoes_no_settings() {
         }
     });
     let seen = |text: &str| String::from_utf8_lossy(&collected.lock().unwrap()).contains(text);
-    within(Duration::from_secs(30), "psql's prompt", async {
-        while !seen("=#") && !seen("=>") {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    poll(Duration::from_secs(30), "psql's prompt", async || {
+        (seen("=#") || seen("=>")).then_some(())
     })
     .await;
     writer.write_all(b"select 40 + 2 as answer, pg_catalog.current_setting('application_name') is not null;\r").unwrap();
-    within(Duration::from_secs(30), "the answer", async {
-        while !seen("42") {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    poll(Duration::from_secs(30), "the answer", async || {
+        seen("42").then_some(())
     })
     .await;
     // psql on a TTY reads a Ctrl-D on an empty line as the end.
     writer.write_all(b"\\q\r").unwrap();
-    let status = within(Duration::from_secs(30), "berth to exit", async {
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let status = poll(Duration::from_secs(30), "berth to exit", async || {
+        child.try_wait().unwrap()
     })
     .await;
     assert_eq!(status.code(), Some(0));

@@ -386,27 +386,27 @@ async fn bad_input_is_exit_2() {
     assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
     let config = fixture.dir.join("berth.yaml");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("secret: db-credentials", "secret: no-such-secret"),
-    )
-    .unwrap();
-    let missing = fixture
-        .command(&["clear-render-cache", "test"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&missing), 2, "{}", stderr(&missing));
-    assert!(stderr(&missing).contains("no-such-secret"));
-    std::fs::write(
-        &config,
-        text.replace("workload: frontend", "workload: nothing-here"),
-    )
-    .unwrap();
-    let no_workload = fixture
-        .command(&["clear-render-cache", "test"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&no_workload), 2, "{}", stderr(&no_workload));
-    assert!(stderr(&no_workload).contains("nothing-here"));
+    // berth.yaml with `from` replaced by `to`: refused, its stderr.
+    let refused = |from: &str, to: &str| {
+        std::fs::write(&config, text.replace(from, to)).unwrap();
+        let out = fixture
+            .command(&["clear-render-cache", "test"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        stderr(&out)
+    };
+    let missing = refused("secret: db-credentials", "secret: no-such-secret");
+    assert!(missing.contains("no-such-secret"), "{missing}");
+    let no_workload = refused("workload: frontend", "workload: nothing-here");
+    assert!(no_workload.contains("nothing-here"), "{no_workload}");
+    // a bucket that does not exist: the fix named is the render cache's key
+    let no_bucket = refused(&format!("test: {}", fixture.bucket), "test: no-such-bucket");
+    assert!(
+        no_bucket.contains("bucket no-such-bucket does not exist")
+            && no_bucket.contains("`render_cache.buckets`")
+            && !no_bucket.contains("assets."),
+        "{no_bucket}"
+    );
     assert_eq!(fixture.cached_steps().await, WORKFLOWS * STEPS_PER_WORKFLOW);
 }

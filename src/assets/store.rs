@@ -1,7 +1,13 @@
 //! The S3 store of an environment's `assets:`.
 
 use crate::config::{Assets, Environment};
-use crate::s3::{self, Store};
+use crate::s3::{self, Settings, Store};
+
+/// Where berth.yaml sets the asset store up.
+const SETTINGS: Settings = Settings {
+    block: "assets",
+    bucket_key: "assets.bucket",
+};
 
 /// The store of an environment's `assets:`, with credentials from its
 /// `credentials_secret` (read through `kube`, or a new connection) or the standard chain.
@@ -29,6 +35,7 @@ pub async fn for_environment(
         None => None,
     };
     Ok(Store::connect(
+        SETTINGS,
         assets.endpoint.as_deref(),
         assets.region.as_deref(),
         &assets.bucket,
