@@ -276,7 +276,7 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
 /// dropped: at the end of the test, whether it passed or failed. Hold it in
 /// the test's fixture (or a `let _cleanup`).
 pub enum Cleanup {
-    /// A namespace: its deletion is started (kubectl), not waited for.
+    /// A namespace: its deletion is requested (kubectl), not waited for.
     Namespace(String),
     /// A MinIO bucket, emptied first.
     Bucket(String),
@@ -290,15 +290,20 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         match self {
             Cleanup::Namespace(name) => {
-                let started = local_env()
+                // Blocks the test's thread for one API call, not the deletion.
+                let deleted = local_env()
                     .command("kubectl")
                     .args(["--context", "berth-local", "delete", "namespace", name])
                     .args(["--ignore-not-found", "--wait=false"])
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .spawn();
-                if let Err(error) = started {
-                    eprintln!("cleanup: cannot delete namespace {name}: {error}");
+                    .stdin(Stdio::null())
+                    .output();
+                match deleted {
+                    Ok(out) if out.status.success() => {}
+                    Ok(out) => eprintln!(
+                        "cleanup: deleting namespace {name} failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                    Err(error) => eprintln!("cleanup: cannot run kubectl for {name}: {error}"),
                 }
             }
             Cleanup::Bucket(bucket) => off_runtime(remove_bucket(bucket.clone())),
