@@ -78,6 +78,17 @@ impl BerthError {
         }
     }
 
+    /// The outcome of a command berth ran for the user that exited with
+    /// `code`: Ok for 0, else [`BerthError::Exited`] with the code (1 when it
+    /// does not fit an exit code).
+    pub fn from_exit(code: i32) -> Result<(), BerthError> {
+        match u8::try_from(code) {
+            Ok(0) => Ok(()),
+            Ok(code) => Err(BerthError::Exited(code)),
+            Err(_) => Err(BerthError::Exited(1)),
+        }
+    }
+
     /// How a command that failed with this error ended, for its report.
     pub fn outcome(&self) -> Outcome {
         match self {
@@ -224,6 +235,15 @@ mod tests {
         ];
         for (error, code) in cases {
             assert_eq!(exit_code_of(&error.into()), ExitCode::from(code));
+        }
+    }
+
+    #[test]
+    fn a_command_exit_code_passes_through_and_one_out_of_range_is_1() {
+        assert!(BerthError::from_exit(0).is_ok());
+        for (code, expected) in [(3, 3), (255, 255), (256, 1), (-1, 1)] {
+            let error = BerthError::from_exit(code).unwrap_err();
+            assert_eq!(error.exit_code(), expected, "{code}");
         }
     }
 

@@ -15,6 +15,7 @@ use crate::cli::{RATES, parse_rate};
 use crate::config::Config;
 use crate::duration;
 use crate::error::exit_code_number;
+use crate::image_ref;
 use crate::render;
 
 /// Keys berth.yaml and Kubernetes objects have, so that generated documents
@@ -310,9 +311,9 @@ proptest! {
 
     #[test]
     fn image_references_split_without_panicking(image in prop_oneof![any::<String>(), "[a-zé:/@.0-9]{0,24}"]) {
-        let repository = render::repository(&image);
+        let repository = image_ref::repository(&image);
         prop_assert!(image.starts_with(repository));
-        if let Some(tag) = render::tag(&image) {
+        if let Some(tag) = image_ref::tag(&image) {
             let joined = format!("{repository}:{tag}");
             prop_assert!(image.contains(&joined), "{} in {}", joined, image);
         }

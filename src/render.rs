@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::cluster::{INSTANCE_LABEL as INSTANCE, instance};
 use crate::config::{Config, Environment, Source};
 use crate::error::input_error;
+use crate::image_ref;
 
 /// The label saying berth applied an object, and its value.
 const MANAGED_BY: &str = crate::cluster::MANAGED_BY.0;
@@ -182,7 +183,7 @@ pub fn pin_images(objects: &mut [DynamicObject], pins: &Pins) -> Vec<PinnedImage
                 let Some(image) = container.get("image").and_then(Value::as_str) else {
                     continue;
                 };
-                let Some(to) = pins.get(repository(image)).cloned() else {
+                let Some(to) = pins.get(image_ref::repository(image)).cloned() else {
                     continue;
                 };
                 pinned.push(PinnedImage {
@@ -200,25 +201,6 @@ pub fn pin_images(objects: &mut [DynamicObject], pins: &Pins) -> Vec<PinnedImage
         }
     }
     pinned
-}
-
-/// An image reference without its tag and digest: `127.0.0.1:25000/app:v1` →
-/// `127.0.0.1:25000/app`, `app@sha256:…` → `app`. A `:` counts as a tag only
-/// after the last `/`, so a registry's port stays.
-pub fn repository(image: &str) -> &str {
-    let without_digest = image.split_once('@').map_or(image, |(name, _)| name);
-    let last_part = without_digest.rfind('/').map_or(0, |slash| slash + 1);
-    match without_digest[last_part..].find(':') {
-        Some(colon) => &without_digest[..last_part + colon],
-        None => without_digest,
-    }
-}
-
-/// The tag of an image reference, digest ignored: `repo:tag@sha256:…` → `tag`.
-pub fn tag(image: &str) -> Option<&str> {
-    let without_digest = image.split_once('@').map_or(image, |(name, _)| name);
-    let repository = repository(without_digest);
-    without_digest[repository.len()..].strip_prefix(':')
 }
 
 /// A rendering command, and how to talk about it in errors.
@@ -586,28 +568,6 @@ data: { image: registry.example.com/shop/worker:v1 }
 ";
 
     #[test]
-    fn repositories_drop_tag_and_digest_but_keep_ports() {
-        let cases = [
-            ("nginx", "nginx"),
-            ("nginx:1.25", "nginx"),
-            ("library/nginx:1.25", "library/nginx"),
-            ("127.0.0.1:25000/app", "127.0.0.1:25000/app"),
-            ("127.0.0.1:25000/app:tag", "127.0.0.1:25000/app"),
-            (
-                "localhost:5000/team/app:v1@sha256:abc",
-                "localhost:5000/team/app",
-            ),
-            (
-                "registry.example.com/app@sha256:abc",
-                "registry.example.com/app",
-            ),
-        ];
-        for (image, repository) in cases {
-            assert_eq!(super::repository(image), repository, "{image}");
-        }
-    }
-
-    #[test]
     fn documents_are_read_in_order_skipping_empty_ones() {
         let objects = objects(WORKLOADS);
         let refs: Vec<String> = objects.iter().map(object_ref).collect();
@@ -761,17 +721,6 @@ data: { image: registry.example.com/shop/worker:v1 }
              template: { metadata: { labels: { app.kubernetes.io/managed-by: berth } } }\n",
         );
         label(&mut ours, "shop", "staging").unwrap();
-    }
-
-    #[test]
-    fn a_tag_is_read_past_ports_and_digests() {
-        assert_eq!(tag("127.0.0.1:25000/shop/web:abc1234"), Some("abc1234"));
-        assert_eq!(
-            tag("127.0.0.1:25000/shop/web:abc1234@sha256:0123"),
-            Some("abc1234")
-        );
-        assert_eq!(tag("127.0.0.1:25000/shop/web@sha256:0123"), None);
-        assert_eq!(tag("nginx"), None);
     }
 
     #[test]

@@ -13,8 +13,9 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Statement, Transaction};
 
-use crate::assets::store::Store;
+use crate::cluster::delete_if_present;
 use crate::config::RenderCache;
+use crate::s3::Store;
 
 /// The ConfigMap holding an unfinished run's checkpoint.
 const CHECKPOINT: &str = "berth-clear-render-cache";
@@ -86,11 +87,10 @@ impl Checkpoint {
     /// Remove it: the run finished with nothing left to retry.
     pub async fn delete(client: &Client, namespace: &str) -> anyhow::Result<()> {
         let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-        match api.delete(CHECKPOINT, &DeleteParams::default()).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-            Err(e) => Err(e).context("deleting the clear-render-cache checkpoint"),
-        }
+        delete_if_present(&api, CHECKPOINT, &DeleteParams::default())
+            .await
+            .context("deleting the clear-render-cache checkpoint")?;
+        Ok(())
     }
 
     /// The workflows still to handle, in order: those after `done_through`,

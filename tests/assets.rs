@@ -5,7 +5,7 @@ mod support;
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -14,15 +14,18 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
 use kube::api::ListParams;
+use support::images::noise;
 use support::images::{self, Layer, MediaTypes};
 use support::*;
 
 /// A throw-away project: berth.yaml deploying the example's staging overlay
 /// into a namespace of its own, with `assets:` pointing at a fresh bucket.
+/// Dropping it deletes the namespace, the bucket and the directory.
 struct Project {
     dir: PathBuf,
     namespace: String,
     bucket: String,
+    _cleanup: [Cleanup; 3],
 }
 
 impl Project {
@@ -31,6 +34,11 @@ impl Project {
         let namespace = unique_name(prefix);
         let bucket = namespace.clone();
         let dir = std::env::temp_dir().join(&namespace);
+        let cleanup = [
+            Cleanup::Namespace(namespace.clone()),
+            Cleanup::Bucket(bucket.clone()),
+            Cleanup::Dir(dir.clone()),
+        ];
         std::fs::create_dir_all(&dir).unwrap();
         local_env()
             .s3()
@@ -44,6 +52,7 @@ impl Project {
             dir,
             namespace,
             bucket,
+            _cleanup: cleanup,
         };
         project.configure(from, extra);
         project
@@ -103,44 +112,6 @@ impl Project {
         keys.sort();
         keys
     }
-
-    async fn cleanup(&self) {
-        let client = local_env().kube().await;
-        let namespaces: Api<Namespace> = Api::all(client.clone());
-        if namespaces.get_opt(&self.namespace).await.unwrap().is_some() {
-            delete_namespace(&client, &self.namespace).await;
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-        let s3 = local_env().s3().await;
-        for key in self.keys().await {
-            s3.delete_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-        }
-        s3.delete_bucket()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
-/// Bytes that do not compress, deterministic per seed.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 33) as u8
-        })
-        .collect()
 }
 
 /// Text that compresses well.
@@ -179,11 +150,11 @@ async fn get(bucket: &str, key: &str) -> Served {
 #[tokio::test]
 async fn a_push_uploads_exactly_then_nothing_then_only_what_changed() {
     let project = Project::new("assets-push", "{ dir: build }", "precompress: [gzip, br]").await;
-    let big = noise(1, 20 * 1024 * 1024 + 12345);
+    let big = noise(20 * 1024 * 1024 + 12345, 1);
     let files = vec![
         ("js/app.3f2a9c1e.js", text(1, 50_000)),
         ("css/site.css", text(2, 3_000)),
-        ("img/logo.png", noise(3, 5_000)),
+        ("img/logo.png", noise(5_000, 3)),
         ("media/intro.bin", big.clone()),
         ("robots.txt", b"User-agent: *\n".to_vec()),
     ];
@@ -253,14 +224,13 @@ async fn a_push_uploads_exactly_then_nothing_then_only_what_changed() {
     assert_eq!(report2["skipped"], 9, "{report2}");
     assert_eq!(report2["bytes_uploaded"], 0, "{report2}");
 
-    std::fs::write(project.dir.join("build/img/logo.png"), noise(4, 6_000)).unwrap();
+    std::fs::write(project.dir.join("build/img/logo.png"), noise(6_000, 4)).unwrap();
     let changed = project.berth(&["assets", "push", "test", "5e6f7a8", "--output", "json"]);
     assert_eq!(code(&changed), 0, "{}", stderr(&changed));
     let report3 = report(&changed);
     assert_eq!(report3["uploaded"], 1, "only the changed file: {report3}");
     assert_eq!(report3["bytes_uploaded"], 6_000, "{report3}");
-    assert!(get(&project.bucket, "static/img/logo.png").await.body == noise(4, 6_000));
-    project.cleanup().await;
+    assert!(get(&project.bucket, "static/img/logo.png").await.body == noise(6_000, 4));
 }
 
 #[tokio::test]
@@ -284,7 +254,6 @@ async fn from_dir_overrides_the_source_and_sha_is_substituted_in_dir() {
     let keys = project.keys().await;
     assert!(keys.contains(&"static/a.txt".to_string()), "{keys:?}");
     assert!(keys.contains(&"static/b.txt".to_string()), "{keys:?}");
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -370,7 +339,6 @@ async fn bad_input_names_the_problem_exits_2_and_uploads_nothing() {
         "{}",
         stderr(&out)
     );
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -378,13 +346,10 @@ async fn an_interrupted_push_aborts_its_multipart_upload_and_leaves_no_object() 
     let project = Project::new("assets-interrupt", "{ dir: build }", "concurrency: 1").await;
     let big = project.dir.join("build/huge.bin");
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
-    std::fs::write(&big, noise(9, 400 * 1024 * 1024)).unwrap();
-    let child = project
-        .command(&["assets", "push", "test", "1a2b3c4", "--output", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    std::fs::write(&big, noise(400 * 1024 * 1024, 9)).unwrap();
+    let child = spawn_captured(
+        &mut project.command(&["assets", "push", "test", "1a2b3c4", "--output", "json"]),
+    );
     wait_for_multipart_upload(&project.bucket).await;
     let out = interrupt(child);
     assert_eq!(code(&out), 130, "{}", stderr(&out));
@@ -398,7 +363,6 @@ async fn an_interrupted_push_aborts_its_multipart_upload_and_leaves_no_object() 
         Vec::<String>::new(),
         "no object, no manifest"
     );
-    project.cleanup().await;
 }
 
 /// Both tasks started before either finished: the task events of a deploy's `--output json`.
@@ -449,7 +413,6 @@ async fn a_deploy_uploads_assets_while_the_migration_runs_and_records_them() {
         .expect("the release records the upload");
     assert_eq!(recorded.uploaded, 200);
     assert_eq!(recorded.manifest, "static/.berth/manifests/1a2b3c4.json");
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -490,7 +453,6 @@ async fn a_failed_upload_stops_the_migration_before_any_workload_changes() {
             .any(|k| k.contains(".berth/manifests/")),
         "no manifest for a failed push"
     );
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -526,7 +488,6 @@ async fn a_failed_migration_cancels_the_upload() {
         !keys.iter().any(|k| k.contains(".berth/manifests/")),
         "no manifest"
     );
-    project.cleanup().await;
 }
 
 /// Directories whose path, as a key, is longer than S3's 1,024 bytes.
@@ -549,34 +510,25 @@ async fn multipart_uploads(bucket: &str) -> usize {
 
 /// Wait until a multipart upload is in progress in `bucket`.
 async fn wait_for_multipart_upload(bucket: &str) {
-    within(
+    poll(
         Duration::from_secs(60),
         "a multipart upload to start",
-        async {
-            while multipart_uploads(bucket).await == 0 {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        },
+        async || (multipart_uploads(bucket).await > 0).then_some(()),
     )
     .await;
 }
 
 /// Wait until every migration Job is gone or being deleted.
 async fn migration_deleted(jobs: &Api<Job>) {
-    within(
+    poll(
         Duration::from_secs(30),
         "the migration Job to be deleted",
-        async {
-            while jobs
-                .list(&ListParams::default())
-                .await
-                .unwrap()
-                .items
+        async || {
+            let listed = jobs.list(&ListParams::default()).await.unwrap();
+            let live = listed
                 .iter()
-                .any(|job| job.metadata.deletion_timestamp.is_none())
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+                .any(|job| job.metadata.deletion_timestamp.is_none());
+            (!live).then_some(())
         },
     )
     .await;
@@ -667,7 +619,6 @@ async fn prune_deletes_only_what_no_recent_release_references() {
         ],
         "release 1's file and manifest and the stray are gone; releases 2 and 3 keep theirs"
     );
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -692,7 +643,6 @@ async fn prune_refuses_when_a_kept_release_has_no_manifest() {
         stderr(&out)
     );
     assert_eq!(project.keys().await, before, "nothing deleted");
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -739,7 +689,6 @@ async fn a_build_bucket_prefix_is_copied_server_side_and_only_once() {
         "{}",
         stderr(&missing)
     );
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -803,7 +752,6 @@ async fn credentials_can_come_from_a_kubernetes_secret() {
         !String::from_utf8_lossy(&out.stdout).contains(secret) && !stderr(&out).contains(secret),
         "the secret never reaches the output"
     );
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -829,7 +777,6 @@ async fn thousands_of_files_are_listed_in_ranges_and_none_is_uploaded_twice() {
     assert_eq!(code(&again), 0, "{}", stderr(&again));
     assert_eq!(report(&again)["uploaded"], 0, "{}", report(&again));
     assert_eq!(report(&again)["skipped"], 2500, "{}", report(&again));
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -922,7 +869,6 @@ async fn a_deploy_publishes_the_images_directory_and_bad_image_input_changes_not
         .unwrap();
     assert_eq!(releases.len(), 1, "no release recorded for bad input");
     assert_eq!(project.keys().await.len(), 2, "nothing more uploaded");
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -984,7 +930,6 @@ async fn remembered_hashes_never_hide_a_change_even_with_the_same_size_and_mtime
         stderr(&fourth)
     );
     assert_eq!(get(&project.bucket, "static/b.js").await.body, b"two");
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -997,13 +942,9 @@ async fn ctrl_c_during_a_deploys_upload_aborts_it_stops_the_migration_and_unlock
     .await;
     let big = project.dir.join("build/huge.bin");
     std::fs::create_dir_all(big.parent().unwrap()).unwrap();
-    std::fs::write(&big, noise(11, 400 * 1024 * 1024)).unwrap();
-    let child = project
-        .command(&["deploy", "test", "1a2b3c4", "--output", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    std::fs::write(&big, noise(400 * 1024 * 1024, 11)).unwrap();
+    let child =
+        spawn_captured(&mut project.command(&["deploy", "test", "1a2b3c4", "--output", "json"]));
     wait_for_multipart_upload(&project.bucket).await;
     let out = interrupt(child);
     assert_eq!(code(&out), 130, "{}", stderr(&out));
@@ -1036,7 +977,6 @@ async fn ctrl_c_during_a_deploys_upload_aborts_it_stops_the_migration_and_unlock
         .await
         .unwrap();
     assert_eq!(releases[0].status.as_str(), "interrupted");
-    project.cleanup().await;
 }
 
 #[tokio::test]
@@ -1046,7 +986,7 @@ async fn one_refused_file_stops_the_push_and_aborts_the_uploads_in_flight() {
     project.tree(
         "build",
         &[
-            ("a-big.bin".to_string(), noise(12, 200 * 1024 * 1024)),
+            ("a-big.bin".to_string(), noise(200 * 1024 * 1024, 12)),
             (format!("{deep}file.txt"), b"x".to_vec()),
         ],
     );
@@ -1070,5 +1010,4 @@ async fn one_refused_file_stops_the_push_and_aborts_the_uploads_in_flight() {
             .any(|k| k.contains(".berth/manifests/")),
         "no manifest"
     );
-    project.cleanup().await;
 }

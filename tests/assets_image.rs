@@ -308,23 +308,25 @@ async fn push_with(image: &Pushed, vars: &[(&str, &std::ffi::OsStr)]) -> std::pr
 }
 
 /// The push of `image` was refused naming the registry and `source` of the credentials.
-fn assert_refused(output: &std::process::Output, image: &Pushed, source: &str, password: &str) {
-    let message = stderr(output);
-    assert_eq!(code(output), 2, "{message}");
+fn assert_registry_refused(
+    output: &std::process::Output,
+    image: &Pushed,
+    source: &str,
+    password: &str,
+) {
     let registry = image.repository.split('/').next().unwrap();
-    assert!(
-        message.contains(&format!(
-            "registry {registry} refused access to image {}",
-            image.reference()
-        )),
-        "{message}"
+    assert_refused(
+        output,
+        &[
+            &format!(
+                "registry {registry} refused access to image {}",
+                image.reference()
+            ),
+            source,
+            "BERTH_REGISTRY_USERNAME",
+        ],
     );
-    assert!(
-        message.contains(source),
-        "names the credentials' source: {message}"
-    );
-    assert!(message.contains("BERTH_REGISTRY_USERNAME"), "{message}");
-    assert!(!message.contains(password), "never the password");
+    assert!(!stderr(output).contains(password), "never the password");
 }
 
 #[tokio::test]
@@ -371,12 +373,12 @@ async fn basic_auth_credentials_come_from_the_environment_else_the_docker_config
         ],
     )
     .await;
-    assert_refused(
+    assert_registry_refused(
         &wrong_password,
         &image,
         "user docker from BERTH_REGISTRY_USERNAME",
         &registry.password,
     );
     let anonymous = push_with(&image, &[]).await;
-    assert_refused(&anonymous, &image, "anonymous", &registry.password);
+    assert_registry_refused(&anonymous, &image, "anonymous", &registry.password);
 }

@@ -20,12 +20,18 @@ use support::*;
 struct ChartApp {
     dir: PathBuf,
     namespace: String,
+    /// The namespace and the directory, deleted when dropped.
+    _cleanup: [Cleanup; 2],
 }
 
 impl ChartApp {
     fn new(prefix: &str, migration: bool) -> ChartApp {
         let namespace = unique_name(prefix);
         let dir = std::env::temp_dir().join(&namespace);
+        let cleanup = [
+            Cleanup::Namespace(namespace.clone()),
+            Cleanup::Dir(dir.clone()),
+        ];
         std::fs::create_dir_all(&dir).unwrap();
         let chart = repo_root().join("tests/fixtures/helm-create-chart");
         let config = format!(
@@ -50,7 +56,11 @@ environments:
             },
         );
         std::fs::write(dir.join("berth.yaml"), config).unwrap();
-        ChartApp { dir, namespace }
+        ChartApp {
+            dir,
+            namespace,
+            _cleanup: cleanup,
+        }
     }
 
     fn berth(&self, args: &[&str]) -> Output {
@@ -104,13 +114,11 @@ async fn a_chart_deploys_and_status_judges_it_by_its_pods() {
         line.contains("healthy") && line.contains("1a2b3c4"),
         "{line}"
     );
-    delete_namespace(&client, &app.namespace).await;
 }
 
 #[tokio::test]
 async fn a_chart_whose_image_never_pulls_fails_fast_naming_the_pod() {
     let app = ChartApp::new("chart-badbad", false);
-    let client = local_env().kube().await;
     app.deploy("1a2b3c4", 0);
     let report = app.deploy("badbad1", 1);
     assert_eq!(report["status"], "failed", "{report}");
@@ -129,20 +137,17 @@ async fn a_chart_whose_image_never_pulls_fails_fast_naming_the_pod() {
             .is_some_and(|p| p.starts_with("wb-web-")),
         "{report}"
     );
-    delete_namespace(&client, &app.namespace).await;
 }
 
 #[tokio::test]
 async fn a_chart_whose_pods_crash_fails_fast_naming_crash_loop_back_off() {
     let app = ChartApp::new("chart-deadbeef", false);
-    let client = local_env().kube().await;
     let report = app.deploy("deadbeef1", 1);
     assert_eq!(
         report["failure"]["workload"], "Deployment/wb-web",
         "{report}"
     );
     assert_eq!(report["failure"]["reason"], "CrashLoopBackOff", "{report}");
-    delete_namespace(&client, &app.namespace).await;
 }
 
 #[tokio::test]
@@ -161,7 +166,6 @@ async fn a_chart_whose_migration_fails_stops_before_any_workload_changes() {
         0,
         "no workload was applied"
     );
-    delete_namespace(&client, &app.namespace).await;
 }
 
 /// A selector that pins managed-by to another value would hide the pods from

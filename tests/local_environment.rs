@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use berth::cluster::pods::is_ready;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
@@ -42,13 +43,6 @@ fn job(name: &str, image: &str) -> serde_json::Value {
             }
         }
     })
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// Run a Deployment of `image` in `ns` and return one of its Ready pods.
@@ -93,6 +87,7 @@ async fn kube_rs_lists_the_ready_fake_nodes_of_a_real_apiserver() {
 async fn a_deployment_becomes_available_as_seen_by_a_watch() {
     let client = local_env().kube().await;
     let ns = namespace(&client, "smoke-deploy").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
     let created: Deployment = create(
         &client,
         &ns,
@@ -121,13 +116,13 @@ async fn a_deployment_becomes_available_as_seen_by_a_watch() {
     let status = done.status.unwrap();
     assert_eq!(status.available_replicas, Some(2));
     assert_eq!(status.updated_replicas, Some(2));
-    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
 async fn a_badbad_image_never_pulls() {
     let client = local_env().kube().await;
     let ns = namespace(&client, "smoke-badbad").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
     let _: Deployment = create(
         &client,
         &ns,
@@ -140,13 +135,13 @@ async fn a_badbad_image_never_pulls() {
     })
     .await;
     assert!(!is_ready(&pod));
-    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
 async fn a_deadbeef_image_crash_loops_with_rising_restarts() {
     let client = local_env().kube().await;
     let ns = namespace(&client, "smoke-deadbeef").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
     let _: Deployment = create(
         &client,
         &ns,
@@ -163,13 +158,13 @@ async fn a_deadbeef_image_crash_loops_with_rising_restarts() {
     )
     .await;
     assert!(!is_ready(&pod));
-    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
 async fn jobs_complete_and_a_fa11ed_job_fails() {
     let client = local_env().kube().await;
     let ns = namespace(&client, "smoke-job").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
     let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
     let _: Job = create(&client, &ns, job("ok", "registry.example/migrate:1a2b3c4")).await;
     let _: Job = create(&client, &ns, job("bad", "registry.example/migrate:fa11ed1")).await;
@@ -204,13 +199,13 @@ async fn jobs_complete_and_a_fa11ed_job_fails() {
             .all(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")),
         "the fa11ed pod ended Failed"
     );
-    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
 async fn exec_into_a_fake_pod_runs_a_local_command_with_its_exit_code() {
     let client = local_env().kube().await;
     let ns = namespace(&client, "smoke-exec").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
     let pod = ready_pod(&client, &ns, "shell").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut process = pods
@@ -241,13 +236,13 @@ async fn exec_into_a_fake_pod_runs_a_local_command_with_its_exit_code() {
         .and_then(|c| c.message);
     assert_eq!(status.status.as_deref(), Some("Failure"));
     assert_eq!(exit_code.as_deref(), Some("3"));
-    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
 async fn logs_of_a_fake_pod_come_through_the_apiserver() {
     let client = local_env().kube().await;
     let ns = namespace(&client, "smoke-logs").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
     let pod = ready_pod(&client, &ns, "chatty").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let logs = pods
@@ -255,7 +250,6 @@ async fn logs_of_a_fake_pod_come_through_the_apiserver() {
         .await
         .unwrap();
     assert!(logs.contains("fake container started"), "logs: {logs:?}");
-    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -263,6 +257,7 @@ async fn port_forward_to_a_pod_reaches_the_local_postgresql() {
     let env = local_env();
     let client = env.kube().await;
     let ns = namespace(&client, "smoke-portforward").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
     let pod = ready_pod(&client, &ns, "db-proxy").await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let mut forwarder = pods.portforward(&pod.name_any(), &[5432]).await.unwrap();
@@ -290,13 +285,13 @@ async fn port_forward_to_a_pod_reaches_the_local_postgresql() {
     );
     drop(db);
     forwarder.abort();
-    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
 async fn a_deleted_namespace_goes_away() {
     let client = local_env().kube().await;
     let ns = namespace(&client, "smoke-delete").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
     let _pod = ready_pod(&client, &ns, "doomed").await;
     delete_namespace(&client, &ns).await;
     let namespaces: Api<Namespace> = Api::all(client);
@@ -313,6 +308,7 @@ async fn a_deleted_namespace_goes_away() {
 async fn aws_sdk_s3_puts_and_gets_an_object_on_minio() {
     let s3 = local_env().s3().await;
     let bucket = unique_name("smoke");
+    let _cleanup = Cleanup::Bucket(bucket.clone());
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
     s3.put_object()
         .bucket(&bucket)
@@ -361,6 +357,7 @@ async fn the_registry_answers_the_v2_api() {
 async fn tokio_postgres_queries_a_database_of_the_tests_own() {
     let env = local_env();
     let url = env.database("smoke").await;
+    let _cleanup = Cleanup::Database(url.rsplit_once('/').unwrap().1.to_owned());
     let db = connect_postgres(&url).await;
     db.batch_execute(
         "CREATE TABLE workflows (id int PRIMARY KEY); INSERT INTO workflows VALUES (1), (2)",
@@ -379,6 +376,7 @@ async fn tokio_postgres_queries_a_database_of_the_tests_own() {
 fn helm_renders_a_chart() {
     let env = local_env();
     let chart = std::env::temp_dir().join(unique_name("berth-chart"));
+    let _cleanup = Cleanup::Dir(chart.clone());
     std::fs::create_dir_all(chart.join("templates")).unwrap();
     std::fs::write(
         chart.join("Chart.yaml"),
@@ -397,7 +395,6 @@ fn helm_renders_a_chart() {
         .args(["--set", "sha=1a2b3c4"])
         .output()
         .unwrap();
-    std::fs::remove_dir_all(&chart).unwrap();
     assert!(
         output.status.success(),
         "{}",

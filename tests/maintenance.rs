@@ -6,8 +6,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -16,100 +15,55 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
+use support::app::{Migration, TestApp};
 use support::*;
 
 const SERVER: &str = "berth-maintenance";
 const POD_LABEL: &str = "berth.dev/maintenance";
 const ORIGINAL: &str = "berth.dev/maintenance-original-selector";
+/// A deploy of 2b3c4d5 behind the maintenance page, reported as JSON.
+const DEPLOY_IN_MAINTENANCE: &[&str] = &[
+    "deploy",
+    "test",
+    "2b3c4d5",
+    "--maintenance",
+    "--output",
+    "json",
+];
 
-/// A throw-away copy of the example app: the staging overlay plus a second
-/// Service (two selector keys, a numeric target port), in a namespace of
-/// the test's own.
-struct App {
-    dir: PathBuf,
-    namespace: String,
-    base_config: String,
+/// A second Service of the example app: two selector keys, a numeric target port.
+const RENDERER_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: renderer}\nspec:\n  selector: {app: renderer, app.kubernetes.io/part-of: workbench}\n  ports: [{name: metrics, port: 9000, targetPort: 9000}]\n";
+
+/// The example app plus the renderer Service, in a namespace of the test's
+/// own. `migration`: keep the example's migration Job (else it is deleted,
+/// for speed).
+fn app(prefix: &str, migration: bool) -> TestApp {
+    let migration = if migration {
+        Migration::Kept
+    } else {
+        Migration::Deleted
+    };
+    TestApp::with_resources(
+        prefix,
+        migration,
+        &[("renderer-service.yaml", RENDERER_SERVICE)],
+    )
 }
 
-impl App {
-    /// `migration`: keep the example's migration Job (else it is deleted, for speed).
-    fn new(prefix: &str, migration: bool) -> App {
-        let namespace = unique_name(prefix);
-        let dir = std::env::temp_dir().join(&namespace);
-        let overlay = dir.join("overlay");
-        std::fs::create_dir_all(&overlay).unwrap();
-        let staging = repo_root().join("overlays/staging");
-        let mut kustomization = format!(
-            "resources: [{}, renderer-service.yaml]\n",
-            relative(&overlay, &staging).display()
-        );
-        if !migration {
-            kustomization.push_str(
-                "patches:\n  - patch: |-\n      $patch: delete\n      apiVersion: batch/v1\n      kind: Job\n      metadata: {name: migrate}\n",
-            );
-        }
-        std::fs::write(overlay.join("kustomization.yaml"), kustomization).unwrap();
-        std::fs::write(
-            overlay.join("renderer-service.yaml"),
-            "apiVersion: v1\nkind: Service\nmetadata: {name: renderer}\nspec:\n  selector: {app: renderer, app.kubernetes.io/part-of: workbench}\n  ports: [{name: metrics, port: 9000, targetPort: 9000}]\n",
-        )
-        .unwrap();
-        let base_config = example_config(&namespace, &overlay);
-        std::fs::write(dir.join("berth.yaml"), &base_config).unwrap();
-        App {
-            dir,
-            namespace,
-            base_config,
-        }
-    }
-
-    /// Rewrite berth.yaml with `keys` added to the environment (indented by 4).
-    fn configure(&self, keys: &str) {
-        std::fs::write(
-            self.dir.join("berth.yaml"),
-            format!("{}{keys}", self.base_config),
-        )
-        .unwrap();
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        berth_command(&self.dir.join("berth.yaml"), &repo_root(), args)
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
-    }
-
-    /// Run berth and require exit 0.
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.berth(args);
-        assert_eq!(code(&out), 0, "berth {args:?}: {}", stderr(&out));
-        out
-    }
-
-    /// Deploy the app at `sha` (exit 0) and add a Service berth does not manage.
-    async fn deployed(prefix: &str, migration: bool, client: &Client) -> App {
-        let app = App::new(prefix, migration);
-        app.ok(&["deploy", "test", "1a2b3c4"]);
-        create::<Service>(
-            client,
-            &app.namespace,
-            json!({
-                "metadata": { "name": "by-hand" },
-                "spec": { "selector": { "app": "legacy" }, "ports": [{ "port": 80 }] },
-            }),
-        )
-        .await;
-        app
-    }
-}
-
-/// `to` relative to the directory `from` (kustomize refuses absolute resource paths).
-fn relative(from: &Path, to: &Path) -> PathBuf {
-    let ups = from.components().count() - 1;
-    let mut path: PathBuf = std::iter::repeat_n("..", ups).collect();
-    path.push(to.strip_prefix("/").unwrap());
-    path
+/// The app deployed at 1a2b3c4, plus a Service berth does not manage.
+async fn deployed(prefix: &str, migration: bool, client: &Client) -> TestApp {
+    let app = app(prefix, migration);
+    app.ok(&["deploy", "test", "1a2b3c4"]);
+    create::<Service>(
+        client,
+        &app.namespace,
+        json!({
+            "metadata": { "name": "by-hand" },
+            "spec": { "selector": { "app": "legacy" }, "ports": [{ "port": 80 }] },
+        }),
+    )
+    .await;
+    app
 }
 
 /// Every Service's full selector and annotations, by name.
@@ -185,23 +139,22 @@ fn steps(output: &Output) -> Vec<String> {
 /// Wait until Service `name` selects the maintenance pods.
 async fn wait_until_switched(client: &Client, ns: &str, name: &str) {
     let services: Api<Service> = Api::namespaced(client.clone(), ns);
-    within(Duration::from_secs(60), "the Service to switch", async {
-        loop {
+    poll(
+        Duration::from_secs(60),
+        "the Service to switch",
+        async || {
             let service = services.get_opt(name).await.unwrap();
             let selector = service.and_then(|s| s.spec?.selector).unwrap_or_default();
-            if selector == maintenance_selector() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    })
+            (selector == maintenance_selector()).then_some(())
+        },
+    )
     .await;
 }
 
 #[tokio::test]
 async fn on_then_off_restores_every_selector_exactly() {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-on-off", false, &client).await;
+    let app = deployed("maint-on-off", false, &client).await;
     let ns = &app.namespace;
     let before = snapshot(&client, ns).await;
     assert_eq!(before.len(), 3, "{before:?}");
@@ -271,13 +224,12 @@ async fn on_then_off_restores_every_selector_exactly() {
     // off again: nothing to do
     app.ok(&["maintenance", "test", "off"]);
     assert_eq!(snapshot(&client, ns).await, before);
-    delete_namespace(&client, ns).await;
 }
 
 #[tokio::test]
 async fn off_restores_from_the_annotations_alone_whatever_a_crash_left() {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-crash", false, &client).await;
+    let app = deployed("maint-crash", false, &client).await;
     let ns = &app.namespace;
     let before = snapshot(&client, ns).await;
 
@@ -306,11 +258,11 @@ async fn off_restores_from_the_annotations_alone_whatever_a_crash_left() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    within(Duration::from_secs(60), "the maintenance server", async {
-        while deployments.get_opt(SERVER).await.unwrap().is_none() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    poll(
+        Duration::from_secs(60),
+        "the maintenance server",
+        async || deployments.get_opt(SERVER).await.unwrap(),
+    )
     .await;
     child.kill().unwrap(); // SIGKILL: nothing cleaned up, the lock left held
     child.wait().unwrap();
@@ -336,13 +288,12 @@ async fn off_restores_from_the_annotations_alone_whatever_a_crash_left() {
     assert_eq!(report(&status)["state"], "partial", "{}", report(&status));
     app.ok(&["maintenance", "test", "off"]);
     assert_eq!(snapshot(&client, ns).await, before);
-    delete_namespace(&client, ns).await;
 }
 
 #[tokio::test]
 async fn on_twice_keeps_the_original_selector_recorded() {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-twice", false, &client).await;
+    let app = deployed("maint-twice", false, &client).await;
     let ns = &app.namespace;
     let before = snapshot(&client, ns).await;
     app.ok(&["maintenance", "test", "on", "--message", "first"]);
@@ -377,13 +328,12 @@ async fn on_twice_keeps_the_original_selector_recorded() {
     assert!(page["index.html"].contains("<p>second</p>"));
     app.ok(&["maintenance", "test", "off"]);
     assert_eq!(snapshot(&client, ns).await, before);
-    delete_namespace(&client, ns).await;
 }
 
 #[tokio::test]
 async fn status_says_whether_maintenance_is_on_since_when_and_with_what_message() {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-status", false, &client).await;
+    let app = deployed("maint-status", false, &client).await;
     let status = |json: bool| {
         let args: &[&str] = if json {
             &["maintenance", "test", "status", "--output", "json"]
@@ -445,29 +395,16 @@ async fn status_says_whether_maintenance_is_on_since_when_and_with_what_message(
     assert_eq!(status(true)["state"], "off");
     let overall = String::from_utf8_lossy(&app.ok(&["status", "test"]).stdout).into_owned();
     assert!(overall.contains("maintenance: off"), "{overall}");
-    delete_namespace(&client, &app.namespace).await;
 }
 
 #[tokio::test]
 async fn a_deploy_with_maintenance_serves_the_page_from_before_the_migration_to_after_the_rollout()
 {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-deploy", true, &client).await;
+    let app = deployed("maint-deploy", true, &client).await;
     let ns = &app.namespace;
     let before = snapshot(&client, ns).await;
-    let child = app
-        .command(&[
-            "deploy",
-            "test",
-            "2b3c4d5",
-            "--maintenance",
-            "--output",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_captured(&mut app.command(DEPLOY_IN_MAINTENANCE));
     // berth switches the Services one after another: wait for every one.
     for name in before.keys().filter(|name| *name != "by-hand") {
         wait_until_switched(&client, ns, name).await;
@@ -494,13 +431,12 @@ async fn a_deploy_with_maintenance_serves_the_page_from_before_the_migration_to_
     assert_eq!(report(&out)["status"], "succeeded");
     assert_eq!(snapshot(&client, ns).await, before);
     assert!(!server_exists(&client, ns).await);
-    delete_namespace(&client, ns).await;
 }
 
 #[tokio::test]
 async fn a_failed_deploy_with_maintenance_still_turns_it_off() {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-deploy-fail", false, &client).await;
+    let app = deployed("maint-deploy-fail", false, &client).await;
     let ns = &app.namespace;
     let before = snapshot(&client, ns).await;
     let started = Instant::now();
@@ -523,28 +459,15 @@ async fn a_failed_deploy_with_maintenance_still_turns_it_off() {
     assert_eq!(report(&out)["status"], "failed");
     assert_eq!(snapshot(&client, ns).await, before);
     assert!(!server_exists(&client, ns).await);
-    delete_namespace(&client, ns).await;
 }
 
 #[tokio::test]
 async fn ctrl_c_during_a_deploy_with_maintenance_turns_it_off_and_exits_130() {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-deploy-int", true, &client).await;
+    let app = deployed("maint-deploy-int", true, &client).await;
     let ns = &app.namespace;
     let before = snapshot(&client, ns).await;
-    let child = app
-        .command(&[
-            "deploy",
-            "test",
-            "2b3c4d5",
-            "--maintenance",
-            "--output",
-            "json",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_captured(&mut app.command(DEPLOY_IN_MAINTENANCE));
     wait_until_switched(&client, ns, "frontend").await;
     let out = interrupt(child);
     assert_eq!(code(&out), 130, "{}", stderr(&out));
@@ -555,18 +478,17 @@ async fn ctrl_c_during_a_deploy_with_maintenance_turns_it_off_and_exits_130() {
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), ns);
     assert!(leases.get_opt("berth-deploy-lock").await.unwrap().is_none());
-    delete_namespace(&client, ns).await;
 }
 
 #[tokio::test]
 async fn a_deploy_while_maintenance_is_on_keeps_it_on_and_prune_spares_the_server() {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-hold", false, &client).await;
+    let app = deployed("maint-hold", false, &client).await;
     let ns = &app.namespace;
     let before = snapshot(&client, ns).await;
     app.ok(&["maintenance", "test", "on"]);
     // the release changes frontend's selector
-    let overlay = app.dir.join("overlay");
+    let overlay = app.overlay();
     let kustomization = std::fs::read_to_string(overlay.join("kustomization.yaml")).unwrap();
     std::fs::write(
         overlay.join("kustomization.yaml"),
@@ -623,13 +545,12 @@ async fn a_deploy_while_maintenance_is_on_keeps_it_on_and_prune_spares_the_serve
     assert_eq!(after["by-hand"], before["by-hand"]);
     assert!(after["frontend"].1.is_empty());
     assert!(!server_exists(&client, ns).await);
-    delete_namespace(&client, ns).await;
 }
 
 #[tokio::test]
 async fn bad_input_exits_2_and_changes_nothing() {
     let client = local_env().kube().await;
-    let app = App::new("maint-bad-input", false);
+    let app = app("maint-bad-input", false);
 
     let unknown = app.berth(&["maintenance", "nowhere", "on"]);
     assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
@@ -677,13 +598,12 @@ async fn bad_input_exits_2_and_changes_nothing() {
     }
     assert_eq!(snapshot(&client, ns).await, before, "no Service changed");
     assert!(!server_exists(&client, ns).await, "no server was started");
-    delete_namespace(&client, ns).await;
 }
 
 #[tokio::test]
 async fn a_maintenance_server_that_cannot_start_fails_fast_and_switches_nothing() {
     let client = local_env().kube().await;
-    let app = App::deployed("maint-badbad", false, &client).await;
+    let app = deployed("maint-badbad", false, &client).await;
     let ns = &app.namespace;
     let before = snapshot(&client, ns).await;
     app.configure("    maintenance: { image: \"127.0.0.1:25000/nginx:badbad1\" }\n");
@@ -701,5 +621,4 @@ async fn a_maintenance_server_that_cannot_start_fails_fast_and_switches_nothing(
     assert_eq!(snapshot(&client, ns).await, before, "no Service switched");
     app.ok(&["maintenance", "test", "off"]);
     assert!(!server_exists(&client, ns).await);
-    delete_namespace(&client, ns).await;
 }

@@ -43,11 +43,13 @@ impl Database {
 
 /// A namespace with a Ready Deployment `db`, the Secret `pg` of libpq
 /// settings, and a berth.yaml whose `test` environment points at them.
+/// Dropping it deletes the namespace, the database and the directory.
 struct Ops {
     client: Client,
     namespace: String,
     dir: PathBuf,
     database: Database,
+    _cleanup: [Cleanup; 3],
 }
 
 impl Ops {
@@ -64,6 +66,11 @@ impl Ops {
         let namespace = namespace(&client, prefix).await;
         let database = Database::new().await;
         let dir = std::env::temp_dir().join(&namespace);
+        let cleanup = [
+            Cleanup::Namespace(namespace.clone()),
+            Cleanup::Database(database.name.clone()),
+            Cleanup::Dir(dir.clone()),
+        ];
         std::fs::create_dir_all(dir.join("tasks")).unwrap();
         std::fs::write(
             dir.join("tasks/greet.txt"),
@@ -103,6 +110,7 @@ impl Ops {
             namespace,
             dir,
             database,
+            _cleanup: cleanup,
         };
         ops.deployment("db", "1a2b3c4").await;
         ops
@@ -138,7 +146,7 @@ impl Ops {
                 &format!("app={name}"),
                 Duration::from_secs(60),
                 "a Ready pod",
-                is_ready,
+                berth::cluster::pods::is_ready,
             )
             .await;
         }
@@ -194,13 +202,6 @@ impl Ops {
             .filter_map(|pod| pod.metadata.name)
             .collect()
     }
-}
-
-fn is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 fn stdout(output: &Output) -> String {
@@ -338,28 +339,19 @@ async fn psql_under_a_terminal_gets_a_tty_and_echoes_no_settings() {
         }
     });
     let seen = |text: &str| String::from_utf8_lossy(&collected.lock().unwrap()).contains(text);
-    within(Duration::from_secs(30), "psql's prompt", async {
-        while !seen("=#") && !seen("=>") {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    poll(Duration::from_secs(30), "psql's prompt", async || {
+        (seen("=#") || seen("=>")).then_some(())
     })
     .await;
     writer.write_all(b"select 40 + 2 as answer, pg_catalog.current_setting('application_name') is not null;\r").unwrap();
-    within(Duration::from_secs(30), "the answer", async {
-        while !seen("42") {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    poll(Duration::from_secs(30), "the answer", async || {
+        seen("42").then_some(())
     })
     .await;
     // psql on a TTY reads a Ctrl-D on an empty line as the end.
     writer.write_all(b"\\q\r").unwrap();
-    let status = within(Duration::from_secs(30), "berth to exit", async {
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let status = poll(Duration::from_secs(30), "berth to exit", async || {
+        child.try_wait().unwrap()
     })
     .await;
     assert_eq!(status.code(), Some(0));
@@ -444,15 +436,6 @@ async fn tasks_read_their_arguments_from_a_file() {
     assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
     assert_eq!(stdout(&output), "importing loadurl pastecsv filter\n");
     assert!(ops.run_pods().await.is_empty(), "the task's pod is deleted");
-}
-
-/// Assert exit 2 and that stderr mentions every one of `parts`.
-fn assert_refused(output: &Output, parts: &[&str]) {
-    let text = stderr(output);
-    assert_eq!(code(output), 2, "{text}");
-    for part in parts {
-        assert!(text.contains(part), "expected {part:?} in:\n{text}");
-    }
 }
 
 #[tokio::test]

@@ -18,18 +18,25 @@ use support::*;
 
 /// The example app with `staging` and `production`, each in a namespace of
 /// this test's own, deploying the repo's staging overlay (copied, so a test
-/// may change it), and GitHub checks read from `github`.
+/// may change it), and GitHub checks read from `github`. Dropping it
+/// deletes both namespaces and the directory.
 struct App {
     dir: PathBuf,
     staging: String,
     production: String,
     github: FakeGitHub,
+    _cleanup: [Cleanup; 3],
 }
 
 impl App {
     fn new(prefix: &str, scenario: &Value) -> App {
         let name = unique_name(prefix);
         let dir = std::env::temp_dir().join(&name);
+        let cleanup = [
+            Cleanup::Namespace(format!("{name}-staging")),
+            Cleanup::Namespace(format!("{name}-production")),
+            Cleanup::Dir(dir.clone()),
+        ];
         std::fs::create_dir_all(&dir).unwrap();
         let overlay = dir.join("overlay");
         copy_dir(&repo_root().join("overlays"), &overlay);
@@ -62,6 +69,7 @@ environments:
             production: format!("{name}-production"),
             dir,
             github: FakeGitHub::start(scenario),
+            _cleanup: cleanup,
         }
     }
 
@@ -131,16 +139,6 @@ fn history(app: &App, env: &str) -> Vec<Value> {
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
         .filter(|event| event["event"] == "release")
         .collect()
-}
-
-async fn cleanup(app: &App) {
-    let client = local_env().kube().await;
-    for ns in [&app.staging, &app.production] {
-        let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-        if namespaces.get_opt(ns).await.unwrap().is_some() {
-            delete_namespace(&client, ns).await;
-        }
-    }
 }
 
 #[tokio::test]
@@ -287,7 +285,6 @@ async fn staging_gets_the_newest_green_commit_with_images_then_production_then_r
         production[1]["promoted_from"]["release"], 3,
         "staging: 1, 2 (--force), 3"
     );
-    cleanup(&app).await;
 }
 
 #[tokio::test]
@@ -344,7 +341,6 @@ async fn the_commit_list_and_check_runs_are_read_past_the_first_page() {
     );
     let chosen_runs = format!("/commits/{chosen}/check-runs");
     assert_eq!(pages(&chosen_runs), ["1", "2"], "both pages of check runs");
-    cleanup(&app).await;
 }
 
 #[tokio::test]
@@ -472,7 +468,6 @@ async fn promotion_is_refused_when_staging_failed_drifted_or_is_too_young() {
             .items
             .is_empty()
     );
-    cleanup(&app).await;
 }
 
 #[tokio::test]
@@ -509,5 +504,4 @@ async fn rollback_re_applies_the_recorded_release_after_the_overlay_changed() {
     assert_eq!(code(&output), 2, "{}", stderr(&output));
     assert!(stderr(&output).contains("no release 99"));
     assert_eq!(history(&app, "staging").len(), 3);
-    cleanup(&app).await;
 }

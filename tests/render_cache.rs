@@ -23,6 +23,8 @@ struct Fixture {
     database: String,
     bucket: String,
     client: Client,
+    /// The namespace, database, bucket and directory, removed when dropped.
+    _cleanup: [Cleanup; 4],
 }
 
 impl Fixture {
@@ -32,6 +34,14 @@ impl Fixture {
         let namespace = namespace(&client, prefix).await;
         let url = env.database(prefix).await;
         let database = url.rsplit_once('/').unwrap().1.to_string();
+        let bucket = unique_name("rc").to_lowercase();
+        let dir = std::env::temp_dir().join(&namespace);
+        let cleanup = [
+            Cleanup::Namespace(namespace.clone()),
+            Cleanup::Database(database.clone()),
+            Cleanup::Bucket(bucket.clone()),
+            Cleanup::Dir(dir.clone()),
+        ];
         let db = connect_postgres(&url).await;
         db.batch_execute(
             "CREATE TABLE workflow (id serial PRIMARY KEY, name text NOT NULL);
@@ -68,7 +78,6 @@ impl Fixture {
                 .unwrap();
             }
         }
-        let bucket = unique_name("rc").to_lowercase();
         let s3 = env.s3().await;
         s3.create_bucket().bucket(&bucket).send().await.unwrap();
         let mut keys = Vec::new();
@@ -120,15 +129,9 @@ impl Fixture {
             "app=frontend",
             Duration::from_secs(60),
             "a Ready frontend pod",
-            |pod| {
-                pod.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            },
+            berth::cluster::pods::is_ready,
         )
         .await;
-        let dir = std::env::temp_dir().join(&namespace);
         std::fs::create_dir_all(dir.join("overlay")).unwrap();
         std::fs::write(dir.join("overlay/kustomization.yaml"), "resources: []\n").unwrap();
         std::fs::write(
@@ -166,6 +169,7 @@ render_cache:
             database: url,
             bucket,
             client,
+            _cleanup: cleanup,
         }
     }
 
@@ -186,6 +190,19 @@ render_cache:
         .get(0)
     }
 
+    /// The last workflow the checkpoint says is done, once there is one.
+    async fn done_through(&self) -> Option<i64> {
+        let configmaps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(self.client.clone(), &self.namespace);
+        let map = configmaps
+            .get_opt("berth-clear-render-cache")
+            .await
+            .unwrap()?;
+        let text = map.data?.remove("checkpoint.json")?;
+        let checkpoint: serde_json::Value = serde_json::from_str(&text).unwrap();
+        checkpoint["done_through"].as_i64()
+    }
+
     async fn keys(&self) -> Vec<String> {
         let s3 = local_env().s3().await;
         let listed = s3
@@ -201,10 +218,6 @@ render_cache:
             .collect();
         keys.sort();
         keys
-    }
-
-    async fn cleanup(self) {
-        delete_namespace(&self.client, &self.namespace).await;
     }
 }
 
@@ -232,29 +245,51 @@ async fn a_busy_workflow_is_skipped_then_cleared_and_nothing_else_is_touched() {
         "a dry run changes nothing"
     );
 
-    // Another session holds workflow 5's row lock for 3 seconds.
+    // Another session holds workflow 5's row lock until berth has waited
+    // for it and given up (its lock_timeout): only then is it let go, so the
+    // first try finds it busy and a retry clears it, however slow the start.
     let holder = connect_postgres(&fixture.database).await;
     holder
         .batch_execute("BEGIN; SELECT id FROM workflow WHERE id = 5 FOR UPDATE")
         .await
         .unwrap();
-    let release = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        holder.batch_execute("COMMIT").await.unwrap();
-    });
-    let mut command = fixture.command(&[
+    let holder_pid: i32 = holder
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let child = spawn_captured(&mut fixture.command(&[
         "clear-render-cache",
         "test",
         "--rate",
         "50",
         "--output",
         "json",
-    ]);
-    // Run berth off the runtime, so the lock holder's task can commit meanwhile.
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+    ]));
+    let watcher = connect_postgres(&fixture.database).await;
+    let waiters = async || -> i64 {
+        watcher
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+                &[&holder_pid],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    let limit = Duration::from_secs(120);
+    poll(limit, "berth to wait for workflow 5's lock", async || {
+        (waiters().await > 0).then_some(())
+    })
+    .await;
+    poll(limit, "berth's lock_timeout on workflow 5", async || {
+        (waiters().await == 0).then_some(())
+    })
+    .await;
+    holder.batch_execute("COMMIT").await.unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
         .await
         .unwrap();
-    release.await.unwrap();
     assert_eq!(
         code(&output),
         0,
@@ -280,26 +315,32 @@ async fn a_busy_workflow_is_skipped_then_cleared_and_nothing_else_is_touched() {
         .unwrap()
         .get(0);
     assert_eq!(slugs, WORKFLOWS * STEPS_PER_WORKFLOW, "no row is deleted");
-    fixture.cleanup().await;
 }
 
 #[tokio::test]
 async fn a_run_killed_mid_way_resumes_from_its_checkpoint() {
     let fixture = Fixture::new("rc-resume").await;
+    // At 2 workflows a second the run takes 12 s; its first checkpoint
+    // comes after 2 s.
     let mut child = fixture
-        .command(&["clear-render-cache", "test", "--rate", "4"])
+        .command(&["clear-render-cache", "test", "--rate", "2"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Let it clear some, and checkpoint at least once, then kill it hard.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Once it has checkpointed some progress, kill it hard.
+    let done_through = poll(
+        Duration::from_secs(120),
+        "a checkpoint with some progress",
+        async || fixture.done_through().await,
+    )
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     let left = fixture.cached_steps().await;
     assert!(
-        left > 0 && left < WORKFLOWS * STEPS_PER_WORKFLOW,
-        "killed mid-way: {left} cached steps left"
+        left > 0 && left <= (WORKFLOWS - done_through) * STEPS_PER_WORKFLOW,
+        "killed mid-way after workflow {done_through}: {left} cached steps left"
     );
 
     let output = fixture
@@ -333,7 +374,6 @@ async fn a_run_killed_mid_way_resumes_from_its_checkpoint() {
             .is_none(),
         "a finished run leaves no checkpoint"
     );
-    fixture.cleanup().await;
 }
 
 #[tokio::test]
@@ -346,28 +386,27 @@ async fn bad_input_is_exit_2() {
     assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
     let config = fixture.dir.join("berth.yaml");
     let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace("secret: db-credentials", "secret: no-such-secret"),
-    )
-    .unwrap();
-    let missing = fixture
-        .command(&["clear-render-cache", "test"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&missing), 2, "{}", stderr(&missing));
-    assert!(stderr(&missing).contains("no-such-secret"));
-    std::fs::write(
-        &config,
-        text.replace("workload: frontend", "workload: nothing-here"),
-    )
-    .unwrap();
-    let no_workload = fixture
-        .command(&["clear-render-cache", "test"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&no_workload), 2, "{}", stderr(&no_workload));
-    assert!(stderr(&no_workload).contains("nothing-here"));
+    // berth.yaml with `from` replaced by `to`: refused, its stderr.
+    let refused = |from: &str, to: &str| {
+        std::fs::write(&config, text.replace(from, to)).unwrap();
+        let out = fixture
+            .command(&["clear-render-cache", "test"])
+            .output()
+            .unwrap();
+        assert_eq!(code(&out), 2, "{}", stderr(&out));
+        stderr(&out)
+    };
+    let missing = refused("secret: db-credentials", "secret: no-such-secret");
+    assert!(missing.contains("no-such-secret"), "{missing}");
+    let no_workload = refused("workload: frontend", "workload: nothing-here");
+    assert!(no_workload.contains("nothing-here"), "{no_workload}");
+    // a bucket that does not exist: the fix named is the render cache's key
+    let no_bucket = refused(&format!("test: {}", fixture.bucket), "test: no-such-bucket");
+    assert!(
+        no_bucket.contains("bucket no-such-bucket does not exist")
+            && no_bucket.contains("`render_cache.buckets`")
+            && !no_bucket.contains("assets."),
+        "{no_bucket}"
+    );
     assert_eq!(fixture.cached_steps().await, WORKFLOWS * STEPS_PER_WORKFLOW);
-    fixture.cleanup().await;
 }

@@ -5,7 +5,7 @@ use anyhow::Context;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::{Deserialize, Serialize};
 
-use super::store::Store;
+use crate::s3::Store;
 
 /// The directory below the prefix where berth keeps manifests; asset trees may not use it.
 pub const RESERVED: &str = ".berth/";

@@ -8,10 +8,10 @@ use anyhow::Context;
 use tempfile::TempDir;
 
 use super::hash_cache::Stamp;
-use super::store::Store;
 use super::tree;
 use crate::config::AssetSource;
 use crate::error::input_error;
+use crate::s3::Store;
 
 /// Where one file's content is.
 #[derive(Debug, Clone)]

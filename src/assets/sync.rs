@@ -21,12 +21,13 @@ use super::content;
 use super::hash_cache::{HashCache, Stamp};
 use super::manifest::{self, Entry, Manifest};
 use super::source::{self, Origin, Resolved, SourceFile};
-use super::store::{Listed, Store};
 use super::tree::Digest;
 use super::upload::{Body, Object, Transfer};
+use crate::cluster::release::AssetsRecord;
 use crate::config::{AssetSource, Assets};
 use crate::error::Cancelled;
 use crate::output::Output;
+use crate::s3::{Listed, Store};
 
 /// The largest file berth precompresses (in memory).
 const PRECOMPRESS_LIMIT: u64 = 16 * 1024 * 1024;
@@ -49,6 +50,18 @@ pub struct PushReport {
     pub manifest: String,
     /// Seconds from start to end.
     pub duration_s: f64,
+}
+
+impl From<&PushReport> for AssetsRecord {
+    fn from(report: &PushReport) -> Self {
+        AssetsRecord {
+            uploaded: report.uploaded,
+            skipped: report.skipped,
+            bytes_uploaded: report.bytes_uploaded,
+            manifest: report.manifest.clone(),
+            duration_s: report.duration_s,
+        }
+    }
 }
 
 /// A source resolved and a bucket checked: ready to upload, nothing written yet.

@@ -17,9 +17,9 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::store::Store;
 use super::tree::{Digest, PART_SIZE};
 use crate::error::Cancelled;
+use crate::s3::Store;
 
 /// Where an object's content comes from.
 #[derive(Debug, Clone)]

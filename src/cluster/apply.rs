@@ -196,13 +196,11 @@ pub async fn prune(
             if kept.contains(&(kind.resource.kind.clone(), name.clone())) {
                 continue;
             }
-            match api.delete(&name, &DeleteParams::background()).await {
-                Ok(_) => deleted.push(format!("{}/{name}", kind.resource.kind)),
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    return Err(e)
-                        .with_context(|| format!("pruning {}/{name}", kind.resource.kind));
-                }
+            let existed = super::delete_if_present(&api, &name, &DeleteParams::background())
+                .await
+                .with_context(|| format!("pruning {}/{name}", kind.resource.kind))?;
+            if existed {
+                deleted.push(format!("{}/{name}", kind.resource.kind));
             }
         }
     }

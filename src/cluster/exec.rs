@@ -30,7 +30,7 @@ pub struct Session<'a> {
     pub command: Vec<String>,
     /// Lines written to the command's standard input before the user's,
     /// once it printed [`READY_MARKER`]: settings that must not appear in
-    /// the command line (see `crate::psql`). Never printed or logged.
+    /// the command line (see `berth psql`, src/commands/psql.rs). Never printed or logged.
     pub settings: Option<String>,
     /// A remote TTY, with the local terminal in raw mode; else plain pipes.
     pub tty: bool,

@@ -188,7 +188,10 @@ async fn write_lease<E>(
         };
         match written {
             Ok(_) => return Ok(Ok(())),
-            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            // Someone else created or replaced it first: read it again.
+            Err(kube::Error::Api(status)) if status.is_conflict() || status.is_already_exists() => {
+                continue;
+            }
             Err(e) => return Err(e).context("writing the deploy lock"),
         }
     }
@@ -263,7 +266,7 @@ async fn delete_exactly(api: &Api<Lease>, lease: &Lease) -> anyhow::Result<()> {
     };
     match api.delete(LEASE_NAME, &params).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => Ok(()),
         Err(e) => Err(e).context("releasing the deploy lock"),
     }
 }

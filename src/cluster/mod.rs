@@ -13,6 +13,12 @@ pub mod release;
 pub mod run_pod;
 pub mod watched;
 
+use std::fmt::Debug;
+
+use kube::Api;
+use kube::api::DeleteParams;
+use serde::de::DeserializeOwned;
+
 /// The field manager of every server-side apply berth makes.
 pub const FIELD_MANAGER: &str = "berth";
 /// Label on every object berth applies.
@@ -39,4 +45,21 @@ pub fn environment_selector(app: &str, env: &str) -> String {
 /// its workload's own ReplicaSets and pods from these by owner uid.
 pub fn pods_selector() -> String {
     format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)
+}
+
+/// Delete `name` through `api`; an object already gone is no error. Whether
+/// it was there.
+pub async fn delete_if_present<K>(
+    api: &Api<K>,
+    name: &str,
+    params: &DeleteParams,
+) -> kube::Result<bool>
+where
+    K: kube::Resource + Clone + DeserializeOwned + Debug,
+{
+    match api.delete(name, params).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(error) => Err(error),
+    }
 }

@@ -101,18 +101,6 @@ pub struct AssetsRecord {
     pub duration_s: f64,
 }
 
-impl From<&crate::assets::sync::PushReport> for AssetsRecord {
-    fn from(report: &crate::assets::sync::PushReport) -> Self {
-        AssetsRecord {
-            uploaded: report.uploaded,
-            skipped: report.skipped,
-            bytes_uploaded: report.bytes_uploaded,
-            manifest: report.manifest.clone(),
-            duration_s: report.duration_s,
-        }
-    }
-}
-
 /// Why a release failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailureRecord {
@@ -376,13 +364,12 @@ pub async fn prune(
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let mut deleted = Vec::new();
     for old in releases.iter().skip(keep) {
-        match api
-            .delete(&secret_name(old.number), &DeleteParams::default())
-            .await
-        {
-            Ok(_) => deleted.push(old.number),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e).context("pruning old release records"),
+        let existed =
+            super::delete_if_present(&api, &secret_name(old.number), &DeleteParams::default())
+                .await
+                .context("pruning old release records")?;
+        if existed {
+            deleted.push(old.number);
         }
     }
     Ok(deleted)

@@ -1,6 +1,6 @@
-//! One-off pods for `berth run` and pod tasks: built from a workload's pod
-//! template, kept alive by `sleep` while the command runs in them through
-//! exec, then deleted.
+//! One-off pods for `berth run` and pod tasks ([`OneOff`]): built from a
+//! workload's pod template, kept alive by `sleep` while the command runs in
+//! them through exec, then deleted.
 //!
 //! exec rather than the pod's own command: the output streams and the exit
 //! code comes back the same way on every kubelet (kwok's fake pods never run
@@ -14,14 +14,19 @@ use anyhow::Context;
 use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
 use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
 
-use super::MANAGED_BY;
+use super::exec::{self, Session};
+use super::{MANAGED_BY, instance, pods};
+use crate::config::{Environment, RunSettings};
 use crate::error::BerthError;
+use crate::interrupt::Interrupts;
+use crate::output::Output;
 use crate::rollout::Thresholds;
 use crate::rollout::pod::doom;
+use crate::terminal;
 
 /// Label on one-off pods: the instance (`<app>-<env>`) they run for. Not
 /// one of the app's own labels, so no Service or ReplicaSet selects them.
@@ -147,13 +152,110 @@ fn running(pod: &Pod, container: &str) -> bool {
 
 /// Delete the pod now (its `sleep` ignores SIGTERM, so no grace period).
 pub async fn delete(pods: &Api<Pod>, name: &str) -> anyhow::Result<()> {
-    match pods
-        .delete(name, &DeleteParams::default().grace_period(0))
+    super::delete_if_present(pods, name, &DeleteParams::default().grace_period(0))
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
-        Err(error) => Err(error).with_context(|| format!("deleting pod {name}")),
+        .with_context(|| format!("deleting pod {name}"))?;
+    Ok(())
+}
+
+/// Where and how one-off pods of an environment run.
+pub struct OneOff {
+    /// The environment's pods.
+    pub pods: Api<Pod>,
+    /// `<app>-<env>`, the start of pod names and the run label's value.
+    pub instance: String,
+    /// The setting that chose the workload, for messages.
+    pub key: String,
+    /// When a pod that cannot be scheduled counts as failed.
+    pub thresholds: Thresholds,
+}
+
+impl OneOff {
+    /// One-off pods of the environment `env_name` of `app`, from the
+    /// workload the setting `key` names.
+    pub fn new(
+        client: &Client,
+        app: &str,
+        env_name: &str,
+        env: &Environment,
+        key: String,
+    ) -> OneOff {
+        OneOff {
+            pods: pods::api(client, &env.namespace),
+            instance: instance(app, env_name),
+            key,
+            thresholds: Thresholds::from(&env.rollout),
+        }
+    }
+
+    /// Start a pod from `template`, run `command` in it within `timeout`,
+    /// delete the pod unless `keep`; the command's exit code. berth's own
+    /// lines go to `out`.
+    pub async fn run(
+        &self,
+        settings: &RunSettings,
+        template: Option<PodTemplateSpec>,
+        command: Vec<String>,
+        timeout: Duration,
+        keep: bool,
+        out: &Output,
+    ) -> anyhow::Result<i32> {
+        let template = template.unwrap_or_default();
+        let spec = template.spec.clone().unwrap_or_default();
+        let container = pods::container(&spec, settings.container.as_deref(), &self.key)?;
+        let name = pod_name(&self.instance);
+        // The pod outlives the timeout a little, so the command's own end is seen first.
+        let lifetime = timeout.saturating_add(Duration::from_secs(60));
+        let pod = build(
+            &template,
+            &name,
+            &self.instance,
+            &settings.workload,
+            &container,
+            lifetime,
+        )?;
+        let image = spec
+            .containers
+            .iter()
+            .find(|c| c.name == container)
+            .and_then(|c| c.image.clone())
+            .unwrap_or_default();
+        out.info(&format!(
+            "starting pod {name} ({image}, from {})",
+            settings.workload
+        ));
+        let mut interrupts = Interrupts::listen()?;
+        let work = async {
+            start(&self.pods, &pod, &container, self.thresholds).await?;
+            let session = Session {
+                pod: &name,
+                container: Some(&container),
+                command,
+                settings: None,
+                tty: terminal::is_interactive(),
+            };
+            exec::run(&self.pods, session).await
+        };
+        let result = tokio::select! {
+            result = tokio::time::timeout(timeout, work) => result.unwrap_or_else(|_| {
+                Err(BerthError::TimedOut(format!(
+                    "pod {name}: the command did not finish within {}s (--timeout)",
+                    timeout.as_secs()
+                ))
+                .into())
+            }),
+            () = interrupts.recv() => Err(BerthError::Interrupted.into()),
+        };
+        if keep {
+            out.info(&format!(
+                "kept pod {name}; `kubectl -n {ns} exec -it {name} -- sh` to look inside, \
+                 `kubectl -n {ns} delete pod {name}` when done",
+                ns = self.pods.namespace().unwrap_or_default()
+            ));
+        } else if let Err(error) = delete(&self.pods, &name).await {
+            out.warn(&format!("{error:#}; delete pod {name} by hand"));
+        }
+        result
     }
 }
 

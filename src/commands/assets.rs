@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::assets::manifest;
-use crate::assets::store::{self, Store};
+use crate::assets::store;
 use crate::assets::sync::{self, PushReport};
 use crate::cli::{AssetsArgs, AssetsCommand, AssetsPruneArgs, AssetsPushArgs, GlobalArgs};
 use crate::cluster::client;
@@ -20,6 +20,7 @@ use crate::config::{self, AssetSource, Assets, Config, Environment};
 use crate::error::{BerthError, Cancelled, input_error};
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::output::Output;
+use crate::s3::Store;
 
 /// Run `assets push` or `assets prune`.
 pub async fn run(global: &GlobalArgs, args: &AssetsArgs, out: Arc<Output>) -> anyhow::Result<()> {

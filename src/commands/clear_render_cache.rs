@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::Timestamp;
 use serde::Serialize;
 
-use crate::assets::store::{self, Store};
 use crate::cli::{ClearRenderCacheArgs, GlobalArgs};
 use crate::cluster::{client, database};
 use crate::config::{Config, RenderCache};
@@ -16,7 +15,13 @@ use crate::error::{BerthError, input_error};
 use crate::interrupt::Interrupts;
 use crate::output::Output;
 use crate::render_cache::{self, Checkpoint, Outcome, Statements};
+use crate::s3::{self, Settings, Store};
 
+/// Where berth.yaml sets the render cache's store up.
+const SETTINGS: Settings = Settings {
+    block: "render_cache",
+    bucket_key: "render_cache.buckets",
+};
 /// How often the checkpoint is written during a run.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// How many times a busy workflow is tried again after the first pass; the
@@ -58,7 +63,7 @@ pub async fn run(
     let kube = client::connect(env.context.as_deref()).await?;
     let credentials = match &cache.credentials_secret {
         Some(secret) => Some(
-            store::secret_credentials(
+            s3::secret_credentials(
                 &kube,
                 &env.namespace,
                 secret,
@@ -69,6 +74,7 @@ pub async fn run(
         None => None,
     };
     let store = Store::connect(
+        SETTINGS,
         cache.endpoint.as_deref(),
         cache.region.as_deref(),
         bucket,

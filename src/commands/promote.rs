@@ -16,9 +16,10 @@ use crate::cluster::{client, environment_selector};
 use crate::commands::deploy;
 use crate::config::{Config, short_sha as short};
 use crate::error::{BerthError, input_error};
+use crate::image_ref::repository;
 use crate::output::Output;
 use crate::pipeline::{DeploySettings, Request, Source};
-use crate::render::{Pins, repository};
+use crate::render::Pins;
 use crate::rollout::{Thresholds, Verdict};
 
 /// Promote what `from` runs to `to`.

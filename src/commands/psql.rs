@@ -54,17 +54,7 @@ pub async fn run(global: &GlobalArgs, args: &PsqlArgs, out: &Output) -> anyhow::
         tty,
     };
     let code = exec::run(&pods::api(&client, ns), session).await?;
-    exited(code)
-}
-
-/// Ok for exit 0, else [`BerthError::Exited`] with the code (1 when it does
-/// not fit an exit code).
-pub(super) fn exited(code: i32) -> anyhow::Result<()> {
-    match u8::try_from(code) {
-        Ok(0) => Ok(()),
-        Ok(code) => Err(BerthError::Exited(code).into()),
-        Err(_) => Err(BerthError::Exited(1).into()),
-    }
+    Ok(BerthError::from_exit(code)?)
 }
 
 /// The error for an environment without a `database:` block.
@@ -227,12 +217,5 @@ mod tests {
                 .unwrap_err()
                 .contains("no libpq key")
         );
-    }
-
-    #[test]
-    fn exit_codes_pass_through() {
-        assert!(exited(0).is_ok());
-        assert_eq!(crate::error::exit_code_number(&exited(3).unwrap_err()), 3);
-        assert_eq!(crate::error::exit_code_number(&exited(-1).unwrap_err()), 1);
     }
 }

@@ -13,9 +13,9 @@ use crate::cluster::lock::{self, LockState};
 use crate::cluster::release;
 use crate::cluster::{client, environment_selector};
 use crate::config::{self, Config, Environment};
+use crate::image_ref::{repository, tag};
 use crate::maintenance::{Scope, Status};
 use crate::output::{Mode, Output};
-use crate::render::{repository, tag};
 use crate::rollout::{Thresholds, Verdict};
 use crate::stdout;
 

@@ -8,14 +8,12 @@ use serde_json::json;
 
 use crate::cli::GlobalArgs;
 use crate::cluster::exec::{self, Session};
-use crate::cluster::{client, instance, pods};
+use crate::cluster::run_pod::OneOff;
+use crate::cluster::{client, pods};
 use crate::config::{Config, TaskTarget};
 use crate::error::{BerthError, input_error};
 use crate::output::Output;
-use crate::rollout::Thresholds;
 use crate::terminal;
-
-use super::run::OneOff;
 
 /// Run the task `name` in the environment `env_name`.
 pub async fn run(
@@ -66,12 +64,13 @@ pub async fn run(
         }
         TaskTarget::Pod => {
             let settings = env.run_settings(env_name)?;
-            let one_off = OneOff {
-                pods: pods::api(&client, ns),
-                instance: instance(&config.app, env_name),
-                key: format!("environments.{env_name}.run"),
-                thresholds: Thresholds::from(&env.rollout),
-            };
+            let one_off = OneOff::new(
+                &client,
+                &config.app,
+                env_name,
+                env,
+                format!("environments.{env_name}.run"),
+            );
             let deployment =
                 pods::deployment(&client, ns, &settings.workload, &one_off.key).await?;
             let template = deployment.spec.map(|spec| spec.template);
@@ -80,7 +79,7 @@ pub async fn run(
                 .await?
         }
     };
-    super::psql::exited(code)
+    Ok(BerthError::from_exit(code)?)
 }
 
 /// The arguments in an `args_file`.

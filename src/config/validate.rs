@@ -177,7 +177,7 @@ impl Checker<'_> {
 
     /// `image` must be a repository: no tag, no digest, no blanks.
     fn repository(&mut self, key: &str, image: &str) {
-        let repository = crate::render::repository(image);
+        let repository = crate::image_ref::repository(image);
         if image.is_empty()
             || image.split('/').any(str::is_empty)
             || image.contains(char::is_whitespace)
@@ -745,7 +745,7 @@ impl Checker<'_> {
     fn migrate(&mut self, key: &str, images: &[String], migrate: MigrateFile) -> Migrate {
         let image_key = format!("{key}.image");
         self.repository(&image_key, &migrate.image);
-        if crate::render::repository(&migrate.image) == migrate.image
+        if crate::image_ref::repository(&migrate.image) == migrate.image
             && !images.contains(&migrate.image)
         {
             self.report(

@@ -29,7 +29,7 @@ use serde_json::Value;
 pub use selector::{Notice, Selector, Standing, hold};
 
 use crate::cluster::apply::Resolved;
-use crate::cluster::{FIELD_MANAGER, INSTANCE_LABEL, access, instance};
+use crate::cluster::{FIELD_MANAGER, INSTANCE_LABEL, access, delete_if_present, instance};
 use crate::config::{self, Config, Environment};
 use crate::error::{BerthError, input_error};
 use crate::identity::Deployer;
@@ -471,7 +471,7 @@ impl Scope {
             match api.patch(name, &params, &Patch::Merge(&patch)).await {
                 Ok(_) => return Ok(true),
                 // It changed since we read it: read it again.
-                Err(kube::Error::Api(s)) if s.code == 409 => continue,
+                Err(kube::Error::Api(s)) if s.is_conflict() => continue,
                 Err(e) => return Err(e).with_context(|| format!("patching Service {name}")),
             }
         }
@@ -535,18 +535,13 @@ impl Scope {
         let params = DeleteParams::background();
         let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace);
         let maps: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.namespace);
-        let mut removed = false;
-        match deployments.delete(NAME, &params).await {
-            Ok(_) => removed = true,
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e).context("deleting the maintenance Deployment"),
-        }
-        match maps.delete(NAME, &params).await {
-            Ok(_) => removed = true,
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e).context("deleting the maintenance page's ConfigMap"),
-        }
-        if removed {
+        let deployment = delete_if_present(&deployments, NAME, &params)
+            .await
+            .context("deleting the maintenance Deployment")?;
+        let map = delete_if_present(&maps, NAME, &params)
+            .await
+            .context("deleting the maintenance page's ConfigMap")?;
+        if deployment || map {
             out.info(&format!("removed the maintenance server Deployment/{NAME}"));
         }
         Ok(())

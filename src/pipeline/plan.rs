@@ -209,7 +209,7 @@ async fn check_access(
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let existing = match namespaces.get_opt(&env.namespace).await {
         Ok(ns) => ns,
-        Err(kube::Error::Api(s)) if s.code == 403 => {
+        Err(kube::Error::Api(s)) if s.is_forbidden() => {
             return Err(input_error(format!(
                 "the deployer may not read namespace {}; grant `get namespaces` (see cluster-setup/rbac/deployer.yaml)",
                 env.namespace

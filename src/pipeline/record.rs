@@ -9,9 +9,7 @@ use kube::Client;
 
 use super::Request;
 use super::plan::Plan;
-use crate::cluster::release::{
-    self, FailureRecord, ImageRecord, Manifest, Release, ReleaseStatus,
-};
+use crate::cluster::release::{self, FailureRecord, ImageRecord, Manifest, Release, ReleaseStatus};
 use crate::error::{BerthError, Outcome, kind_of};
 use crate::identity::Deployer;
 
@@ -93,9 +91,7 @@ pub fn status(outcome: Outcome) -> ReleaseStatus {
         | Outcome::Locked
         | Outcome::LockLost
         | Outcome::Refused
-        | Outcome::Exited => {
-            ReleaseStatus::Failed
-        }
+        | Outcome::Exited => ReleaseStatus::Failed,
     }
 }
 

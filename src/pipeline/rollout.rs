@@ -37,7 +37,7 @@ pub async fn ensure_namespace(client: &Client, name: &str, instance: &str) -> an
     }))?;
     match namespaces.create(&PostParams::default(), &ns).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_already_exists() || s.is_conflict() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
     }
 }

@@ -7,13 +7,14 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod app;
 pub mod capture;
 pub mod github;
 pub mod images;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -208,7 +209,7 @@ pub async fn deployment_count(client: &Client, namespace: &str) -> usize {
 }
 
 /// Send Ctrl-C (SIGINT) to `child` and wait for it to finish.
-pub fn interrupt(child: std::process::Child) -> std::process::Output {
+pub fn interrupt(child: std::process::Child) -> Output {
     let pid = child.id().to_string();
     let sent = Command::new("kill").args(["-INT", &pid]).status().unwrap();
     assert!(sent.success(), "kill -INT {pid}");
@@ -216,7 +217,7 @@ pub fn interrupt(child: std::process::Child) -> std::process::Output {
 }
 
 /// The last JSON line of a `--output json` run: its report.
-pub fn report(output: &std::process::Output) -> serde_json::Value {
+pub fn report(output: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let last = stdout
         .lines()
@@ -226,12 +227,12 @@ pub fn report(output: &std::process::Output) -> serde_json::Value {
 }
 
 /// A finished command's standard error.
-pub fn stderr(output: &std::process::Output) -> String {
+pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A finished command's exit code (-1 when killed by a signal).
-pub fn code(output: &std::process::Output) -> i32 {
+pub fn code(output: &Output) -> i32 {
     output.status.code().unwrap_or(-1)
 }
 
@@ -273,6 +274,115 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
     name
 }
 
+/// Something a test made on the shared local environment, removed when
+/// dropped: at the end of the test, whether it passed or failed. Hold it in
+/// the test's fixture (or a `let _cleanup`).
+pub enum Cleanup {
+    /// A namespace: its deletion is requested (kubectl), not waited for.
+    Namespace(String),
+    /// A MinIO bucket, emptied first.
+    Bucket(String),
+    /// A PostgreSQL database, dropped even while connections remain.
+    Database(String),
+    /// A local directory and what is in it.
+    Dir(PathBuf),
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        match self {
+            Cleanup::Namespace(name) => {
+                // Blocks the test's thread for one API call, not the deletion.
+                let deleted = local_env()
+                    .command("kubectl")
+                    .args(["--context", "berth-local", "delete", "namespace", name])
+                    .args(["--ignore-not-found", "--wait=false"])
+                    .stdin(Stdio::null())
+                    .output();
+                match deleted {
+                    Ok(out) if out.status.success() => {}
+                    Ok(out) => eprintln!(
+                        "cleanup: deleting namespace {name} failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    ),
+                    Err(error) => eprintln!("cleanup: cannot run kubectl for {name}: {error}"),
+                }
+            }
+            Cleanup::Bucket(bucket) => off_runtime(remove_bucket(bucket.clone())),
+            Cleanup::Database(name) => off_runtime(drop_database(name.clone())),
+            Cleanup::Dir(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// Run `work` on a thread of its own with its own runtime, and wait for it:
+/// `Drop` cannot await, and runs inside the test's runtime. A failure is
+/// reported, not raised (a panic in a panicking test's Drop would abort).
+fn off_runtime(work: impl Future<Output = ()> + Send + 'static) {
+    let finished = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime for cleanup")
+            .block_on(work)
+    })
+    .join();
+    if finished.is_err() {
+        eprintln!("cleanup failed (see the panic above)");
+    }
+}
+
+/// Delete every object of `bucket`, then the bucket.
+async fn remove_bucket(bucket: String) {
+    let s3 = local_env().s3().await;
+    let mut pages = s3.list_objects_v2().bucket(&bucket).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let Ok(page) = page else { return }; // already gone
+        for key in page.contents().iter().filter_map(|o| o.key()) {
+            s3.delete_object()
+                .bucket(&bucket)
+                .key(key)
+                .send()
+                .await
+                .expect("delete a test object");
+        }
+    }
+    s3.delete_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("delete a test bucket");
+}
+
+/// Drop the database `name`.
+async fn drop_database(name: String) {
+    local_env()
+        .postgres()
+        .await
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .expect("drop a test database");
+}
+
+/// `to` relative to the directory `from` (kustomize refuses absolute resource paths).
+pub fn relative(from: &Path, to: &Path) -> PathBuf {
+    let ups = from.components().count() - 1; // every component but the root
+    let mut path: PathBuf = std::iter::repeat_n("..", ups).collect();
+    path.push(to.strip_prefix("/").unwrap());
+    path
+}
+
+/// Assert exit 2 (bad input) and that stderr mentions every one of `parts`.
+pub fn assert_refused(output: &Output, parts: &[&str]) {
+    let text = stderr(output);
+    assert_eq!(code(output), 2, "{text}");
+    for part in parts {
+        assert!(text.contains(part), "expected {part:?} in:\n{text}");
+    }
+}
+
 /// Delete a test namespace (its contents go with it).
 pub async fn delete_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -287,6 +397,30 @@ pub async fn within<T>(limit: Duration, what: &str, future: impl Future<Output =
     tokio::time::timeout(limit, future)
         .await
         .unwrap_or_else(|_| panic!("timed out after {limit:?} waiting for {what}"))
+}
+
+/// Ask `check` every 20 ms until it answers `Some`, failing the test with
+/// `what` after `limit`; the answer.
+pub async fn poll<T>(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    within(limit, what, async {
+        loop {
+            if let Some(answer) = check().await {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Start `command` with its stdout and stderr captured, for
+/// `wait_with_output` (or [`interrupt`]) later.
+pub fn spawn_captured(command: &mut Command) -> std::process::Child {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the command")
 }
 
 /// Watch pods matching `labels` until one satisfies `done`; return it.
