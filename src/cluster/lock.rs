@@ -20,8 +20,9 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::error::BerthError;
+use crate::error::{BerthError, kind_of};
 use crate::identity::Deployer;
+use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::output::Output;
 
 /// Name of the Lease in the environment's namespace.
@@ -294,11 +295,7 @@ impl DeployLock {
         out: &Output,
     ) -> anyhow::Result<DeployLock> {
         out.step("lock");
-        let identity = format!(
-            "{} (pid {})",
-            Deployer::current().describe(),
-            std::process::id()
-        );
+        let identity = own_identity();
         let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
         loop {
             match try_acquire(client, namespace, &identity, purpose, DEPLOY_HOLD).await? {
@@ -365,26 +362,65 @@ impl DeployLock {
         result
     }
 
+    /// [`DeployLock::take`], stopped by Ctrl-C or SIGTERM (exit 130). The
+    /// request that takes the lock may reach the server just before the
+    /// signal, so a stopped take releases a hold that turned out to be this
+    /// process's: an interrupted deploy leaves no lock behind.
+    pub async fn take_unless_interrupted(
+        client: &Client,
+        namespace: &str,
+        purpose: &str,
+        wait: Option<Duration>,
+        interrupts: &mut Interrupts,
+        out: &Output,
+    ) -> anyhow::Result<DeployLock> {
+        let taking = DeployLock::take(client, namespace, purpose, wait, out);
+        let taken = unless_interrupted(interrupts, taking).await;
+        if let Err(error) = &taken
+            && matches!(kind_of(error), Some(BerthError::Interrupted))
+            && let Err(release) = release_held_by(client, namespace, &own_identity()).await
+        {
+            out.warn(&format!(
+                "{release:#}; if `berth lock ENV status` shows this process, run `berth lock ENV release`"
+            ));
+        }
+        taken
+    }
+
     /// Stop renewing and release the lock if we still hold it.
     async fn release(self) -> anyhow::Result<()> {
         self.renewer.abort();
-        let api: Api<Lease> = Api::namespaced(self.client.clone(), &self.namespace);
-        if let Some(lease) = api
-            .get_opt(LEASE_NAME)
-            .await
-            .context("reading the deploy lock")?
-        {
-            let ours = lease
-                .spec
-                .as_ref()
-                .and_then(|s| s.holder_identity.as_deref())
-                == Some(self.identity.as_str());
-            if ours {
-                delete_exactly(&api, &lease).await?;
-            }
-        }
-        Ok(())
+        release_held_by(&self.client, &self.namespace, &self.identity).await
     }
+}
+
+/// This process as a lock holder: `user@host (pid N)`.
+fn own_identity() -> String {
+    format!(
+        "{} (pid {})",
+        Deployer::current().describe(),
+        std::process::id()
+    )
+}
+
+/// Release the lock if `identity` holds it; another holder's stays.
+async fn release_held_by(client: &Client, namespace: &str, identity: &str) -> anyhow::Result<()> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
+    if let Some(lease) = api
+        .get_opt(LEASE_NAME)
+        .await
+        .context("reading the deploy lock")?
+    {
+        let ours = lease
+            .spec
+            .as_ref()
+            .and_then(|s| s.holder_identity.as_deref())
+            == Some(identity);
+        if ours {
+            delete_exactly(&api, &lease).await?;
+        }
+    }
+    Ok(())
 }
 
 impl Drop for DeployLock {

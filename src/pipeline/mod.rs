@@ -121,9 +121,13 @@ pub async fn run(
         Some(number) => format!("roll back to release {number} ({})", plan.sha),
         None => format!("deploy {}", plan.sha),
     };
-    let lock = unless_interrupted(
+    let lock = DeployLock::take_unless_interrupted(
+        &client,
+        &ns,
+        &purpose,
+        settings.lock_wait,
         &mut interrupts,
-        DeployLock::take(&client, &ns, &purpose, settings.lock_wait, out),
+        out,
     )
     .await?;
     let deploy = Deploy {
