@@ -169,12 +169,14 @@ pub async fn prune(
     kinds: &[Resolved],
     keep: &[Resolved],
 ) -> anyhow::Result<Vec<String>> {
+    // Release records are Secrets with berth's labels too: never prune them.
     let selector = format!(
-        "{}={},{}={}",
+        "{}={},{}={},!{}",
         super::MANAGED_BY.0,
         super::MANAGED_BY.1,
         super::INSTANCE_LABEL,
-        instance
+        instance,
+        super::release::RECORD_LABEL
     );
     let kept: BTreeSet<(String, String)> = keep
         .iter()

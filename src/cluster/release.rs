@@ -23,8 +23,9 @@ use serde_json::Value;
 
 use crate::identity::Deployer;
 
-/// Label marking a release-record Secret.
-const RECORD_LABEL: &str = "berth.dev/release-record";
+/// Label marking a release-record Secret: berth's own bookkeeping, which a
+/// prune must never take for an object the overlay stopped rendering.
+pub const RECORD_LABEL: &str = "berth.dev/release-record";
 /// Label holding the release number.
 const NUMBER_LABEL: &str = "berth.dev/release";
 /// Secret type of release records.
