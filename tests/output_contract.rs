@@ -163,7 +163,14 @@ async fn every_command_ends_with_one_json_report_carrying_its_exit_code() {
     assert_eq!(report["releases"], 1);
     let releases = events(&out, "release");
     assert_eq!(releases[0]["sha"], "1a2b3c4");
-    assert!(releases[0].get("manifest").is_none(), "never the manifest");
+    let manifest = &releases[0]["manifest"];
+    assert_eq!(manifest["redacted"], true, "{manifest}");
+    assert!(
+        manifest["objects"]
+            .as_array()
+            .is_some_and(|names| names.iter().all(|n| n.is_string())),
+        "object names only, never their bodies: {manifest}"
+    );
 
     // The command in the pod owns stdout; these two write nothing, so
     // stdout is berth's JSON alone, the report after the child exited.
