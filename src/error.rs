@@ -279,12 +279,14 @@ mod tests {
         use Outcome::*;
         for outcome in [
             Succeeded,
+            Planned,
             Failed,
             TimedOut,
             Locked,
             LockLost,
             Refused,
             Interrupted,
+            Exited,
         ] {
             assert_eq!(
                 serde_json::to_value(outcome).unwrap(),
