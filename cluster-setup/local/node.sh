@@ -103,13 +103,22 @@ pause_image() {
     -t "$pause_image" "$pause_image-base" >/dev/null 2>&1
 }
 
+# replace_if_changed FILE: FILE's new content from stdin, written only when
+# it differs (kube-proxy exits when its configuration file changes, even to
+# the same content).
+replace_if_changed() {
+  local new; new=$(cat)
+  [[ -f $1 && $(<"$1") == "$new" ]] && return 0
+  printf '%s\n' "$new" >"$1.tmp" && mv "$1.tmp" "$1"
+}
+
 write_node_config() {
   local bin_containerd bin_runc bin_cni
   bin_containerd=$(dirname "$(tool_bin containerd containerd)")
   bin_runc=$(tool_bin runc runc)
   bin_cni=$(dirname "$(tool_bin cni bridge)")
   mkdir -p "$node_dir"/{containerd,net.d,cni-ipam,kubelet,pod-logs} "$node_dir/certs.d/$host:$port_registry"
-  cat >"$node_dir/containerd.toml" <<TOML
+  replace_if_changed "$node_dir/containerd.toml" <<TOML
 # Written by cluster-setup/local/up.
 version = 3
 root = "$node_dir/containerd/root"
@@ -149,15 +158,15 @@ state = "$node_dir/containerd/state"
 TOML
   # the local registry speaks plain HTTP
   printf 'server = "http://%s"\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
-    "$host:$port_registry" "$host:$port_registry" >"$node_dir/certs.d/$host:$port_registry/hosts.toml"
-  cat >"$node_dir/net.d/10-berth.conflist" <<JSON
+    "$host:$port_registry" "$host:$port_registry" | replace_if_changed "$node_dir/certs.d/$host:$port_registry/hosts.toml"
+  replace_if_changed "$node_dir/net.d/10-berth.conflist" <<JSON
 {"cniVersion": "1.0.0", "name": "berth", "plugins": [
   {"type": "bridge", "bridge": "$node_bridge", "isGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "dataDir": "$node_dir/cni-ipam",
             "ranges": [[{"subnet": "$node_pod_cidr", "gateway": "$node_address"}]]}},
   {"type": "portmap", "capabilities": {"portMappings": true}}]}
 JSON
-  cat >"$node_dir/kubelet.yaml" <<YAML
+  replace_if_changed "$node_dir/kubelet.yaml" <<YAML
 # Written by cluster-setup/local/up.
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -191,7 +200,7 @@ maxPods: 60
 syncFrequency: 10s
 nodeStatusUpdateFrequency: 10s
 YAML
-  cat >"$node_dir/kube-proxy.yaml" <<YAML
+  replace_if_changed "$node_dir/kube-proxy.yaml" <<YAML
 # Written by cluster-setup/local/up.
 apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
