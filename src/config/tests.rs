@@ -807,3 +807,20 @@ fn a_sha_prefix_counts_characters_not_bytes() {
     assert_eq!(sha_prefix("ééééééééééééé", 12), "éééééééééééé");
     assert_eq!(short_sha("v1.2-ünïcødé"), "v1.2-ün");
 }
+
+#[test]
+fn the_kwok_fixture_berth_yaml_loads() {
+    // the kwok-backed app the integration tests and benchmarks deploy
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kwok-app");
+    let config = Config::load(&dir.join("berth.yaml")).unwrap();
+    assert_eq!(config.images.len(), 5);
+    let staging = config.environment("staging").unwrap();
+    assert_eq!(staging.namespace, "kwok-app-staging");
+    assert_eq!(
+        staging.source,
+        Source::Kustomize {
+            overlay: dir.join("overlays/staging")
+        }
+    );
+    assert!(config.task("refresh-suggested-modules").is_ok());
+}
