@@ -72,7 +72,7 @@ fn the_example_berth_yaml_loads() {
     let config = Config::load(&dir.join("berth.yaml")).unwrap();
     assert_eq!(config.app, "workbench");
     assert_eq!(config.dir, dir);
-    assert_eq!(config.images.len(), 5);
+    assert_eq!(config.images.len(), 4);
     assert_eq!(config.releases_kept, 20);
     let github = config.github.as_ref().unwrap();
     assert_eq!(github.branch, "master");
