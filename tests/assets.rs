@@ -18,8 +18,8 @@ use support::images::noise;
 use support::images::{self, Layer, MediaTypes};
 use support::*;
 
-/// A throw-away project: berth.yaml deploying the example's staging overlay
-/// into a namespace of its own, with `assets:` pointing at a fresh bucket.
+/// A throw-away project: berth.yaml deploying the kwok-backed app's staging
+/// overlay into a namespace of its own, with `assets:` pointing at a fresh bucket.
 /// Dropping it deletes the namespace, the bucket and the directory.
 struct Project {
     dir: PathBuf,
@@ -60,7 +60,7 @@ impl Project {
 
     /// Rewrite berth.yaml with these `assets:` settings.
     fn configure(&self, from: &str, extra: &str) {
-        let overlay = repo_root().join("overlays/staging");
+        let overlay = kwok_app().join("overlays/staging");
         let mut config = example_config(&self.namespace, &overlay);
         config.push_str(&format!(
             "    assets:\n      from: {from}\n      bucket: {}\n      prefix: static/\n",

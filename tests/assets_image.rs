@@ -284,7 +284,7 @@ async fn push_with(image: &Pushed, vars: &[(&str, &std::ffi::OsStr)]) -> std::pr
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = example_config(&name, &repo_root().join("overlays/staging"));
+    let mut config = example_config(&name, &kwok_app().join("overlays/staging"));
     config.push_str(&format!(
         "    assets:\n      from: {{ image: {}, path: /app/static }}\n      bucket: {name}\n",
         image.repository

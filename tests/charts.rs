@@ -1,7 +1,7 @@
 //! A helm chart shaped like `helm create` output, whose selector carries
 //! `app.kubernetes.io/instance` (the release name): berth must watch its pods
 //! and fail fast on a doomed release exactly as it does for the kustomize
-//! example, and `status` must judge it by its pods.
+//! kwok-backed app, and `status` must judge it by its pods.
 //!
 //! The environment's timeout is 5 minutes: a deploy blind to the chart's
 //! pods would end with exit 4 (timed out), not 1 (failed, with the reason).

@@ -83,7 +83,7 @@ async fn images(client: &Client, ns: &str) -> Vec<(String, String)> {
 }
 
 /// Every rolling-update Deployment has its replicas available. (A `Recreate`
-/// Deployment, like the example's cron, stops its old pod by design.)
+/// Deployment, like the kwok-backed app's cron, stops its old pod by design.)
 async fn all_available(client: &Client, ns: &str) -> bool {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let recreate = |d: &Deployment| {
@@ -669,7 +669,7 @@ async fn a_migration_whose_pod_cannot_be_created_fails_fast_naming_the_cause() {
     let client = local_env().kube().await;
     // the overlay's migration Job names a ServiceAccount that does not exist
     let overlay = app.overlay();
-    let staging = repo_root().join("overlays/staging");
+    let staging = kwok_app().join("overlays/staging");
     std::fs::write(
         overlay.join("kustomization.yaml"),
         format!(

@@ -432,7 +432,7 @@ fn a_second_up_reuses_every_running_server() {
     let env = local_env();
     let before = recorded_pids();
     assert!(
-        before.len() >= 8,
+        before.len() >= 11,
         "every component has a PID file: {before:?}"
     );
     let output = env.command("cluster-setup/local/up").output().unwrap();
@@ -482,8 +482,12 @@ fn proc_ip(address: &str) -> String {
     }
 }
 
+/// The real node's address on its bridge: a host-only address that PostgreSQL
+/// and the kubelet also listen on, so pods can reach them.
+const NODE_ADDRESS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(198, 18, 0, 1);
+
 #[test]
-fn every_server_listens_on_loopback_only() {
+fn every_server_listens_on_loopback_or_the_node_bridge_only() {
     local_env();
     let sockets = listening_sockets();
     let mut checked = 0;
@@ -504,7 +508,10 @@ fn every_server_listens_on_loopback_only() {
             };
             for (address, _) in sockets.iter().filter(|(_, i)| i == inode) {
                 let ip: std::net::IpAddr = proc_ip(address).parse().unwrap();
-                assert!(ip.is_loopback(), "{component} (pid {pid}) listens on {ip}");
+                assert!(
+                    ip.is_loopback() || ip == NODE_ADDRESS,
+                    "{component} (pid {pid}) listens on {ip}"
+                );
                 checked += 1;
             }
         }
@@ -513,4 +520,109 @@ fn every_server_listens_on_loopback_only() {
         checked >= 8,
         "found only {checked} listening sockets of our servers"
     );
+}
+
+/// Whether `ip` is in 198.18.0.0/15, the range pods and Services use.
+fn in_benchmark_range(ip: &str) -> bool {
+    ip.parse::<std::net::Ipv4Addr>()
+        .is_ok_and(|ip| ip.octets()[0] == 198 && ip.octets()[1] & 0xfe == 18)
+}
+
+#[tokio::test]
+async fn the_real_node_is_ready_tainted_and_runs_a_pod_from_the_local_registry() {
+    let env = local_env();
+    let client = env.kube().await;
+    let node: Node = Api::all(client.clone()).get("real-0").await.unwrap();
+    let status = node.status.clone().unwrap();
+    let info = status.node_info.unwrap();
+    assert!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{info:?}"
+    );
+    let addresses = status.addresses.unwrap();
+    assert!(
+        addresses
+            .iter()
+            .any(|a| a.type_ == "InternalIP" && a.address == NODE_ADDRESS.to_string()),
+        "{addresses:?}"
+    );
+    let taints = node.spec.unwrap().taints.unwrap_or_default();
+    assert!(
+        taints
+            .iter()
+            .any(|t| t.key == "berth.dev/real" && t.effect == "NoSchedule"),
+        "{taints:?}"
+    );
+    assert_eq!(node.metadata.labels.unwrap()["berth.dev/real"], "true");
+
+    let ns = namespace(&client, "realpod").await;
+    let _cleanup = Cleanup::Namespace(ns.clone());
+    let _: Pod = create(
+        &client,
+        &ns,
+        json!({
+            "metadata": { "name": "pause", "labels": { "app": "pause" } },
+            "spec": {
+                "nodeSelector": { "berth.dev/real": "true" },
+                "tolerations": [{ "key": "berth.dev/real", "operator": "Exists", "effect": "NoSchedule" }],
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{ "name": "pause", "image": env.var("BERTH_LOCAL_PAUSE_IMAGE") }]
+            }
+        }),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = wait_for_pod(&pods, "app=pause", WAIT, "a Ready pod on real-0", is_ready).await;
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.node_name.as_deref(), Some("real-0"));
+    let ip = pod.status.unwrap().pod_ip.unwrap();
+    assert!(
+        ip.starts_with("198.18.0.") && in_benchmark_range(&ip),
+        "{ip}"
+    );
+    // logs come from the real kubelet, which the apiserver reaches with its
+    // client certificate (the pause container prints nothing)
+    pods.logs("pause", &LogParams::default()).await.unwrap();
+}
+
+#[test]
+fn the_kubelet_refuses_requests_without_a_client_certificate() {
+    let output = std::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("https://{NODE_ADDRESS}:10250/pods"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "401");
+}
+
+#[tokio::test]
+async fn services_get_addresses_in_the_benchmark_range() {
+    let client = local_env().kube().await;
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, "default");
+    let kubernetes = services.get("kubernetes").await.unwrap();
+    let ip = kubernetes.spec.unwrap().cluster_ip.unwrap();
+    assert!(ip.starts_with("198.19.") && in_benchmark_range(&ip), "{ip}");
+}
+
+#[test]
+fn leftovers_lists_what_the_running_environment_holds() {
+    let env = local_env();
+    let output = env
+        .command("cluster-setup/local/leftovers")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let listed = String::from_utf8_lossy(&output.stderr);
+    for trace in [
+        "(kubelet)",
+        "(containerd)",
+        "(kube-proxy)",
+        "(kube-apiserver)",
+        "bridge berthbr0",
+        "nftables table ip kube-proxy",
+        "cgroup /sys/fs/cgroup/memory/kubepods",
+        "mount ",
+    ] {
+        assert!(listed.contains(trace), "{trace} is not listed:\n{listed}");
+    }
 }

@@ -31,11 +31,12 @@ const DEPLOY_IN_MAINTENANCE: &[&str] = &[
     "json",
 ];
 
-/// A second Service of the example app: two selector keys, a numeric target port.
+/// A second Service of the kwok-backed app: two selector keys, a numeric
+/// target port.
 const RENDERER_SERVICE: &str = "apiVersion: v1\nkind: Service\nmetadata: {name: renderer}\nspec:\n  selector: {app: renderer, app.kubernetes.io/part-of: workbench}\n  ports: [{name: metrics, port: 9000, targetPort: 9000}]\n";
 
-/// The example app plus the renderer Service, in a namespace of the test's
-/// own. `migration`: keep the example's migration Job (else it is deleted,
+/// The kwok-backed app plus the renderer Service, in a namespace of the test's
+/// own. `migration`: keep the fixture's migration Job (else it is deleted,
 /// for speed).
 fn app(prefix: &str, migration: bool) -> TestApp {
     let migration = if migration {

@@ -79,7 +79,7 @@ impl Ops {
         .unwrap();
         let config = format!(
             "{}{database_block}    run: {{ workload: db }}\n{}",
-            example_config(&namespace, &repo_root().join("overlays/staging")),
+            example_config(&namespace, &kwok_app().join("overlays/staging")),
             r#"tasks:
   greet:
     workload: db

@@ -11,7 +11,7 @@ use std::process::Output;
 use serde_json::Value;
 use support::*;
 
-/// A throw-away copy of the example app (its migration dropped, so a doomed
+/// A throw-away copy of the kwok-backed app (its migration dropped, so a doomed
 /// image fails the rollout itself), deploying into a namespace of its own.
 struct App {
     dir: PathBuf,
@@ -24,7 +24,7 @@ impl App {
         let dir = std::env::temp_dir().join(&namespace);
         let overlay = dir.join("overlay");
         std::fs::create_dir_all(&overlay).unwrap();
-        let staging = repo_root().join("overlays/staging");
+        let staging = kwok_app().join("overlays/staging");
         std::fs::write(
             overlay.join("kustomization.yaml"),
             format!(
@@ -240,7 +240,12 @@ async fn every_command_ends_with_one_json_report_carrying_its_exit_code() {
     let (_, report) = app.json("maintenance", &["maintenance", "test", "status"]);
     assert_eq!(report["state"], "off", "{report}");
     let (out, _) = app.json("assets push", &["assets", "push", "test", "1a2b3c4"]);
-    assert_eq!(code(&out), 2, "the example has no assets: {}", stderr(&out));
+    assert_eq!(
+        code(&out),
+        2,
+        "the kwok-backed app has no assets: {}",
+        stderr(&out)
+    );
     // A child process owns the terminal; berth's own refusal is still a report.
     let (out, _) = app.json("task", &["task", "test", "nosuch"]);
     assert_eq!(code(&out), 2);

@@ -16,8 +16,8 @@ use serde_json::{Value, json};
 use support::github::{FakeGitHub, TOKEN, commit, new_sha, push_app_images};
 use support::*;
 
-/// The example app with `staging` and `production`, each in a namespace of
-/// this test's own, deploying the repo's staging overlay (copied, so a test
+/// The kwok-backed app with `staging` and `production`, each in a namespace of
+/// this test's own, deploying the fixture's overlays (copied, so a test
 /// may change it), and GitHub checks read from `github`. Dropping it
 /// deletes both namespaces and the directory.
 struct App {
@@ -39,7 +39,7 @@ impl App {
         ];
         std::fs::create_dir_all(&dir).unwrap();
         let overlay = dir.join("overlay");
-        copy_dir(&repo_root().join("overlays"), &overlay);
+        copy_dir(&kwok_app().join("overlays"), &overlay);
         let registry = local_env().var("BERTH_LOCAL_REGISTRY");
         let config = format!(
             r#"app: wb

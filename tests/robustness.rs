@@ -44,12 +44,12 @@ fn run_bounded(command: &mut Command, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
-/// A directory with berth.yaml deploying the example's staging overlay,
-/// changed by `patch` (a strategic merge patch of its migration Job), into
-/// `namespace`.
+/// A directory with berth.yaml deploying the kwok-backed app's staging
+/// overlay, changed by `patch` (a strategic merge patch of its migration Job),
+/// into `namespace`.
 fn app(namespace: &str, patch: Option<&str>) -> PathBuf {
     let dir = std::env::temp_dir().join(unique_name("robust"));
-    let staging = repo_root().join("overlays/staging");
+    let staging = kwok_app().join("overlays/staging");
     let overlay = dir.join("overlay");
     std::fs::create_dir_all(&overlay).unwrap();
     // kustomize refuses absolute resource paths
@@ -394,7 +394,7 @@ fn without_a_kubeconfig_or_a_pod_to_run_in_berth_exits_2_naming_both() {
     // no `context:`, so berth infers its configuration
     std::fs::write(
         &config,
-        example_config("nowhere", &repo_root().join("overlays/staging"))
+        example_config("nowhere", &kwok_app().join("overlays/staging"))
             .replace("    context: berth-local\n", ""),
     )
     .unwrap();

@@ -1,6 +1,7 @@
-//! Secrets never reach berth's output: the example overlay's canary Secret
-//! (`overlays/base/canary.yaml`) and its `secretGenerator` canary, through
-//! deploy, diff, history, `-vv`, `--log-file` and the GitHub step summary.
+//! Secrets never reach berth's output: the kwok-backed app's canary Secret
+//! (`tests/fixtures/kwok-app/overlays/base/canary.yaml`) and its
+//! `secretGenerator` canary, through deploy, diff, history, `-vv`,
+//! `--log-file` and the GitHub step summary.
 //! The whole suite's output is checked for them too (`tests/support/canary`).
 
 mod support;
@@ -10,7 +11,7 @@ use std::process::{Command, Output, Stdio};
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use support::{berth_command, code, example_config, local_env, stderr, unique_name};
+use support::{berth_command, code, example_config, kwok_app, local_env, stderr, unique_name};
 
 /// What every canary value starts with, and its base64 (a Secret's `data`).
 const CANARY: [&str; 2] = ["berth-canary", "YmVydGgtY2FuYXJ5"];
@@ -25,7 +26,7 @@ fn assert_no_canary(what: &str, text: &str) {
     }
 }
 
-/// The example app deployed from the staging overlay (its migration Job
+/// The kwok-backed app deployed from its staging overlay (its migration Job
 /// left out) into a namespace of its own, deleted when the test ends.
 struct App {
     dir: PathBuf,
@@ -35,7 +36,7 @@ struct App {
 impl App {
     fn new(namespace: String) -> App {
         let dir = std::env::temp_dir().join(&namespace);
-        let staging = support::repo_root().join("overlays/staging");
+        let staging = kwok_app().join("overlays/staging");
         let overlay = dir.join("overlay");
         write_overlay(
             &overlay,
@@ -77,7 +78,7 @@ impl App {
         self.command(args).output().unwrap()
     }
 
-    /// Deploy the example, asserting it succeeded.
+    /// Deploy the app, asserting it succeeded.
     fn deploy(&self) {
         let out = self.berth(&["deploy", "test", "1a2b3c4"]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));

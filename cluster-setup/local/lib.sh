@@ -21,13 +21,37 @@ port_minio_console=${BERTH_PORT_MINIO_CONSOLE:-29001}
 port_registry=${BERTH_PORT_REGISTRY:-25000}
 port_postgres=${BERTH_PORT_POSTGRES:-25432}
 
+# The real node real-0 (node.sh). Pods and Services use the benchmark-testing
+# range 198.18.0.0/15, never a private range: real-0's pods get
+# 198.18.0.0/24 on the bridge, whose host address is the node's IP and the
+# address pods reach the host's PostgreSQL at; kwok's fake pods get
+# 198.18.128.0/17; Services get 198.19.0.0/16.
+node_name=real-0
+node_bridge=berthbr0
+node_address=198.18.0.1
+node_pod_cidr=198.18.0.0/24
+kwok_pod_cidr=198.18.128.0/17
+service_cidr=198.19.0.0/16
+kubernetes_service_ip=198.19.0.1
+port_kubelet=${BERTH_PORT_KUBELET:-10250}
+port_kubelet_healthz=${BERTH_PORT_KUBELET_HEALTHZ:-20248}
+port_kube_proxy_healthz=${BERTH_PORT_KUBE_PROXY_HEALTHZ:-20256}
+port_kube_proxy_metrics=${BERTH_PORT_KUBE_PROXY_METRICS:-20249}
+# The layout of the state directory; a state from an older layout (another
+# service range, no real node) must be purged before `up` reuses it.
+state_layout=real-node-1
+
 # Fixed local credentials: this environment is for tests and demos only.
 minio_user=berthlocal
 minio_password=berthlocal-secret
 postgres_password=berthlocal
 
-# The components in start order; down stops them in reverse.
-components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok minio registry postgres)
+# The components in start order; down stops them in reverse (the real
+# node's three first, by stop_real_node in node.sh).
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok minio registry postgres
+  containerd kubelet kube-proxy)
+# Where build-tools caches the binaries it builds.
+tools_cache=${BERTH_CACHE:-$HOME/.cache/berth}
 
 say() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -39,4 +63,11 @@ pid_of() {
   pid=$(<"$f")
   [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
   echo "$pid"
+}
+
+# tool_bin TOOL BINARY: path of a binary built by build-tools.
+tool_bin() {
+  local dir
+  dir=$("$local_dir/build-tools" --print | sed -n "s/^$1=//p")
+  echo "$dir/$2"
 }

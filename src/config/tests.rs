@@ -72,7 +72,7 @@ fn the_example_berth_yaml_loads() {
     let config = Config::load(&dir.join("berth.yaml")).unwrap();
     assert_eq!(config.app, "workbench");
     assert_eq!(config.dir, dir);
-    assert_eq!(config.images.len(), 5);
+    assert_eq!(config.images.len(), 4);
     assert_eq!(config.releases_kept, 20);
     let github = config.github.as_ref().unwrap();
     assert_eq!(github.branch, "master");
@@ -810,4 +810,21 @@ fn a_sha_prefix_counts_characters_not_bytes() {
     // a live image tag set by hand: slicing at byte 12 would split a character
     assert_eq!(sha_prefix("ééééééééééééé", 12), "éééééééééééé");
     assert_eq!(short_sha("v1.2-ünïcødé"), "v1.2-ün");
+}
+
+#[test]
+fn the_kwok_fixture_berth_yaml_loads() {
+    // the kwok-backed app the integration tests and benchmarks deploy
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kwok-app");
+    let config = Config::load(&dir.join("berth.yaml")).unwrap();
+    assert_eq!(config.images.len(), 5);
+    let staging = config.environment("staging").unwrap();
+    assert_eq!(staging.namespace, "kwok-app-staging");
+    assert_eq!(
+        staging.source,
+        Source::Kustomize {
+            overlay: dir.join("overlays/staging")
+        }
+    );
+    assert!(config.task("refresh-suggested-modules").is_ok());
 }

@@ -1,16 +1,17 @@
-//! A throw-away copy of the example app for one test: berth.yaml with one
+//! A throw-away copy of the kwok-backed app for one test: berth.yaml with one
 //! environment `test` in a namespace of the test's own, rendered from an
-//! overlay that wraps the repo's staging overlay. Dropping it deletes the
+//! overlay that wraps the fixture's staging overlay (tests/fixtures/kwok-app). Dropping it deletes the
 //! namespace and the directory, also when the test fails.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use super::{
-    Cleanup, berth_command, code, example_config, relative, repo_root, stderr, unique_name,
+    Cleanup, berth_command, code, example_config, kwok_app, relative, repo_root, stderr,
+    unique_name,
 };
 
-/// What the wrapping overlay does to the example's migration Job.
+/// What the wrapping overlay does to the fixture's migration Job.
 #[derive(Clone, Copy)]
 pub enum Migration {
     /// Kept as it is: deploys run it.
@@ -22,7 +23,7 @@ pub enum Migration {
     Held,
 }
 
-/// The example app in a namespace and directory of its own.
+/// The kwok-backed app in a namespace and directory of its own.
 pub struct TestApp {
     /// The directory holding berth.yaml and `overlay/`.
     pub dir: PathBuf,
@@ -35,12 +36,12 @@ pub struct TestApp {
 }
 
 impl TestApp {
-    /// The example app with the migration as `migration` says.
+    /// The kwok-backed app with the migration as `migration` says.
     pub fn new(prefix: &str, migration: Migration) -> TestApp {
         TestApp::with_resources(prefix, migration, &[])
     }
 
-    /// The example app plus `resources` (file name, YAML) in its overlay.
+    /// The kwok-backed app plus `resources` (file name, YAML) in its overlay.
     pub fn with_resources(
         prefix: &str,
         migration: Migration,
@@ -54,7 +55,7 @@ impl TestApp {
         ];
         let overlay = dir.join("overlay");
         std::fs::create_dir_all(&overlay).unwrap();
-        let staging = repo_root().join("overlays/staging");
+        let staging = kwok_app().join("overlays/staging");
         let mut listed = vec![relative(&overlay, &staging).display().to_string()];
         for (name, yaml) in resources {
             std::fs::write(overlay.join(name), yaml).unwrap();

@@ -106,10 +106,10 @@ pub fn commit(
     serde_json::json!({"message": message, "check_runs": runs, "statuses": statuses})
 }
 
-/// The example app's image repositories in the local registry.
+/// The kwok-backed app's image repositories in the local registry.
 pub const APP_IMAGES: [&str; 5] = ["frontend", "renderer", "fetcher", "cron", "migrate"];
 
-/// Push every image of the example app tagged `sha`, as CI would; each
+/// Push every image of the kwok-backed app tagged `sha`, as CI would; each
 /// image differs (its one file holds the SHA), so digests differ per SHA.
 pub fn push_app_images(env: &LocalEnv, sha: &str) {
     let registry = env.var("BERTH_LOCAL_REGISTRY");

@@ -38,6 +38,13 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The kwok-backed example app the suite deploys (tests/fixtures/kwok-app):
+/// berth.yaml, `overlays/` and `tasks/`, its pods on kwok's fake nodes only.
+/// The repository root's example is the real app, not this.
+pub fn kwok_app() -> PathBuf {
+    repo_root().join("tests/fixtures/kwok-app")
+}
+
 /// The running local environment; the first call in a test binary brings it up.
 pub fn local_env() -> &'static LocalEnv {
     static ENV: OnceLock<Result<LocalEnv, String>> = OnceLock::new();
@@ -158,9 +165,10 @@ pub async fn connect_postgres(url: &str) -> tokio_postgres::Client {
     client
 }
 
-/// berth.yaml for a throw-away copy of the example app: its images, and one
-/// environment `test` on the local cluster in `namespace`, rendered from
-/// `overlay`, with a 90 s rollout timeout. Append keys of `test` indented by 4.
+/// berth.yaml for a throw-away copy of the kwok-backed app ([`kwok_app`]):
+/// its images, and one environment `test` on the local cluster in
+/// `namespace`, rendered from `overlay`, with a 90 s rollout timeout. Append
+/// keys of `test` indented by 4.
 pub fn example_config(namespace: &str, overlay: &Path) -> String {
     format!(
         r#"app: wb

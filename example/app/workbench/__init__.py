@@ -1,0 +1,1 @@
+"""workbench: the example app berth deploys, modelled on cjworkbench."""
