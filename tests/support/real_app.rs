@@ -190,14 +190,16 @@ impl RealApp {
         ];
         let env = local_env();
         let password = format!("pw-{database}");
-        env.postgres()
-            .await
-            .batch_execute(&format!(
-                "CREATE ROLE {database} LOGIN PASSWORD '{password}'; \
-                 CREATE DATABASE {database} OWNER {database}"
-            ))
-            .await
-            .expect("create the app's role and database");
+        let postgres = env.postgres().await;
+        for statement in [
+            format!("CREATE ROLE {database} LOGIN PASSWORD '{password}'"),
+            format!("CREATE DATABASE {database} OWNER {database}"),
+        ] {
+            postgres
+                .batch_execute(&statement)
+                .await
+                .expect("create the app's role and database");
+        }
         let secret: Secret = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "db-credentials"},
             "stringData": {
