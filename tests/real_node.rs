@@ -74,7 +74,7 @@ async fn a_deploy_runs_the_real_migration_and_serves_the_new_sha() {
         applied.iter().any(|m| m == "0001_initial") && applied.len() >= 4,
         "the app's migrations in django_migrations: {applied:?}"
     );
-    still_serves(&app.version_url(&client).await, Release::GoodA.sha()).await;
+    still_serves(&app.serving(&client).await, Release::GoodA.sha()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +83,7 @@ async fn a_rolling_update_under_load_loses_no_request() {
     let app = RealApp::new(&client, "real-load").await;
     let (a, b) = (Release::GoodA.sha(), Release::GoodB.sha());
     app.deploy(Release::GoodA);
-    let url = app.version_url(&client).await;
+    let url = app.serving(&client).await;
     let load = Load::start(&url, Limits::default());
     poll(Duration::from_secs(30), "release A to answer", async || {
         load.report().saw(a).then_some(())
@@ -108,13 +108,14 @@ async fn a_bad_release_fails_fast(prefix: &str, bad: Release, said: &[&str]) {
     let client = local_env().kube().await;
     let app = RealApp::new(&client, prefix).await;
     app.deploy(Release::GoodA);
+    let url = app.serving(&client).await;
     let out = app.berth(&["advanced-deploy", "test", bad.sha()]);
     let text = all_output(&out);
     assert_eq!(code(&out), 1, "{text}");
     for part in said {
         assert!(text.contains(part), "expected {part:?} in:\n{text}");
     }
-    still_serves(&app.version_url(&client).await, Release::GoodA.sha()).await;
+    still_serves(&url, Release::GoodA.sha()).await;
 }
 
 #[tokio::test]
@@ -124,9 +125,9 @@ async fn a_release_whose_container_exits_fails_fast_with_its_last_log_lines() {
         Release::Crash,
         &[
             "CrashLoopBackOff",
-            "last exit code 3",
+            "last exit code 1",
             "last log lines:",
-            CRASH_MESSAGE,
+            &format!("RuntimeError: {CRASH_MESSAGE}"),
         ],
     )
     .await;

@@ -185,6 +185,16 @@ impl Load {
     }
 }
 
+/// One `GET url` on a connection of its own, as [`Load`] sends them.
+pub async fn once(url: &str) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Limits::default().timeout)
+        .build()
+        .expect("an HTTP client");
+    version(&client, url).await
+}
+
 /// One `GET url`: the version it answered, or what went wrong.
 async fn version(client: &reqwest::Client, url: &str) -> Result<String, String> {
     let response = client

@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k8s_openapi::api::core::v1::{Secret, Service};
 use kube::{Api, Client};
 
 use super::{
-    Cleanup, berth_command, code, local_env, namespace, relative, repo_root, stderr, unique_name,
+    Cleanup, berth_command, code, load, local_env, namespace, poll, relative, repo_root, stderr,
+    unique_name,
 };
 
 /// A release of the example app: its SHA, and how its source differs from
@@ -24,7 +25,7 @@ pub enum Release {
     GoodA,
     /// example/app as it is, at another SHA: a new release to roll to.
     GoodB,
-    /// gunicorn cannot load the app: every container exits non-zero.
+    /// gunicorn cannot read its configuration: the frontend exits non-zero.
     Crash,
     /// `/healthz` answers 503: the pods run and never become Ready.
     Unready,
@@ -32,7 +33,7 @@ pub enum Release {
     FailedMigration,
 }
 
-/// What the crash release's app raises, and so prints, at import.
+/// What the crash release's gunicorn configuration raises, and so prints.
 pub const CRASH_MESSAGE: &str = "broken on purpose: the app cannot load";
 /// What the failing migration raises.
 pub const MIGRATION_MESSAGE: &str = "migration failed on purpose";
@@ -62,10 +63,13 @@ impl Release {
         };
         match self {
             Release::GoodA | Release::GoodB => {}
-            Release::Crash => append(
-                "workbench/wsgi.py",
-                &format!("\nraise RuntimeError({CRASH_MESSAGE:?})\n"),
-            ),
+            // gunicorn reads ./gunicorn.conf.py (in /app) first: it prints
+            // the traceback, the error last, and exits 1.
+            Release::Crash => std::fs::write(
+                dir.join("gunicorn.conf.py"),
+                format!("raise RuntimeError({CRASH_MESSAGE:?})\n"),
+            )
+            .unwrap(),
             Release::Unready => append(
                 "workbench/views.py",
                 "\n\ndef healthz(request):\n    return HttpResponse(\"broken\", status=503)\n",
@@ -261,8 +265,22 @@ impl RealApp {
         self.ok(&["advanced-deploy", "test", release.sha()])
     }
 
+    /// `http://CLUSTER-IP:PORT/version` of the frontend's Service, once it
+    /// answers: after the Service is created, kube-proxy takes a moment to
+    /// route its ClusterIP.
+    pub async fn serving(&self, client: &Client) -> String {
+        let url = self.version_url(client).await;
+        poll(
+            Duration::from_secs(60),
+            "kube-proxy to route the frontend Service",
+            async || load::once(&url).await.ok(),
+        )
+        .await;
+        url
+    }
+
     /// `http://CLUSTER-IP:PORT/version` of the frontend's Service.
-    pub async fn version_url(&self, client: &Client) -> String {
+    async fn version_url(&self, client: &Client) -> String {
         let service = Api::<Service>::namespaced(client.clone(), &self.namespace)
             .get("frontend")
             .await
