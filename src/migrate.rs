@@ -302,7 +302,14 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
             break (MigrationEnd::Failed, Verdict::Failed(failure));
         }
         if let Some(j) = &latest_job {
-            match Workload::Job(j.clone()).assess(&[], &seen_pods, Timestamp::now(), thresholds) {
+            // No events: a Job's verdict does not depend on readiness.
+            match Workload::Job(j.clone()).assess(
+                &[],
+                &seen_pods,
+                &[],
+                Timestamp::now(),
+                thresholds,
+            ) {
                 Verdict::Progressing(_) => continue,
                 done => break (MigrationEnd::Failed, done),
             }

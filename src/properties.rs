@@ -43,6 +43,7 @@ const KEYS: &[&str] = &[
     "rollout",
     "timeout",
     "unschedulable_after",
+    "unready_after",
     "run",
     "workload",
     "container",

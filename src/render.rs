@@ -920,6 +920,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             rollout: RolloutSettings {
                 timeout: std::time::Duration::from_secs(600),
                 unschedulable_after: std::time::Duration::from_secs(300),
+                unready_after: std::time::Duration::from_secs(120),
             },
         }
     }

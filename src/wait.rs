@@ -11,7 +11,7 @@ use futures::stream::{BoxStream, select_all};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, LogParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -69,15 +69,15 @@ pub fn is_workload(kind: &str) -> bool {
 /// The events of one reflector; an error names the kind whose watch failed.
 type Events = BoxStream<'static, Result<(), (Watched, watcher::Error)>>;
 
-/// A reflector of kind `K` in `namespace`, restricted to `selector`, if
-/// `needed` lists `K`; otherwise an empty store. `K` must be one of
+/// A reflector of kind `K` in `namespace`, restricted by `config`'s
+/// selectors, if `needed` lists `K`; otherwise an empty store. `K` must be one of
 /// [`watched::WORKLOADS`] or [`watched::WORKLOAD_PARTS`] (checked when
 /// compiling), so the permission check covers every watch started here.
 fn reflect<K>(
     client: &Client,
     needed: &[Watched],
     namespace: &str,
-    selector: &str,
+    config: watcher::Config,
     events: &mut Vec<Events>,
 ) -> Store<K>
 where
@@ -101,7 +101,7 @@ where
     let kind = Watched::of::<K>();
     if needed.contains(&kind) {
         let api: Api<K> = Api::namespaced(client.clone(), namespace);
-        let stream = watcher(api, watcher::Config::default().labels(selector))
+        let stream = watcher(api, config)
             .default_backoff()
             .reflect(writer)
             .touched_objects()
@@ -162,13 +162,20 @@ pub async fn wait_all(
     } = scope;
     let needed = watched::rollout(tracked.iter().map(|t| t.kind.as_str()));
     let mut streams = Vec::new();
-    let deployments = reflect::<Deployment>(client, &needed, namespace, selector, &mut streams);
-    let statefulsets = reflect::<StatefulSet>(client, &needed, namespace, selector, &mut streams);
-    let daemonsets = reflect::<DaemonSet>(client, &needed, namespace, selector, &mut streams);
-    let jobs = reflect::<Job>(client, &needed, namespace, selector, &mut streams);
+    let (own, parts) = (
+        watcher::Config::default().labels(selector),
+        watcher::Config::default().labels(pods_selector),
+    );
+    let deployments = reflect::<Deployment>(client, &needed, namespace, own.clone(), &mut streams);
+    let statefulsets =
+        reflect::<StatefulSet>(client, &needed, namespace, own.clone(), &mut streams);
+    let daemonsets = reflect::<DaemonSet>(client, &needed, namespace, own.clone(), &mut streams);
+    let jobs = reflect::<Job>(client, &needed, namespace, own, &mut streams);
     let replicasets =
-        reflect::<ReplicaSet>(client, &needed, namespace, pods_selector, &mut streams);
-    let pods = reflect::<Pod>(client, &needed, namespace, pods_selector, &mut streams);
+        reflect::<ReplicaSet>(client, &needed, namespace, parts.clone(), &mut streams);
+    let pods = reflect::<Pod>(client, &needed, namespace, parts, &mut streams);
+    let probe_failures = watcher::Config::default().fields(watched::PROBE_FAILURES);
+    let probe_events = reflect::<Event>(client, &needed, namespace, probe_failures, &mut streams);
     let mut events = select_all(streams);
     // Time-based verdicts (unschedulable for too long) need a clock, not an event.
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -210,6 +217,7 @@ pub async fn wait_all(
             workloads,
             replicasets: snapshot(&replicasets),
             pods: snapshot(&pods),
+            events: snapshot(&probe_events),
             now: Timestamp::now(),
         };
         match assessment.look(&look, reporter) {
@@ -232,6 +240,8 @@ pub struct Snapshot {
     pub replicasets: Vec<ReplicaSet>,
     /// Pods of the workloads.
     pub pods: Vec<Pod>,
+    /// The pods' probe failures ([`watched::PROBE_FAILURES`]).
+    pub events: Vec<Event>,
     /// When the look was taken.
     pub now: Timestamp,
 }
@@ -291,6 +301,7 @@ impl<'a> Assessment<'a> {
                     w.assess(
                         &snapshot.replicasets,
                         &snapshot.pods,
+                        &snapshot.events,
                         snapshot.now,
                         self.thresholds,
                     ),
@@ -342,6 +353,52 @@ impl<'a> Assessment<'a> {
     }
 }
 
+/// Where a failing pod's last log lines are: which container, and whether
+/// from its previous run.
+#[derive(Debug, PartialEq, Eq)]
+struct LogSource {
+    container: String,
+    previous: bool,
+}
+
+impl LogSource {
+    /// The request for its last 10 lines.
+    fn params(self) -> LogParams {
+        LogParams {
+            container: Some(self.container),
+            previous: self.previous,
+            tail_lines: Some(10),
+            ..Default::default()
+        }
+    }
+}
+
+/// The container whose log explains `pod`'s failure: the first (init
+/// containers first) that crashed (restarted, or exited non-zero), else the
+/// first not ready, else the first. Its previous run when it restarted and
+/// is not itself the run that ended: a crash-looping container's last crash,
+/// not the fresh run the kubelet may have started since.
+fn log_source(pod: &Pod) -> Option<LogSource> {
+    let status = pod.status.as_ref()?;
+    let init = status.init_container_statuses.iter().flatten();
+    let main: Vec<&ContainerStatus> = status.container_statuses.iter().flatten().collect();
+    let exit_code = |c: &ContainerStatus| {
+        let terminated = c.state.as_ref()?.terminated.as_ref()?;
+        Some(terminated.exit_code)
+    };
+    let crashed =
+        |c: &&ContainerStatus| c.restart_count > 0 || exit_code(c).is_some_and(|e| e != 0);
+    let container = init
+        .chain(main.iter().copied())
+        .find(crashed)
+        .or_else(|| main.iter().copied().find(|c| !c.ready))
+        .or_else(|| main.first().copied())?;
+    Some(LogSource {
+        container: container.name.clone(),
+        previous: container.restart_count > 0 && exit_code(container).is_none(),
+    })
+}
+
 /// A failure at length: the reason, the pod's recent events and last log lines.
 pub async fn explain(
     client: &Client,
@@ -365,7 +422,7 @@ pub async fn explain(
     let params = ListParams::default().fields(&format!("involvedObject.name={pod}"));
     if let Ok(list) = events.list(&params).await {
         let mut items = list.items;
-        items.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+        items.sort_by_key(crate::rollout::pod::last_seen);
         let recent: Vec<String> = items
             .iter()
             .rev()
@@ -386,25 +443,12 @@ pub async fn explain(
         }
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let tail = LogParams {
-        tail_lines: Some(10),
-        ..Default::default()
+    let logs = match pods.get(pod).await.ok().as_ref().and_then(log_source) {
+        Some(source) => pods.logs(pod, &source.params()).await.ok(),
+        None => None,
     };
-    let logs = match pods.logs(pod, &tail).await {
-        Ok(logs) => Ok(logs),
-        Err(_) => {
-            pods.logs(
-                pod,
-                &LogParams {
-                    previous: true,
-                    ..tail
-                },
-            )
-            .await
-        }
-    };
-    match logs {
-        Ok(logs) if !logs.trim().is_empty() => {
+    match logs.filter(|logs| !logs.trim().is_empty()) {
+        Some(logs) => {
             text.push_str("\n  last log lines:\n");
             for line in logs.lines() {
                 text.push_str(&format!("    {line}\n"));
@@ -458,6 +502,7 @@ mod tests {
             workloads,
             replicasets: objects.replicasets,
             pods: objects.pods,
+            events: objects.events,
             now: at("2026-11-21T22:55:00Z"),
         }
     }
@@ -571,6 +616,32 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn logs_come_from_the_container_that_failed_and_its_last_crash() {
+        let source = |json: &str, pod: &str| log_source(Objects::load(json).pod(pod));
+        let expect = |container: &str, previous: bool| {
+            Some(LogSource {
+                container: container.into(),
+                previous,
+            })
+        };
+        // Crash-looping: the run that crashed, not the waiting (or fresh) one.
+        let crashloop = include_str!("rollout/fixtures/deployment-crashloop.json");
+        assert_eq!(
+            source(crashloop, "legacy-7fb6fbf86f-lf57z"),
+            expect("web", true)
+        );
+        // A Job's pod that exited: that run.
+        let job = include_str!("rollout/fixtures/job-backoff-limit.json");
+        assert_eq!(source(job, "migrate-fail-k2ghs"), expect("migrate", false));
+        // A failed init container before the app's.
+        let init = include_str!("rollout/fixtures/pod-init-container-failed.json");
+        assert_eq!(source(init, "web-init"), expect("wait-for-db", false));
+        // Running but unready: the running one.
+        let unready = include_str!("rollout/fixtures/pod-readiness-failing.json");
+        assert_eq!(source(unready, "web-7c9d5f6b8-x2v4q"), expect("web", false));
     }
 
     #[test]

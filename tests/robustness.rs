@@ -313,6 +313,7 @@ async fn a_refused_watch_ends_the_wait_naming_verb_and_resource() {
             &tracked,
             berth::rollout::Thresholds {
                 unschedulable_after: Duration::from_secs(300),
+                unready_after: Duration::from_secs(120),
             },
             Duration::from_secs(600),
             &Silent,

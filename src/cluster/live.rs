@@ -4,7 +4,7 @@
 
 use anyhow::Context;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -18,14 +18,18 @@ pub struct Live {
     pub workloads: Vec<Workload>,
     replicasets: Vec<ReplicaSet>,
     pods: Vec<Pod>,
+    /// The pods' probe failures ([`super::watched::PROBE_FAILURES`]).
+    events: Vec<Event>,
 }
 
 impl Live {
     /// Read the workloads labelled `selector` in `namespace`, with the
-    /// ReplicaSets and pods of berth's workloads ([`super::pods_selector`]).
+    /// ReplicaSets and pods of berth's workloads ([`super::pods_selector`])
+    /// and the namespace's probe failures.
     pub async fn read(client: &Client, namespace: &str, selector: &str) -> anyhow::Result<Live> {
         let params = ListParams::default().labels(selector);
         let pods_params = ListParams::default().labels(&super::pods_selector());
+        let events_params = ListParams::default().fields(super::watched::PROBE_FAILURES);
         let (deployments_api, statefulsets_api, daemonsets_api, replicasets_api, pods_api) = (
             Api::<Deployment>::namespaced(client.clone(), namespace),
             Api::<StatefulSet>::namespaced(client.clone(), namespace),
@@ -33,12 +37,14 @@ impl Live {
             Api::<ReplicaSet>::namespaced(client.clone(), namespace),
             Api::<Pod>::namespaced(client.clone(), namespace),
         );
-        let (deployments, statefulsets, daemonsets, replicasets, pods) = tokio::try_join!(
+        let events_api = Api::<Event>::namespaced(client.clone(), namespace);
+        let (deployments, statefulsets, daemonsets, replicasets, pods, events) = tokio::try_join!(
             deployments_api.list(&params),
             statefulsets_api.list(&params),
             daemonsets_api.list(&params),
             replicasets_api.list(&pods_params),
             pods_api.list(&pods_params),
+            events_api.list(&events_params),
         )
         .context("reading the environment's workloads")?;
         let workloads = (deployments.items.into_iter().map(Workload::Deployment))
@@ -49,6 +55,7 @@ impl Live {
             workloads,
             replicasets: replicasets.items,
             pods: pods.items,
+            events: events.items,
         })
     }
 
@@ -59,7 +66,13 @@ impl Live {
 
     /// Whether `workload` is healthy now.
     pub fn verdict(&self, workload: &Workload, thresholds: Thresholds) -> Verdict {
-        workload.assess(&self.replicasets, &self.pods, Timestamp::now(), thresholds)
+        workload.assess(
+            &self.replicasets,
+            &self.pods,
+            &self.events,
+            Timestamp::now(),
+            thresholds,
+        )
     }
 }
 

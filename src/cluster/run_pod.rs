@@ -120,7 +120,8 @@ pub async fn start(
             .applied_objects()
     );
     while let Some(pod) = stream.try_next().await? {
-        if let Some(failure) = doom(&pod, Timestamp::now(), thresholds) {
+        // No events: its probes are stripped, so readiness cannot doom it.
+        if let Some(failure) = doom(&pod, &[], Timestamp::now(), thresholds) {
             return Err(BerthError::DeployFailed(format!(
                 "pod {name} cannot start: {}",
                 failure.message

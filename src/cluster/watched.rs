@@ -6,7 +6,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::runtime::watcher;
 
 /// A kind that is listed and watched in the environment's namespace.
@@ -72,14 +72,23 @@ pub const WORKLOADS: [Watched; 4] = [
     Watched::of::<Job>(),
 ];
 
-/// What the rollout wait watches besides the workloads: their ReplicaSets and pods.
-pub const WORKLOAD_PARTS: [Watched; 2] = [Watched::of::<ReplicaSet>(), Watched::of::<Pod>()];
+/// What the rollout wait watches besides the workloads: their ReplicaSets,
+/// pods, and the pods' probe failures (events, [`PROBE_FAILURES`]).
+pub const WORKLOAD_PARTS: [Watched; 3] = [
+    Watched::of::<ReplicaSet>(),
+    Watched::of::<Pod>(),
+    Watched::of::<Event>(),
+];
+
+/// The field selector of the events a rollout's verdicts read: the
+/// kubelet's `Unhealthy` events, one per failing probe and container.
+pub const PROBE_FAILURES: &str = "reason=Unhealthy";
 
 /// What a migration watches: its Job and the Job's pods.
 pub const MIGRATION: [Watched; 2] = [Watched::of::<Job>(), Watched::of::<Pod>()];
 
 /// What waiting on workloads of `kinds` watches: those kinds (others are
-/// ignored) and, if there is any, their ReplicaSets and pods.
+/// ignored) and, if there is any, their ReplicaSets, pods and probe failures.
 pub fn rollout<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Vec<Watched> {
     let kinds: Vec<&str> = kinds.into_iter().collect();
     let mut watched: Vec<Watched> = WORKLOADS
@@ -140,7 +149,7 @@ mod tests {
         let resources = |w: Vec<Watched>| w.iter().map(|w| w.resource).collect::<Vec<_>>();
         assert_eq!(
             resources(rollout(["Deployment", "Service", "Job"])),
-            ["deployments", "jobs", "replicasets", "pods"]
+            ["deployments", "jobs", "replicasets", "pods", "events"]
         );
         assert!(rollout(["ConfigMap"]).is_empty());
         assert_eq!(

@@ -525,6 +525,13 @@ pub(super) struct RolloutFile {
     #[serde(default = "default_unschedulable_after")]
     #[schemars(extend("default" = "5m"))]
     pub unschedulable_after: DurationText,
+    /// A new pod whose containers run but whose readiness probe keeps failing
+    /// for this long fails the deploy, with the probe's last failure. Four
+    /// times the 30 s a default probe (3 failures, 10 s apart) takes to call a
+    /// pod unready: room for a slow start; a fifth of the default timeout.
+    #[serde(default = "default_unready_after")]
+    #[schemars(extend("default" = "2m"))]
+    pub unready_after: DurationText,
 }
 
 impl Default for RolloutFile {
@@ -532,6 +539,7 @@ impl Default for RolloutFile {
         RolloutFile {
             timeout: default_timeout(),
             unschedulable_after: default_unschedulable_after(),
+            unready_after: default_unready_after(),
         }
     }
 }
@@ -544,6 +552,11 @@ fn default_timeout() -> DurationText {
 /// The default for `rollout.unschedulable_after`.
 fn default_unschedulable_after() -> DurationText {
     DurationText(Duration::from_secs(300))
+}
+
+/// The default for `rollout.unready_after`.
+fn default_unready_after() -> DurationText {
+    DurationText(Duration::from_secs(120))
 }
 
 /// A duration written like `90s`, `10m`, `1h` or `1h30m`.

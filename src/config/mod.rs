@@ -334,6 +334,9 @@ pub struct RolloutSettings {
     pub timeout: Duration,
     /// A new pod unschedulable this long fails the deploy (default 5 minutes).
     pub unschedulable_after: Duration,
+    /// A new pod running but failing its readiness probe this long fails the
+    /// deploy (default 2 minutes).
+    pub unready_after: Duration,
 }
 
 impl Config {

@@ -98,6 +98,7 @@ fn the_example_berth_yaml_loads() {
         RolloutSettings {
             timeout: Duration::from_secs(600),
             unschedulable_after: Duration::from_secs(60),
+            unready_after: Duration::from_secs(120),
         }
     );
     // the example's migration is the Job template in overlays/base/migrate.yaml
@@ -127,6 +128,7 @@ fn omitted_keys_take_their_defaults() {
         RolloutSettings {
             timeout: Duration::from_secs(600),
             unschedulable_after: Duration::from_secs(300),
+            unready_after: Duration::from_secs(120),
         }
     );
 }
@@ -155,7 +157,7 @@ environments:
       deadline: 1h30m
       env_from: [{ secret: db-credentials }, { secret: flyway.conf }]
       service_account: migrate
-    rollout: { timeout: 15m, unschedulable_after: 90s }
+    rollout: { timeout: 15m, unschedulable_after: 90s, unready_after: 45s }
     database: { workload: web, container: app, secret: db-credentials, port: 5433 }
     maintenance:
       services: [web, api]
@@ -212,6 +214,7 @@ environments:
             rollout: RolloutSettings {
                 timeout: Duration::from_secs(900),
                 unschedulable_after: Duration::from_secs(90),
+                unready_after: Duration::from_secs(45),
             },
             assets: Some(Assets {
                 from: AssetSource::Image {
@@ -556,7 +559,7 @@ images: [shop:1]
 github: { repo: shop, branch: '', required_checks: [], also_passing: [failure], depth: 0 }
 releases_kept: 0
 environments:
-  staging: { namespace: Staging, overlay: nowhere, context: '', rollout: { unschedulable_after: 0m } }
+  staging: { namespace: Staging, overlay: nowhere, context: '', rollout: { unschedulable_after: 0m, unready_after: 0s } }
 ",
     );
     let keys = [
@@ -572,6 +575,7 @@ environments:
         "environments.staging.namespace:",
         "environments.staging.overlay:",
         "environments.staging.rollout.unschedulable_after:",
+        "environments.staging.rollout.unready_after:",
     ];
     assert_mentions(&text, &keys);
     assert_eq!(text.lines().count(), keys.len(), "{text}");

@@ -319,6 +319,10 @@ impl Checker<'_> {
                 &format!("{key}.rollout.unschedulable_after"),
                 environment.rollout.unschedulable_after.0,
             ),
+            unready_after: self.positive(
+                &format!("{key}.rollout.unready_after"),
+                environment.rollout.unready_after.0,
+            ),
         };
         let maintenance = self.maintenance(&format!("{key}.maintenance"), environment.maintenance);
         let assets = match environment.assets {

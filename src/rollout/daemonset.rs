@@ -3,7 +3,7 @@
 //! pod; doomed when a pod of the current template generation is.
 
 use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Thresholds, Verdict, first_doomed, label, owned_by, stale};
@@ -16,6 +16,7 @@ const TEMPLATE_GENERATION: &str = "pod-template-generation";
 pub fn assess(
     daemonset: &DaemonSet,
     pods: &[Pod],
+    events: &[Event],
     now: Timestamp,
     thresholds: Thresholds,
 ) -> Verdict {
@@ -30,7 +31,7 @@ pub fn assess(
             && generation.is_some()
             && label(&p.metadata, TEMPLATE_GENERATION) == generation.as_deref()
     });
-    if let Some(verdict) = first_doomed(new_pods, now, thresholds) {
+    if let Some(verdict) = first_doomed(new_pods, events, now, thresholds) {
         return verdict;
     }
     let desired = status.desired_number_scheduled;
@@ -70,6 +71,7 @@ mod tests {
         assess(
             &objects.daemonset(),
             &objects.pods,
+            &[],
             now(),
             Thresholds::default(),
         )

@@ -4,7 +4,7 @@
 //! passed. Pods of older ReplicaSets never fail a deploy.
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -19,6 +19,7 @@ pub fn assess(
     deployment: &Deployment,
     replicasets: &[ReplicaSet],
     pods: &[Pod],
+    events: &[Event],
     now: Timestamp,
     thresholds: Thresholds,
 ) -> Verdict {
@@ -30,7 +31,7 @@ pub fn assess(
     let new_rs = newest_replicaset(deployment, replicasets);
     if let Some(rs) = new_rs {
         let new_pods = pods.iter().filter(|p| owned_by(&p.metadata, &rs.metadata));
-        if let Some(verdict) = first_doomed(new_pods, now, thresholds) {
+        if let Some(verdict) = first_doomed(new_pods, events, now, thresholds) {
             return verdict;
         }
     }
@@ -164,6 +165,7 @@ mod tests {
             &deployment,
             &objects.replicasets,
             &objects.pods,
+            &[],
             now,
             Thresholds::default(),
         )
@@ -204,6 +206,7 @@ mod tests {
             &web,
             &namespace.replicasets,
             &namespace.pods,
+            &[],
             early(),
             Thresholds::default(),
         );
@@ -284,6 +287,7 @@ mod tests {
             &objects.deployment(),
             &objects.replicasets[1..],
             &objects.pods,
+            &[],
             early(),
             Thresholds::default(),
         );
@@ -341,10 +345,10 @@ mod tests {
         let at = |t: &str| t.parse::<Timestamp>().unwrap();
         let thresholds = Thresholds::default();
         assert!(matches!(
-            assess(&d, &[], &[], at("2026-11-21T10:00:05Z"), thresholds),
+            assess(&d, &[], &[], &[], at("2026-11-21T10:00:05Z"), thresholds),
             Verdict::Progressing(_)
         ));
-        match assess(&d, &[], &[], at("2026-11-21T10:00:20Z"), thresholds) {
+        match assess(&d, &[], &[], &[], at("2026-11-21T10:00:20Z"), thresholds) {
             Verdict::Failed(f) => {
                 assert_eq!(f.reason, "FailedCreate");
                 assert!(
@@ -357,7 +361,7 @@ mod tests {
         }
         d.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].status = "False".into();
         assert!(matches!(
-            assess(&d, &[], &[], at("2026-11-21T10:00:20Z"), thresholds),
+            assess(&d, &[], &[], &[], at("2026-11-21T10:00:20Z"), thresholds),
             Verdict::Progressing(_)
         ));
     }

@@ -3,14 +3,20 @@
 //! and failed is left to the Job, which retries it within its backoffLimit.
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Failure, Thresholds, Verdict, first_doomed, owned_by, pod};
 
 /// The verdict on `job`. `pods` may hold every pod in the namespace; only
 /// those the Job owns count.
-pub fn assess(job: &Job, pods: &[Pod], now: Timestamp, thresholds: Thresholds) -> Verdict {
+pub fn assess(
+    job: &Job,
+    pods: &[Pod],
+    events: &[Event],
+    now: Timestamp,
+    thresholds: Thresholds,
+) -> Verdict {
     let own_pods = || pods.iter().filter(|p| owned_by(&p.metadata, &job.metadata));
     if let Some(condition) = condition(job, "Failed") {
         let failed_pod = own_pods()
@@ -39,7 +45,7 @@ pub fn assess(job: &Job, pods: &[Pod], now: Timestamp, thresholds: Thresholds) -
     if condition(job, "Complete").is_some() {
         return Verdict::Succeeded;
     }
-    if let Some(verdict) = first_doomed(own_pods(), now, thresholds) {
+    if let Some(verdict) = first_doomed(own_pods(), events, now, thresholds) {
         return verdict;
     }
     let empty = JobStatus::default();
@@ -82,6 +88,7 @@ mod tests {
         assess(
             &objects.job(),
             &objects.pods,
+            &[],
             at("2026-11-21T22:56:30Z"),
             Thresholds::default(),
         )
@@ -151,6 +158,7 @@ mod tests {
         let verdict = assess(
             &job,
             &namespace.pods,
+            &[],
             at("2026-11-21T22:56:30Z"),
             Thresholds::default(),
         );

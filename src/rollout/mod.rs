@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Event, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
 
@@ -51,6 +51,9 @@ pub struct Failure {
 pub struct Thresholds {
     /// How long a pod may stay unschedulable before the rollout counts as failed.
     pub unschedulable_after: Duration,
+    /// How long a pod may run but fail its readiness probe before the rollout
+    /// counts as failed.
+    pub unready_after: Duration,
 }
 
 impl From<&RolloutSettings> for Thresholds {
@@ -58,18 +61,21 @@ impl From<&RolloutSettings> for Thresholds {
     fn from(rollout: &RolloutSettings) -> Thresholds {
         Thresholds {
             unschedulable_after: rollout.unschedulable_after,
+            unready_after: rollout.unready_after,
         }
     }
 }
 
-/// The verdict tests' thresholds: a pod unschedulable for a minute fails the
-/// rollout. berth itself always takes the environment's
-/// `rollout.unschedulable_after` (5 minutes unless set), through `From`.
+/// The verdict tests' thresholds: a pod unschedulable, or running but
+/// unready, for a minute fails the rollout. berth itself always takes the
+/// environment's `rollout.unschedulable_after` (5 minutes unless set) and
+/// `rollout.unready_after` (2 minutes), through `From`.
 #[cfg(test)]
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
             unschedulable_after: Duration::from_secs(60),
+            unready_after: Duration::from_secs(60),
         }
     }
 }
@@ -106,19 +112,24 @@ impl Workload {
     /// The verdict on this workload's rollout.
     ///
     /// `replicasets`: all ReplicaSets in the namespace; `pods`: all pods in the
-    /// namespace (the function picks its own by owner/labels).
+    /// namespace (the function picks its own by owner/labels); `events`: the
+    /// namespace's events the pods' verdicts read (readiness probe failures,
+    /// see [`pod::doom`]).
     pub fn assess(
         &self,
         replicasets: &[ReplicaSet],
         pods: &[Pod],
+        events: &[Event],
         now: Timestamp,
         thresholds: Thresholds,
     ) -> Verdict {
         match self {
-            Workload::Deployment(d) => deployment::assess(d, replicasets, pods, now, thresholds),
-            Workload::StatefulSet(s) => statefulset::assess(s, pods, now, thresholds),
-            Workload::DaemonSet(d) => daemonset::assess(d, pods, now, thresholds),
-            Workload::Job(j) => job::assess(j, pods, now, thresholds),
+            Workload::Deployment(d) => {
+                deployment::assess(d, replicasets, pods, events, now, thresholds)
+            }
+            Workload::StatefulSet(s) => statefulset::assess(s, pods, events, now, thresholds),
+            Workload::DaemonSet(d) => daemonset::assess(d, pods, events, now, thresholds),
+            Workload::Job(j) => job::assess(j, pods, events, now, thresholds),
         }
     }
 
@@ -179,14 +190,16 @@ fn owned_by(object: &ObjectMeta, owner: &ObjectMeta) -> bool {
         .any(|reference| reference.uid == uid)
 }
 
-/// The first of `pods` that can never become healthy, as the rollout's failure.
+/// The first of `pods` that can never become healthy, as the rollout's
+/// failure; `events` as [`pod::doom`] reads them.
 fn first_doomed<'a>(
     pods: impl IntoIterator<Item = &'a Pod>,
+    events: &[Event],
     now: Timestamp,
     thresholds: Thresholds,
 ) -> Option<Verdict> {
     pods.into_iter()
-        .find_map(|p| pod::doom(p, now, thresholds))
+        .find_map(|p| pod::doom(p, events, now, thresholds))
         .map(Verdict::Failed)
 }
 
@@ -214,7 +227,8 @@ mod tests {
     }
 
     #[test]
-    fn an_environment_without_rollout_settings_fails_unschedulable_pods_after_5_minutes() {
+    fn an_environment_without_rollout_settings_fails_unschedulable_pods_after_5_minutes_and_unready_after_2()
+     {
         let config = crate::config::Config::parse(
             "app: workbench\nimages: [registry.example.com/workbench/web]\n\
              environments:\n  staging: { namespace: staging, overlay: overlays/staging }\n",
@@ -222,10 +236,9 @@ mod tests {
         )
         .unwrap();
         let env = config.environment("staging").unwrap();
-        assert_eq!(
-            Thresholds::from(&env.rollout).unschedulable_after,
-            Duration::from_secs(300)
-        );
+        let thresholds = Thresholds::from(&env.rollout);
+        assert_eq!(thresholds.unschedulable_after, Duration::from_secs(300));
+        assert_eq!(thresholds.unready_after, Duration::from_secs(120));
     }
 
     #[test]
@@ -238,6 +251,7 @@ mod tests {
         let verdict = workload.assess(
             &objects.replicasets,
             &objects.pods,
+            &[],
             at("2026-11-21T22:55:00Z"),
             Thresholds::default(),
         );
@@ -269,6 +283,7 @@ mod tests {
         let verdict = workload.assess(
             &[],
             &job.pods,
+            &[],
             at("2026-11-21T22:57:00Z"),
             Thresholds::default(),
         );

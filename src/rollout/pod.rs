@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::api::core::v1::{ContainerStatus, Event, Pod, PodStatus};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Failure, Thresholds, plural};
@@ -19,6 +19,17 @@ const DOOMED_WAITING_REASONS: [&str; 6] = [
     "InvalidImageName",
 ];
 
+/// Words of an image pull error that retrying cannot fix: the tag or
+/// repository does not exist, or the node may not pull it (as containerd
+/// and registries say it, lowercased).
+const PERMANENT_PULL_ERRORS: [&str; 5] = [
+    "not found",
+    "manifest unknown",
+    "unauthorized",
+    "denied",
+    "forbidden",
+];
+
 /// Reasons for a Failed pod that its controller replaces by itself, so the
 /// rollout is not doomed by it.
 const REPLACED_FAILURE_REASONS: [&str; 2] = ["Evicted", "Preempting"];
@@ -26,13 +37,22 @@ const REPLACED_FAILURE_REASONS: [&str; 2] = ["Evicted", "Preempting"];
 /// Why `pod` can never become healthy, or `None` while it still may.
 ///
 /// Doomed: a container or init container waiting with reason
-/// ImagePullBackOff, ErrImagePull, CrashLoopBackOff,
+/// ImagePullBackOff or ErrImagePull (unless the pull error is one retrying
+/// may fix, see [`transient_pull_error`]), CrashLoopBackOff,
 /// CreateContainerConfigError, CreateContainerError or InvalidImageName; an
 /// init container that exited non-zero; a pod unschedulable for longer than
 /// `thresholds.unschedulable_after`; phase Failed, unless a Job owns the pod
 /// (the Job retries it within its backoffLimit) or the pod was evicted or
-/// preempted (its controller replaces it).
-pub fn doom(pod: &Pod, now: Timestamp, thresholds: Thresholds) -> Option<Failure> {
+/// preempted (its controller replaces it); every container running but one
+/// not ready for longer than `thresholds.unready_after`, while `events` hold
+/// the kubelet's readiness probe failures for it since it started (the
+/// last failure is the message).
+pub fn doom(
+    pod: &Pod,
+    events: &[Event],
+    now: Timestamp,
+    thresholds: Thresholds,
+) -> Option<Failure> {
     let status = pod.status.as_ref()?;
     let init_containers = status.init_container_statuses.iter().flatten();
     let containers = status.container_statuses.iter().flatten();
@@ -41,7 +61,8 @@ pub fn doom(pod: &Pod, now: Timestamp, thresholds: Thresholds) -> Option<Failure
         .chain(containers.filter_map(|c| waiting(c, "container")))
         .next()
         .or_else(|| unschedulable(status, now, thresholds))
-        .or_else(|| failed(pod, status))?;
+        .or_else(|| failed(pod, status))
+        .or_else(|| unready(pod, status, events, now, thresholds))?;
     Some(Failure {
         pod: pod.metadata.name.clone(),
         reason,
@@ -70,6 +91,11 @@ fn waiting(container: &ContainerStatus, what: &str) -> Option<Cause> {
         .reason
         .as_deref()
         .filter(|r| DOOMED_WAITING_REASONS.contains(r))?;
+    if matches!(reason, "ErrImagePull" | "ImagePullBackOff")
+        && transient_pull_error(waiting.message.as_deref())
+    {
+        return None;
+    }
     let (problem, history) = match reason {
         "ImagePullBackOff" | "ErrImagePull" => (
             format!("cannot pull image {:?}", container.image),
@@ -92,6 +118,24 @@ fn waiting(container: &ContainerStatus, what: &str) -> Option<Cause> {
         container.name
     );
     Some((reason.to_owned(), message))
+}
+
+/// Whether an image pull failed for a reason the kubelet's retries may get
+/// past (the registry refused the connection, timed out, answered 5xx). A
+/// missing tag or repository, or a refused pull, is permanent; so is a
+/// failure whose cause is not said (kubelets before 1.31 and kwok write
+/// only "Back-off pulling image ..."), which berth cannot tell apart.
+fn transient_pull_error(message: Option<&str>) -> bool {
+    let Some(message) = message else {
+        return false;
+    };
+    // ImagePullBackOff: `Back-off pulling image "IMAGE": ErrImagePull: CAUSE`.
+    let cause = match message.strip_prefix("Back-off pulling image ") {
+        Some(rest) => rest.split_once("\": ").map_or("", |(_, cause)| cause),
+        None => message,
+    };
+    let cause = cause.to_lowercase();
+    !cause.trim().is_empty() && !PERMANENT_PULL_ERRORS.iter().any(|p| cause.contains(p))
 }
 
 /// " after N restarts, last exit code C" for a crash-looping container.
@@ -141,6 +185,106 @@ fn unschedulable(status: &PodStatus, now: Timestamp, thresholds: Thresholds) -> 
     })
 }
 
+/// A container that runs, but has failed its readiness probe for longer
+/// than `thresholds.unready_after`: since it started, or since the pod
+/// last stopped being Ready, whichever is later. Only while every container
+/// runs (a starting or crashing one is judged by its waiting reason), and
+/// only on the kubelet's word: an `Unhealthy` event "Readiness probe ..."
+/// for the container since it started, whose message is the reason. A pod
+/// held back by something else (a readiness gate) is not doomed here.
+fn unready(
+    pod: &Pod,
+    status: &PodStatus,
+    events: &[Event],
+    now: Timestamp,
+    thresholds: Thresholds,
+) -> Option<Cause> {
+    let containers = status.container_statuses.as_deref().unwrap_or_default();
+    let started_at = |c: &ContainerStatus| {
+        let running = c.state.as_ref()?.running.as_ref()?;
+        Some(running.started_at.as_ref()?.0)
+    };
+    if containers.is_empty() || containers.iter().any(|c| started_at(c).is_none()) {
+        return None;
+    }
+    let container = containers.iter().find(|c| !c.ready)?;
+    let started = started_at(container)?;
+    let not_ready_since = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "Ready" && c.status == "False")
+        .and_then(|c| c.last_transition_time.as_ref())
+        .map_or(started, |t| t.0.max(started));
+    let elapsed = Duration::try_from(now.duration_since(not_ready_since)).ok()?;
+    if elapsed < thresholds.unready_after {
+        return None;
+    }
+    let (probe, count) = last_readiness_failure(pod, &container.name, events, started)?;
+    let times = if count > 1 {
+        format!(", {count} failed probes")
+    } else {
+        String::new()
+    };
+    let message = format!(
+        "container {:?} has run unready for {}{times}: {probe}",
+        container.name,
+        human(elapsed)
+    );
+    Some(("ReadinessProbeFailed".to_owned(), message))
+}
+
+/// The message and count of the latest `Unhealthy` event that reports a
+/// readiness probe failure of `container` in `pod`, seen at or after `since`.
+fn last_readiness_failure(
+    pod: &Pod,
+    container: &str,
+    events: &[Event],
+    since: Timestamp,
+) -> Option<(String, i32)> {
+    let field_path = format!("spec.containers{{{container}}}");
+    events
+        .iter()
+        .filter(|e| e.reason.as_deref() == Some("Unhealthy"))
+        .filter(|e| about(e, pod) && e.involved_object.field_path.as_ref() == Some(&field_path))
+        .filter_map(|e| {
+            let message = e.message.as_deref()?.trim();
+            message
+                .starts_with("Readiness probe")
+                .then_some((last_seen(e)?, message, e))
+        })
+        .filter(|(seen, _, _)| *seen >= since)
+        .max_by_key(|(seen, _, _)| *seen)
+        .map(|(_, message, e)| {
+            let count = e.series.as_ref().map_or(e.count, |s| s.count);
+            (message.to_owned(), count.unwrap_or(1))
+        })
+}
+
+/// Whether `event` is about `pod`: by uid where both have one, else by name.
+fn about(event: &Event, pod: &Pod) -> bool {
+    let object = &event.involved_object;
+    object.kind.as_deref() == Some("Pod")
+        && match (object.uid.as_deref(), pod.metadata.uid.as_deref()) {
+            (Some(a), Some(b)) => a == b,
+            _ => object.name.is_some() && object.name == pod.metadata.name,
+        }
+}
+
+/// When an event was last seen, whichever API wrote it: the series' last
+/// observation (events.k8s.io), `lastTimestamp` (core/v1), `eventTime`, or
+/// when the event was created.
+pub fn last_seen(event: &Event) -> Option<Timestamp> {
+    event
+        .series
+        .as_ref()
+        .and_then(|s| s.last_observed_time.as_ref())
+        .map(|t| t.0)
+        .or_else(|| event.last_timestamp.as_ref().map(|t| t.0))
+        .or_else(|| event.event_time.as_ref().map(|t| t.0))
+        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0))
+}
+
 fn failed(pod: &Pod, status: &PodStatus) -> Option<Cause> {
     if status.phase.as_deref() != Some("Failed") {
         return None;
@@ -188,7 +332,7 @@ fn human(elapsed: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::ContainerStateWaiting;
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateWaiting};
 
     use super::super::testing::{Objects, at};
     use super::*;
@@ -199,7 +343,12 @@ mod tests {
     }
 
     fn doom_of(json: &str, pod: &str) -> Option<Failure> {
-        doom(Objects::load(json).pod(pod), now(), Thresholds::default())
+        doom(
+            Objects::load(json).pod(pod),
+            &[],
+            now(),
+            Thresholds::default(),
+        )
     }
 
     fn failure(pod: &str, reason: &str, message: &str) -> Option<Failure> {
@@ -214,7 +363,7 @@ mod tests {
     fn running_ready_pods_are_not_doomed() {
         let healthy = Objects::load(include_str!("fixtures/deployment-healthy.json"));
         for pod in &healthy.pods {
-            assert_eq!(doom(pod, now(), Thresholds::default()), None);
+            assert_eq!(doom(pod, &[], now(), Thresholds::default()), None);
         }
         let with_init = include_str!("fixtures/pod-init-ready.json");
         assert_eq!(doom_of(with_init, "web-init"), None);
@@ -242,6 +391,54 @@ mod tests {
                 "ImagePullBackOff",
                 r#"container "web" cannot pull image "registry.example/app:badbad1": ImagePullBackOff (Back-off pulling image "registry.example/app:badbad1")"#
             )
+        );
+    }
+
+    #[test]
+    fn only_pull_errors_retrying_cannot_fix_are_doomed() {
+        let objects = Objects::load(include_str!("fixtures/pod-err-image-pull.json"));
+        let with = |reason: &str, message: &str| {
+            let mut pod = objects.pod("pull").clone();
+            let status = pod.status.as_mut().unwrap();
+            let container = &mut status.container_statuses.as_mut().unwrap()[0];
+            container.state.as_mut().unwrap().waiting = Some(ContainerStateWaiting {
+                reason: Some(reason.to_owned()),
+                message: Some(message.to_owned()),
+            });
+            doom(&pod, &[], now(), Thresholds::default()).map(|f| f.reason)
+        };
+        let image = "127.0.0.1:25000/workbench/frontend:0123abc";
+        let refused = format!(
+            "failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": failed to do request: Head \"http://127.0.0.1:25000/v2/workbench/frontend/manifests/0123abc\": dial tcp 127.0.0.1:25000: connect: connection refused"
+        );
+        let missing = format!(
+            "failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found"
+        );
+        let denied = format!(
+            "failed to pull and unpack image \"{image}\": failed to authorize: failed to fetch anonymous token: unexpected status from GET request to https://auth.example/token: 401 Unauthorized"
+        );
+        let unavailable = format!(
+            "failed to pull and unpack image \"{image}\": failed to copy: httpReadSeeker: failed open: unexpected status code http://127.0.0.1:25000/v2/workbench/frontend/blobs/sha256:0d1e: 503 Service Unavailable"
+        );
+        let back_off =
+            |cause: &str| format!("Back-off pulling image \"{image}\": ErrImagePull: {cause}");
+        // The registry was down or overloaded: the kubelet retries, so does berth.
+        assert_eq!(with("ErrImagePull", &refused), None);
+        assert_eq!(with("ImagePullBackOff", &back_off(&refused)), None);
+        assert_eq!(with("ErrImagePull", &unavailable), None);
+        // The tag does not exist, or the node may not pull it: doomed.
+        let doomed = |reason: &str| Some(reason.to_owned());
+        assert_eq!(with("ErrImagePull", &missing), doomed("ErrImagePull"));
+        assert_eq!(
+            with("ImagePullBackOff", &back_off(&missing)),
+            doomed("ImagePullBackOff")
+        );
+        assert_eq!(with("ErrImagePull", &denied), doomed("ErrImagePull"));
+        // A back-off that does not say why (older kubelets, kwok): doomed, as before.
+        let silent = format!("Back-off pulling image \"{image}\"");
+        assert_eq!(
+            with("ImagePullBackOff", &silent),
+            doomed("ImagePullBackOff")
         );
     }
 
@@ -287,7 +484,7 @@ mod tests {
                 reason: Some(reason.to_owned()),
                 message: None,
             });
-            doom(&pod, now(), Thresholds::default())
+            doom(&pod, &[], now(), Thresholds::default())
         };
         for reason in DOOMED_WAITING_REASONS {
             assert_eq!(
@@ -338,11 +535,11 @@ mod tests {
         let objects = Objects::load(include_str!("fixtures/deployment-unschedulable.json"));
         let pod = objects.pod("stuck-976c9ffd4-9lngl");
         let defaults = Thresholds::default();
-        assert_eq!(doom(pod, at("2026-11-21T22:54:44Z"), defaults), None);
-        assert_eq!(doom(pod, at("2026-11-21T22:55:43Z"), defaults), None);
+        assert_eq!(doom(pod, &[], at("2026-11-21T22:54:44Z"), defaults), None);
+        assert_eq!(doom(pod, &[], at("2026-11-21T22:55:43Z"), defaults), None);
         let scheduler = "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector. no new claims to deallocate, preemption: 0/2 nodes are available: 2 Preemption is not helpful for scheduling.";
         assert_eq!(
-            doom(pod, at("2026-11-21T22:55:44Z"), defaults),
+            doom(pod, &[], at("2026-11-21T22:55:44Z"), defaults),
             failure(
                 "stuck-976c9ffd4-9lngl",
                 "Unschedulable",
@@ -351,8 +548,9 @@ mod tests {
         );
         let impatient = Thresholds {
             unschedulable_after: Duration::from_secs(10),
+            ..Thresholds::default()
         };
-        let failed = doom(pod, at("2026-11-21T22:54:59Z"), impatient).unwrap();
+        let failed = doom(pod, &[], at("2026-11-21T22:54:59Z"), impatient).unwrap();
         assert_eq!(
             failed.message,
             format!("pod has been unschedulable for 15s: {scheduler}")
@@ -363,12 +561,12 @@ mod tests {
     fn failed_phase_dooms_pods_no_job_owns() {
         let objects = Objects::load(include_str!("fixtures/job-backoff-limit.json"));
         let job_pod = objects.pod("migrate-fail-k2ghs");
-        assert_eq!(doom(job_pod, now(), Thresholds::default()), None);
+        assert_eq!(doom(job_pod, &[], now(), Thresholds::default()), None);
 
         let mut bare = job_pod.clone();
         bare.metadata.owner_references = None;
         assert_eq!(
-            doom(&bare, now(), Thresholds::default()),
+            doom(&bare, &[], now(), Thresholds::default()),
             failure(
                 "migrate-fail-k2ghs",
                 "PodFailed",
@@ -378,7 +576,110 @@ mod tests {
 
         let mut evicted = bare.clone();
         evicted.status.as_mut().unwrap().reason = Some("Evicted".to_owned());
-        assert_eq!(doom(&evicted, now(), Thresholds::default()), None);
+        assert_eq!(doom(&evicted, &[], now(), Thresholds::default()), None);
+    }
+
+    /// The failing-readiness fixture: its pod and the kubelet's events.
+    fn unready_pod() -> Objects {
+        Objects::load(include_str!("fixtures/pod-readiness-failing.json"))
+    }
+
+    #[test]
+    fn a_failing_readiness_probe_dooms_after_the_threshold_with_its_last_failure() {
+        // The container started at 22:54:50; probes failed from 22:54:51 to 22:56:26.
+        let objects = unready_pod();
+        let pod = &objects.pods[0];
+        let doom_at = |t: &str| doom(pod, &objects.events, at(t), Thresholds::default());
+        assert_eq!(doom_at("2026-11-21T22:55:49Z"), None);
+        assert_eq!(
+            doom_at("2026-11-21T22:56:30Z"),
+            failure(
+                "web-7c9d5f6b8-x2v4q",
+                "ReadinessProbeFailed",
+                r#"container "web" has run unready for 1m40s, 19 failed probes: Readiness probe failed: HTTP probe failed with statuscode: 503"#
+            )
+        );
+        let patient = Thresholds {
+            unready_after: Duration::from_secs(120),
+            ..Thresholds::default()
+        };
+        assert_eq!(doom(pod, &objects.events, now(), patient), None);
+    }
+
+    #[test]
+    fn unready_without_the_kubelets_word_is_not_doomed() {
+        let objects = unready_pod();
+        let pod = &objects.pods[0];
+        // No probe failure reported (a readiness gate, or no probe yet).
+        assert_eq!(doom(pod, &[], now(), Thresholds::default()), None);
+        // Failures of another pod, another container, or another probe do not count.
+        let mut other_pod = objects.events.clone();
+        other_pod.iter_mut().for_each(|e| {
+            e.involved_object.uid = Some("another-pod".into());
+        });
+        assert_eq!(doom(pod, &other_pod, now(), Thresholds::default()), None);
+        let mut sidecar = objects.events.clone();
+        sidecar.iter_mut().for_each(|e| {
+            e.involved_object.field_path = Some("spec.containers{proxy}".into());
+        });
+        assert_eq!(doom(pod, &sidecar, now(), Thresholds::default()), None);
+        let mut liveness = objects.events.clone();
+        liveness.iter_mut().for_each(|e| {
+            e.message =
+                Some("Liveness probe failed: HTTP probe failed with statuscode: 500".into());
+        });
+        assert_eq!(doom(pod, &liveness, now(), Thresholds::default()), None);
+    }
+
+    #[test]
+    fn unready_is_timed_from_the_containers_latest_start() {
+        let objects = unready_pod();
+        let mut restarted = objects.pods[0].clone();
+        let status = restarted.status.as_mut().unwrap();
+        let container = &mut status.container_statuses.as_mut().unwrap()[0];
+        container.restart_count = 1;
+        container
+            .state
+            .as_mut()
+            .unwrap()
+            .running
+            .as_mut()
+            .unwrap()
+            .started_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(
+            "2026-11-21T22:56:27Z",
+        )));
+        // Every failure reported is older than the running container.
+        let later = at("2026-11-21T22:58:00Z");
+        assert_eq!(
+            doom(&restarted, &objects.events, later, Thresholds::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_ready_or_starting_pod_is_not_unready() {
+        let objects = unready_pod();
+        let mut ready = objects.pods[0].clone();
+        let status = ready.status.as_mut().unwrap();
+        status.container_statuses.as_mut().unwrap()[0].ready = true;
+        assert_eq!(
+            doom(&ready, &objects.events, now(), Thresholds::default()),
+            None
+        );
+
+        let mut starting = objects.pods[0].clone();
+        let status = starting.status.as_mut().unwrap();
+        status.container_statuses.as_mut().unwrap()[0].state = Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ContainerCreating".into()),
+                message: None,
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            doom(&starting, &objects.events, now(), Thresholds::default()),
+            None
+        );
     }
 
     #[test]

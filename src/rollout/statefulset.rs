@@ -5,7 +5,7 @@
 //! generation is all there is to wait for.
 
 use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Thresholds, Verdict, first_doomed, label, owned_by, stale};
@@ -18,6 +18,7 @@ const REVISION: &str = "controller-revision-hash";
 pub fn assess(
     statefulset: &StatefulSet,
     pods: &[Pod],
+    events: &[Event],
     now: Timestamp,
     thresholds: Thresholds,
 ) -> Verdict {
@@ -32,7 +33,7 @@ pub fn assess(
             && update_revision.is_some()
             && label(&p.metadata, REVISION) == update_revision
     });
-    if let Some(verdict) = first_doomed(new_pods, now, thresholds) {
+    if let Some(verdict) = first_doomed(new_pods, events, now, thresholds) {
         return verdict;
     }
     if on_delete(statefulset) {
@@ -100,6 +101,7 @@ mod tests {
         assess(
             &objects.statefulset(),
             &objects.pods,
+            &[],
             now,
             Thresholds::default(),
         )

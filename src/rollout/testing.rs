@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::jiff::Timestamp;
 use serde::de::DeserializeOwned;
 
@@ -16,6 +16,7 @@ pub(crate) struct Objects {
     pub jobs: Vec<Job>,
     pub replicasets: Vec<ReplicaSet>,
     pub pods: Vec<Pod>,
+    pub events: Vec<Event>,
 }
 
 impl Objects {
@@ -31,6 +32,7 @@ impl Objects {
                 "Job" => objects.jobs.push(typed(item)),
                 "ReplicaSet" => objects.replicasets.push(typed(item)),
                 "Pod" => objects.pods.push(typed(item)),
+                "Event" => objects.events.push(typed(item)),
                 other => panic!("unexpected kind {other} in fixture"),
             }
         }
@@ -45,6 +47,7 @@ impl Objects {
         self.jobs.extend(other.jobs);
         self.replicasets.extend(other.replicasets);
         self.pods.extend(other.pods);
+        self.events.extend(other.events);
         self
     }
 

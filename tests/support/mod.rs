@@ -11,6 +11,8 @@ pub mod app;
 pub mod capture;
 pub mod github;
 pub mod images;
+pub mod load;
+pub mod real_app;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -292,6 +294,8 @@ pub enum Cleanup {
     Bucket(String),
     /// A PostgreSQL database, dropped even while connections remain.
     Database(String),
+    /// A PostgreSQL role (drop its databases first).
+    Role(String),
     /// A local directory and what is in it.
     Dir(PathBuf),
 }
@@ -318,6 +322,7 @@ impl Drop for Cleanup {
             }
             Cleanup::Bucket(bucket) => off_runtime(remove_bucket(bucket.clone())),
             Cleanup::Database(name) => off_runtime(drop_database(name.clone())),
+            Cleanup::Role(name) => off_runtime(drop_role(name.clone())),
             Cleanup::Dir(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -372,6 +377,16 @@ async fn drop_database(name: String) {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await
         .expect("drop a test database");
+}
+
+/// Drop the role `name`.
+async fn drop_role(name: String) {
+    local_env()
+        .postgres()
+        .await
+        .batch_execute(&format!("DROP ROLE IF EXISTS {name}"))
+        .await
+        .expect("drop a test role");
 }
 
 /// `to` relative to the directory `from` (kustomize refuses absolute resource paths).
