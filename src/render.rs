@@ -842,9 +842,9 @@ data: { image: registry.example.com/shop/worker:v1 }
             "Service/frontend",
             "Ingress/frontend",
             "Deployment/frontend",
-            "Deployment/renderer",
-            "Deployment/fetcher",
+            "Deployment/worker",
             "Deployment/cron",
+            "Job/migrate",
         ] {
             assert!(refs.iter().any(|r| r == expected), "{expected} in {refs:?}");
         }
@@ -867,6 +867,15 @@ data: { image: registry.example.com/shop/worker:v1 }
             .find(|o| object_ref(o) == "Deployment/frontend")
             .unwrap();
         assert_eq!(frontend.data["spec"]["replicas"], 1);
+        // every pod of the example runs on the real node, and only there
+        for object in objects
+            .iter()
+            .filter(|o| o.data["spec"]["template"].is_object())
+        {
+            let pod = &object.data["spec"]["template"]["spec"];
+            assert_eq!(pod["nodeSelector"]["berth.dev/real"], "true", "{object:?}");
+            assert_eq!(pod["tolerations"][0]["key"], "berth.dev/real", "{object:?}");
+        }
 
         label(&mut objects, &config.app, "staging").unwrap();
         let pinned = pin_images(
@@ -879,9 +888,10 @@ data: { image: registry.example.com/shop/worker:v1 }
             pinned_objects,
             [
                 "Deployment/cron",
-                "Deployment/fetcher",
+                // the app and its db-proxy sidecar
                 "Deployment/frontend",
-                "Deployment/renderer",
+                "Deployment/frontend",
+                "Deployment/worker",
                 "Job/migrate"
             ]
         );

@@ -47,17 +47,28 @@ const REPLACED_FAILURE_REASONS: [&str; 2] = ["Evicted", "Preempting"];
 /// not ready for longer than `thresholds.unready_after`, while `events` hold
 /// the kubelet's readiness probe failures for it since it started (the
 /// last failure is the message).
+///
+/// Never doomed: a pod being deleted (its controller has replaced it, and
+/// its containers exit as they stop), and a native sidecar (an init
+/// container with `restartPolicy: Always`) that merely exited: the kubelet
+/// restarts it, and only its crash loop counts.
 pub fn doom(
     pod: &Pod,
     events: &[Event],
     now: Timestamp,
     thresholds: Thresholds,
 ) -> Option<Failure> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
     let status = pod.status.as_ref()?;
     let init_containers = status.init_container_statuses.iter().flatten();
     let containers = status.container_statuses.iter().flatten();
     let (reason, message) = init_containers
-        .filter_map(|c| init_container_failed(c).or_else(|| waiting(c, "init container")))
+        .filter_map(|c| {
+            let exited = (!is_sidecar(pod, &c.name)).then(|| init_container_failed(c));
+            exited.flatten().or_else(|| waiting(c, "init container"))
+        })
         .chain(containers.filter_map(|c| waiting(c, "container")))
         .next()
         .or_else(|| unschedulable(status, now, thresholds))
@@ -148,6 +159,17 @@ fn crash_history(container: &ContainerStatus) -> String {
         .unwrap_or_default();
     let n = container.restart_count;
     format!(" after {n} {}{last_exit}", plural(n, "restart"))
+}
+
+/// Whether `name` is one of `pod`'s native sidecars: an init container with
+/// `restartPolicy: Always`, which runs beside the app containers.
+fn is_sidecar(pod: &Pod, name: &str) -> bool {
+    let spec = pod.spec.as_ref();
+    let init_containers = spec.and_then(|s| s.init_containers.as_ref());
+    init_containers
+        .into_iter()
+        .flatten()
+        .any(|c| c.name == name && c.restart_policy.as_deref() == Some("Always"))
 }
 
 fn init_container_failed(container: &ContainerStatus) -> Option<Cause> {
@@ -512,6 +534,50 @@ mod tests {
                 "InitContainerFailed",
                 r#"init container "wait-for-db" exited with code 1 (Error)"#
             )
+        );
+    }
+
+    #[test]
+    fn an_exited_native_sidecar_or_a_pod_being_deleted_is_not_doomed() {
+        // Seen on real-0: the db-proxy sidecar of a pod being replaced exits
+        // 143 on SIGTERM. Hand-edited from pod-init-container-failed.json.
+        let objects = Objects::load(include_str!("fixtures/pod-init-container-failed.json"));
+        let doomed = |pod: &Pod| doom(pod, &[], now(), Thresholds::default());
+        assert!(doomed(objects.pod("web-init")).is_some());
+
+        let mut sidecar = objects.pod("web-init").clone();
+        let init = &mut sidecar
+            .spec
+            .as_mut()
+            .unwrap()
+            .init_containers
+            .as_mut()
+            .unwrap()[0];
+        assert_eq!(init.name, "wait-for-db");
+        init.restart_policy = Some("Always".to_owned());
+        assert_eq!(doomed(&sidecar), None);
+
+        let mut leaving = objects.pod("web-init").clone();
+        leaving.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        assert_eq!(doomed(&leaving), None);
+    }
+
+    #[test]
+    fn a_crash_looping_native_sidecar_is_doomed() {
+        let objects = Objects::load(include_str!("fixtures/pod-init-crashloop.json"));
+        let mut sidecar = objects.pod("web-init").clone();
+        let init = &mut sidecar
+            .spec
+            .as_mut()
+            .unwrap()
+            .init_containers
+            .as_mut()
+            .unwrap()[0];
+        init.restart_policy = Some("Always".to_owned());
+        assert_eq!(
+            doom(&sidecar, &[], now(), Thresholds::default()).map(|f| f.reason),
+            Some("CrashLoopBackOff".to_owned())
         );
     }
 
