@@ -39,7 +39,8 @@ const REPLACED_FAILURE_REASONS: [&str; 2] = ["Evicted", "Preempting"];
 /// Doomed: a container or init container waiting with reason
 /// ImagePullBackOff or ErrImagePull (unless the pull error is one retrying
 /// may fix, see [`transient_pull_error`]), CrashLoopBackOff,
-/// CreateContainerConfigError, CreateContainerError or InvalidImageName; an
+/// CreateContainerConfigError naming a missing ConfigMap, Secret or key (see
+/// [`transient_config_error`]), CreateContainerError or InvalidImageName; an
 /// init container that exited non-zero; a pod unschedulable for longer than
 /// `thresholds.unschedulable_after`; phase Failed, unless a Job owns the pod
 /// (the Job retries it within its backoffLimit) or the pod was evicted or
@@ -102,8 +103,9 @@ fn waiting(container: &ContainerStatus, what: &str) -> Option<Cause> {
         .reason
         .as_deref()
         .filter(|r| DOOMED_WAITING_REASONS.contains(r))?;
-    if matches!(reason, "ErrImagePull" | "ImagePullBackOff")
-        && transient_pull_error(waiting.message.as_deref())
+    let message = waiting.message.as_deref();
+    if matches!(reason, "ErrImagePull" | "ImagePullBackOff") && transient_pull_error(message)
+        || reason == "CreateContainerConfigError" && transient_config_error(message)
     {
         return None;
     }
@@ -136,6 +138,19 @@ fn waiting(container: &ContainerStatus, what: &str) -> Option<Cause> {
 /// missing tag or repository, or a refused pull, is permanent; so is a
 /// failure whose cause is not said (kubelets before 1.31 and kwok write
 /// only "Back-off pulling image ..."), which berth cannot tell apart.
+/// Whether a CreateContainerConfigError is one the kubelet gets past by
+/// itself: anything but a missing ConfigMap, Secret or key. A real kubelet
+/// reports "failed to sync configmap cache: timed out waiting for the
+/// condition" while the Node authorizer has not yet let it read a ConfigMap
+/// the pod was just bound with (seen on real-0), and starts the container on
+/// its next try.
+fn transient_config_error(message: Option<&str>) -> bool {
+    message.is_some_and(|m| {
+        let m = m.to_lowercase();
+        !m.contains("not found") && !m.contains("couldn't find key")
+    })
+}
+
 fn transient_pull_error(message: Option<&str>) -> bool {
     let Some(message) = message else {
         return false;
@@ -534,6 +549,31 @@ mod tests {
                 "InitContainerFailed",
                 r#"init container "wait-for-db" exited with code 1 (Error)"#
             )
+        );
+    }
+
+    #[test]
+    fn only_config_errors_naming_a_missing_object_or_key_are_doomed() {
+        let objects = Objects::load(include_str!(
+            "fixtures/pod-create-container-config-error.json"
+        ));
+        let with = |message: &str| {
+            let mut pod = objects.pod("web-init").clone();
+            let status = pod.status.as_mut().unwrap();
+            let container = &mut status.container_statuses.as_mut().unwrap()[0];
+            let waiting = container.state.as_mut().unwrap().waiting.as_mut().unwrap();
+            waiting.message = Some(message.to_owned());
+            doom(&pod, &[], now(), Thresholds::default()).map(|f| f.reason)
+        };
+        let doomed = Some("CreateContainerConfigError".to_owned());
+        assert_eq!(with(r#"secret "app-secrets" not found"#), doomed);
+        assert_eq!(
+            with("couldn't find key token in Secret fixtures/app-secrets"),
+            doomed
+        );
+        assert_eq!(
+            with("failed to sync configmap cache: timed out waiting for the condition"),
+            None
         );
     }
 
