@@ -507,22 +507,25 @@ mod tests {
         );
     }
 
-    #[test]
-    fn only_hopeless_waiting_reasons_doom() {
-        // The config-error pod (hand-edited, see above) with each waiting reason in turn.
+    /// The verdict on the config-error pod (hand-edited, see above) with its
+    /// container waiting for `reason`, saying `message`.
+    fn config_error_pod_waiting(reason: &str, message: Option<&str>) -> Option<Failure> {
         let objects = Objects::load(include_str!(
             "fixtures/pod-create-container-config-error.json"
         ));
-        let with_reason = |reason: &str| {
-            let mut pod = objects.pod("web-init").clone();
-            let status = pod.status.as_mut().unwrap();
-            let container = &mut status.container_statuses.as_mut().unwrap()[0];
-            container.state.as_mut().unwrap().waiting = Some(ContainerStateWaiting {
-                reason: Some(reason.to_owned()),
-                message: None,
-            });
-            doom(&pod, &[], now(), Thresholds::default())
-        };
+        let mut pod = objects.pod("web-init").clone();
+        let status = pod.status.as_mut().unwrap();
+        let container = &mut status.container_statuses.as_mut().unwrap()[0];
+        container.state.as_mut().unwrap().waiting = Some(ContainerStateWaiting {
+            reason: Some(reason.to_owned()),
+            message: message.map(str::to_owned),
+        });
+        doom(&pod, &[], now(), Thresholds::default())
+    }
+
+    #[test]
+    fn only_hopeless_waiting_reasons_doom() {
+        let with_reason = |reason: &str| config_error_pod_waiting(reason, None);
         for reason in DOOMED_WAITING_REASONS {
             assert_eq!(
                 with_reason(reason).map(|f| f.reason),
@@ -554,16 +557,8 @@ mod tests {
 
     #[test]
     fn only_config_errors_naming_a_missing_object_or_key_are_doomed() {
-        let objects = Objects::load(include_str!(
-            "fixtures/pod-create-container-config-error.json"
-        ));
         let with = |message: &str| {
-            let mut pod = objects.pod("web-init").clone();
-            let status = pod.status.as_mut().unwrap();
-            let container = &mut status.container_statuses.as_mut().unwrap()[0];
-            let waiting = container.state.as_mut().unwrap().waiting.as_mut().unwrap();
-            waiting.message = Some(message.to_owned());
-            doom(&pod, &[], now(), Thresholds::default()).map(|f| f.reason)
+            config_error_pod_waiting("CreateContainerConfigError", Some(message)).map(|f| f.reason)
         };
         let doomed = Some("CreateContainerConfigError".to_owned());
         assert_eq!(with(r#"secret "app-secrets" not found"#), doomed);
