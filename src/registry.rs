@@ -311,7 +311,7 @@ mod tests {
         }
         for registry in [
             "registry.example.com",
-            "10.0.0.5:5000",
+            "198.18.3.5:5000",
             "localhost.example.com:5000",
         ] {
             assert!(!plain_http(registry, ""), "{registry}");
@@ -320,11 +320,11 @@ mod tests {
 
     #[test]
     fn insecure_registries_are_listed_by_host_port_or_host() {
-        let list = " registry.lan:5000 , ,10.0.0.5";
+        let list = " registry.lan:5000 , ,198.18.3.5";
         assert!(plain_http("registry.lan:5000", list));
         assert!(!plain_http("registry.lan:5001", list));
-        assert!(plain_http("10.0.0.5:5000", list));
-        assert!(plain_http("10.0.0.5", list));
+        assert!(plain_http("198.18.3.5:5000", list));
+        assert!(plain_http("198.18.3.5", list));
         assert!(!plain_http("registry.example.com", list));
     }
 }
