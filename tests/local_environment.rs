@@ -620,6 +620,7 @@ fn leftovers_lists_what_the_running_environment_holds() {
         "(kube-apiserver)",
         "bridge berthbr0",
         "nftables table ip kube-proxy",
+        "nftables table inet berth-node",
         "cgroup /sys/fs/cgroup/memory/kubepods",
         "mount ",
     ] {

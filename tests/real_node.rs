@@ -197,6 +197,16 @@ async fn psql_run_and_task_work_in_real_containers() {
     );
     assert!(!shown.contains("[ ]"), "every migration applied: {shown}");
 
+    // a pod resolves names only on this machine: at the node's address, where
+    // no DNS server listens, never at the host's resolver
+    let out = app.ok(&["run", "test", "--", "cat", "/etc/resolv.conf"]);
+    let resolv = String::from_utf8_lossy(&out.stdout);
+    let nameservers: Vec<&str> = resolv
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(nameservers, ["nameserver 198.18.0.1"], "{resolv}");
+
     app.ok(&["task", "test", "refresh-suggested-modules"]);
     let listed: Vec<String> =
         std::fs::read_to_string(repo_root().join("tasks/suggested-modules.txt"))

@@ -28,6 +28,8 @@ port_postgres=${BERTH_PORT_POSTGRES:-25432}
 # 198.18.128.0/17; Services get 198.19.0.0/16.
 node_name=real-0
 node_bridge=berthbr0
+# our nftables table: drops pod traffic that would leave the bridge
+node_table=berth-node
 node_address=198.18.0.1
 node_pod_cidr=198.18.0.0/24
 kwok_pod_cidr=198.18.128.0/17

@@ -63,6 +63,21 @@ node_bridge() {
   ip route replace "$service_cidr" dev "$node_bridge" src "$node_address"
 }
 
+# node_firewall: pods may reach this machine and each other, never beyond
+# it: the host may forward packets (net.ipv4.ip_forward is not ours to
+# change), so a table of our own drops whatever would leave the bridge.
+node_firewall() {
+  nft list table inet "$node_table" >/dev/null 2>&1 && return 0
+  nft -f - <<NFT
+table inet $node_table {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    iifname "$node_bridge" oifname != "$node_bridge" counter drop
+  }
+}
+NFT
+}
+
 # record_host_paths: which of node_host_paths existed before the node first
 # ran, so down removes only what the node created.
 record_host_paths() {
@@ -189,6 +204,10 @@ authorization: {mode: Webhook}
 tlsCertFile: $pki/kubelet-serving.crt
 tlsPrivateKeyFile: $pki/kubelet-serving.key
 registerWithTaints: [{key: berth.dev/real, value: "true", effect: NoSchedule}]
+# pods' resolv.conf names the node, where no DNS server listens: a lookup
+# fails at once instead of going to the host's resolver (off this machine)
+clusterDNS: [$node_address]
+clusterDomain: cluster.local
 podLogsDir: $node_dir/pod-logs
 # leave the host's firewall alone: kube-proxy has its own nftables tables
 makeIPTablesUtilChains: false
@@ -225,6 +244,7 @@ start_real_node() {
   containerd_bin=$(dirname "$(tool_bin containerd containerd)")
   mkdir -p "$node_dir"
   record_host_paths
+  node_firewall
   node_kubeconfig kubelet-client
   node_kubeconfig kube-proxy
   pause_image
@@ -271,7 +291,7 @@ node_cleanup() {
   # deepest first: pod volumes, then the kubelet's bind mount of its root
   awk -v d="$node_dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
-  for t in "ip kube-proxy" "ip6 kube-proxy"; do
+  for t in "ip kube-proxy" "ip6 kube-proxy" "inet $node_table"; do
     nft list table $t >/dev/null 2>&1 && nft delete table $t
   done
   for m in $(node_cgroup_roots); do
@@ -296,7 +316,7 @@ node_leftovers() {
   awk -v d="$node_dir/" 'index($5, d) == 1 { print "mount " $5 }' /proc/self/mountinfo
   ip link show "$node_bridge" >/dev/null 2>&1 && echo "bridge $node_bridge"
   ip -o link show type veth 2>/dev/null | grep -q "master $node_bridge" && echo "veth on $node_bridge"
-  for t in "ip kube-proxy" "ip6 kube-proxy"; do
+  for t in "ip kube-proxy" "ip6 kube-proxy" "inet $node_table"; do
     nft list table $t >/dev/null 2>&1 && echo "nftables table $t"
   done
   for m in $(node_cgroup_roots); do [[ -d ${m}kubepods ]] && echo "cgroup ${m}kubepods"; done
