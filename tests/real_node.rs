@@ -102,6 +102,45 @@ async fn a_rolling_update_under_load_loses_no_request() {
     assert!(report.saw(a) && report.saw(b), "{report}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_right_after_a_deploy_brings_the_old_release_back_under_load() {
+    // Right after B's rollout, A's ReplicaSet still has pods terminating
+    // (preStop, then the db-proxy sidecar exits 143): the rollback reuses
+    // that ReplicaSet and must not take those pods for doomed ones.
+    let client = local_env().kube().await;
+    let app = RealApp::new(&client, "real-rollback").await;
+    let (a, b) = (Release::GoodA.sha(), Release::GoodB.sha());
+    app.deploy(Release::GoodA);
+    let url = app.serving(&client).await;
+    app.deploy(Release::GoodB);
+    let load = Load::start(&url, Limits::default());
+    let out = app.berth_async(&["rollback", "test"]).await;
+    assert_eq!(code(&out), 0, "rollback: {}", stderr(&out));
+    poll(
+        Duration::from_secs(30),
+        "release A to answer again",
+        async || {
+            let report = load.report();
+            (report.saw(a) && report.saw(b)).then_some(())
+        },
+    )
+    .await;
+    let report = load.stop().await;
+    eprintln!("rollback B→A under load: {report}");
+    assert_eq!(report.failed, 0, "{report}");
+    // B's pods drain for a few seconds after the rollout is done (preStop,
+    // then kube-proxy's next sync); then only A answers
+    poll(
+        Duration::from_secs(30),
+        "only release A to answer",
+        async || {
+            let report = versions_answered(&url, 20).await;
+            (report.versions == [(a.to_owned(), 20)]).then_some(())
+        },
+    )
+    .await;
+}
+
 /// Deploy good release A, then `bad`: the deploy fails fast (exit 1, not the
 /// timeout's 4) saying each of `said`, and A keeps serving.
 async fn a_bad_release_fails_fast(prefix: &str, bad: Release, said: &[&str]) {
