@@ -104,9 +104,12 @@ async fn a_rolling_update_under_load_loses_no_request() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rollback_right_after_a_deploy_brings_the_old_release_back_under_load() {
-    // Right after B's rollout, A's ReplicaSet still has pods terminating
-    // (preStop, then the db-proxy sidecar exits 143): the rollback reuses
-    // that ReplicaSet and must not take those pods for doomed ones.
+    // Right after B's rollout, A's ReplicaSet may still have pods
+    // terminating (preStop, then the db-proxy sidecar exits 143), which the
+    // rollback reuses: the moment `make demo`'s rollback once failed. Whether
+    // a terminating pod is seen here is a race; the unit test
+    // an_exited_native_sidecar_or_a_pod_being_deleted_is_not_doomed pins the
+    // verdict. This test checks the rollback itself drops no request.
     let client = local_env().kube().await;
     let app = RealApp::new(&client, "real-rollback").await;
     let (a, b) = (Release::GoodA.sha(), Release::GoodB.sha());
