@@ -572,6 +572,16 @@ mod tests {
         );
     }
 
+    /// `pod` with its init container `wait-for-db` made a native sidecar.
+    fn as_sidecar(pod: &Pod) -> Pod {
+        let mut pod = pod.clone();
+        let spec = pod.spec.as_mut().unwrap();
+        let init = &mut spec.init_containers.as_mut().unwrap()[0];
+        assert_eq!(init.name, "wait-for-db");
+        init.restart_policy = Some("Always".to_owned());
+        pod
+    }
+
     #[test]
     fn an_exited_native_sidecar_or_a_pod_being_deleted_is_not_doomed() {
         // Seen on real-0: the db-proxy sidecar of a pod being replaced exits
@@ -580,17 +590,7 @@ mod tests {
         let doomed = |pod: &Pod| doom(pod, &[], now(), Thresholds::default());
         assert!(doomed(objects.pod("web-init")).is_some());
 
-        let mut sidecar = objects.pod("web-init").clone();
-        let init = &mut sidecar
-            .spec
-            .as_mut()
-            .unwrap()
-            .init_containers
-            .as_mut()
-            .unwrap()[0];
-        assert_eq!(init.name, "wait-for-db");
-        init.restart_policy = Some("Always".to_owned());
-        assert_eq!(doomed(&sidecar), None);
+        assert_eq!(doomed(&as_sidecar(objects.pod("web-init"))), None);
 
         let mut leaving = objects.pod("web-init").clone();
         leaving.metadata.deletion_timestamp =
@@ -601,17 +601,14 @@ mod tests {
     #[test]
     fn a_crash_looping_native_sidecar_is_doomed() {
         let objects = Objects::load(include_str!("fixtures/pod-init-crashloop.json"));
-        let mut sidecar = objects.pod("web-init").clone();
-        let init = &mut sidecar
-            .spec
-            .as_mut()
-            .unwrap()
-            .init_containers
-            .as_mut()
-            .unwrap()[0];
-        init.restart_policy = Some("Always".to_owned());
         assert_eq!(
-            doom(&sidecar, &[], now(), Thresholds::default()).map(|f| f.reason),
+            doom(
+                &as_sidecar(objects.pod("web-init")),
+                &[],
+                now(),
+                Thresholds::default()
+            )
+            .map(|f| f.reason),
             Some("CrashLoopBackOff".to_owned())
         );
     }
