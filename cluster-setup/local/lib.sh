@@ -67,9 +67,9 @@ pid_of() {
   echo "$pid"
 }
 
+# Each tool's bin directory as build-tools names it (TOOL=DIR lines), asked
+# once per script: the names hash every tool's pins.
+tool_dirs=$("$local_dir/build-tools" --print)
+
 # tool_bin TOOL BINARY: path of a binary built by build-tools.
-tool_bin() {
-  local dir
-  dir=$("$local_dir/build-tools" --print | sed -n "s/^$1=//p")
-  echo "$dir/$2"
-}
+tool_bin() { echo "$(sed -n "s/^$1=//p" <<<"$tool_dirs")/$2"; }

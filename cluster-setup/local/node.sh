@@ -88,20 +88,22 @@ record_host_paths() {
 }
 
 # pause_image: sets $pause_image to the sandbox image every pod needs, built
-# from the pause.c every pod needs, built from the pause.c of
-# the pinned Kubernetes source (registry.k8s.io is out of reach), cached and
-# tagged by that source's hash, and pushed to the local registry.
+# from the pause.c of the pinned Kubernetes source (registry.k8s.io is out
+# of reach), cached and tagged by the kubelet tool's key (its version and
+# go.sum), and pushed to the local registry.
 pause_image() {
   local src crane layer work cache_dir key
   crane=$(tool_bin crane crane)
-  src=$(cd "$local_dir/tools/kubelet" && GOFLAGS=-mod=mod go mod download -json k8s.io/kubernetes |
-    sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/build/pause/linux/pause.c
-  [[ -f $src ]] || die "pause.c not found in the kubernetes module ($src)"
-  cache_dir=${BERTH_CACHE:-$HOME/.cache/berth}/images
-  key=$(sha256sum "$src" | cut -c1-12)
+  key=$(basename "$(dirname "$(tool_bin kubelet kubelet)")")
+  key=${key#kubelet-}
+  cache_dir=$tools_cache/images
   layer="$cache_dir/pause-$key.tar.gz"
   pause_image="$host:$port_registry/berth-local/pause:$key"
   if [[ ! -f $layer ]]; then
+    # the source go.sum checks, from the module cache (downloaded if absent)
+    src=$(cd "$local_dir/tools/kubelet" && GOFLAGS=-mod=readonly GOTOOLCHAIN=local \
+      go mod download -json k8s.io/kubernetes | sed -n 's/.*"Dir": "\(.*\)".*/\1/p')/build/pause/linux/pause.c
+    [[ -f $src ]] || die "pause.c not found in the kubernetes module ($src)"
     say "building the pause image from $src"
     work=$(mktemp -d)
     mkdir -p "$work/root" "$cache_dir"

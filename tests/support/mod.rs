@@ -170,21 +170,33 @@ pub async fn connect_postgres(url: &str) -> tokio_postgres::Client {
 /// `namespace`, rendered from `overlay`, with a 90 s rollout timeout. Append
 /// keys of `test` indented by 4.
 pub fn example_config(namespace: &str, overlay: &Path) -> String {
+    test_config(
+        &["frontend", "renderer", "fetcher", "cron", "migrate"],
+        namespace,
+        overlay,
+        "90s",
+    )
+}
+
+/// berth.yaml with the local registry's `workbench/IMAGE` repositories and
+/// one environment `test` on the local cluster in `namespace`, rendered from
+/// `overlay`, with rollout `timeout`. Append keys of `rollout` indented by 6,
+/// or of `test` by 4.
+pub fn test_config(images: &[&str], namespace: &str, overlay: &Path, timeout: &str) -> String {
+    let images: String = images
+        .iter()
+        .map(|image| format!("  - 127.0.0.1:25000/workbench/{image}\n"))
+        .collect();
     format!(
         r#"app: wb
 images:
-  - 127.0.0.1:25000/workbench/frontend
-  - 127.0.0.1:25000/workbench/renderer
-  - 127.0.0.1:25000/workbench/fetcher
-  - 127.0.0.1:25000/workbench/cron
-  - 127.0.0.1:25000/workbench/migrate
-environments:
+{images}environments:
   test:
     context: berth-local
     namespace: {namespace}
     overlay: {overlay}
     rollout:
-      timeout: 90s
+      timeout: {timeout}
 "#,
         overlay = overlay.display()
     )

@@ -301,21 +301,14 @@ impl RealApp {
 /// repo's images, database settings and task, a 5 minute rollout timeout.
 fn config(namespace: &str, overlay: &Path) -> String {
     let tasks = repo_root().join("tasks/suggested-modules.txt");
+    let environment = super::test_config(
+        &["frontend", "worker", "cron", "migrate"],
+        namespace,
+        overlay,
+        "5m",
+    );
     format!(
-        r#"app: wb
-images:
-  - 127.0.0.1:25000/workbench/frontend
-  - 127.0.0.1:25000/workbench/worker
-  - 127.0.0.1:25000/workbench/cron
-  - 127.0.0.1:25000/workbench/migrate
-environments:
-  test:
-    context: berth-local
-    namespace: {namespace}
-    overlay: {overlay}
-    rollout:
-      timeout: 5m
-      unready_after: 30s
+        r#"{environment}      unready_after: 30s
     database:
       workload: frontend
       container: frontend
@@ -327,7 +320,6 @@ tasks:
     command: [python3, manage.py, import-modules]
     args_file: {tasks}
 "#,
-        overlay = overlay.display(),
         tasks = tasks.display(),
     )
 }
