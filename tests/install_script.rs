@@ -174,6 +174,26 @@ impl World {
         std::fs::write(release.join("SHA256SUMS"), text).unwrap();
     }
 
+    /// Publish this build's berth as release `CARGO_PKG_VERSION` for this
+    /// platform (SHA256SUMS lists another platform's tarball first); the
+    /// tarball's name.
+    fn publish_this_build(&self) -> String {
+        let (target, _) = platform();
+        let version = env!("CARGO_PKG_VERSION");
+        let asset = format!("berth-{version}-{target}.tar.gz");
+        let bytes = tarball(version, target, &stripped_berth(self.dir.path()));
+        let other = format!("berth-{version}-x86_64-apple-darwin.tar.gz");
+        self.publish(
+            version,
+            &[(&asset, &bytes)],
+            &[
+                ("0".repeat(64), other.as_str()),
+                (sha256(self.dir.path(), &bytes), asset.as_str()),
+            ],
+        );
+        asset
+    }
+
     /// Run the install script for `version` against this world's server and
     /// tool cache, with `extra_env` set.
     async fn install(&self, version: &str, extra_env: &[(&str, &str)]) -> Output {
@@ -217,20 +237,9 @@ fn assert_failed(output: &Output, code: i32, parts: &[&str]) {
 #[tokio::test]
 async fn a_good_release_installs_runs_and_is_reused_from_the_tool_cache() {
     let world = World::new().await;
-    let (target, arch) = platform();
+    let (_, arch) = platform();
     let version = env!("CARGO_PKG_VERSION");
-    let asset = format!("berth-{version}-{target}.tar.gz");
-    let berth = stripped_berth(world.dir.path());
-    let bytes = tarball(version, target, &berth);
-    let other = format!("berth-{version}-x86_64-apple-darwin.tar.gz");
-    world.publish(
-        version,
-        &[(&asset, &bytes)],
-        &[
-            ("0".repeat(64), other.as_str()),
-            (sha256(world.dir.path(), &bytes), asset.as_str()),
-        ],
-    );
+    let asset = world.publish_this_build();
 
     // `v` in front is accepted: the action passes its tag.
     let first = world.install(&format!("v{version}"), &[]).await;
@@ -404,4 +413,139 @@ async fn an_unsupported_platform_is_refused_before_any_download() {
     );
     assert!(world.server.requests().is_empty());
     world.assert_nothing_installed_or_run("9.9.4");
+}
+
+/// The `run` script of action.yml's step `name`.
+fn action_step(name: &str) -> String {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("action.yml"))
+        .expect("read action.yml");
+    let action: serde_json::Value = serde_norway::from_str(&text).expect("action.yml is YAML");
+    let steps = action["runs"]["steps"].as_array().expect("runs.steps");
+    let step = steps
+        .iter()
+        .find(|step| step["name"].as_str().is_some_and(|n| n.starts_with(name)))
+        .unwrap_or_else(|| panic!("action.yml has no step {name:?}"));
+    step["run"].as_str().expect("a run step").to_string()
+}
+
+/// Run action.yml's step `name` with bash as the runner would (its `env`
+/// given as `env`); its exit code, log (stdout, where workflow commands go,
+/// then stderr) and what it wrote to GITHUB_OUTPUT and GITHUB_PATH.
+async fn run_action_step(
+    world: &World,
+    name: &str,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, String, String) {
+    let files = world.dir.path();
+    let (output_file, path_file) = (files.join("github-output"), files.join("github-path"));
+    std::fs::write(&output_file, "").unwrap();
+    std::fs::write(&path_file, "").unwrap();
+    let workspace = files.join("workspace");
+    std::fs::create_dir_all(&workspace).unwrap();
+    let output = tokio::process::Command::new("bash")
+        .args(["--noprofile", "--norc", "-eo", "pipefail", "-c"])
+        .arg(action_step(name))
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_ACTION_PATH", env!("CARGO_MANIFEST_DIR"))
+        .env("GITHUB_WORKSPACE", &workspace)
+        .env("GITHUB_SERVER_URL", "https://github.com")
+        .env("GITHUB_REPOSITORY", "someone/deploys")
+        .env("GITHUB_OUTPUT", &output_file)
+        .env("GITHUB_PATH", &path_file)
+        .env("RUNNER_TOOL_CACHE", world.tool_cache())
+        .env_remove("BERTH_DOWNLOAD_URL")
+        .envs(env.iter().copied())
+        .output()
+        .await
+        .expect("run bash");
+    (
+        output.status.code(),
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(&output)),
+        std::fs::read_to_string(output_file).unwrap(),
+        std::fs::read_to_string(path_file).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn the_action_downloads_the_release_its_tag_names() {
+    let world = World::new().await;
+    world.publish_this_build();
+    let version = env!("CARGO_PKG_VERSION");
+    let tag = format!("v{version}");
+    let (_, arch) = platform();
+
+    // uses: owner/berth@vX.Y.Z: that release, from the action's repository
+    // (a mirror through BERTH_DOWNLOAD_URL here)
+    let choose = [
+        ("VERSION", ""),
+        ("DOWNLOAD_URL", ""),
+        ("ACTION_REF", tag.as_str()),
+        ("ACTION_REPOSITORY", "owner/berth"),
+    ];
+    let (code, err, outputs, _) = run_action_step(&world, "Choose", &choose).await;
+    assert_eq!(code, Some(0), "{err}");
+    let expected = format!(
+        "how=release\nversion={tag}\ndownload-url=https://github.com/owner/berth/releases/download\n"
+    );
+    assert_eq!(outputs, expected);
+    let mirrored = [("BERTH_DOWNLOAD_URL", world.server.url.as_str())];
+    let (_, _, outputs, _) =
+        run_action_step(&world, "Choose", &[&choose[..], &mirrored[..]].concat()).await;
+    let url = outputs
+        .lines()
+        .find_map(|l| l.strip_prefix("download-url="));
+    assert_eq!(url, Some(world.server.url.as_str()));
+
+    let install = [
+        ("VERSION", tag.as_str()),
+        ("DOWNLOAD_URL", world.server.url.as_str()),
+    ];
+    let (code, err, _, path) = run_action_step(&world, "Install berth", &install).await;
+    assert_eq!(code, Some(0), "{err}");
+    let dir = world.tool_cache().join(format!("berth/{version}/{arch}"));
+    assert_eq!(
+        path,
+        format!("{}\n", dir.display()),
+        "the binary's directory goes on PATH"
+    );
+    assert!(dir.join("berth").is_file());
+
+    // a source checkout (uses: ./ has no ref) builds from source
+    let local = [
+        ("VERSION", ""),
+        ("DOWNLOAD_URL", ""),
+        ("ACTION_REF", ""),
+        ("ACTION_REPOSITORY", ""),
+    ];
+    let (code, err, outputs, _) = run_action_step(&world, "Choose", &local).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(outputs.starts_with("how=source\n"), "{outputs}");
+    // ... unless a version is given
+    let given = [
+        ("VERSION", "0.1.0"),
+        ("DOWNLOAD_URL", ""),
+        ("ACTION_REF", ""),
+        ("ACTION_REPOSITORY", ""),
+    ];
+    let (_, _, outputs, _) = run_action_step(&world, "Choose", &given).await;
+    assert!(
+        outputs.contains("how=release\nversion=0.1.0\ndownload-url=https://github.com/someone/deploys/releases/download"),
+        "{outputs}"
+    );
+
+    // a branch or a commit SHA names no release
+    let branch = [
+        ("VERSION", ""),
+        ("DOWNLOAD_URL", ""),
+        ("ACTION_REF", "main"),
+        ("ACTION_REPOSITORY", "owner/berth"),
+    ];
+    let (code, err, outputs, _) = run_action_step(&world, "Choose", &branch).await;
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("owner/berth@main is not a release tag"),
+        "{err}"
+    );
+    assert!(err.contains("give the version input"), "{err}");
+    assert_eq!(outputs, "");
 }
