@@ -460,48 +460,96 @@ async fn run_action_step(
         .expect("run bash");
     (
         output.status.code(),
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), stderr(&output)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(&output)
+        ),
         std::fs::read_to_string(output_file).unwrap(),
         std::fs::read_to_string(path_file).unwrap(),
     )
 }
 
+/// Run action.yml's "Choose the berth to run" step with the inputs
+/// `version` and the action's ref and repository (`extra` on top); its exit
+/// code, log and GITHUB_OUTPUT.
+async fn choose(
+    world: &World,
+    version: &str,
+    action_ref: &str,
+    repository: &str,
+    extra: &[(&str, &str)],
+) -> (Option<i32>, String, String) {
+    let env = [
+        ("VERSION", version),
+        ("DOWNLOAD_URL", ""),
+        ("ACTION_REF", action_ref),
+        ("ACTION_REPOSITORY", repository),
+    ];
+    let (code, log, outputs, _) =
+        run_action_step(world, "Choose", &[&env[..], extra].concat()).await;
+    (code, log, outputs)
+}
+
 #[tokio::test]
-async fn the_action_downloads_the_release_its_tag_names() {
+async fn the_action_chooses_its_release_tag_a_given_version_or_the_source() {
+    let world = World::new().await;
+
+    // uses: owner/berth@v1.2.3: that release, from the action's repository
+    let (code, log, outputs) = choose(&world, "", "v1.2.3", "owner/berth", &[]).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        outputs,
+        "how=release\nversion=v1.2.3\ndownload-url=https://github.com/owner/berth/releases/download\n"
+    );
+    // ... or from a mirror
+    let mirror = [("BERTH_DOWNLOAD_URL", "http://127.0.0.1:1/mirror")];
+    let (_, _, outputs) = choose(&world, "", "v1.2.3", "owner/berth", &mirror).await;
+    assert!(
+        outputs.ends_with("download-url=http://127.0.0.1:1/mirror\n"),
+        "{outputs}"
+    );
+
+    // a source checkout (uses: ./ has no ref) builds from source
+    let (code, log, outputs) = choose(&world, "", "", "", &[]).await;
+    assert_eq!(code, Some(0), "{log}");
+    assert!(outputs.starts_with("how=source\n"), "{outputs}");
+    // ... unless a version is given
+    let (_, _, outputs) = choose(&world, "0.1.0", "", "", &[]).await;
+    assert!(
+        outputs.starts_with(
+            "how=release\nversion=0.1.0\ndownload-url=https://github.com/someone/deploys/releases/download"
+        ),
+        "{outputs}"
+    );
+
+    // a branch, a commit SHA or a major tag names no release
+    for reference in ["main", "v1", "0123456789abcdef0123456789abcdef01234567"] {
+        let (code, log, outputs) = choose(&world, "", reference, "owner/berth", &[]).await;
+        assert_eq!(code, Some(2), "{log}");
+        let problem = format!("owner/berth@{reference} is not a release tag");
+        assert!(log.contains(&problem), "{log}");
+        assert!(
+            log.contains("give the version input (version: 0.1.0)"),
+            "{log}"
+        );
+        assert_eq!(outputs, "");
+    }
+}
+
+#[tokio::test]
+async fn the_action_installs_the_release_and_puts_it_on_path() {
     let world = World::new().await;
     world.publish_this_build();
     let version = env!("CARGO_PKG_VERSION");
-    let tag = format!("v{version}");
     let (_, arch) = platform();
-
-    // uses: owner/berth@vX.Y.Z: that release, from the action's repository
-    // (a mirror through BERTH_DOWNLOAD_URL here)
-    let choose = [
-        ("VERSION", ""),
-        ("DOWNLOAD_URL", ""),
-        ("ACTION_REF", tag.as_str()),
-        ("ACTION_REPOSITORY", "owner/berth"),
-    ];
-    let (code, err, outputs, _) = run_action_step(&world, "Choose", &choose).await;
-    assert_eq!(code, Some(0), "{err}");
-    let expected = format!(
-        "how=release\nversion={tag}\ndownload-url=https://github.com/owner/berth/releases/download\n"
-    );
-    assert_eq!(outputs, expected);
-    let mirrored = [("BERTH_DOWNLOAD_URL", world.server.url.as_str())];
-    let (_, _, outputs, _) =
-        run_action_step(&world, "Choose", &[&choose[..], &mirrored[..]].concat()).await;
-    let url = outputs
-        .lines()
-        .find_map(|l| l.strip_prefix("download-url="));
-    assert_eq!(url, Some(world.server.url.as_str()));
-
+    let tag = format!("v{version}");
     let install = [
         ("VERSION", tag.as_str()),
         ("DOWNLOAD_URL", world.server.url.as_str()),
     ];
-    let (code, err, _, path) = run_action_step(&world, "Install berth", &install).await;
-    assert_eq!(code, Some(0), "{err}");
+    let (code, log, _, path) = run_action_step(&world, "Install berth", &install).await;
+    assert_eq!(code, Some(0), "{log}");
     let dir = world.tool_cache().join(format!("berth/{version}/{arch}"));
     assert_eq!(
         path,
@@ -509,43 +557,4 @@ async fn the_action_downloads_the_release_its_tag_names() {
         "the binary's directory goes on PATH"
     );
     assert!(dir.join("berth").is_file());
-
-    // a source checkout (uses: ./ has no ref) builds from source
-    let local = [
-        ("VERSION", ""),
-        ("DOWNLOAD_URL", ""),
-        ("ACTION_REF", ""),
-        ("ACTION_REPOSITORY", ""),
-    ];
-    let (code, err, outputs, _) = run_action_step(&world, "Choose", &local).await;
-    assert_eq!(code, Some(0), "{err}");
-    assert!(outputs.starts_with("how=source\n"), "{outputs}");
-    // ... unless a version is given
-    let given = [
-        ("VERSION", "0.1.0"),
-        ("DOWNLOAD_URL", ""),
-        ("ACTION_REF", ""),
-        ("ACTION_REPOSITORY", ""),
-    ];
-    let (_, _, outputs, _) = run_action_step(&world, "Choose", &given).await;
-    assert!(
-        outputs.contains("how=release\nversion=0.1.0\ndownload-url=https://github.com/someone/deploys/releases/download"),
-        "{outputs}"
-    );
-
-    // a branch or a commit SHA names no release
-    let branch = [
-        ("VERSION", ""),
-        ("DOWNLOAD_URL", ""),
-        ("ACTION_REF", "main"),
-        ("ACTION_REPOSITORY", "owner/berth"),
-    ];
-    let (code, err, outputs, _) = run_action_step(&world, "Choose", &branch).await;
-    assert_eq!(code, Some(2), "{err}");
-    assert!(
-        err.contains("owner/berth@main is not a release tag"),
-        "{err}"
-    );
-    assert!(err.contains("give the version input"), "{err}");
-    assert_eq!(outputs, "");
 }
