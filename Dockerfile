@@ -13,6 +13,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /berth
 COPY . .
+# the commit's date from .git, unless given (--build-arg SOURCE_DATE_EPOCH=...)
+ARG SOURCE_DATE_EPOCH
 RUN packaging/build-static >/dev/null \
  && install -D -m 0755 target/x86_64-unknown-linux-gnu/release/berth /rootfs/usr/local/bin/berth \
  && mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp /rootfs/home/berth \
