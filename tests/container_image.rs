@@ -1,6 +1,9 @@
 //! The container image `berth:<version>` (packaging/build-image): built
 //! daemonless from the static binary, pushed to the local registry twice with
-//! the same digest, and run as a pod on the real node.
+//! the same digest, and run as a pod on the real node. The binary is
+//! `$BERTH_STATIC_BINARY` when set (one packaging/build-static already
+//! built), else build-image runs packaging/build-static (a release build:
+//! many minutes when it is not up to date).
 
 mod support;
 
@@ -16,9 +19,13 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Run packaging/build-image into `registry`; the pushed `REF@DIGEST`.
 fn build_image(registry: &str) -> String {
-    let output = local_env()
-        .command("packaging/build-image")
-        .args(["--registry", registry, VERSION])
+    let mut command = local_env().command("packaging/build-image");
+    command.args(["--registry", registry]);
+    if let Some(binary) = std::env::var_os("BERTH_STATIC_BINARY") {
+        command.arg("--binary").arg(binary);
+    }
+    let output = command
+        .arg(VERSION)
         .output()
         .expect("run packaging/build-image");
     let stderr = String::from_utf8_lossy(&output.stderr);
