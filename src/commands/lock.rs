@@ -40,7 +40,7 @@ pub async fn run(global: &GlobalArgs, args: &LockArgs, out: &Output) -> anyhow::
     }
     let config = Config::load(&global.config)?;
     let env = config.environment(&args.env)?;
-    let client = client::connect(env.context.as_deref()).await?;
+    let client = client::connect_multiplexed(env.context.as_deref()).await?;
     let ns = &env.namespace;
     let now = Timestamp::now();
     let mut report = LockReport {
