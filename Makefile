@@ -30,7 +30,7 @@ fuzz:
 	PROPTEST_CASES=20000 cargo test --release --locked --lib properties::
 
 bench:
-	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/deploy && bench/assets && bench/render-cache && bench/real-app'
+	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/cli && bench/deploy && bench/assets && bench/render-cache && bench/real-app'
 
 up:
 	$(LOCAL)/up

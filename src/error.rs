@@ -7,7 +7,8 @@ use std::process::ExitCode;
 pub enum BerthError {
     /// The command exists in the interface but is not built yet.
     #[error(
-        "`berth {command}` is not built yet; see the README's command table for what is available"
+        "`{berth} {command}` is not built yet; see the README's command table for what is available",
+        berth = crate::program::name()
     )]
     NotBuilt {
         /// The command as the user typed it.
@@ -29,7 +30,8 @@ pub enum BerthError {
     /// berth stopped before its next change.
     #[error(
         "lost the deploy lock of namespace {namespace} to {holder}; berth stopped before its next change. \
-         See what they are doing (`berth lock ENV status`, `berth history ENV`), then deploy again once the lock is free"
+         See what they are doing (`{berth} lock ENV status`, `{berth} history ENV`), then deploy again once the lock is free",
+        berth = crate::program::name()
     )]
     LockLost {
         /// The namespace whose lock it was.

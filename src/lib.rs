@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod migrate;
 pub mod output;
 pub mod pipeline;
+pub mod program;
 pub mod progress;
 #[cfg(test)]
 mod properties;

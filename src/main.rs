@@ -4,10 +4,9 @@ use std::process::ExitCode;
 
 use berth::error::{BerthError, kind_of};
 use berth::output::{stderr_line, was_reported};
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = berth::cli::Cli::parse();
+    let cli = berth::program::parse();
     if let Err(error) = berth::logging::init(&cli.global) {
         eprintln!("error: {error:#}");
         return berth::error::exit_code_of(&error);

@@ -19,10 +19,32 @@ use crate::error::input_error;
 /// How long to wait for the API server before calling it unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A client for `context` (or the inferred configuration), checked to be reachable.
+/// A client for `context` (or the inferred configuration), checked to be
+/// reachable. It speaks HTTP/1.1, which exec, attach and port-forward need.
 pub async fn connect(context: Option<&str>) -> anyhow::Result<Client> {
-    let config = match context {
-        Some(context) => from_context(context).await?,
+    let config = configuration(context).await?;
+    let url = config.cluster_url.to_string();
+    reachable(build(config)?, &url).await
+}
+
+/// Like [`connect`], but the requests share one HTTP/2 connection when the
+/// API server offers it ([`super::multiplexed`]): for commands that make
+/// many requests at once and never exec, attach or port-forward.
+pub async fn connect_multiplexed(context: Option<&str>) -> anyhow::Result<Client> {
+    let mut config = configuration(context).await?;
+    let url = config.cluster_url.to_string();
+    config.default_retry = true;
+    let client = match super::multiplexed::build(&config)? {
+        Some(client) => client,
+        None => build(config)?,
+    };
+    reachable(client, &url).await
+}
+
+/// The configuration of `context`, or the one kubectl would infer.
+async fn configuration(context: Option<&str>) -> anyhow::Result<kube::Config> {
+    match context {
+        Some(context) => from_context(context).await,
         None => kube::Config::infer().await.map_err(|e| {
             input_error(format!(
                 "no cluster to connect to: tried the kubeconfig (KUBECONFIG, else ~/.kube/config) \
@@ -31,10 +53,13 @@ pub async fn connect(context: Option<&str>) -> anyhow::Result<Client> {
                  kubeconfig file, run your cloud's get-credentials command, or run berth in a pod \
                  with a service account"
             ))
-        })?,
-    };
-    let url = config.cluster_url.to_string();
-    let client = build(config)?;
+        }),
+    }
+}
+
+/// `client` once the API server at `url` answered (the first request also
+/// opens the connection the next ones reuse).
+async fn reachable(client: Client, url: &str) -> anyhow::Result<Client> {
     match tokio::time::timeout(REACH_TIMEOUT, client.apiserver_version()).await {
         Ok(Ok(_)) => Ok(client),
         Ok(Err(e)) => Err(input_error(format!(

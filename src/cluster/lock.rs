@@ -224,7 +224,10 @@ pub async fn try_acquire(
 fn renewal(identity: &str, purpose: &str, current: Option<&Lease>) -> Result<Lease, String> {
     let now = Timestamp::now();
     let Some(lease) = current else {
-        return Err("nobody: the Lease was deleted (`berth lock ENV release`?)".into());
+        return Err(format!(
+            "nobody: the Lease was deleted (`{} lock ENV release`?)",
+            crate::program::name()
+        ));
     };
     let holder = lease
         .spec
@@ -303,9 +306,12 @@ impl DeployLock {
                 Err(holder) => {
                     if tokio::time::Instant::now() >= deadline {
                         let hint = if wait.is_some() {
-                            "it was still held when --lock-wait ran out"
+                            "it was still held when --lock-wait ran out".to_string()
                         } else {
-                            "wait for it, pass --lock-wait 10m, or if it is stale run `berth lock ENV release`"
+                            format!(
+                                "wait for it, pass --lock-wait 10m, or if it is stale run `{} lock ENV release`",
+                                crate::program::name()
+                            )
                         };
                         return Err(BerthError::Locked(format!(
                             "environment namespace {namespace} is locked by {}; {hint}",
@@ -381,7 +387,8 @@ impl DeployLock {
             && let Err(release) = release_held_by(client, namespace, &own_identity()).await
         {
             out.warn(&format!(
-                "{release:#}; if `berth lock ENV status` shows this process, run `berth lock ENV release`"
+                "{release:#}; if `{berth} lock ENV status` shows this process, run `{berth} lock ENV release`",
+                berth = crate::program::name()
             ));
         }
         taken

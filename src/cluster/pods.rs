@@ -28,8 +28,9 @@ pub async fn ready_pod(
     choose_ready(&list.items).cloned().ok_or_else(|| {
         input_error(format!(
             "no Ready pod of Deployment {workload} in namespace {namespace} ({total} pod(s), none Ready); \
-             wait for the rollout (`berth status`), or check the pods with \
-             `kubectl -n {namespace} get pods -l {selector}`"
+             wait for the rollout (`{berth} status`), or check the pods with \
+             `kubectl -n {namespace} get pods -l {selector}`",
+            berth = crate::program::name()
         ))
     })
 }

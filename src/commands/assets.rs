@@ -168,14 +168,15 @@ async fn prune_locked(
         return Err(BerthError::Refused(format!(
             "release {} ({}) of {} has no asset manifest at s3://{}/{}, so berth cannot \
              tell which objects it serves; nothing was deleted. Write it with \
-             `berth assets push {} {}`, then prune again",
+             `{berth} assets push {} {}`, then prune again",
             release.number,
             release.sha,
             env.namespace,
             store.bucket,
             manifest::key(prefix, &release.sha),
             args.env,
-            release.sha
+            release.sha,
+            berth = crate::program::name()
         ))
         .into());
     }

@@ -13,7 +13,7 @@ use crate::stdout;
 pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Result<()> {
     let config = Config::load(&global.config)?;
     let env = config.environment(&args.env)?;
-    let client = client::connect(env.context.as_deref()).await?;
+    let client = client::connect_multiplexed(env.context.as_deref()).await?;
     let releases = release::list(&client, &env.namespace).await?;
     out.json_report(&json!({"environment": args.env, "releases": releases.len()}));
     if out.mode() == Mode::Json {

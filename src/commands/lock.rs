@@ -40,7 +40,7 @@ pub async fn run(global: &GlobalArgs, args: &LockArgs, out: &Output) -> anyhow::
     }
     let config = Config::load(&global.config)?;
     let env = config.environment(&args.env)?;
-    let client = client::connect(env.context.as_deref()).await?;
+    let client = client::connect_multiplexed(env.context.as_deref()).await?;
     let ns = &env.namespace;
     let now = Timestamp::now();
     let mut report = LockReport {
@@ -66,13 +66,14 @@ pub async fn run(global: &GlobalArgs, args: &LockArgs, out: &Output) -> anyhow::
         },
         LockAction::Acquire => {
             let who = Deployer::current().describe();
-            let purpose = format!("held by hand with `berth lock {} acquire`", args.env);
+            let berth = crate::program::name();
+            let purpose = format!("held by hand with `{berth} lock {} acquire`", args.env);
             report.lock = "held";
             match lock::try_acquire(&client, ns, &who, &purpose, args.ttl).await? {
                 Ok(()) => {
                     report.ttl_s = Some(args.ttl.as_secs());
                     let line = format!(
-                        "{}: locked by {who} for {}s; deploys wait or exit 3 until `berth lock {} release`",
+                        "{}: locked by {who} for {}s; deploys wait or exit 3 until `{berth} lock {} release`",
                         args.env,
                         args.ttl.as_secs(),
                         args.env

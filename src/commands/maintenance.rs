@@ -71,7 +71,8 @@ fn check_page_args(args: &MaintenanceArgs) -> anyhow::Result<()> {
         match value {
             Some(_) if args.action != MaintenanceAction::On => {
                 return Err(input_error(format!(
-                    "{flag} sets the page of `berth maintenance {} on`; drop it here",
+                    "{flag} sets the page of `{} maintenance {} on`; drop it here",
+                    crate::program::name(),
                     args.env
                 )));
             }
@@ -153,8 +154,9 @@ async fn execute(
         .await;
     if matches!(kind_of_result(&result), Some(BerthError::Interrupted)) {
         out.warn(&format!(
-            "interrupted: maintenance may be partly {action}; `berth maintenance {} status` shows \
+            "interrupted: maintenance may be partly {action}; `{} maintenance {} status` shows \
              where it stands, and running `{action}` again finishes the job",
+            crate::program::name(),
             args.env
         ));
     }

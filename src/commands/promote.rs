@@ -35,7 +35,8 @@ pub async fn run(
     config.environment(to)?;
     if from == to {
         return Err(input_error(format!(
-            "cannot promote {from} to itself; name two environments, e.g. `berth promote staging production`"
+            "cannot promote {from} to itself; name two environments, e.g. `{} promote staging production`",
+            crate::program::name()
         )));
     }
     out.step("check source");
@@ -89,7 +90,8 @@ pub async fn run(
 fn last_good<'a>(releases: &'a [Release], env: &str) -> anyhow::Result<&'a Release> {
     let Some(newest) = releases.first() else {
         return Err(refused(format!(
-            "{env} has no releases; deploy it first (`berth advanced-deploy {env} SHA`)"
+            "{env} has no releases; deploy it first (`{} advanced-deploy {env} SHA`)",
+            crate::program::name()
         )));
     };
     match newest.status {
@@ -155,11 +157,12 @@ fn check_live(
     } else {
         Err(refused(format!(
             "{env} does not run release {} ({}) healthy:\n  {}\nredeploy {env} \
-             (`berth advanced-deploy {env} {}`) or wait for it, then promote",
+             (`{berth} advanced-deploy {env} {}`) or wait for it, then promote",
             release.number,
             short(&release.sha),
             problems.join("\n  "),
-            release.sha
+            release.sha,
+            berth = crate::program::name()
         )))
     }
 }

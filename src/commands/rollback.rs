@@ -62,8 +62,9 @@ impl Target {
         }
         config::parse_sha(text).map(Target::Sha).map_err(|_| {
             input_error(format!(
-                "--to {text:?} is neither a release number (as `berth history` lists them, \
-                 e.g. --to 12) nor a git SHA (7 to 40 hex characters)"
+                "--to {text:?} is neither a release number (as `{} history` lists them, \
+                 e.g. --to 12) nor a git SHA (7 to 40 hex characters)",
+                crate::program::name()
             ))
         })
     }
@@ -80,41 +81,46 @@ fn choose<'a>(
     let Some(current) = releases.first() else {
         return Err(input_error(format!(
             "{env} has no releases to roll back to; deploy it first with \
-             `berth advanced-deploy {env} SHA`"
+             `{} advanced-deploy {env} SHA`",
+            crate::program::name()
         )));
     };
     let succeeded = |r: &&Release| r.status == ReleaseStatus::Succeeded;
-    let found = match to {
-        Some(Target::Number(number)) => {
-            let release = releases.iter().find(|r| r.number == *number).ok_or_else(|| {
+    let found =
+        match to {
+            Some(Target::Number(number)) => {
+                let release = releases.iter().find(|r| r.number == *number).ok_or_else(|| {
                 input_error(format!(
-                    "{env} has no release {number}; `berth history {env}` lists the releases kept"
+                    "{env} has no release {number}; `{} history {env}` lists the releases kept",
+                    crate::program::name()
                 ))
             })?;
-            if release.status != ReleaseStatus::Succeeded {
-                return Err(input_error(format!(
-                    "release {number} of {env} {}; roll back to a release that succeeded \
-                     (see `berth history {env}`)",
-                    release.status.as_str()
-                )));
+                if release.status != ReleaseStatus::Succeeded {
+                    return Err(input_error(format!(
+                        "release {number} of {env} {}; roll back to a release that succeeded \
+                     (see `{} history {env}`)",
+                        release.status.as_str(),
+                        crate::program::name()
+                    )));
+                }
+                Some(release)
             }
-            Some(release)
-        }
-        Some(Target::Sha(sha)) => releases
-            .iter()
-            .filter(succeeded)
-            .find(|r| r.sha.starts_with(sha.as_str())),
-        None if current.status == ReleaseStatus::Succeeded => releases
-            .iter()
-            .skip(1)
-            .filter(succeeded)
-            .find(|r| r.sha != current.sha),
-        None => releases.iter().find(succeeded),
-    };
+            Some(Target::Sha(sha)) => releases
+                .iter()
+                .filter(succeeded)
+                .find(|r| r.sha.starts_with(sha.as_str())),
+            None if current.status == ReleaseStatus::Succeeded => releases
+                .iter()
+                .skip(1)
+                .filter(succeeded)
+                .find(|r| r.sha != current.sha),
+            None => releases.iter().find(succeeded),
+        };
     found.ok_or_else(|| match to {
         Some(Target::Sha(sha)) => input_error(format!(
-            "no successful release of {env} deployed {sha}; `berth history {env}` lists the \
-             releases kept, or deploy it with `berth advanced-deploy {env} {sha}`"
+            "no successful release of {env} deployed {sha}; `{berth} history {env}` lists the \
+             releases kept, or deploy it with `{berth} advanced-deploy {env} {sha}`",
+            berth = crate::program::name()
         )),
         _ => BerthError::Refused(format!(
             "{env} has no earlier successful release to roll back to (current: release {} of {})",

@@ -2,6 +2,7 @@
 //! lock holder; the last release; drift from what the release recorded. A
 //! table per environment, or with `--output json` one `environment` event each.
 
+use futures::future::join_all;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use serde::Serialize;
@@ -29,10 +30,16 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs, out: &Output) -> anyhow
         }
         None => config.environments.keys().cloned().collect(),
     };
-    for name in &names {
+    // Every environment is read at once; they are printed in order, up to
+    // the first that could not be read.
+    let statuses = join_all(names.iter().map(|name| async {
         let env = config.environment(name)?;
-        let client = client::connect(env.context.as_deref()).await?;
-        let status = read_environment(&client, &config, name, env).await?;
+        let client = client::connect_multiplexed(env.context.as_deref()).await?;
+        read_environment(&client, &config, name, env).await
+    }))
+    .await;
+    for status in statuses {
+        let status = status?;
         if out.mode() == Mode::Json {
             let mut event = serde_json::to_value(&status)?;
             event["event"] = json!("environment");
@@ -113,7 +120,15 @@ async fn read_environment(
     env: &Environment,
 ) -> anyhow::Result<EnvironmentStatus> {
     let ns = &env.namespace;
-    let lock = match lock::status(client, ns).await? {
+    let selector = environment_selector(&config.app, name);
+    let scope = Scope::new(client.clone(), &config.app, name, env);
+    let (lock, releases, maintenance, live) = tokio::try_join!(
+        lock::status(client, ns),
+        release::list(client, ns),
+        scope.status(),
+        Live::read(client, ns, &selector),
+    )?;
+    let lock = match lock {
         LockState::Free => LockView {
             state: "free",
             holder: None,
@@ -123,7 +138,6 @@ async fn read_environment(
             holder: Some(holder.describe(Timestamp::now())),
         },
     };
-    let releases = release::list(client, ns).await?;
     let last_release = releases.first().map(|r| ReleaseView {
         number: r.number,
         sha: r.sha.clone(),
@@ -131,11 +145,6 @@ async fn read_environment(
         by: r.deployer.describe(),
         started_at: r.started_at.clone(),
     });
-    let maintenance = Scope::new(client.clone(), &config.app, name, env)
-        .status()
-        .await?;
-    let selector = environment_selector(&config.app, name);
-    let live = Live::read(client, ns, &selector).await?;
     let thresholds = Thresholds::from(&env.rollout);
     let last_good = releases
         .iter()

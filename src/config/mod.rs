@@ -347,9 +347,10 @@ impl Config {
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|error| {
             input_error(format!(
-                "cannot read {}: {error}; run berth from the deploy repo's root, \
+                "cannot read {}: {error}; run {berth} from the deploy repo's root, \
                  or point --config (or BERTH_CONFIG) at berth.yaml",
-                path.display()
+                path.display(),
+                berth = crate::program::name()
             ))
         })?;
         Config::parse(&text, path)
@@ -364,8 +365,9 @@ impl Config {
         if value.is_null() {
             return Err(input_error(format!(
                 "{} is empty; describe the app and its environments \
-                 (`app:`, `images:`, `environments:`); `berth config schema` describes every key",
-                path.display()
+                 (`app:`, `images:`, `environments:`); `{berth} config schema` describes every key",
+                path.display(),
+                berth = crate::program::name()
             )));
         }
         let file: ConfigFile =
@@ -481,25 +483,33 @@ fn yaml_error(path: &Path, error: &serde_norway::Error) -> anyhow::Error {
         message = message.replacen(&format!(" at {at}"), "", 1);
         place = format!(" {at}");
     }
+    let berth = crate::program::name();
     let fix = if message.contains("is not a duration") || message.contains("longest duration") {
         // duration::parse's message already says how to write one.
         None
     } else if message.contains("unknown field") {
-        Some(
+        Some(format!(
             "remove the key or fix its spelling; the keys allowed there are listed above, \
-             and `berth config schema` prints them all",
-        )
+             and `{berth} config schema` prints them all"
+        ))
     } else if message.contains("missing field") {
-        Some("add the missing key; `berth config schema` describes every key")
+        Some(format!(
+            "add the missing key; `{berth} config schema` describes every key"
+        ))
     } else if message.contains("invalid type") || message.contains("invalid value") {
-        Some("write a value of the expected type; `berth config schema` describes every key")
+        Some(format!(
+            "write a value of the expected type; `{berth} config schema` describes every key"
+        ))
     } else {
-        Some("fix the YAML there (indentation, an unclosed quote or bracket, a stray character)")
+        Some(
+            "fix the YAML there (indentation, an unclosed quote or bracket, a stray character)"
+                .to_string(),
+        )
     };
     let mut text = format!("{}{place}: {message}", path.display());
     if let Some(fix) = fix {
         text.push_str("; ");
-        text.push_str(fix);
+        text.push_str(&fix);
     }
     input_error(text)
 }

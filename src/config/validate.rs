@@ -432,8 +432,11 @@ impl Checker<'_> {
                 self.report(
                     &key,
                     "does not say where it runs",
-                    "add `workload: NAME` (a Deployment whose Ready pod runs it) or `pod: true` \
-                     (a one-off pod, like `berth run`)",
+                    format!(
+                        "add `workload: NAME` (a Deployment whose Ready pod runs it) or `pod: true` \
+                         (a one-off pod, like `{} run`)",
+                        crate::program::name()
+                    ),
                 );
                 return None;
             }

@@ -678,7 +678,8 @@ impl Window {
         let env = &self.scope.env_name;
         if self.was_on {
             out.info(&format!(
-                "maintenance was on before this deploy, so it stays on; `berth maintenance {env} off` ends it"
+                "maintenance was on before this deploy, so it stays on; `{berth} maintenance {env} off` ends it",
+                berth = crate::program::name()
             ));
             return Ok(());
         }
@@ -687,7 +688,8 @@ impl Window {
         if let Err(e) = &closed {
             out.failure(&format!(
                 "maintenance could not be turned off: {e:#}\nthe maintenance page may still be up; \
-                 run `berth maintenance {env} off`"
+                 run `{berth} maintenance {env} off`",
+                berth = crate::program::name()
             ));
         }
         closed.map(drop)

@@ -272,7 +272,8 @@ async fn close_window(
         Some(_) => {
             out.warn(&format!(
                 "the lock was lost, so the maintenance page stays up; \
-                 `berth maintenance {env_name} off` takes it down"
+                 `{berth} maintenance {env_name} off` takes it down",
+                berth = crate::program::name()
             ));
             Ok(())
         }

@@ -144,8 +144,10 @@ pub async fn plan_release(
     if target.manifest_omitted || target.manifest.is_empty() {
         return Err(input_error(format!(
             "release {} kept no manifest (it was too large to record), so it cannot be \
-             re-applied; deploy its SHA instead: berth advanced-deploy {env_name} {}",
-            target.number, target.sha
+             re-applied; deploy its SHA instead: {berth} advanced-deploy {env_name} {}",
+            target.number,
+            target.sha,
+            berth = crate::program::name()
         )));
     }
     let objects = recorded_objects(target)?;
