@@ -11,10 +11,18 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use hyper_timeout::TimeoutConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use kube::Client;
+use kube::client::retry::RetryPolicy;
+use kube::client::{Body, ClientBuilder, ConfigExt};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use tower::ServiceBuilder;
+use tower::retry::RetryLayer;
 
 use crate::error::input_error;
+use crate::net;
 
 /// How long to wait for the API server before calling it unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,13 +75,50 @@ async fn from_context(context: &str) -> anyhow::Result<kube::Config> {
         })
 }
 
-/// The client for `config`, with kube-client's retry layer
+/// The client for `config`: what kube's own `Client::try_from` builds (the
+/// kubeconfig's TLS and credentials, its timeouts, impersonation headers),
+/// but connecting through berth's resolver ([`net::resolver`]) instead of
+/// glibc's, and with kube-client's retry layer
 /// (`kube::client::retry::RetryPolicy::server_retry`: 429, 503 and 504 are
 /// retried up to 15 times with exponential backoff from 5 ms, or after the
-/// server's `Retry-After`).
-fn build(mut config: kube::Config) -> anyhow::Result<Client> {
-    config.default_retry = true;
-    Client::try_from(config).context("building the Kubernetes client")
+/// server's `Retry-After`). A kubeconfig `proxy-url` is refused, as kube's
+/// builder without its proxy features does.
+fn build(config: kube::Config) -> anyhow::Result<Client> {
+    if let Some(proxy) = &config.proxy_url {
+        return Err(input_error(format!(
+            "the kubeconfig asks for the proxy {proxy}, which berth does not support; \
+             remove `proxy-url` from the cluster entry or reach the API server directly"
+        )));
+    }
+    net::tls::install_provider();
+    let mut http = HttpConnector::new_with_resolver(net::resolver::Rust);
+    http.enforce_http(false);
+    let https = config
+        .rustls_https_connector_with_connector(http)
+        .context("setting up TLS for the Kubernetes client")?;
+    let mut connector = TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let http_client: hyper_util::client::legacy::Client<_, Body> =
+        hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .layer(RetryLayer::new(RetryPolicy::server_retry()))
+        .option_layer(
+            config
+                .auth_layer()
+                .context("setting up the Kubernetes client's credentials")?,
+        )
+        .layer(
+            config
+                .extra_headers_layer()
+                .context("setting up the Kubernetes client's headers")?,
+        )
+        .map_err(tower::BoxError::from)
+        .service(http_client);
+    Ok(ClientBuilder::new(service, config.default_namespace).build())
 }
 
 #[cfg(test)]
