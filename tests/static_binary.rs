@@ -1,10 +1,11 @@
 //! The statically linked release binary (`packaging/build-static`) needs
 //! nothing from the system: in a root holding only it, the static kubectl,
-//! `/etc/hosts`, `/etc/resolv.conf`, a kubeconfig and the kwok app, it reads
-//! the environment's status and deploys, reaching the API server, MinIO and
-//! the registry by the name `localhost`, which berth resolves itself from
-//! `/etc/hosts` (a static glibc cannot load the NSS modules `getaddrinfo`
-//! would need). The only name server it may ask is 127.0.0.1.
+//! `/etc/hosts`, `/etc/resolv.conf`, `/dev/null`, a kubeconfig and the kwok
+//! app, it reads the environment's status and deploys, reaching the API
+//! server, MinIO and the registry by the name `localhost`, which berth
+//! resolves itself from `/etc/hosts` (a static glibc cannot load the NSS
+//! modules `getaddrinfo` would need). The only name server it may ask is
+//! 127.0.0.1.
 //!
 //! Needs root (for chroot) and the static binary: `make test` builds it
 //! first. Without either the test fails, saying so.
@@ -138,7 +139,7 @@ struct Root {
 impl Root {
     /// `berth --config /app/berth.yaml ARGS`, chrooted into the root.
     fn berth(&self, args: &[&str]) -> Output {
-        Command::new("chroot")
+        Command::new("/usr/sbin/chroot")
             .arg(self.dir.path())
             .args(["/berth", "--config", "/app/berth.yaml"])
             .args(args)
@@ -200,9 +201,16 @@ async fn the_static_binary_deploys_from_an_empty_root() {
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .unwrap();
     let root = dir.path();
-    for sub in ["etc", "tmp", "app"] {
+    for sub in ["etc", "tmp", "app", "dev"] {
         std::fs::create_dir(root.join(sub)).unwrap();
     }
+    // What every container runtime provides: children's stdin is /dev/null.
+    let null = root.join("dev/null");
+    let made = Command::new("mknod")
+        .arg(&null)
+        .args(["-m", "666", "c", "1", "3"])
+        .status();
+    assert!(made.is_ok_and(|s| s.success()), "mknod {}", null.display());
     std::fs::copy(&binary, root.join("berth")).unwrap();
     std::fs::copy(&kubectl, root.join("kubectl")).unwrap();
     std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n").unwrap();
