@@ -20,9 +20,43 @@ pub fn install_provider() {
     }
 }
 
+/// [`certificates`], once read.
+static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+
+/// When the system has no CA certificates at all (an empty root, a scratch
+/// image), point `SSL_CERT_FILE` at a copy of the bundled roots in a fresh
+/// temporary file: oci-client builds a throw-away default reqwest client,
+/// whose platform verifier refuses to start without system roots. Keep the
+/// returned file until the process ends (dropping it deletes it). Call it
+/// before any thread starts: it sets an environment variable.
+pub fn provide_system_roots() -> Option<tempfile::TempPath> {
+    let system = certificates().len() > webpki_root_certs::TLS_SERVER_ROOT_CERTS.len();
+    if system || std::env::var_os("SSL_CERT_FILE").is_some() {
+        return None;
+    }
+    let written = tempfile::Builder::new()
+        .prefix("berth-roots-")
+        .suffix(".pem")
+        .tempfile()
+        .and_then(|mut file| {
+            std::io::Write::write_all(&mut file, pem_bundle().as_bytes())?;
+            Ok(file.into_temp_path())
+        });
+    match written {
+        Ok(path) => {
+            // SAFETY: called from main before the runtime starts any thread.
+            unsafe { std::env::set_var("SSL_CERT_FILE", &path) };
+            Some(path)
+        }
+        Err(e) => {
+            tracing::debug!("cannot write the bundled TLS roots to a temporary file: {e}");
+            None
+        }
+    }
+}
+
 /// Bundled roots followed by the system's, read once.
 pub fn certificates() -> &'static [CertificateDer<'static>] {
-    static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let mut roots = webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec();
         let system = rustls_native_certs::load_native_certs();
