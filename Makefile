@@ -10,9 +10,11 @@ demo: up
 	@$(LOCAL)/demo
 
 # Every berth run of the suite is captured (tests/support/capture.rs); the
-# canary check then fails if a Secret's value reached any of it.
+# canary check then fails if a Secret's value reached any of it. The static
+# binary is built first: tests/static_binary.rs runs it in an empty root.
 test: lint
 	rm -rf target/tmp/berth-runs
+	packaging/build-static
 	$(LOCAL)/with-env cargo test --all-targets --locked
 	tests/support/canary
 

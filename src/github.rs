@@ -78,8 +78,6 @@ impl Repository {
                      e.g. https://api.github.com or https://github.example.com/api/v3"
                 ))
             })?
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(30)))
             .add_retry_config(RetryConfig::HandleRateLimits {
                 metrics: Arc::new(RateLimitNotice { out: out.clone() }),
                 max_retries: MAX_RETRIES,
@@ -93,7 +91,9 @@ impl Repository {
                  requests an hour, and none to private repositories",
             ),
         }
-        let octocrab = builder.build().context("setting up the GitHub client")?;
+        let octocrab = builder
+            .build_with_reqwest(http_client()?)
+            .context("setting up the GitHub client")?;
         let (owner, name) = github
             .repo
             .split_once('/')
@@ -204,16 +204,28 @@ impl Repository {
                     _ => anyhow::Error::new(error).context(format!("{doing} of {full_name}")),
                 }
             }
-            octocrab::Error::Hyper { .. } | octocrab::Error::Service { .. } => {
-                input_error(format!(
-                    "cannot reach GitHub at {api} while {doing} ({}); check GITHUB_API_URL and \
+            octocrab::Error::Hyper { .. }
+            | octocrab::Error::Reqwest { .. }
+            | octocrab::Error::Service { .. } => input_error(format!(
+                "cannot reach GitHub at {api} while {doing} ({}); check GITHUB_API_URL and \
                      the network",
-                    root_cause(&error)
-                ))
-            }
+                root_cause(&error)
+            )),
             _ => anyhow::Error::new(error).context(format!("{doing} of {full_name}")),
         }
     }
+}
+
+/// The HTTP client under octocrab: names resolved by berth's resolver, the
+/// bundled and system TLS roots ([`crate::net`]), and timeouts.
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .dns_resolver(crate::net::resolver::Rust)
+        .tls_certs_only(crate::net::tls::reqwest_roots())
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(Duration::from_secs(30))
+        .build()
+        .context("setting up the GitHub client")
 }
 
 /// Every item of a list GitHub pages by number: `fetch(page)` gives a

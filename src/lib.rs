@@ -15,6 +15,7 @@ pub mod interrupt;
 pub mod logging;
 pub mod maintenance;
 pub mod migrate;
+pub mod net;
 pub mod output;
 pub mod pipeline;
 pub mod program;

@@ -11,6 +11,7 @@ fn main() -> ExitCode {
         eprintln!("error: {error:#}");
         return berth::error::exit_code_of(&error);
     }
+    let _roots = berth::net::tls::provide_system_roots();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use docker_credential::{CredentialRetrievalError, DockerCredential};
-use oci_client::client::{ClientConfig, ClientProtocol, linux_amd64_resolver};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, linux_amd64_resolver,
+};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference, RegistryOperation};
@@ -190,7 +192,8 @@ impl Image {
     }
 }
 
-/// A registry client for `registry`: plain HTTP or HTTPS, timeouts, and the
+/// A registry client for `registry`: plain HTTP or HTTPS, the roots of
+/// [`crate::net::tls`], timeouts, and the
 /// linux/amd64 image of a manifest list.
 fn client(registry: &str) -> Result<Client> {
     let insecure = std::env::var("BERTH_INSECURE_REGISTRIES").unwrap_or_default();
@@ -203,6 +206,17 @@ fn client(registry: &str) -> Result<Client> {
         protocol,
         platform_resolver: Some(Box::new(linux_amd64_resolver)),
         connect_timeout: Some(CONNECT_TIMEOUT),
+        // oci-client makes its own reqwest client, so berth cannot hand it
+        // its resolver: reqwest's hickory-dns feature (enabled in
+        // Cargo.toml) resolves names the same way, from /etc/hosts and
+        // /etc/resolv.conf.
+        tls_certs_only: crate::net::tls::certificates()
+            .iter()
+            .map(|der| Certificate {
+                encoding: CertificateEncoding::Der,
+                data: der.to_vec(),
+            })
+            .collect(),
         read_timeout: Some(READ_TIMEOUT),
         ..ClientConfig::default()
     };

@@ -15,11 +15,30 @@ use aws_sdk_s3::config::{
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+use aws_smithy_http_client::tls::{self, TlsContext, TrustStore};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 
 use crate::error::input_error;
+use crate::net;
+
+/// The SDK's HTTP client: rustls on aws-lc-rs trusting [`net::tls`]'s roots,
+/// names resolved by [`net::resolver`].
+fn http_client() -> anyhow::Result<SharedHttpClient> {
+    let roots = TrustStore::empty().with_pem_certificate(net::tls::pem_bundle());
+    let tls = TlsContext::builder()
+        .with_trust_store(roots)
+        .build()
+        .context("setting up TLS for S3")?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(tls)
+        .build_with_resolver(net::resolver::Rust))
+}
 
 /// Where berth.yaml sets a store up, so that messages name the keys to fix.
 #[derive(Debug, Clone, Copy)]
@@ -56,8 +75,11 @@ impl Store {
         region: Option<&str>,
         bucket: &str,
         credentials: Option<Credentials>,
-    ) -> Store {
+    ) -> anyhow::Result<Store> {
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            // The SDK's connections, credential providers' included (STS,
+            // SSO, IMDS), resolve names and trust roots through berth's own.
+            .http_client(http_client()?)
             // Standard retries: throttling, 5xx and transient network errors,
             // with exponential backoff and jitter.
             .retry_config(RetryConfig::standard().with_max_attempts(5))
@@ -95,13 +117,13 @@ impl Store {
         if shared.region().is_none() {
             config = config.region(Region::from_static("us-east-1"));
         }
-        Store {
+        Ok(Store {
             client: Client::from_conf(config.build()),
             bucket: bucket.to_owned(),
             endpoint,
             settings,
             credentials: shared.credentials_provider(),
-        }
+        })
     }
 
     /// Delete `keys`, 1,000 per DeleteObjects request; an error names the

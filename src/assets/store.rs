@@ -34,12 +34,12 @@ pub async fn for_environment(
         }
         None => None,
     };
-    Ok(Store::connect(
+    Store::connect(
         SETTINGS,
         assets.endpoint.as_deref(),
         assets.region.as_deref(),
         &assets.bucket,
         credentials,
     )
-    .await)
+    .await
 }

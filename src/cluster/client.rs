@@ -11,10 +11,19 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use hyper_rustls::{FixedServerNameResolver, HttpsConnectorBuilder};
+use hyper_timeout::TimeoutConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use kube::Client;
+use kube::client::retry::RetryPolicy;
+use kube::client::{Body, ClientBuilder, ConfigExt};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use tower::ServiceBuilder;
+use tower::retry::RetryLayer;
 
 use crate::error::input_error;
+use crate::net;
 
 /// How long to wait for the API server before calling it unreachable.
 const REACH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -22,23 +31,30 @@ const REACH_TIMEOUT: Duration = Duration::from_secs(10);
 /// A client for `context` (or the inferred configuration), checked to be
 /// reachable. It speaks HTTP/1.1, which exec, attach and port-forward need.
 pub async fn connect(context: Option<&str>) -> anyhow::Result<Client> {
-    let config = configuration(context).await?;
-    let url = config.cluster_url.to_string();
-    reachable(build(config)?, &url).await
+    connect_with(context, Protocols::Http1).await
 }
 
-/// Like [`connect`], but the requests share one HTTP/2 connection when the
-/// API server offers it ([`super::multiplexed`]): for commands that make
-/// many requests at once and never exec, attach or port-forward.
+/// Like [`connect`], but offering the API server HTTP/2 (ALPN `h2`, else
+/// HTTP/1.1, as kubectl does), so requests made at once share one
+/// connection and one TLS handshake instead of opening one each: for the
+/// read-only commands (`status`, `history`, `lock status`), which make
+/// many requests at once and never exec, attach or port-forward (HTTP/2
+/// cannot carry those HTTP/1.1 upgrades).
 pub async fn connect_multiplexed(context: Option<&str>) -> anyhow::Result<Client> {
-    let mut config = configuration(context).await?;
+    connect_with(context, Protocols::Http1And2).await
+}
+
+/// The HTTP versions a client offers the API server.
+#[derive(Debug, Clone, Copy)]
+enum Protocols {
+    Http1,
+    Http1And2,
+}
+
+async fn connect_with(context: Option<&str>, protocols: Protocols) -> anyhow::Result<Client> {
+    let config = configuration(context).await?;
     let url = config.cluster_url.to_string();
-    config.default_retry = true;
-    let client = match super::multiplexed::build(&config)? {
-        Some(client) => client,
-        None => build(config)?,
-    };
-    reachable(client, &url).await
+    reachable(build(config, protocols)?, &url).await
 }
 
 /// The configuration of `context`, or the one kubectl would infer.
@@ -92,13 +108,65 @@ async fn from_context(context: &str) -> anyhow::Result<kube::Config> {
         })
 }
 
-/// The client for `config`, with kube-client's retry layer
+/// The client for `config`: what kube's own `Client::try_from` builds (the
+/// kubeconfig's TLS and credentials, its timeouts, impersonation headers),
+/// but connecting through berth's resolver ([`net::resolver`]) instead of
+/// glibc's, and with kube-client's retry layer
 /// (`kube::client::retry::RetryPolicy::server_retry`: 429, 503 and 504 are
 /// retried up to 15 times with exponential backoff from 5 ms, or after the
-/// server's `Retry-After`).
-fn build(mut config: kube::Config) -> anyhow::Result<Client> {
-    config.default_retry = true;
-    Client::try_from(config).context("building the Kubernetes client")
+/// server's `Retry-After`). A kubeconfig `proxy-url` is refused, as kube's
+/// builder without its proxy features does.
+fn build(config: kube::Config, protocols: Protocols) -> anyhow::Result<Client> {
+    if let Some(proxy) = &config.proxy_url {
+        return Err(input_error(format!(
+            "the kubeconfig asks for the proxy {proxy}, which berth does not support; \
+             remove `proxy-url` from the cluster entry or reach the API server directly"
+        )));
+    }
+    net::tls::install_provider();
+    let mut http = HttpConnector::new_with_resolver(net::resolver::Rust);
+    http.enforce_http(false);
+    let tls = config
+        .rustls_client_config()
+        .context("setting up TLS for the Kubernetes client")?;
+    let mut https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    if let Some(name) = &config.tls_server_name {
+        let server_name = name.clone().try_into().map_err(|_| {
+            input_error(format!(
+                "the kubeconfig's tls-server-name '{name}' is not a host name; fix it in the cluster entry"
+            ))
+        })?;
+        https = https.with_server_name_resolver(FixedServerNameResolver::new(server_name));
+    }
+    let https = match protocols {
+        Protocols::Http1 => https.enable_http1().wrap_connector(http),
+        Protocols::Http1And2 => https.enable_all_versions().wrap_connector(http),
+    };
+    let mut connector = TimeoutConnector::new(https);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let http_client: hyper_util::client::legacy::Client<_, Body> =
+        hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build(connector);
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .layer(RetryLayer::new(RetryPolicy::server_retry()))
+        .option_layer(
+            config
+                .auth_layer()
+                .context("setting up the Kubernetes client's credentials")?,
+        )
+        .layer(
+            config
+                .extra_headers_layer()
+                .context("setting up the Kubernetes client's headers")?,
+        )
+        .map_err(tower::BoxError::from)
+        .service(http_client);
+    Ok(ClientBuilder::new(service, config.default_namespace).build())
 }
 
 #[cfg(test)]

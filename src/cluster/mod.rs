@@ -8,7 +8,6 @@ pub mod database;
 pub mod exec;
 pub mod live;
 pub mod lock;
-mod multiplexed;
 pub mod pods;
 pub mod release;
 pub mod run_pod;

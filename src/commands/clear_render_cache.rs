@@ -80,7 +80,7 @@ pub async fn run(
         bucket,
         credentials,
     )
-    .await;
+    .await?;
     store.check().await?;
     let mut session = database::connect(&kube, env, &args.env).await?;
     out.info(&format!(
