@@ -26,26 +26,3 @@ pub const LONG: &str = long_version!("static");
 /// The long version, with `linkage: dynamic` for an ordinary build.
 #[cfg(not(target_feature = "crt-static"))]
 pub const LONG: &str = long_version!("dynamic");
-
-#[cfg(test)]
-mod tests {
-    use super::LONG;
-
-    #[test]
-    fn the_long_version_names_commit_date_target_and_linkage() {
-        let lines: Vec<&str> = LONG.lines().collect();
-        assert_eq!(lines[0], env!("CARGO_PKG_VERSION"));
-        let keys: Vec<&str> = lines[1..]
-            .iter()
-            .map(|line| line.split_once(": ").expect("key: value").0)
-            .collect();
-        assert_eq!(keys, ["commit", "commit-date", "target", "linkage"]);
-        let commit = lines[1].strip_prefix("commit: ").unwrap();
-        assert!(
-            commit == "unknown"
-                || (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
-            "{commit}"
-        );
-        assert!(lines[4] == "linkage: static" || lines[4] == "linkage: dynamic");
-    }
-}
