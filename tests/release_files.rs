@@ -156,3 +156,45 @@ fn dist_manifests_checksum_every_tarball_and_name_it_in_the_krew_manifest() {
         );
     }
 }
+
+/// A dist directory holding one tarball whose member `x/f1` holds `content`.
+fn dist_with(root: &Path, side: &str, content: &str) -> std::path::PathBuf {
+    let stage = root.join(format!("stage-{side}"));
+    std::fs::create_dir_all(stage.join("x")).unwrap();
+    std::fs::write(stage.join("x/f1"), content).unwrap();
+    std::fs::write(stage.join("x/f2"), "the same").unwrap();
+    let dist = root.join(side);
+    std::fs::create_dir_all(&dist).unwrap();
+    let tarball = format!("berth-{VERSION}-x86_64-unknown-linux-gnu.tar.gz");
+    let shell = format!(
+        "tar --create --gzip --mtime=@0 --file {dist}/{tarball} --directory {stage} x && cd {dist} && sha256sum {tarball} >SHA256SUMS",
+        dist = dist.display(),
+        stage = stage.display(),
+    );
+    let status = Command::new("bash").args(["-c", &shell]).status().unwrap();
+    assert!(status.success());
+    dist
+}
+
+#[test]
+fn dist_compare_names_the_member_that_differs() {
+    let root = tempfile::tempdir().unwrap();
+    let one = dist_with(root.path(), "one", "first build");
+    let two = dist_with(root.path(), "two", "other build");
+    let same = dist_with(root.path(), "same", "first build");
+    let compare = |a: &Path, b: &Path| {
+        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/dist-compare"))
+            .args([a, b])
+            .output()
+            .unwrap()
+    };
+    let output = compare(&one, &two);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(stdout.contains("DIFFERENT: SHA256SUMS"), "{stdout}");
+    assert!(stdout.contains("content differs: x/f1"), "{stdout}");
+    assert!(!stdout.contains("x/f2"), "{stdout}");
+
+    let output = compare(&one, &same);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+}
