@@ -3,10 +3,10 @@
 SHELL := /bin/bash
 LOCAL := cluster-setup/local
 
-.PHONY: demo test lint unit fuzz bench up down purge
+.PHONY: demo test lint unit fuzz bench up down purge dist dist-check
 
 demo: up
-	cargo build --release --locked
+	packaging/build-static
 	@$(LOCAL)/demo
 
 # Every berth run of the suite is captured (tests/support/capture.rs); the
@@ -33,6 +33,16 @@ fuzz:
 
 bench:
 	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/cli && bench/deploy && bench/assets && bench/render-cache && bench/real-app'
+
+# The release assets in dist/: the static x86_64 Linux tarball (berth, man
+# pages, completions, README, LICENSE), SHA256SUMS, berth.krew.yaml.
+dist:
+	packaging/dist
+
+# Two `make dist` builds of HEAD in two fresh clones must be byte-identical
+# (two full release builds: not part of `make test`).
+dist-check:
+	packaging/dist-check
 
 up:
 	$(LOCAL)/up

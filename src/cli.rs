@@ -11,7 +11,12 @@ use crate::output::OutputFormat;
 /// Deploy web applications to Kubernetes by git SHA, and run the operations
 /// around a deploy.
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, propagate_version = true)]
+#[command(
+    name = "berth",
+    version,
+    long_version = crate::version::LONG,
+    propagate_version = true
+)]
 pub struct Cli {
     /// Options every command accepts.
     #[command(flatten)]
@@ -92,6 +97,8 @@ pub enum Command {
     Config(ConfigArgs),
     /// Print shell completions.
     Completions(CompletionsArgs),
+    /// Write berth's man pages, one per command and subcommand, into DIR.
+    ManPages(ManPagesArgs),
 }
 
 /// An environment name from berth.yaml.
@@ -447,6 +454,14 @@ pub enum ConfigCommand {
     Validate,
     /// Print berth.yaml's JSON Schema, for editors.
     Schema,
+}
+
+/// Options of `man-pages`.
+#[derive(Debug, Args)]
+pub struct ManPagesArgs {
+    /// Directory to write `berth.1`, `berth-status.1`, ... into (created if missing),
+    /// for example `/usr/local/share/man/man1`.
+    pub dir: PathBuf,
 }
 
 /// Options of `completions`.

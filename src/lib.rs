@@ -29,6 +29,7 @@ pub mod rollout;
 pub mod s3;
 pub mod stdout;
 pub mod terminal;
+pub mod version;
 pub mod wait;
 
 pub use commands::run;

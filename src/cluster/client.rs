@@ -222,7 +222,7 @@ mod tests {
     #[tokio::test]
     async fn overload_and_unavailable_answers_are_retried() {
         let (url, count) = server(&[429, 503, 504, 200]).await;
-        let client = build(kube::Config::new(url)).unwrap();
+        let client = build(kube::Config::new(url), Protocols::Http1).unwrap();
         let version = client.apiserver_version().await.unwrap();
         assert_eq!(version.git_version, "v1.33.0");
         assert_eq!(count.load(Ordering::SeqCst), 4);
@@ -231,7 +231,8 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_is_not_retried() {
         let (url, count) = server(&[403, 200]).await;
-        let client = build(kube::Config::new(url)).unwrap();
+        // the HTTP/2-offering client has the same retry policy
+        let client = build(kube::Config::new(url), Protocols::Http1And2).unwrap();
         let error = client.apiserver_version().await.unwrap_err();
         assert!(
             matches!(error, kube::Error::Api(ref s) if s.code == 403),

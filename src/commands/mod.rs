@@ -9,6 +9,7 @@ mod diff;
 mod history;
 mod lock;
 mod maintenance;
+mod man_pages;
 mod promote;
 mod psql;
 mod rollback;
@@ -24,7 +25,7 @@ use crate::error::BerthError;
 use crate::output::{Closing, Output};
 
 /// Run the command the user asked for. Every command but `completions`
-/// (whose output is a shell script) ends with its one report; an error the
+/// (whose output is a shell script) and `man-pages` ends with its one report; an error the
 /// report said comes back marked [`crate::output::Reported`].
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = Arc::new(Output::new(cli.global.output, name(&cli.command)));
@@ -40,6 +41,7 @@ async fn dispatch(cli: &Cli, out: Arc<Output>) -> anyhow::Result<()> {
     let global = &cli.global;
     let command = match &cli.command {
         Command::Completions(args) => return completions::run(args),
+        Command::ManPages(args) => return man_pages::run(args),
         Command::Config(args) => return config::run(global, args, &out).await,
         Command::AdvancedDeploy(args) => return deploy::run(global, args, out).await,
         Command::Status(args) => return status::run(global, args, &out).await,
@@ -105,15 +107,16 @@ fn name(command: &Command) -> &'static str {
             ConfigCommand::Schema => "config schema",
         },
         Command::Completions(_) => "completions",
+        Command::ManPages(_) => "man-pages",
     }
 }
 
 /// How the command's report is printed: after a child process that owned
 /// the terminal, only what berth itself has to say; none after a shell
-/// completion script.
+/// completion script or the man pages.
 fn closing(command: &Command) -> Option<Closing> {
     match command {
-        Command::Completions(_) => None,
+        Command::Completions(_) | Command::ManPages(_) => None,
         Command::Psql(_)
         | Command::Run(_)
         | Command::Task(_)
