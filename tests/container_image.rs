@@ -124,4 +124,8 @@ async fn the_image_runs_berth_as_its_own_user_on_the_real_node() {
         logs.starts_with(&format!("berth {VERSION}\n")),
         "berth --version printed {logs:?}"
     );
+    assert!(
+        logs.lines().any(|line| line == "linkage: static"),
+        "the image's berth is not the static build: {logs:?}"
+    );
 }
