@@ -8,13 +8,13 @@
 #   docker run --rm berth:0.1.0 --version
 
 # The static build: packaging/build-static (glibc linked in with +crt-static
-# on the gnu target, paths remapped, the commit's date as SOURCE_DATE_EPOCH),
-# and the image's files beside it.
+# on the gnu target, paths remapped), and the image's files beside it.
 FROM rust:1.95-bookworm AS build
 WORKDIR /berth
 COPY . .
-# the commit's date from .git, unless given (--build-arg SOURCE_DATE_EPOCH=...)
-ARG SOURCE_DATE_EPOCH
+# --version's commit and date come from .git; a context without it gives them
+# (--build-arg BERTH_COMMIT=SHA --build-arg BERTH_COMMIT_DATE=YYYY-MM-DD)
+ARG BERTH_COMMIT BERTH_COMMIT_DATE
 RUN packaging/build-static >/dev/null \
  && install -D -m 0755 target/x86_64-unknown-linux-gnu/release/berth /rootfs/usr/local/bin/berth \
  && mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp /rootfs/home/berth \
