@@ -83,11 +83,14 @@ pub enum Command {
     RefreshSuggestedModules(EnvArg),
     /// Serve a maintenance page instead of the app.
     Maintenance(MaintenanceArgs),
-    /// Back up the environment's database to S3, or verify a backup restores.
+    /// Database backups, restores and restore drills (`berth db --help`).
+    Db(DbArgs),
+    /// Back up the environment's database to S3 (`db backup`), or drill a
+    /// backup (`backup verify`, as `db drill`).
     Backup(BackupArgs),
-    /// List the environment's database backups.
-    Backups(EnvArg),
-    /// Restore the environment's database from a backup.
+    /// List the environment's database backups (`db backups`).
+    Backups(BackupsArgs),
+    /// Restore the environment's database from a backup (`db restore`).
     Restore(RestoreArgs),
     /// A short-lived environment per pull request.
     Preview(PreviewArgs),
@@ -338,13 +341,57 @@ pub enum MaintenanceAction {
     Status,
 }
 
-/// Options of `backup`.
+/// Options of `db`.
+#[derive(Debug, Args)]
+pub struct DbArgs {
+    /// What to do with the database.
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+/// Sub-commands of `db`.
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Back up the database now: pg_dump in the cluster, streamed to the
+    /// bucket, verified, with a manifest beside it.
+    Backup(DbBackupArgs),
+    /// List the backups, their status, and their last drill.
+    #[command(visible_alias = "list")]
+    Backups(BackupsArgs),
+    /// Restore the database from a backup: lock, maintenance on, clients
+    /// scaled down, a safety backup, restore, check, everything put back.
+    Restore(RestoreArgs),
+    /// Restore a backup into a scratch database and check it (a restore
+    /// drill), or check that a recent drill passed (`--check`).
+    #[command(visible_alias = "verify")]
+    Drill(DrillArgs),
+    /// Delete backups that retention no longer keeps.
+    Prune(PruneArgs),
+    /// The work inside the cluster (berth's image runs this; not for operators).
+    #[command(hide = true)]
+    Agent(AgentArgs),
+}
+
+/// Options of `db backup`.
+#[derive(Debug, Args)]
+pub struct DbBackupArgs {
+    /// Environment whose database to back up.
+    pub env: String,
+    /// A note kept in the manifest and shown by `db backups`.
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
+}
+
+/// Options of `backup` (the alias of `db backup` that also offers `verify`).
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct BackupArgs {
     /// Environment whose database to back up.
     #[arg(required = true)]
     pub env: Option<String>,
+    /// A note kept in the manifest and shown by `db backups`.
+    #[arg(long, value_name = "TEXT")]
+    pub label: Option<String>,
     /// Backup sub-commands.
     #[command(subcommand)]
     pub command: Option<BackupCommand>,
@@ -353,17 +400,89 @@ pub struct BackupArgs {
 /// Sub-commands of `backup`.
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// Restore BACKUP into a scratch database and check it (a restore drill).
-    Verify(RestoreArgs),
+    /// Restore BACKUP into a scratch database and check it (`db drill`).
+    Verify(DrillArgs),
 }
 
-/// An environment and one of its backups.
-#[derive(Debug, Args)]
+/// Options of `db backups`.
+#[derive(Debug, Clone, Args)]
+pub struct BackupsArgs {
+    /// Environment name.
+    pub env: String,
+}
+
+/// Options of `db restore`.
+#[derive(Debug, Clone, Args)]
 pub struct RestoreArgs {
     /// Environment name.
     pub env: String,
-    /// Backup name, as `berth backups ENV` lists it.
-    pub backup: String,
+    /// Backup id, as `berth db backups ENV` lists it. Omit it with
+    /// `--abort`, or to resume an interrupted restore.
+    pub backup: Option<String>,
+    /// Confirm by naming the environment again (asked for on a terminal).
+    #[arg(long, value_name = "ENV")]
+    pub confirm: Option<String>,
+    /// Skip the safety backup of the current data. It is the only way back
+    /// if the backup restored is not the one you meant.
+    #[arg(long)]
+    pub no_safety_backup: bool,
+    /// Undo an interrupted restore: scale back, resume, maintenance off.
+    #[arg(long, conflicts_with = "no_safety_backup")]
+    pub abort: bool,
+    /// Wait up to this long for the deploy lock (e.g. 5m).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    pub lock_wait: Option<Duration>,
+}
+
+/// Options of `db drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// Environment name.
+    pub env: String,
+    /// Backup id (default: the newest that succeeded).
+    #[arg(conflicts_with = "check")]
+    pub backup: Option<String>,
+    /// Drill nothing: exit 1 unless the newest good backup passed a drill
+    /// within `--max-age`.
+    #[arg(long, requires = "max_age")]
+    pub check: bool,
+    /// With `--check`: how recent the passing drill must be (e.g. 7d).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    pub max_age: Option<Duration>,
+}
+
+/// Options of `db prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Environment name.
+    pub env: String,
+    /// Show what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `db agent`: the work done inside the cluster's pods, set up
+/// by the environment variables the pod templates give.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// What the pod does.
+    #[command(subcommand)]
+    pub command: AgentCommand,
+}
+
+/// The agent's jobs.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// pg_dump streamed to the bucket, verified, with its manifest.
+    Backup,
+    /// Check a dump: checksum and table of contents.
+    Verify,
+    /// Restore a dump into the live database.
+    Restore,
+    /// Restore a dump into a scratch database, check it, drop it.
+    Drill,
+    /// Apply retention (after a scheduled backup).
+    Prune,
 }
 
 /// Options of `preview`.
@@ -499,7 +618,7 @@ mod tests {
     fn backup_takes_an_environment_or_the_verify_subcommand() {
         let cli = Cli::try_parse_from(["berth", "backup", "production"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Backup(BackupArgs { env: Some(ref e), command: None }) if e == "production")
+            matches!(cli.command, Command::Backup(BackupArgs { env: Some(ref e), command: None, .. }) if e == "production")
         );
         let cli =
             Cli::try_parse_from(["berth", "backup", "verify", "production", "daily-1"]).unwrap();

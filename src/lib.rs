@@ -2,6 +2,7 @@
 //! operations around a deploy. The binary is a thin wrapper around [`run`].
 
 pub mod assets;
+pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

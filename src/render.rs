@@ -927,6 +927,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             database: None,
             maintenance: Default::default(),
             run: None,
+            backups: None,
             rollout: RolloutSettings {
                 timeout: std::time::Duration::from_secs(600),
                 unschedulable_after: std::time::Duration::from_secs(300),

@@ -4,6 +4,7 @@ mod assets;
 mod clear_render_cache;
 mod completions;
 mod config;
+mod db;
 mod deploy;
 mod diff;
 mod history;
@@ -20,7 +21,7 @@ mod task;
 
 use std::sync::Arc;
 
-use crate::cli::{AssetsCommand, Cli, Command, ConfigCommand};
+use crate::cli::{AssetsCommand, BackupCommand, Cli, Command, ConfigCommand, DbCommand};
 use crate::error::BerthError;
 use crate::output::{Closing, Output};
 
@@ -67,9 +68,14 @@ async fn dispatch(cli: &Cli, out: Arc<Output>) -> anyhow::Result<()> {
             return task::run(global, &args.env, "refresh-suggested-modules", &out).await;
         }
         Command::ClearRenderCache(args) => return clear_render_cache::run(global, args, out).await,
-        Command::Backup(_) => "backup",
-        Command::Backups(_) => "backups",
-        Command::Restore(_) => "restore",
+        Command::Db(args) => return db::run(global, &args.command, out).await,
+        Command::Backup(args) => return db::run_backup_alias(global, args, out).await,
+        Command::Backups(args) => {
+            return db::run(global, &DbCommand::Backups(args.clone()), out).await;
+        }
+        Command::Restore(args) => {
+            return db::run(global, &DbCommand::Restore(args.clone()), out).await;
+        }
         Command::Preview(_) => "preview",
     };
     Err(BerthError::NotBuilt { command }.into())
@@ -94,9 +100,20 @@ fn name(command: &Command) -> &'static str {
         Command::ClearRenderCache(_) => "clear-render-cache",
         Command::RefreshSuggestedModules(_) => "refresh-suggested-modules",
         Command::Maintenance(_) => "maintenance",
-        Command::Backup(_) => "backup",
-        Command::Backups(_) => "backups",
-        Command::Restore(_) => "restore",
+        Command::Db(args) => match args.command {
+            DbCommand::Backup(_) => "db backup",
+            DbCommand::Backups(_) => "db backups",
+            DbCommand::Restore(_) => "db restore",
+            DbCommand::Drill(_) => "db drill",
+            DbCommand::Prune(_) => "db prune",
+            DbCommand::Agent(_) => "db agent",
+        },
+        Command::Backup(args) => match args.command {
+            Some(BackupCommand::Verify(_)) => "db drill",
+            None => "db backup",
+        },
+        Command::Backups(_) => "db backups",
+        Command::Restore(_) => "db restore",
         Command::Preview(_) => "preview",
         Command::Assets(args) => match args.command {
             AssetsCommand::Push(_) => "assets push",

@@ -239,6 +239,11 @@ pub(super) struct EnvironmentFile {
     /// (default: built from `database.workload`).
     #[serde(default)]
     pub run: Option<RunFile>,
+    /// Database backups to S3: scheduled, manual and before migrations, with
+    /// retention, restore and restore drills (`berth db ...`). Needs
+    /// `database.secret` with PGHOST and PGPORT as pods reach the database.
+    #[serde(default)]
+    pub backups: Option<BackupsFile>,
 }
 
 /// The pod berth reaches the database through, and its credentials.
@@ -599,4 +604,154 @@ impl JsonSchema for DurationText {
             "pattern": "^([0-9]+[smhd])+$"
         })
     }
+}
+
+/// Database backups: where they go, when they are taken, how long they are kept.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Backups")]
+pub(super) struct BackupsFile {
+    /// The bucket backups, their manifests and drill evidence go to.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// A key prefix inside the bucket (default: the environment's name and `/`).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// The S3 endpoint as berth reaches it (default: `AWS_ENDPOINT_URL`, else
+    /// AWS). Pods use `AWS_ENDPOINT_URL` from `credentials_secret` when it has
+    /// that key, else this.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The bucket's region (default: the credential chain's, else us-east-1).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A Secret in the environment's namespace with `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY` (optionally `AWS_ENDPOINT_URL`, `AWS_REGION`):
+    /// the backup pods use it, and so does berth when the environment has no
+    /// AWS credentials of its own.
+    pub credentials_secret: String,
+    /// berth's container image with the PostgreSQL client, which runs every
+    /// backup, restore and drill in the cluster (default:
+    /// `ghcr.io/berth-deploy/berth:<this berth's version>`).
+    #[serde(default)]
+    pub image: Option<String>,
+    /// When the scheduled backup runs: a five-field cron expression, applied
+    /// by deploys as the CronJob `berth-backup` (default: no schedule).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// The time zone of `schedule` and `drill.schedule` (default: the
+    /// controller-manager's, usually UTC).
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// How many backups of each kind are kept (grandfather-father-son).
+    #[serde(default)]
+    pub retention: RetentionFile,
+    /// Whether a deploy takes a verified backup before its migration:
+    /// `pending` (only when migrations are pending), `always` or `never`
+    /// (default: `pending` for an environment named `production`, else `never`).
+    #[serde(default)]
+    pub before_migrate: Option<BeforeMigrateFile>,
+    /// How long one backup, restore or drill pod may run.
+    #[serde(default = "default_backup_timeout")]
+    #[schemars(extend("default" = "2h"))]
+    pub timeout: DurationText,
+    /// Restore drills: smoke queries, and an optional schedule.
+    #[serde(default)]
+    pub drill: DrillFile,
+}
+
+/// The default for `backups.timeout`.
+fn default_backup_timeout() -> DurationText {
+    DurationText(Duration::from_secs(2 * 3600))
+}
+
+/// Retention counts. A scheduled backup is `monthly` when it is the first of
+/// its calendar month, else `weekly` when it is the first of its ISO week
+/// (Monday to Sunday), else `daily`; each class keeps its newest N.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Retention")]
+pub(super) struct RetentionFile {
+    /// Scheduled backups kept one per day, newest days.
+    #[serde(default = "default_daily")]
+    pub daily: u32,
+    /// Scheduled backups kept one per ISO week, newest weeks.
+    #[serde(default = "default_weekly")]
+    pub weekly: u32,
+    /// Scheduled backups kept one per calendar month, newest months.
+    #[serde(default = "default_monthly")]
+    pub monthly: u32,
+    /// Manual backups (`berth db backup`) kept, newest first.
+    #[serde(default = "default_manual")]
+    pub manual: u32,
+    /// Backups taken before migrations kept, newest first.
+    #[serde(default = "default_manual")]
+    pub pre_migrate: u32,
+    /// Safety backups taken before restores kept, newest first.
+    #[serde(default = "default_manual")]
+    pub pre_restore: u32,
+}
+
+impl Default for RetentionFile {
+    fn default() -> Self {
+        RetentionFile {
+            daily: default_daily(),
+            weekly: default_weekly(),
+            monthly: default_monthly(),
+            manual: default_manual(),
+            pre_migrate: default_manual(),
+            pre_restore: default_manual(),
+        }
+    }
+}
+
+/// The default for `retention.daily`.
+fn default_daily() -> u32 {
+    7
+}
+
+/// The default for `retention.weekly`.
+fn default_weekly() -> u32 {
+    4
+}
+
+/// The default for `retention.monthly`.
+fn default_monthly() -> u32 {
+    12
+}
+
+/// The default for `retention.manual`, `pre_migrate` and `pre_restore`.
+fn default_manual() -> u32 {
+    10
+}
+
+/// When a deploy backs the database up before its migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum BeforeMigrateFile {
+    /// Before every deploy that runs a migration.
+    Always,
+    /// Only when the migration has something to apply.
+    Pending,
+    /// Never.
+    Never,
+}
+
+/// Restore drills: restore a backup into a scratch database and check it.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Drill")]
+pub(super) struct DrillFile {
+    /// When the scheduled drill of the newest backup runs, as the CronJob
+    /// `berth-drill` (default: none).
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// SQL queries run in the restored scratch database; each must return a
+    /// row whose first column is true.
+    #[serde(default)]
+    pub smoke: Vec<String>,
+    /// A Secret of libpq variables for the server scratch databases are
+    /// created on, as a role with CREATEDB (default: `database.secret`).
+    #[serde(default)]
+    pub secret: Option<String>,
 }

@@ -134,6 +134,8 @@ pub struct Environment {
     pub maintenance: Maintenance,
     /// Where `berth run` takes its one-off pod from, if configured.
     pub run: Option<RunSettings>,
+    /// Database backups, if configured.
+    pub backups: Option<Backups>,
 }
 
 /// Where the app caches render results, and the lock its writers hold.
@@ -180,6 +182,76 @@ pub struct Database {
     pub secret: Option<String>,
     /// The pod's port that reaches PostgreSQL, for port-forwards.
     pub port: u16,
+}
+
+/// Database backups: the bucket, the image that runs them, the schedule,
+/// retention and drills. Backups need `database.secret`, whose libpq
+/// variables the backup pods read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backups {
+    /// The bucket.
+    pub bucket: String,
+    /// The key prefix: empty, or ending in `/` (default: `<env>/`).
+    pub prefix: String,
+    /// The S3 endpoint as berth reaches it; `None`: `AWS_ENDPOINT_URL`, else AWS.
+    pub endpoint: Option<String>,
+    /// The region; `None`: the credential chain's, else us-east-1.
+    pub region: Option<String>,
+    /// The Secret with S3 credentials the backup pods use.
+    pub credentials_secret: String,
+    /// berth's image with the PostgreSQL client.
+    pub image: String,
+    /// The scheduled backup's cron expression, if any.
+    pub schedule: Option<String>,
+    /// The CronJobs' time zone, if set.
+    pub time_zone: Option<String>,
+    /// How many backups of each kind are kept.
+    pub retention: Retention,
+    /// When a deploy backs up before its migration.
+    pub before_migrate: BeforeMigrate,
+    /// How long one backup, restore or drill pod may run.
+    pub timeout: Duration,
+    /// Restore drills.
+    pub drill: Drill,
+}
+
+/// Retention counts per kind of backup (see `backups.retention` in the schema).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Scheduled backups kept one per day.
+    pub daily: u32,
+    /// Scheduled backups kept one per ISO week.
+    pub weekly: u32,
+    /// Scheduled backups kept one per calendar month.
+    pub monthly: u32,
+    /// Manual backups kept.
+    pub manual: u32,
+    /// Pre-migration backups kept.
+    pub pre_migrate: u32,
+    /// Pre-restore safety backups kept.
+    pub pre_restore: u32,
+}
+
+/// When a deploy backs the database up before its migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeforeMigrate {
+    /// Before every migration.
+    Always,
+    /// Only when the migration has something to apply.
+    Pending,
+    /// Never.
+    Never,
+}
+
+/// Restore drills.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Drill {
+    /// The scheduled drill's cron expression, if any.
+    pub schedule: Option<String>,
+    /// Smoke queries; each must return true in its first column.
+    pub smoke: Vec<String>,
+    /// The Secret for the scratch database's server; `None`: `database.secret`.
+    pub secret: Option<String>,
 }
 
 /// The maintenance page (`berth maintenance ENV on`) and the Services switched to it.

@@ -252,6 +252,7 @@ environments:
                 container: Some("main".into()),
                 timeout: Duration::from_secs(1200),
             }),
+            backups: None,
         }
     );
 }

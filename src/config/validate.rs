@@ -5,12 +5,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::file::{
-    AssetSourceFile, AssetsFile, ChartFile, ConfigFile, DatabaseFile, EncodingFile,
-    EnvironmentFile, GitHubFile, MaintenanceFile, MigrateFile, RenderCacheFile, RunFile, TaskFile,
+    AssetSourceFile, AssetsFile, BackupsFile, BeforeMigrateFile, ChartFile, ConfigFile,
+    DatabaseFile, EncodingFile, EnvironmentFile, GitHubFile, MaintenanceFile, MigrateFile,
+    RenderCacheFile, RunFile, TaskFile,
 };
 use super::{
-    AssetSource, Assets, Conclusion, Config, Database, Environment, GitHub, Maintenance, Migrate,
-    RenderCache, RolloutSettings, RunSettings, Source, Task, TaskTarget,
+    AssetSource, Assets, Backups, BeforeMigrate, Conclusion, Config, Database, Drill, Environment,
+    GitHub, Maintenance, Migrate, RenderCache, Retention, RolloutSettings, RunSettings, Source,
+    Task, TaskTarget,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -335,6 +337,9 @@ impl Checker<'_> {
         let run = environment
             .run
             .map(|run| self.run(&format!("{key}.run"), run));
+        let backups = environment
+            .backups
+            .map(|backups| self.backups(&key, name, database.as_ref(), backups));
         Some(Environment {
             context: environment.context,
             namespace: environment.namespace,
@@ -345,7 +350,117 @@ impl Checker<'_> {
             database,
             maintenance,
             run,
+            backups,
         })
+    }
+
+    /// Check the `backups:` block of environment `env` (at `key`), which
+    /// needs the environment's `database.secret`.
+    fn backups(
+        &mut self,
+        key: &str,
+        env: &str,
+        database: Option<&Database>,
+        backups: BackupsFile,
+    ) -> Backups {
+        let at = format!("{key}.backups");
+        if database.and_then(|d| d.secret.as_ref()).is_none() {
+            self.report(
+                &at,
+                "needs `database.secret`",
+                "backup pods connect to PostgreSQL with the libpq variables of a Secret: add \
+                 `database: { workload: ..., secret: db-credentials }` whose Secret has PGHOST, \
+                 PGPORT, PGUSER, PGPASSWORD and PGDATABASE as pods reach the database",
+            );
+        }
+        self.bucket_name(&format!("{at}.bucket"), &backups.bucket);
+        let prefix = match &backups.prefix {
+            Some(prefix) => self.prefix(&format!("{at}.prefix"), prefix),
+            None => format!("{env}/"),
+        };
+        if let Some(endpoint) = &backups.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            self.report(
+                format!("{at}.endpoint"),
+                format!("{endpoint:?} is not a URL"),
+                "write the endpoint with its scheme, e.g. https://s3.example.com or http://127.0.0.1:9000",
+            );
+        }
+        self.dns_subdomain(
+            &format!("{at}.credentials_secret"),
+            &backups.credentials_secret,
+        );
+        let image = backups
+            .image
+            .unwrap_or_else(|| format!("ghcr.io/berth-deploy/berth:{}", env!("CARGO_PKG_VERSION")));
+        for (name, schedule) in [
+            ("schedule", &backups.schedule),
+            ("drill.schedule", &backups.drill.schedule),
+        ] {
+            if let Some(schedule) = schedule
+                && schedule.split_whitespace().count() != 5
+            {
+                self.report(
+                    format!("{at}.{name}"),
+                    format!("{schedule:?} is not a five-field cron expression"),
+                    "write minute hour day-of-month month day-of-week, e.g. \"0 3 * * *\" for 03:00 daily",
+                );
+            }
+        }
+        if let Some(secret) = &backups.drill.secret {
+            self.dns_subdomain(&format!("{at}.drill.secret"), secret);
+        }
+        for (i, query) in backups.drill.smoke.iter().enumerate() {
+            if query.trim().is_empty() {
+                self.report(
+                    format!("{at}.drill.smoke[{i}]"),
+                    "is empty",
+                    "write a query whose first column is true when the data is right, \
+                     e.g. SELECT count(*) > 0 FROM django_migrations",
+                );
+            }
+        }
+        let r = backups.retention;
+        if r.daily + r.weekly + r.monthly == 0 && backups.schedule.is_some() {
+            self.report(
+                format!("{at}.retention"),
+                "keeps no scheduled backup",
+                "keep at least one, e.g. `retention: { daily: 7, weekly: 4, monthly: 12 }`",
+            );
+        }
+        let before_migrate = match backups.before_migrate {
+            Some(BeforeMigrateFile::Always) => BeforeMigrate::Always,
+            Some(BeforeMigrateFile::Pending) => BeforeMigrate::Pending,
+            Some(BeforeMigrateFile::Never) => BeforeMigrate::Never,
+            None if env == "production" => BeforeMigrate::Pending,
+            None => BeforeMigrate::Never,
+        };
+        Backups {
+            bucket: backups.bucket,
+            prefix,
+            endpoint: backups.endpoint.map(|e| e.trim_end_matches('/').to_owned()),
+            region: backups.region,
+            credentials_secret: backups.credentials_secret,
+            image,
+            schedule: backups.schedule,
+            time_zone: backups.time_zone,
+            retention: Retention {
+                daily: r.daily,
+                weekly: r.weekly,
+                monthly: r.monthly,
+                manual: r.manual,
+                pre_migrate: r.pre_migrate,
+                pre_restore: r.pre_restore,
+            },
+            before_migrate,
+            timeout: self.positive(&format!("{at}.timeout"), backups.timeout.0),
+            drill: Drill {
+                schedule: backups.drill.schedule,
+                smoke: backups.drill.smoke,
+                secret: backups.drill.secret,
+            },
+        }
     }
 
     /// Check the `run:` block.

@@ -1,0 +1,11 @@
+//! Database backups: pg_dump streamed to S3 with a manifest beside each dump,
+//! retention, guarded restore and restore drills.
+//!
+//! The work on the data runs in the cluster, in a pod of berth's own image
+//! (the static berth plus the PostgreSQL client) running `berth db agent`:
+//! the database port is never exposed and the dump never touches a disk.
+//! Commands on the operator's side create those pods, follow them, and read
+//! the manifests and drill records the agent writes to the bucket.
+
+pub mod layout;
+pub mod manifest;
