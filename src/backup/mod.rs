@@ -9,3 +9,4 @@
 
 pub mod layout;
 pub mod manifest;
+pub mod store;
