@@ -9,4 +9,5 @@
 
 pub mod layout;
 pub mod manifest;
+pub mod retention;
 pub mod store;
