@@ -26,11 +26,14 @@ pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
-/// Exact row counts of every user table, keyed `schema.table`.
+/// Exact row counts of every user table, keyed `schema.table`. A table
+/// the role may not read is an error found without failing a statement, so
+/// the caller's transaction (the backup's exported snapshot) lives on.
 pub async fn tables(client: &Client) -> anyhow::Result<BTreeMap<String, u64>> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname FROM pg_class c \
+            "SELECT n.nspname, c.relname, has_table_privilege(c.oid, 'SELECT') \
+             FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.relkind IN ('r', 'p') \
                AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
@@ -42,6 +45,17 @@ pub async fn tables(client: &Client) -> anyhow::Result<BTreeMap<String, u64>> {
         )
         .await
         .context("listing the tables")?;
+    let unreadable: Vec<String> = rows
+        .iter()
+        .filter(|row| !row.get::<_, bool>(2))
+        .map(|row| format!("{}.{}", row.get::<_, String>(0), row.get::<_, String>(1)))
+        .collect();
+    if !unreadable.is_empty() {
+        anyhow::bail!(
+            "the role may not read {}: grant it SELECT, or back up as a role that may",
+            unreadable.join(", ")
+        );
+    }
     let mut counts = BTreeMap::new();
     for row in rows {
         let (schema, table): (String, String) = (row.get(0), row.get(1));

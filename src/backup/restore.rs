@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use anyhow::Context;
 use serde::Serialize;
 
 use super::counts;
@@ -109,6 +110,38 @@ pub async fn restore(env: &AgentEnv, store: &BackupStore, manifest: &Manifest) -
     result
 }
 
+/// End the other client sessions on the database; the number ended. A
+/// session the role may not end (another role's) is reported and left.
+async fn end_sessions(client: &tokio_postgres::Client) -> anyhow::Result<usize> {
+    let sessions = client
+        .query(
+            "SELECT pid, coalesce(usename::text, '?') FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+               AND backend_type = 'client backend'",
+            &[],
+        )
+        .await
+        .context("listing the database's other sessions")?;
+    let mut ended = 0;
+    for session in sessions {
+        let (pid, role): (i32, String) = (session.get(0), session.get(1));
+        match client
+            .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+        {
+            Ok(row) if row.get::<_, bool>(0) => ended += 1,
+            Ok(_) => {}
+            Err(error) => stderr_line(&format!(
+                "warning: could not end session {pid} of role {role}: {}",
+                error
+                    .as_db_error()
+                    .map_or_else(|| error.to_string(), |e| e.message().to_owned())
+            )),
+        }
+    }
+    Ok(ended)
+}
+
 /// End the other sessions, restore, count.
 async fn run(
     env: &AgentEnv,
@@ -118,15 +151,7 @@ async fn run(
 ) -> anyhow::Result<()> {
     let db = &env.database;
     let client = counts::connect(db, &db.dbname).await?;
-    let ended: i64 = client
-        .query_one(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("ending the database's other sessions: {e}"))?
-        .get(0);
+    let ended = end_sessions(&client).await?;
     stderr_line(&format!("ended {ended} other sessions; restoring"));
     drop(client);
     let key = manifest.object.clone().unwrap_or_default();
