@@ -638,3 +638,59 @@ async fn the_password_is_in_no_process_list_nor_output() {
         stderr(&output)
     );
 }
+
+#[tokio::test]
+async fn a_scheduled_backup_applies_retention_and_prune_says_why() {
+    let fixture = Fixture::new("agent-retention").await;
+    let retention =
+        r#"{"daily":1,"weekly":0,"monthly":0,"manual":1,"pre_migrate":1,"pre_restore":1}"#;
+    let scheduled = [
+        ("BERTH_BACKUP_TRIGGER", "schedule"),
+        ("BERTH_RETENTION", retention),
+    ];
+    let manual = fixture.backup();
+    let output = fixture.agent("backup", &scheduled);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let first = result(&output, "backup");
+    let output = fixture.agent("backup", &scheduled);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let second = result(&output, "backup");
+    // One scheduled backup a day is kept: the newer of today's went on; the
+    // manual one is counted apart and stays.
+    let mut keys = fixture.keys().await;
+    keys.sort();
+    let mut expected: Vec<String> = [&manual, &second]
+        .iter()
+        .flat_map(|m| {
+            let id = m["id"].as_str().unwrap();
+            [
+                format!("staging/backups/{id}.dump"),
+                format!("staging/backups/{id}.json"),
+            ]
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(
+        keys, expected,
+        "the first scheduled backup {} should be gone",
+        first["id"]
+    );
+    // prune alone deletes nothing more and says why each stays.
+    let output = fixture.agent("prune", &[("BERTH_RETENTION", retention)]);
+    assert_eq!(code(&output), 0, "{}", stderr(&output));
+    let pruned = result(&output, "prune");
+    assert_eq!(pruned["deleted"], serde_json::json!([]));
+    let kept: Vec<&str> = pruned["kept"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(kept.len(), 2, "{pruned}");
+    assert!(kept.contains(&manual["id"].as_str().unwrap()));
+    assert!(
+        pruned["kept"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty())
+    );
+}
