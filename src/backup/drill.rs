@@ -111,7 +111,8 @@ pub async fn drill(
     store
         .put_json(&store.layout.drill(&manifest.id, &id), &record)
         .await
-        .context("writing the drill record")?;
+        // Exit 1, not 2: the drill ran; only its record could not be kept.
+        .map_err(|e| anyhow::anyhow!("writing the drill record: {e:#}"))?;
     Ok(record)
 }
 

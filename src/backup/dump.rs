@@ -98,10 +98,15 @@ pub async fn backup(env: &AgentEnv, store: &BackupStore) -> anyhow::Result<Manif
         }
     }
     manifest.finished_at = Timestamp::now();
-    store
-        .put_json(&store.layout.manifest(&id), &manifest)
-        .await
-        .context("writing the manifest")?;
+    if let Err(error) = store.put_json(&store.layout.manifest(&id), &manifest).await {
+        // Without its manifest a dump does not exist for berth: it goes too.
+        stderr_line(&format!("could not write the manifest: {error:#}"));
+        if let Some(key) = manifest.object.take() {
+            let _ = store.store.delete(&[key]).await;
+        }
+        manifest.status = BackupStatus::Failed;
+        manifest.error = Some(format!("writing the manifest: {error:#}"));
+    }
     Ok(manifest)
 }
 
