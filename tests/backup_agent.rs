@@ -567,6 +567,21 @@ async fn missing_settings_and_unknown_backups_exit_2_naming_them() {
         fixture.keys().await.is_empty(),
         "an unreachable database changed the bucket"
     );
+    // A backup of another environment is refused, before anything is touched.
+    let manifest = fixture.backup();
+    let id = manifest["id"].as_str().unwrap();
+    let elsewhere = [
+        ("BERTH_ENVIRONMENT", "production"),
+        ("BERTH_BACKUP_PREFIX", "staging/"),
+        ("BERTH_BACKUP_ID", id),
+    ];
+    let output = fixture.agent("restore", &elsewhere);
+    assert_eq!(code(&output), 2, "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("is of environment staging, not production"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 /// The command line of process `pid`, NUL-separated arguments.

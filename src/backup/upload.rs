@@ -79,7 +79,8 @@ impl Multipart {
     }
 
     /// Upload everything `reader` yields in parts of `part_size` bytes, one
-    /// part read while the previous one uploads.
+    /// part read while the previous one uploads. The two part buffers are
+    /// reused: memory stays at two parts however long the stream.
     pub async fn send_all(
         &mut self,
         mut reader: impl AsyncRead + Unpin,
@@ -88,10 +89,13 @@ impl Multipart {
         let part_size = usize::try_from(part_size).context("part size")?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        let mut in_flight: Option<JoinHandle<anyhow::Result<CompletedPart>>> = None;
+        let mut in_flight: Option<JoinHandle<anyhow::Result<Sent>>> = None;
+        let mut spare: Option<BytesMut> = None;
         let mut number = 0i32;
         loop {
-            let mut buffer = BytesMut::with_capacity(part_size);
+            let mut buffer = spare
+                .take()
+                .unwrap_or_else(|| BytesMut::with_capacity(part_size));
             while buffer.len() < part_size {
                 if reader
                     .read_buf(&mut buffer)
@@ -103,7 +107,7 @@ impl Multipart {
                 }
             }
             if let Some(previous) = in_flight.take() {
-                self.parts.push(previous.await.context("a part upload")??);
+                spare = self.finished(previous).await?;
             }
             if buffer.is_empty() {
                 break;
@@ -121,7 +125,7 @@ impl Multipart {
             )));
             if !full {
                 if let Some(last) = in_flight.take() {
-                    self.parts.push(last.await.context("a part upload")??);
+                    self.finished(last).await?;
                 }
                 break;
             }
@@ -131,6 +135,20 @@ impl Multipart {
             sha256: hex(&hasher.finalize()),
             parts: self.parts.len() as u64,
         })
+    }
+
+    /// Record a part whose upload finished; its buffer, emptied, when no
+    /// one else holds it any more.
+    async fn finished(
+        &mut self,
+        upload: JoinHandle<anyhow::Result<Sent>>,
+    ) -> anyhow::Result<Option<BytesMut>> {
+        let (part, body) = upload.await.context("a part upload")??;
+        self.parts.push(part);
+        Ok(body.try_into_mut().ok().map(|mut buffer| {
+            buffer.clear();
+            buffer
+        }))
     }
 
     /// Complete the upload: the object appears.
@@ -166,6 +184,9 @@ impl Multipart {
     }
 }
 
+/// An uploaded part, and its body handed back for reuse.
+type Sent = (CompletedPart, bytes::Bytes);
+
 /// Upload one part, with its Content-MD5 so S3 rejects a damaged one.
 async fn upload_part(
     store: Store,
@@ -173,7 +194,7 @@ async fn upload_part(
     upload_id: String,
     number: i32,
     body: bytes::Bytes,
-) -> anyhow::Result<CompletedPart> {
+) -> anyhow::Result<Sent> {
     let md5 = base64::engine::general_purpose::STANDARD.encode(md5::Md5::digest(&body));
     let uploaded = store
         .client
@@ -183,14 +204,15 @@ async fn upload_part(
         .upload_id(&upload_id)
         .part_number(number)
         .content_md5(md5)
-        .body(ByteStream::from(body))
+        .body(ByteStream::from(body.clone()))
         .send()
         .await
         .map_err(|e| store.explain(e, &format!("uploading part {number} to")))?;
-    Ok(CompletedPart::builder()
+    let part = CompletedPart::builder()
         .part_number(number)
         .set_e_tag(uploaded.e_tag)
-        .build())
+        .build();
+    Ok((part, body))
 }
 
 /// `bytes` as lowercase hex.
