@@ -7,6 +7,8 @@
 //! Commands on the operator's side create those pods, follow them, and read
 //! the manifests and drill records the agent writes to the bucket.
 
+pub mod job;
 pub mod layout;
 pub mod manifest;
+pub mod pods;
 pub mod store;
