@@ -8,8 +8,10 @@
 //! the manifests and drill records the agent writes to the bucket.
 
 pub mod clients;
+pub mod job;
 pub mod layout;
 pub mod manifest;
+pub mod pods;
 pub mod restore_record;
 pub mod retention;
 pub mod store;
