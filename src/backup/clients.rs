@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::core::{Selector, SelectorExt};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::wait::await_condition;
 use kube::runtime::watcher::{self, Event, watcher};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
@@ -38,12 +39,11 @@ pub fn uses_secret(template: &PodTemplateSpec, secret: &str) -> bool {
 fn containers_use(spec: &PodSpec, secret: &str) -> bool {
     let init = spec.init_containers.iter().flatten();
     spec.containers.iter().chain(init).any(|container| {
-        let from = container.env_from.iter().flatten().any(|source| {
-            source
-                .secret_ref
-                .as_ref()
-                .is_some_and(|r| r.name == secret)
-        });
+        let from = container
+            .env_from
+            .iter()
+            .flatten()
+            .any(|source| source.secret_ref.as_ref().is_some_and(|r| r.name == secret));
         let vars = container.env.iter().flatten().any(|var| {
             var.value_from
                 .as_ref()
@@ -128,7 +128,12 @@ pub async fn database_workloads(
 
 /// Set the replicas of workload `key` (`Kind/name`); one already gone is
 /// said, not an error, since there is nothing to put back.
-pub async fn scale(client: &Client, namespace: &str, key: &str, replicas: i32) -> anyhow::Result<bool> {
+pub async fn scale(
+    client: &Client,
+    namespace: &str,
+    key: &str,
+    replicas: i32,
+) -> anyhow::Result<bool> {
     let patch = Patch::Merge(json!({"spec": {"replicas": replicas}}));
     let params = PatchParams::default();
     let (kind, name) = key
@@ -207,6 +212,50 @@ pub async fn wait_pods_gone(
     }
 }
 
+/// Wait, watching each workload of `replicas` (`Kind/name` → count), until
+/// it has that many ready pods, or is gone.
+pub async fn wait_ready(
+    client: &Client,
+    namespace: &str,
+    replicas: &BTreeMap<String, i32>,
+) -> anyhow::Result<()> {
+    let waits = replicas.iter().map(|(key, count)| async move {
+        let count = *count;
+        let (kind, name) = key
+            .split_once('/')
+            .with_context(|| format!("{key:?} names no workload"))?;
+        let waited = match kind {
+            DEPLOYMENT => await_condition(
+                Api::<Deployment>::namespaced(client.clone(), namespace),
+                name,
+                move |d: Option<&Deployment>| {
+                    d.is_none_or(|d| ready(d.status.as_ref().and_then(|s| s.ready_replicas), count))
+                },
+            )
+            .await
+            .map(drop),
+            STATEFUL_SET => await_condition(
+                Api::<StatefulSet>::namespaced(client.clone(), namespace),
+                name,
+                move |s: Option<&StatefulSet>| {
+                    s.is_none_or(|s| ready(s.status.as_ref().and_then(|s| s.ready_replicas), count))
+                },
+            )
+            .await
+            .map(drop),
+            _ => anyhow::bail!("{key:?}: berth scales only Deployments and StatefulSets"),
+        };
+        waited.with_context(|| format!("watching {key}"))
+    });
+    futures::future::try_join_all(waits).await?;
+    Ok(())
+}
+
+/// Whether `ready` pods are at least `count`.
+fn ready(ready: Option<i32>, count: i32) -> bool {
+    ready.unwrap_or(0) >= count
+}
+
 /// Every CronJob in `namespace`: its name and whether it is suspended.
 pub async fn cron_jobs(client: &Client, namespace: &str) -> anyhow::Result<BTreeMap<String, bool>> {
     let api: Api<CronJob> = Api::namespaced(client.clone(), namespace);
@@ -262,8 +311,10 @@ mod tests {
             "volumes": [{"name": "v", "secret": {"secretName": "db-credentials"}}]}));
         let projected = template(json!({"containers": [{"name": "a"}],
             "volumes": [{"name": "v", "projected": {"sources": [{"secret": {"name": "db-credentials"}}]}}]}));
-        let init = template(json!({"containers": [{"name": "a"}], "initContainers": [{"name": "i",
-            "envFrom": [{"secretRef": {"name": "db-credentials"}}]}]}));
+        let init = template(
+            json!({"containers": [{"name": "a"}], "initContainers": [{"name": "i",
+            "envFrom": [{"secretRef": {"name": "db-credentials"}}]}]}),
+        );
         for (what, t) in [
             ("envFrom", env_from),
             ("env", var),

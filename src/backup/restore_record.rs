@@ -123,6 +123,9 @@ pub struct RestoreRecord {
     /// Each step's timing, in order (a resumed step appears again).
     #[serde(default)]
     pub steps: Vec<StepTiming>,
+    /// Why the restore failed, while the safety backup is being restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_error: Option<String>,
     /// How the database step ended, once it has.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ending: Option<Ending>,
@@ -150,6 +153,7 @@ impl RestoreRecord {
             who: who.to_owned(),
             started_at: now,
             steps: Vec::new(),
+            restore_error: None,
             ending: None,
         }
     }
@@ -199,7 +203,8 @@ impl RestoreRecord {
         let mut changed = false;
         for workload in workloads {
             if workload.replicas > 0 && !self.replicas.contains_key(&workload.key) {
-                self.replicas.insert(workload.key.clone(), workload.replicas);
+                self.replicas
+                    .insert(workload.key.clone(), workload.replicas);
                 changed = true;
             }
         }

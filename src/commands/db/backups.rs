@@ -95,7 +95,14 @@ fn print(env: &str, listed: &[Listed], now: Timestamp) -> anyhow::Result<()> {
     }
     let rows: Vec<[String; 8]> = listed.iter().map(|l| row(l, now)).collect();
     let header = [
-        "ID", "WHEN (UTC)", "TRIGGER", "SIZE", "TOOK", "RELEASE", "STATUS", "LAST DRILL",
+        "ID",
+        "WHEN (UTC)",
+        "TRIGGER",
+        "SIZE",
+        "TOOK",
+        "RELEASE",
+        "STATUS",
+        "LAST DRILL",
     ]
     .map(String::from);
     let mut widths = [0usize; 8];
@@ -194,8 +201,8 @@ fn span(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
     use crate::backup::manifest::{Durations, ReleaseRef, SCHEMA, Trigger};
+    use std::collections::BTreeMap;
 
     fn manifest(status: BackupStatus, error: Option<&str>) -> Manifest {
         Manifest {

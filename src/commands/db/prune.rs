@@ -59,7 +59,11 @@ pub async fn run(global: &GlobalArgs, args: &PruneArgs, out: Arc<Output>) -> any
         "{}: kept {}, {} {}",
         args.env,
         plan.keep.len(),
-        if args.dry_run { "would delete" } else { "deleted" },
+        if args.dry_run {
+            "would delete"
+        } else {
+            "deleted"
+        },
         deleted.len()
     ));
     out.json_report(&Report {
