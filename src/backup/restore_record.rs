@@ -160,8 +160,13 @@ impl RestoreRecord {
 
     /// Start `step`: the record's step moves forward to it (never back:
     /// steps before the one reached are redone, idempotently, on resume).
+    /// Putting back moves it only once the database step ended: an abort's
+    /// put back leaves the step where the database work stopped, which is
+    /// what says the database's state.
     pub fn start(&mut self, step: Step, now: Timestamp) {
-        self.step = self.step.max(step);
+        if step != Step::PutBack || self.ending.is_some() {
+            self.step = self.step.max(step);
+        }
         self.steps.push(StepTiming {
             step,
             started_at: now,
@@ -244,8 +249,9 @@ impl RestoreRecord {
     /// Which state the database may be in, given how far the restore got.
     pub fn database_state(&self) -> String {
         let safety = match (&self.safety_backup, self.no_safety_backup) {
+            (_, true) => "no safety backup (--no-safety-backup)".to_owned(),
             (Some(id), false) => format!("the safety backup {id}"),
-            _ => "no safety backup (--no-safety-backup)".to_owned(),
+            (None, false) => "no safety backup (none was taken yet)".to_owned(),
         };
         match (&self.ending, self.step) {
             (Some(Ending::Restored), _) => format!("it holds backup {}'s data", self.backup),
@@ -449,6 +455,10 @@ mod tests {
         assert_eq!(r.database_work(), Some(Step::Restore));
         r.start(Step::RollBack, now);
         assert_eq!(r.database_work(), Some(Step::RollBack));
+        // An abort's put back leaves the step where the database work stopped.
+        r.start(Step::PutBack, now);
+        assert_eq!(r.step, Step::RollBack);
+        assert_eq!(r.steps.last().unwrap().step, Step::PutBack);
         r.ending = Some(Ending::RolledBack("counts differ".into()));
         assert_eq!(r.database_work(), None);
         let mut skip = record();

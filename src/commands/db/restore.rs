@@ -252,6 +252,12 @@ async fn preflight(
             crate::program::name()
         )));
     }
+    // Maintenance must be possible before anything is set aside.
+    unless_interrupted(interrupts, async {
+        ctx.scope.check_access().await?;
+        ctx.scope.targets(&[], &ctx.out).await.map(drop)
+    })
+    .await?;
     ctx.out.info(&format!(
         "backup {id}: taken {} ({}), {} tables, {}",
         manifest.started_at,
