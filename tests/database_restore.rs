@@ -22,8 +22,8 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use support::real_app::{RealApp, Release};
 use support::{
-    Cleanup, assert_refused, berth_command, code, create, local_env, poll, repo_root, report,
-    spawn_captured, stderr, unique_name,
+    Cleanup, assert_refused, berth_command, code, create, interrupt, local_env, poll, repo_root,
+    report, spawn_captured, stderr, unique_name,
 };
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -295,12 +295,7 @@ impl Restorable {
             .unwrap()
             .items
             .into_iter()
-            .map(|c| {
-                (
-                    c.metadata.name.unwrap(),
-                    c.spec.suspend == Some(true),
-                )
-            })
+            .map(|c| (c.metadata.name.unwrap(), c.spec.suspend == Some(true)))
             .collect()
     }
 
@@ -352,12 +347,13 @@ impl Restorable {
         }
     }
 
-    /// Wait until the restore record says step `step` (or a later one).
-    async fn reach(&self, steps: &[&str]) -> Value {
+    /// Wait until the restore record is at one of `steps` with more than
+    /// `after` steps begun (a resumed restore adds to those of the first run).
+    async fn reach(&self, steps: &[&str], after: usize) -> Value {
         poll(Duration::from_secs(300), "the restore's step", async || {
             let record = self.record().await?;
-            steps
-                .contains(&record["step"].as_str().unwrap_or_default())
+            let begun = record["steps"].as_array().map_or(0, Vec::len);
+            (begun > after && steps.contains(&record["step"].as_str().unwrap_or_default()))
                 .then_some(record)
         })
         .await
@@ -379,9 +375,9 @@ async fn assert_put_back(r: &Restorable, before: &BTreeMap<String, i32>) {
         "every workload back at its replicas"
     );
     let cron_jobs = r.cron_jobs().await;
-    assert_eq!(cron_jobs["nightly"], false, "nightly resumed");
-    assert_eq!(
-        cron_jobs["paused"], true,
+    assert!(!cron_jobs["nightly"], "nightly resumed");
+    assert!(
+        cron_jobs["paused"],
         "paused was suspended before and stays so"
     );
     assert!(!r.in_maintenance().await, "maintenance is off");
@@ -472,8 +468,21 @@ async fn a_restore_killed_midway_completes_when_run_again() {
         "1m",
     ];
 
+    // Ctrl-C stops at a safe point, leaves the record and says what to do.
     let child = spawn_captured(&mut r.command(&args));
-    let record = r.reach(&["safety-backup"]).await;
+    r.reach(&["scale-down", "safety-backup"], 0).await;
+    let out = interrupt(child);
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("resumes it") && said.contains("--abort"),
+        "{said}"
+    );
+    let begun = r.record().await.unwrap()["steps"].as_array().unwrap().len();
+
+    // Resumed, then killed during the safety backup.
+    let child = spawn_captured(&mut r.command(&args));
+    let record = r.reach(&["safety-backup"], begun).await;
     kill(child);
     // The record says what to put back; the clients are down meanwhile.
     assert_eq!(record["replicas"]["Deployment/worker"], 2);
@@ -503,7 +512,7 @@ async fn abort_after_a_kill_puts_everything_back_and_leaves_the_data() {
 
     let args = ["db", "restore", "test", &id, "--confirm", "test"];
     let child = spawn_captured(&mut r.command(&args));
-    r.reach(&["scale-down", "safety-backup"]).await;
+    r.reach(&["scale-down", "safety-backup"], 0).await;
     kill(child);
     assert!(r.record().await.is_some());
 
@@ -543,7 +552,7 @@ async fn bad_input_and_a_corrupt_dump_change_nothing() {
     let before = r.replicas().await;
     let unchanged = async || {
         assert_eq!(r.replicas().await, before);
-        assert_eq!(r.cron_jobs().await["nightly"], false);
+        assert!(!r.cron_jobs().await["nightly"]);
         assert!(!r.in_maintenance().await);
         assert!(r.record().await.is_none());
     };
