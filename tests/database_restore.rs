@@ -116,6 +116,16 @@ impl Restorable {
         restorable
     }
 
+    /// The fixture with the app deployed ([`Restorable::deploy`]), its
+    /// table seeded, and a backup of it: the backup's manifest.
+    async fn backed_up(prefix: &str) -> (Restorable, Value) {
+        let r = Restorable::new(prefix, true).await;
+        r.deploy().await;
+        r.seed().await;
+        let backup = r.backup();
+        (r, backup)
+    }
+
     /// Rewrite berth.yaml with `backups:` in bucket `bucket`, and the
     /// environment `other` sharing it.
     fn configure(&self, bucket: &str) {
@@ -386,10 +396,7 @@ async fn assert_put_back(r: &Restorable, before: &BTreeMap<String, i32>) {
 
 #[tokio::test]
 async fn a_restore_brings_the_data_back_and_puts_everything_back() {
-    let r = Restorable::new("restore", true).await;
-    r.deploy().await;
-    r.seed().await;
-    let backup = r.backup();
+    let (r, backup) = Restorable::backed_up("restore").await;
     let id = backup["id"].as_str().unwrap();
     r.scribble().await;
     let before = r.replicas().await;
@@ -450,10 +457,7 @@ async fn a_restore_brings_the_data_back_and_puts_everything_back() {
 
 #[tokio::test]
 async fn a_restore_killed_midway_completes_when_run_again() {
-    let r = Restorable::new("restore-kill", true).await;
-    r.deploy().await;
-    r.seed().await;
-    let backup = r.backup();
+    let (r, backup) = Restorable::backed_up("restore-kill").await;
     let id = backup["id"].as_str().unwrap().to_owned();
     r.scribble().await;
     let before = r.replicas().await;
@@ -502,10 +506,7 @@ async fn a_restore_killed_midway_completes_when_run_again() {
 
 #[tokio::test]
 async fn abort_after_a_kill_puts_everything_back_and_leaves_the_data() {
-    let r = Restorable::new("restore-abort", true).await;
-    r.deploy().await;
-    r.seed().await;
-    let backup = r.backup();
+    let (r, backup) = Restorable::backed_up("restore-abort").await;
     let id = backup["id"].as_str().unwrap().to_owned();
     r.scribble().await;
     let before = r.replicas().await;
@@ -544,10 +545,7 @@ async fn abort_after_a_kill_puts_everything_back_and_leaves_the_data() {
 
 #[tokio::test]
 async fn bad_input_and_a_corrupt_dump_change_nothing() {
-    let r = Restorable::new("restore-bad", true).await;
-    r.deploy().await;
-    r.seed().await;
-    let good = r.backup();
+    let (r, good) = Restorable::backed_up("restore-bad").await;
     let id = good["id"].as_str().unwrap().to_owned();
     let before = r.replicas().await;
     let unchanged = async || {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -348,12 +348,14 @@ impl Stored {
     }
 
     /// Replace the record with `record`, guarded by the version read or
-    /// written last.
+    /// written last (a merge patch carrying `resourceVersion` is refused
+    /// when the ConfigMap changed since; patch is what deployers may do).
     pub async fn save(&mut self, record: &RestoreRecord) -> anyhow::Result<()> {
         let map = config_map(record, self.version.clone())?;
+        let patch = json!({"metadata": map.metadata, "data": map.data});
         let saved = self
             .api
-            .replace(CONFIG_MAP, &PostParams::default(), &map)
+            .patch(CONFIG_MAP, &PatchParams::default(), &Patch::Merge(patch))
             .await
             .with_context(|| format!("updating ConfigMap {CONFIG_MAP}"))?;
         self.version = saved.metadata.resource_version;

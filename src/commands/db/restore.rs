@@ -21,6 +21,7 @@ use crate::backup::pods::AgentTask;
 use crate::backup::restore_record::{RestoreRecord, StepTiming, Stored};
 use crate::backup::store::BackupStore;
 use crate::cli::{GlobalArgs, RestoreArgs};
+use crate::cluster::access::{self, Need};
 use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
 use crate::config::Config;
@@ -252,9 +253,10 @@ async fn preflight(
             crate::program::name()
         )));
     }
-    // Maintenance must be possible before anything is set aside.
+    // Everything the restore does must be allowed, and maintenance
+    // possible, before anything is set aside.
     unless_interrupted(interrupts, async {
-        ctx.scope.check_access().await?;
+        access::check(&ctx.client, &needs(&ctx.env.namespace)).await?;
         ctx.scope.targets(&[], &ctx.out).await.map(drop)
     })
     .await?;
@@ -266,6 +268,38 @@ async fn preflight(
         indicatif::BinaryBytes(manifest.size)
     ));
     Ok(manifest)
+}
+
+/// What a restore does in `namespace`, besides maintenance (whose needs
+/// include the lock's): as [`access::check`] asks the API server.
+fn needs(namespace: &str) -> Vec<Need> {
+    let mut needs = access::maintenance_needs(namespace);
+    let ours = [
+        ("get", "", "configmaps"),
+        ("list", "apps", "statefulsets"),
+        ("patch", "apps", "statefulsets"),
+        ("list", "apps", "deployments"),
+        ("watch", "apps", "deployments"),
+        ("list", "batch", "cronjobs"),
+        ("patch", "batch", "cronjobs"),
+        ("create", "batch", "jobs"),
+        ("list", "batch", "jobs"),
+        ("watch", "batch", "jobs"),
+        ("delete", "batch", "jobs"),
+        ("list", "", "pods"),
+        ("watch", "", "pods"),
+        ("get", "", "pods/log"),
+        ("create", "", "serviceaccounts"),
+    ];
+    needs.extend(ours.map(|(verb, group, resource)| Need {
+        verb,
+        group: group.to_owned(),
+        resource: resource.to_owned(),
+        namespace: Some(namespace.to_owned()),
+    }));
+    needs.sort();
+    needs.dedup();
+    needs
 }
 
 /// The other environment of berth.yaml whose backup location holds a
