@@ -456,6 +456,39 @@ async fn a_restore_brings_the_data_back_and_puts_everything_back() {
 }
 
 #[tokio::test]
+async fn a_restore_whose_counts_differ_goes_back_to_the_safety_backup() {
+    let (r, mut backup) = Restorable::backed_up("restore-back").await;
+    let id = backup["id"].as_str().unwrap().to_owned();
+    r.scribble().await;
+    let before = r.replicas().await;
+    // The manifest promises rows the dump does not hold.
+    backup["tables"]["public.notes"] = json!(999);
+    let key = format!("test/backups/{id}.json");
+    r.put(&key, serde_json::to_vec(&backup).unwrap()).await;
+
+    let out = r.berth(&[
+        "db",
+        "restore",
+        "test",
+        &id,
+        "--confirm",
+        "test",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let restored = report(&out);
+    let state = restored["database"].as_str().unwrap();
+    assert!(
+        state.contains("was restored: it holds the data it had before the restore"),
+        "{state}"
+    );
+    assert!(state.contains("row counts differ"), "{state}");
+    assert_eq!(r.notes().await, (51, true), "the data from before is back");
+    assert_put_back(&r, &before).await;
+}
+
+#[tokio::test]
 async fn a_restore_killed_midway_completes_when_run_again() {
     let (r, backup) = Restorable::backed_up("restore-kill").await;
     let id = backup["id"].as_str().unwrap().to_owned();
