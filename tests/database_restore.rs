@@ -126,6 +126,18 @@ impl Restorable {
         (r, backup)
     }
 
+    /// [`Restorable::backed_up`], then the data changed ([`Restorable::scribble`]):
+    /// the fixture, the backup's manifest and id, and the replicas now.
+    async fn changed_since_backup(
+        prefix: &str,
+    ) -> (Restorable, Value, String, BTreeMap<String, i32>) {
+        let (r, backup) = Restorable::backed_up(prefix).await;
+        let id = backup["id"].as_str().unwrap().to_owned();
+        r.scribble().await;
+        let before = r.replicas().await;
+        (r, backup, id, before)
+    }
+
     /// Rewrite berth.yaml with `backups:` in bucket `bucket`, and the
     /// environment `other` sharing it.
     fn configure(&self, bucket: &str) {
@@ -396,17 +408,14 @@ async fn assert_put_back(r: &Restorable, before: &BTreeMap<String, i32>) {
 
 #[tokio::test]
 async fn a_restore_brings_the_data_back_and_puts_everything_back() {
-    let (r, backup) = Restorable::backed_up("restore").await;
-    let id = backup["id"].as_str().unwrap();
-    r.scribble().await;
-    let before = r.replicas().await;
+    let (r, _, id, before) = Restorable::changed_since_backup("restore").await;
     assert_eq!(before["worker"], 2);
 
     let out = r.berth(&[
         "db",
         "restore",
         "test",
-        id,
+        &id,
         "--confirm",
         "test",
         "--output",
@@ -452,15 +461,12 @@ async fn a_restore_brings_the_data_back_and_puts_everything_back() {
         .iter()
         .map(|b| b["id"].as_str().unwrap())
         .collect();
-    assert_eq!(listed, [safety, id]);
+    assert_eq!(listed, [safety, id.as_str()]);
 }
 
 #[tokio::test]
 async fn a_restore_whose_counts_differ_goes_back_to_the_safety_backup() {
-    let (r, mut backup) = Restorable::backed_up("restore-back").await;
-    let id = backup["id"].as_str().unwrap().to_owned();
-    r.scribble().await;
-    let before = r.replicas().await;
+    let (r, mut backup, id, before) = Restorable::changed_since_backup("restore-back").await;
     // The manifest promises rows the dump does not hold.
     backup["tables"]["public.notes"] = json!(999);
     let key = format!("test/backups/{id}.json");
@@ -490,10 +496,7 @@ async fn a_restore_whose_counts_differ_goes_back_to_the_safety_backup() {
 
 #[tokio::test]
 async fn a_restore_killed_midway_completes_when_run_again() {
-    let (r, backup) = Restorable::backed_up("restore-kill").await;
-    let id = backup["id"].as_str().unwrap().to_owned();
-    r.scribble().await;
-    let before = r.replicas().await;
+    let (r, _, id, before) = Restorable::changed_since_backup("restore-kill").await;
     let args = [
         "db",
         "restore",
@@ -539,10 +542,7 @@ async fn a_restore_killed_midway_completes_when_run_again() {
 
 #[tokio::test]
 async fn abort_after_a_kill_puts_everything_back_and_leaves_the_data() {
-    let (r, backup) = Restorable::backed_up("restore-abort").await;
-    let id = backup["id"].as_str().unwrap().to_owned();
-    r.scribble().await;
-    let before = r.replicas().await;
+    let (r, _, id, before) = Restorable::changed_since_backup("restore-abort").await;
 
     let args = ["db", "restore", "test", &id, "--confirm", "test"];
     let child = spawn_captured(&mut r.command(&args));
