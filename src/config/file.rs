@@ -665,9 +665,12 @@ fn default_backup_timeout() -> DurationText {
     DurationText(Duration::from_secs(2 * 3600))
 }
 
-/// Retention counts. A scheduled backup is `monthly` when it is the first of
-/// its calendar month, else `weekly` when it is the first of its ISO week
-/// (Monday to Sunday), else `daily`; each class keeps its newest N.
+/// Retention counts (grandfather-father-son), in UTC: `daily: N` keeps the
+/// newest scheduled backup of each of the N most recent days that have one,
+/// `weekly` of each ISO week (Monday to Sunday), `monthly` of each calendar
+/// month; a backup kept by any rule stays. The other counts keep the newest
+/// N succeeded backups of their trigger, so they never evict scheduled ones.
+/// The newest good backup always stays; failed backups never count.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Retention")]
