@@ -51,7 +51,10 @@ pub struct AgentOutcome {
 }
 
 /// Run `run` in a Job and wait for its result, its log lines shown as
-/// task `prefix`'s output.
+/// task `prefix`'s output. It listens for Ctrl-C and SIGTERM itself: do
+/// not race it against another signal listener (`unless_interrupted`),
+/// which would drop it before it deletes the Job; it returns
+/// [`BerthError::Interrupted`] once the Job is gone.
 pub async fn run(
     client: &Client,
     run: &AgentRun<'_>,
