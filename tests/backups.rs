@@ -232,6 +232,31 @@ async fn a_backup_of_the_real_app_lands_in_minio_and_the_cron_job_takes_its_own(
         "{scheduled:?}"
     );
 
+    // a rollback keeps today's schedule and tags it with the release it
+    // makes (3), running the SHA it rolls back to
+    app.deploy(Release::GoodB);
+    app.ok(&["rollback", "test"]);
+    let cron_job = Api::<CronJob>::namespaced(client.clone(), &app.namespace)
+        .get("berth-backup")
+        .await
+        .expect("a rollback keeps CronJob berth-backup");
+    let pod = cron_job
+        .spec
+        .job_template
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    let vars: std::collections::BTreeMap<String, String> = pod.containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
+    assert_eq!(vars["BERTH_RELEASE"], "3", "{vars:?}");
+    assert_eq!(vars["BERTH_SHA"], Release::GoodA.sha());
+
     // the schedule leaves berth.yaml: the next deploy deletes the CronJob
     set_backups(&app, &bucket, None);
     app.deploy(Release::GoodB);

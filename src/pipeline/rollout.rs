@@ -66,7 +66,9 @@ pub async fn apply_and_wait(
         .chain(backup_objects.clone())
         .collect();
     let applied = apply(client, ns, &objects).await?;
-    for gone in backups::remove_unscheduled(client, ns, &backup_objects).await? {
+    for gone in
+        backups::remove_unscheduled(client, ns, &backup_objects, plan.env.backups.is_some()).await?
+    {
         out.info(&format!(
             "deleted {gone}: its schedule is no longer in berth.yaml"
         ));
