@@ -22,7 +22,10 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 use support::berth_image::berth_image;
 use support::real_app::{RealApp, Release};
-use support::{Cleanup, code, create, local_env, report, stderr, unique_name, within};
+use support::{
+    Cleanup, berth_command, code, create, interrupt, local_env, repo_root, report, spawn_captured,
+    stderr, unique_name, within,
+};
 
 /// A bucket of the test's own, emptied and removed when dropped.
 async fn bucket(prefix: &str) -> (String, Cleanup) {
@@ -336,4 +339,36 @@ async fn bad_input_is_refused_before_anything_changes() {
     no_secrets_in(&out, &app);
     assert!(jobs(&client, &ns).await.is_empty(), "the Job is deleted");
     assert!(keys(&bucket).await.is_empty(), "nothing is written");
+
+    // Ctrl-C while the Job runs: exit 130 and the Job is deleted
+    let mut command = berth_command(
+        &app.dir.join("berth.yaml"),
+        &repo_root(),
+        &["db", "backup", "test"],
+    );
+    let child = spawn_captured(&mut command);
+    let stream = watcher(
+        Api::<Job>::namespaced(client.clone(), &ns),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .applied_objects();
+    within(Duration::from_secs(60), "the backup Job", async {
+        std::pin::pin!(stream).try_next().await.unwrap();
+    })
+    .await;
+    let out = interrupt(child);
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert!(
+        jobs(&client, &ns).await.is_empty(),
+        "Ctrl-C deletes the Job"
+    );
+
+    // past backups.timeout: exit 4, saying which setting
+    let path = app.dir.join("berth.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("timeout: 10m", "timeout: 1s")).unwrap();
+    let out = app.berth(&["db", "backup", "test"]);
+    assert_eq!(code(&out), 4, "{}", stderr(&out));
+    assert!(stderr(&out).contains("backups.timeout"), "{}", stderr(&out));
 }

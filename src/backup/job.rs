@@ -61,6 +61,8 @@ pub async fn run(
     out: &Arc<Output>,
     prefix: &str,
 ) -> anyhow::Result<AgentOutcome> {
+    // Listening from before the Job exists: a signal never leaves it behind.
+    let mut interrupts = Interrupts::listen()?;
     let ns = &run.env.namespace;
     let placement = Placement::read(client, run.env).await?;
     ensure_service_account(client, ns).await?;
@@ -74,7 +76,6 @@ pub async fn run(
     let limit = run.backups.timeout + DEADLINE_GRACE;
     let thresholds = Thresholds::from(&run.env.rollout);
     let cancel = CancellationToken::new();
-    let mut interrupts = Interrupts::listen()?;
     let following = follow::follow(client, ns, &name, prefix, thresholds, limit, &cancel, out);
     tokio::pin!(following);
     let followed = tokio::select! {
