@@ -7,6 +7,7 @@
 //! Commands on the operator's side create those pods, follow them, and read
 //! the manifests and drill records the agent writes to the bucket.
 
+pub mod clients;
 pub mod counts;
 pub mod drill;
 pub mod dump;
@@ -17,6 +18,7 @@ pub mod pod_env;
 pub mod pods;
 pub mod prune;
 pub mod restore;
+pub mod restore_record;
 pub mod retention;
 pub mod store;
 pub mod tools;

@@ -829,3 +829,89 @@ fn the_kwok_fixture_berth_yaml_loads() {
     );
     assert!(config.task("refresh-suggested-modules").is_ok());
 }
+
+/// Two environments with `backups:` in one bucket, and `database.secret`.
+const BACKUPS: &str = "\
+app: shop
+images: [registry.example.com/shop/web]
+environments:
+  staging:
+    namespace: shop-staging
+    overlay: overlays/staging
+    database: { workload: web, secret: db }
+    backups: { bucket: shop-backups, credentials_secret: s3, schedule: \"0 3 * * *\" }
+  production:
+    namespace: shop
+    overlay: overlays/staging
+    database: { workload: web, secret: db }
+    backups:
+      bucket: shop-backups
+      credentials_secret: s3
+      image: registry.example.com/berth:0.1.0
+      retention: { daily: 3, manual: 2 }
+      drill: { schedule: \"0 5 * * 0\", smoke: [\"SELECT count(*) > 0 FROM users\"] }
+";
+
+#[test]
+fn backups_take_their_defaults_and_production_backs_up_before_pending_migrations() {
+    let repo = Repo::new("backups-defaults");
+    let config = repo.load(BACKUPS).unwrap();
+    let staging = config
+        .environment("staging")
+        .unwrap()
+        .backups
+        .clone()
+        .unwrap();
+    assert_eq!(
+        staging.prefix, "staging/",
+        "each environment under its own prefix"
+    );
+    assert_eq!(staging.before_migrate, BeforeMigrate::Never);
+    assert_eq!(
+        staging.image,
+        format!("ghcr.io/berth-deploy/berth:{}", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(staging.retention.weekly, 4);
+    assert_eq!(staging.timeout, Duration::from_secs(7200));
+    let production = config
+        .environment("production")
+        .unwrap()
+        .backups
+        .clone()
+        .unwrap();
+    assert_eq!(production.prefix, "production/");
+    assert_eq!(production.before_migrate, BeforeMigrate::Pending);
+    assert_eq!(
+        (production.retention.daily, production.retention.manual),
+        (3, 2)
+    );
+    assert_eq!(production.drill.smoke, ["SELECT count(*) > 0 FROM users"]);
+}
+
+#[test]
+fn backups_without_a_database_secret_or_sharing_a_prefix_are_refused_together() {
+    let repo = Repo::new("backups-refused");
+    let yaml = BACKUPS
+        .replacen(
+            "database: { workload: web, secret: db }",
+            "database: { workload: web }",
+            1,
+        )
+        .replace(
+            "credentials_secret: s3, schedule",
+            "credentials_secret: s3, prefix: production/, schedule",
+        )
+        .replace("\"0 5 * * 0\"", "\"weekly\"");
+    let text = repo.error(&yaml);
+    assert_mentions(
+        &text,
+        &[
+            "environments.staging.backups",
+            "needs `database.secret`",
+            "environments.staging.backups.prefix",
+            "as in environment production",
+            "environments.production.backups.drill.schedule",
+            "five-field cron",
+        ],
+    );
+}

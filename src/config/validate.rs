@@ -59,6 +59,7 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
             Some((name, environment?))
         })
         .collect();
+    checker.backup_locations(&environments);
     let render_cache = file
         .render_cache
         .map(|cache| checker.render_cache(cache, &environment_names));
@@ -352,6 +353,29 @@ impl Checker<'_> {
             run,
             backups,
         })
+    }
+
+    /// Two environments' backups must not share a bucket and prefix: each
+    /// would list, prune and restore the other's backups.
+    fn backup_locations(&mut self, environments: &BTreeMap<String, Environment>) {
+        let mut seen: BTreeMap<(String, String), &str> = BTreeMap::new();
+        for (name, environment) in environments {
+            let Some(backups) = &environment.backups else {
+                continue;
+            };
+            let location = (backups.bucket.clone(), backups.prefix.clone());
+            if let Some(first) = seen.insert(location, name) {
+                self.report(
+                    format!("environments.{name}.backups.prefix"),
+                    format!(
+                        "is {:?} in bucket {}, as in environment {first}",
+                        backups.prefix, backups.bucket
+                    ),
+                    "give each environment its own prefix (the default is the environment's name) \
+                     or its own bucket",
+                );
+            }
+        }
     }
 
     /// Check the `backups:` block of environment `env` (at `key`), which

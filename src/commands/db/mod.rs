@@ -7,6 +7,8 @@ mod backups;
 mod drill;
 mod prune;
 mod restore;
+mod restore_sequence;
+mod setup;
 
 use std::sync::Arc;
 
