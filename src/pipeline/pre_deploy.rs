@@ -40,7 +40,17 @@ pub async fn run(
         let t = Instant::now();
         let job =
             migrate::for_release(template.clone(), &plan.instance(), record.number, &plan.sha);
-        let result = migrate::run(client, ns, job, plan.thresholds(), timeout, &sibling, out).await;
+        let result = migrate::run(
+            client,
+            ns,
+            migrate::JobTask::Migrate,
+            job,
+            plan.thresholds(),
+            timeout,
+            &sibling,
+            out,
+        )
+        .await;
         if !matches!(result, Ok(Ok(_))) {
             sibling.cancel();
         }
