@@ -4,29 +4,23 @@
 //! The Job has a unique name per release, `backoffLimit: 0` and a deadline.
 //! A failed Job is kept for inspection; a successful one is deleted.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Event, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, DynamicObject, ListParams, LogParams, PostParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::api::{DeleteParams, DynamicObject, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::follow;
 use crate::cluster::release::TaskRecord;
-use crate::cluster::watched::{self, Watched};
 use crate::config::Migrate;
-use crate::error::{Cancelled, input_error};
+use crate::error::input_error;
 use crate::progress::{TaskEvent, TaskReporter};
-use crate::rollout::{Failure, Thresholds, Verdict, Workload};
+use crate::rollout::{Failure, Thresholds, Verdict};
 
 /// Which of a release's Jobs [`run`] runs; its name prefixes its output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,29 +249,6 @@ pub fn limit(job: &Job, timeout: Duration) -> Duration {
     deadline.saturating_add(timeout)
 }
 
-/// A watch of `K`, one of [`watched::MIGRATION`] (checked when compiling),
-/// so the permission check covers it; an error names the kind.
-fn watch<K>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> impl futures::Stream<Item = Result<K, (Watched, watcher::Error)>>
-where
-    K: kube::Resource
-        + k8s_openapi::Resource
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + 'static,
-{
-    const { assert!(Watched::listed::<K>(&watched::MIGRATION)) };
-    let kind = Watched::of::<K>();
-    watcher(api, config)
-        .default_backoff()
-        .applied_objects()
-        .map_err(move |e| (kind, e))
-}
-
 /// Run the migration Job to the end, or until [`limit`]`(job, timeout)`
 /// has passed. Streams its logs to `reporter`; deletes the Job on success
 /// and keeps it otherwise. `cancel` deletes the Job and its pod and returns
@@ -305,101 +276,31 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
         name_of_task,
         TaskEvent::Started(&format!("running Job {name}")),
     );
-
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let pod_events = watch(
-        pods.clone(),
-        watcher::Config::default().labels(&format!("job-name={name}")),
+    let followed = follow::follow(
+        client,
+        namespace,
+        &name,
+        name_of_task,
+        thresholds,
+        limit,
+        cancel,
+        reporter,
     )
-    .map_ok(|p| Seen::Pod(Box::new(p)));
-    let job_events = watch(
-        jobs.clone(),
-        watcher::Config::default().fields(&format!("metadata.name={name}")),
-    )
-    .map_ok(|j| Seen::Job(Box::new(j)));
-    let mut events = futures::stream::select(pod_events.boxed(), job_events.boxed());
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let deadline = tokio::time::sleep(limit);
-    tokio::pin!(deadline);
-    let mut latest_job: Option<Job> = None;
-    let mut seen_pods: Vec<Pod> = Vec::new();
-    let mut log_tasks = HashMap::new();
-    let (end, verdict) = loop {
-        tokio::select! {
-            event = events.next() => match event {
-                Some(Ok(Seen::Job(j))) => latest_job = Some(*j),
-                Some(Ok(Seen::Pod(p))) => {
-                    let p = *p;
-                    let started_container = p.status.as_ref().and_then(|s| s.container_statuses.as_ref()).is_some_and(|c| c.iter().any(|c| c.state.as_ref().is_some_and(|s| s.running.is_some() || s.terminated.is_some())));
-                    let new = !seen_pods.iter().any(|s| s.name_any() == p.name_any());
-                    if started_container && !log_tasks.contains_key(&p.name_any()) {
-                        let printed = Arc::new(AtomicUsize::new(0));
-                        let task = tokio::spawn(stream_logs(pods.clone(), p.name_any(), name_of_task, reporter.clone(), printed.clone()));
-                        log_tasks.insert(p.name_any(), (task, printed));
-                    }
-                    if new { seen_pods.push(p) } else if let Some(slot) = seen_pods.iter_mut().find(|s| s.name_any() == p.name_any()) { *slot = p }
-                }
-                Some(Err((kind, e))) => match watched::refused(kind, namespace, &e) {
-                    Some(refusal) => break (MigrationEnd::Failed, Verdict::Failed(Failure {
-                        pod: None,
-                        reason: "Forbidden".into(),
-                        message: refusal.to_string(),
-                    })),
-                    None => tracing::debug!("migration watch error (retrying): {e}"),
-                },
-                None => {}
-            },
-            _ = tick.tick() => {}
-            _ = &mut deadline => break (MigrationEnd::TimedOut, Verdict::Failed(Failure {
+    .await?;
+    let (end, verdict) = match followed.end {
+        follow::End::Finished(verdict) => (MigrationEnd::Failed, verdict),
+        follow::End::TimedOut => (
+            MigrationEnd::TimedOut,
+            Verdict::Failed(Failure {
                 pod: None,
                 reason: "Timeout".into(),
                 message: format!(
                     "the migration did not finish within {}s (its deadline plus the rollout timeout)",
                     limit.as_secs()
                 ),
-            })),
-            _ = cancel.cancelled() => {
-                for (task, _) in log_tasks.values() {
-                    task.abort();
-                }
-                // Stop the migration's pod too: the deploy will not go on.
-                jobs.delete(&name, &DeleteParams::background())
-                    .await
-                    .with_context(|| format!("deleting the cancelled migration Job {name}"))?;
-                reporter.task(name_of_task, TaskEvent::Cancelled(&format!("cancelled; Job {name} and its pod deleted")));
-                return Err(Cancelled.into());
-            }
-        }
-        if seen_pods.is_empty()
-            && started.elapsed() > POD_CREATE_GRACE
-            && let Some(failure) = refused_pods(client, namespace, &name).await
-        {
-            break (MigrationEnd::Failed, Verdict::Failed(failure));
-        }
-        if let Some(j) = &latest_job {
-            // No events: a Job's verdict does not depend on readiness.
-            match Workload::Job(j.clone()).assess(
-                &[],
-                &seen_pods,
-                &[],
-                Timestamp::now(),
-                thresholds,
-            ) {
-                Verdict::Progressing(_) => continue,
-                done => break (MigrationEnd::Failed, done),
-            }
-        }
+            }),
+        ),
     };
-    // A kubelet ends a finished container's log stream itself; to not depend
-    // on that, stop following and print whatever the streams had not yet.
-    for (pod, (task, printed)) in log_tasks {
-        task.abort();
-        if let Ok(all) = pods.logs(&pod, &LogParams::default()).await {
-            for line in all.lines().skip(printed.load(Ordering::SeqCst)) {
-                reporter.task(name_of_task, TaskEvent::Output(line));
-            }
-        }
-    }
     let duration_s = started.elapsed().as_secs_f64();
     match verdict {
         Verdict::Failed(failure) if task == JobTask::PendingCheck => {
@@ -458,61 +359,6 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
                 duration_s,
             }))
         }
-    }
-}
-
-/// How long the Job controller may fail to create the pod (FailedCreate)
-/// before the migration counts as failed.
-const POD_CREATE_GRACE: Duration = Duration::from_secs(10);
-
-/// Why the Job controller cannot create the Job's pod, from its events
-/// (e.g. a ServiceAccount or Secret volume that does not exist yet).
-async fn refused_pods(client: &Client, namespace: &str, job: &str) -> Option<Failure> {
-    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
-    let params =
-        ListParams::default().fields(&format!("involvedObject.name={job},reason=FailedCreate"));
-    let list = events.list(&params).await.ok()?;
-    let latest = list
-        .items
-        .into_iter()
-        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0))?;
-    Some(Failure {
-        pod: None,
-        reason: "FailedCreate".into(),
-        message: format!(
-            "the Job controller cannot create the migration pod: {}",
-            latest.message.as_deref().unwrap_or("no reason given")
-        ),
-    })
-}
-
-/// What the migration's watches deliver.
-enum Seen {
-    Job(Box<Job>),
-    Pod(Box<Pod>),
-}
-
-/// Follow a pod's log, printing each line and counting them in `printed`.
-async fn stream_logs<R: TaskReporter + ?Sized>(
-    pods: Api<Pod>,
-    pod: String,
-    task: &'static str,
-    reporter: Arc<R>,
-    printed: Arc<AtomicUsize>,
-) {
-    let params = LogParams {
-        follow: true,
-        ..Default::default()
-    };
-    match pods.log_stream(&pod, &params).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
-            while let Ok(Some(line)) = lines.try_next().await {
-                reporter.task(task, TaskEvent::Output(&line));
-                printed.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        Err(e) => tracing::debug!("no logs from {pod}: {e}"),
     }
 }
 

@@ -7,7 +7,9 @@
 //! Commands on the operator's side create those pods, follow them, and read
 //! the manifests and drill records the agent writes to the bucket.
 
+pub mod job;
 pub mod layout;
 pub mod manifest;
+pub mod pods;
 pub mod retention;
 pub mod store;

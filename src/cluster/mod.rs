@@ -6,6 +6,7 @@ pub mod apply;
 pub mod client;
 pub mod database;
 pub mod exec;
+pub mod follow;
 pub mod live;
 pub mod lock;
 pub mod pods;

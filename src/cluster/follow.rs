@@ -1,0 +1,252 @@
+//! Follow a Job berth created (the migration, a backup agent) to its end:
+//! its pods' logs streamed as task output, its verdict from watches of the
+//! Job and its pods, a time limit, and cancellation that deletes the Job.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::{AsyncBufReadExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, LogParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio_util::sync::CancellationToken;
+
+use super::watched::{self, Watched};
+use crate::error::Cancelled;
+use crate::progress::{TaskEvent, TaskReporter};
+use crate::rollout::{Failure, Thresholds, Verdict, Workload};
+
+/// How a followed Job ended.
+#[derive(Debug, Clone)]
+pub enum End {
+    /// The Job succeeded ([`Verdict::Succeeded`]) or can never succeed
+    /// ([`Verdict::Failed`]: it failed, its pod cannot start or cannot be
+    /// created, or berth may not watch it).
+    Finished(Verdict),
+    /// It had not finished when the time limit passed.
+    TimedOut,
+}
+
+/// What following a Job saw.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    /// How it ended.
+    pub end: End,
+    /// The Job's pods as last seen.
+    pub pods: Vec<Pod>,
+    /// The whole log of each pod whose container started, by pod name, read
+    /// after the end.
+    pub logs: Vec<(String, String)>,
+}
+
+/// How long the Job controller may fail to create the pod (FailedCreate)
+/// before the Job counts as failed.
+const POD_CREATE_GRACE: Duration = Duration::from_secs(10);
+
+/// A watch of `K`, one of [`watched::MIGRATION`] (checked when compiling),
+/// so the permission check covers it; an error names the kind.
+fn watch<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<K, (Watched, watcher::Error)>>
+where
+    K: kube::Resource
+        + k8s_openapi::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    const { assert!(Watched::listed::<K>(&watched::MIGRATION)) };
+    let kind = Watched::of::<K>();
+    watcher(api, config)
+        .default_backoff()
+        .applied_objects()
+        .map_err(move |e| (kind, e))
+}
+
+/// Follow Job `name` (already created) until it ends or `limit` passes,
+/// streaming each pod's log lines to `reporter` as task `task`'s output.
+/// `cancel` deletes the Job and its pod, reports it, and returns
+/// [`Cancelled`]. The Job itself is left to the caller otherwise.
+#[allow(clippy::too_many_arguments)]
+pub async fn follow<R: TaskReporter + ?Sized + 'static>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    task: &str,
+    thresholds: Thresholds,
+    limit: Duration,
+    cancel: &CancellationToken,
+    reporter: &Arc<R>,
+) -> anyhow::Result<Followed> {
+    let started = Instant::now();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let pod_events = watch(
+        pods.clone(),
+        watcher::Config::default().labels(&format!("job-name={name}")),
+    )
+    .map_ok(|p| Seen::Pod(Box::new(p)));
+    let job_events = watch(
+        jobs.clone(),
+        watcher::Config::default().fields(&format!("metadata.name={name}")),
+    )
+    .map_ok(|j| Seen::Job(Box::new(j)));
+    let mut events = futures::stream::select(pod_events.boxed(), job_events.boxed());
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(deadline);
+    let mut latest_job: Option<Job> = None;
+    let mut seen_pods: Vec<Pod> = Vec::new();
+    let mut log_tasks = HashMap::new();
+    let end = loop {
+        tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Seen::Job(j))) => latest_job = Some(*j),
+                Some(Ok(Seen::Pod(p))) => {
+                    let p = *p;
+                    let pod_name = p.name_any();
+                    if started_container(&p) && !log_tasks.contains_key(&pod_name) {
+                        let printed = Arc::new(AtomicUsize::new(0));
+                        let stream = stream_logs(pods.clone(), pod_name.clone(), task.to_string(), reporter.clone(), printed.clone());
+                        log_tasks.insert(pod_name.clone(), (tokio::spawn(stream), printed));
+                    }
+                    match seen_pods.iter_mut().find(|s| s.name_any() == pod_name) {
+                        Some(slot) => *slot = p,
+                        None => seen_pods.push(p),
+                    }
+                }
+                Some(Err((kind, e))) => match watched::refused(kind, namespace, &e) {
+                    Some(refusal) => break End::Finished(Verdict::Failed(Failure {
+                        pod: None,
+                        reason: "Forbidden".into(),
+                        message: refusal.to_string(),
+                    })),
+                    None => tracing::debug!("Job watch error (retrying): {e}"),
+                },
+                None => {}
+            },
+            _ = tick.tick() => {}
+            _ = &mut deadline => break End::TimedOut,
+            _ = cancel.cancelled() => {
+                for (handle, _) in log_tasks.values() {
+                    handle.abort();
+                }
+                jobs.delete(name, &DeleteParams::background())
+                    .await
+                    .with_context(|| format!("deleting the cancelled Job {name}"))?;
+                reporter.task(task, TaskEvent::Cancelled(&format!("cancelled; Job {name} and its pod deleted")));
+                return Err(Cancelled.into());
+            }
+        }
+        if seen_pods.is_empty()
+            && started.elapsed() > POD_CREATE_GRACE
+            && let Some(failure) = refused_pods(client, namespace, name).await
+        {
+            break End::Finished(Verdict::Failed(failure));
+        }
+        if let Some(j) = &latest_job {
+            // No events: a Job's verdict does not depend on readiness.
+            match Workload::Job(j.clone()).assess(
+                &[],
+                &seen_pods,
+                &[],
+                Timestamp::now(),
+                thresholds,
+            ) {
+                Verdict::Progressing(_) => continue,
+                done => break End::Finished(done),
+            }
+        }
+    };
+    // A kubelet ends a finished container's log stream itself; to not depend
+    // on that, stop following and print whatever the streams had not yet.
+    let mut logs = Vec::new();
+    for (pod, (handle, printed)) in log_tasks {
+        handle.abort();
+        if let Ok(all) = pods.logs(&pod, &LogParams::default()).await {
+            for line in all.lines().skip(printed.load(Ordering::SeqCst)) {
+                reporter.task(task, TaskEvent::Output(line));
+            }
+            logs.push((pod, all));
+        }
+    }
+    Ok(Followed {
+        end,
+        pods: seen_pods,
+        logs,
+    })
+}
+
+/// Whether one of `pod`'s containers is running or has run.
+fn started_container(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|c| {
+            c.iter().any(|c| {
+                c.state
+                    .as_ref()
+                    .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            })
+        })
+}
+
+/// Why the Job controller cannot create the Job's pod, from its events
+/// (e.g. a ServiceAccount or Secret volume that does not exist yet).
+async fn refused_pods(client: &Client, namespace: &str, job: &str) -> Option<Failure> {
+    let events: Api<Event> = Api::namespaced(client.clone(), namespace);
+    let params =
+        ListParams::default().fields(&format!("involvedObject.name={job},reason=FailedCreate"));
+    let list = events.list(&params).await.ok()?;
+    let latest = list
+        .items
+        .into_iter()
+        .max_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0))?;
+    Some(Failure {
+        pod: None,
+        reason: "FailedCreate".into(),
+        message: format!(
+            "the Job controller cannot create Job {job}'s pod: {}",
+            latest.message.as_deref().unwrap_or("no reason given")
+        ),
+    })
+}
+
+/// What the Job's watches deliver.
+enum Seen {
+    Job(Box<Job>),
+    Pod(Box<Pod>),
+}
+
+/// Follow a pod's log, printing each line and counting them in `printed`.
+async fn stream_logs<R: TaskReporter + ?Sized>(
+    pods: Api<Pod>,
+    pod: String,
+    task: String,
+    reporter: Arc<R>,
+    printed: Arc<AtomicUsize>,
+) {
+    let params = LogParams {
+        follow: true,
+        ..Default::default()
+    };
+    match pods.log_stream(&pod, &params).await {
+        Ok(stream) => {
+            let mut lines = stream.lines();
+            while let Ok(Some(line)) = lines.try_next().await {
+                reporter.task(&task, TaskEvent::Output(&line));
+                printed.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        Err(e) => tracing::debug!("no logs from {pod}: {e}"),
+    }
+}
