@@ -453,6 +453,39 @@ mod tests {
     }
 
     #[test]
+    fn the_pending_check_runs_its_command_in_a_copy_of_the_migration_job() {
+        let template: Job = serde_json::from_value(json!({
+            "metadata": {"name": "migrate", "annotations": {
+                PENDING_CHECK_ANNOTATION: r#"["python3", "manage.py", "migrate", "--check"]"#}},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "proxy", "image": "proxy:1"},
+                {"name": "migrate", "image": "reg/migrate:1a2b3c4",
+                 "command": ["python3", "manage.py", "migrate"], "args": ["--noinput"]}]}}}
+        }))
+        .unwrap();
+        let command = template_pending_check(&template).unwrap().unwrap();
+        assert_eq!(command, ["python3", "manage.py", "migrate", "--check"]);
+        let job = pending_check(template.clone(), "wb-s", 3, "1a2b3c4", &command);
+        assert_eq!(job.name_any(), "wb-s-pending-check-3-1a2b3c4");
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers[1].command.as_deref(), Some(&command[..]));
+        assert_eq!(pod.containers[1].args, None);
+        assert_eq!(pod.containers[0].command, None, "sidecars stay as they are");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+
+        let mut bad = template;
+        bad.metadata.annotations = Some(
+            [(
+                PENDING_CHECK_ANNOTATION.to_owned(),
+                "manage.py migrate --check".to_owned(),
+            )]
+            .into(),
+        );
+        let err = template_pending_check(&bad).unwrap_err().to_string();
+        assert!(err.contains("write the command as a JSON array"), "{err}");
+    }
+
+    #[test]
     fn two_templates_are_refused() {
         let job = || {
             object(

@@ -1,9 +1,24 @@
 //! The backup before a deploy's migration (`backups.before_migrate`):
-//! whether the plan takes one, and why, in words the plan prints.
+//! whether the plan takes one and why, in words the plan prints; the
+//! pending check; and the Backup Job itself.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kube::Client;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
+use super::plan::Plan;
+use crate::backup::job;
+use crate::backup::manifest::{BackupStatus, Manifest, Trigger};
+use crate::backup::pods::{AgentRun, AgentTask};
 use crate::config::{BeforeMigrate, Environment};
+use crate::error::BerthError;
+use crate::identity::Deployer;
+use crate::migrate::{self, JobTask};
+use crate::output::Output;
 
 /// Whether a deploy backs the database up before its migration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -89,6 +104,111 @@ impl BeforeMigration {
     }
 }
 
+/// Back the database up before release `number`'s migration, if the plan
+/// says so: the pending check first when there is one. The backup's id,
+/// or `None` when none was due. A backup that failed is an error saying
+/// so; the caller does not migrate. `cancel` stops the pending check (a
+/// backup that started runs to its end: it is a good backup either way).
+pub async fn back_up(
+    client: &Client,
+    plan: &Plan,
+    number: u64,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    out: &Arc<Output>,
+) -> anyhow::Result<Option<String>> {
+    if plan.backup == BeforeMigration::Skipped {
+        out.warn("--no-backup: no backup is taken before this migration");
+    }
+    if !plan.backup.may_back_up() {
+        return Ok(None);
+    }
+    let (Some(template), Some(backups)) = (&plan.migration, &plan.env.backups) else {
+        return Ok(None);
+    };
+    if let BeforeMigration::IfPending(command) = &plan.backup {
+        let job = migrate::pending_check(
+            template.clone(),
+            &plan.instance(),
+            number,
+            &plan.sha,
+            command,
+        );
+        let ns = &plan.env.namespace;
+        let checked = migrate::run(
+            client,
+            ns,
+            JobTask::PendingCheck,
+            job,
+            plan.thresholds(),
+            timeout,
+            cancel,
+            out,
+        )
+        .await?;
+        match checked {
+            Ok(_) => {
+                out.info(
+                    "the pending check says nothing is pending: no backup before the migration",
+                );
+                return Ok(None);
+            }
+            Err(pending) => out.info(&format!(
+                "the pending check exited non-zero ({}): migrations are pending, so the \
+                 database is backed up before they run",
+                pending.failure.message
+            )),
+        }
+    }
+    let run = AgentRun {
+        env_name: &plan.env_name,
+        env: &plan.env,
+        backups,
+        task: AgentTask::Backup,
+        vars: vec![
+            (
+                "BERTH_BACKUP_TRIGGER".into(),
+                Trigger::PreMigrate.as_str().into(),
+            ),
+            (
+                "BERTH_BACKUP_LABEL".into(),
+                format!(
+                    "before release {number} ({}) of {}",
+                    plan.sha, plan.env_name
+                ),
+            ),
+            ("BERTH_RELEASE".into(), number.to_string()),
+            ("BERTH_SHA".into(), plan.sha.clone()),
+            ("BERTH_WHO".into(), Deployer::current().describe()),
+        ],
+    };
+    let outcome = job::run(client, &run, out, "backup").await?;
+    let manifest: Option<Manifest> = outcome
+        .result
+        .get("backup")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .context("reading the backup agent's result")?;
+    match manifest {
+        Some(m) if outcome.succeeded && m.status == BackupStatus::Succeeded => {
+            out.info(&format!("backup {} taken before the migration", m.id));
+            Ok(Some(m.id))
+        }
+        Some(m) => Err(BerthError::DeployFailed(format!(
+            "backup {} failed: {}",
+            m.id,
+            m.error.as_deref().unwrap_or("no reason recorded")
+        ))
+        .into()),
+        None => Err(BerthError::DeployFailed(format!(
+            "the backup agent gave no manifest (its result: {})",
+            outcome.result
+        ))
+        .into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -103,7 +223,7 @@ mod tests {
         let mut env = config.environment("staging").unwrap().clone();
         if let Some(policy) = policy {
             let text = format!(
-                "app: a\nimages: []\nenvironments:\n  production:\n    context: c\n    \
+                "app: a\nimages: [r.example.com/a/web]\nenvironments:\n  production:\n    context: c\n    \
                  namespace: n\n    overlay: {overlay}\n    database: {{ workload: w, secret: s }}\n    \
                  backups: {{ bucket: bkt, credentials_secret: s3, before_migrate: {policy} }}\n",
                 overlay = Path::new(env!("CARGO_MANIFEST_DIR"))

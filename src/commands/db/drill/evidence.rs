@@ -1,24 +1,54 @@
 //! One drill: the Drill Job in the cluster, and its evidence as people read it.
 
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::backup::job;
 use crate::backup::manifest::{DrillRecord, DrillResult, Manifest};
+use crate::backup::pods::{AgentRun, AgentTask};
 use crate::config::{Backups, Environment};
 use crate::error::BerthError;
+use crate::identity::Deployer;
 use crate::output::Output;
 
 /// Run the Drill Job for `manifest`'s backup and return the record the
-/// agent wrote to the bucket.
+/// agent wrote to the bucket (a failed drill is a record too).
 pub async fn drill(
-    _client: &kube::Client,
-    _env_name: &str,
-    _env: &Environment,
-    _backups: &Backups,
-    _manifest: &Manifest,
-    _out: &Output,
+    client: &kube::Client,
+    env_name: &str,
+    env: &Environment,
+    backups: &Backups,
+    manifest: &Manifest,
+    out: &Arc<Output>,
 ) -> anyhow::Result<DrillRecord> {
-    Err(BerthError::NotBuilt {
-        command: "db drill",
-    }
-    .into())
+    out.info(&format!(
+        "drilling backup {} of {env_name} ({} taken {}): restore into a scratch database, \
+         compare with the manifest, {} smoke queries, drop it",
+        manifest.id,
+        manifest.trigger.as_str(),
+        manifest.started_at,
+        backups.drill.smoke.len()
+    ));
+    let run = AgentRun {
+        env_name,
+        env,
+        backups,
+        task: AgentTask::Drill,
+        vars: vec![
+            ("BERTH_BACKUP_ID".into(), manifest.id.clone()),
+            ("BERTH_WHO".into(), Deployer::current().describe()),
+        ],
+    };
+    let outcome = job::run(client, &run, out, "drill").await?;
+    let Some(record) = outcome.result.get("drill").cloned() else {
+        return Err(BerthError::DeployFailed(format!(
+            "the drill agent in pod {} gave no drill record (its result: {})",
+            outcome.pod, outcome.result
+        ))
+        .into());
+    };
+    serde_json::from_value(record).context("reading the drill agent's record")
 }
 
 /// The evidence of `record`, a drill of `manifest`'s backup, stored at
