@@ -7,9 +7,18 @@
 //! Commands on the operator's side create those pods, follow them, and read
 //! the manifests and drill records the agent writes to the bucket.
 
+pub mod counts;
+pub mod drill;
+pub mod dump;
 pub mod job;
 pub mod layout;
 pub mod manifest;
+pub mod pod_env;
 pub mod pods;
+pub mod prune;
+pub mod restore;
 pub mod retention;
 pub mod store;
+pub mod tools;
+pub mod upload;
+pub mod verify;
