@@ -76,42 +76,15 @@ async fn the_image_runs_berth_as_its_own_user_on_the_real_node() {
     let client = env.kube().await;
     let ns = namespace(&client, "image").await;
     let _cleanup = Cleanup::Namespace(ns.clone());
-    let _: Pod = create(
+    let (pod, logs) = run_on_real_node(
         &client,
         &ns,
-        json!({
-            "metadata": { "name": "berth", "labels": { "app": "berth-image" } },
-            "spec": {
-                "nodeSelector": { "berth.dev/real": "true" },
-                "tolerations": [{ "key": "berth.dev/real", "operator": "Exists", "effect": "NoSchedule" }],
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 0,
-                // the kubelet refuses to start it if the image's user were root
-                "securityContext": { "runAsNonRoot": true },
-                "containers": [{ "name": "berth", "image": reference, "args": ["--version"] }]
-            }
-        }),
+        "berth",
+        &reference,
+        json!({"args": ["--version"]}),
     )
     .await;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let pod = wait_for_pod(
-        &pods,
-        "app=berth-image",
-        Duration::from_secs(120),
-        "the berth pod to finish",
-        |pod| {
-            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            matches!(phase, Some("Succeeded" | "Failed"))
-        },
-    )
-    .await;
-    let logs = pods.logs("berth", &LogParams::default()).await.unwrap();
     let status = pod.status.clone().unwrap();
-    assert_eq!(
-        status.phase.as_deref(),
-        Some("Succeeded"),
-        "{logs}\n{status:?}"
-    );
     assert_eq!(pod.spec.unwrap().node_name.as_deref(), Some("real-0"));
     // the kubelet reports the user the container's process ran as
     let user = status.container_statuses.unwrap()[0]
@@ -128,4 +101,72 @@ async fn the_image_runs_berth_as_its_own_user_on_the_real_node() {
         logs.lines().any(|line| line == "linkage: static"),
         "the image's berth is not the static build: {logs:?}"
     );
+
+    // the backup pods run PostgreSQL 15's client from the image
+    let (_, logs) = run_on_real_node(
+        &client,
+        &ns,
+        "pg-dump",
+        &reference,
+        json!({"command": ["pg_dump", "--version"]}),
+    )
+    .await;
+    assert!(
+        logs.starts_with("pg_dump (PostgreSQL) 15."),
+        "pg_dump --version printed {logs:?}"
+    );
+}
+
+/// Run `image` as pod `name` on real-0 with `command` (the container's
+/// `command`/`args`) until it ends; it must succeed. The pod and its log.
+async fn run_on_real_node(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    image: &str,
+    command: serde_json::Value,
+) -> (Pod, String) {
+    let mut container = json!({ "name": "main", "image": image });
+    container
+        .as_object_mut()
+        .unwrap()
+        .extend(command.as_object().unwrap().clone());
+    let _: Pod = create(
+        client,
+        ns,
+        json!({
+            "metadata": { "name": name, "labels": { "app": name } },
+            "spec": {
+                "nodeSelector": { "berth.dev/real": "true" },
+                "tolerations": [{ "key": "berth.dev/real", "operator": "Exists", "effect": "NoSchedule" }],
+                "restartPolicy": "Never",
+                "terminationGracePeriodSeconds": 0,
+                // the kubelet refuses to start it if the image's user were root
+                "securityContext": { "runAsNonRoot": true },
+                "containers": [container]
+            }
+        }),
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod = wait_for_pod(
+        &pods,
+        &format!("app={name}"),
+        Duration::from_secs(120),
+        "the pod to finish",
+        |pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            matches!(phase, Some("Succeeded" | "Failed"))
+        },
+    )
+    .await;
+    let logs = pods.logs(name, &LogParams::default()).await.unwrap();
+    let phase = pod.status.as_ref().and_then(|s| s.phase.clone());
+    assert_eq!(
+        phase.as_deref(),
+        Some("Succeeded"),
+        "{name}: {logs}\n{:?}",
+        pod.status
+    );
+    (pod, logs)
 }

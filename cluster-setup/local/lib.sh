@@ -48,10 +48,12 @@ minio_user=berthlocal
 minio_password=berthlocal-secret
 postgres_password=berthlocal
 
+# minio-bridge: a socat forwarding the bridge address's MinIO port to MinIO
+# on 127.0.0.1, so pods on real-0 reach S3 at http://198.18.0.1:<port>.
 # The components in start order; down stops them in reverse (the real
 # node's three first, by stop_real_node in node.sh).
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok minio registry postgres
-  containerd kubelet kube-proxy)
+  minio-bridge containerd kubelet kube-proxy)
 # Where build-tools caches the binaries it builds.
 tools_cache=${BERTH_CACHE:-$HOME/.cache/berth}
 

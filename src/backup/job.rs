@@ -16,15 +16,18 @@ use std::time::Duration;
 
 use anyhow::Context;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::manifest::ReleaseRef;
 use super::pods::{self, AgentRun, Placement};
 use crate::cluster::follow::{self, End};
-use crate::error::{BerthError, Cancelled};
+use crate::cluster::release::{self, ReleaseStatus};
+use crate::error::{BerthError, Cancelled, input_error};
+use crate::identity::Deployer;
 use crate::interrupt::Interrupts;
 use crate::output::Output;
 use crate::progress::{TaskEvent, TaskReporter};
@@ -57,6 +60,7 @@ pub async fn run(
 ) -> anyhow::Result<AgentOutcome> {
     let ns = &run.env.namespace;
     let placement = Placement::read(client, run.env).await?;
+    ensure_service_account(client, ns).await?;
     let job = pods::job(run, &placement);
     let name = job.name_any();
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
@@ -189,6 +193,70 @@ fn timed_out(run: &AgentRun<'_>, out: &Output, prefix: &str, name: &str) -> anyh
     );
     out.task(prefix, TaskEvent::Failed(&message));
     BerthError::TimedOut(message).into()
+}
+
+/// The release the environment runs: its newest succeeded one, if any.
+pub async fn running_release(
+    client: &Client,
+    namespace: &str,
+) -> anyhow::Result<Option<ReleaseRef>> {
+    let releases = release::list(client, namespace).await?;
+    Ok(releases
+        .into_iter()
+        .find(|r| r.status == ReleaseStatus::Succeeded)
+        .map(|r| ReleaseRef {
+            name: r.number.to_string(),
+            sha: r.sha,
+        }))
+}
+
+/// `BERTH_WHO` (who runs the command) and, when known, `BERTH_RELEASE` and
+/// `BERTH_SHA`, for an [`AgentRun`]'s `vars`.
+pub fn who_and_release(release: Option<&ReleaseRef>) -> Vec<(String, String)> {
+    let mut vars = vec![("BERTH_WHO".to_string(), Deployer::current().describe())];
+    if let Some(release) = release {
+        vars.push(("BERTH_RELEASE".to_string(), release.name.clone()));
+        vars.push(("BERTH_SHA".to_string(), release.sha.clone()));
+    }
+    vars
+}
+
+/// Whether Secret `name` exists in `namespace`; an input error naming
+/// `key` (the berth.yaml key that names it) and the fix otherwise.
+pub async fn require_secret(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    key: &str,
+    holds: &str,
+) -> anyhow::Result<()> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    match secrets.get_metadata_opt(name).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(input_error(format!(
+            "the Secret {name} named by `{key}` does not exist in namespace {namespace}; \
+             create it with {holds}"
+        ))),
+        Err(error) => Err(error).with_context(|| format!("reading Secret {namespace}/{name}")),
+    }
+}
+
+/// Create the backup pods' ServiceAccount unless a deploy already applied it.
+async fn ensure_service_account(client: &Client, ns: &str) -> anyhow::Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    match accounts
+        .create(&PostParams::default(), &pods::service_account())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
+        Err(error) => Err(error).with_context(|| {
+            format!(
+                "creating ServiceAccount {} in namespace {ns}",
+                pods::SERVICE_ACCOUNT
+            )
+        }),
+    }
 }
 
 async fn delete(jobs: &Api<Job>, name: &str) -> anyhow::Result<()> {
