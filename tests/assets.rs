@@ -131,12 +131,7 @@ struct Served {
 
 async fn get(bucket: &str, key: &str) -> Served {
     let object = local_env()
-        .s3()
-        .await
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
+        .get_object(bucket, key)
         .await
         .unwrap_or_else(|e| panic!("get {key}: {e:?}"));
     Served {

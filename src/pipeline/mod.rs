@@ -7,6 +7,7 @@
 //! the steps before their next change; the release record still gets the
 //! truth.
 
+pub mod backups;
 pub mod hold;
 pub mod plan;
 pub mod pre_deploy;

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DynamicObject, PostParams};
 use kube::{Api, Client, ResourceExt};
 
+use super::backups;
 use super::hold::hold;
 use super::plan::Plan;
 use super::settings::DeploySettings;
@@ -56,11 +57,24 @@ pub async fn apply_and_wait(
     let timeout = plan.timeout(settings);
     out.step("apply");
     let t = Instant::now();
-    let applied = apply(client, ns, &plan.objects).await?;
+    // berth's backup ServiceAccount and CronJobs, from berth.yaml as it is now
+    let backup_objects = backups::objects(client, plan, record).await?;
+    let objects: Vec<Resolved> = plan
+        .objects
+        .iter()
+        .cloned()
+        .chain(backup_objects.clone())
+        .collect();
+    let applied = apply(client, ns, &objects).await?;
+    for gone in backups::remove_unscheduled(client, ns, &backup_objects).await? {
+        out.info(&format!(
+            "deleted {gone}: its schedule is no longer in berth.yaml"
+        ));
+    }
     if settings.prune {
-        let mut kinds = plan.objects.clone();
+        let mut kinds = objects.clone();
         kinds.extend(previous_kinds(client, previous).await);
-        for gone in apply::prune(client, ns, &plan.instance(), &kinds, &plan.objects).await? {
+        for gone in apply::prune(client, ns, &plan.instance(), &kinds, &objects).await? {
             out.info(&format!("pruned {gone}"));
         }
     }
