@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::plan::Plan;
 use crate::backup::job;
 use crate::backup::manifest::{BackupStatus, Manifest, Trigger};
-use crate::backup::pods::{AgentRun, AgentTask};
+use crate::backup::pods::{AgentRun, AgentTask, Placement};
 use crate::config::{BeforeMigrate, Environment};
 use crate::error::BerthError;
 use crate::identity::Deployer;
@@ -182,7 +182,18 @@ pub async fn back_up(
             ("BERTH_WHO".into(), Deployer::current().describe()),
         ],
     };
-    let outcome = job::run(client, &run, out, "backup").await?;
+    // Placed like the database's workload, else (a first deploy, before it
+    // exists) like the migration, which reaches the database too.
+    let mut placement = Placement::read(client, &plan.env).await?;
+    if placement == Placement::default()
+        && let Some(pod) = template
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+    {
+        placement = Placement::of(pod);
+    }
+    let outcome = job::run_placed(client, &run, &placement, out, "backup").await?;
     let manifest: Option<Manifest> = outcome
         .result
         .get("backup")
