@@ -227,11 +227,12 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    /// The example's staging with `backups:` under `policy` (or none).
+    /// The example's staging with `backups:` under `policy`, or without `backups:`.
     fn env(policy: Option<&str>) -> Environment {
         let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("berth.yaml"))
             .expect("the example berth.yaml loads");
         let mut env = config.environment("staging").unwrap().clone();
+        env.backups = None;
         if let Some(policy) = policy {
             let text = format!(
                 "app: a\nimages: [r.example.com/a/web]\nenvironments:\n  production:\n    context: c\n    \
