@@ -141,6 +141,10 @@ pub struct DeployArgs {
     /// Serve the maintenance page from before the migration until the rollout ends.
     #[arg(long)]
     pub maintenance: bool,
+    /// Skip the backup `backups.before_migrate` would take before the
+    /// migration, for emergencies; the release records that it was skipped.
+    #[arg(long)]
+    pub no_backup: bool,
 }
 
 /// How long a deploy waits, for every command that deploys.

@@ -22,8 +22,30 @@ use crate::error::input_error;
 use crate::progress::{TaskEvent, TaskReporter};
 use crate::rollout::{Failure, Thresholds, Verdict};
 
-/// The task name its output is prefixed with.
-const TASK: &str = "migrate";
+/// Which of a release's Jobs [`run`] runs; its name prefixes its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobTask {
+    /// The migration: a failed Job is kept for inspection.
+    Migrate,
+    /// The pending check (`migrate.pending_check`): a non-zero exit is an
+    /// answer (something is pending), not a fault, so the Job is deleted
+    /// however it ends.
+    PendingCheck,
+}
+
+impl JobTask {
+    /// The name its output is prefixed with, and its Job is named after.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobTask::Migrate => "migrate",
+            JobTask::PendingCheck => "pending-check",
+        }
+    }
+}
+
+/// The annotation on the overlay's migration template that gives the
+/// pending check, as a JSON array: `["python3", "manage.py", "migrate", "--check"]`.
+pub const PENDING_CHECK_ANNOTATION: &str = "berth.dev/pending-check";
 /// Label naming the release a migration Job belongs to.
 const RELEASE_LABEL: &str = "berth.dev/migration-of";
 
@@ -113,11 +135,58 @@ pub fn from_config(migrate: &Migrate, sha: &str) -> anyhow::Result<Job> {
 /// Make `template` the migration Job of release `number`: a unique name,
 /// berth's labels, one attempt (`backoffLimit: 0`, `restartPolicy: Never`)
 /// and a deadline (the template's, else 10 minutes).
-pub fn for_release(mut job: Job, instance: &str, number: u64, sha: &str) -> Job {
+pub fn for_release(job: Job, instance: &str, number: u64, sha: &str) -> Job {
+    named(job, JobTask::Migrate, instance, number, sha)
+}
+
+/// The pending check of release `number`: the migration Job `template`
+/// made as [`for_release`] makes it, named `...-pending-check-...`, its
+/// container `migrate` (else its first) running `command` instead.
+pub fn pending_check(
+    template: Job,
+    instance: &str,
+    number: u64,
+    sha: &str,
+    command: &[String],
+) -> Job {
+    let mut job = named(template, JobTask::PendingCheck, instance, number, sha);
+    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
+        let index = pod
+            .containers
+            .iter()
+            .position(|c| c.name == "migrate")
+            .unwrap_or(0);
+        if let Some(container) = pod.containers.get_mut(index) {
+            container.command = Some(command.to_vec());
+            container.args = None;
+        }
+    }
+    job
+}
+
+/// The pending check the overlay's migration `template` declares in its
+/// [`PENDING_CHECK_ANNOTATION`], if any; bad input when it is not a JSON
+/// array of strings.
+pub fn template_pending_check(template: &Job) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(text) = template.annotations().get(PENDING_CHECK_ANNOTATION) else {
+        return Ok(None);
+    };
+    match serde_json::from_str::<Vec<String>>(text) {
+        Ok(command) if command.first().is_some_and(|p| !p.trim().is_empty()) => Ok(Some(command)),
+        _ => Err(input_error(format!(
+            "the migration Job template's annotation {PENDING_CHECK_ANNOTATION} is {text:?}; \
+             write the command as a JSON array, e.g. '[\"python3\", \"manage.py\", \"migrate\", \"--check\"]'"
+        ))),
+    }
+}
+
+/// `job` as `task`'s Job of release `number` (see [`for_release`]).
+fn named(mut job: Job, task: JobTask, instance: &str, number: u64, sha: &str) -> Job {
     let short = crate::config::sha_prefix(sha, 12);
-    let mut name = format!("{instance}-migrate-{number}-{short}");
+    let task = task.name();
+    let mut name = format!("{instance}-{task}-{number}-{short}");
     if name.len() > 63 {
-        name = format!("migrate-{number}-{short}");
+        name = format!("{task}-{number}-{short}");
     }
     let labels = [
         (
@@ -184,9 +253,11 @@ pub fn limit(job: &Job, timeout: Duration) -> Duration {
 /// has passed. Streams its logs to `reporter`; deletes the Job on success
 /// and keeps it otherwise. `cancel` deletes the Job and its pod and returns
 /// [`Cancelled`].
+#[allow(clippy::too_many_arguments)]
 pub async fn run<R: TaskReporter + ?Sized + 'static>(
     client: &Client,
     namespace: &str,
+    task: JobTask,
     job: Job,
     thresholds: Thresholds,
     timeout: Duration,
@@ -200,9 +271,20 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
     jobs.create(&PostParams::default(), &job)
         .await
         .with_context(|| format!("creating migration Job {name}"))?;
-    reporter.task(TASK, TaskEvent::Started(&format!("running Job {name}")));
+    let name_of_task = task.name();
+    reporter.task(
+        name_of_task,
+        TaskEvent::Started(&format!("running Job {name}")),
+    );
     let followed = follow::follow(
-        client, namespace, &name, TASK, thresholds, limit, cancel, reporter,
+        client,
+        namespace,
+        &name,
+        name_of_task,
+        thresholds,
+        limit,
+        cancel,
+        reporter,
     )
     .await?;
     let (end, verdict) = match followed.end {
@@ -221,9 +303,28 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
     };
     let duration_s = started.elapsed().as_secs_f64();
     match verdict {
+        Verdict::Failed(failure) if task == JobTask::PendingCheck => {
+            reporter.task(
+                name_of_task,
+                TaskEvent::Succeeded(&format!("{}; Job {name} deleted", failure.message)),
+            );
+            jobs.delete(&name, &DeleteParams::background())
+                .await
+                .with_context(|| format!("deleting the pending check Job {name}"))?;
+            Ok(Err(MigrationFailed {
+                job: name.clone(),
+                failure,
+                end,
+                record: TaskRecord {
+                    name,
+                    status: "pending".into(),
+                    duration_s,
+                },
+            }))
+        }
         Verdict::Failed(failure) => {
             reporter.task(
-                TASK,
+                name_of_task,
                 TaskEvent::Failed(&format!(
                     "{}; Job {name} is kept for inspection",
                     failure.message
@@ -246,12 +347,12 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
         }
         _ => {
             reporter.task(
-                TASK,
+                name_of_task,
                 TaskEvent::Succeeded(&format!("succeeded in {duration_s:.1}s")),
             );
             jobs.delete(&name, &DeleteParams::background())
                 .await
-                .with_context(|| format!("deleting the finished migration Job {name}"))?;
+                .with_context(|| format!("deleting the finished {name_of_task} Job {name}"))?;
             Ok(Ok(TaskRecord {
                 name,
                 status: "succeeded".into(),
@@ -273,6 +374,7 @@ mod tests {
             deadline: Duration::from_secs(600),
             env_from_secrets: vec!["db-credentials".into()],
             service_account: None,
+            pending_check: None,
         }
     }
 
@@ -348,6 +450,39 @@ mod tests {
         let pod = spec.template.spec.unwrap();
         assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
         assert_eq!(pod.containers.len(), 2, "sidecars from the overlay stay");
+    }
+
+    #[test]
+    fn the_pending_check_runs_its_command_in_a_copy_of_the_migration_job() {
+        let template: Job = serde_json::from_value(json!({
+            "metadata": {"name": "migrate", "annotations": {
+                PENDING_CHECK_ANNOTATION: r#"["python3", "manage.py", "migrate", "--check"]"#}},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "proxy", "image": "proxy:1"},
+                {"name": "migrate", "image": "reg/migrate:1a2b3c4",
+                 "command": ["python3", "manage.py", "migrate"], "args": ["--noinput"]}]}}}
+        }))
+        .unwrap();
+        let command = template_pending_check(&template).unwrap().unwrap();
+        assert_eq!(command, ["python3", "manage.py", "migrate", "--check"]);
+        let job = pending_check(template.clone(), "wb-s", 3, "1a2b3c4", &command);
+        assert_eq!(job.name_any(), "wb-s-pending-check-3-1a2b3c4");
+        let pod = job.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod.containers[1].command.as_deref(), Some(&command[..]));
+        assert_eq!(pod.containers[1].args, None);
+        assert_eq!(pod.containers[0].command, None, "sidecars stay as they are");
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+
+        let mut bad = template;
+        bad.metadata.annotations = Some(
+            [(
+                PENDING_CHECK_ANNOTATION.to_owned(),
+                "manage.py migrate --check".to_owned(),
+            )]
+            .into(),
+        );
+        let err = template_pending_check(&bad).unwrap_err().to_string();
+        assert!(err.contains("write the command as a JSON array"), "{err}");
     }
 
     #[test]

@@ -17,102 +17,16 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::Api;
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
-use serde_json::{Value, json};
+use serde_json::json;
+use support::backups::{bucket, credentials_secret, jobs, json_object, keys, set_backups};
 use support::berth_image::berth_image;
 use support::real_app::{RealApp, Release};
 use support::{
-    Cleanup, berth_command, code, create, interrupt, local_env, repo_root, report, spawn_captured,
-    stderr, unique_name, within,
+    berth_command, code, create, interrupt, local_env, repo_root, report, spawn_captured, stderr,
+    unique_name, within,
 };
-
-/// A bucket of the test's own, emptied and removed when dropped.
-async fn bucket(prefix: &str) -> (String, Cleanup) {
-    let name = unique_name(prefix);
-    local_env()
-        .s3()
-        .await
-        .create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("create the bucket");
-    (name.clone(), Cleanup::Bucket(name))
-}
-
-/// The Secret `backup-s3` the backup pods read: MinIO's credentials and
-/// its address as pods reach it.
-async fn credentials_secret(client: &Client, namespace: &str) {
-    let env = local_env();
-    let _: Secret = create(
-        client,
-        namespace,
-        json!({
-            "metadata": {"name": "backup-s3"},
-            "stringData": {
-                "AWS_ACCESS_KEY_ID": env.var("AWS_ACCESS_KEY_ID"),
-                "AWS_SECRET_ACCESS_KEY": env.var("AWS_SECRET_ACCESS_KEY"),
-                "AWS_ENDPOINT_URL": env.var("BERTH_NODE_S3_URL"),
-                "AWS_REGION": env.var("AWS_REGION"),
-            }
-        }),
-    )
-    .await;
-}
-
-/// Give the app's environment `test` a `backups:` block (replacing any).
-fn set_backups(app: &RealApp, bucket: &str, schedule: Option<&str>) {
-    let path = app.dir.join("berth.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let (head, tail) = text
-        .split_once("\ntasks:")
-        .expect("the app's berth.yaml has tasks");
-    let head = head.split_once("\n    backups:\n").map_or(head, |(h, _)| h);
-    let schedule = schedule.map_or(String::new(), |s| format!("      schedule: \"{s}\"\n"));
-    let block = format!(
-        "    backups:\n      bucket: {bucket}\n      credentials_secret: backup-s3\n      \
-         image: {image}\n{schedule}      timeout: 10m\n",
-        image = berth_image()
-    );
-    std::fs::write(&path, format!("{head}\n{block}tasks:{tail}")).unwrap();
-}
-
-/// The JSON object at `key` in `bucket`, if there is one.
-async fn json_object(bucket: &str, key: &str) -> Option<Value> {
-    let got = local_env().get_object(bucket, key).await.ok()?;
-    let bytes = got.body.collect().await.unwrap().into_bytes();
-    Some(serde_json::from_slice(&bytes).expect("a JSON record"))
-}
-
-/// Every key in `bucket`.
-async fn keys(bucket: &str) -> Vec<String> {
-    let listed = local_env()
-        .s3()
-        .await
-        .list_objects_v2()
-        .bucket(bucket)
-        .send()
-        .await
-        .expect("list the bucket");
-    listed
-        .contents()
-        .iter()
-        .filter_map(|o| o.key().map(str::to_string))
-        .collect()
-}
-
-/// The names of the Jobs in `namespace`.
-async fn jobs(client: &Client, namespace: &str) -> Vec<String> {
-    Api::<Job>::namespaced(client.clone(), namespace)
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter_map(|j| j.metadata.name)
-        .collect()
-}
 
 /// Neither the output nor the error of `out` holds a credential.
 fn no_secrets_in(out: &std::process::Output, app: &RealApp) {
@@ -135,7 +49,7 @@ async fn a_backup_of_the_real_app_lands_in_minio_and_the_cron_job_takes_its_own(
     let app = RealApp::new(&client, "backup").await;
     let (bucket, _bucket) = bucket("backups").await;
     credentials_secret(&client, &app.namespace).await;
-    set_backups(&app, &bucket, Some("* * * * *"));
+    set_backups(&app, &bucket, "      schedule: \"* * * * *\"\n");
     app.deploy(Release::GoodA);
 
     // the deploy applied the CronJob, placed like the frontend, and its
@@ -261,7 +175,7 @@ async fn a_backup_of_the_real_app_lands_in_minio_and_the_cron_job_takes_its_own(
     assert_eq!(vars["BERTH_SHA"], Release::GoodA.sha());
 
     // the schedule leaves berth.yaml: the next deploy deletes the CronJob
-    set_backups(&app, &bucket, None);
+    set_backups(&app, &bucket, "");
     app.deploy(Release::GoodB);
     let gone = Api::<CronJob>::namespaced(client.clone(), &app.namespace)
         .get_opt("berth-backup")
@@ -308,7 +222,7 @@ async fn bad_input_is_refused_before_anything_changes() {
     refused(&["db", "backup", "test"], &["has no `backups:` block"]);
 
     let bucket_name = unique_name("backups-missing");
-    set_backups(&app, &bucket_name, None);
+    set_backups(&app, &bucket_name, "");
     refused(
         &["db", "backup", "test"],
         &["backup-s3", "backups.credentials_secret", "does not exist"],
@@ -323,7 +237,7 @@ async fn bad_input_is_refused_before_anything_changes() {
 
     // a database nobody listens for: the agent says so, nothing is kept
     let (bucket, _bucket) = bucket("backups-bad").await;
-    set_backups(&app, &bucket, None);
+    set_backups(&app, &bucket, "");
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
     secrets
         .patch(

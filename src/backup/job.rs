@@ -61,12 +61,24 @@ pub async fn run(
     out: &Arc<Output>,
     prefix: &str,
 ) -> anyhow::Result<AgentOutcome> {
+    let placement = Placement::read(client, run.env).await?;
+    run_placed(client, run, &placement, out, prefix).await
+}
+
+/// [`run`] with the pod placed by `placement` (a deploy's backup, before
+/// `database.workload` exists, is placed like the migration).
+pub async fn run_placed(
+    client: &Client,
+    run: &AgentRun<'_>,
+    placement: &Placement,
+    out: &Arc<Output>,
+    prefix: &str,
+) -> anyhow::Result<AgentOutcome> {
     // Listening from before the Job exists: a signal never leaves it behind.
     let mut interrupts = Interrupts::listen()?;
     let ns = &run.env.namespace;
-    let placement = Placement::read(client, run.env).await?;
     ensure_service_account(client, ns).await?;
-    let job = pods::job(run, &placement);
+    let job = pods::job(run, placement);
     let name = job.name_any();
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     jobs.create(&PostParams::default(), &job)

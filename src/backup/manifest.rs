@@ -179,3 +179,36 @@ pub struct DrillRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
+
+#[cfg(test)]
+impl Manifest {
+    /// A manifest for tests: backup `id` of environment `production`,
+    /// started and finished at `at`, with no tables.
+    pub fn example(id: &str, at: &str, trigger: Trigger, status: BackupStatus) -> Manifest {
+        let at: Timestamp = at.parse().expect("an RFC 3339 time");
+        Manifest {
+            schema: SCHEMA,
+            id: id.into(),
+            environment: "production".into(),
+            database: "app".into(),
+            trigger,
+            label: None,
+            who: "test".into(),
+            status,
+            error: None,
+            started_at: at,
+            finished_at: at,
+            durations: Durations::default(),
+            object: None,
+            size: 1,
+            sha256: None,
+            part_size: 0,
+            postgres_version: None,
+            pg_dump_version: None,
+            database_size: 0,
+            tables: BTreeMap::new(),
+            release: None,
+            migrations: BTreeMap::new(),
+        }
+    }
+}

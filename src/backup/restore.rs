@@ -73,6 +73,24 @@ pub async fn wanted_manifest(
     Ok(manifest)
 }
 
+/// The newest backup of the environment that succeeded: what a scheduled
+/// drill checks. An input error when there is none.
+pub async fn newest_succeeded(env: &AgentEnv, store: &BackupStore) -> anyhow::Result<Manifest> {
+    store
+        .manifests()
+        .await?
+        .into_iter()
+        .rev()
+        .find(|m| m.status == BackupStatus::Succeeded && m.environment == env.environment)
+        .ok_or_else(|| {
+            input_error(format!(
+                "environment {} has no backup that succeeded to drill; take one with \
+                 `berth db backup {}`",
+                env.environment, env.environment
+            ))
+        })
+}
+
 /// Restore `manifest`'s dump into the live database.
 pub async fn restore(env: &AgentEnv, store: &BackupStore, manifest: &Manifest) -> Restored {
     let mut result = Restored {

@@ -156,34 +156,9 @@ impl Period {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::manifest::{Durations, SCHEMA};
 
     fn manifest(id: &str, at: &str, trigger: Trigger, status: BackupStatus) -> Manifest {
-        let at: Timestamp = at.parse().unwrap();
-        Manifest {
-            schema: SCHEMA,
-            id: id.into(),
-            environment: "production".into(),
-            database: "app".into(),
-            trigger,
-            label: None,
-            who: "test".into(),
-            status,
-            error: None,
-            started_at: at,
-            finished_at: at,
-            durations: Durations::default(),
-            object: None,
-            size: 1,
-            sha256: None,
-            part_size: 0,
-            postgres_version: None,
-            pg_dump_version: None,
-            database_size: 0,
-            tables: Default::default(),
-            release: None,
-            migrations: Default::default(),
-        }
+        Manifest::example(id, at, trigger, status)
     }
 
     fn counts(daily: u32, weekly: u32, monthly: u32, manual: u32) -> Retention {

@@ -78,7 +78,7 @@ pub async fn stream_object(
 
 /// `pg_restore --list` of object `key`, streamed from the bucket: the
 /// number of entries in its table of contents, and what the whole object
-/// read as. An error when pg_restore fails or lists nothing.
+/// read as. An error when pg_restore fails or prints no archive header (an empty database has no entries).
 pub async fn list(store: &BackupStore, key: &str, server: &Pg) -> anyhow::Result<(u64, Read)> {
     let mut tool = tools::start(
         "pg_restore",
@@ -93,26 +93,44 @@ pub async fn list(store: &BackupStore, key: &str, server: &Pg) -> anyhow::Result
     let counting = tokio::spawn(count_entries(stdout));
     let read = stream_object(store, key, Some(stdin)).await;
     let finished = tool.finish().await;
-    let entries = counting.await.context("reading pg_restore's list")??;
+    let listing = counting.await.context("reading pg_restore's list")??;
     let read = read?;
     finished.context("the dump's table of contents does not read back")?;
-    if entries == 0 {
-        anyhow::bail!("pg_restore --list found no entries in the dump");
+    // An empty database dumps no entries, only the archive's header: what
+    // proves the archive reads back is the header naming its database.
+    if !listing.header {
+        anyhow::bail!("pg_restore --list printed no archive header for the dump");
     }
-    Ok((entries, read))
+    Ok((listing.entries, read))
 }
 
-/// The entries of a `pg_restore --list` listing (lines not starting with `;`).
-async fn count_entries(stdout: tokio::process::ChildStdout) -> anyhow::Result<u64> {
+/// What a `pg_restore --list` listing showed.
+struct Listing {
+    /// Entries: lines not starting with `;`.
+    entries: u64,
+    /// Whether the header's `;     dbname:` line was there.
+    header: bool,
+}
+
+/// Read a `pg_restore --list` listing.
+async fn count_entries(stdout: tokio::process::ChildStdout) -> anyhow::Result<Listing> {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let mut entries = 0;
+    let mut listing = Listing {
+        entries: 0,
+        header: false,
+    };
     while let Some(line) = lines.next_line().await? {
-        if !line.trim().is_empty() && !line.starts_with(';') {
-            entries += 1;
+        if line.starts_with(';') {
+            listing.header |= line
+                .trim_start_matches(';')
+                .trim_start()
+                .starts_with("dbname:");
+        } else if !line.trim().is_empty() {
+            listing.entries += 1;
         }
     }
-    Ok(entries)
+    Ok(listing)
 }
 
 /// Check backup `manifest`'s dump: it must have succeeded, and its object

@@ -167,17 +167,42 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
             }
         }
     };
+    // The Job's verdict can arrive before the watch shows its pod finished
+    // (a quick pod): read the pods as they are now, so their status and
+    // logs are final.
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("job-name={name}")))
+        .await;
+    for pod in listed.map(|l| l.items).unwrap_or_default() {
+        match seen_pods
+            .iter_mut()
+            .find(|s| s.name_any() == pod.name_any())
+        {
+            Some(slot) => *slot = pod,
+            None => seen_pods.push(pod),
+        }
+    }
     // A kubelet ends a finished container's log stream itself; to not depend
     // on that, stop following and print whatever the streams had not yet.
     let mut logs = Vec::new();
-    for (pod, (handle, printed)) in log_tasks {
-        handle.abort();
+    for pod in seen_pods.iter().filter(|p| started_container(p)) {
+        let pod = pod.name_any();
+        let printed = match log_tasks.remove(&pod) {
+            Some((handle, printed)) => {
+                handle.abort();
+                printed.load(Ordering::SeqCst)
+            }
+            None => 0,
+        };
         if let Ok(all) = pods.logs(&pod, &LogParams::default()).await {
-            for line in all.lines().skip(printed.load(Ordering::SeqCst)) {
+            for line in all.lines().skip(printed) {
                 reporter.task(task, TaskEvent::Output(line));
             }
             logs.push((pod, all));
         }
+    }
+    for (handle, _) in log_tasks.values() {
+        handle.abort();
     }
     Ok(Followed {
         end,

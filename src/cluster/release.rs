@@ -165,6 +165,12 @@ pub struct Release {
     /// The environment and release this one was promoted from.
     #[serde(default)]
     pub promoted_from: Option<PromotedFrom>,
+    /// The backup taken before its migration (`backups.before_migrate`).
+    #[serde(default)]
+    pub backup: Option<String>,
+    /// The deployer skipped the pre-migration backup (`--no-backup`).
+    #[serde(default)]
+    pub no_backup: bool,
 }
 
 /// Where a promoted release came from.
@@ -405,6 +411,8 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         rollback_of: None,
         rolled_back_to: None,
         promoted_from: None,
+        backup: None,
+        no_backup: false,
     }
 }
 

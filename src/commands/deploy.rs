@@ -20,6 +20,7 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         rollback_on_failure: args.rollback_on_failure,
         maintenance: args.maintenance,
         dry_run: args.dry_run,
+        no_backup: args.no_backup,
         ..DeploySettings::new(&global.config, &args.target.env, &args.target.sha)
     };
     deploy(&settings, Request::overlay(), None, out).await
@@ -75,6 +76,7 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
             "objects": plan.objects.iter().map(|o| o.describe()).collect::<Vec<_>>(),
             "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
             "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
+            "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
         });
         return stdout::line(value);
     }
@@ -104,5 +106,9 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
             prepared.assets.prefix
         ))?;
     }
+    stdout::line(format!(
+        "Backup before the migration: {}",
+        plan.backup.describe()
+    ))?;
     Ok(())
 }

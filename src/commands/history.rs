@@ -49,6 +49,11 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
                 from.environment, from.release
             ));
         }
+        match (&r.backup, r.no_backup) {
+            (Some(id), _) => note.push_str(&format!("; backup {id}")),
+            (None, true) => note.push_str("; pre-migration backup skipped (--no-backup)"),
+            (None, false) => {}
+        }
         if let Some(f) = &r.failure {
             note.push_str(&format!("; {}: {}", f.workload, f.reason));
         }

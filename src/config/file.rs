@@ -499,6 +499,14 @@ pub(super) struct MigrateFile {
     #[serde(default)]
     #[schemars(length(min = 1))]
     pub service_account: Option<String>,
+    /// A command that says whether the migration has anything to apply,
+    /// for `backups.before_migrate: pending`: exit 0 when nothing is
+    /// pending, non-zero when something is, e.g. `[python3, manage.py,
+    /// migrate, --check]`. It runs in a copy of the migration Job before
+    /// the backup (default: every migration counts as pending).
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub pending_check: Option<Vec<String>>,
 }
 
 /// The default for `migrate.deadline`.

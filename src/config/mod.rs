@@ -397,6 +397,8 @@ pub struct Migrate {
     pub env_from_secrets: Vec<String>,
     /// The ServiceAccount to run as; `None` means the namespace's default.
     pub service_account: Option<String>,
+    /// The command whose non-zero exit says migrations are pending, if any.
+    pub pending_check: Option<Vec<String>>,
 }
 
 /// Rollout limits.

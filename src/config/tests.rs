@@ -157,6 +157,7 @@ environments:
       deadline: 1h30m
       env_from: [{ secret: db-credentials }, { secret: flyway.conf }]
       service_account: migrate
+      pending_check: [flyway, validate]
     rollout: { timeout: 15m, unschedulable_after: 90s, unready_after: 45s }
     database: { workload: web, container: app, secret: db-credentials, port: 5433 }
     maintenance:
@@ -210,6 +211,7 @@ environments:
                 deadline: Duration::from_secs(5400),
                 env_from_secrets: vec!["db-credentials".into(), "flyway.conf".into()],
                 service_account: Some("migrate".into()),
+                pending_check: Some(vec!["flyway".into(), "validate".into()]),
             }),
             rollout: RolloutSettings {
                 timeout: Duration::from_secs(900),

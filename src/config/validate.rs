@@ -909,6 +909,18 @@ impl Checker<'_> {
         if let Some(account) = &migrate.service_account {
             self.dns_subdomain(&format!("{key}.service_account"), account);
         }
+        if migrate
+            .pending_check
+            .as_ref()
+            .is_some_and(|c| c.first().is_none_or(|program| program.trim().is_empty()))
+        {
+            self.report(
+                format!("{key}.pending_check"),
+                "names no program",
+                "write the command and its arguments, e.g. [python3, manage.py, migrate, --check], \
+                 or leave the key out",
+            );
+        }
         Migrate {
             deadline: self.positive(&format!("{key}.deadline"), migrate.deadline.0),
             image: migrate.image,
@@ -920,6 +932,7 @@ impl Checker<'_> {
                 .map(|entry| entry.secret)
                 .collect(),
             service_account: migrate.service_account,
+            pending_check: migrate.pending_check,
         }
     }
 

@@ -11,6 +11,7 @@ pub mod backups;
 pub mod hold;
 pub mod plan;
 pub mod pre_deploy;
+pub mod pre_migrate;
 pub mod record;
 pub mod rollback;
 pub mod rollout;

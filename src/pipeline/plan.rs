@@ -8,6 +8,7 @@ use kube::api::DynamicObject;
 use kube::{Api, Client};
 
 use super::hold;
+use super::pre_migrate::BeforeMigration;
 use super::settings::DeploySettings;
 use crate::assets::store;
 use crate::assets::sync::{self, Prepared};
@@ -40,6 +41,8 @@ pub struct Plan {
     pub migration: Option<Job>,
     /// The static assets, source resolved and bucket checked, when configured.
     pub assets: Option<Prepared>,
+    /// Whether a backup is taken before the migration.
+    pub backup: BeforeMigration,
 }
 
 impl Plan {
@@ -88,7 +91,13 @@ pub async fn plan(
     render::label(&mut objects, &config.app, env_name)?;
     let pins = pins.unwrap_or_else(|| Pins::at_sha(&config.images, &sha));
     let pinned = render::pin_images(&mut objects, &pins);
-    let migration = match (migrate::take_template(&mut objects)?, &env.migrate) {
+    let template = migrate::take_template(&mut objects)?;
+    let pending_check = match (&template, &env.migrate) {
+        (Some(template), _) => migrate::template_pending_check(template)?,
+        (None, Some(configured)) => configured.pending_check.clone(),
+        (None, None) => None,
+    };
+    let migration = match (template, &env.migrate) {
         (Some(_), Some(_)) => {
             return Err(input_error(format!(
                 "the migration of {env_name} is declared twice: a Job labelled {}: {} in the overlay and `environments.{env_name}.migrate` in berth.yaml; keep one",
@@ -100,6 +109,8 @@ pub async fn plan(
         (None, Some(configured)) => Some(migrate::from_config(configured, &sha)?),
         (None, None) => None,
     };
+    let backup =
+        BeforeMigration::decide(&env, migration.is_some(), pending_check, settings.no_backup);
     if pinned.is_empty() {
         out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
     }
@@ -127,6 +138,7 @@ pub async fn plan(
         pinned,
         migration,
         assets,
+        backup,
     };
     Ok((client, plan))
 }
@@ -180,6 +192,7 @@ pub async fn plan_release(
         pinned,
         migration: None,
         assets: None,
+        backup: BeforeMigration::NoMigration,
     };
     Ok((client, plan))
 }

@@ -1,6 +1,7 @@
-//! The pre-deploy tasks: the migration and the asset upload, concurrently.
-//! Either failing cancels the other, and the deploy stops before any
-//! workload changes.
+//! The pre-deploy tasks: the asset upload beside the migration (which the
+//! backup `backups.before_migrate` asks for precedes): assets ‖ (backup →
+//! migrate). Either side failing cancels the other, and the deploy stops
+//! before any workload changes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use kube::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::plan::Plan;
+use super::pre_migrate;
 use crate::cluster::release::{AssetsRecord, FailureRecord, Release};
 use crate::error::{BerthError, Cancelled};
 use crate::migrate;
@@ -33,14 +35,47 @@ pub async fn run(
     let ns = &plan.env.namespace;
     // A task's failure cancels its sibling; an interruption cancels both.
     let sibling = cancel.child_token();
+    let number = record.number;
+    let mut backup: Option<String> = None;
+    let mut backup_failure: Option<anyhow::Error> = None;
+    let mut backup_seconds: Option<f64> = None;
     let migration = async {
         let Some(template) = &plan.migration else {
             return Ok(None);
         };
         let t = Instant::now();
+        match pre_migrate::back_up(client, plan, number, timeout, &sibling, out).await {
+            Ok(id) => {
+                if id.is_some() {
+                    backup_seconds = Some(t.elapsed().as_secs_f64());
+                }
+                backup = id;
+            }
+            Err(error) => {
+                sibling.cancel();
+                if error.downcast_ref::<Cancelled>().is_none() {
+                    backup_failure = Some(error);
+                }
+                return Ok(None);
+            }
+        }
+        if sibling.is_cancelled() {
+            return Err(Cancelled.into());
+        }
+        let t = Instant::now();
         let job =
             migrate::for_release(template.clone(), &plan.instance(), record.number, &plan.sha);
-        let result = migrate::run(client, ns, job, plan.thresholds(), timeout, &sibling, out).await;
+        let result = migrate::run(
+            client,
+            ns,
+            migrate::JobTask::Migrate,
+            job,
+            plan.thresholds(),
+            timeout,
+            &sibling,
+            out,
+        )
+        .await;
         if !matches!(result, Ok(Ok(_))) {
             sibling.cancel();
         }
@@ -57,9 +92,14 @@ pub async fn run(
         result.map(Some)
     };
     let (migration, assets) = tokio::join!(migration, assets);
+    record.backup = backup;
+    if let Some(seconds) = backup_seconds {
+        record.timings.insert("backup".into(), seconds);
+    }
     if cancel.is_cancelled() {
         return Err(Cancelled.into());
     }
+    let assets_stopped = matches!(&assets, Err(e) if e.downcast_ref::<Cancelled>().is_some());
     let assets_failure = match assets {
         Ok(Some(report)) => {
             record.timings.insert("assets".into(), report.duration_s);
@@ -68,14 +108,22 @@ pub async fn run(
         }
         Ok(None) => None,
         Err(error) if error.downcast_ref::<Cancelled>().is_some() => {
+            let failed = if backup_failure.is_some() {
+                "the backup"
+            } else {
+                "the migration"
+            };
             out.task_finished(
                 "assets",
-                "cancelled: the migration failed; nothing more is uploaded",
+                &format!("cancelled: {failed} failed; nothing more is uploaded"),
             );
             None
         }
         Err(error) => Some(error),
     };
+    if let Some(error) = backup_failure {
+        return Err(backup_failed(record, error, assets_stopped, out));
+    }
     let migration_failure = match migration {
         Ok(Some((Ok(task), seconds))) => {
             record.timings.insert("migrate".into(), seconds);
@@ -140,4 +188,37 @@ pub async fn run(
         .into());
     }
     Ok(())
+}
+
+/// The deploy's error when the backup before the migration failed: the
+/// failure recorded, and said with what did not happen.
+fn backup_failed(
+    record: &mut Release,
+    error: anyhow::Error,
+    assets_stopped: bool,
+    out: &Output,
+) -> anyhow::Error {
+    let message = format!("{error:#}");
+    record.failure = Some(FailureRecord {
+        workload: "backup".into(),
+        pod: None,
+        reason: "BackupFailed".into(),
+        message: message.clone(),
+    });
+    let stopped = if assets_stopped {
+        "; the asset upload was stopped"
+    } else {
+        ""
+    };
+    out.failure(&format!(
+        "the backup before the migration failed, so the migration did not run{stopped}; \
+         no workload was changed\n  {message}"
+    ));
+    let said =
+        format!("the backup before the migration failed, so the migration did not run: {message}");
+    match crate::error::kind_of(&error) {
+        Some(BerthError::Interrupted) => error,
+        Some(BerthError::TimedOut(_)) => BerthError::TimedOut(said).into(),
+        _ => BerthError::DeployFailed(said).into(),
+    }
 }

@@ -61,6 +61,8 @@ pub fn start(
         rollback_of: None,
         rolled_back_to: request.rolled_back_to(),
         promoted_from: request.promoted_from.clone(),
+        backup: None,
+        no_backup: plan.backup == super::pre_migrate::BeforeMigration::Skipped,
     })
 }
 
@@ -161,6 +163,7 @@ mod tests {
             }],
             migration: None,
             assets: None,
+            backup: crate::pipeline::pre_migrate::BeforeMigration::NoMigration,
         }
     }
 

@@ -101,6 +101,8 @@ fn record(
         rolled_back_to: Some(previous.number),
         promoted_from: None,
         manifest_omitted: false,
+        backup: None,
+        no_backup: false,
         ..previous
     }
 }

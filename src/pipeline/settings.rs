@@ -25,6 +25,8 @@ pub struct DeploySettings {
     pub maintenance: bool,
     /// Stop after planning; change nothing.
     pub dry_run: bool,
+    /// Skip the backup before the migration (`--no-backup`, for emergencies).
+    pub no_backup: bool,
 }
 
 impl DeploySettings {
@@ -41,6 +43,7 @@ impl DeploySettings {
             rollback_on_failure: false,
             maintenance: false,
             dry_run: false,
+            no_backup: false,
         }
     }
 }

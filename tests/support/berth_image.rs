@@ -4,6 +4,8 @@
 //! `packaging/build-static` built), else build-image runs
 //! `packaging/build-static` (a release build: many minutes when it is not
 //! up to date), and pushed to a repository path of the run's own.
+//! `$BERTH_TEST_IMAGE`, when set, is used as it is instead (an image
+//! already pushed, with an agent as new as the tests need).
 
 use std::sync::OnceLock;
 
@@ -13,6 +15,9 @@ use super::{local_env, unique_name};
 pub fn berth_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
+        if let Ok(image) = std::env::var("BERTH_TEST_IMAGE") {
+            return image;
+        }
         let env = local_env();
         let registry = format!(
             "{}/{}",

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod app;
+pub mod backups;
 pub mod berth_image;
 pub mod capture;
 pub mod github;

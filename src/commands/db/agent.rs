@@ -20,10 +20,9 @@ use crate::stdout;
 
 /// Run `db agent`.
 pub async fn run(_global: &GlobalArgs, args: &AgentArgs, _out: Arc<Output>) -> anyhow::Result<()> {
-    let needs_id = matches!(
-        args.command,
-        AgentCommand::Verify | AgentCommand::Restore | AgentCommand::Drill
-    );
+    // A drill without BERTH_BACKUP_ID (the CronJob berth-drill) drills the
+    // newest backup that succeeded.
+    let needs_id = matches!(args.command, AgentCommand::Verify | AgentCommand::Restore);
     let env = AgentEnv::from_process(needs_id)?;
     let store = env.store().await?;
     match args.command {
@@ -59,7 +58,10 @@ pub async fn run(_global: &GlobalArgs, args: &AgentArgs, _out: Arc<Output>) -> a
             finish("restore", &result, result.ok, result.error.clone())
         }
         AgentCommand::Drill => {
-            let manifest = restore::wanted_manifest(&env, &store, true).await?;
+            let manifest = match env.backup_id {
+                Some(_) => restore::wanted_manifest(&env, &store, true).await?,
+                None => restore::newest_succeeded(&env, &store).await?,
+            };
             let record = drill::drill(&env, &store, &manifest).await?;
             let passed = record.result == DrillResult::Passed;
             finish("drill", &record, passed, record.error.clone())
