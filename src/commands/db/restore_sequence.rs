@@ -10,10 +10,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::api::{DeleteParams, ListParams};
 use serde::Serialize;
 
 use super::restore::Report;
@@ -67,7 +66,6 @@ pub async fn agent(
     id: &str,
     vars: Vec<(&str, String)>,
 ) -> anyhow::Result<AgentOutcome> {
-    ensure_service_account(ctx).await?;
     let mut all = vec![
         ("BERTH_BACKUP_ID".to_owned(), id.to_owned()),
         ("BERTH_WHO".to_owned(), ctx.who.clone()),
@@ -81,27 +79,6 @@ pub async fn agent(
         vars: all,
     };
     job::run(&ctx.client, &run, &ctx.out, task.as_str()).await
-}
-
-/// Create the agent's ServiceAccount if the namespace lacks it (a deploy
-/// applies it with the CronJobs; an environment never deployed with
-/// `backups:` has none).
-async fn ensure_service_account(ctx: &Context<'_>) -> anyhow::Result<()> {
-    let api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), &ctx.env.namespace);
-    match api
-        .create(&PostParams::default(), &pods::service_account())
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.is_already_exists() => Ok(()),
-        Err(error) => Err(error).with_context(|| {
-            format!(
-                "creating ServiceAccount {} in namespace {}",
-                pods::SERVICE_ACCOUNT,
-                ctx.env.namespace
-            )
-        }),
-    }
 }
 
 /// The record and its ConfigMap, with the step bookkeeping.
