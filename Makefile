@@ -11,11 +11,13 @@ demo: up
 
 # Every berth run of the suite is captured (tests/support/capture.rs); the
 # canary check then fails if a Secret's value reached any of it. The static
-# binary is built first: tests/static_binary.rs runs it in an empty root.
+# binary is built first: tests/static_binary.rs runs it in an empty root,
+# and berth's image (tests/support/berth_image.rs) is built around it.
 test: lint
 	rm -rf target/tmp/berth-runs
 	packaging/build-static
-	$(LOCAL)/with-env cargo test --all-targets --locked
+	BERTH_STATIC_BINARY=$(CURDIR)/target/x86_64-unknown-linux-gnu/release/berth \
+	  $(LOCAL)/with-env cargo test --all-targets --locked
 	tests/support/canary
 
 lint:
