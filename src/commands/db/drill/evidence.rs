@@ -59,7 +59,13 @@ pub fn lines(record: &DrillRecord, manifest: &Manifest, key: &str) -> Vec<String
         (DrillResult::Failed, Some(error)) => format!("FAILED: {error}"),
         (DrillResult::Failed, None) => "FAILED".to_owned(),
     };
-    let tables = if record.mismatches.is_empty() {
+    let failed = record.result == DrillResult::Failed;
+    let tables = if failed && record.tables.is_empty() && !manifest.tables.is_empty() {
+        format!(
+            "{} in the manifest, not compared: the drill stopped before counting",
+            manifest.tables.len()
+        )
+    } else if record.mismatches.is_empty() {
         format!(
             "{} compared with the manifest, all equal",
             manifest.tables.len()
@@ -96,7 +102,11 @@ pub fn lines(record: &DrillRecord, manifest: &Manifest, key: &str) -> Vec<String
         format!("  tables        {tables}"),
     ];
     if record.smoke.is_empty() {
-        lines.push("  smoke         none configured (backups.drill.smoke)".to_owned());
+        lines.push(if failed {
+            "  smoke         not run".to_owned()
+        } else {
+            "  smoke         none configured (backups.drill.smoke)".to_owned()
+        });
     }
     for (query, ok) in &record.smoke {
         let verdict = if *ok { "true " } else { "FALSE" };
