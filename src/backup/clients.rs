@@ -157,7 +157,8 @@ pub async fn scale(
     }
 }
 
-/// Wait, watching the namespace's pods, until none matches `selectors`;
+/// Wait, watching the namespace's pods, until none that is still running
+/// (not Succeeded or Failed) matches `selectors`;
 /// exits 4 (timed out) after `timeout`, naming the pods left.
 pub async fn wait_pods_gone(
     client: &Client,
@@ -171,7 +172,13 @@ pub async fn wait_pods_gone(
         .map(Selector::try_from)
         .collect::<Result<_, _>>()
         .context("reading a workload's pod selector")?;
-    let matching = |pod: &Pod| selectors.iter().any(|s| s.matches(pod.labels()));
+    // A pod that has finished (Succeeded, Failed, Evicted) runs nothing and
+    // holds no session, though it stays listed until it is deleted.
+    let running = |pod: &Pod| {
+        let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+        !matches!(phase, Some("Succeeded" | "Failed"))
+    };
+    let matching = |pod: &Pod| running(pod) && selectors.iter().any(|s| s.matches(pod.labels()));
     let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let mut events = watcher(api, watcher::Config::default())
         .default_backoff()
