@@ -201,40 +201,27 @@ fn span(seconds: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::manifest::{Durations, ReleaseRef, SCHEMA, Trigger};
-    use std::collections::BTreeMap;
+    use crate::backup::manifest::{ReleaseRef, Trigger};
 
     fn manifest(status: BackupStatus, error: Option<&str>) -> Manifest {
-        Manifest {
-            schema: SCHEMA,
-            id: "20261206T112233Z-manual-3fa9".into(),
-            environment: "staging".into(),
-            database: "app".into(),
-            trigger: Trigger::Manual,
-            label: Some("before upgrade".into()),
-            who: "ada@box".into(),
+        let mut manifest = Manifest::example(
+            "20261206T112233Z-manual-3fa9",
+            "2026-12-06T11:22:33Z",
+            Trigger::Manual,
             status,
-            error: error.map(str::to_owned),
-            started_at: "2026-12-06T11:22:33Z".parse().unwrap(),
-            finished_at: "2026-12-06T11:23:40Z".parse().unwrap(),
-            durations: Durations {
-                total_seconds: 67.2,
-                ..Durations::default()
-            },
-            object: None,
-            size: 3 * 1024 * 1024,
-            sha256: None,
-            part_size: 0,
-            postgres_version: None,
-            pg_dump_version: None,
-            database_size: 0,
-            tables: BTreeMap::new(),
-            release: Some(ReleaseRef {
-                name: "12".into(),
-                sha: "3f2a9c1d0e".into(),
-            }),
-            migrations: BTreeMap::new(),
-        }
+        );
+        manifest.environment = "staging".into();
+        manifest.label = Some("before upgrade".into());
+        manifest.who = "ada@box".into();
+        manifest.error = error.map(str::to_owned);
+        manifest.finished_at = "2026-12-06T11:23:40Z".parse().unwrap();
+        manifest.durations.total_seconds = 67.2;
+        manifest.size = 3 * 1024 * 1024;
+        manifest.release = Some(ReleaseRef {
+            name: "12".into(),
+            sha: "3f2a9c1d0e".into(),
+        });
+        manifest
     }
 
     #[test]
