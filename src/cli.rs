@@ -205,6 +205,27 @@ pub struct RollbackArgs {
     /// to [default: the successful release before the current one].
     #[arg(long, value_name = "RELEASE|SHA")]
     pub to: Option<String>,
+    /// Show the plan (the objects that change and the migrations that are
+    /// unapplied) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Serve the maintenance page from before the schema changes until the
+    /// rollout ends [default: on when migrations are unapplied].
+    #[arg(long, overrides_with = "no_maintenance")]
+    pub maintenance: bool,
+    /// Keep the site up while migrations are unapplied.
+    #[arg(long, overrides_with = "maintenance")]
+    pub no_maintenance: bool,
+    /// When a migration cannot be unapplied: restore the database from the
+    /// backup taken before the schema left the target's state (or backup
+    /// ID), instead of unapplying. Writes since that backup are lost.
+    #[arg(long, value_name = "ID", num_args = 0..=1, default_missing_value = "", conflicts_with = "accept_data_loss")]
+    pub restore_backup: Option<String>,
+    /// When a migration cannot be unapplied: unapply it anyway, its
+    /// irreversible operations doing nothing (the data they changed stays
+    /// changed or lost).
+    #[arg(long)]
+    pub accept_data_loss: bool,
     /// How long to wait.
     #[command(flatten)]
     pub wait: WaitArgs,

@@ -28,6 +28,7 @@ pub mod render;
 pub mod render_cache;
 pub mod rollout;
 pub mod s3;
+pub mod schema;
 pub mod stdout;
 pub mod terminal;
 pub mod version;

@@ -923,6 +923,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             namespace: "shop".into(),
             source,
             migrate: None::<Migrate>,
+            schema: None,
             assets: None,
             database: None,
             maintenance: Default::default(),

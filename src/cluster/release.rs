@@ -171,6 +171,11 @@ pub struct Release {
     /// The deployer skipped the pre-migration backup (`--no-backup`).
     #[serde(default)]
     pub no_backup: bool,
+    /// The schema as the release left it (`migrate.framework`): per app the
+    /// last migration applied, the migration image by digest, what this
+    /// release migrated and what of it cannot be undone.
+    #[serde(default)]
+    pub schema: Option<crate::schema::record::SchemaRecord>,
 }
 
 /// Where a promoted release came from.
@@ -245,11 +250,15 @@ impl std::fmt::Debug for Manifest {
 
 /// Gzip the release as JSON, dropping the manifest if it would not fit.
 ///
-/// The one place a manifest is serialised whole: into the record.
+/// The one place a manifest (and the schema record's migration Job) is
+/// serialised whole: into the record.
 pub fn encode(release: &Release) -> anyhow::Result<Vec<u8>> {
     let whole = |release: &Release| -> anyhow::Result<Vec<u8>> {
         let mut value = serde_json::to_value(release)?;
         value["manifest"] = Value::Array(release.manifest.0.clone());
+        if let Some(schema) = &release.schema {
+            value["schema"]["job"] = Value::Array(schema.job.0.clone());
+        }
         gzip(&serde_json::to_vec(&value)?)
     };
     let bytes = whole(release)?;
@@ -413,6 +422,7 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         promoted_from: None,
         backup: None,
         no_backup: false,
+        schema: None,
     }
 }
 

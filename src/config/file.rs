@@ -479,9 +479,23 @@ pub(super) struct ChartFile {
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Migrate")]
 pub(super) struct MigrateFile {
-    /// The image repository (no tag). It must be listed in `images`: the Job runs `<image>:<SHA>`.
+    /// The image repository (no tag). It must be listed in `images`: the Job
+    /// runs `<image>:<SHA>`. Leave it out when the overlay holds the
+    /// migration Job (a Job labelled `berth.dev/role: migration`) and this
+    /// block only names its `framework`.
+    #[serde(default)]
     #[schemars(regex(pattern = REPOSITORY))]
-    pub image: String,
+    pub image: Option<String>,
+    /// The migration framework, for rollbacks that bring the schema back:
+    /// `django` is supported (docs/rollback.md); any other is recorded, and
+    /// its rollbacks roll the code back but not the schema.
+    #[serde(default)]
+    pub framework: Option<FrameworkFile>,
+    /// How the migration image runs Django's manage.py (default:
+    /// `[python3, manage.py]`, from the image's working directory).
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub manage: Option<Vec<String>>,
     /// The container's command (default: the image's entrypoint).
     #[serde(default)]
     pub command: Vec<String>,
@@ -734,6 +748,24 @@ fn default_monthly() -> u32 {
 /// The default for `retention.manual`, `pre_migrate` and `pre_restore`.
 fn default_manual() -> u32 {
     10
+}
+
+/// The framework whose migrations the migration Job runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum FrameworkFile {
+    /// Django (`manage.py migrate`): schema rollback supported.
+    Django,
+    /// Rails (`db:migrate`): schema rollback not supported yet.
+    Rails,
+    /// Alembic: schema rollback not supported yet.
+    Alembic,
+    /// Flyway: forward-fix only.
+    Flyway,
+    /// Laravel: schema rollback not supported yet.
+    Laravel,
+    /// Anything else: schema rollback not supported.
+    Other,
 }
 
 /// When a deploy backs the database up before its migration.

@@ -122,8 +122,11 @@ pub struct Environment {
     pub namespace: String,
     /// How the environment's objects are rendered.
     pub source: Source,
-    /// The migration Job run before workloads change, if any.
+    /// The migration Job run before workloads change, if berth.yaml builds
+    /// it (`migrate.image`); else the overlay's template, if any.
     pub migrate: Option<Migrate>,
+    /// The migration framework (`migrate.framework`), for schema rollback.
+    pub schema: Option<SchemaSettings>,
     /// Rollout limits.
     pub rollout: RolloutSettings,
     /// Static assets uploaded at each deploy, if any.
@@ -230,6 +233,46 @@ pub struct Retention {
     pub pre_migrate: u32,
     /// Pre-restore safety backups kept.
     pub pre_restore: u32,
+}
+
+/// The migration framework and how to reach it in the migration image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaSettings {
+    /// The framework `migrate.framework` names.
+    pub framework: Framework,
+    /// How the migration image runs Django's manage.py (`migrate.manage`).
+    pub manage: Vec<String>,
+}
+
+/// A migration framework, as `migrate.framework` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framework {
+    /// Django: schema rollback supported.
+    Django,
+    /// Rails.
+    Rails,
+    /// Alembic.
+    Alembic,
+    /// Flyway.
+    Flyway,
+    /// Laravel.
+    Laravel,
+    /// Another framework.
+    Other,
+}
+
+impl Framework {
+    /// The name berth.yaml spells it with.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Framework::Django => "django",
+            Framework::Rails => "rails",
+            Framework::Alembic => "alembic",
+            Framework::Flyway => "flyway",
+            Framework::Laravel => "laravel",
+            Framework::Other => "other",
+        }
+    }
 }
 
 /// When a deploy backs the database up before its migration.

@@ -213,6 +213,7 @@ environments:
                 service_account: Some("migrate".into()),
                 pending_check: Some(vec!["flyway".into(), "validate".into()]),
             }),
+            schema: None,
             rollout: RolloutSettings {
                 timeout: Duration::from_secs(900),
                 unschedulable_after: Duration::from_secs(90),

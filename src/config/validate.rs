@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use super::file::{
     AssetSourceFile, AssetsFile, BackupsFile, BeforeMigrateFile, ChartFile, ConfigFile,
-    DatabaseFile, EncodingFile, EnvironmentFile, GitHubFile, MaintenanceFile, MigrateFile,
-    RenderCacheFile, RunFile, TaskFile,
+    DatabaseFile, EncodingFile, EnvironmentFile, FrameworkFile, GitHubFile, MaintenanceFile,
+    MigrateFile, RenderCacheFile, RunFile, TaskFile,
 };
 use super::{
     AssetSource, Assets, Backups, BeforeMigrate, Conclusion, Config, Database, Drill, Environment,
-    GitHub, Maintenance, Migrate, RenderCache, Retention, RolloutSettings, RunSettings, Source,
-    Task, TaskTarget,
+    Framework, GitHub, Maintenance, Migrate, RenderCache, Retention, RolloutSettings, RunSettings,
+    SchemaSettings, Source, Task, TaskTarget,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -310,9 +310,10 @@ impl Checker<'_> {
         }
         self.dns_label(&format!("{key}.namespace"), &environment.namespace, 63);
         let source = self.source(&key, app, environment.overlay, environment.chart);
-        let migrate = environment
-            .migrate
-            .map(|migrate| self.migrate(&format!("{key}.migrate"), images, migrate));
+        let (migrate, schema) = match environment.migrate {
+            Some(migrate) => self.migrate(&format!("{key}.migrate"), images, migrate),
+            None => (None, None),
+        };
         let rollout = RolloutSettings {
             timeout: self.positive(
                 &format!("{key}.rollout.timeout"),
@@ -346,6 +347,7 @@ impl Checker<'_> {
             namespace: environment.namespace,
             source: source?,
             migrate,
+            schema,
             rollout,
             assets,
             database,
@@ -887,19 +889,75 @@ impl Checker<'_> {
         }
     }
 
-    /// Check the migration: its image is one of `images`, its names are valid.
-    fn migrate(&mut self, key: &str, images: &[String], migrate: MigrateFile) -> Migrate {
-        let image_key = format!("{key}.image");
-        self.repository(&image_key, &migrate.image);
-        if crate::image_ref::repository(&migrate.image) == migrate.image
-            && !images.contains(&migrate.image)
+    /// Check the migration: its image is one of `images`, its names are
+    /// valid. The Job berth builds (when `image` is given) and the
+    /// framework (when `framework` is).
+    fn migrate(
+        &mut self,
+        key: &str,
+        images: &[String],
+        migrate: MigrateFile,
+    ) -> (Option<Migrate>, Option<SchemaSettings>) {
+        let schema = migrate.framework.map(|framework| SchemaSettings {
+            framework: match framework {
+                FrameworkFile::Django => Framework::Django,
+                FrameworkFile::Rails => Framework::Rails,
+                FrameworkFile::Alembic => Framework::Alembic,
+                FrameworkFile::Flyway => Framework::Flyway,
+                FrameworkFile::Laravel => Framework::Laravel,
+                FrameworkFile::Other => Framework::Other,
+            },
+            manage: migrate
+                .manage
+                .clone()
+                .unwrap_or_else(|| vec!["python3".into(), "manage.py".into()]),
+        });
+        if migrate
+            .manage
+            .as_ref()
+            .is_some_and(|c| c.first().is_none_or(|program| program.trim().is_empty()))
         {
             self.report(
+                format!("{key}.manage"),
+                "names no program",
+                "write how the migration image runs manage.py, e.g. [python3, manage.py], \
+                 or leave the key out",
+            );
+        }
+        let Some(image) = migrate.image else {
+            let job_keys = [
+                ("command", !migrate.command.is_empty()),
+                ("args", !migrate.args.is_empty()),
+                ("env_from", !migrate.env_from.is_empty()),
+                ("service_account", migrate.service_account.is_some()),
+                ("pending_check", migrate.pending_check.is_some()),
+            ];
+            if let Some((name, _)) = job_keys.iter().find(|(_, given)| *given) {
+                self.report(
+                    format!("{key}.{name}"),
+                    "is given without `image`",
+                    "add `image` (berth builds the migration Job from this block), or keep the \
+                     Job in the overlay (labelled berth.dev/role: migration) and leave only \
+                     `framework` here",
+                );
+            } else if schema.is_none() {
+                self.report(
+                    key.to_string(),
+                    "names neither `image` nor `framework`",
+                    "add `image: REPOSITORY` (berth builds the migration Job), or \
+                     `framework: django` for the overlay's migration Job, or remove the block",
+                );
+            }
+            return (None, schema);
+        };
+        let image_key = format!("{key}.image");
+        self.repository(&image_key, &image);
+        if crate::image_ref::repository(&image) == image && !images.contains(&image) {
+            self.report(
                 image_key,
-                format!("{:?} is not listed in `images`", migrate.image),
+                format!("{image:?} is not listed in `images`"),
                 format!(
-                    "add {:?} to `images`: the migration runs the image CI built for the SHA",
-                    migrate.image
+                    "add {image:?} to `images`: the migration runs the image CI built for the SHA"
                 ),
             );
         }
@@ -921,9 +979,9 @@ impl Checker<'_> {
                  or leave the key out",
             );
         }
-        Migrate {
+        let job = Migrate {
             deadline: self.positive(&format!("{key}.deadline"), migrate.deadline.0),
-            image: migrate.image,
+            image,
             command: migrate.command,
             args: migrate.args,
             env_from_secrets: migrate
@@ -933,7 +991,8 @@ impl Checker<'_> {
                 .collect(),
             service_account: migrate.service_account,
             pending_check: migrate.pending_check,
-        }
+        };
+        (Some(job), schema)
     }
 
     /// Check the `assets:` block; `None` when its source is unusable.

@@ -63,6 +63,7 @@ pub fn start(
         promoted_from: request.promoted_from.clone(),
         backup: None,
         no_backup: plan.backup == super::pre_migrate::BeforeMigration::Skipped,
+        schema: None,
     })
 }
 

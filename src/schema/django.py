@@ -1,0 +1,1 @@
+# berth's Django adapter (src/schema/django.rs): part A writes it.
