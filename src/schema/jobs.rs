@@ -46,7 +46,8 @@ pub struct Ran {
     /// The Job's name.
     pub job: String,
     /// Why the Job failed, when it did (a Migrate that stopped midway: the
-    /// response still says where it stopped).
+    /// response still says where it stopped); `reason` is `Timeout` when it
+    /// did not finish in time.
     pub failure: Option<Failure>,
 }
 
