@@ -22,7 +22,7 @@ use crate::output::{Mode, Output};
 use crate::pipeline::{DeploySettings, Plan, Request, Source, Summary};
 use crate::schema::adapter;
 use crate::schema::plan::{self as schema_plan, Decision, Runner, SchemaPlan};
-use crate::schema::unapply::{How, SchemaStep};
+use crate::schema::unapply::{self, How, SchemaStep};
 use crate::stdout;
 
 /// Roll the environment back.
@@ -81,7 +81,9 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
     settings.maintenance = match &step {
         _ if args.maintenance => true,
         _ if args.no_maintenance => false,
-        Some(step) => step.plan.unapplies() || matches!(step.how, How::Restore { .. }),
+        Some(step) => {
+            step.plan.unapplies() || matches!(step.how, How::Restore { .. }) || step.resumes
+        }
         None => false,
     };
     let closing_note = match &decision {
@@ -215,6 +217,7 @@ async fn choose_step(
         plan: (**plan).clone(),
         how,
         current,
+        resumes: releases.first().is_some_and(unapply::stopped),
     }))
 }
 

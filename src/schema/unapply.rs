@@ -43,6 +43,18 @@ pub struct SchemaStep {
     pub how: How,
     /// The release being left (its schema is where `--to` it goes forward again).
     pub current: u64,
+    /// It continues (or reverses) a schema rollback that stopped midway,
+    /// whose maintenance page is still up: this one takes it down.
+    pub resumes: bool,
+}
+
+/// Whether `release` is a schema rollback that stopped midway (its
+/// maintenance page left up).
+pub fn stopped(release: &Release) -> bool {
+    release
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.reason == FAILURE_REASON)
 }
 
 /// The schema the rollback release records once the target's state is
@@ -381,6 +393,7 @@ mod tests {
                 accept_data_loss: true,
             },
             current: 5,
+            resumes: false,
         };
         let text = next_commands("production", &step);
         assert!(
