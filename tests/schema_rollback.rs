@@ -323,20 +323,22 @@ async fn an_irreversible_migration_is_refused_then_restore_backup_brings_the_old
     assert_eq!(applied(&recorded[0]), applied(&recorded[2]));
 }
 
-/// The command the output says to run next (a line holding `berth …
-/// rollback test`), as arguments after `berth`, without `--config PATH`.
+/// The first command the output quotes (`` `berth … rollback test …` ``)
+/// that continues the rollback, as arguments after `berth`, without
+/// `--config PATH`.
 fn printed_command(text: &str) -> Vec<String> {
-    let line = text
-        .lines()
-        .filter_map(|l| l.find("berth ").map(|at| &l[at..]))
-        .find(|l| l.contains(" rollback test"))
+    let quoted = text
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .find(|q| q.starts_with("berth ") && q.contains(" rollback test"))
         .unwrap_or_else(|| panic!("no `berth … rollback test` command printed:\n{text}"));
-    let mut words = line.split_whitespace().skip(1).map(|w| w.trim_matches('`'));
+    let mut words = quoted.split_whitespace().skip(1);
     let mut args = Vec::new();
     while let Some(word) = words.next() {
         if word == "--config" {
             words.next();
-        } else if !word.is_empty() {
+        } else {
             args.push(word.to_owned());
         }
     }
@@ -475,17 +477,40 @@ async fn a_dry_run_shows_the_schema_plan_and_changes_nothing() {
 
     let out = app.berth(&["--output", "json", "rollback", "test", "--dry-run"]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
-    let plan = report(&out).to_string();
-    for part in [
-        "0006_tag",
-        "0005_module_description",
-        "Undo Add field description to module",
-    ] {
-        assert!(
-            plan.contains(part),
-            "expected {part:?} in the report: {plan}"
-        );
-    }
+    let plan = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["event"] == "plan")
+        .unwrap_or_else(|| panic!("no plan event: {}", all_output(&out)));
+    let schema = &plan["schema"];
+    assert_eq!(
+        schema["to"],
+        json!({"workbench": "0004_module"}),
+        "{schema}"
+    );
+    assert_eq!(schema["from"], json!({"workbench": "0006_tag"}), "{schema}");
+    let steps: Vec<(&str, bool)> = schema["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("schema.steps: {schema}"))
+        .iter()
+        .map(|s| {
+            (
+                s["migration"]["name"].as_str().unwrap(),
+                s["backwards"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [("0006_tag", true), ("0005_module_description", true)],
+        "{schema}"
+    );
+    assert!(
+        schema
+            .to_string()
+            .contains("Undo Add field description to module"),
+        "{schema}"
+    );
     assert_eq!(
         Snapshot::take(&app, &client).await,
         before,
