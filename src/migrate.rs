@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, DynamicObject, PostParams};
 use kube::{Api, Client, ResourceExt};
@@ -31,6 +32,18 @@ pub enum JobTask {
     /// answer (something is pending), not a fault, so the Job is deleted
     /// however it ends.
     PendingCheck,
+    /// The schema adapter reading what the release will migrate, before
+    /// its migration. Changes nothing: deleted however it ends.
+    SchemaInspect,
+    /// The schema adapter reading the state the migration left. Changes
+    /// nothing: deleted however it ends.
+    SchemaState,
+    /// The schema adapter planning a rollback. Changes nothing: deleted
+    /// however it ends.
+    SchemaPlan,
+    /// The schema adapter unapplying migrations for a rollback: kept for
+    /// inspection when it fails, like the migration.
+    SchemaRollback,
 }
 
 impl JobTask {
@@ -39,7 +52,16 @@ impl JobTask {
         match self {
             JobTask::Migrate => "migrate",
             JobTask::PendingCheck => "pending-check",
+            JobTask::SchemaInspect => "migration-inspect",
+            JobTask::SchemaState => "migration-state",
+            JobTask::SchemaPlan => "migration-plan",
+            JobTask::SchemaRollback => "schema-rollback",
         }
+    }
+
+    /// Whether its Job changes nothing, so it is deleted however it ends.
+    pub fn read_only(self) -> bool {
+        !matches!(self, JobTask::Migrate | JobTask::SchemaRollback)
     }
 }
 
@@ -150,18 +172,22 @@ pub fn pending_check(
     command: &[String],
 ) -> Job {
     let mut job = named(template, JobTask::PendingCheck, instance, number, sha);
-    if let Some(pod) = job.spec.as_mut().and_then(|s| s.template.spec.as_mut()) {
-        let index = pod
-            .containers
-            .iter()
-            .position(|c| c.name == "migrate")
-            .unwrap_or(0);
-        if let Some(container) = pod.containers.get_mut(index) {
-            container.command = Some(command.to_vec());
-            container.args = None;
-        }
+    if let Some(container) = migration_container(&mut job) {
+        container.command = Some(command.to_vec());
+        container.args = None;
     }
     job
+}
+
+/// The container of `job` that migrates: the one named `migrate`, else the first.
+pub fn migration_container(job: &mut Job) -> Option<&mut Container> {
+    let pod = job.spec.as_mut()?.template.spec.as_mut()?;
+    let index = pod
+        .containers
+        .iter()
+        .position(|c| c.name == "migrate")
+        .unwrap_or(0);
+    pod.containers.get_mut(index)
 }
 
 /// The pending check the overlay's migration `template` declares in its
@@ -180,8 +206,10 @@ pub fn template_pending_check(template: &Job) -> anyhow::Result<Option<Vec<Strin
     }
 }
 
-/// `job` as `task`'s Job of release `number` (see [`for_release`]).
-fn named(mut job: Job, task: JobTask, instance: &str, number: u64, sha: &str) -> Job {
+/// `job` as `task`'s Job of release `number` (see [`for_release`]):
+/// `<instance>-<task>-<number>-<sha>`, or without the instance when that
+/// would pass 63 characters.
+pub fn named(mut job: Job, task: JobTask, instance: &str, number: u64, sha: &str) -> Job {
     let short = crate::config::sha_prefix(sha, 12);
     let task = task.name();
     let mut name = format!("{instance}-{task}-{number}-{short}");
@@ -249,10 +277,120 @@ pub fn limit(job: &Job, timeout: Duration) -> Duration {
     deadline.saturating_add(timeout)
 }
 
-/// Run the migration Job to the end, or until [`limit`]`(job, timeout)`
-/// has passed. Streams its logs to `reporter`; deletes the Job on success
-/// and keeps it otherwise. `cancel` deletes the Job and its pod and returns
-/// [`Cancelled`].
+/// A Job [`create_and_follow`] ran to its end.
+#[derive(Debug)]
+pub struct Ended {
+    /// The Job's name.
+    pub name: String,
+    /// What following it saw: its pods and their logs.
+    pub followed: follow::Followed,
+    /// `None` when it succeeded; else how it ended and why.
+    pub failure: Option<(MigrationEnd, Failure)>,
+    /// How long it took, from its creation.
+    pub duration_s: f64,
+}
+
+impl Ended {
+    /// Its outcome as the release records it.
+    pub fn record(&self, failed_status: &str) -> TaskRecord {
+        let status = match &self.failure {
+            None => "succeeded",
+            Some((MigrationEnd::TimedOut, _)) => "timed_out",
+            Some((MigrationEnd::Failed, _)) => failed_status,
+        };
+        TaskRecord {
+            name: self.name.clone(),
+            status: status.into(),
+            duration_s: self.duration_s,
+        }
+    }
+}
+
+/// Create `job` as `task`'s Job and follow it to its end, or until
+/// [`limit`]`(job, timeout)` has passed, streaming its logs to `reporter`.
+/// The Job is left as it ended (see [`delete`]). `cancel` deletes the Job
+/// and its pod and returns [`Cancelled`](crate::error::Cancelled).
+#[allow(clippy::too_many_arguments)]
+pub async fn create_and_follow<R: TaskReporter + ?Sized + 'static>(
+    client: &Client,
+    namespace: &str,
+    task: JobTask,
+    job: Job,
+    thresholds: Thresholds,
+    timeout: Duration,
+    cancel: &CancellationToken,
+    reporter: &Arc<R>,
+) -> anyhow::Result<Ended> {
+    let started = Instant::now();
+    let limit = limit(&job, timeout);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let name = job.name_any();
+    jobs.create(&PostParams::default(), &job)
+        .await
+        .with_context(|| format!("creating {} Job {name}", task.name()))?;
+    reporter.task(
+        task.name(),
+        TaskEvent::Started(&format!("running Job {name}")),
+    );
+    let followed = follow::follow(
+        client,
+        namespace,
+        &name,
+        task.name(),
+        thresholds,
+        limit,
+        cancel,
+        reporter,
+    )
+    .await?;
+    let failure = match &followed.end {
+        follow::End::Finished(Verdict::Failed(failure)) => {
+            Some((MigrationEnd::Failed, failure.clone()))
+        }
+        follow::End::Finished(_) => None,
+        follow::End::TimedOut => Some((
+            MigrationEnd::TimedOut,
+            Failure {
+                pod: None,
+                reason: "Timeout".into(),
+                message: format!(
+                    "{} did not finish within {}s (its deadline plus the rollout timeout)",
+                    match task {
+                        JobTask::Migrate => "the migration".to_string(),
+                        other => format!("the {} Job", other.name()),
+                    },
+                    limit.as_secs()
+                ),
+            },
+        )),
+    };
+    Ok(Ended {
+        name,
+        followed,
+        failure,
+        duration_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Delete `task`'s finished Job `name` (its pod goes with it).
+pub async fn delete(
+    client: &Client,
+    namespace: &str,
+    task: JobTask,
+    name: &str,
+) -> anyhow::Result<()> {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    jobs.delete(name, &DeleteParams::background())
+        .await
+        .with_context(|| format!("deleting the finished {} Job {name}", task.name()))?;
+    Ok(())
+}
+
+/// Run the migration Job (or the pending check) to the end, or until
+/// [`limit`]`(job, timeout)` has passed. Streams its logs to `reporter`;
+/// deletes the Job on success and keeps it otherwise (a pending check's is
+/// deleted however it ends). `cancel` deletes the Job and its pod and
+/// returns [`Cancelled`](crate::error::Cancelled).
 #[allow(clippy::too_many_arguments)]
 pub async fn run<R: TaskReporter + ?Sized + 'static>(
     client: &Client,
@@ -264,100 +402,45 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
     cancel: &CancellationToken,
     reporter: &Arc<R>,
 ) -> anyhow::Result<Result<TaskRecord, MigrationFailed>> {
-    let started = Instant::now();
-    let limit = limit(&job, timeout);
-    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let name = job.name_any();
-    jobs.create(&PostParams::default(), &job)
-        .await
-        .with_context(|| format!("creating migration Job {name}"))?;
-    let name_of_task = task.name();
-    reporter.task(
-        name_of_task,
-        TaskEvent::Started(&format!("running Job {name}")),
-    );
-    let followed = follow::follow(
-        client,
-        namespace,
-        &name,
-        name_of_task,
-        thresholds,
-        limit,
-        cancel,
-        reporter,
+    let ended = create_and_follow(
+        client, namespace, task, job, thresholds, timeout, cancel, reporter,
     )
     .await?;
-    let (end, verdict) = match followed.end {
-        follow::End::Finished(verdict) => (MigrationEnd::Failed, verdict),
-        follow::End::TimedOut => (
-            MigrationEnd::TimedOut,
-            Verdict::Failed(Failure {
-                pod: None,
-                reason: "Timeout".into(),
-                message: format!(
-                    "the migration did not finish within {}s (its deadline plus the rollout timeout)",
-                    limit.as_secs()
-                ),
-            }),
-        ),
-    };
-    let duration_s = started.elapsed().as_secs_f64();
-    match verdict {
-        Verdict::Failed(failure) if task == JobTask::PendingCheck => {
-            reporter.task(
-                name_of_task,
-                TaskEvent::Succeeded(&format!("{}; Job {name} deleted", failure.message)),
-            );
-            jobs.delete(&name, &DeleteParams::background())
-                .await
-                .with_context(|| format!("deleting the pending check Job {name}"))?;
+    let name = ended.name.clone();
+    let name_of_task = task.name();
+    let pending = task == JobTask::PendingCheck;
+    let record = ended.record(if pending { "pending" } else { "failed" });
+    match ended.failure {
+        Some((end, failure)) => {
+            if pending {
+                reporter.task(
+                    name_of_task,
+                    TaskEvent::Succeeded(&format!("{}; Job {name} deleted", failure.message)),
+                );
+                delete(client, namespace, task, &name).await?;
+            } else {
+                reporter.task(
+                    name_of_task,
+                    TaskEvent::Failed(&format!(
+                        "{}; Job {name} is kept for inspection",
+                        failure.message
+                    )),
+                );
+            }
             Ok(Err(MigrationFailed {
-                job: name.clone(),
+                job: name,
                 failure,
                 end,
-                record: TaskRecord {
-                    name,
-                    status: "pending".into(),
-                    duration_s,
-                },
+                record,
             }))
         }
-        Verdict::Failed(failure) => {
+        None => {
             reporter.task(
                 name_of_task,
-                TaskEvent::Failed(&format!(
-                    "{}; Job {name} is kept for inspection",
-                    failure.message
-                )),
+                TaskEvent::Succeeded(&format!("succeeded in {:.1}s", ended.duration_s)),
             );
-            let status = match end {
-                MigrationEnd::Failed => "failed",
-                MigrationEnd::TimedOut => "timed_out",
-            };
-            Ok(Err(MigrationFailed {
-                job: name.clone(),
-                failure,
-                end,
-                record: TaskRecord {
-                    name,
-                    status: status.into(),
-                    duration_s,
-                },
-            }))
-        }
-        _ => {
-            reporter.task(
-                name_of_task,
-                TaskEvent::Succeeded(&format!("succeeded in {duration_s:.1}s")),
-            );
-            jobs.delete(&name, &DeleteParams::background())
-                .await
-                .with_context(|| format!("deleting the finished {name_of_task} Job {name}"))?;
-            Ok(Ok(TaskRecord {
-                name,
-                status: "succeeded".into(),
-                duration_s,
-            }))
+            delete(client, namespace, task, &name).await?;
+            Ok(Ok(record))
         }
     }
 }
