@@ -50,6 +50,8 @@ pub struct Request {
     pub source: Source,
     /// Recorded on the release when it is a promotion.
     pub promoted_from: Option<PromotedFrom>,
+    /// A rollback's schema step, run before the objects are re-applied.
+    pub schema: Option<Box<crate::schema::unapply::SchemaStep>>,
 }
 
 impl Request {
@@ -58,6 +60,7 @@ impl Request {
         Request {
             source: Source::Overlay(None),
             promoted_from: None,
+            schema: None,
         }
     }
 
@@ -190,7 +193,9 @@ impl Deploy<'_> {
             .steps(&mut record, previous.as_ref(), &mut interrupts, &mut lost)
             .await;
         let still_held = lost.check();
-        let window = self.window.take();
+        // A schema rollback that stopped midway leaves the page up: the
+        // schema is between the two releases'.
+        let window = self.window.take().filter(|_| !schema_stopped(&record));
         let closed = close_window(window, still_held.is_ok(), &plan.env_name, out).await;
         record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
         summary.failure.clone_from(&record.failure);
@@ -235,6 +240,9 @@ impl Deploy<'_> {
             }
             let (client, plan, out) = (&self.client, &self.plan, self.out);
             let timeout = plan.timeout(self.settings);
+            if let Some(step) = &self.request.schema {
+                self.schema_step(step, record, &cancel).await?;
+            }
             pre_deploy::run(client, plan, out, record, timeout, &cancel).await?;
             tokio::select! {
                 biased;
@@ -259,6 +267,46 @@ impl Deploy<'_> {
             }
         }
     }
+}
+
+impl Deploy<'_> {
+    /// A rollback's schema step: the target's schema, verified, before
+    /// any workload changes.
+    async fn schema_step(
+        &self,
+        step: &crate::schema::unapply::SchemaStep,
+        record: &mut Release,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        use crate::schema::{adapter, plan::Runner, unapply};
+        let plan = &self.plan;
+        let adapter = adapter::for_settings(&plan.env_name, plan.env.schema.as_ref())
+            .map_err(|unsupported| anyhow::anyhow!("{unsupported}"))?;
+        let instance = plan.instance();
+        let place = unapply::Place {
+            runner: Runner {
+                client: &self.client,
+                namespace: &plan.env.namespace,
+                instance: &instance,
+                adapter: adapter.as_ref(),
+                thresholds: plan.thresholds(),
+                timeout: plan.timeout(self.settings),
+                out: self.out,
+            },
+            config: &plan.config,
+            env_name: &plan.env_name,
+            env: &plan.env,
+        };
+        unapply::run(&place, step, record, cancel).await
+    }
+}
+
+/// Whether `record`'s schema rollback stopped midway.
+fn schema_stopped(record: &Release) -> bool {
+    record
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.reason == crate::schema::unapply::FAILURE_REASON)
 }
 
 /// Take the maintenance page down, however the rollout ended, while the lock
