@@ -125,11 +125,10 @@ async fn decide(
         return Ok(Decision::NotRolledBack(why));
     }
     out.step("schema plan");
-    let instance = crate::cluster::instance(&config.app, &args.env);
     let runner = Runner {
         client,
         namespace: &env.namespace,
-        instance: &instance,
+        instance: crate::cluster::instance(&config.app, &args.env),
         adapter: adapter.as_ref(),
         thresholds: crate::rollout::Thresholds::from(&env.rollout),
         timeout: args.wait.timeout.unwrap_or(env.rollout.timeout),
@@ -364,13 +363,15 @@ fn schema_note(why: &str, target: &Release, releases: &[Release]) -> String {
         .collect();
     if since.is_empty() {
         format!(
-            "{why}; no migration ran after release {}, so none needs undoing",
+            "the database schema was NOT rolled back ({why}); no migration ran after release \
+             {}, so none needs undoing",
             target.number
         )
     } else {
         format!(
-            "{why}. The migrations since release {} ran as {}; if one changed the schema in a \
-             way release {}'s code cannot use, revert it by hand",
+            "the database schema was NOT rolled back ({why}): the migrations since release {} \
+             ran as {}; if one changed the schema in a way release {}'s code cannot use, revert \
+             it by hand",
             target.number,
             since.join(", "),
             target.number
@@ -458,17 +459,16 @@ mod tests {
             status: "succeeded".into(),
             duration_s: 1.0,
         });
-        let note = schema_note(
-            "not rolled back: no framework",
-            &history[2].clone(),
-            &history,
+        let note = schema_note("no framework", &history[2].clone(), &history);
+        assert!(
+            note.starts_with("the database schema was NOT rolled back (no framework)"),
+            "{note}"
         );
-        assert!(note.starts_with("not rolled back: no framework."), "{note}");
         assert!(
             note.contains("Job workbench-production-migrate-3 of release 3"),
             "{note}"
         );
-        let none = schema_note("not rolled back", &history[1].clone(), &history);
+        let none = schema_note("no framework", &history[1].clone(), &history);
         assert!(none.contains("no migration ran after release 3"), "{none}");
     }
 }

@@ -278,21 +278,18 @@ impl Deploy<'_> {
         record: &mut Release,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
-        use crate::schema::{adapter, plan::Runner, unapply};
+        use crate::schema::{adapter, unapply};
         let plan = &self.plan;
         let adapter = adapter::for_settings(&plan.env_name, plan.env.schema.as_ref())
             .map_err(|unsupported| anyhow::anyhow!("{unsupported}"))?;
-        let instance = plan.instance();
         let place = unapply::Place {
-            runner: Runner {
-                client: &self.client,
-                namespace: &plan.env.namespace,
-                instance: &instance,
-                adapter: adapter.as_ref(),
-                thresholds: plan.thresholds(),
-                timeout: plan.timeout(self.settings),
-                out: self.out,
-            },
+            runner: rollback::runner(
+                &self.client,
+                plan,
+                self.settings,
+                self.out,
+                adapter.as_ref(),
+            ),
             config: &plan.config,
             env_name: &plan.env_name,
             env: &plan.env,

@@ -15,10 +15,6 @@ use crate::migrate::{self, JobTask};
 use crate::progress::{TaskEvent, TaskReporter};
 use crate::rollout::{Failure, Thresholds};
 
-/// How the adapter's result line starts: the last line of its output, read
-/// by [`Adapter::parse`] and never echoed to the terminal.
-pub const RESULT_PREFIX: &str = "berth-schema-result:";
-
 /// Which adapter Job to build: the migration Job it copies, its task, the
 /// release it belongs to, and the image it runs.
 #[derive(Debug, Clone, Copy)]
@@ -216,13 +212,14 @@ pub fn by_digest(image_id: &str) -> Option<String> {
     valid.then(|| format!("{repository}@sha256:{digest}"))
 }
 
-/// A reporter passing everything on but the adapter's result line.
+/// A reporter passing everything on but the adapter's result line (read
+/// by [`Adapter::parse`], never echoed).
 struct WithoutResult<R: ?Sized>(Arc<R>);
 
 impl<R: TaskReporter + ?Sized> TaskReporter for WithoutResult<R> {
     fn task(&self, task: &str, event: TaskEvent<'_>) {
         if let TaskEvent::Output(line) = event
-            && line.starts_with(RESULT_PREFIX)
+            && super::django::is_result_line(line)
         {
             return;
         }
@@ -352,29 +349,38 @@ mod tests {
         assert_eq!(image_of(&[], "migrate", Some("reg/migrate:1")), None);
     }
 
+    /// Every event, as `task: event`.
     #[derive(Default)]
-    struct Lines(Mutex<Vec<String>>);
+    struct Events(Mutex<Vec<String>>);
 
-    impl TaskReporter for Lines {
-        fn task(&self, _: &str, event: TaskEvent<'_>) {
-            if let TaskEvent::Output(line) = event {
-                self.0.lock().unwrap().push(line.to_string());
-            }
+    impl TaskReporter for Events {
+        fn task(&self, task: &str, event: TaskEvent<'_>) {
+            self.0.lock().unwrap().push(format!("{task}: {event:?}"));
         }
     }
 
     #[test]
     fn the_result_line_is_not_echoed() {
-        let lines = Arc::new(Lines::default());
-        let quiet = WithoutResult(lines.clone());
+        let events = Arc::new(Events::default());
+        let quiet = WithoutResult(events.clone());
         quiet.task(
             "migration-state",
             TaskEvent::Output("Operations to perform:"),
         );
         quiet.task(
             "migration-state",
-            TaskEvent::Output(&format!("{RESULT_PREFIX} {{\"applied\": {{}}}}")),
+            TaskEvent::Output(&format!(
+                "{}{{\"applied\": {{}}}}",
+                crate::schema::django::RESULT_PREFIX
+            )),
         );
-        assert_eq!(*lines.0.lock().unwrap(), ["Operations to perform:"]);
+        quiet.task("migration-state", TaskEvent::Succeeded("done"));
+        assert_eq!(
+            *events.0.lock().unwrap(),
+            [
+                r#"migration-state: Output("Operations to perform:")"#,
+                r#"migration-state: Succeeded("done")"#
+            ]
+        );
     }
 }

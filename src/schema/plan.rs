@@ -64,8 +64,8 @@ pub fn job_source(history: &[Release]) -> Option<JobSource> {
 pub fn not_rolled_back(target: &Release) -> Option<String> {
     if target.schema.is_none() {
         return Some(format!(
-            "release {} recorded no schema (it was deployed before berth recorded one, or \
-             without migrate.framework), so the database schema is not rolled back",
+            "release {} recorded no schema: it was deployed before berth recorded one, or \
+             without migrate.framework",
             target.number
         ));
     }
@@ -273,7 +273,7 @@ pub struct Runner<'a> {
     /// The environment's namespace.
     pub namespace: &'a str,
     /// `<app>-<env>`, which names the Jobs.
-    pub instance: &'a str,
+    pub instance: String,
     /// The environment's adapter.
     pub adapter: &'a dyn Adapter,
     /// When a stuck pod fails a Job.
@@ -299,7 +299,7 @@ impl Runner<'_> {
         let spec = Spec {
             template: &template,
             task,
-            instance: self.instance,
+            instance: &self.instance,
             number,
             sha,
             image: Some(&source.image),
