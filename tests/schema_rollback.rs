@@ -323,6 +323,45 @@ async fn an_irreversible_migration_is_refused_then_restore_backup_brings_the_old
     assert_eq!(applied(&recorded[0]), applied(&recorded[2]));
 }
 
+#[tokio::test]
+async fn rollback_on_failure_unapplies_the_failed_releases_migrations() {
+    let (app, client) = app("schema-on-failure").await;
+    app.deploy(Release::GoodA);
+    let a_rows = migration_rows(&app).await;
+    let a_tables = tables(&app).await;
+
+    // the migration succeeds, the rollout fails (/healthz answers 503)
+    let out = timed(
+        &app,
+        "deploy with --rollback-on-failure",
+        &[
+            "advanced-deploy",
+            "test",
+            Release::ReversibleUnready.sha(),
+            "--rollback-on-failure",
+        ],
+    );
+    let text = all_output(&out);
+    assert_eq!(code(&out), 1, "{text}");
+    assert!(text.contains("ReadinessProbeFailed"), "{text}");
+    assert_eq!(migration_rows(&app).await, a_rows, "{text}");
+    assert_eq!(tables(&app).await, a_tables, "{text}");
+    assert!(
+        !columns(&app, "module")
+            .await
+            .contains(&"description".to_owned())
+    );
+    serves(&app, &client, Release::GoodA).await;
+    let recorded = releases(&app);
+    assert_eq!(recorded[0]["rollback_of"], 2, "{}", recorded[0]);
+    assert_eq!(
+        applied(&recorded[0]),
+        applied(&recorded[2]),
+        "{}",
+        recorded[0]
+    );
+}
+
 /// The first command the output quotes (`` `berth … rollback test …` ``)
 /// that continues the rollback, as arguments after `berth`, without
 /// `--config PATH`.

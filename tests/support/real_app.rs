@@ -41,6 +41,9 @@ pub enum Release {
     /// unapply raises while the table [`UNAPPLY_MARKER`] exists, and
     /// `0006_workflow_note`.
     FailingUnapply,
+    /// [`Release::Reversible`]'s migrations, and [`Release::Unready`]'s
+    /// `/healthz`: the migration succeeds, the rollout fails.
+    ReversibleUnready,
 }
 
 /// What the crash release's gunicorn configuration raises, and so prints.
@@ -52,7 +55,7 @@ pub const MIGRATION_MESSAGE: &str = "migration failed on purpose";
 pub const UNAPPLY_MARKER: &str = "berth_block_unapply";
 
 impl Release {
-    const ALL: [Release; 8] = [
+    const ALL: [Release; 9] = [
         Release::GoodA,
         Release::GoodB,
         Release::Crash,
@@ -61,6 +64,7 @@ impl Release {
         Release::Reversible,
         Release::Irreversible,
         Release::FailingUnapply,
+        Release::ReversibleUnready,
     ];
 
     /// The commit SHA its images are tagged with (and `/version` answers);
@@ -81,7 +85,7 @@ impl Release {
     /// The directory under example/variants whose files it adds to example/app.
     fn variant(self) -> Option<&'static str> {
         match self {
-            Release::Reversible => Some("reversible"),
+            Release::Reversible | Release::ReversibleUnready => Some("reversible"),
             Release::Irreversible => Some("irreversible"),
             Release::FailingUnapply => Some("failing-unapply"),
             _ => None,
@@ -112,7 +116,7 @@ impl Release {
                 format!("raise RuntimeError({CRASH_MESSAGE:?})\n"),
             )
             .unwrap(),
-            Release::Unready => append(
+            Release::Unready | Release::ReversibleUnready => append(
                 "workbench/views.py",
                 "\n\ndef healthz(request):\n    return HttpResponse(\"broken\", status=503)\n",
             ),
