@@ -18,6 +18,7 @@ use berth::schema::django::Django;
 use berth::schema::jobs::{self, Spec};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use support::real_app::{RealApp, Release};
@@ -33,6 +34,18 @@ impl TaskReporter for Lines {
             self.0.lock().unwrap().push(line.to_string());
         }
     }
+}
+
+/// `migrate: { framework: django }` added to the app's environment.
+fn with_framework(app: &RealApp) {
+    let path = app.dir.join("berth.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen(
+        "    rollout:\n",
+        "    migrate:\n      framework: django\n    rollout:\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
 }
 
 /// The overlay's migration Job, rendered and pinned to `sha` as a deploy does.
@@ -127,5 +140,125 @@ async fn the_adapter_reads_what_a_release_will_migrate_in_a_copy_of_its_migratio
     assert_eq!(
         ran.job,
         format!("wb-test-migration-inspect-1-{}", &sha[..12])
+    );
+}
+
+/// The migration ids of a schema record's `migrated`, as `app.name`.
+fn names(ids: &[berth::schema::adapter::MigrationId]) -> Vec<String> {
+    ids.iter().map(ToString::to_string).collect()
+}
+
+#[tokio::test]
+async fn a_deploy_records_the_schema_its_migration_left_and_what_it_migrated() {
+    let client = local_env().kube().await;
+    let app = RealApp::new(&client, "schema-record").await;
+    with_framework(&app);
+
+    let first = app.deploy(Release::GoodA);
+    let said = stderr(&first);
+    assert!(
+        said.contains(
+            "this release migrates: workbench.0001_initial, workbench.0002_step_order, \
+             workbench.0003_number_steps, workbench.0004_module"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "this release's migrations cannot be undone by a rollback: \
+             workbench.0003_number_steps ("
+        ),
+        "{said}"
+    );
+    assert!(
+        !said.contains("berth-schema-result"),
+        "the adapter's result line is read, not shown: {said}"
+    );
+    let releases = berth::cluster::release::list(&client, &app.namespace)
+        .await
+        .unwrap();
+    let schema = releases[0]
+        .schema
+        .clone()
+        .expect("release 1 records its schema");
+    assert_eq!(schema.framework, "django");
+    assert_eq!(schema.applied["workbench"], "0004_module");
+    assert!(
+        schema
+            .image
+            .starts_with("127.0.0.1:25000/workbench/migrate@sha256:"),
+        "{}",
+        schema.image
+    );
+    assert_eq!(
+        names(&schema.migrated),
+        [
+            "workbench.0001_initial",
+            "workbench.0002_step_order",
+            "workbench.0003_number_steps",
+            "workbench.0004_module"
+        ]
+    );
+    let irreversible: Vec<String> = schema
+        .irreversible
+        .iter()
+        .map(|i| i.migration.to_string())
+        .collect();
+    assert_eq!(irreversible, ["workbench.0003_number_steps"]);
+    assert!(!schema.irreversible[0].operations.is_empty());
+    let job = schema.job.job().expect("the migration Job as it ran");
+    assert!(
+        kube::ResourceExt::name_any(&job).starts_with("wb-test-migrate-1-"),
+        "{job:?}"
+    );
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &app.namespace);
+    let left = jobs.list(&Default::default()).await.unwrap().items;
+    assert!(
+        left.is_empty(),
+        "every Job that succeeded is deleted: {left:?}"
+    );
+
+    let history = app.ok(&["--output", "json", "history", "test"]);
+    let printed = String::from_utf8_lossy(&history.stdout).into_owned();
+    assert!(
+        !printed.contains("db-credentials") && !printed.contains("envFrom"),
+        "the recorded Job is never printed: {printed}"
+    );
+    let release: Value = printed
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["event"] == "release")
+        .unwrap_or_else(|| panic!("a release event: {printed}"));
+    assert_eq!(release["schema"]["job"]["redacted"], true, "{release}");
+    assert_eq!(release["schema"]["applied"]["workbench"], "0004_module");
+    let table = String::from_utf8_lossy(&app.ok(&["history", "test"]).stdout).into_owned();
+    assert!(
+        table.contains("irreversible: workbench.0003_number_steps"),
+        "{table}"
+    );
+
+    // The same migrations again: nothing migrated, the same state recorded.
+    let second = app.deploy(Release::GoodB);
+    assert!(
+        stderr(&second).contains("this release migrates nothing"),
+        "{}",
+        stderr(&second)
+    );
+    let releases = berth::cluster::release::list(&client, &app.namespace)
+        .await
+        .unwrap();
+    let again = releases[0]
+        .schema
+        .clone()
+        .expect("release 2 records its schema");
+    assert_eq!(again.applied, schema.applied);
+    assert!(again.migrated.is_empty(), "{:?}", again.migrated);
+    assert!(again.irreversible.is_empty());
+    assert!(
+        again
+            .image
+            .starts_with("127.0.0.1:25000/workbench/migrate@sha256:"),
+        "{}",
+        again.image
     );
 }

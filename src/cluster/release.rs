@@ -14,6 +14,7 @@ use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, DynamicObject, ListParams, PostParams};
@@ -216,6 +217,26 @@ impl Manifest {
             .map(|v| serde_json::from_value(v.clone()))
             .collect::<Result<_, _>>()
             .context("reading the recorded objects")
+    }
+
+    /// The manifest of one Job as it ran (a schema record's migration
+    /// Job), without its status.
+    pub fn of_job(job: &Job) -> anyhow::Result<Self> {
+        let mut job = job.clone();
+        job.status = None;
+        let value = serde_json::to_value(&job).context("recording the migration Job")?;
+        Ok(Manifest(vec![value]))
+    }
+
+    /// The one Job recorded by [`Manifest::of_job`].
+    pub fn job(&self) -> anyhow::Result<Job> {
+        match &self.0[..] {
+            [one] => serde_json::from_value(one.clone()).context("reading the recorded Job"),
+            other => anyhow::bail!(
+                "the record holds {} objects where one migration Job was expected",
+                other.len()
+            ),
+        }
     }
 
     /// True when nothing was recorded.
@@ -501,5 +522,42 @@ mod tests {
         let back = decode(&encode(&r).unwrap()).unwrap();
         let objects = back.manifest.objects().unwrap();
         assert_eq!(objects[0].data["stringData"]["password"], "s3cr3t-value");
+    }
+
+    #[test]
+    fn the_schema_records_migration_job_is_kept_whole_and_printed_as_its_name() {
+        let job: Job = serde_json::from_value(serde_json::json!({
+            "apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "wb-s-migrate-3-1a2b3c4"},
+            "spec": {"template": {"spec": {"containers": [{"name": "migrate", "image": "m:1",
+                "env": [{"name": "DATABASE_URL", "value": "postgres://u:s3cr3t-value@db/x"}]}]}}},
+            "status": {"succeeded": 1}
+        }))
+        .unwrap();
+        let r = Release {
+            schema: Some(crate::schema::record::SchemaRecord {
+                framework: "django".into(),
+                applied: [("workbench".to_string(), "0004_module".to_string())].into(),
+                image: format!("m@sha256:{}", "0".repeat(64)),
+                migrated: Vec::new(),
+                irreversible: Vec::new(),
+                job: Manifest::of_job(&job).unwrap(),
+            }),
+            ..example(3, "1a2b3c4", ReleaseStatus::Succeeded)
+        };
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(!json.to_string().contains("s3cr3t-value"), "{json}");
+        assert_eq!(
+            json["schema"]["job"],
+            serde_json::json!({"redacted": true, "objects": ["Job/wb-s-migrate-3-1a2b3c4"]})
+        );
+        let back = decode(&encode(&r).unwrap()).unwrap();
+        let recorded = back.schema.unwrap().job.job().unwrap();
+        assert_eq!(
+            recorded.status, None,
+            "recorded as it ran, without its status"
+        );
+        assert_eq!(recorded.spec, job.spec);
+        assert!(Manifest::default().job().is_err());
     }
 }

@@ -96,7 +96,7 @@ pub fn report(
     });
 }
 
-/// The `plan` event of `--output json`: the objects, images, assets and backup.
+/// The `plan` event of `--output json`: the objects, images, assets, backup and schema.
 pub fn plan_event(plan: &Plan) -> serde_json::Value {
     serde_json::json!({
         "event": "plan",
@@ -107,6 +107,7 @@ pub fn plan_event(plan: &Plan) -> serde_json::Value {
         "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
         "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
         "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
+        "schema": plan.schema.as_ref().map(|a| serde_json::json!({"framework": a.framework().as_str(), "why": schema_line(a.framework())})),
     })
 }
 
@@ -151,5 +152,18 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
         "Backup before the migration: {}",
         plan.backup.describe()
     ))?;
+    if let Some(adapter) = &plan.schema {
+        stdout::line(format!("Migrations: {}", schema_line(adapter.framework())))?;
+    }
     Ok(())
+}
+
+/// The plan's line on the migrations a framework reads.
+fn schema_line(framework: crate::config::Framework) -> String {
+    format!(
+        "inspected when the deploy runs (migrate.framework: {}): what this release migrates, \
+         and which of it a rollback cannot undo, are read in a copy of the migration Job before \
+         it runs; the state it leaves is recorded for rollback",
+        framework.as_str()
+    )
 }

@@ -54,6 +54,14 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
             (None, true) => note.push_str("; pre-migration backup skipped (--no-backup)"),
             (None, false) => {}
         }
+        if let Some(schema) = r.schema.as_ref().filter(|s| !s.irreversible.is_empty()) {
+            let names: Vec<String> = schema
+                .irreversible
+                .iter()
+                .map(|i| i.migration.to_string())
+                .collect();
+            note.push_str(&format!("; irreversible: {}", names.join(", ")));
+        }
         if let Some(f) = &r.failure {
             note.push_str(&format!("; {}: {}", f.workload, f.reason));
         }

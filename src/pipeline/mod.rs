@@ -15,6 +15,7 @@ pub mod pre_migrate;
 pub mod record;
 pub mod rollback;
 pub mod rollout;
+pub mod schema;
 pub mod settings;
 
 use std::sync::Arc;
@@ -304,6 +305,20 @@ fn schema_stopped(record: &Release) -> bool {
         .failure
         .as_ref()
         .is_some_and(|f| f.reason == crate::schema::unapply::FAILURE_REASON)
+}
+
+/// `error` said with what it means for the deploy (`meaning: error`);
+/// an interruption or a cancellation stays what it is, a timeout stays one.
+fn restated(error: anyhow::Error, meaning: &str) -> anyhow::Error {
+    if error.downcast_ref::<Cancelled>().is_some() {
+        return error;
+    }
+    let said = format!("{meaning}: {error:#}");
+    match crate::error::kind_of(&error) {
+        Some(BerthError::Interrupted) => error,
+        Some(BerthError::TimedOut(_)) => BerthError::TimedOut(said).into(),
+        _ => BerthError::DeployFailed(said).into(),
+    }
 }
 
 /// Take the maintenance page down, however the rollout ended, while the lock

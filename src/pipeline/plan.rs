@@ -21,6 +21,7 @@ use crate::migrate;
 use crate::output::Output;
 use crate::render::{self, PinnedImage, Pins};
 use crate::rollout::Thresholds;
+use crate::schema::adapter::{self, Adapter};
 
 /// Everything validated before the cluster is touched.
 pub struct Plan {
@@ -43,6 +44,10 @@ pub struct Plan {
     pub assets: Option<Prepared>,
     /// Whether a backup is taken before the migration.
     pub backup: BeforeMigration,
+    /// The adapter that reads what the migration applies and the state it
+    /// leaves, for the release record (`migrate.framework: django`); `None`
+    /// without a migration or a framework berth can roll back.
+    pub schema: Option<Box<dyn Adapter>>,
 }
 
 impl Plan {
@@ -109,8 +114,16 @@ pub async fn plan(
         (None, Some(configured)) => Some(migrate::from_config(configured, &sha)?),
         (None, None) => None,
     };
-    let backup =
-        BeforeMigration::decide(&env, migration.is_some(), pending_check, settings.no_backup);
+    let schema = migration
+        .as_ref()
+        .and_then(|_| adapter::for_settings(env_name, env.schema.as_ref()).ok());
+    let backup = BeforeMigration::decide(
+        &env,
+        migration.is_some(),
+        pending_check,
+        schema.is_some(),
+        settings.no_backup,
+    );
     if pinned.is_empty() {
         out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
     }
@@ -139,6 +152,7 @@ pub async fn plan(
         migration,
         assets,
         backup,
+        schema,
     };
     Ok((client, plan))
 }
@@ -193,6 +207,7 @@ pub async fn plan_release(
         migration: None,
         assets: None,
         backup: BeforeMigration::NoMigration,
+        schema: None,
     };
     Ok((client, plan))
 }

@@ -1,7 +1,10 @@
 //! The pre-deploy tasks: the asset upload beside the migration (which the
 //! backup `backups.before_migrate` asks for precedes): assets ‖ (backup →
-//! migrate). Either side failing cancels the other, and the deploy stops
-//! before any workload changes.
+//! migrate). With `migrate.framework: django`, the framework reads what the
+//! migration will apply before the backup, and the state it left after the
+//! migration, for the release record ([`super::schema`]). Either side
+//! failing cancels the other, and the deploy stops before any workload
+//! changes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,10 +15,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::plan::Plan;
 use super::pre_migrate;
+use super::schema;
 use crate::cluster::release::{AssetsRecord, FailureRecord, Release};
 use crate::error::{BerthError, Cancelled};
 use crate::migrate;
 use crate::output::Output;
+use crate::schema::record::SchemaRecord;
 use crate::wait;
 
 /// Run the plan's migration and asset upload, filling in `record`.
@@ -39,12 +44,45 @@ pub async fn run(
     let mut backup: Option<String> = None;
     let mut backup_failure: Option<anyhow::Error> = None;
     let mut backup_seconds: Option<f64> = None;
+    let mut schema_failure: Option<anyhow::Error> = None;
+    let mut schema_record: Option<SchemaRecord> = None;
+    let mut schema_seconds: f64 = 0.0;
     let migration = async {
         let Some(template) = &plan.migration else {
             return Ok(None);
         };
+        let inspected = match &plan.schema {
+            Some(adapter) => {
+                let inspected = schema::inspect(
+                    client,
+                    plan,
+                    adapter.as_ref(),
+                    template,
+                    number,
+                    timeout,
+                    &sibling,
+                    out,
+                )
+                .await;
+                match inspected {
+                    Ok(inspected) => {
+                        schema_seconds += inspected.duration_s;
+                        Some(inspected)
+                    }
+                    Err(error) => {
+                        sibling.cancel();
+                        if error.downcast_ref::<Cancelled>().is_none() {
+                            schema_failure = Some(error);
+                        }
+                        return Ok(None);
+                    }
+                }
+            }
+            None => None,
+        };
         let t = Instant::now();
-        match pre_migrate::back_up(client, plan, number, timeout, &sibling, out).await {
+        let pending = inspected.as_ref().map(|i| &i.pending[..]);
+        match pre_migrate::back_up(client, plan, number, pending, timeout, &sibling, out).await {
             Ok(id) => {
                 if id.is_some() {
                     backup_seconds = Some(t.elapsed().as_secs_f64());
@@ -69,7 +107,7 @@ pub async fn run(
             client,
             ns,
             migrate::JobTask::Migrate,
-            job,
+            job.clone(),
             plan.thresholds(),
             timeout,
             &sibling,
@@ -79,7 +117,33 @@ pub async fn run(
         if !matches!(result, Ok(Ok(_))) {
             sibling.cancel();
         }
-        result.map(|r| Some((r, t.elapsed().as_secs_f64())))
+        let seconds = t.elapsed().as_secs_f64();
+        if let (Ok(Ok(_)), Some(adapter), Some(inspected)) = (&result, &plan.schema, &inspected) {
+            let t = Instant::now();
+            let recorded = schema::record(
+                client,
+                plan,
+                adapter.as_ref(),
+                &job,
+                inspected,
+                number,
+                timeout,
+                &sibling,
+                out,
+            )
+            .await;
+            schema_seconds += t.elapsed().as_secs_f64();
+            match recorded {
+                Ok(recorded) => schema_record = Some(recorded),
+                Err(error) => {
+                    sibling.cancel();
+                    if error.downcast_ref::<Cancelled>().is_none() {
+                        schema_failure = Some(error);
+                    }
+                }
+            }
+        }
+        result.map(|r| Some((r, seconds)))
     };
     let assets = async {
         let Some(prepared) = &plan.assets else {
@@ -93,6 +157,10 @@ pub async fn run(
     };
     let (migration, assets) = tokio::join!(migration, assets);
     record.backup = backup;
+    record.schema = schema_record;
+    if schema_seconds > 0.0 {
+        record.timings.insert("schema".into(), schema_seconds);
+    }
     if let Some(seconds) = backup_seconds {
         record.timings.insert("backup".into(), seconds);
     }
@@ -110,6 +178,8 @@ pub async fn run(
         Err(error) if error.downcast_ref::<Cancelled>().is_some() => {
             let failed = if backup_failure.is_some() {
                 "the backup"
+            } else if schema_failure.is_some() {
+                "reading the schema"
             } else {
                 "the migration"
             };
@@ -122,7 +192,14 @@ pub async fn run(
         Err(error) => Some(error),
     };
     if let Some(error) = backup_failure {
-        return Err(backup_failed(record, error, assets_stopped, out));
+        return Err(failed_before_workloads(
+            record,
+            ("backup", "BackupFailed"),
+            Some("the backup before the migration failed, so the migration did not run"),
+            error,
+            assets_stopped,
+            out,
+        ));
     }
     let migration_failure = match migration {
         Ok(Some((Ok(task), seconds))) => {
@@ -166,6 +243,17 @@ pub async fn run(
         }
         .into());
     }
+    if let Some(error) = schema_failure {
+        let what = ("schema", "SchemaReadFailed");
+        return Err(failed_before_workloads(
+            record,
+            what,
+            None,
+            error,
+            assets_stopped,
+            out,
+        ));
+    }
     if let Some(error) = assets_failure {
         let stopped = if plan.migration.is_some() {
             "; the migration was stopped"
@@ -190,19 +278,23 @@ pub async fn run(
     Ok(())
 }
 
-/// The deploy's error when the backup before the migration failed: the
-/// failure recorded, and said with what did not happen.
-fn backup_failed(
+/// The deploy's error when a task before the migration's end failed (the
+/// backup, or reading the schema): recorded as the release's failure
+/// (`workload`, `reason`), and said with what did not happen: `meaning`,
+/// or the error itself when it says it.
+fn failed_before_workloads(
     record: &mut Release,
+    (workload, reason): (&str, &str),
+    meaning: Option<&str>,
     error: anyhow::Error,
     assets_stopped: bool,
     out: &Output,
 ) -> anyhow::Error {
     let message = format!("{error:#}");
     record.failure = Some(FailureRecord {
-        workload: "backup".into(),
+        workload: workload.into(),
         pod: None,
-        reason: "BackupFailed".into(),
+        reason: reason.into(),
         message: message.clone(),
     });
     let stopped = if assets_stopped {
@@ -210,15 +302,16 @@ fn backup_failed(
     } else {
         ""
     };
-    out.failure(&format!(
-        "the backup before the migration failed, so the migration did not run{stopped}; \
-         no workload was changed\n  {message}"
-    ));
-    let said =
-        format!("the backup before the migration failed, so the migration did not run: {message}");
-    match crate::error::kind_of(&error) {
-        Some(BerthError::Interrupted) => error,
-        Some(BerthError::TimedOut(_)) => BerthError::TimedOut(said).into(),
-        _ => BerthError::DeployFailed(said).into(),
+    match meaning {
+        Some(meaning) => {
+            out.failure(&format!(
+                "{meaning}{stopped}; no workload was changed\n  {message}"
+            ));
+            super::restated(error, meaning)
+        }
+        None => {
+            out.failure(&format!("{message}{stopped}; no workload was changed"));
+            error
+        }
     }
 }

@@ -19,6 +19,7 @@ use crate::error::BerthError;
 use crate::identity::Deployer;
 use crate::migrate::{self, JobTask};
 use crate::output::Output;
+use crate::schema::adapter::Step;
 
 /// Whether a deploy backs the database up before its migration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,15 +41,22 @@ pub enum BeforeMigration {
     /// `before_migrate: pending`: only when this command, run in a copy of
     /// the migration Job, exits non-zero.
     IfPending(Vec<String>),
+    /// `before_migrate: pending` with `migrate.framework`: only when the
+    /// framework, read in a copy of the migration Job, has migrations
+    /// pending (the same read tells what the release migrates).
+    IfFrameworkPending,
 }
 
 impl BeforeMigration {
     /// The decision for a deploy to `env` with a migration (or not), the
-    /// migration's `pending_check` (if any), and `--no-backup`.
+    /// migration's `pending_check` (if any), whether the framework reads
+    /// what is pending (`inspected`: it replaces the pending check), and
+    /// `--no-backup`.
     pub fn decide(
         env: &Environment,
         migration: bool,
         pending_check: Option<Vec<String>>,
+        inspected: bool,
         no_backup: bool,
     ) -> BeforeMigration {
         let Some(backups) = &env.backups else {
@@ -59,6 +67,9 @@ impl BeforeMigration {
             (true, BeforeMigrate::Never, _, _) => BeforeMigration::Never,
             (true, _, true, _) => BeforeMigration::Skipped,
             (true, BeforeMigrate::Always, false, _) => BeforeMigration::Always,
+            (true, BeforeMigrate::Pending, false, _) if inspected => {
+                BeforeMigration::IfFrameworkPending
+            }
             (true, BeforeMigrate::Pending, false, None) => BeforeMigration::PendingUnchecked,
             (true, BeforeMigrate::Pending, false, Some(command)) => {
                 BeforeMigration::IfPending(command)
@@ -73,6 +84,7 @@ impl BeforeMigration {
             BeforeMigration::Always
                 | BeforeMigration::PendingUnchecked
                 | BeforeMigration::IfPending(_)
+                | BeforeMigration::IfFrameworkPending
         )
     }
 
@@ -100,12 +112,17 @@ impl BeforeMigration {
                  (exit 0: nothing pending, no backup; otherwise a backup before the migration)",
                 command.join(" ")
             ),
+            BeforeMigration::IfFrameworkPending => "if migrations are pending: migrate.framework \
+                 reads them first in a copy of the migration Job (none pending: no backup; \
+                 otherwise a backup before the migration)"
+                .into(),
         }
     }
 }
 
 /// Back the database up before release `number`'s migration, if the plan
-/// says so: the pending check first when there is one. The backup's id,
+/// says so: the pending check first when there is one, or what the
+/// framework found `pending` (read before, when it reads it). The backup's id,
 /// or `None` when none was due. A backup that failed is an error saying
 /// so; the caller does not migrate. `cancel` stops the pending check (a
 /// backup that started runs to its end: it is a good backup either way).
@@ -113,6 +130,7 @@ pub async fn back_up(
     client: &Client,
     plan: &Plan,
     number: u64,
+    pending: Option<&[Step]>,
     timeout: Duration,
     cancel: &CancellationToken,
     out: &Arc<Output>,
@@ -126,6 +144,19 @@ pub async fn back_up(
     let (Some(template), Some(backups)) = (&plan.migration, &plan.env.backups) else {
         return Ok(None);
     };
+    if plan.backup == BeforeMigration::IfFrameworkPending {
+        match pending {
+            Some([]) => {
+                out.info("nothing is pending: no backup before the migration");
+                return Ok(None);
+            }
+            Some(steps) => out.info(&format!(
+                "{} migrations are pending, so the database is backed up before they run",
+                steps.len()
+            )),
+            None => {}
+        }
+    }
     if let BeforeMigration::IfPending(command) = &plan.backup {
         let job = migrate::pending_check(
             template.clone(),
@@ -277,7 +308,7 @@ mod tests {
             ),
         ];
         for (env, migration, pending_check, no_backup, expected) in cases {
-            let decided = B::decide(&env, migration, pending_check, no_backup);
+            let decided = B::decide(&env, migration, pending_check, false, no_backup);
             assert_eq!(decided, expected);
             assert_eq!(
                 decided.describe().starts_with("no") || decided.describe().starts_with("NO"),
@@ -286,6 +317,16 @@ mod tests {
                 decided.describe()
             );
         }
+        assert_eq!(
+            B::decide(&env(Some("pending")), true, check(), true, false),
+            B::IfFrameworkPending,
+            "the framework's read replaces the pending check"
+        );
+        assert_eq!(
+            B::decide(&env(Some("always")), true, None, true, false),
+            B::Always
+        );
+        assert!(B::IfFrameworkPending.may_back_up());
         assert!(
             B::PendingUnchecked
                 .describe()

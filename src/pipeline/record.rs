@@ -165,6 +165,7 @@ mod tests {
             migration: None,
             assets: None,
             backup: crate::pipeline::pre_migrate::BeforeMigration::NoMigration,
+            schema: None,
         }
     }
 
