@@ -96,7 +96,7 @@ pub fn report(
     });
 }
 
-/// The `plan` event of `--output json`: the objects, images, assets and backup.
+/// The `plan` event of `--output json`: the objects, images, assets, backup and schema.
 pub fn plan_event(plan: &Plan) -> serde_json::Value {
     serde_json::json!({
         "event": "plan",
