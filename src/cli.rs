@@ -61,7 +61,19 @@ pub enum Command {
     UpdateProductionToStaging(PromoteOptions),
     /// Deploy what FROM runs, healthy, to TO.
     Promote(PromoteArgs),
-    /// Go back to an earlier release's workloads and config (the database schema stays as it is).
+    /// Go back to an earlier release: its database schema, then its workloads and config.
+    ///
+    /// The plan comes first and changes nothing: the objects re-applied and,
+    /// with `migrate.framework: django`, the migrations unapplied, planned
+    /// in the newer release's migration image against the live database.
+    /// A migration that cannot be unapplied is refused (exit 5) unless
+    /// `--restore-backup` or `--accept-data-loss` says how. Then, under the
+    /// deploy lock: maintenance on, the migrations unapplied (or the backup
+    /// restored), the schema checked against the release's record, its
+    /// objects re-applied and waited for, the rollback recorded as a
+    /// release, maintenance off. Without a framework (or for one berth
+    /// cannot roll back yet) only the code is rolled back, and berth says
+    /// so. See docs/rollback.md.
     Rollback(RollbackArgs),
     /// Per workload: SHA, ready/desired, health; the lock holder; the last release.
     Status(StatusArgs),

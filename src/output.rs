@@ -63,6 +63,9 @@ pub struct Report {
     pub failure: Option<ReportFailure>,
     /// The process exit code this report ends with.
     pub exit_code: u8,
+    /// A rollback's schema part: its plan, or why it is not rolled back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// The failure part of a [`Report`].

@@ -23,16 +23,25 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         no_backup: args.no_backup,
         ..DeploySettings::new(&global.config, &args.target.env, &args.target.sha)
     };
-    deploy(&settings, Request::overlay(), None, out).await
+    deploy(&settings, Request::overlay(), Extras::default(), out).await
 }
 
-/// Run the pipeline for `request`, print `closing_note` (a warning) last,
-/// and end with the report (a dry run prints its plan first, and ends
-/// `planned`).
+/// What a rollback adds to a deploy's output.
+#[derive(Debug, Default)]
+pub struct Extras {
+    /// Printed last, as a warning.
+    pub closing_note: Option<String>,
+    /// The report's `schema` part: the rollback's schema plan.
+    pub schema: Option<serde_json::Value>,
+}
+
+/// Run the pipeline for `request`, print the closing note (a warning)
+/// last, and end with the report (a dry run prints its plan first, and
+/// ends `planned`).
 pub async fn deploy(
     settings: &DeploySettings,
     request: Request,
-    closing_note: Option<String>,
+    extras: Extras,
     out: Arc<Output>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -41,13 +50,35 @@ pub async fn deploy(
     if let Ok(Finished::Planned(plan)) = &result {
         print_plan(plan, &out)?;
     }
-    if let Some(note) = closing_note {
+    if let Some(note) = extras.closing_note {
         out.warn(&note);
     }
     let status = match &result {
         Ok(Finished::Planned(_)) => Outcome::Planned,
         other => Outcome::of_result(other),
     };
+    let exit_code = result.as_ref().map_or_else(exit_code_number, |_| 0);
+    report(
+        settings,
+        summary,
+        (status, exit_code),
+        started,
+        extras.schema,
+        &out,
+    );
+    result.map(drop)
+}
+
+/// Stage the report of a deploy of `settings` that ended with `status`
+/// and `exit_code`, `started` then, as far as `summary` says it got.
+pub fn report(
+    settings: &DeploySettings,
+    summary: Summary,
+    (status, exit_code): (Outcome, u8),
+    started: Instant,
+    schema: Option<serde_json::Value>,
+    out: &Output,
+) {
     out.report(&Report {
         status,
         environment: settings.env_name.clone(),
@@ -60,33 +91,30 @@ pub async fn deploy(
             reason: f.reason,
             message: f.message,
         }),
-        exit_code: result.as_ref().map_or_else(exit_code_number, |_| 0),
+        exit_code,
+        schema,
     });
-    result.map(drop)
 }
 
-/// `--dry-run`: what would be applied, and which images are pinned.
-fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
-    if out.mode() == crate::output::Mode::Json {
-        let value = serde_json::json!({
-            "event": "plan",
-            "environment": plan.env_name,
-            "namespace": plan.env.namespace,
-            "sha": plan.sha,
-            "objects": plan.objects.iter().map(|o| o.describe()).collect::<Vec<_>>(),
-            "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
-            "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
-            "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
-            "schema": plan.schema.as_ref().map(|a| serde_json::json!({"framework": a.framework().as_str(), "why": schema_line(a.framework())})),
-        });
-        return stdout::line(value);
-    }
+/// The `plan` event of `--output json`: the objects, images, assets, backup and schema.
+pub fn plan_event(plan: &Plan) -> serde_json::Value {
+    serde_json::json!({
+        "event": "plan",
+        "environment": plan.env_name,
+        "namespace": plan.env.namespace,
+        "sha": plan.sha,
+        "objects": plan.objects.iter().map(|o| o.describe()).collect::<Vec<_>>(),
+        "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
+        "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
+        "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
+        "schema": plan.schema.as_ref().map(|a| serde_json::json!({"framework": a.framework().as_str(), "why": schema_line(a.framework())})),
+    })
+}
+
+/// The objects, in apply order, and the images pinned: the plan's lines.
+pub fn print_objects(plan: &Plan) -> anyhow::Result<()> {
     let mut ordered: Vec<&Resolved> = plan.objects.iter().collect();
     ordered.sort_by_key(|o| apply::phase(&o.resource.kind));
-    stdout::line(format!(
-        "Plan: deploy {} to {} (namespace {}), nothing changed",
-        plan.sha, plan.env_name, plan.env.namespace
-    ))?;
     stdout::line("Objects, in apply order:")?;
     for o in ordered {
         stdout::line(format!("  {}", o.describe()))?;
@@ -98,6 +126,19 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
             p.object, p.container, p.from, p.to
         ))?;
     }
+    Ok(())
+}
+
+/// `--dry-run`: what would be applied, and which images are pinned.
+fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
+    if out.mode() == crate::output::Mode::Json {
+        return stdout::line(plan_event(plan));
+    }
+    stdout::line(format!(
+        "Plan: deploy {} to {} (namespace {}), nothing changed",
+        plan.sha, plan.env_name, plan.env.namespace
+    ))?;
+    print_objects(plan)?;
     if let Some(prepared) = &plan.assets {
         stdout::line(format!(
             "Assets: {} files from {} to s3://{}/{} (only missing or changed files are uploaded)",

@@ -4,7 +4,7 @@ mod assets;
 mod clear_render_cache;
 mod completions;
 mod config;
-mod db;
+pub(crate) mod db;
 mod deploy;
 mod diff;
 mod history;

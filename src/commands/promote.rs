@@ -82,8 +82,9 @@ pub async fn run(
             environment: from.to_string(),
             release: source.number,
         }),
+        schema: None,
     };
-    deploy::deploy(&settings, request, None, out).await
+    deploy::deploy(&settings, request, deploy::Extras::default(), out).await
 }
 
 /// The release to promote: the newest, which must have succeeded.

@@ -1,20 +1,33 @@
-//! `berth rollback ENV [--to RELEASE|SHA]`: re-apply an earlier release's
-//! objects as its record kept them (not today's overlay), wait with the
-//! same fail-fast tracking as a deploy, and record a new release.
+//! `berth rollback ENV [--to RELEASE|SHA]`: bring the database schema back
+//! to the earlier release's (docs/rollback.md), then re-apply that
+//! release's objects as its record kept them (not today's overlay), wait
+//! with the same fail-fast tracking as a deploy, and record a new release.
+//!
+//! The plan comes first and changes nothing: the objects, and the schema
+//! plan from a Job on the newer release's migration image. A step that
+//! cannot be undone is refused (exit 5) unless `--restore-backup` or
+//! `--accept-data-loss` says how.
 
 use std::sync::Arc;
+use std::time::Instant;
 
+use crate::backup::manifest::BackupStatus;
 use crate::cli::{GlobalArgs, RollbackArgs};
 use crate::cluster::client;
 use crate::cluster::release::{self, Release, ReleaseStatus};
-use crate::commands::deploy;
-use crate::config::{self, Config, short_sha as short};
-use crate::error::{BerthError, input_error};
-use crate::output::Output;
-use crate::pipeline::{DeploySettings, Request, Source};
+use crate::commands::deploy::{self, Extras};
+use crate::config::{self, Config, Environment, short_sha as short};
+use crate::error::{BerthError, Outcome, exit_code_number, input_error};
+use crate::output::{Mode, Output};
+use crate::pipeline::{DeploySettings, Plan, Request, Source, Summary};
+use crate::schema::adapter;
+use crate::schema::plan::{self as schema_plan, Decision, Runner, SchemaPlan};
+use crate::schema::unapply::{self, How, SchemaStep};
+use crate::stdout;
 
 /// Roll the environment back.
 pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> anyhow::Result<()> {
+    let started = Instant::now();
     let config = Config::load(&global.config)?;
     let env = config.environment(&args.env)?;
     let to = args.to.as_deref().map(Target::parse).transpose()?;
@@ -32,17 +45,224 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
             short(&target.sha)
         ));
     }
-    let settings = DeploySettings {
+    let mut settings = DeploySettings {
         timeout: args.wait.timeout,
         lock_wait: args.wait.lock_wait,
         ..DeploySettings::new(&global.config, &args.env, &target.sha)
     };
-    let note = schema_note(&target, &releases);
+    let prepared = async {
+        let (_, objects) = crate::pipeline::plan_release(&settings, &target, &out).await?;
+        let decision = decide(&client, &config, env, args, &releases, &target, &out).await?;
+        show(&objects, &target, &decision, args.dry_run, &out)?;
+        let step = choose_step(&config, args, &releases, &decision, &out).await?;
+        Ok((decision, step))
+    }
+    .await;
+    let (decision, step) = match prepared {
+        Ok(ready) => ready,
+        Err(error) => {
+            let ended = (Outcome::of(&error), exit_code_number(&error));
+            deploy::report(&settings, Summary::default(), ended, started, None, &out);
+            return Err(error);
+        }
+    };
+    let schema = Some(decision.json());
+    if args.dry_run {
+        deploy::report(
+            &settings,
+            Summary::default(),
+            (Outcome::Planned, 0),
+            started,
+            schema,
+            &out,
+        );
+        return Ok(());
+    }
+    settings.maintenance = match &step {
+        _ if args.maintenance => true,
+        _ if args.no_maintenance => false,
+        Some(step) => {
+            step.plan.unapplies() || matches!(step.how, How::Restore { .. }) || step.resumes
+        }
+        None => false,
+    };
+    let closing_note = match &decision {
+        Decision::NotRolledBack(why) => Some(schema_note(why, &target, &releases)),
+        Decision::Plan(_) => None,
+    };
     let request = Request {
         source: Source::Release(Box::new(target)),
         promoted_from: None,
+        schema: step.map(Box::new),
     };
-    deploy::deploy(&settings, request, Some(note), out).await
+    let extras = Extras {
+        closing_note,
+        schema,
+    };
+    deploy::deploy(&settings, request, extras, out).await
+}
+
+/// The schema part: planned with the environment's adapter, or not rolled
+/// back and why. Changes nothing (the plan Job is deleted).
+async fn decide(
+    client: &kube::Client,
+    config: &Config,
+    env: &Environment,
+    args: &RollbackArgs,
+    releases: &[Release],
+    target: &Release,
+    out: &Arc<Output>,
+) -> anyhow::Result<Decision> {
+    let adapter = match adapter::for_settings(&args.env, env.schema.as_ref()) {
+        Ok(adapter) => adapter,
+        Err(unsupported) => return Ok(Decision::NotRolledBack(unsupported.to_string())),
+    };
+    if let Some(why) = schema_plan::not_rolled_back(target) {
+        return Ok(Decision::NotRolledBack(why));
+    }
+    out.step("schema plan");
+    let runner = Runner {
+        client,
+        namespace: &env.namespace,
+        instance: crate::cluster::instance(&config.app, &args.env),
+        adapter: adapter.as_ref(),
+        thresholds: crate::rollout::Thresholds::from(&env.rollout),
+        timeout: args.wait.timeout.unwrap_or(env.rollout.timeout),
+        out,
+    };
+    let number = releases.first().map_or(1, |r| r.number + 1);
+    let plan = schema_plan::compute(&runner, releases, target, number).await?;
+    Ok(Decision::Plan(Box::new(plan)))
+}
+
+/// Show the plan before anything changes: the objects (as a deploy's dry
+/// run lists them) and the schema part; with `--output json` one `plan`
+/// event with a `schema` object.
+fn show(
+    plan: &Plan,
+    target: &Release,
+    decision: &Decision,
+    dry_run: bool,
+    out: &Output,
+) -> anyhow::Result<()> {
+    if out.mode() == Mode::Json {
+        let mut event = deploy::plan_event(plan);
+        event["rollback_to"] = target.number.into();
+        event["schema"] = decision.json();
+        return stdout::line(event);
+    }
+    let changed = if dry_run { ", nothing changed" } else { "" };
+    stdout::line(format!(
+        "Plan: roll {} back to release {} ({}) (namespace {}){changed}",
+        plan.env_name, target.number, plan.sha, plan.env.namespace
+    ))?;
+    deploy::print_objects(plan)?;
+    match decision {
+        Decision::Plan(schema) => {
+            for line in schema.lines() {
+                stdout::line(line)?;
+            }
+        }
+        Decision::NotRolledBack(why) => stdout::line(format!("Schema: not rolled back: {why}"))?,
+    }
+    Ok(())
+}
+
+/// How the schema is brought back, from the flags: refused (exit 5) when
+/// a step cannot be undone and neither flag says how (with `--dry-run`, a
+/// warning saying so); `--restore-backup` checked to name a backup that
+/// succeeded. Changes nothing.
+async fn choose_step(
+    config: &Config,
+    args: &RollbackArgs,
+    releases: &[Release],
+    decision: &Decision,
+    out: &Output,
+) -> anyhow::Result<Option<SchemaStep>> {
+    let plan = match decision {
+        Decision::Plan(plan) => plan,
+        Decision::NotRolledBack(why) if args.restore_backup.is_some() => {
+            return Err(input_error(format!(
+                "--restore-backup: {why}; roll back without it, or restore a backup with \
+                 `{} db restore {} BACKUP`",
+                crate::program::name(),
+                args.env
+            )));
+        }
+        Decision::NotRolledBack(_) => return Ok(None),
+    };
+    let how = match args.restore_backup.as_deref() {
+        Some(named) => {
+            let backup = restore_choice(plan, named, &args.env)?;
+            check_backup(config, &args.env, &backup).await?;
+            How::Restore { backup }
+        }
+        None => {
+            if !args.accept_data_loss
+                && let Some(refusal) = plan.refusal(&args.env)
+            {
+                if args.dry_run {
+                    out.warn(&format!("without --dry-run this would exit 5: {refusal}"));
+                    return Ok(None);
+                }
+                return Err(BerthError::Refused(refusal).into());
+            }
+            How::Unapply {
+                accept_data_loss: args.accept_data_loss,
+            }
+        }
+    };
+    let current = crate::pipeline::record::previous(releases).map_or(plan.target, |r| r.number);
+    Ok(Some(SchemaStep {
+        plan: (**plan).clone(),
+        how,
+        current,
+        resumes: releases.first().is_some_and(unapply::stopped),
+    }))
+}
+
+/// The backup `--restore-backup [ID]` restores: the one named, else the
+/// plan's default; refused (exit 5) when there is none, naming why and the
+/// other way out.
+fn restore_choice(plan: &SchemaPlan, named: &str, env_name: &str) -> anyhow::Result<String> {
+    if !plan.unapplies() {
+        return Err(input_error(format!(
+            "--restore-backup: the schema goes forward (or not at all) to release {}'s, so \
+             there is nothing to restore; roll back without it",
+            plan.target
+        )));
+    }
+    if !named.is_empty() {
+        return Ok(named.to_string());
+    }
+    plan.backup.clone().map_err(|why| {
+        BerthError::Refused(format!(
+            "--restore-backup: {why}. Name one (`{berth} db backups {env_name}` lists them): \
+             --restore-backup ID; or unapply instead: without --restore-backup (with \
+             --accept-data-loss if a step cannot be undone). Nothing was changed",
+            berth = crate::program::name()
+        ))
+        .into()
+    })
+}
+
+/// The backup exists in this environment's bucket and succeeded.
+async fn check_backup(config: &Config, env_name: &str, id: &str) -> anyhow::Result<()> {
+    let configured = crate::commands::db::setup::connect(config, env_name).await?;
+    match configured.store.manifest(id).await? {
+        Some(m) if m.environment == env_name && m.status == BackupStatus::Succeeded => Ok(()),
+        Some(m) if m.environment != env_name => Err(input_error(format!(
+            "--restore-backup {id}: that backup belongs to environment {}, not {env_name}",
+            m.environment
+        ))),
+        Some(_) => Err(input_error(format!(
+            "--restore-backup {id}: that backup failed, so it has no dump to restore"
+        ))),
+        None => Err(input_error(format!(
+            "--restore-backup {id}: there is no such backup; `{} db backups {env_name}` lists them",
+            crate::program::name()
+        ))),
+    }
 }
 
 /// What `--to` names.
@@ -131,9 +351,9 @@ fn choose<'a>(
     })
 }
 
-/// The database schema is not rolled back: name the migrations that ran
-/// after `target`, the release being left's among them.
-fn schema_note(target: &Release, releases: &[Release]) -> String {
+/// The database schema is not rolled back (`why`): name the migrations
+/// that ran after `target`, the release being left's among them.
+fn schema_note(why: &str, target: &Release, releases: &[Release]) -> String {
     let since: Vec<String> = releases
         .iter()
         .filter(|r| r.number > target.number)
@@ -145,13 +365,15 @@ fn schema_note(target: &Release, releases: &[Release]) -> String {
         .collect();
     if since.is_empty() {
         format!(
-            "the database schema was not rolled back; no migration ran after release {}",
+            "the database schema was NOT rolled back ({why}); no migration ran after release \
+             {}, so none needs undoing",
             target.number
         )
     } else {
         format!(
-            "the database schema was NOT rolled back: the migrations since release {} ran as {}; \
-             if one changed the schema in a way release {}'s code cannot use, revert it by hand",
+            "the database schema was NOT rolled back ({why}): the migrations since release {} \
+             ran as {}; if one changed the schema in a way release {}'s code cannot use, revert \
+             it by hand",
             target.number,
             since.join(", "),
             target.number
@@ -239,13 +461,16 @@ mod tests {
             status: "succeeded".into(),
             duration_s: 1.0,
         });
-        let note = schema_note(&history[2].clone(), &history);
-        assert!(note.contains("NOT rolled back"), "{note}");
+        let note = schema_note("no framework", &history[2].clone(), &history);
+        assert!(
+            note.starts_with("the database schema was NOT rolled back (no framework)"),
+            "{note}"
+        );
         assert!(
             note.contains("Job workbench-production-migrate-3 of release 3"),
             "{note}"
         );
-        let none = schema_note(&history[1].clone(), &history);
+        let none = schema_note("no framework", &history[1].clone(), &history);
         assert!(none.contains("no migration ran after release 3"), "{none}");
     }
 }

@@ -86,8 +86,9 @@ pub async fn run(
     let request = Request {
         source: Source::Overlay(Some(pins)),
         promoted_from: None,
+        schema: None,
     };
-    deploy::deploy(&settings, request, None, out).await
+    deploy::deploy(&settings, request, deploy::Extras::default(), out).await
 }
 
 /// The newest qualifying commit, its images pinned by digest; each newer

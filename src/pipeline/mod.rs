@@ -35,6 +35,7 @@ use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::maintenance::Window;
 use crate::output::Output;
+use crate::schema::unapply;
 
 /// What a deploy puts in the environment.
 pub enum Source {
@@ -51,6 +52,8 @@ pub struct Request {
     pub source: Source,
     /// Recorded on the release when it is a promotion.
     pub promoted_from: Option<PromotedFrom>,
+    /// A rollback's schema step, run before the objects are re-applied.
+    pub schema: Option<Box<crate::schema::unapply::SchemaStep>>,
 }
 
 impl Request {
@@ -59,6 +62,7 @@ impl Request {
         Request {
             source: Source::Overlay(None),
             promoted_from: None,
+            schema: None,
         }
     }
 
@@ -114,6 +118,11 @@ pub async fn run(
         unless_interrupted(&mut interrupts, preparing).await?
     } else {
         None
+    };
+    // A rollback continuing one that stopped midway ends the page it left up.
+    let window = match &request.schema {
+        Some(step) if step.resumes => window.map(Window::adopt),
+        _ => window,
     };
     if settings.dry_run {
         return Ok(Finished::Planned(Box::new(plan)));
@@ -191,7 +200,9 @@ impl Deploy<'_> {
             .steps(&mut record, previous.as_ref(), &mut interrupts, &mut lost)
             .await;
         let still_held = lost.check();
-        let window = self.window.take();
+        // A schema rollback that stopped midway leaves the page up: the
+        // schema is between the two releases'.
+        let window = self.window.take().filter(|_| !unapply::stopped(&record));
         let closed = close_window(window, still_held.is_ok(), &plan.env_name, out).await;
         record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
         summary.failure.clone_from(&record.failure);
@@ -236,6 +247,9 @@ impl Deploy<'_> {
             }
             let (client, plan, out) = (&self.client, &self.plan, self.out);
             let timeout = plan.timeout(self.settings);
+            if let Some(step) = &self.request.schema {
+                self.schema_step(step, record, &cancel).await?;
+            }
             pre_deploy::run(client, plan, out, record, timeout, &cancel).await?;
             tokio::select! {
                 biased;
@@ -259,6 +273,35 @@ impl Deploy<'_> {
                 Err(stopped)
             }
         }
+    }
+}
+
+impl Deploy<'_> {
+    /// A rollback's schema step: the target's schema, verified, before
+    /// any workload changes.
+    async fn schema_step(
+        &self,
+        step: &crate::schema::unapply::SchemaStep,
+        record: &mut Release,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        use crate::schema::adapter;
+        let plan = &self.plan;
+        let adapter = adapter::for_settings(&plan.env_name, plan.env.schema.as_ref())
+            .map_err(|unsupported| anyhow::anyhow!("{unsupported}"))?;
+        let place = unapply::Place {
+            runner: rollback::runner(
+                &self.client,
+                plan,
+                self.settings,
+                self.out,
+                adapter.as_ref(),
+            ),
+            config: &plan.config,
+            env_name: &plan.env_name,
+            env: &plan.env,
+        };
+        unapply::run(&place, step, record, cancel).await
     }
 }
 

@@ -254,6 +254,7 @@ mod tests {
         let rollback = Request {
             source: Source::Release(Box::new(history[1].clone())),
             promoted_from: None,
+            schema: None,
         };
         let record = start(&plan(), &rollback, &history, deployer(), Timestamp::now()).unwrap();
         assert_eq!((record.number, record.rolled_back_to), (6, Some(4)));
@@ -266,6 +267,7 @@ mod tests {
         let promotion = Request {
             source: Source::Overlay(None),
             promoted_from: Some(from.clone()),
+            schema: None,
         };
         let record = start(&plan(), &promotion, &history, deployer(), Timestamp::now()).unwrap();
         assert_eq!(record.promoted_from, Some(from));

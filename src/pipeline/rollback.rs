@@ -1,6 +1,8 @@
-//! `--rollback-on-failure`: after a failed deploy, re-apply the previous
-//! successful release's objects, wait for them, and record that as a
-//! release of its own. The database schema is not rolled back.
+//! `--rollback-on-failure`: after a failed deploy, bring the schema back to
+//! the previous successful release's when the failed one migrated it
+//! (unless a step cannot be undone: then nothing is rolled back), re-apply
+//! that release's objects, wait for them, and record that as a release of
+//! its own.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,12 +11,17 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 
+use tokio_util::sync::CancellationToken;
+
 use super::plan::{Plan, recorded_objects};
 use super::rollout;
 use super::settings::DeploySettings;
 use crate::cluster::apply;
 use crate::cluster::release::{self, Release, ReleaseStatus};
 use crate::output::Output;
+use crate::schema::adapter;
+use crate::schema::plan::{self as schema_plan, Runner};
+use crate::schema::unapply::{self, How, SchemaStep};
 
 /// Roll the `failed` release back to `previous`, if there is one and it
 /// kept its objects; the rollback's record, when one was made.
@@ -39,16 +46,49 @@ pub async fn after_failure(
         ));
         return Ok(None);
     }
+    let (started, started_at) = (Instant::now(), Timestamp::now());
+    let mut schema = None;
+    let part = schema_step(client, plan, settings, failed, &previous, out).await;
+    if let SchemaPart::Refused = part {
+        return Ok(None);
+    }
+    if let SchemaPart::Step(step) = part {
+        let mut scratch = record(
+            failed,
+            previous.clone(),
+            false,
+            started_at,
+            Duration::ZERO,
+            started_at,
+        );
+        let place = unapply::Place {
+            runner: runner(client, plan, settings, out, step.1.as_ref()),
+            config: &plan.config,
+            env_name: &plan.env_name,
+            env: &plan.env,
+        };
+        let cancel = CancellationToken::new();
+        if unapply::run(&place, &step.0, &mut scratch, &cancel)
+            .await
+            .is_err()
+        {
+            scratch.duration_s = Some(started.elapsed().as_secs_f64());
+            scratch.finished_at = Some(Timestamp::now().to_string());
+            release::create(client, ns, &scratch).await?;
+            return Ok(Some(scratch));
+        }
+        schema = scratch.schema;
+    }
     out.info(&format!(
         "re-applying release {} ({})",
         previous.number, previous.sha
     ));
     let objects = recorded_objects(&previous)?;
-    let (started, started_at) = (Instant::now(), Timestamp::now());
     let resolved = apply::resolve(client, objects).await?;
     let applied = rollout::apply(client, ns, &resolved).await?;
     let waited = rollout::wait(client, plan, &applied, plan.timeout(settings), out).await;
-    let record = record(
+    let schema_rolled_back = schema.is_some();
+    let mut record = record(
         failed,
         previous,
         waited.is_ok(),
@@ -56,10 +96,18 @@ pub async fn after_failure(
         started.elapsed(),
         Timestamp::now(),
     );
+    if schema.is_some() {
+        record.schema = schema;
+    }
     release::create(client, ns, &record).await?;
+    let schema_said = if schema_rolled_back {
+        "the database schema was rolled back with it"
+    } else {
+        "the database schema was not changed by the failed release, or is not rolled back"
+    };
     match waited {
         Ok(()) => out.info(&format!(
-            "rolled back to {} as release {}; the database schema was not rolled back",
+            "rolled back to {} as release {}; {schema_said}",
             record.sha, record.number
         )),
         Err(_) => out.warn(&format!(
@@ -68,6 +116,97 @@ pub async fn after_failure(
         )),
     }
     Ok(Some(record))
+}
+
+/// The schema part of rolling a failed release back.
+enum SchemaPart {
+    /// Nothing to bring back (the failed release did not change the
+    /// schema, or no adapter can).
+    Nothing,
+    /// It cannot be brought back safely: nothing is rolled back.
+    Refused,
+    /// The step to run first, with the adapter that runs it.
+    Step(Box<(SchemaStep, Box<dyn adapter::Adapter>)>),
+}
+
+/// The schema part of rolling `failed` back to `previous`: when the failed
+/// release migrated the schema away from `previous`'s, planned with a Job
+/// on the failed release's image. A plan that cannot run, or with a step
+/// that cannot be undone, is refused, with a warning saying how to roll
+/// back by hand.
+async fn schema_step(
+    client: &Client,
+    plan: &Plan,
+    settings: &DeploySettings,
+    failed: &Release,
+    previous: &Release,
+    out: &Arc<Output>,
+) -> SchemaPart {
+    let (Some(now), Some(then)) = (&failed.schema, &previous.schema) else {
+        return SchemaPart::Nothing;
+    };
+    if now.applied == then.applied {
+        return SchemaPart::Nothing;
+    }
+    let adapter = match adapter::for_settings(&plan.env_name, plan.env.schema.as_ref()) {
+        Ok(adapter) => adapter,
+        Err(unsupported) => {
+            out.warn(&format!("--rollback-on-failure: {unsupported}"));
+            return SchemaPart::Nothing;
+        }
+    };
+    let by_hand = format!(
+        "`{berth} rollback {env} --to {}` rolls back by hand",
+        previous.number,
+        berth = crate::program::name(),
+        env = plan.env_name
+    );
+    let history = [failed.clone(), previous.clone()];
+    let runner = runner(client, plan, settings, out, adapter.as_ref());
+    let schema = match schema_plan::compute(&runner, &history, previous, failed.number + 1).await {
+        Ok(schema) => schema,
+        Err(error) => {
+            out.warn(&format!(
+                "--rollback-on-failure: nothing is rolled back: the schema rollback could not be \
+                 planned ({error:#}); {by_hand}"
+            ));
+            return SchemaPart::Refused;
+        }
+    };
+    if let Some(refusal) = schema.refusal(&plan.env_name) {
+        out.warn(&format!(
+            "--rollback-on-failure: nothing is rolled back. {refusal}; {by_hand}, with one of them"
+        ));
+        return SchemaPart::Refused;
+    }
+    let step = SchemaStep {
+        plan: schema,
+        how: How::Unapply {
+            accept_data_loss: false,
+        },
+        current: failed.number,
+        resumes: false,
+    };
+    SchemaPart::Step(Box::new((step, adapter)))
+}
+
+/// What runs the adapter's Jobs for `plan`'s environment.
+pub(super) fn runner<'a>(
+    client: &'a Client,
+    plan: &'a Plan,
+    settings: &DeploySettings,
+    out: &'a Arc<Output>,
+    adapter: &'a dyn adapter::Adapter,
+) -> Runner<'a> {
+    Runner {
+        client,
+        namespace: &plan.env.namespace,
+        instance: plan.instance(),
+        adapter,
+        thresholds: plan.thresholds(),
+        timeout: plan.timeout(settings),
+        out,
+    }
 }
 
 /// The record of rolling `failed` back to `previous` (its objects and

@@ -31,26 +31,65 @@ pub enum Release {
     Unready,
     /// A new migration raises: the migration Job fails.
     FailedMigration,
+    /// example/variants/reversible: `0005_module_description` (a column)
+    /// and `0006_tag` (a table), both reversible.
+    Reversible,
+    /// example/variants/irreversible: `0005_uppercase_names`, a data
+    /// migration with no reverse (workflow names in capitals).
+    Irreversible,
+    /// example/variants/failing-unapply: `0005_workflow_name_index`, whose
+    /// unapply raises while the table [`UNAPPLY_MARKER`] exists, and
+    /// `0006_workflow_note`.
+    FailingUnapply,
+    /// [`Release::Reversible`]'s migrations, and [`Release::Unready`]'s
+    /// `/healthz`: the migration succeeds, the rollout fails.
+    ReversibleUnready,
 }
 
 /// What the crash release's gunicorn configuration raises, and so prints.
 pub const CRASH_MESSAGE: &str = "broken on purpose: the app cannot load";
 /// What the failing migration raises.
 pub const MIGRATION_MESSAGE: &str = "migration failed on purpose";
+/// The table whose presence makes [`Release::FailingUnapply`]'s
+/// `0005_workflow_name_index` fail to unapply.
+pub const UNAPPLY_MARKER: &str = "berth_block_unapply";
 
 impl Release {
-    const ALL: [Release; 5] = [
+    const ALL: [Release; 9] = [
         Release::GoodA,
         Release::GoodB,
         Release::Crash,
         Release::Unready,
         Release::FailedMigration,
+        Release::Reversible,
+        Release::Irreversible,
+        Release::FailingUnapply,
+        Release::ReversibleUnready,
     ];
 
-    /// The commit SHA its images are tagged with (and `/version` answers).
+    /// The commit SHA its images are tagged with (and `/version` answers);
+    /// the first call for a release builds and pushes its images. SHAs are
+    /// new for each test binary's run, so runs side by side never overwrite
+    /// each other's tags.
     pub fn sha(self) -> &'static str {
+        static BUILT: [OnceLock<String>; Release::ALL.len()] =
+            [const { OnceLock::new() }; Release::ALL.len()];
         let index = Release::ALL.iter().position(|r| *r == self).unwrap();
-        &built()[index]
+        BUILT[index].get_or_init(|| {
+            let sha = format!("{}{index:x}ee", run_id());
+            build(self, &sha);
+            sha
+        })
+    }
+
+    /// The directory under example/variants whose files it adds to example/app.
+    fn variant(self) -> Option<&'static str> {
+        match self {
+            Release::Reversible | Release::ReversibleUnready => Some("reversible"),
+            Release::Irreversible => Some("irreversible"),
+            Release::FailingUnapply => Some("failing-unapply"),
+            _ => None,
+        }
     }
 
     /// Change a copy of example/app at `dir` into this release's source.
@@ -61,8 +100,15 @@ impl Release {
             source.push_str(text);
             std::fs::write(path, source).unwrap();
         };
+        if let Some(variant) = self.variant() {
+            copy_tree(&repo_root().join("example/variants").join(variant), dir);
+        }
         match self {
-            Release::GoodA | Release::GoodB => {}
+            Release::GoodA
+            | Release::GoodB
+            | Release::Reversible
+            | Release::Irreversible
+            | Release::FailingUnapply => {}
             // gunicorn reads ./gunicorn.conf.py (in /app) first: it prints
             // the traceback, the error last, and exits 1.
             Release::Crash => std::fs::write(
@@ -70,7 +116,7 @@ impl Release {
                 format!("raise RuntimeError({CRASH_MESSAGE:?})\n"),
             )
             .unwrap(),
-            Release::Unready => append(
+            Release::Unready | Release::ReversibleUnready => append(
                 "workbench/views.py",
                 "\n\ndef healthz(request):\n    return HttpResponse(\"broken\", status=503)\n",
             ),
@@ -102,26 +148,15 @@ fn last_migration(dir: &Path) -> String {
         .to_owned()
 }
 
-/// Every release's SHA, in [`Release::ALL`]'s order; the first call builds
-/// and pushes their images. SHAs are new for each test binary's run, so
-/// runs side by side never overwrite each other's tags.
-fn built() -> &'static [String] {
-    static BUILT: OnceLock<Vec<String>> = OnceLock::new();
-    BUILT.get_or_init(|| {
+/// This test binary's run: a prefix of hex digits for its releases' SHAs.
+fn run_id() -> &'static str {
+    static RUN: OnceLock<String> = OnceLock::new();
+    RUN.get_or_init(|| {
         let nanos = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let run = format!("{:08x}{:04x}", std::process::id(), nanos % 0x10000);
-        Release::ALL
-            .iter()
-            .enumerate()
-            .map(|(i, release)| {
-                let sha = format!("{run}{i:x}ee");
-                build(*release, &sha);
-                sha
-            })
-            .collect()
+        format!("{:08x}{:04x}", std::process::id(), nanos % 0x10000)
     })
 }
 
@@ -294,6 +329,21 @@ impl RealApp {
     /// A superuser connection to the app's database.
     pub async fn postgres(&self) -> tokio_postgres::Client {
         super::connect_postgres(&self.database_url).await
+    }
+
+    /// Name the migration framework (`migrate: { framework: django }`, the
+    /// overlay's own migration Job), so deploys record the schema and
+    /// rollbacks bring it back.
+    pub fn set_django_migrations(&self) {
+        let path = self.dir.join("berth.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let text = text.replacen(
+            "\n    database:\n",
+            "\n    migrate: { framework: django }\n    database:\n",
+            1,
+        );
+        assert!(text.contains("framework: django"), "{text}");
+        std::fs::write(path, text).unwrap();
     }
 }
 

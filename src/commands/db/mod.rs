@@ -6,9 +6,9 @@ mod backup;
 mod backups;
 mod drill;
 mod prune;
-mod restore;
-mod restore_sequence;
-mod setup;
+pub(crate) mod restore;
+pub(crate) mod restore_sequence;
+pub(crate) mod setup;
 
 use std::sync::Arc;
 
