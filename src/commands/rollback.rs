@@ -22,7 +22,7 @@ use crate::output::{Mode, Output};
 use crate::pipeline::{DeploySettings, Plan, Request, Source, Summary};
 use crate::schema::adapter;
 use crate::schema::plan::{self as schema_plan, Decision, Runner, SchemaPlan};
-use crate::schema::unapply::{self, How, SchemaStep};
+use crate::schema::unapply::{self, How, Reverse, SchemaStep};
 use crate::stdout;
 
 /// Roll the environment back.
@@ -216,7 +216,7 @@ async fn choose_step(
     Ok(Some(SchemaStep {
         plan: (**plan).clone(),
         how,
-        current,
+        reverse: Reverse::RollbackTo(current),
         resumes: releases.first().is_some_and(unapply::stopped),
     }))
 }

@@ -21,7 +21,7 @@ use crate::cluster::release::{self, Release, ReleaseStatus};
 use crate::output::Output;
 use crate::schema::adapter;
 use crate::schema::plan::{self as schema_plan, Runner};
-use crate::schema::unapply::{self, How, SchemaStep};
+use crate::schema::unapply::{self, How, Reverse, SchemaStep};
 
 /// Roll the `failed` release back to `previous`, if there is one and it
 /// kept its objects; the rollback's record, when one was made.
@@ -184,7 +184,7 @@ async fn schema_step(
         how: How::Unapply {
             accept_data_loss: false,
         },
-        current: failed.number,
+        reverse: Reverse::Deploy(failed.sha.clone()),
         resumes: false,
     };
     SchemaPart::Step(Box::new((step, adapter)))

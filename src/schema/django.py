@@ -55,12 +55,16 @@ def berth_state(executor):
     applied children is of its app); for migrations the image has no file
     for, and for ties, the newest row of django_migrations.
     """
-    graph = executor.loader.graph
-    applied = executor.loader.applied_migrations
+    loader = executor.loader
+    graph = loader.graph
     rows = berth_applied_rows()
-    unknown = sorted(key for key in rows if key not in graph.nodes and key not in applied)
+    # The loader's applied set holds every row, files or not, and a squashed
+    # migration in place of the rows it replaces (gone from the graph).
+    replaced = {key for migration in loader.replacements.values() for key in migration.replaces}
+    applied = {key for key in loader.applied_migrations if key not in replaced or key in graph.nodes}
+    unknown = sorted(key for key in applied if key not in graph.nodes)
     by_app = {}
-    for key in set(applied) | set(unknown):
+    for key in applied:
         by_app.setdefault(key[0], []).append(key)
     state = {}
     for app, keys in by_app.items():
@@ -153,6 +157,14 @@ def berth_run(request, response):
         raise BadRequest(f"unknown action {action!r}")
     target = request.get("target") or {}
     targets = berth_targets(executor, live, target)
+    changing = {app for app, _ in targets}
+    strangers = [f"{a}.{n}" for a, n in unknown if a in changing]
+    if strangers:
+        raise BadRequest(
+            "the database has " + ", ".join(strangers) + " applied, which this image has no "
+            "file for, so it cannot unapply them (were they migrated by a newer image than "
+            "berth recorded?)"
+        )
     plan = executor.migration_plan(targets) if targets else []
     response["plan"] = [berth_step(m, b) for m, b in plan]
     response["plan_text"] = berth_plan_text(targets)

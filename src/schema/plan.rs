@@ -358,7 +358,8 @@ pub async fn compute(
         .await?;
     if let Some(error) = ran.response.error {
         return Err(crate::error::BerthError::Refused(format!(
-            "the schema cannot be planned back to release {}'s with release {}'s image {}:              {error}; nothing was changed",
+            "the schema cannot be planned back to release {}'s with release {}'s image {}: \
+             {error}; nothing was changed",
             target.number, source.release, source.image
         ))
         .into());

@@ -41,11 +41,21 @@ pub struct SchemaStep {
     pub plan: SchemaPlan,
     /// How it is carried out.
     pub how: How,
-    /// The release being left (its schema is where `--to` it goes forward again).
-    pub current: u64,
+    /// How to go forward again to the schema being left.
+    pub reverse: Reverse,
     /// It continues (or reverses) a schema rollback that stopped midway,
     /// whose maintenance page is still up: this one takes it down.
     pub resumes: bool,
+}
+
+/// How to bring back the schema a rollback is leaving.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reverse {
+    /// `rollback --to N`: release N succeeded and recorded that schema.
+    RollbackTo(u64),
+    /// `advanced-deploy SHA`: the release being left failed (its rollout,
+    /// after its migration), so deploying its SHA again migrates forward.
+    Deploy(String),
 }
 
 /// Whether `release` is a schema rollback that stopped midway (its
@@ -125,13 +135,21 @@ pub fn next_commands(env_name: &str, step: &SchemaStep) -> String {
         } => " --accept-data-loss",
         _ => "",
     };
+    let reverse = match &step.reverse {
+        Reverse::RollbackTo(number) => format!(
+            "`{berth} rollback {env_name} --to {number}` reverses (it migrates forward with the \
+             same image)"
+        ),
+        Reverse::Deploy(sha) => format!(
+            "`{berth} advanced-deploy {env_name} {sha}` reverses (its migration runs forward again)"
+        ),
+    };
     let mut text = String::new();
     let _ = write!(
         text,
         "`{berth} rollback {env_name} --to {}{flag}` continues (it plans again from the live \
-         state); `{berth} rollback {env_name} --to {}` reverses (it migrates forward with the \
-         same image); `{berth} maintenance {env_name} off` takes the maintenance page down",
-        step.plan.target, step.current
+         state); {reverse}; `{berth} maintenance {env_name} off` takes the maintenance page down",
+        step.plan.target
     );
     text
 }
@@ -406,7 +424,7 @@ mod tests {
             how: How::Unapply {
                 accept_data_loss: true,
             },
-            current: 5,
+            reverse: Reverse::RollbackTo(5),
             resumes: false,
         };
         let text = next_commands("production", &step);
@@ -419,5 +437,14 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("maintenance production off"), "{text}");
+        let after_a_failed_deploy = SchemaStep {
+            reverse: Reverse::Deploy("ddddddd".into()),
+            ..step
+        };
+        let text = next_commands("production", &after_a_failed_deploy);
+        assert!(
+            text.contains("advanced-deploy production ddddddd` reverses"),
+            "{text}"
+        );
     }
 }
