@@ -19,10 +19,10 @@ use crate::commands::deploy::{self, Extras};
 use crate::config::{self, Config, Environment, short_sha as short};
 use crate::error::{BerthError, Outcome, exit_code_number, input_error};
 use crate::output::{Mode, Output};
-use crate::pipeline::{DeploySettings, Request, Source, Summary};
+use crate::pipeline::{DeploySettings, Plan, Request, Source, Summary};
 use crate::schema::adapter;
 use crate::schema::plan::{self as schema_plan, Decision, Runner, SchemaPlan};
-use crate::schema::unapply::{How, SchemaStep};
+use crate::schema::unapply::{self, How, SchemaStep};
 use crate::stdout;
 
 /// Roll the environment back.
@@ -51,24 +51,18 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
         ..DeploySettings::new(&global.config, &args.env, &target.sha)
     };
     let prepared = async {
+        let (_, objects) = crate::pipeline::plan_release(&settings, &target, &out).await?;
         let decision = decide(&client, &config, env, args, &releases, &target, &out).await?;
-        show(&settings, &target, &decision, args.dry_run, &out).await?;
-        let step = choose_step(&config, args, &releases, &decision).await?;
-        Ok::<_, anyhow::Error>((decision, step))
-    };
-    let (decision, step) = match prepared.await {
+        show(&objects, &target, &decision, args.dry_run, &out)?;
+        let step = choose_step(&config, args, &releases, &decision, &out).await?;
+        Ok((decision, step))
+    }
+    .await;
+    let (decision, step) = match prepared {
         Ok(ready) => ready,
         Err(error) => {
-            let status = crate::error::kind_of(&error).map_or(Outcome::Failed, BerthError::outcome);
-            let code = exit_code_number(&error);
-            deploy::report(
-                &settings,
-                Summary::default(),
-                (status, code),
-                started,
-                None,
-                &out,
-            );
+            let ended = (Outcome::of(&error), exit_code_number(&error));
+            deploy::report(&settings, Summary::default(), ended, started, None, &out);
             return Err(error);
         }
     };
@@ -87,7 +81,9 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
     settings.maintenance = match &step {
         _ if args.maintenance => true,
         _ if args.no_maintenance => false,
-        Some(step) => step.plan.unapplies() || matches!(step.how, How::Restore { .. }),
+        Some(step) => {
+            step.plan.unapplies() || matches!(step.how, How::Restore { .. }) || step.resumes
+        }
         None => false,
     };
     let closing_note = match &decision {
@@ -142,16 +138,15 @@ async fn decide(
 /// Show the plan before anything changes: the objects (as a deploy's dry
 /// run lists them) and the schema part; with `--output json` one `plan`
 /// event with a `schema` object.
-async fn show(
-    settings: &DeploySettings,
+fn show(
+    plan: &Plan,
     target: &Release,
     decision: &Decision,
     dry_run: bool,
     out: &Output,
 ) -> anyhow::Result<()> {
-    let (_, plan) = crate::pipeline::plan_release(settings, target, out).await?;
     if out.mode() == Mode::Json {
-        let mut event = deploy::plan_event(&plan);
+        let mut event = deploy::plan_event(plan);
         event["rollback_to"] = target.number.into();
         event["schema"] = decision.json();
         return stdout::line(event);
@@ -161,7 +156,7 @@ async fn show(
         "Plan: roll {} back to release {} ({}) (namespace {}){changed}",
         plan.env_name, target.number, plan.sha, plan.env.namespace
     ))?;
-    deploy::print_objects(&plan)?;
+    deploy::print_objects(plan)?;
     match decision {
         Decision::Plan(schema) => {
             for line in schema.lines() {
@@ -174,13 +169,15 @@ async fn show(
 }
 
 /// How the schema is brought back, from the flags: refused (exit 5) when
-/// a step cannot be undone and neither flag says how; `--restore-backup`
-/// checked to name a backup that succeeded. Changes nothing.
+/// a step cannot be undone and neither flag says how (with `--dry-run`, a
+/// warning saying so); `--restore-backup` checked to name a backup that
+/// succeeded. Changes nothing.
 async fn choose_step(
     config: &Config,
     args: &RollbackArgs,
     releases: &[Release],
     decision: &Decision,
+    out: &Output,
 ) -> anyhow::Result<Option<SchemaStep>> {
     let plan = match decision {
         Decision::Plan(plan) => plan,
@@ -204,6 +201,10 @@ async fn choose_step(
             if !args.accept_data_loss
                 && let Some(refusal) = plan.refusal(&args.env)
             {
+                if args.dry_run {
+                    out.warn(&format!("without --dry-run this would exit 5: {refusal}"));
+                    return Ok(None);
+                }
                 return Err(BerthError::Refused(refusal).into());
             }
             How::Unapply {
@@ -216,6 +217,7 @@ async fn choose_step(
         plan: (**plan).clone(),
         how,
         current,
+        resumes: releases.first().is_some_and(unapply::stopped),
     }))
 }
 

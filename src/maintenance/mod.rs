@@ -663,6 +663,16 @@ impl Window {
         }))
     }
 
+    /// Take down at the end a page that was up before the deploy: one a
+    /// schema rollback that stopped midway left up, which the rollback
+    /// continuing or reversing it ends.
+    pub fn adopt(self) -> Window {
+        Window {
+            was_on: false,
+            ..self
+        }
+    }
+
     /// Turn maintenance on (the pipeline's step before the migration).
     pub async fn open(&self, out: &Output) -> anyhow::Result<()> {
         out.step("maintenance on");

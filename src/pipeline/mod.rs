@@ -35,6 +35,7 @@ use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::maintenance::Window;
 use crate::output::Output;
+use crate::schema::unapply;
 
 /// What a deploy puts in the environment.
 pub enum Source {
@@ -118,6 +119,11 @@ pub async fn run(
     } else {
         None
     };
+    // A rollback continuing one that stopped midway ends the page it left up.
+    let window = match &request.schema {
+        Some(step) if step.resumes => window.map(Window::adopt),
+        _ => window,
+    };
     if settings.dry_run {
         return Ok(Finished::Planned(Box::new(plan)));
     }
@@ -196,7 +202,7 @@ impl Deploy<'_> {
         let still_held = lost.check();
         // A schema rollback that stopped midway leaves the page up: the
         // schema is between the two releases'.
-        let window = self.window.take().filter(|_| !schema_stopped(&record));
+        let window = self.window.take().filter(|_| !unapply::stopped(&record));
         let closed = close_window(window, still_held.is_ok(), &plan.env_name, out).await;
         record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
         summary.failure.clone_from(&record.failure);
@@ -279,7 +285,7 @@ impl Deploy<'_> {
         record: &mut Release,
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
-        use crate::schema::{adapter, unapply};
+        use crate::schema::adapter;
         let plan = &self.plan;
         let adapter = adapter::for_settings(&plan.env_name, plan.env.schema.as_ref())
             .map_err(|unsupported| anyhow::anyhow!("{unsupported}"))?;
@@ -297,14 +303,6 @@ impl Deploy<'_> {
         };
         unapply::run(&place, step, record, cancel).await
     }
-}
-
-/// Whether `record`'s schema rollback stopped midway.
-fn schema_stopped(record: &Release) -> bool {
-    record
-        .failure
-        .as_ref()
-        .is_some_and(|f| f.reason == crate::schema::unapply::FAILURE_REASON)
 }
 
 /// `error` said with what it means for the deploy (`meaning: error`);

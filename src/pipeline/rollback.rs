@@ -185,6 +185,7 @@ async fn schema_step(
             accept_data_loss: false,
         },
         current: failed.number,
+        resumes: false,
     };
     SchemaPart::Step(Box::new((step, adapter)))
 }

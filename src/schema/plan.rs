@@ -73,19 +73,28 @@ pub fn not_rolled_back(target: &Release) -> Option<String> {
 }
 
 /// The backup `--restore-backup` restores by default when rolling back to
-/// `target`: the pre-migration backup of the first release after it whose
-/// migration changed the schema (taken just before the schema left the
-/// target's state). `Err`: why there is none.
+/// `target`: the pre-migration backup of the first release whose migration
+/// changed the schema after it was last in the target's state (a rollback
+/// to the target can have brought it back since), taken just before the
+/// schema left that state. `Err`: why there is none.
 pub fn default_backup(history: &[Release], target: &Release) -> Result<String, String> {
+    let state = target.schema.as_ref().map(|s| &s.applied);
+    let last_there = history
+        .iter()
+        .filter(|r| r.number >= target.number)
+        .filter(|r| r.schema.as_ref().map(|s| &s.applied) == state)
+        .map(|r| r.number)
+        .max()
+        .unwrap_or(target.number);
     let first = history
         .iter()
-        .filter(|r| r.number > target.number)
+        .filter(|r| r.number > last_there)
         .filter(|r| r.schema.as_ref().is_some_and(|s| !s.migrated.is_empty()))
         .min_by_key(|r| r.number);
     match first {
         None => Err(format!(
-            "no release after release {} recorded a migration that changed the schema, so \
-             there is no pre-migration backup of its state",
+            "no release after release {last_there} recorded a migration that changed the \
+             schema, so there is no pre-migration backup of release {}'s state",
             target.number
         )),
         Some(r) => r.backup.clone().ok_or_else(|| {
@@ -95,9 +104,9 @@ pub fn default_backup(history: &[Release], target: &Release) -> Result<String, S
                 "the environment took none (backups.before_migrate, or no `backups:`)"
             };
             format!(
-                "release {}, the first to migrate after release {}, has no pre-migration \
-                 backup: {why}",
-                r.number, target.number
+                "release {}, the first to migrate after release {last_there}, has no \
+                 pre-migration backup: {why}",
+                r.number
             )
         }),
     }
@@ -381,9 +390,10 @@ mod tests {
     }
 
     fn schema(image: &str, migrated: &[(&str, &str)]) -> SchemaRecord {
+        let last = migrated.last().map_or("0002_x", |(_, n)| n);
         SchemaRecord {
             framework: "django".into(),
-            applied: State::from([("catalog".to_string(), "0002_x".to_string())]),
+            applied: State::from([("catalog".to_string(), last.to_string())]),
             image: image.into(),
             migrated: migrated.iter().map(|(a, n)| id(a, n)).collect(),
             irreversible: vec![],
@@ -425,6 +435,17 @@ mod tests {
         assert_eq!(default_backup(&h, &h[2]), Ok("b-4".into()));
         let none = default_backup(&h, &h[1]).unwrap_err();
         assert!(none.contains("no release after release 4"), "{none}");
+        // Rolled back to release 2's state (release 6), then migrated again
+        // (release 7): the backup before release 7 holds release 2's state.
+        let mut again = history();
+        let mut rollback = example(6, "bbbbbbb", ReleaseStatus::Succeeded);
+        rollback.schema = again[3].schema.clone();
+        let mut redeploy = example(7, "ddddddd", ReleaseStatus::Succeeded);
+        redeploy.schema = Some(schema("reg/app@sha256:7", &[("catalog", "0003_x")]));
+        redeploy.backup = Some("b-7".into());
+        again.insert(0, rollback);
+        again.insert(0, redeploy);
+        assert_eq!(default_backup(&again, &again[5]), Ok("b-7".into()));
         let mut skipped = history();
         skipped[2].backup = None;
         skipped[2].no_backup = true;

@@ -43,6 +43,18 @@ pub struct SchemaStep {
     pub how: How,
     /// The release being left (its schema is where `--to` it goes forward again).
     pub current: u64,
+    /// It continues (or reverses) a schema rollback that stopped midway,
+    /// whose maintenance page is still up: this one takes it down.
+    pub resumes: bool,
+}
+
+/// Whether `release` is a schema rollback that stopped midway (its
+/// maintenance page left up).
+pub fn stopped(release: &Release) -> bool {
+    release
+        .failure
+        .as_ref()
+        .is_some_and(|f| f.reason == FAILURE_REASON)
 }
 
 /// The schema the rollback release records once the target's state is
@@ -199,7 +211,21 @@ pub async fn run(
                 .or_else(|| verify(&ran.response.applied, &plan.to, plan.target).err());
             (Some(ran.job), Some(ran.response.applied), error)
         }
-        Err(error) if error.downcast_ref::<Cancelled>().is_some() => return Err(error),
+        Err(error) if error.downcast_ref::<Cancelled>().is_some() => {
+            // Stopped from outside (Ctrl-C, a lost lock): the Job is gone and
+            // the state unknown, so the page stays up and the record says so.
+            record.failure = Some(FailureRecord {
+                workload: "schema".into(),
+                pod: None,
+                reason: FAILURE_REASON.into(),
+                message: format!(
+                    "stopped before the schema step ended; the schema may be between the two \
+                     releases': {}",
+                    next_commands(place.env_name, step)
+                ),
+            });
+            return Err(error);
+        }
         Err(error) => {
             let job = error.downcast_ref::<NoResponse>().map(|e| e.job.clone());
             // Where did it stop? Read the state, if a Job can still tell.
@@ -381,6 +407,7 @@ mod tests {
                 accept_data_loss: true,
             },
             current: 5,
+            resumes: false,
         };
         let text = next_commands("production", &step);
         assert!(
