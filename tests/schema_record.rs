@@ -17,10 +17,10 @@ use berth::schema::adapter::Request;
 use berth::schema::django::Django;
 use berth::schema::jobs::{self, Spec};
 use k8s_openapi::api::batch::v1::Job;
-use kube::Api;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use support::backups::{bucket, credentials_secret, jobs, set_backups};
 use support::real_app::{RealApp, Release};
 use support::*;
 
@@ -36,16 +36,30 @@ impl TaskReporter for Lines {
     }
 }
 
-/// `migrate: { framework: django }` added to the app's environment.
-fn with_framework(app: &RealApp) {
+/// The app's environment given a `migrate:` block of `lines` (YAML lines
+/// indented for the block).
+fn with_migrate(app: &RealApp, lines: &str) {
     let path = app.dir.join("berth.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text.replacen(
         "    rollout:\n",
-        "    migrate:\n      framework: django\n    rollout:\n",
+        &format!("    migrate:\n{lines}    rollout:\n"),
         1,
     );
     std::fs::write(&path, text).unwrap();
+}
+
+/// `migrate: { framework: django }` added to the app's environment.
+fn with_framework(app: &RealApp) {
+    with_migrate(app, "      framework: django\n");
+}
+
+/// The newest release's record.
+async fn newest(client: &kube::Client, app: &RealApp) -> berth::cluster::release::Release {
+    berth::cluster::release::list(client, &app.namespace)
+        .await
+        .unwrap()
+        .remove(0)
 }
 
 /// The overlay's migration Job, rendered and pinned to `sha` as a deploy does.
@@ -132,9 +146,9 @@ async fn the_adapter_reads_what_a_release_will_migrate_in_a_copy_of_its_migratio
         !printed.iter().any(|l| l.contains("berth-schema-result")),
         "the result line is read, not shown: {printed:?}"
     );
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &app.namespace);
-    assert!(
-        jobs.get_opt(&ran.job).await.unwrap().is_none(),
+    assert_eq!(
+        jobs(&client, &app.namespace).await,
+        Vec::<String>::new(),
         "a Job that changes nothing is deleted"
     );
     assert_eq!(
@@ -211,11 +225,10 @@ async fn a_deploy_records_the_schema_its_migration_left_and_what_it_migrated() {
         kube::ResourceExt::name_any(&job).starts_with("wb-test-migrate-1-"),
         "{job:?}"
     );
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &app.namespace);
-    let left = jobs.list(&Default::default()).await.unwrap().items;
-    assert!(
-        left.is_empty(),
-        "every Job that succeeded is deleted: {left:?}"
+    assert_eq!(
+        jobs(&client, &app.namespace).await,
+        Vec::<String>::new(),
+        "every Job that succeeded is deleted"
     );
 
     let history = app.ok(&["--output", "json", "history", "test"]);
@@ -261,4 +274,116 @@ async fn a_deploy_records_the_schema_its_migration_left_and_what_it_migrated() {
         "{}",
         again.image
     );
+}
+
+#[tokio::test]
+async fn with_before_migrate_pending_the_frameworks_read_decides_the_backup() {
+    let client = local_env().kube().await;
+    let app = RealApp::new(&client, "schema-backup").await;
+    let (bucket, _bucket) = bucket("schema-backup").await;
+    credentials_secret(&client, &app.namespace).await;
+    set_backups(&app, &bucket, "      before_migrate: pending\n");
+    with_framework(&app);
+
+    let sha = Release::GoodA.sha();
+    let plan = app.ok(&["advanced-deploy", "test", sha, "--dry-run"]);
+    let plan = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(
+        plan.contains(
+            "Backup before the migration: if migrations are pending: migrate.framework reads \
+             them first in a copy of the migration Job"
+        ),
+        "the framework's read replaces the template's pending check: {plan}"
+    );
+    assert!(
+        plan.contains("Migrations: inspected when the deploy runs (migrate.framework: django)"),
+        "{plan}"
+    );
+    assert_eq!(jobs(&client, &app.namespace).await, Vec::<String>::new());
+
+    let first = app.deploy(Release::GoodA);
+    let said = stderr(&first);
+    assert!(
+        said.contains("4 migrations are pending, so the database is backed up before they run"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("[pending-check]"),
+        "no pending check Job: {said}"
+    );
+    let release = newest(&client, &app).await;
+    assert!(release.backup.is_some(), "a backup before the migration");
+    assert_eq!(release.schema.unwrap().migrated.len(), 4);
+
+    let second = app.deploy(Release::GoodB);
+    let said = stderr(&second);
+    assert!(
+        said.contains("nothing is pending: no backup before the migration"),
+        "{said}"
+    );
+    let release = newest(&client, &app).await;
+    assert_eq!(release.backup, None);
+    let schema = release.schema.expect("the state is recorded all the same");
+    assert!(schema.migrated.is_empty());
+    assert_eq!(schema.applied["workbench"], "0004_module");
+}
+
+#[tokio::test]
+async fn a_framework_that_cannot_be_read_stops_the_deploy_before_anything_migrates() {
+    let client = local_env().kube().await;
+    let app = RealApp::new(&client, "schema-unread").await;
+    with_migrate(
+        &app,
+        "      framework: django\n      manage: [python3, no-such-manage.py]\n",
+    );
+    let out = app.berth(&["advanced-deploy", "test", Release::GoodA.sha()]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("reading what this release will migrate failed, so nothing was migrated"),
+        "{said}"
+    );
+    assert!(said.contains("no workload was changed"), "{said}");
+    assert!(
+        !said.contains("[migrate]"),
+        "the migration never ran: {said}"
+    );
+    assert_eq!(deployment_count(&client, &app.namespace).await, 0);
+    let tables = app
+        .postgres()
+        .await
+        .query(
+            "SELECT 1 FROM pg_tables WHERE tablename = 'django_migrations'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(tables.is_empty(), "nothing migrated");
+    assert_eq!(
+        jobs(&client, &app.namespace).await,
+        Vec::<String>::new(),
+        "the read-only Job is deleted even when it fails"
+    );
+    let release = newest(&client, &app).await;
+    let failure = release.failure.expect("the failure is recorded");
+    assert_eq!(
+        (failure.workload.as_str(), failure.reason.as_str()),
+        ("schema", "SchemaReadFailed")
+    );
+    assert_eq!(release.schema, None);
+}
+
+#[tokio::test]
+async fn another_framework_deploys_as_before_with_no_extra_job() {
+    let client = local_env().kube().await;
+    let app = RealApp::new(&client, "schema-rails").await;
+    with_migrate(&app, "      framework: rails\n");
+    let out = app.deploy(Release::GoodA);
+    let said = stderr(&out);
+    assert!(said.contains("[migrate]"), "{said}");
+    assert!(
+        !said.contains("[migration-inspect]") && !said.contains("[migration-state]"),
+        "{said}"
+    );
+    assert_eq!(newest(&client, &app).await.schema, None);
 }

@@ -62,17 +62,20 @@ pub async fn inspect(
         )
     })?
     .0;
+    if !response.unknown.is_empty() {
+        out.warn(&format!(
+            "the database has migrations applied that this release's code does not have: {}; \
+             Django leaves them applied",
+            joined(&response.unknown)
+        ));
+    }
     let pending = response.pending;
     if pending.is_empty() {
         out.info("this release migrates nothing: the schema is up to date");
     } else {
         out.info(&format!(
             "this release migrates: {}",
-            ids(&pending)
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            joined(&ids(&pending))
         ));
     }
     if let Some(warning) = irreversible_warning(&irreversible(&pending)) {
@@ -202,6 +205,14 @@ fn ids(steps: &[Step]) -> Vec<MigrationId> {
     steps.iter().map(|s| s.migration.clone()).collect()
 }
 
+/// `app.name, app.name, ...`.
+fn joined(ids: &[MigrationId]) -> String {
+    ids.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Those of `steps` that cannot be reversed, with the operations that cannot.
 pub fn irreversible(steps: &[Step]) -> Vec<Irreversible> {
     steps
@@ -283,12 +294,6 @@ mod tests {
              (the pre-migration backup) or --accept-data-loss"
         );
         assert_eq!(irreversible_warning(&irreversible(&steps[..1])), None);
-        assert_eq!(
-            ids(&steps)
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>(),
-            ["workbench.0005_tag", "workbench.0006_x"]
-        );
+        assert_eq!(joined(&ids(&steps)), "workbench.0005_tag, workbench.0006_x");
     }
 }

@@ -46,7 +46,8 @@ pub struct Ran {
     /// The Job's name.
     pub job: String,
     /// Why the Job failed, when it did (a Migrate that stopped midway: the
-    /// response still says where it stopped).
+    /// response still says where it stopped); `reason` is `Timeout` when it
+    /// did not finish in time.
     pub failure: Option<Failure>,
 }
 
@@ -161,10 +162,13 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
     let response = match parsed {
         Some(Ok(response)) => response,
         found => {
-            let why = match (&failure, found) {
-                (Some(f), _) => f.message.clone(),
-                (None, Some(Err(e))) => format!("{e:#}"),
-                (None, _) => "its pod left no log".into(),
+            let read = match found {
+                Some(Err(e)) => format!("{e:#}"),
+                _ => "its pod left no log".into(),
+            };
+            let why = match &failure {
+                Some(f) => format!("{}; {read}", f.message),
+                None => read,
             };
             return Err(NoResponse {
                 task: task.name(),
