@@ -151,7 +151,7 @@ async fn images(client: &Client, namespace: &str) -> BTreeMap<String, Vec<String
 /// `on`, `partial` or `off`: whether the maintenance page is up.
 fn maintenance(app: &RealApp) -> String {
     let out = app.ok(&["--output", "json", "maintenance", "test", "status"]);
-    let state = &report(&out)["maintenance"]["state"];
+    let state = &report(&out)["state"];
     state
         .as_str()
         .unwrap_or_else(|| panic!("{state}"))
