@@ -130,7 +130,8 @@ fn releases(app: &RealApp) -> Vec<Value> {
         .collect()
 }
 
-/// Each Deployment's container images.
+/// Each of the app's Deployments' container images (not those of
+/// berth's maintenance server, which a rollback that unapplies starts).
 async fn images(client: &Client, namespace: &str) -> BTreeMap<String, Vec<String>> {
     Api::<Deployment>::namespaced(client.clone(), namespace)
         .list(&Default::default())
@@ -138,12 +139,23 @@ async fn images(client: &Client, namespace: &str) -> BTreeMap<String, Vec<String
         .unwrap()
         .items
         .into_iter()
+        .filter(|d| d.metadata.name.as_deref() != Some("berth-maintenance"))
         .map(|d| {
             let containers = d.spec.unwrap().template.spec.unwrap().containers;
             let images = containers.into_iter().filter_map(|c| c.image).collect();
             (d.metadata.name.unwrap(), images)
         })
         .collect()
+}
+
+/// `on`, `partial` or `off`: whether the maintenance page is up.
+fn maintenance(app: &RealApp) -> String {
+    let out = app.ok(&["--output", "json", "maintenance", "test", "status"]);
+    let state = &report(&out)["state"];
+    state
+        .as_str()
+        .unwrap_or_else(|| panic!("{state}"))
+        .to_owned()
 }
 
 /// Whether every workload runs `release`'s SHA.
@@ -236,6 +248,7 @@ async fn a_rollback_unapplies_reversible_migrations_and_the_old_code_serves() {
 
     let out = timed(&app, "rollback with migrations", &["rollback", "test"]);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(maintenance(&app), "off", "{}", all_output(&out));
 
     assert!(!tables(&app).await.contains(&"tag".to_owned()));
     assert!(
@@ -403,6 +416,7 @@ async fn an_unapply_that_fails_midway_changes_no_workload_and_the_printed_comman
     let text = all_output(&out);
     assert_eq!(code(&out), 1, "{text}");
     assert!(text.contains("unapply blocked on purpose"), "{text}");
+    assert_eq!(maintenance(&app), "on", "the page stays up midway");
     assert_eq!(
         images(&client, &app.namespace).await,
         d_images,
@@ -439,6 +453,12 @@ async fn an_unapply_that_fails_midway_changes_no_workload_and_the_printed_comman
     let args: Vec<&str> = next.iter().map(String::as_str).collect();
     let out = timed(&app, "the continued rollback", &args);
     assert_eq!(code(&out), 0, "{}", all_output(&out));
+    assert_eq!(
+        maintenance(&app),
+        "off",
+        "the rollback that finished ends the maintenance the stopped one began: {}",
+        all_output(&out)
+    );
     assert_eq!(migration_rows(&app).await, a_rows);
     assert_eq!(indexes(&app).await, a_indexes);
     serves(&app, &client, Release::GoodA).await;
