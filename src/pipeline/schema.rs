@@ -78,7 +78,7 @@ pub async fn inspect(
             joined(&ids(&pending))
         ));
     }
-    if let Some(warning) = irreversible_warning(&irreversible(&pending)) {
+    if let Some(warning) = irreversible_warning(&Irreversible::of(&pending)) {
         out.warn(&warning);
     }
     Ok(Inspected {
@@ -130,7 +130,7 @@ pub async fn record(
         applied: response.applied,
         image,
         migrated: ids(&inspected.pending),
-        irreversible: irreversible(&inspected.pending),
+        irreversible: Irreversible::of(&inspected.pending),
         job: Manifest::of_job(job)?,
     })
 }
@@ -213,23 +213,6 @@ fn joined(ids: &[MigrationId]) -> String {
         .join(", ")
 }
 
-/// Those of `steps` that cannot be reversed, with the operations that cannot.
-pub fn irreversible(steps: &[Step]) -> Vec<Irreversible> {
-    steps
-        .iter()
-        .filter(|s| s.irreversible())
-        .map(|s| Irreversible {
-            migration: s.migration.clone(),
-            operations: s
-                .operations
-                .iter()
-                .filter(|o| o.irreversible)
-                .map(|o| o.description.clone())
-                .collect(),
-        })
-        .collect()
-}
-
 /// The warning a deploy prints before migrations a rollback cannot undo.
 pub fn irreversible_warning(irreversible: &[Irreversible]) -> Option<String> {
     if irreversible.is_empty() {
@@ -280,7 +263,7 @@ mod tests {
                 ],
             ),
         ];
-        let found = irreversible(&steps);
+        let found = Irreversible::of(&steps);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].migration.to_string(), "workbench.0006_x");
         assert_eq!(
@@ -293,7 +276,7 @@ mod tests {
              (Raw Python operation without reverse); a rollback will need --restore-backup \
              (the pre-migration backup) or --accept-data-loss"
         );
-        assert_eq!(irreversible_warning(&irreversible(&steps[..1])), None);
+        assert_eq!(irreversible_warning(&Irreversible::of(&steps[..1])), None);
         assert_eq!(joined(&ids(&steps)), "workbench.0005_tag, workbench.0006_x");
     }
 }

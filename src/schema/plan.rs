@@ -151,19 +151,7 @@ impl SchemaPlan {
 
     /// The steps that cannot be undone, with their irreversible operations.
     pub fn irreversible(&self) -> Vec<Irreversible> {
-        self.steps
-            .iter()
-            .filter(|s| s.irreversible())
-            .map(|s| Irreversible {
-                migration: s.migration.clone(),
-                operations: s
-                    .operations
-                    .iter()
-                    .filter(|o| o.irreversible)
-                    .map(|o| o.description.clone())
-                    .collect(),
-            })
-            .collect()
+        Irreversible::of(&self.steps)
     }
 
     /// The refusal when a step cannot be undone and neither way out was

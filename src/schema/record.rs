@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::adapter::{MigrationId, State};
+use super::adapter::{MigrationId, State, Step};
 use crate::cluster::release::Manifest;
 
 /// The schema as a release left it (part of the release record).
@@ -36,4 +36,23 @@ pub struct Irreversible {
     pub migration: MigrationId,
     /// Its operations that cannot be reversed, as the framework describes them.
     pub operations: Vec<String>,
+}
+
+impl Irreversible {
+    /// Those of `steps` that cannot be reversed, with the operations that cannot.
+    pub fn of(steps: &[Step]) -> Vec<Irreversible> {
+        steps
+            .iter()
+            .filter(|s| s.irreversible())
+            .map(|s| Irreversible {
+                migration: s.migration.clone(),
+                operations: s
+                    .operations
+                    .iter()
+                    .filter(|o| o.irreversible)
+                    .map(|o| o.description.clone())
+                    .collect(),
+            })
+            .collect()
+    }
 }
