@@ -296,10 +296,35 @@ async fn with_before_migrate_pending_the_frameworks_read_decides_the_backup() {
         "the framework's read replaces the template's pending check: {plan}"
     );
     assert!(
-        plan.contains("Migrations: inspected when the deploy runs (migrate.framework: django)"),
-        "{plan}"
+        plan.contains(
+            "Migrations to apply, in order:\n  workbench.0001_initial\n  workbench.0002_step_order\n  \
+             workbench.0003_number_steps  (a rollback cannot undo it)\n  workbench.0004_module\n"
+        ),
+        "the dry run reads what the migration would apply: {plan}"
     );
-    assert_eq!(jobs(&client, &app.namespace).await, Vec::<String>::new());
+    assert_eq!(
+        jobs(&client, &app.namespace).await,
+        Vec::<String>::new(),
+        "the dry run's Job is deleted"
+    );
+    let json = app.ok(&[
+        "--output",
+        "json",
+        "advanced-deploy",
+        "test",
+        sha,
+        "--dry-run",
+    ]);
+    let event: serde_json::Value = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["event"] == "plan")
+        .expect("a plan event");
+    assert_eq!(event["schema"]["pending"].as_array().map(Vec::len), Some(4));
+    assert_eq!(
+        event["schema"]["irreversible"][0]["migration"]["name"],
+        "0003_number_steps"
+    );
 
     let first = app.deploy(Release::GoodA);
     let said = stderr(&first);

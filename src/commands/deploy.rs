@@ -1,6 +1,8 @@
 //! `berth advanced-deploy ENV SHA`: resolve the flags into settings, run the
 //! deploy pipeline ([`crate::pipeline`]), and report how it ended.
 
+use crate::schema::adapter::Step;
+use crate::schema::record::Irreversible;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -107,7 +109,7 @@ pub fn plan_event(plan: &Plan) -> serde_json::Value {
         "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
         "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
         "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
-        "schema": plan.schema.as_ref().map(|a| serde_json::json!({"framework": a.framework().as_str(), "why": schema_line(a.framework())})),
+        "schema": plan.schema.as_ref().map(|a| schema_event(a.framework(), plan.inspected.as_deref())),
     })
 }
 
@@ -153,12 +155,48 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
         plan.backup.describe()
     ))?;
     if let Some(adapter) = &plan.schema {
-        stdout::line(format!("Migrations: {}", schema_line(adapter.framework())))?;
+        match &plan.inspected {
+            Some(pending) => print_migrations(pending)?,
+            None => stdout::line(format!("Migrations: {}", schema_line(adapter.framework())))?,
+        }
     }
     Ok(())
 }
 
-/// The plan's line on the migrations a framework reads.
+/// The migrations a dry run read: each, and what a rollback cannot undo.
+fn print_migrations(pending: &[Step]) -> anyhow::Result<()> {
+    if pending.is_empty() {
+        return stdout::line("Migrations: none to apply (the schema is up to date)");
+    }
+    stdout::line("Migrations to apply, in order:")?;
+    for step in pending {
+        let mark = if step.irreversible() {
+            "  (a rollback cannot undo it)"
+        } else {
+            ""
+        };
+        stdout::line(format!("  {}{mark}", step.migration))?;
+    }
+    Ok(())
+}
+
+/// The plan event's `schema`: the framework, and what a dry run read.
+fn schema_event(
+    framework: crate::config::Framework,
+    inspected: Option<&[Step]>,
+) -> serde_json::Value {
+    match inspected {
+        Some(pending) => serde_json::json!({
+            "framework": framework.as_str(),
+            "pending": pending.iter().map(|s| &s.migration).collect::<Vec<_>>(),
+            "irreversible": Irreversible::of(pending),
+        }),
+        None => serde_json::json!({"framework": framework.as_str(), "why": schema_line(framework)}),
+    }
+}
+
+/// The plan's line on the migrations a framework reads, when the dry run
+/// could not read them (a first deploy's namespace does not exist yet).
 fn schema_line(framework: crate::config::Framework) -> String {
     format!(
         "inspected when the deploy runs (migrate.framework: {}): what this release migrates, \

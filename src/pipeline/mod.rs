@@ -125,6 +125,8 @@ pub async fn run(
         _ => window,
     };
     if settings.dry_run {
+        let mut plan = plan;
+        plan.inspected = dry_run_inspection(&client, &plan, &mut interrupts, out).await?;
         return Ok(Finished::Planned(Box::new(plan)));
     }
     let ns = plan.env.namespace.clone();
@@ -153,6 +155,27 @@ pub async fn run(
     lock.hold(out, |lost| deploy.under_lock(lost, interrupts, summary))
         .await?;
     Ok(Finished::Deployed)
+}
+
+/// `--dry-run`'s reading of what the migration would apply; Ctrl-C
+/// deletes its Job.
+async fn dry_run_inspection(
+    client: &Client,
+    plan: &Plan,
+    interrupts: &mut Interrupts,
+    out: &Arc<Output>,
+) -> anyhow::Result<Option<Vec<crate::schema::adapter::Step>>> {
+    let cancel = CancellationToken::new();
+    let reading = schema::dry_run(client, plan, &cancel, out);
+    tokio::pin!(reading);
+    tokio::select! {
+        read = &mut reading => read,
+        _ = interrupts.recv() => {
+            cancel.cancel();
+            let _ = tokio::time::timeout(STOP_GRACE, &mut reading).await;
+            Err(BerthError::Interrupted.into())
+        }
+    }
 }
 
 /// A planned deploy, about to run under the lock.

@@ -48,6 +48,9 @@ pub struct Plan {
     /// leaves, for the release record (`migrate.framework: django`); `None`
     /// without a migration or a framework berth can roll back.
     pub schema: Option<Box<dyn Adapter>>,
+    /// `--dry-run` with a framework: what the migration would apply, read
+    /// in a copy of the migration Job (deleted); `None` when not read.
+    pub inspected: Option<Vec<crate::schema::adapter::Step>>,
 }
 
 impl Plan {
@@ -153,6 +156,7 @@ pub async fn plan(
         assets,
         backup,
         schema,
+        inspected: None,
     };
     Ok((client, plan))
 }
@@ -208,6 +212,7 @@ pub async fn plan_release(
         assets: None,
         backup: BeforeMigration::NoMigration,
         schema: None,
+        inspected: None,
     };
     Ok((client, plan))
 }

@@ -166,6 +166,7 @@ mod tests {
             assets: None,
             backup: crate::pipeline::pre_migrate::BeforeMigration::NoMigration,
             schema: None,
+            inspected: None,
         }
     }
 

@@ -87,6 +87,47 @@ pub async fn inspect(
     })
 }
 
+/// `--dry-run`: what the planned migration would apply, read as a deploy
+/// reads it (a copy of the migration Job, deleted however it ends), when
+/// the environment names a framework and its namespace exists (a first
+/// deploy's is created by the deploy). Changes nothing else.
+pub async fn dry_run(
+    client: &Client,
+    plan: &Plan,
+    cancel: &CancellationToken,
+    out: &Arc<Output>,
+) -> anyhow::Result<Option<Vec<Step>>> {
+    let (Some(adapter), Some(template)) = (&plan.schema, &plan.migration) else {
+        return Ok(None);
+    };
+    let ns = &plan.env.namespace;
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(client.clone());
+    if namespaces.get_opt(ns).await?.is_none() {
+        out.info(&format!(
+            "namespace {ns} does not exist yet: the migrations are read when the deploy runs"
+        ));
+        return Ok(None);
+    }
+    let number = crate::cluster::release::list(client, ns)
+        .await?
+        .first()
+        .map_or(1, |r| r.number + 1);
+    let timeout = plan.env.rollout.timeout;
+    let inspected = inspect(
+        client,
+        plan,
+        adapter.as_ref(),
+        template,
+        number,
+        timeout,
+        cancel,
+        out,
+    )
+    .await?;
+    Ok(Some(inspected.pending))
+}
+
 /// After release `number`'s migration (`job`, as it ran) succeeded: read
 /// the state it left and make the release's schema record, with what the
 /// inspection before found pending. A failure says the migration ran.
