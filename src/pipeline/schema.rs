@@ -65,8 +65,11 @@ pub async fn inspect(
     if !response.unknown.is_empty() {
         out.warn(&format!(
             "the database has migrations applied that this release's code does not have: {}; \
-             Django leaves them applied",
-            joined(&response.unknown)
+             Django leaves them applied (to go back to an earlier release's schema, \
+             `{berth} rollback {env} --to RELEASE` unapplies them with the newer image first)",
+            joined(&response.unknown),
+            berth = crate::program::name(),
+            env = plan.env_name
         ));
     }
     let pending = response.pending;
