@@ -337,6 +337,42 @@ async fn an_irreversible_migration_is_refused_then_restore_backup_brings_the_old
 }
 
 #[tokio::test]
+async fn accept_data_loss_unapplies_an_irreversible_migration_as_a_no_op() {
+    let (app, client) = app("schema-data-loss").await;
+    app.deploy(Release::GoodA);
+    as_app(&app, "INSERT INTO workflow (name) VALUES ('gamma')").await;
+    let a_rows = migration_rows(&app).await;
+    app.deploy(Release::Irreversible);
+    assert_eq!(workflow_names(&app).await, ["GAMMA"]);
+
+    let plan = app.berth(&["rollback", "test", "--accept-data-loss", "--dry-run"]);
+    let text = all_output(&plan);
+    assert_eq!(code(&plan), 0, "{text}");
+    assert!(
+        text.contains("IRREVERSIBLE"),
+        "the plan still shows it: {text}"
+    );
+
+    let out = app.berth(&["rollback", "test", "--accept-data-loss"]);
+    let text = all_output(&out);
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(
+        text.contains("Unapplying workbench.0005_uppercase_names... OK"),
+        "{text}"
+    );
+    assert_eq!(migration_rows(&app).await, a_rows, "the schema is A's");
+    assert_eq!(
+        workflow_names(&app).await,
+        ["GAMMA"],
+        "the data the irreversible operation changed stays changed"
+    );
+    serves(&app, &client, Release::GoodA).await;
+    let recorded = releases(&app);
+    assert_eq!(recorded[0]["rolled_back_to"], 1, "{}", recorded[0]);
+    assert_eq!(applied(&recorded[0]), applied(&recorded[2]));
+}
+
+#[tokio::test]
 async fn rollback_on_failure_unapplies_the_failed_releases_migrations() {
     let (app, client) = app("schema-on-failure").await;
     app.deploy(Release::GoodA);
