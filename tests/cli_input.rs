@@ -66,6 +66,26 @@ fn a_lock_held_for_no_time_is_refused() {
     );
 }
 
+#[test]
+fn rollback_flags_that_cannot_go_together_or_name_no_backup_are_refused() {
+    assert_refused(
+        &["rollback", "staging", "--restore-backup", "bogus"],
+        &[
+            "--restore-backup \"bogus\" is not a backup id",
+            "db backups staging",
+        ],
+    );
+    assert_refused(
+        &[
+            "rollback",
+            "staging",
+            "--restore-backup",
+            "--accept-data-loss",
+        ],
+        &["cannot be used with"],
+    );
+}
+
 /// Run berth with `args`, its stdout a pipe whose read end is already
 /// closed: every write fails with EPIPE.
 fn into_closed_pipe(args: &[&str]) -> Output {

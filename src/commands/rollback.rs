@@ -28,6 +28,16 @@ use crate::stdout;
 /// Roll the environment back.
 pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(id) = args.restore_backup.as_deref().filter(|id| !id.is_empty()) {
+        crate::backup::layout::check_id(id).map_err(|problem| {
+            input_error(format!(
+                "--restore-backup {problem}; give an id as `{} db backups {}` lists them \
+                 (e.g. 20261206T112233Z-pre-migrate-3fa9), or no id for the default",
+                crate::program::name(),
+                args.env
+            ))
+        })?;
+    }
     let config = Config::load(&global.config)?;
     let env = config.environment(&args.env)?;
     let to = args.to.as_deref().map(Target::parse).transpose()?;
