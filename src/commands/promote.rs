@@ -83,6 +83,7 @@ pub async fn run(
             release: source.number,
         }),
         schema: None,
+        planned: None,
     };
     deploy::deploy(&settings, request, deploy::Extras::default(), out).await
 }

@@ -16,12 +16,12 @@ use crate::cli::{GlobalArgs, RollbackArgs};
 use crate::cluster::client;
 use crate::cluster::release::{self, Release, ReleaseStatus};
 use crate::commands::deploy::{self, Extras};
-use crate::config::{self, Config, Environment, short_sha as short};
+use crate::config::{self, Config, short_sha as short};
 use crate::error::{BerthError, Outcome, exit_code_number, input_error};
 use crate::output::{Mode, Output};
 use crate::pipeline::{DeploySettings, Plan, Request, Source, Summary};
 use crate::schema::adapter;
-use crate::schema::plan::{self as schema_plan, Decision, Runner, SchemaPlan};
+use crate::schema::plan::{self as schema_plan, Decision, SchemaPlan};
 use crate::schema::unapply::{self, How, Reverse, SchemaStep};
 use crate::stdout;
 
@@ -61,14 +61,14 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
         ..DeploySettings::new(&global.config, &args.env, &target.sha)
     };
     let prepared = async {
-        let (_, objects) = crate::pipeline::plan_release(&settings, &target, &out).await?;
-        let decision = decide(&client, &config, env, args, &releases, &target, &out).await?;
-        show(&objects, &target, &decision, args.dry_run, &out)?;
+        let planned = crate::pipeline::plan_release(&settings, &target, &out).await?;
+        let decision = decide(&planned, &settings, args, &releases, &target, &out).await?;
+        show(&planned.1, &target, &decision, args.dry_run, &out)?;
         let step = choose_step(&config, args, &releases, &decision, &out).await?;
-        Ok((decision, step))
+        Ok((planned, decision, step))
     }
     .await;
-    let (decision, step) = match prepared {
+    let (planned, decision, step) = match prepared {
         Ok(ready) => ready,
         Err(error) => {
             let ended = (Outcome::of(&error), exit_code_number(&error));
@@ -104,6 +104,7 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
         source: Source::Release(Box::new(target)),
         promoted_from: None,
         schema: step.map(Box::new),
+        planned: Some(Box::new(planned)),
     };
     let extras = Extras {
         closing_note,
@@ -115,15 +116,14 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
 /// The schema part: planned with the environment's adapter, or not rolled
 /// back and why. Changes nothing (the plan Job is deleted).
 async fn decide(
-    client: &kube::Client,
-    config: &Config,
-    env: &Environment,
+    (client, plan): &(kube::Client, Plan),
+    settings: &DeploySettings,
     args: &RollbackArgs,
     releases: &[Release],
     target: &Release,
     out: &Arc<Output>,
 ) -> anyhow::Result<Decision> {
-    let adapter = match adapter::for_settings(&args.env, env.schema.as_ref()) {
+    let adapter = match adapter::for_settings(&args.env, plan.env.schema.as_ref()) {
         Ok(adapter) => adapter,
         Err(unsupported) => return Ok(Decision::NotRolledBack(unsupported.to_string())),
     };
@@ -131,15 +131,7 @@ async fn decide(
         return Ok(Decision::NotRolledBack(why));
     }
     out.step("schema plan");
-    let runner = Runner {
-        client,
-        namespace: &env.namespace,
-        instance: crate::cluster::instance(&config.app, &args.env),
-        adapter: adapter.as_ref(),
-        thresholds: crate::rollout::Thresholds::from(&env.rollout),
-        timeout: args.wait.timeout.unwrap_or(env.rollout.timeout),
-        out,
-    };
+    let runner = crate::pipeline::rollback::runner(client, plan, settings, out, adapter.as_ref());
     let number = releases.first().map_or(1, |r| r.number + 1);
     let plan = schema_plan::compute(&runner, releases, target, number).await?;
     Ok(Decision::Plan(Box::new(plan)))

@@ -87,6 +87,7 @@ pub async fn run(
         source: Source::Overlay(Some(pins)),
         promoted_from: None,
         schema: None,
+        planned: None,
     };
     deploy::deploy(&settings, request, deploy::Extras::default(), out).await
 }

@@ -54,6 +54,10 @@ pub struct Request {
     pub promoted_from: Option<PromotedFrom>,
     /// A rollback's schema step, run before the objects are re-applied.
     pub schema: Option<Box<crate::schema::unapply::SchemaStep>>,
+    /// The plan already made for `source` (a rollback makes it to show it
+    /// before anything changes), with its client; `None`: the pipeline
+    /// makes it.
+    pub planned: Option<Box<(Client, Plan)>>,
 }
 
 impl Request {
@@ -63,6 +67,7 @@ impl Request {
             source: Source::Overlay(None),
             promoted_from: None,
             schema: None,
+            planned: None,
         }
     }
 
@@ -100,18 +105,23 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 /// Run the pipeline for `request` with `settings`, filling in `summary`.
 pub async fn run(
     settings: &DeploySettings,
-    request: Request,
+    mut request: Request,
     out: &Arc<Output>,
     summary: &mut Summary,
 ) -> anyhow::Result<Finished> {
     let mut interrupts = Interrupts::listen()?;
-    let planning = async {
-        match &request.source {
-            Source::Overlay(pins) => plan(settings, pins.clone(), out).await,
-            Source::Release(target) => plan_release(settings, target, out).await,
+    let (client, plan) = match request.planned.take() {
+        Some(planned) => *planned,
+        None => {
+            let planning = async {
+                match &request.source {
+                    Source::Overlay(pins) => plan(settings, pins.clone(), out).await,
+                    Source::Release(target) => plan_release(settings, target, out).await,
+                }
+            };
+            unless_interrupted(&mut interrupts, planning).await?
         }
     };
-    let (client, plan) = unless_interrupted(&mut interrupts, planning).await?;
     summary.sha = Some(plan.sha.clone());
     let window = if settings.maintenance {
         let preparing = Window::prepare(&client, &plan.config, &plan.env_name, &plan.objects, out);

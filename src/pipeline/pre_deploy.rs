@@ -70,10 +70,7 @@ pub async fn run(
                         Some(inspected)
                     }
                     Err(error) => {
-                        sibling.cancel();
-                        if error.downcast_ref::<Cancelled>().is_none() {
-                            schema_failure = Some(error);
-                        }
+                        stop_sibling(&sibling, error, &mut schema_failure);
                         return Ok(None);
                     }
                 }
@@ -90,10 +87,7 @@ pub async fn run(
                 backup = id;
             }
             Err(error) => {
-                sibling.cancel();
-                if error.downcast_ref::<Cancelled>().is_none() {
-                    backup_failure = Some(error);
-                }
+                stop_sibling(&sibling, error, &mut backup_failure);
                 return Ok(None);
             }
         }
@@ -136,10 +130,7 @@ pub async fn run(
             match recorded {
                 Ok(recorded) => schema_record = Some(recorded),
                 Err(error) => {
-                    sibling.cancel();
-                    if error.downcast_ref::<Cancelled>().is_none() {
-                        schema_failure = Some(error);
-                    }
+                    stop_sibling(&sibling, error, &mut schema_failure);
                 }
             }
         }
@@ -276,6 +267,19 @@ pub async fn run(
         .into());
     }
     Ok(())
+}
+
+/// A task failed: cancel its sibling, and keep `error` in `slot` unless it
+/// is that cancellation itself.
+fn stop_sibling(
+    sibling: &CancellationToken,
+    error: anyhow::Error,
+    slot: &mut Option<anyhow::Error>,
+) {
+    sibling.cancel();
+    if error.downcast_ref::<Cancelled>().is_none() {
+        *slot = Some(error);
+    }
 }
 
 /// The deploy's error when a task before the migration's end failed (the

@@ -256,6 +256,7 @@ mod tests {
             source: Source::Release(Box::new(history[1].clone())),
             promoted_from: None,
             schema: None,
+            planned: None,
         };
         let record = start(&plan(), &rollback, &history, deployer(), Timestamp::now()).unwrap();
         assert_eq!((record.number, record.rolled_back_to), (6, Some(4)));
@@ -269,6 +270,7 @@ mod tests {
             source: Source::Overlay(None),
             promoted_from: Some(from.clone()),
             schema: None,
+            planned: None,
         };
         let record = start(&plan(), &promotion, &history, deployer(), Timestamp::now()).unwrap();
         assert_eq!(record.promoted_from, Some(from));

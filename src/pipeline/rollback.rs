@@ -87,7 +87,6 @@ pub async fn after_failure(
     let resolved = apply::resolve(client, objects).await?;
     let applied = rollout::apply(client, ns, &resolved).await?;
     let waited = rollout::wait(client, plan, &applied, plan.timeout(settings), out).await;
-    let schema_rolled_back = schema.is_some();
     let mut record = record(
         failed,
         previous,
@@ -96,7 +95,8 @@ pub async fn after_failure(
         started.elapsed(),
         Timestamp::now(),
     );
-    if schema.is_some() {
+    let schema_rolled_back = schema.is_some();
+    if schema_rolled_back {
         record.schema = schema;
     }
     release::create(client, ns, &record).await?;
@@ -191,7 +191,7 @@ async fn schema_step(
 }
 
 /// What runs the adapter's Jobs for `plan`'s environment.
-pub(super) fn runner<'a>(
+pub fn runner<'a>(
     client: &'a Client,
     plan: &'a Plan,
     settings: &DeploySettings,

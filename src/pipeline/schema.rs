@@ -78,7 +78,7 @@ pub async fn inspect(
     } else {
         out.info(&format!(
             "this release migrates: {}",
-            joined(&ids(&pending))
+            joined(&Step::ids(&pending))
         ));
     }
     if let Some(warning) = irreversible_warning(&Irreversible::of(&pending)) {
@@ -147,14 +147,11 @@ pub async fn record(
     out: &Arc<Output>,
 ) -> anyhow::Result<SchemaRecord> {
     const RAN: &str = "the migration ran, but reading the schema state it left failed";
-    let Some(template) = &plan.migration else {
-        anyhow::bail!("the deploy has no migration Job");
-    };
     let (response, image_id) = read(
         client,
         plan,
         adapter,
-        template,
+        job,
         JobTask::SchemaState,
         number,
         timeout,
@@ -173,7 +170,7 @@ pub async fn record(
         framework: adapter.framework().as_str().to_string(),
         applied: response.applied,
         image,
-        migrated: ids(&inspected.pending),
+        migrated: Step::ids(&inspected.pending),
         irreversible: Irreversible::of(&inspected.pending),
         job: Manifest::of_job(job)?,
     })
@@ -242,11 +239,6 @@ async fn image_by_registry(job: &Job) -> anyhow::Result<String> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("the registry does not have {image}"))?;
     Ok(format!("{}@{digest}", crate::image_ref::repository(&image)))
-}
-
-/// The migrations of `steps`, in order.
-fn ids(steps: &[Step]) -> Vec<MigrationId> {
-    steps.iter().map(|s| s.migration.clone()).collect()
 }
 
 /// `app.name, app.name, ...`.
@@ -321,6 +313,9 @@ mod tests {
              (the pre-migration backup) or --accept-data-loss"
         );
         assert_eq!(irreversible_warning(&Irreversible::of(&steps[..1])), None);
-        assert_eq!(joined(&ids(&steps)), "workbench.0005_tag, workbench.0006_x");
+        assert_eq!(
+            joined(&Step::ids(&steps)),
+            "workbench.0005_tag, workbench.0006_x"
+        );
     }
 }

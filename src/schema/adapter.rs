@@ -47,6 +47,11 @@ pub struct Step {
 }
 
 impl Step {
+    /// The migrations of `steps`, in order.
+    pub fn ids(steps: &[Step]) -> Vec<MigrationId> {
+        steps.iter().map(|s| s.migration.clone()).collect()
+    }
+
     /// Whether any of its operations cannot be reversed.
     pub fn irreversible(&self) -> bool {
         self.operations.iter().any(|o| o.irreversible)
@@ -118,6 +123,9 @@ pub trait Adapter: Send + Sync {
     fn framework(&self) -> Framework;
     /// How to carry out `request` in the migration image.
     fn invocation(&self, request: &Request) -> anyhow::Result<Invocation>;
+    /// How the line carrying the response starts: it is read by
+    /// [`Adapter::parse`], never shown as progress.
+    fn result_prefix(&self) -> &'static str;
     /// The response, from the whole log of the pod that carried it out.
     fn parse(&self, log: &str) -> anyhow::Result<Response>;
 }

@@ -43,6 +43,10 @@ impl Adapter for Django {
         })
     }
 
+    fn result_prefix(&self) -> &'static str {
+        RESULT_PREFIX
+    }
+
     fn parse(&self, log: &str) -> anyhow::Result<Response> {
         let Some(line) = log
             .lines()
@@ -64,11 +68,6 @@ impl Adapter for Django {
         };
         serde_json::from_str(line).context("reading Django's schema result")
     }
-}
-
-/// Whether a log line is the result line (not shown as progress).
-pub fn is_result_line(line: &str) -> bool {
-    line.starts_with(RESULT_PREFIX)
 }
 
 #[cfg(test)]

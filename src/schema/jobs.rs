@@ -121,7 +121,10 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
     let mut job = build(spec, &adapter.invocation(request)?);
     let container =
         migrate::migration_container(&mut job).map(|c| (c.name.clone(), c.image.clone()));
-    let quiet: Arc<WithoutResult<R>> = Arc::new(WithoutResult(reporter.clone()));
+    let quiet: Arc<WithoutResult<R>> = Arc::new(WithoutResult {
+        reporter: reporter.clone(),
+        prefix: adapter.result_prefix(),
+    });
     let ended = migrate::create_and_follow(
         client, namespace, task, job, thresholds, timeout, cancel, &quiet,
     )
@@ -218,16 +221,21 @@ pub fn by_digest(image_id: &str) -> Option<String> {
 
 /// A reporter passing everything on but the adapter's result line (read
 /// by [`Adapter::parse`], never echoed).
-struct WithoutResult<R: ?Sized>(Arc<R>);
+struct WithoutResult<R: ?Sized> {
+    /// Where everything else goes.
+    reporter: Arc<R>,
+    /// How the result line starts ([`Adapter::result_prefix`]).
+    prefix: &'static str,
+}
 
 impl<R: TaskReporter + ?Sized> TaskReporter for WithoutResult<R> {
     fn task(&self, task: &str, event: TaskEvent<'_>) {
         if let TaskEvent::Output(line) = event
-            && super::django::is_result_line(line)
+            && line.starts_with(self.prefix)
         {
             return;
         }
-        self.0.task(task, event);
+        self.reporter.task(task, event);
     }
 }
 
@@ -366,7 +374,10 @@ mod tests {
     #[test]
     fn the_result_line_is_not_echoed() {
         let events = Arc::new(Events::default());
-        let quiet = WithoutResult(events.clone());
+        let quiet = WithoutResult {
+            reporter: events.clone(),
+            prefix: crate::schema::django::RESULT_PREFIX,
+        };
         quiet.task(
             "migration-state",
             TaskEvent::Output("Operations to perform:"),

@@ -146,7 +146,7 @@ impl SchemaPlan {
 
     /// The migrations of the plan, in order: what the Migrate request expects.
     pub fn expected(&self) -> Vec<MigrationId> {
-        self.steps.iter().map(|s| s.migration.clone()).collect()
+        Step::ids(&self.steps)
     }
 
     /// The steps that cannot be undone, with their irreversible operations.
