@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cluster::{INSTANCE_LABEL as INSTANCE, instance};
-use crate::config::{Config, Environment, Source};
+use crate::config::{Config, Environment, Kustomize, Source};
 use crate::error::input_error;
 use crate::image_ref;
 
@@ -100,10 +100,28 @@ pub async fn render(
     env_name: &str,
     env: &Environment,
 ) -> anyhow::Result<Vec<DynamicObject>> {
-    let tool = Tool::for_environment(config, env_name, env);
+    let key = match env.source {
+        Source::Kustomize { .. } => format!("environments.{env_name}.overlay"),
+        Source::Helm { .. } => format!("environments.{env_name}.chart"),
+    };
+    render_source(config, env_name, &env.source, &key, &env.namespace).await
+}
+
+/// Render `source` (berth.yaml's key `key`, for messages) for environment
+/// `env_name` as [`render`] does, every namespaced object in `namespace`:
+/// the environment's overlay, or another directory rendered with the same
+/// tools (`migrate.overlay`).
+pub async fn render_source(
+    config: &Config,
+    env_name: &str,
+    source: &Source,
+    key: &str,
+    namespace: &str,
+) -> anyhow::Result<Vec<DynamicObject>> {
+    let tool = Tool::for_source(config, source, key, namespace);
     let output = tool.run(TOOL_TIMEOUT).await?;
     let mut objects = parse_objects(&output, &tool.shown)?;
-    place_in_namespace(&mut objects, env_name, &env.namespace)?;
+    place_in_namespace(&mut objects, env_name, namespace)?;
     Ok(objects)
 }
 
@@ -218,27 +236,53 @@ struct Tool {
 }
 
 impl Tool {
-    /// The command that renders `env`: paths are shown relative to berth.yaml's directory.
-    fn for_environment(config: &Config, env_name: &str, env: &Environment) -> Tool {
+    /// The command that renders `source` (berth.yaml's `key`): paths are
+    /// shown relative to berth.yaml's directory.
+    fn for_source(config: &Config, source: &Source, key: &str, namespace: &str) -> Tool {
         let relative = |path: &Path| {
             path.strip_prefix(&config.dir)
                 .unwrap_or(path)
                 .display()
                 .to_string()
         };
-        match &env.source {
-            Source::Kustomize { overlay } => {
-                let (program, override_var) = program("BERTH_KUBECTL", "kubectl");
+        match source {
+            Source::Kustomize { overlay, kustomize } => {
                 let shown_path = relative(overlay);
+                let (program, override_var, args, shown) =
+                    match (kustomize, std::env::var_os("BERTH_KUSTOMIZE")) {
+                        (_, Some(binary)) => {
+                            let shown = format!("{} build {shown_path}", binary.to_string_lossy());
+                            (
+                                binary,
+                                "BERTH_KUSTOMIZE",
+                                vec!["build".into(), overlay.into()],
+                                shown,
+                            )
+                        }
+                        (Kustomize::Standalone(binary), None) => (
+                            binary.clone().into_os_string(),
+                            "BERTH_KUSTOMIZE",
+                            vec!["build".into(), overlay.into()],
+                            format!("{} build {shown_path}", relative(binary)),
+                        ),
+                        (Kustomize::Kubectl, None) => {
+                            let (program, var) = program("BERTH_KUBECTL", "kubectl");
+                            (
+                                program,
+                                var,
+                                vec!["kustomize".into(), overlay.into()],
+                                format!("kubectl kustomize {shown_path}"),
+                            )
+                        }
+                    };
                 Tool {
                     program,
-                    args: vec!["kustomize".into(), overlay.into()],
-                    shown: format!("kubectl kustomize {shown_path}"),
-                    override_var,
+                    args,
                     fix: format!(
-                        "fix the overlay {shown_path} (environments.{env_name}.overlay in \
-                         berth.yaml); `kubectl kustomize {shown_path}` shows the same error"
+                        "fix the overlay {shown_path} ({key} in berth.yaml); `{shown}` shows the same error"
                     ),
+                    shown,
+                    override_var,
                 }
             }
             Source::Helm {
@@ -255,16 +299,16 @@ impl Tool {
                 }
                 args.extend([
                     "--namespace".into(),
-                    (&env.namespace).into(),
+                    namespace.into(),
                     "--skip-tests".into(),
                 ]);
-                shown.push_str(&format!(" --namespace {} --skip-tests", env.namespace));
+                shown.push_str(&format!(" --namespace {namespace} --skip-tests"));
                 Tool {
                     program,
                     args,
                     fix: format!(
-                        "fix the chart {} or its values (environments.{env_name}.chart in \
-                         berth.yaml); `{shown}` shows the same error",
+                        "fix the chart {} or its values ({key} in berth.yaml); `{shown}` shows \
+                         the same error",
                         relative(path)
                     ),
                     shown,
@@ -484,7 +528,7 @@ fn object_entry<'a>(value: &'a mut Value, key: &str) -> &'a mut Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Migrate, RolloutSettings};
+    use crate::config::{MigrationSource, RolloutSettings};
     use crate::error::exit_code_of;
     use std::process::ExitCode;
 
@@ -922,7 +966,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             context: None,
             namespace: "shop".into(),
             source,
-            migrate: None::<Migrate>,
+            migrate: None::<MigrationSource>,
             schema: None,
             assets: None,
             database: None,
@@ -948,7 +992,12 @@ data: { image: registry.example.com/shop/worker:v1 }
             ],
             release: "shop".into(),
         });
-        let tool = Tool::for_environment(&config, "dev", &env);
+        let tool = Tool::for_source(
+            &config,
+            &env.source,
+            "environments.dev.chart",
+            &env.namespace,
+        );
         let args: Vec<String> = tool
             .args
             .iter()
@@ -982,8 +1031,14 @@ data: { image: registry.example.com/shop/worker:v1 }
         let config = example();
         let env = environment(Source::Kustomize {
             overlay: config.dir.join("overlays/does-not-exist"),
+            kustomize: Kustomize::Kubectl,
         });
-        let tool = Tool::for_environment(&config, "dev", &env);
+        let tool = Tool::for_source(
+            &config,
+            &env.source,
+            "environments.dev.overlay",
+            &env.namespace,
+        );
         assert_eq!(tool.shown, "kubectl kustomize overlays/does-not-exist");
         let text = input_error_text(render(&config, "dev", &env).await);
         for part in [

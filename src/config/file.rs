@@ -41,6 +41,10 @@ pub(super) struct ConfigFile {
     /// The environments, by name (a DNS label such as `staging`).
     #[schemars(extend("minProperties" = 1, "propertyNames" = { "pattern": DNS_LABEL, "maxLength": 63 }))]
     pub environments: BTreeMap<String, EnvironmentFile>,
+    /// How overlays are rendered, for every environment (an environment's
+    /// own `render:` overrides it).
+    #[serde(default)]
+    pub render: Option<RenderFile>,
     /// The app's cached render results, for `clear-render-cache`.
     #[serde(default)]
     pub render_cache: Option<RenderCacheFile>,
@@ -179,6 +183,11 @@ pub(super) struct GitHubFile {
     #[serde(default)]
     #[schemars(length(min = 1), inner(length(min = 1)))]
     pub required_checks: Option<Vec<String>>,
+    /// Names of checks whose failure does not block a commit. Any other
+    /// check that failed blocks it, required or not.
+    #[serde(default)]
+    #[schemars(inner(length(min = 1)))]
+    pub allow_failures: Vec<String>,
     /// Check conclusions that count as passed besides `success`.
     #[serde(default)]
     #[schemars(inner(regex(pattern = "^(neutral|skipped)$")))]
@@ -218,6 +227,9 @@ pub(super) struct EnvironmentFile {
     /// A helm chart, rendered with `helm template`.
     #[serde(default)]
     pub chart: Option<ChartFile>,
+    /// How this environment's overlay is rendered (overrides the top-level `render:`).
+    #[serde(default)]
+    pub render: Option<RenderFile>,
     /// The database migration, run as a Job before any workload changes.
     #[serde(default)]
     pub migrate: Option<MigrateFile>,
@@ -474,6 +486,21 @@ pub(super) struct ChartFile {
     pub release: Option<String>,
 }
 
+/// How kustomize overlays are rendered.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Render")]
+pub(super) struct RenderFile {
+    /// A standalone kustomize to render overlays with (`<kustomize> build
+    /// DIR`) instead of `kubectl kustomize DIR`: a name looked up in PATH
+    /// (`kustomize`), or a path relative to berth.yaml's directory. For
+    /// repositories written for kustomize v4, which kubectl's embedded v5
+    /// rejects. `BERTH_KUSTOMIZE` overrides it for one run.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub kustomize: Option<String>,
+}
+
 /// The migration Job.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -486,6 +513,23 @@ pub(super) struct MigrateFile {
     #[serde(default)]
     #[schemars(regex(pattern = REPOSITORY))]
     pub image: Option<String>,
+    /// The repository's own migration manifests: a kustomize directory (or a
+    /// chart directory), relative to berth.yaml's directory, that renders the
+    /// migration as a Pod or Job. berth runs it as its migration Job, pod
+    /// spec kept whole (sidecars, volumes, env from Secrets), images pinned
+    /// to the SHA. Instead of `image`.
+    #[serde(default)]
+    pub overlay: Option<PathBuf>,
+    /// The Pod or Job in `overlay` that migrates; needed only when it
+    /// renders several.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 253))]
+    pub name: Option<String>,
+    /// The container whose exit ends the migration (default: the first);
+    /// the others are sidecars, ended when it exits.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 63))]
+    pub container: Option<String>,
     /// The migration framework, for rollbacks that bring the schema back:
     /// `django` is supported (docs/rollback.md); any other is recorded, and
     /// its rollbacks roll the code back but not the schema.

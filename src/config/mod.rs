@@ -88,6 +88,8 @@ pub struct GitHub {
     /// Names of the checks that must all have passed; `None`: every check
     /// reported on the commit (and at least one).
     pub required_checks: Option<Vec<String>>,
+    /// Checks whose failure does not block a commit (`allow_failures`).
+    pub allow_failures: Vec<String>,
     /// Conclusions that count as passed besides `success`.
     pub also_passing: Vec<Conclusion>,
     /// How many of the branch's newest commits to consider.
@@ -123,8 +125,9 @@ pub struct Environment {
     /// How the environment's objects are rendered.
     pub source: Source,
     /// The migration Job run before workloads change, if berth.yaml builds
-    /// it (`migrate.image`); else the overlay's template, if any.
-    pub migrate: Option<Migrate>,
+    /// it (`migrate.image`) or names the repository's own manifests
+    /// (`migrate.overlay`); else the overlay's template, if any.
+    pub migrate: Option<MigrationSource>,
     /// The migration framework (`migrate.framework`), for schema rollback.
     pub schema: Option<SchemaSettings>,
     /// Rollout limits.
@@ -409,10 +412,13 @@ impl AssetSource {
 /// How an environment's objects are rendered. Paths are resolved (berth.yaml's directory joined).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
-    /// A kustomize directory, rendered with `kubectl kustomize`.
+    /// A kustomize directory, rendered with `kubectl kustomize` or a
+    /// standalone kustomize (`render.kustomize`).
     Kustomize {
         /// The directory holding kustomization.yaml.
         overlay: PathBuf,
+        /// Which kustomize renders it.
+        kustomize: Kustomize,
     },
     /// A helm chart, rendered with `helm template`.
     Helm {
@@ -423,6 +429,51 @@ pub enum Source {
         /// The release name (default: the app's name).
         release: String,
     },
+}
+
+/// Which kustomize renders an environment's overlays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kustomize {
+    /// The one embedded in kubectl: `kubectl kustomize DIR`.
+    Kubectl,
+    /// A standalone binary (`render.kustomize`): `<binary> build DIR`. A
+    /// bare name is looked up in PATH; a path is resolved against
+    /// berth.yaml's directory.
+    Standalone(PathBuf),
+}
+
+/// Where an environment's migration Job comes from, when berth.yaml says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MigrationSource {
+    /// Built from `migrate.image`, `command`, `args`, ...
+    Built(Migrate),
+    /// The repository's own Pod or Job (`migrate.overlay`).
+    Overlay(MigrateOverlay),
+}
+
+impl MigrationSource {
+    /// The command whose non-zero exit says migrations are pending, if any.
+    pub fn pending_check(&self) -> Option<&Vec<String>> {
+        match self {
+            MigrationSource::Built(built) => built.pending_check.as_ref(),
+            MigrationSource::Overlay(overlay) => overlay.pending_check.as_ref(),
+        }
+    }
+}
+
+/// The migration as the repository's own manifests declare it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateOverlay {
+    /// The kustomize directory or chart that renders the migration.
+    pub source: Source,
+    /// The Pod or Job that migrates; `None`: the only one rendered.
+    pub name: Option<String>,
+    /// The container whose exit decides; `None`: the first.
+    pub container: Option<String>,
+    /// How long the migration may run (default 10 minutes).
+    pub deadline: Duration,
+    /// The command whose non-zero exit says migrations are pending, if any.
+    pub pending_check: Option<Vec<String>>,
 }
 
 /// The database migration, run as a Job at `<image>:<SHA>`.

@@ -90,7 +90,8 @@ fn the_example_berth_yaml_loads() {
     assert_eq!(
         staging.source,
         Source::Kustomize {
-            overlay: dir.join("overlays/staging")
+            overlay: dir.join("overlays/staging"),
+            kustomize: Kustomize::Kubectl,
         }
     );
     assert_eq!(
@@ -190,6 +191,7 @@ environments:
             repo: "acme/shop".into(),
             branch: "main".into(),
             required_checks: Some(vec!["build".into(), "test".into()]),
+            allow_failures: Vec::new(),
             also_passing: Vec::new(),
             depth: 50,
         })
@@ -204,7 +206,7 @@ environments:
                 values: vec![repo.0.join("charts/values-prod.yaml")],
                 release: "shop-web".into(),
             },
-            migrate: Some(Migrate {
+            migrate: Some(MigrationSource::Built(Migrate {
                 image: "registry.example.com/shop/migrate".into(),
                 command: vec!["flyway".into()],
                 args: vec!["migrate".into()],
@@ -212,7 +214,7 @@ environments:
                 env_from_secrets: vec!["db-credentials".into(), "flyway.conf".into()],
                 service_account: Some("migrate".into()),
                 pending_check: Some(vec!["flyway".into(), "validate".into()]),
-            }),
+            })),
             schema: None,
             rollout: RolloutSettings {
                 timeout: Duration::from_secs(900),
@@ -827,7 +829,8 @@ fn the_kwok_fixture_berth_yaml_loads() {
     assert_eq!(
         staging.source,
         Source::Kustomize {
-            overlay: dir.join("overlays/staging")
+            overlay: dir.join("overlays/staging"),
+            kustomize: Kustomize::Kubectl,
         }
     );
     assert!(config.task("refresh-suggested-modules").is_ok());

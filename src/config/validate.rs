@@ -7,12 +7,12 @@ use std::time::Duration;
 use super::file::{
     AssetSourceFile, AssetsFile, BackupsFile, BeforeMigrateFile, ChartFile, ConfigFile,
     DatabaseFile, EncodingFile, EnvironmentFile, FrameworkFile, GitHubFile, MaintenanceFile,
-    MigrateFile, RenderCacheFile, RunFile, TaskFile,
+    MigrateFile, RenderCacheFile, RenderFile, RunFile, TaskFile,
 };
 use super::{
     AssetSource, Assets, Backups, BeforeMigrate, Conclusion, Config, Database, Drill, Environment,
-    Framework, GitHub, Maintenance, Migrate, RenderCache, Retention, RolloutSettings, RunSettings,
-    SchemaSettings, Source, Task, TaskTarget,
+    Framework, GitHub, Kustomize, Maintenance, Migrate, MigrateOverlay, MigrationSource,
+    RenderCache, Retention, RolloutSettings, RunSettings, SchemaSettings, Source, Task, TaskTarget,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -51,11 +51,13 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
         );
     }
     let environment_names: Vec<String> = file.environments.keys().cloned().collect();
+    let kustomize = checker.render("render", file.render.as_ref(), Kustomize::Kubectl);
     let environments: BTreeMap<String, Environment> = file
         .environments
         .into_iter()
         .filter_map(|(name, environment)| {
-            let environment = checker.environment(&file.app, &file.images, &name, environment);
+            let environment =
+                checker.environment(&file.app, &file.images, &kustomize, &name, environment);
             Some((name, environment?))
         })
         .collect();
@@ -264,6 +266,7 @@ impl Checker<'_> {
             repo: github.repo,
             branch: github.branch,
             required_checks: github.required_checks,
+            allow_failures: github.allow_failures,
             also_passing,
             depth: github.depth,
         }
@@ -274,10 +277,16 @@ impl Checker<'_> {
         &mut self,
         app: &str,
         images: &[String],
+        kustomize: &Kustomize,
         name: &str,
         environment: EnvironmentFile,
     ) -> Option<Environment> {
         let key = format!("environments.{name}");
+        let kustomize = self.render(
+            &format!("{key}.render"),
+            environment.render.as_ref(),
+            kustomize.clone(),
+        );
         if is_dns_label(name, 63) {
             if app.len() + 1 + name.len() > 63 {
                 self.report(
@@ -309,9 +318,17 @@ impl Checker<'_> {
             );
         }
         self.dns_label(&format!("{key}.namespace"), &environment.namespace, 63);
-        let source = self.source(&key, app, environment.overlay, environment.chart);
+        let source = self.source(
+            &key,
+            app,
+            &kustomize,
+            environment.overlay,
+            environment.chart,
+        );
         let (migrate, schema) = match environment.migrate {
-            Some(migrate) => self.migrate(&format!("{key}.migrate"), images, migrate),
+            Some(migrate) => {
+                self.migrate(&format!("{key}.migrate"), app, images, &kustomize, migrate)
+            }
             None => (None, None),
         };
         let rollout = RolloutSettings {
@@ -796,13 +813,17 @@ impl Checker<'_> {
         &mut self,
         key: &str,
         app: &str,
+        kustomize: &Kustomize,
         overlay: Option<PathBuf>,
         chart: Option<ChartFile>,
     ) -> Option<Source> {
         match (overlay, chart) {
             (Some(overlay), None) => {
                 let overlay = self.overlay(&format!("{key}.overlay"), &overlay);
-                Some(Source::Kustomize { overlay })
+                Some(Source::Kustomize {
+                    overlay,
+                    kustomize: kustomize.clone(),
+                })
             }
             (None, Some(chart)) => Some(self.chart(&format!("{key}.chart"), app, chart)),
             (Some(_), Some(_)) => {
@@ -895,9 +916,11 @@ impl Checker<'_> {
     fn migrate(
         &mut self,
         key: &str,
+        app: &str,
         images: &[String],
+        kustomize: &Kustomize,
         migrate: MigrateFile,
-    ) -> (Option<Migrate>, Option<SchemaSettings>) {
+    ) -> (Option<MigrationSource>, Option<SchemaSettings>) {
         let schema = migrate.framework.map(|framework| SchemaSettings {
             framework: match framework {
                 FrameworkFile::Django => Framework::Django,
@@ -924,15 +947,56 @@ impl Checker<'_> {
                  or leave the key out",
             );
         }
-        let Some(image) = migrate.image else {
-            let job_keys = [
-                ("command", !migrate.command.is_empty()),
-                ("args", !migrate.args.is_empty()),
-                ("env_from", !migrate.env_from.is_empty()),
-                ("service_account", migrate.service_account.is_some()),
-                ("pending_check", migrate.pending_check.is_some()),
-            ];
+        let job_keys = [
+            ("command", !migrate.command.is_empty()),
+            ("args", !migrate.args.is_empty()),
+            ("env_from", !migrate.env_from.is_empty()),
+            ("service_account", migrate.service_account.is_some()),
+        ];
+        if let Some(overlay) = &migrate.overlay {
+            if migrate.image.is_some() {
+                self.report(
+                    format!("{key}.overlay"),
+                    "is given with `image`",
+                    "keep one: `overlay` runs the repository's own migration Pod or Job, \
+                     `image` has berth build one",
+                );
+            }
             if let Some((name, _)) = job_keys.iter().find(|(_, given)| *given) {
+                self.report(
+                    format!("{key}.{name}"),
+                    "is given with `overlay`",
+                    "the Pod or Job in the overlay says it: change it there, or remove the key",
+                );
+            }
+            let source = self.migration_overlay(&format!("{key}.overlay"), app, kustomize, overlay);
+            let overlay = MigrateOverlay {
+                source,
+                name: migrate.name,
+                container: migrate.container,
+                deadline: self.positive(&format!("{key}.deadline"), migrate.deadline.0),
+                pending_check: migrate.pending_check,
+            };
+            return (Some(MigrationSource::Overlay(overlay)), schema);
+        }
+        for (field, given) in [
+            ("name", migrate.name.is_some()),
+            ("container", migrate.container.is_some()),
+        ] {
+            if given {
+                self.report(
+                    format!("{key}.{field}"),
+                    "is given without `overlay`",
+                    "it names the Pod or Job (or its container) in `migrate.overlay`: add \
+                     `overlay`, or remove the key",
+                );
+            }
+        }
+        let Some(image) = migrate.image else {
+            let job_keys = job_keys
+                .into_iter()
+                .chain([("pending_check", migrate.pending_check.is_some())]);
+            if let Some((name, _)) = job_keys.clone().find(|(_, given)| *given) {
                 self.report(
                     format!("{key}.{name}"),
                     "is given without `image`",
@@ -943,9 +1007,10 @@ impl Checker<'_> {
             } else if schema.is_none() {
                 self.report(
                     key.to_string(),
-                    "names neither `image` nor `framework`",
-                    "add `image: REPOSITORY` (berth builds the migration Job), or \
-                     `framework: django` for the overlay's migration Job, or remove the block",
+                    "names neither `image`, `overlay` nor `framework`",
+                    "add `image: REPOSITORY` (berth builds the migration Job), `overlay: PATH` \
+                     (the repository's own migration Pod or Job), or `framework: django` for \
+                     the overlay's migration Job, or remove the block",
                 );
             }
             return (None, schema);
@@ -992,7 +1057,57 @@ impl Checker<'_> {
             service_account: migrate.service_account,
             pending_check: migrate.pending_check,
         };
-        (Some(job), schema)
+        (Some(MigrationSource::Built(job)), schema)
+    }
+
+    /// `migrate.overlay`: a chart directory (Chart.yaml) rendered with helm
+    /// (release: the app), else a kustomize directory rendered like the
+    /// environment's overlays.
+    fn migration_overlay(
+        &mut self,
+        key: &str,
+        app: &str,
+        kustomize: &Kustomize,
+        overlay: &Path,
+    ) -> Source {
+        let resolved = self.dir.join(overlay);
+        if resolved.join("Chart.yaml").is_file() {
+            return Source::Helm {
+                path: resolved,
+                values: Vec::new(),
+                release: app.to_owned(),
+            };
+        }
+        Source::Kustomize {
+            overlay: self.overlay(key, overlay),
+            kustomize: kustomize.clone(),
+        }
+    }
+
+    /// The kustomize that `render:` at `key` names, else `inherited`.
+    fn render(
+        &mut self,
+        key: &str,
+        render: Option<&RenderFile>,
+        inherited: Kustomize,
+    ) -> Kustomize {
+        let Some(binary) = render.and_then(|render| render.kustomize.as_deref()) else {
+            return inherited;
+        };
+        if binary.trim().is_empty() {
+            self.report(
+                format!("{key}.kustomize"),
+                "is empty",
+                "name a standalone kustomize (`kustomize`, looked up in PATH) or its path, \
+                 or remove the key to render with `kubectl kustomize`",
+            );
+            return inherited;
+        }
+        if binary.contains('/') {
+            Kustomize::Standalone(self.dir.join(binary))
+        } else {
+            Kustomize::Standalone(PathBuf::from(binary))
+        }
     }
 
     /// Check the `assets:` block; `None` when its source is unusable.

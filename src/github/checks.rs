@@ -164,6 +164,7 @@ mod tests {
             repo: "example/workbench".into(),
             branch: "master".into(),
             required_checks: required.map(|r| r.iter().map(|s| s.to_string()).collect()),
+            allow_failures: Vec::new(),
             also_passing: also.to_vec(),
             depth: 50,
         }

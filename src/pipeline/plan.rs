@@ -15,7 +15,7 @@ use crate::assets::sync::{self, Prepared};
 use crate::cluster::apply::{self, Resolved};
 use crate::cluster::release::Release;
 use crate::cluster::{access, client, instance};
-use crate::config::{self, Config, Environment};
+use crate::config::{self, Config, Environment, MigrationSource};
 use crate::error::input_error;
 use crate::migrate;
 use crate::output::Output;
@@ -102,7 +102,7 @@ pub async fn plan(
     let template = migrate::take_template(&mut objects)?;
     let pending_check = match (&template, &env.migrate) {
         (Some(template), _) => migrate::template_pending_check(template)?,
-        (None, Some(configured)) => configured.pending_check.clone(),
+        (None, Some(configured)) => configured.pending_check().cloned(),
         (None, None) => None,
     };
     let migration = match (template, &env.migrate) {
@@ -114,7 +114,12 @@ pub async fn plan(
             )));
         }
         (Some(template), None) => Some(template),
-        (None, Some(configured)) => Some(migrate::from_config(configured, &sha)?),
+        (None, Some(MigrationSource::Built(configured))) => {
+            Some(migrate::from_config(configured, &sha)?)
+        }
+        (None, Some(MigrationSource::Overlay(overlay))) => {
+            Some(migrate::overlay::job(&config, env_name, &env.namespace, overlay, &pins).await?)
+        }
         (None, None) => None,
     };
     let schema = migration

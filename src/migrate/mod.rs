@@ -4,6 +4,8 @@
 //! The Job has a unique name per release, `backoffLimit: 0` and a deadline.
 //! A failed Job is kept for inspection; a successful one is deleted.
 
+pub mod overlay;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
