@@ -85,14 +85,27 @@ pub async fn prepare(
     sha: &str,
     store: Store,
 ) -> anyhow::Result<Prepared> {
+    check_and_resolve(assets, source, sha, store).await?
+}
+
+/// [`prepare`], its two findings apart: the bucket's problem is the outer
+/// error, the source's (the SHA's image not built yet, a path it lacks)
+/// the inner one, which a plan that only shows what would happen reports
+/// as a warning.
+pub async fn check_and_resolve(
+    assets: &Assets,
+    source: &AssetSource,
+    sha: &str,
+    store: Store,
+) -> anyhow::Result<anyhow::Result<Prepared>> {
     let (checked, resolved) = tokio::join!(store.check(), source::resolve(source, sha, &store));
     checked?;
-    Ok(Prepared {
+    Ok(resolved.map(|resolved| Prepared {
         assets: assets.clone(),
         sha: sha.to_owned(),
         store,
-        resolved: resolved?,
-    })
+        resolved,
+    }))
 }
 
 impl Prepared {

@@ -90,6 +90,17 @@ pub fn deploy_needs(
     for kind in watched::rollout(objects.iter().map(|o| o.resource.kind.as_str())) {
         needs.extend(Need::list_and_watch(kind, namespace));
     }
+    // applied CRDs are watched until Established (cluster-wide objects)
+    if objects.iter().any(Resolved::is_crd) {
+        for verb in ["list", "watch"] {
+            needs.insert(Need::new(
+                verb,
+                "apiextensions.k8s.io",
+                "customresourcedefinitions",
+                None,
+            ));
+        }
+    }
     // failures are explained from the failing pod's events
     needs.insert(Need::new("list", "", "events", ns));
     needs.insert(Need::new("get", "", "pods/log", ns));

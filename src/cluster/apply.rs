@@ -8,9 +8,13 @@ use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{ApiCapabilities, ApiResource, Scope, pinned_kind};
+use kube::error::DiscoveryError;
 use kube::{Api, Client, ResourceExt};
 
+use super::crds;
+use super::kinds::{self, Missing, Origin};
 use crate::error::input_error;
+use crate::output::Output;
 
 /// How many objects of one phase are applied at once.
 const CONCURRENCY: usize = 8;
@@ -24,12 +28,27 @@ pub struct Resolved {
     pub resource: ApiResource,
     /// Whether it lives in a namespace.
     pub namespaced: bool,
+    /// The CRD of the same objects that defines its kind, when the cluster
+    /// does not serve the kind yet: it is served once that CRD is applied
+    /// and Established.
+    pub with_crd: Option<String>,
 }
 
 impl Resolved {
     /// `Kind/name`, for messages.
     pub fn describe(&self) -> String {
         format!("{}/{}", self.resource.kind, self.object.name_any())
+    }
+
+    /// Its apply phase ([`phase`]).
+    pub fn phase(&self) -> u8 {
+        phase(&self.resource.group, &self.resource.kind)
+    }
+
+    /// Whether it is a CustomResourceDefinition.
+    pub fn is_crd(&self) -> bool {
+        self.resource.kind == "CustomResourceDefinition"
+            && self.resource.group == "apiextensions.k8s.io"
     }
 
     fn api(&self, client: &Client, namespace: &str) -> Api<DynamicObject> {
@@ -41,9 +60,20 @@ impl Resolved {
     }
 }
 
-/// The apply phase of a kind: namespaces and CRDs, then configuration, then
-/// Services and Ingresses, then anything else, then workloads.
-pub fn phase(kind: &str) -> u8 {
+/// The apply phase of a kind of API group `group`:
+/// 0. namespaces and CRDs (the CRDs then Established before anything else);
+/// 1. configuration (ConfigMaps, Secrets, ServiceAccounts, RBAC, ...);
+/// 2. custom resources (any kind outside Kubernetes' own API groups), which
+///    Services and Ingresses may name in annotations (BackendConfig,
+///    FrontendConfig, ManagedCertificate), so a controller never sees a
+///    Service or Ingress naming one that does not exist yet;
+/// 3. Services and Ingresses;
+/// 4. Kubernetes' other kinds (HorizontalPodAutoscalers, ...);
+/// 5. workloads.
+pub fn phase(group: &str, kind: &str) -> u8 {
+    if !kinds::is_builtin_group(group) {
+        return 2;
+    }
     match kind {
         "Namespace" | "CustomResourceDefinition" => 0,
         "ConfigMap"
@@ -59,18 +89,30 @@ pub fn phase(kind: &str) -> u8 {
         | "NetworkPolicy"
         | "PodDisruptionBudget"
         | "PriorityClass" => 1,
-        "Service" | "Ingress" | "IngressClass" => 2,
-        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" | "ReplicaSet" | "Pod" => 4,
-        _ => 3,
+        "Service" | "Ingress" | "IngressClass" => 3,
+        "Deployment" | "StatefulSet" | "DaemonSet" | "Job" | "CronJob" | "ReplicaSet" | "Pod" => 5,
+        _ => 4,
     }
 }
 
-/// Find the API resource of every object; an unknown kind is an input error.
+/// `objects` in apply order: by [`phase`], as given within a phase.
+pub fn in_order(objects: &[Resolved]) -> Vec<&Resolved> {
+    let mut ordered: Vec<&Resolved> = objects.iter().collect();
+    ordered.sort_by_key(|o| o.phase());
+    ordered
+}
+
+/// Find the API resource of every object: served by the cluster, or
+/// defined by a CRD among `objects` (`with_crd`). Kinds neither serves are
+/// bad input, all named in one message ([`Missing`]) whose fix suits
+/// `origin`; a discovery that fails otherwise (forbidden, unreachable) is
+/// reported as what it is.
 pub async fn resolve(
     client: &Client,
     objects: Vec<DynamicObject>,
+    origin: Origin,
 ) -> anyhow::Result<Vec<Resolved>> {
-    let mut kinds = Vec::with_capacity(objects.len());
+    let mut gvks = Vec::with_capacity(objects.len());
     for object in &objects {
         let types = object.types.clone().ok_or_else(|| {
             input_error(format!(
@@ -80,64 +122,103 @@ pub async fn resolve(
         })?;
         let gvk = GroupVersionKind::try_from(&types)
             .map_err(|e| input_error(format!("object {}: {e}", object.name_any())))?;
-        kinds.push(gvk);
+        gvks.push(gvk);
+    }
+    let mut counts: HashMap<GroupVersionKind, usize> = HashMap::new();
+    for gvk in &gvks {
+        *counts.entry(gvk.clone()).or_default() += 1;
     }
     // One discovery request per distinct kind, all at once.
-    let distinct: BTreeSet<(String, String, String)> = kinds
-        .iter()
-        .map(|k| (k.group.clone(), k.version.clone(), k.kind.clone()))
-        .collect();
-    let found: HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)> =
-        try_join_all(distinct.into_iter().map(|(group, version, kind)| async move {
-            let gvk = GroupVersionKind::gvk(&group, &version, &kind);
-            let pinned = pinned_kind(client, &gvk).await.map_err(|e| {
-                let api_version = if group.is_empty() { version.clone() } else { format!("{group}/{version}") };
-                input_error(format!(
-                    "the cluster does not serve {api_version}/{kind} ({e}); install its CRD first or fix the overlay"
-                ))
-            })?;
-            anyhow::Ok((gvk, pinned))
-        }))
-        .await?
-        .into_iter()
-        .collect();
+    let answers = try_join_all(
+        counts
+            .keys()
+            .map(|gvk| async move { anyhow::Ok((gvk.clone(), discover(client, gvk).await?)) }),
+    )
+    .await?;
+    let defined = kinds::defined_by_crds(&objects);
+    let mut found: HashMap<GroupVersionKind, (ApiResource, bool, Option<String>)> = HashMap::new();
+    let mut missing = Missing::default();
+    for (gvk, answer) in answers {
+        let provided = match answer {
+            Some((resource, capabilities)) => {
+                Some((resource, capabilities.scope == Scope::Namespaced, None))
+            }
+            None => defined
+                .get(&gvk)
+                .map(|d| (d.resource.clone(), d.namespaced, Some(d.crd.clone()))),
+        };
+        match provided {
+            Some(provided) => {
+                found.insert(gvk, provided);
+            }
+            None => missing.add(&gvk, counts[&gvk]),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(input_error(missing.message(origin)));
+    }
     Ok(objects
         .into_iter()
-        .zip(kinds)
+        .zip(gvks)
         .map(|(object, gvk)| {
-            let (resource, capabilities) = &found[&gvk];
+            let (resource, namespaced, with_crd) = found[&gvk].clone();
             Resolved {
                 object,
-                resource: resource.clone(),
-                namespaced: capabilities.scope == Scope::Namespaced,
+                resource,
+                namespaced,
+                with_crd,
             }
         })
         .collect())
 }
 
+/// The API resource serving `gvk`, or `None` when the cluster does not
+/// serve it (discovery answers 404, or the group version lacks the kind).
+async fn discover(
+    client: &Client,
+    gvk: &GroupVersionKind,
+) -> anyhow::Result<Option<(ApiResource, ApiCapabilities)>> {
+    let shown = format!("{} {}", gvk.api_version(), gvk.kind);
+    match pinned_kind(client, gvk).await {
+        Ok(found) => Ok(Some(found)),
+        // a path the server does not serve answers a plain-text 404
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(kube::Error::Discovery(DiscoveryError::MissingKind(_))) => Ok(None),
+        Err(kube::Error::Api(status)) if status.code == 403 => Err(input_error(format!(
+            "the deployer may not discover {shown}: {}; grant it discovery \
+             (the system:discovery ClusterRole)",
+            status.message
+        ))),
+        Err(e) => Err(e).with_context(|| format!("discovering {shown}")),
+    }
+}
+
 /// Server-side apply every object, phase by phase, with field manager
-/// `berth`; `dry_run` asks the server to compute the result without saving.
-/// Applies the objects exactly as given. Returns the objects as the server
-/// answered.
+/// `berth`; after the phase holding CustomResourceDefinitions, wait until
+/// each is Established ([`crds::established`]) so their custom resources
+/// can be applied. `dry_run` asks the server to compute the result without
+/// saving; an object whose CRD is not installed yet cannot be computed
+/// and is answered as given. Returns the objects as the server answered,
+/// in apply order.
 pub async fn apply_all(
     client: &Client,
     namespace: &str,
     objects: &[Resolved],
     dry_run: bool,
+    out: &Output,
 ) -> anyhow::Result<Vec<(Resolved, DynamicObject)>> {
     let mut params = PatchParams::apply(super::FIELD_MANAGER).force();
     params.dry_run = dry_run;
-    let phases: BTreeSet<u8> = objects.iter().map(|o| phase(&o.resource.kind)).collect();
+    let ordered = in_order(objects);
     let mut applied = Vec::with_capacity(objects.len());
-    for current in phases {
-        let batch: Vec<&Resolved> = objects
-            .iter()
-            .filter(|o| phase(&o.resource.kind) == current)
-            .collect();
-        let results: Vec<(Resolved, DynamicObject)> = stream::iter(batch)
+    for batch in ordered.chunk_by(|a, b| a.phase() == b.phase()) {
+        let results: Vec<(Resolved, DynamicObject)> = stream::iter(batch.iter().copied())
             .map(|item| {
                 let params = params.clone();
                 async move {
+                    if dry_run && item.with_crd.is_some() {
+                        return anyhow::Ok((item.clone(), item.object.clone()));
+                    }
                     let api = item.api(client, namespace);
                     let answer = api
                         .patch(
@@ -152,9 +233,17 @@ pub async fn apply_all(
                     anyhow::Ok((item.clone(), answer))
                 }
             })
-            .buffer_unordered(CONCURRENCY)
+            .buffered(CONCURRENCY)
             .try_collect()
             .await?;
+        let crds: Vec<String> = batch
+            .iter()
+            .filter(|o| o.is_crd())
+            .map(|o| o.object.name_any())
+            .collect();
+        if !dry_run && !crds.is_empty() {
+            crds::established(client, &crds, crds::ESTABLISHED_WITHIN, out).await?;
+        }
         applied.extend(results);
     }
     Ok(applied)
@@ -214,19 +303,31 @@ mod tests {
     use super::phase;
 
     #[test]
-    fn namespaces_come_first_then_config_then_services_then_workloads() {
+    fn namespaces_then_config_then_custom_resources_then_services_then_workloads() {
         let order = [
-            "Namespace",
-            "ConfigMap",
-            "Service",
-            "HorizontalPodAutoscaler",
-            "Deployment",
+            ("", "Namespace"),
+            ("", "ConfigMap"),
+            ("cloud.google.com", "BackendConfig"),
+            ("", "Service"),
+            ("autoscaling", "HorizontalPodAutoscaler"),
+            ("apps", "Deployment"),
         ];
-        let phases: Vec<u8> = order.iter().map(|k| phase(k)).collect();
+        let phases: Vec<u8> = order.iter().map(|(g, k)| phase(g, k)).collect();
         assert!(phases.windows(2).all(|w| w[0] < w[1]), "{phases:?}");
-        assert_eq!(phase("CustomResourceDefinition"), phase("Namespace"));
-        assert_eq!(phase("Secret"), phase("ConfigMap"));
-        assert_eq!(phase("Ingress"), phase("Service"));
-        assert_eq!(phase("StatefulSet"), phase("Deployment"));
+        assert_eq!(
+            phase("apiextensions.k8s.io", "CustomResourceDefinition"),
+            phase("", "Namespace")
+        );
+        assert_eq!(phase("", "Secret"), phase("", "ConfigMap"));
+        assert_eq!(phase("networking.k8s.io", "Ingress"), phase("", "Service"));
+        assert_eq!(phase("apps", "StatefulSet"), phase("apps", "Deployment"));
+        // every custom resource, whatever its kind is called
+        assert_eq!(
+            phase("networking.gke.io", "ManagedCertificate"),
+            phase("example.com", "Service")
+        );
+        assert!(
+            phase("networking.gke.io", "FrontendConfig") < phase("networking.k8s.io", "Ingress")
+        );
     }
 }

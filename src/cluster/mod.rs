@@ -4,9 +4,11 @@
 pub mod access;
 pub mod apply;
 pub mod client;
+pub mod crds;
 pub mod database;
 pub mod exec;
 pub mod follow;
+pub mod kinds;
 pub mod live;
 pub mod lock;
 pub mod pods;

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::cli::{DeployArgs, GlobalArgs};
-use crate::cluster::apply::{self, Resolved};
+use k8s_openapi::api::batch::v1::Job;
+use kube::ResourceExt;
+
+use crate::cluster::apply;
 use crate::error::{Outcome, exit_code_number};
 use crate::output::{Output, Report, ReportFailure};
 use crate::pipeline::{self, DeploySettings, Finished, Plan, Request, Summary};
@@ -98,28 +101,52 @@ pub fn report(
     });
 }
 
-/// The `plan` event of `--output json`: the objects, images, assets, backup and schema.
+/// The `plan` event of `--output json`: the objects (in apply order, those
+/// created with their CRD under `with_crd`), the migration Job, images,
+/// assets, backup and schema.
 pub fn plan_event(plan: &Plan) -> serde_json::Value {
+    let ordered = apply::in_order(&plan.objects);
     serde_json::json!({
         "event": "plan",
         "environment": plan.env_name,
         "namespace": plan.env.namespace,
         "sha": plan.sha,
-        "objects": plan.objects.iter().map(|o| o.describe()).collect::<Vec<_>>(),
+        "objects": ordered.iter().map(|o| o.describe()).collect::<Vec<_>>(),
+        "with_crd": ordered.iter().filter_map(|o| o.with_crd.as_ref().map(|crd| serde_json::json!({"object": o.describe(), "crd": crd}))).collect::<Vec<_>>(),
+        "migration": plan.migration.as_ref().map(|job| serde_json::json!({
+            "object": format!("Job/{}", job.name_any()),
+            "containers": migration_containers(job).iter().map(|(name, image)| serde_json::json!({"name": name, "image": image})).collect::<Vec<_>>(),
+        })),
         "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
-        "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
+        "assets": match (&plan.assets, &plan.assets_unavailable) {
+            (Some(a), _) => serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket}),
+            (None, Some(why)) => serde_json::json!({"unavailable": why}),
+            (None, None) => serde_json::Value::Null,
+        },
         "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
         "schema": plan.schema.as_ref().map(|a| schema_event(a.framework(), plan.inspected.as_deref())),
     })
 }
 
+/// The containers (init containers first) of the migration Job, with their images.
+fn migration_containers(job: &Job) -> Vec<(String, String)> {
+    let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
+        return Vec::new();
+    };
+    let init = pod.init_containers.iter().flatten();
+    init.chain(&pod.containers)
+        .map(|c| (c.name.clone(), c.image.clone().unwrap_or_default()))
+        .collect()
+}
+
 /// The objects, in apply order, and the images pinned: the plan's lines.
 pub fn print_objects(plan: &Plan) -> anyhow::Result<()> {
-    let mut ordered: Vec<&Resolved> = plan.objects.iter().collect();
-    ordered.sort_by_key(|o| apply::phase(&o.resource.kind));
     stdout::line("Objects, in apply order:")?;
-    for o in ordered {
-        stdout::line(format!("  {}", o.describe()))?;
+    for o in apply::in_order(&plan.objects) {
+        match &o.with_crd {
+            Some(crd) => stdout::line(format!("  {} (created with its CRD {crd})", o.describe()))?,
+            None => stdout::line(format!("  {}", o.describe()))?,
+        }
     }
     stdout::line(format!("Images pinned to {}:", plan.sha))?;
     for p in &plan.pinned {
@@ -140,7 +167,19 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
         "Plan: deploy {} to {} (namespace {}), nothing changed",
         plan.sha, plan.env_name, plan.env.namespace
     ))?;
+    if let Some(job) = &plan.migration {
+        stdout::line(format!(
+            "Migration, run to completion before the apply: Job/{}",
+            job.name_any()
+        ))?;
+        for (name, image) in migration_containers(job) {
+            stdout::line(format!("  {name}: {image}"))?;
+        }
+    }
     print_objects(plan)?;
+    if let Some(why) = &plan.assets_unavailable {
+        stdout::line(format!("Assets: unavailable, the deploy refuses it: {why}"))?;
+    }
     if let Some(prepared) = &plan.assets {
         stdout::line(format!(
             "Assets: {} files from {} to s3://{}/{} (only missing or changed files are uploaded)",

@@ -41,6 +41,10 @@ struct ObjectDiff {
     /// `Kind/name` (and namespace), as the plan describes it.
     object: String,
     change: Change,
+    /// Added with the CRD of the same deploy that defines its kind (named
+    /// here): the server cannot dry-run it before that CRD is installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    with_crd: Option<String>,
     /// Added: the object's YAML. Changed: unified diff lines (`@@` hunk
     /// headers, then lines starting with `-`, `+` or a space). Unchanged: none.
     lines: Vec<String>,
@@ -53,10 +57,14 @@ impl ObjectDiff {
             event["event"] = serde_json::json!("object");
             return stdout::line(event);
         }
-        let (head, prefix) = match self.change {
-            Change::Added => (format!("+ {} (new)", self.object), "  + "),
-            Change::Changed => (format!("~ {}", self.object), "  "),
-            Change::Unchanged => return Ok(()),
+        let (head, prefix) = match (self.change, &self.with_crd) {
+            (Change::Added, Some(crd)) => (
+                format!("+ {} (new, created with its CRD {crd})", self.object),
+                "  + ",
+            ),
+            (Change::Added, None) => (format!("+ {} (new)", self.object), "  + "),
+            (Change::Changed, _) => (format!("~ {}", self.object), "  "),
+            (Change::Unchanged, _) => return Ok(()),
         };
         stdout::line(head)?;
         for line in &self.lines {
@@ -79,7 +87,11 @@ struct DiffReport {
 /// Print what deploying SHA to ENV would change; changes nothing.
 pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<()> {
     let json = out.mode() == Mode::Json;
-    let settings = DeploySettings::new(&global.config, &args.env, &args.sha);
+    // a plan that only shows what would happen
+    let settings = DeploySettings {
+        dry_run: true,
+        ..DeploySettings::new(&global.config, &args.env, &args.sha)
+    };
     let (client, plan) = pipeline::plan(&settings, None, &out).await?;
     let ns = &plan.env.namespace;
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -92,15 +104,15 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
     // Without the namespace a dry run cannot place objects: all are new.
     let answers: Vec<(apply::Resolved, DynamicObject)> = if exists {
         let objects = hold(&client, ns, &plan.objects).await?;
-        apply::apply_all(&client, ns, &objects, true).await?
+        apply::apply_all(&client, ns, &objects, true, &out).await?
     } else {
-        plan.objects
-            .iter()
+        apply::in_order(&plan.objects)
+            .into_iter()
             .map(|o| (o.clone(), o.object.clone()))
             .collect()
     };
     for (object, after) in &answers {
-        let live = if exists {
+        let live = if exists && object.with_crd.is_none() {
             let api = if object.namespaced {
                 Api::<DynamicObject>::namespaced_with(client.clone(), ns, &object.resource)
             } else {
@@ -141,11 +153,11 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
                 }
             }
         };
-        let object = object.describe();
         ObjectDiff {
-            object,
+            object: object.describe(),
             change,
             lines,
+            with_crd: object.with_crd.clone(),
         }
         .print(json)?;
     }

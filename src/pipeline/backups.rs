@@ -18,6 +18,7 @@ use crate::backup::manifest::ReleaseRef;
 use crate::backup::pods::{self, Placement};
 use crate::cluster::MANAGED_BY;
 use crate::cluster::apply::{self, Resolved};
+use crate::cluster::kinds::Origin;
 use crate::cluster::release::Release;
 use crate::render;
 
@@ -50,7 +51,7 @@ pub async fn objects(
         objects.push(dynamic(&cron_job)?);
     }
     render::label(&mut objects, &plan.config.app, &plan.env_name)?;
-    apply::resolve(client, objects).await
+    apply::resolve(client, objects, Origin::Berth).await
 }
 
 /// Delete berth's CronJobs that `kept` (the backup objects just applied)

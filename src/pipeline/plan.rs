@@ -13,10 +13,11 @@ use super::settings::DeploySettings;
 use crate::assets::store;
 use crate::assets::sync::{self, Prepared};
 use crate::cluster::apply::{self, Resolved};
+use crate::cluster::kinds::Origin;
 use crate::cluster::release::Release;
 use crate::cluster::{access, client, instance};
 use crate::config::{self, Config, Environment, MigrationSource};
-use crate::error::input_error;
+use crate::error::{BerthError, input_error, kind_of};
 use crate::migrate;
 use crate::output::Output;
 use crate::render::{self, PinnedImage, Pins};
@@ -42,6 +43,10 @@ pub struct Plan {
     pub migration: Option<Job>,
     /// The static assets, source resolved and bucket checked, when configured.
     pub assets: Option<Prepared>,
+    /// A plan that only shows what would happen (`--dry-run`, `diff`): why
+    /// the assets' source is unavailable (the SHA's image not built yet),
+    /// which a deploy refuses.
+    pub assets_unavailable: Option<String>,
     /// Whether a backup is taken before the migration.
     pub backup: BeforeMigration,
     /// The adapter that reads what the migration applies and the state it
@@ -139,10 +144,15 @@ pub async fn plan(
     // checked) are independent; either failing is bad input, found before
     // anything changes.
     let (objects, assets) = tokio::join!(
-        apply::resolve(&client, objects),
-        prepare_assets(&env, &sha, &client)
+        apply::resolve(&client, objects, origin(&env)),
+        prepare_assets(&env, &sha, &client, settings.dry_run)
     );
-    let (objects, assets) = (objects?, assets?);
+    let (objects, (assets, assets_unavailable)) = (objects?, assets?);
+    if let Some(why) = &assets_unavailable {
+        out.warn(&format!(
+            "the assets are unavailable, so a deploy would refuse {sha}: {why}"
+        ));
+    }
     check_access(&client, &env, &objects, migration.is_some(), settings.prune).await?;
     out.info(&format!(
         "{} objects for {env_name} (namespace {}), {} images pinned to {sha}",
@@ -159,6 +169,7 @@ pub async fn plan(
         pinned,
         migration,
         assets,
+        assets_unavailable,
         backup,
         schema,
         inspected: None,
@@ -187,7 +198,7 @@ pub async fn plan_release(
     }
     let objects = recorded_objects(target)?;
     let client = client::connect(env.context.as_deref()).await?;
-    let objects = apply::resolve(&client, objects).await?;
+    let objects = apply::resolve(&client, objects, Origin::Release(target.number)).await?;
     check_access(&client, &env, &objects, false, settings.prune).await?;
     let pinned = target
         .images
@@ -215,11 +226,21 @@ pub async fn plan_release(
         pinned,
         migration: None,
         assets: None,
+        assets_unavailable: None,
         backup: BeforeMigration::NoMigration,
         schema: None,
         inspected: None,
     };
     Ok((client, plan))
+}
+
+/// Where the environment's objects come from, for the message on kinds
+/// the cluster does not serve.
+fn origin(env: &Environment) -> Origin {
+    match env.source {
+        config::Source::Helm { .. } => Origin::Chart,
+        config::Source::Kustomize { .. } => Origin::Overlay,
+    }
 }
 
 /// berth.yaml, and the environment deployed to.
@@ -280,15 +301,23 @@ async fn check_access(
 }
 
 /// The environment's assets, prepared for upload, if it has `assets:`.
+/// With `plan_only`, a source that is bad input (the SHA's image missing)
+/// is the second value, why, rather than an error: the plan shows it.
 async fn prepare_assets(
     env: &Environment,
     sha: &str,
     client: &Client,
-) -> anyhow::Result<Option<Prepared>> {
+    plan_only: bool,
+) -> anyhow::Result<(Option<Prepared>, Option<String>)> {
     let Some(assets) = &env.assets else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let store = store::for_environment(env, assets, Some(client)).await?;
-    let prepared = sync::prepare(assets, &assets.from.for_sha(sha), sha, store).await?;
-    Ok(Some(prepared))
+    match sync::check_and_resolve(assets, &assets.from.for_sha(sha), sha, store).await? {
+        Ok(prepared) => Ok((Some(prepared), None)),
+        Err(e) if plan_only && matches!(kind_of(&e), Some(BerthError::Input(_))) => {
+            Ok((None, Some(format!("{e:#}"))))
+        }
+        Err(e) => Err(e),
+    }
 }

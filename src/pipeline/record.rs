@@ -155,6 +155,7 @@ mod tests {
                 object,
                 resource: ApiResource::from_gvk(&GroupVersionKind::gvk("apps", "v1", "Deployment")),
                 namespaced: true,
+                with_crd: None,
             }],
             pinned: vec![PinnedImage {
                 object: "Deployment/frontend".into(),
@@ -164,6 +165,7 @@ mod tests {
             }],
             migration: None,
             assets: None,
+            assets_unavailable: None,
             backup: crate::pipeline::pre_migrate::BeforeMigration::NoMigration,
             schema: None,
             inspected: None,

@@ -17,6 +17,7 @@ use super::plan::{Plan, recorded_objects};
 use super::rollout;
 use super::settings::DeploySettings;
 use crate::cluster::apply;
+use crate::cluster::kinds::Origin;
 use crate::cluster::release::{self, Release, ReleaseStatus};
 use crate::output::Output;
 use crate::schema::adapter;
@@ -84,8 +85,8 @@ pub async fn after_failure(
         previous.number, previous.sha
     ));
     let objects = recorded_objects(&previous)?;
-    let resolved = apply::resolve(client, objects).await?;
-    let applied = rollout::apply(client, ns, &resolved).await?;
+    let resolved = apply::resolve(client, objects, Origin::Release(previous.number)).await?;
+    let applied = rollout::apply(client, ns, &resolved, out).await?;
     let waited = rollout::wait(client, plan, &applied, plan.timeout(settings), out).await;
     let mut record = record(
         failed,

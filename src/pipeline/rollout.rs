@@ -14,6 +14,7 @@ use super::hold::hold;
 use super::plan::Plan;
 use super::settings::DeploySettings;
 use crate::cluster::apply::{self, Resolved};
+use crate::cluster::kinds::Origin;
 use crate::cluster::release::{FailureRecord, Release};
 use crate::error::BerthError;
 use crate::output::Output;
@@ -65,7 +66,7 @@ pub async fn apply_and_wait(
         .cloned()
         .chain(backup_objects.clone())
         .collect();
-    let applied = apply(client, ns, &objects).await?;
+    let applied = apply(client, ns, &objects, out).await?;
     for gone in
         backups::remove_unscheduled(client, ns, &backup_objects, plan.env.backups.is_some()).await?
     {
@@ -141,9 +142,10 @@ pub async fn apply(
     client: &Client,
     namespace: &str,
     objects: &[Resolved],
+    out: &Output,
 ) -> anyhow::Result<Vec<(Resolved, DynamicObject)>> {
     let objects = hold(client, namespace, objects).await?;
-    apply::apply_all(client, namespace, &objects, false).await
+    apply::apply_all(client, namespace, &objects, false, out).await
 }
 
 /// Wait for every workload among `applied` to become healthy, fail-fast.
@@ -171,13 +173,19 @@ pub async fn wait(
     waited
 }
 
-/// Kinds the previous release had, so `--prune` also finds kinds no longer rendered.
+/// Kinds the previous release had, so `--prune` also finds kinds no longer
+/// rendered; those the cluster no longer serves have nothing to prune.
 async fn previous_kinds(client: &Client, previous: Option<&Release>) -> Vec<Resolved> {
     let Some(previous) = previous else {
         return Vec::new();
     };
     let objects = previous.manifest.objects().unwrap_or_default();
-    apply::resolve(client, objects).await.unwrap_or_default()
+    apply::resolve(client, objects, Origin::Release(previous.number))
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.with_crd.is_none())
+        .collect()
 }
 
 /// The workloads among applied objects, with the generation the apply produced.
