@@ -228,6 +228,21 @@ async fn a_crd_and_its_custom_resources_deploy_in_one_run() {
     // a second deploy finds the kind served and applies it again
     let again = app.berth(&["advanced-deploy", "test", "2b3c4d5"]);
     assert_eq!(code(&again), 0, "{}", stderr(&again));
+
+    // a rollback re-applies the recorded CRD first too, once it is gone
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.delete(&name, &Default::default()).await.unwrap();
+    poll(Duration::from_secs(60), "the CRD to be gone", async || {
+        (!crd_exists(&client, &name).await).then_some(())
+    })
+    .await;
+    let back = app.berth(&["rollback", "test"]);
+    assert_eq!(code(&back), 0, "{}", stderr(&back));
+    assert!(crd_exists(&client, &name).await);
+    assert_eq!(
+        widgets.list(&Default::default()).await.unwrap().items.len(),
+        2
+    );
 }
 
 /// `(Kind/name, resourceVersion when first seen)` of every object of each
