@@ -144,8 +144,12 @@ impl Tool {
                 )));
             }
             Ok(Err(error)) => {
+                let config = match self.renderer {
+                    Renderer::Kustomize => ", name it in berth.yaml's render.kustomize",
+                    Renderer::Kubectl | Renderer::Helm => "",
+                };
                 return Err(input_error(format!(
-                    "cannot run {} for `{}`: {error}; install it, or set {} to its path",
+                    "cannot run {} for `{}`: {error}; install it{config}, or set {} to its path",
                     self.program.to_string_lossy(),
                     self.shown,
                     self.override_var
