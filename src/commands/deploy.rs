@@ -110,6 +110,7 @@ pub fn plan_event(plan: &Plan) -> serde_json::Value {
         "assets": plan.assets.as_ref().map(|a| serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket})),
         "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
         "schema": plan.schema.as_ref().map(|a| schema_event(a.framework(), plan.inspected.as_deref())),
+        "migration": plan.migration_origin.as_ref().map(|o| o.to_json()),
     })
 }
 
@@ -149,6 +150,11 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
             prepared.store.bucket,
             prepared.assets.prefix
         ))?;
+    }
+    if let Some(origin) = &plan.migration_origin {
+        for line in origin.describe() {
+            stdout::line(line)?;
+        }
     }
     stdout::line(format!(
         "Backup before the migration: {}",
