@@ -90,10 +90,8 @@ fn checksums(dir: &Path) -> BTreeMap<PathBuf, String> {
         .filter(|entry| entry.file_type().is_file())
         .map(|entry| {
             let digest = Sha256::digest(std::fs::read(entry.path()).unwrap());
-            (
-                entry.path().strip_prefix(dir).unwrap().to_owned(),
-                format!("{digest:x}"),
-            )
+            let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
+            (entry.path().strip_prefix(dir).unwrap().to_owned(), hex)
         })
         .collect()
 }
@@ -359,10 +357,12 @@ async fn the_real_repository_deploys_as_it_is() {
 
     let plan = ok(&repo, &["advanced-deploy", "staging", first, "--dry-run"]);
     for part in [
-        "migrate",
-        "upload-assets",
+        "Pod/migrate",
+        "database-proxy",
+        "Pod/upload-assets",
         "Deployment/cron-digest",
         "Ingress/orbit",
+        "ManagedCertificate/orbit-certificate",
     ] {
         assert!(plan.contains(part), "{part:?} in the plan:\n{plan}");
     }
@@ -410,12 +410,25 @@ async fn the_real_repository_deploys_as_it_is() {
     assert_release(&env, second).await;
 
     let history = ok(&repo, &["history", "staging"]);
-    for sha in [first, second] {
-        assert!(history.contains(&sha[..12]), "{sha} in history:\n{history}");
-    }
+    assert!(history.contains(&second[..12]), "{history}");
 
     ok(&repo, &["rollback", "staging"]);
     assert_release(&env, first).await;
+    let releases: Vec<(String, String)> = ok(&repo, &["history", "staging", "--output", "json"])
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["event"] == "release")
+        .map(|release| {
+            let text = |key: &str| release[key].as_str().unwrap().to_owned();
+            (text("sha"), text("status"))
+        })
+        .collect();
+    let succeeded = |sha: &str| (sha.to_owned(), "succeeded".to_owned());
+    assert_eq!(
+        releases,
+        [succeeded(first), succeeded(second), succeeded(first)],
+        "newest first: the rollback, the second SHA, the first"
+    );
 
     assert_eq!(git(&repo, &["status", "--porcelain", "--ignored"]), "");
     assert_eq!(checksums(&repo), before, "the checkout is untouched");
