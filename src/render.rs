@@ -976,6 +976,28 @@ data: { image: registry.example.com/shop/worker:v1 }
     }
 
     #[tokio::test]
+    async fn a_missing_standalone_kustomize_names_render_kustomize() {
+        let config = example();
+        let env = environment(Source::Kustomize {
+            overlay: config.dir.join("overlays/staging"),
+            kustomize: Kustomize::Standalone("/nonexistent/kustomize".into()),
+        });
+        let text = input_error_text(render(&config, "dev", &env).await);
+        assert!(
+            text.contains(
+                "cannot run /nonexistent/kustomize for `/nonexistent/kustomize build overlays/staging`"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "install it, name it in berth.yaml's render.kustomize, or set BERTH_KUSTOMIZE to its path"
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
     async fn a_tool_that_hangs_is_stopped_and_named() {
         let pid_file = std::env::temp_dir().join(format!("berth-hang-{}", std::process::id()));
         let tool = Tool {
