@@ -1,24 +1,25 @@
-//! Rendering an environment (kustomize through kubectl, or helm) and pinning images in memory.
+//! Rendering an environment (kustomize through kubectl or standalone, or helm) and pinning images in memory.
 //!
-//! [`render`] runs `kubectl kustomize` or `helm template` and reads the objects
+//! [`render`] runs `kubectl kustomize`, `kustomize build` or `helm template` and reads the objects
 //! they print; [`label`] and [`pin_images`] then change those objects in
 //! memory only. Nothing here writes to the deploy repo.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
-use std::path::Path;
-use std::time::Duration;
+mod incompatible;
+mod tool;
+mod version;
 
-use tokio::process::Command;
+use std::collections::{BTreeMap, BTreeSet};
 
 use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cluster::{INSTANCE_LABEL as INSTANCE, instance};
-use crate::config::{Config, Environment, Kustomize, Source};
+use crate::config::{Config, Environment, Source};
 use crate::error::input_error;
 use crate::image_ref;
+pub use tool::TOOL_TIMEOUT;
+use tool::Tool;
 
 /// The label saying berth applied an object, and its value.
 const MANAGED_BY: &str = crate::cluster::MANAGED_BY.0;
@@ -89,12 +90,15 @@ impl Pins {
 /// environment's namespace unless its kind is cluster-scoped.
 ///
 /// Kustomize overlays run through `kubectl kustomize` (the `BERTH_KUBECTL`
-/// environment variable overrides the binary), helm charts through
+/// environment variable overrides the binary), or `<kustomize> build` with
+/// `render.kustomize` (`BERTH_KUSTOMIZE` overrides); helm charts through
 /// `helm template --skip-tests` (`BERTH_HELM` overrides): a chart's test pods
 /// are for `helm test`, not for every deploy. A tool that fails, output that is
 /// not a list of Kubernetes objects, or an object in another namespace is an
-/// input error naming the overlay or chart and the fix. A tool still running
-/// after [`TOOL_TIMEOUT`] is killed, and that is an input error too.
+/// input error naming the overlay or chart and the fix; the tool's errors name
+/// the binary and version that ran, and a kustomization that kustomize v5
+/// refuses for a known v4-to-v5 incompatibility says so and how to get out. A
+/// tool still running after [`TOOL_TIMEOUT`] is killed, an input error too.
 pub async fn render(
     config: &Config,
     env_name: &str,
@@ -120,7 +124,13 @@ pub async fn render_source(
 ) -> anyhow::Result<Vec<DynamicObject>> {
     let tool = Tool::for_source(config, source, key, namespace);
     let output = tool.run(TOOL_TIMEOUT).await?;
-    let mut objects = parse_objects(&output, &tool.shown)?;
+    let mut objects = match parse_objects(&output, &tool.shown) {
+        Ok(objects) => objects,
+        Err(error) => {
+            let version = tool.version().await;
+            return Err(input_error(format!("{error}\nrendered by {version}")));
+        }
+    };
     place_in_namespace(&mut objects, env_name, namespace)?;
     Ok(objects)
 }
@@ -219,157 +229,6 @@ pub fn pin_images(objects: &mut [DynamicObject], pins: &Pins) -> Vec<PinnedImage
         }
     }
     pinned
-}
-
-/// A rendering command, and how to talk about it in errors.
-struct Tool {
-    /// The binary to run.
-    program: OsString,
-    /// Its arguments.
-    args: Vec<OsString>,
-    /// The command line as shown to the user, e.g. `kubectl kustomize overlays/staging`.
-    shown: String,
-    /// The environment variable that overrides the binary.
-    override_var: &'static str,
-    /// The fix when the tool fails, naming the key and path to correct.
-    fix: String,
-}
-
-impl Tool {
-    /// The command that renders `source` (berth.yaml's `key`): paths are
-    /// shown relative to berth.yaml's directory.
-    fn for_source(config: &Config, source: &Source, key: &str, namespace: &str) -> Tool {
-        let relative = |path: &Path| {
-            path.strip_prefix(&config.dir)
-                .unwrap_or(path)
-                .display()
-                .to_string()
-        };
-        match source {
-            Source::Kustomize { overlay, kustomize } => {
-                let shown_path = relative(overlay);
-                let (program, override_var, args, shown) =
-                    match (kustomize, std::env::var_os("BERTH_KUSTOMIZE")) {
-                        (_, Some(binary)) => {
-                            let shown = format!("{} build {shown_path}", binary.to_string_lossy());
-                            (
-                                binary,
-                                "BERTH_KUSTOMIZE",
-                                vec!["build".into(), overlay.into()],
-                                shown,
-                            )
-                        }
-                        (Kustomize::Standalone(binary), None) => (
-                            binary.clone().into_os_string(),
-                            "BERTH_KUSTOMIZE",
-                            vec!["build".into(), overlay.into()],
-                            format!("{} build {shown_path}", relative(binary)),
-                        ),
-                        (Kustomize::Kubectl, None) => {
-                            let (program, var) = program("BERTH_KUBECTL", "kubectl");
-                            (
-                                program,
-                                var,
-                                vec!["kustomize".into(), overlay.into()],
-                                format!("kubectl kustomize {shown_path}"),
-                            )
-                        }
-                    };
-                Tool {
-                    program,
-                    args,
-                    fix: format!(
-                        "fix the overlay {shown_path} ({key} in berth.yaml); `{shown}` shows the same error"
-                    ),
-                    shown,
-                    override_var,
-                }
-            }
-            Source::Helm {
-                path,
-                values,
-                release,
-            } => {
-                let (program, override_var) = program("BERTH_HELM", "helm");
-                let mut args: Vec<OsString> = vec!["template".into(), release.into(), path.into()];
-                let mut shown = format!("helm template {release} {}", relative(path));
-                for file in values {
-                    args.extend(["-f".into(), file.into()]);
-                    shown.push_str(&format!(" -f {}", relative(file)));
-                }
-                args.extend([
-                    "--namespace".into(),
-                    namespace.into(),
-                    "--skip-tests".into(),
-                ]);
-                shown.push_str(&format!(" --namespace {namespace} --skip-tests"));
-                Tool {
-                    program,
-                    args,
-                    fix: format!(
-                        "fix the chart {} or its values ({key} in berth.yaml); `{shown}` shows \
-                         the same error",
-                        relative(path)
-                    ),
-                    shown,
-                    override_var,
-                }
-            }
-        }
-    }
-
-    /// Run the tool and return what it printed, or an input error with its
-    /// stderr. It is killed if it runs longer than `timeout` (or if the
-    /// caller stops waiting, e.g. on Ctrl-C).
-    async fn run(&self, timeout: Duration) -> anyhow::Result<String> {
-        let running = Command::new(&self.program)
-            .args(&self.args)
-            .kill_on_drop(true)
-            .output();
-        let output = tokio::time::timeout(timeout, running)
-            .await
-            .map_err(|_| {
-                input_error(format!(
-                    "`{}` did not finish within {}s and was stopped; {}, or see whether it waits \
-                     on the network (a chart dependency, a remote kustomize base)",
-                    self.shown,
-                    timeout.as_secs(),
-                    self.fix
-                ))
-            })?
-            .map_err(|error| {
-                input_error(format!(
-                    "cannot run {} for `{}`: {error}; install it, or set {} to its path",
-                    self.program.to_string_lossy(),
-                    self.shown,
-                    self.override_var
-                ))
-            })?;
-        if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            return Err(input_error(format!(
-                "`{}` failed ({}):\n{}\n{}",
-                self.shown,
-                output.status,
-                stderr.trim_end(),
-                self.fix
-            )));
-        }
-        String::from_utf8(output.stdout).map_err(|_| {
-            input_error(format!(
-                "`{}` printed something that is not UTF-8 text; {}",
-                self.shown, self.fix
-            ))
-        })
-    }
-}
-
-/// How long `kubectl kustomize` or `helm template` may run.
-pub const TOOL_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// The binary named by environment variable `var`, else `default` from PATH.
-fn program(var: &'static str, default: &str) -> (OsString, &'static str) {
-    (std::env::var_os(var).unwrap_or_else(|| default.into()), var)
 }
 
 /// Read the objects in a multi-document YAML stream printed by `shown`.
@@ -527,10 +386,13 @@ fn object_entry<'a>(value: &'a mut Value, key: &str) -> &'a mut Value {
 
 #[cfg(test)]
 mod tests {
+    use super::version::Renderer;
     use super::*;
-    use crate::config::{MigrationSource, RolloutSettings};
+    use crate::config::{Kustomize, MigrationSource, RolloutSettings};
     use crate::error::exit_code_of;
+    use std::path::Path;
     use std::process::ExitCode;
+    use std::time::Duration;
 
     /// Objects from inline YAML, as `render` reads them.
     fn objects(yaml: &str) -> Vec<DynamicObject> {
@@ -1045,9 +907,53 @@ data: { image: registry.example.com/shop/worker:v1 }
             "`kubectl kustomize overlays/does-not-exist` failed (exit status: 1)",
             "overlays/does-not-exist",
             "fix the overlay overlays/does-not-exist (environments.dev.overlay in berth.yaml)",
+            "\nrendered by kubectl v1.",
+            " (kustomize v5.",
         ] {
             assert!(text.contains(part), "{part:?} in {text}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_kustomization_for_v4_that_kubectl_refuses_names_the_ways_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let overlay = dir.path().join("overlays/staging");
+        std::fs::create_dir_all(&overlay).unwrap();
+        std::fs::write(
+            overlay.join("kustomization.yaml"),
+            "resources: [web.yaml]\npatches:\n- replicas.yaml\n",
+        )
+        .unwrap();
+        std::fs::write(
+            overlay.join("web.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: web }\n",
+        )
+        .unwrap();
+        std::fs::write(
+            overlay.join("replicas.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: { name: web }\ndata: { a: b }\n",
+        )
+        .unwrap();
+        let config = Config {
+            dir: dir.path().to_owned(),
+            ..example()
+        };
+        let env = environment(Source::Kustomize {
+            overlay,
+            kustomize: Kustomize::Kubectl,
+        });
+        let text = input_error_text(render(&config, "staging", &env).await);
+        for part in [
+            "`kubectl kustomize overlays/staging` failed",
+            "Kustomization.patches of type types.Patch",
+            "\nrendered by kubectl v1.",
+            "known kustomize v4-to-v5 incompatibility: `patches:` lists bare file names",
+            "`render: { kustomize: PATH_OR_NAME }` in berth.yaml",
+            "in overlays/staging or a base or component it uses, write each entry as `- path: FILE`",
+        ] {
+            assert!(text.contains(part), "{part:?} in {text}");
+        }
+        assert!(!text.contains("fix the overlay"), "{text}");
     }
 
     #[tokio::test]
@@ -1058,6 +964,8 @@ data: { image: registry.example.com/shop/worker:v1 }
             shown: "helm template shop chart".into(),
             override_var: "BERTH_HELM",
             fix: String::new(),
+            renderer: Renderer::Helm,
+            subject: "chart".into(),
         };
         let text = input_error_text(tool.run(TOOL_TIMEOUT).await);
         assert!(
@@ -1065,6 +973,28 @@ data: { image: registry.example.com/shop/worker:v1 }
             "{text}"
         );
         assert!(text.contains("set BERTH_HELM to its path"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_standalone_kustomize_names_render_kustomize() {
+        let config = example();
+        let env = environment(Source::Kustomize {
+            overlay: config.dir.join("overlays/staging"),
+            kustomize: Kustomize::Standalone("/nonexistent/kustomize".into()),
+        });
+        let text = input_error_text(render(&config, "dev", &env).await);
+        assert!(
+            text.contains(
+                "cannot run /nonexistent/kustomize for `/nonexistent/kustomize build overlays/staging`"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "install it, name it in berth.yaml's render.kustomize, or set BERTH_KUSTOMIZE to its path"
+            ),
+            "{text}"
+        );
     }
 
     #[tokio::test]
@@ -1079,6 +1009,8 @@ data: { image: registry.example.com/shop/worker:v1 }
             shown: "helm template shop charts/shop".into(),
             override_var: "BERTH_HELM",
             fix: "fix the chart charts/shop".into(),
+            renderer: Renderer::Helm,
+            subject: "charts/shop".into(),
         };
         let text = input_error_text(tool.run(Duration::from_secs(2)).await);
         assert!(

@@ -373,12 +373,20 @@ impl LogSource {
     }
 }
 
-/// The container whose log explains `pod`'s failure: the first (init
+/// The container whose log explains `pod`'s failure: a migration's main
+/// container, else the first (init
 /// containers first) that crashed (restarted, or exited non-zero), else the
 /// first not ready, else the first. Its previous run when it restarted and
 /// is not itself the run that ended: a crash-looping container's last crash,
 /// not the fresh run the kubelet may have started since.
 fn log_source(pod: &Pod) -> Option<LogSource> {
+    if let Some(main) = crate::migrate::sidecars::marked_main(pod) {
+        // A migration's main container decides, not its sidecars.
+        return Some(LogSource {
+            container: main.to_owned(),
+            previous: false,
+        });
+    }
     let status = pod.status.as_ref()?;
     let init = status.init_container_statuses.iter().flatten();
     let main: Vec<&ContainerStatus> = status.container_statuses.iter().flatten().collect();

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::watched::{self, Watched};
 use crate::error::Cancelled;
+use crate::migrate::sidecars;
 use crate::progress::{TaskEvent, TaskReporter};
 use crate::rollout::{Failure, Thresholds, Verdict, Workload};
 
@@ -43,6 +44,9 @@ pub struct Followed {
     /// The whole log of each pod whose container started, by pod name, read
     /// after the end.
     pub logs: Vec<(String, String)>,
+    /// The sidecars berth ended, deleting the Job, after its main container
+    /// exited (a cluster without native sidecars); empty otherwise.
+    pub ended_sidecars: Vec<String>,
 }
 
 /// How long the Job controller may fail to create the pod (FailedCreate)
@@ -116,7 +120,8 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
                     let pod_name = p.name_any();
                     if started_container(&p) && !log_tasks.contains_key(&pod_name) {
                         let printed = Arc::new(AtomicUsize::new(0));
-                        let stream = stream_logs(pods.clone(), pod_name.clone(), task.to_string(), reporter.clone(), printed.clone());
+                        let params = LogParams { follow: true, ..log_params(&p) };
+                        let stream = stream_logs(pods.clone(), pod_name.clone(), params, task.to_string(), reporter.clone(), printed.clone());
                         log_tasks.insert(pod_name.clone(), (tokio::spawn(stream), printed));
                     }
                     match seen_pods.iter_mut().find(|s| s.name_any() == pod_name) {
@@ -153,6 +158,11 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
         {
             break End::Finished(Verdict::Failed(failure));
         }
+        // A Job whose main container berth marked ends with it, whatever
+        // its sidecars do.
+        if let Some(verdict) = seen_pods.iter().find_map(main_ended) {
+            break End::Finished(verdict);
+        }
         if let Some(j) = &latest_job {
             // No events: a Job's verdict does not depend on readiness.
             match Workload::Job(j.clone()).assess(
@@ -186,29 +196,91 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
     // on that, stop following and print whatever the streams had not yet.
     let mut logs = Vec::new();
     for pod in seen_pods.iter().filter(|p| started_container(p)) {
-        let pod = pod.name_any();
-        let printed = match log_tasks.remove(&pod) {
+        let printed = match log_tasks.remove(&pod.name_any()) {
             Some((handle, printed)) => {
                 handle.abort();
                 printed.load(Ordering::SeqCst)
             }
             None => 0,
         };
-        if let Ok(all) = pods.logs(&pod, &LogParams::default()).await {
+        if let Ok(all) = pods.logs(&pod.name_any(), &log_params(pod)).await {
             for line in all.lines().skip(printed) {
                 reporter.task(task, TaskEvent::Output(line));
             }
-            logs.push((pod, all));
+            logs.push((pod.name_any(), all));
         }
     }
     for (handle, _) in log_tasks.values() {
         handle.abort();
     }
+    let ended_sidecars = end_sidecars(&jobs, name, &end, &seen_pods).await?;
+    if !ended_sidecars.is_empty() {
+        reporter.task(
+            task,
+            TaskEvent::Output(&format!(
+                "ended sidecar {} after the migration exited (Job {name} deleted)",
+                ended_sidecars.join(", ")
+            )),
+        );
+    }
     Ok(Followed {
         end,
         pods: seen_pods,
         logs,
+        ended_sidecars,
     })
+}
+
+/// The verdict on a pod whose main container (marked by berth) has
+/// exited: its exit code decides.
+fn main_ended(pod: &Pod) -> Option<Verdict> {
+    let main = sidecars::marked_main(pod)?;
+    let (code, detail) = sidecars::main_exit(pod, main)?;
+    if code == 0 {
+        return Some(Verdict::Succeeded);
+    }
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    };
+    Some(Verdict::Failed(Failure {
+        pod: pod.metadata.name.clone(),
+        reason: "ContainerFailed".into(),
+        message: format!("container {main:?} exited with code {code}{detail}"),
+    }))
+}
+
+/// When the main container decided (`end`) and sidecars berth must end
+/// are still running, delete the Job and its pod; the sidecars ended.
+async fn end_sidecars(
+    jobs: &Api<Job>,
+    name: &str,
+    end: &End,
+    pods: &[Pod],
+) -> anyhow::Result<Vec<String>> {
+    if !matches!(end, End::Finished(_)) {
+        return Ok(Vec::new());
+    }
+    let Some(pod) = pods.iter().find(|p| main_ended(p).is_some()) else {
+        return Ok(Vec::new());
+    };
+    let running = sidecars::running_sidecars(pod);
+    if !running.is_empty() {
+        jobs.delete(name, &DeleteParams::background())
+            .await
+            .with_context(|| format!("deleting Job {name} to end its sidecars"))?;
+    }
+    Ok(running)
+}
+
+/// The log request for `pod`'s Job log: its main container's (see
+/// [`sidecars::log_container`]).
+fn log_params(pod: &Pod) -> LogParams {
+    LogParams {
+        container: sidecars::log_container(pod),
+        ..Default::default()
+    }
 }
 
 /// Whether one of `pod`'s containers is running or has run.
@@ -256,14 +328,11 @@ enum Seen {
 async fn stream_logs<R: TaskReporter + ?Sized>(
     pods: Api<Pod>,
     pod: String,
+    params: LogParams,
     task: String,
     reporter: Arc<R>,
     printed: Arc<AtomicUsize>,
 ) {
-    let params = LogParams {
-        follow: true,
-        ..Default::default()
-    };
     match pods.log_stream(&pod, &params).await {
         Ok(stream) => {
             let mut lines = stream.lines();

@@ -125,6 +125,7 @@ pub fn plan_event(plan: &Plan) -> serde_json::Value {
         },
         "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
         "schema": plan.schema.as_ref().map(|a| schema_event(a.framework(), plan.inspected.as_deref())),
+        "migration": plan.migration_origin.as_ref().map(|o| o.to_json()),
     })
 }
 
@@ -188,6 +189,11 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
             prepared.store.bucket,
             prepared.assets.prefix
         ))?;
+    }
+    if let Some(origin) = &plan.migration_origin {
+        for line in origin.describe() {
+            stdout::line(line)?;
+        }
     }
     stdout::line(format!(
         "Backup before the migration: {}",

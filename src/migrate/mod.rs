@@ -5,6 +5,7 @@
 //! A failed Job is kept for inspection; a successful one is deleted.
 
 pub mod overlay;
+pub mod sidecars;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -76,7 +77,7 @@ const RELEASE_LABEL: &str = "berth.dev/migration-of";
 /// A failed migration: the Job is kept, and this says why.
 #[derive(Debug, Clone)]
 pub struct MigrationFailed {
-    /// The Job's name, kept for inspection.
+    /// The Job's name.
     pub job: String,
     /// What went wrong.
     pub failure: Failure,
@@ -84,6 +85,19 @@ pub struct MigrationFailed {
     pub end: MigrationEnd,
     /// The outcome to record.
     pub record: TaskRecord,
+    /// Whether the Job was kept (berth deletes it to end sidecars still
+    /// running after the main container failed).
+    pub kept: bool,
+}
+
+/// What became of failed Job `name`: kept for inspection, or deleted to
+/// end its sidecars.
+pub fn kept_or_not(name: &str, kept: bool) -> String {
+    if kept {
+        format!("Job {name} is kept for inspection")
+    } else {
+        format!("Job {name} was deleted to end its sidecars")
+    }
 }
 
 /// The label that marks a Job in the overlay as the migration template.
@@ -181,15 +195,13 @@ pub fn pending_check(
     job
 }
 
-/// The container of `job` that migrates: the one named `migrate`, else the first.
+/// The container of `job` that migrates: the one `migrate.container`
+/// named ([`sidecars::MAIN_CONTAINER`]), else the one named `migrate`,
+/// else the first.
 pub fn migration_container(job: &mut Job) -> Option<&mut Container> {
+    let name = sidecars::main_container(job)?.name.clone();
     let pod = job.spec.as_mut()?.template.spec.as_mut()?;
-    let index = pod
-        .containers
-        .iter()
-        .position(|c| c.name == "migrate")
-        .unwrap_or(0);
-    pod.containers.get_mut(index)
+    pod.containers.iter_mut().find(|c| c.name == name)
 }
 
 /// The pending check the overlay's migration `template` declares in its
@@ -293,6 +305,12 @@ pub struct Ended {
 }
 
 impl Ended {
+    /// Whether following it deleted the Job already, to end the sidecars
+    /// still running after its main container exited.
+    pub fn deleted(&self) -> bool {
+        !self.followed.ended_sidecars.is_empty()
+    }
+
     /// Its outcome as the release records it.
     pub fn record(&self, failed_status: &str) -> TaskRecord {
         let status = match &self.failure {
@@ -330,9 +348,13 @@ pub async fn create_and_follow<R: TaskReporter + ?Sized + 'static>(
     jobs.create(&PostParams::default(), &job)
         .await
         .with_context(|| format!("creating {} Job {name}", task.name()))?;
+    let sidecars = sidecars::main_container(&job)
+        .and_then(|main| sidecars::Arrangement::of(&job).describe(&main.name))
+        .map(|s| format!(" ({s})"))
+        .unwrap_or_default();
     reporter.task(
         task.name(),
-        TaskEvent::Started(&format!("running Job {name}")),
+        TaskEvent::Started(&format!("running Job {name}{sidecars}")),
     );
     let followed = follow::follow(
         client,
@@ -374,7 +396,8 @@ pub async fn create_and_follow<R: TaskReporter + ?Sized + 'static>(
     })
 }
 
-/// Delete `task`'s finished Job `name` (its pod goes with it).
+/// Delete `task`'s finished Job `name` (its pod goes with it), unless it
+/// is gone already.
 pub async fn delete(
     client: &Client,
     namespace: &str,
@@ -382,10 +405,13 @@ pub async fn delete(
     name: &str,
 ) -> anyhow::Result<()> {
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    jobs.delete(name, &DeleteParams::background())
-        .await
-        .with_context(|| format!("deleting the finished {} Job {name}", task.name()))?;
-    Ok(())
+    match jobs.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+        Err(e) => {
+            Err(e).with_context(|| format!("deleting the finished {} Job {name}", task.name()))
+        }
+    }
 }
 
 /// Run the migration Job (or the pending check) to the end, or until
@@ -412,6 +438,7 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
     let name_of_task = task.name();
     let pending = task == JobTask::PendingCheck;
     let record = ended.record(if pending { "pending" } else { "failed" });
+    let kept = !ended.deleted();
     match ended.failure {
         Some((end, failure)) => {
             if pending {
@@ -424,8 +451,9 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
                 reporter.task(
                     name_of_task,
                     TaskEvent::Failed(&format!(
-                        "{}; Job {name} is kept for inspection",
-                        failure.message
+                        "{}; {}",
+                        failure.message,
+                        kept_or_not(&name, kept)
                     )),
                 );
             }
@@ -434,6 +462,7 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
                 failure,
                 end,
                 record,
+                kept,
             }))
         }
         None => {

@@ -41,6 +41,9 @@ pub struct Plan {
     /// The migration Job to run before applying: the overlay's template, or
     /// one built from berth.yaml's `migrate:`.
     pub migration: Option<Job>,
+    /// Where the migration Job came from, when the repository's own
+    /// manifests declare it (`migrate.overlay`).
+    pub migration_origin: Option<migrate::overlay::Origin>,
     /// The static assets, source resolved and bucket checked, when configured.
     pub assets: Option<Prepared>,
     /// A plan that only shows what would happen (`--dry-run`, `diff`): why
@@ -110,6 +113,7 @@ pub async fn plan(
         (None, Some(configured)) => configured.pending_check().cloned(),
         (None, None) => None,
     };
+    let mut migration_origin = None;
     let migration = match (template, &env.migrate) {
         (Some(_), Some(_)) => {
             return Err(input_error(format!(
@@ -123,7 +127,12 @@ pub async fn plan(
             Some(migrate::from_config(configured, &sha)?)
         }
         (None, Some(MigrationSource::Overlay(overlay))) => {
-            Some(migrate::overlay::job(&config, env_name, &env.namespace, overlay, &pins).await?)
+            let native = migrate::sidecars::native_supported(&client).await?;
+            let taken =
+                migrate::overlay::job(&config, env_name, &env.namespace, overlay, &pins, native)
+                    .await?;
+            migration_origin = Some(taken.origin);
+            Some(taken.job)
         }
         (None, None) => None,
     };
@@ -168,6 +177,7 @@ pub async fn plan(
         objects,
         pinned,
         migration,
+        migration_origin,
         assets,
         assets_unavailable,
         backup,
@@ -225,6 +235,7 @@ pub async fn plan_release(
         objects,
         pinned,
         migration: None,
+        migration_origin: None,
         assets: None,
         assets_unavailable: None,
         backup: BeforeMigration::NoMigration,

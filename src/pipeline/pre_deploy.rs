@@ -220,13 +220,13 @@ pub async fn run(
             migrate::MigrationEnd::Failed => "failed",
             migrate::MigrationEnd::TimedOut => "timed out",
         };
+        let kept = migrate::kept_or_not(&failed.job, failed.kept);
         out.failure(&format!(
-            "migration {ended}; no workload was changed; Job {} is kept for inspection\n{summary}",
-            failed.job
+            "migration {ended}; no workload was changed; {kept}\n{summary}"
         ));
         let message = format!(
-            "the migration {ended} ({}); Job {} is kept for inspection",
-            failed.failure.reason, failed.job
+            "the migration {ended} ({}: {}); {kept}",
+            failed.failure.reason, failed.failure.message
         );
         return Err(match failed.end {
             migrate::MigrationEnd::Failed => BerthError::DeployFailed(message),

@@ -164,6 +164,7 @@ mod tests {
                 to: "registry.example.com/workbench/frontend:1a2b3c4".into(),
             }],
             migration: None,
+            migration_origin: None,
             assets: None,
             assets_unavailable: None,
             backup: crate::pipeline::pre_migrate::BeforeMigration::NoMigration,

@@ -130,8 +130,9 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
     )
     .await?;
     let name = ended.name.clone();
+    let deleted = ended.deleted();
     let failure = ended.failure.map(|(_, failure)| failure);
-    let kept = failure.is_some() && !task.read_only();
+    let kept = failure.is_some() && !task.read_only() && !deleted;
     let parsed = ended
         .followed
         .logs
