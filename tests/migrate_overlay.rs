@@ -99,6 +99,14 @@ fn kwok_app(prefix: &str) -> TestApp {
 #[tokio::test]
 async fn the_plan_shows_the_migration_job_from_the_overlay_and_what_it_ignores() {
     let app = kwok_app("mo-plan");
+    let out = app.ok(&["config", "validate"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "test: migration Job from Pod/db-migrate in migrate (container migrate-main decides)"
+        ),
+        "{stdout}"
+    );
     let out = app.ok(&["advanced-deploy", "test", "1a2b3c4", "--dry-run"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for expected in [
@@ -263,6 +271,13 @@ async fn bad_migration_overlays_are_refused_before_anything_changes() {
     .await;
 
     config("      name: db-migrate\n      container: main\n");
+    let out = app.berth(&["config", "validate"]);
+    assert_eq!(
+        code(&out),
+        2,
+        "config validate finds it too: {}",
+        all_output(&out)
+    );
     refused(
         &app,
         &["environments.test.migrate.container: Pod/db-migrate in migrate has no container named \"main\"; its containers are cloud-sql-proxy, migrate-main"],
