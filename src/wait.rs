@@ -187,14 +187,16 @@ pub async fn wait_all(
             _ = &mut deadline => {
                 return Err(WaitFailure::TimedOut { pending: assessment.pending() });
             }
-            event = events.next() => {
+            // No watches (nothing to wait for): the stream ends at once, and
+            // the branch is off; the tick assesses.
+            Some(event) = events.next() => {
                 // Take every event already queued, then assess once: a burst
                 // of 50 rollouts' updates costs one evaluation, not hundreds.
                 let mut queued = vec![event];
-                while let Some(event) = events.next().now_or_never() {
+                while let Some(Some(event)) = events.next().now_or_never() {
                     queued.push(event);
                 }
-                for (kind, error) in queued.into_iter().flatten().filter_map(Result::err) {
+                for (kind, error) in queued.into_iter().filter_map(Result::err) {
                     if let Some(refusal) = watched::refused(kind, namespace, &error) {
                         return Err(WaitFailure::Unwatchable(refusal));
                     }

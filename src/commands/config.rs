@@ -3,7 +3,8 @@
 use serde_json::json;
 
 use crate::cli::{ConfigArgs, ConfigCommand, GlobalArgs};
-use crate::config::Config;
+use crate::config::{Config, MigrationSource};
+use crate::migrate;
 use crate::output::{Mode, Output};
 use crate::render;
 use crate::stdout;
@@ -24,10 +25,18 @@ pub async fn run(global: &GlobalArgs, args: &ConfigArgs, out: &Output) -> anyhow
             let config = Config::load(&global.config)?;
             for (name, env) in &config.environments {
                 let mut objects = render::render(&config, name, env).await?;
-                let pinned = render::pin_images(
-                    &mut objects,
-                    &render::Pins::at_sha(&config.images, "0000000"),
-                );
+                let pins = render::Pins::at_sha(&config.images, "0000000");
+                let pinned = render::pin_images(&mut objects, &pins);
+                // The repository's own migration: rendered, and its Pod or
+                // Job and container found, as a deploy would.
+                let migration = match &env.migrate {
+                    Some(MigrationSource::Overlay(overlay)) => Some(
+                        migrate::overlay::job(&config, name, &env.namespace, overlay, &pins, true)
+                            .await?
+                            .origin,
+                    ),
+                    _ => None,
+                };
                 if json {
                     stdout::line(json!({
                         "event": "environment",
@@ -35,6 +44,9 @@ pub async fn run(global: &GlobalArgs, args: &ConfigArgs, out: &Output) -> anyhow
                         "namespace": env.namespace,
                         "objects": objects.len(),
                         "images_pinned": pinned.len(),
+                        "migration": migration.as_ref().map(|o| json!({
+                            "from": o.object, "container": o.container, "ignored": o.ignored,
+                        })),
                     }))?;
                 } else {
                     stdout::line(format!(
@@ -43,6 +55,12 @@ pub async fn run(global: &GlobalArgs, args: &ConfigArgs, out: &Output) -> anyhow
                         pinned.len(),
                         env.namespace
                     ))?;
+                    if let Some(o) = &migration {
+                        stdout::line(format!(
+                            "{name}: migration Job from {} in {} (container {} decides)",
+                            o.object, o.source, o.container
+                        ))?;
+                    }
                 }
             }
             if !json {

@@ -326,6 +326,38 @@ mod tests {
     }
 
     #[test]
+    fn a_pod_of_the_job_names_its_main_container_and_the_sidecars_still_running() {
+        let mut job = job();
+        arrange(&mut job, "migrate-main", false);
+        let template = job.spec.unwrap().template;
+        let running = |name: &str| ContainerStatus {
+            name: name.into(),
+            state: Some(ContainerState {
+                running: Some(Default::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let pod = Pod {
+            metadata: template.metadata.unwrap(),
+            spec: template.spec,
+            status: Some(k8s_openapi::api::core::v1::PodStatus {
+                container_statuses: Some(vec![running("cloud-sql-proxy")]),
+                ..Default::default()
+            }),
+        };
+        assert_eq!(marked_main(&pod), Some("migrate-main"));
+        assert_eq!(log_container(&pod).as_deref(), Some("migrate-main"));
+        assert_eq!(running_sidecars(&pod), ["cloud-sql-proxy"]);
+        let unmarked = Pod {
+            metadata: Default::default(),
+            ..pod
+        };
+        assert_eq!(log_container(&unmarked).as_deref(), Some("cloud-sql-proxy"));
+        assert!(running_sidecars(&unmarked).is_empty());
+    }
+
+    #[test]
     fn native_sidecars_since_1_29() {
         assert!(native_in("1", "29"));
         assert!(native_in("1", "36"));

@@ -146,7 +146,10 @@ pub async fn plan(
         schema.is_some(),
         settings.no_backup,
     );
-    if pinned.is_empty() {
+    let migration_pinned = migration_origin
+        .as_ref()
+        .is_some_and(|o| !o.pinned.is_empty());
+    if pinned.is_empty() && !migration_pinned {
         out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
     }
     // Resolving kinds and preparing the assets (an image pulled, a bucket
