@@ -32,3 +32,63 @@ async fn a_rollback_refused_before_it_changed_anything_says_nothing_about_the_sc
         stderr(&out)
     );
 }
+
+/// A Deployment of the app's frontend image whose pods no node can take:
+/// `placement` is its pod spec's nodeSelector or affinity (YAML, indented 6).
+fn unplaceable(name: &str, placement: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: {name}}}}}
+  template:
+    metadata: {{labels: {{app: {name}}}}}
+    spec:
+{placement}
+      containers:
+        - {{name: main, image: 127.0.0.1:25000/workbench/frontend:latest}}
+"
+    )
+}
+
+#[tokio::test]
+async fn a_deploy_failing_on_unschedulable_pods_names_every_such_workload_and_its_selector() {
+    let gpu = unplaceable("gpu-worker", "      nodeSelector: {pool: gpu-a100}");
+    let zonal = unplaceable(
+        "zonal-worker",
+        "      affinity:
+        nodeAffinity:
+          requiredDuringSchedulingIgnoredDuringExecution:
+            nodeSelectorTerms:
+              - matchExpressions:
+                  - {key: topology.kubernetes.io/zone, operator: In, values: [mars-1]}",
+    );
+    let app = TestApp::with_resources(
+        "msg-unsched",
+        Migration::Deleted,
+        &[("gpu.yaml", &gpu), ("zonal.yaml", &zonal)],
+    );
+    app.configure("      unschedulable_after: 5s\n");
+    let out = app.berth(&["advanced-deploy", "test", "1a2b3c4", "--output", "json"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let report = report(&out);
+    let failure = &report["failure"];
+    assert_eq!(failure["reason"], "Unschedulable", "{report}");
+    let message = failure["message"].as_str().unwrap();
+    let said = format!("{} {message}", failure["workload"]);
+    for expected in [
+        "Deployment/gpu-worker",
+        "no node matches its nodeSelector pool=gpu-a100",
+        "Deployment/zonal-worker",
+        "no node matches its required node affinity topology.kubernetes.io/zone In [mars-1]",
+        "didn't match Pod's node affinity/selector",
+    ] {
+        assert!(said.contains(expected), "{expected:?} not in {said}");
+    }
+    let printed = stderr(&out);
+    assert!(
+        printed.contains("also unschedulable: Deployment/"),
+        "{printed}"
+    );
+}
