@@ -92,3 +92,85 @@ async fn a_deploy_failing_on_unschedulable_pods_names_every_such_workload_and_it
         "{printed}"
     );
 }
+
+#[tokio::test]
+async fn status_fits_long_names_shows_one_sha_and_other_images_with_their_tag() {
+    let name = "europe-west1-workbench-frontend-with-cloud-sql-proxy-sidecar";
+    assert!(name.len() >= 50);
+    let long = format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: {name}}}
+spec:
+  selector: {{matchLabels: {{app: long}}}}
+  template:
+    metadata: {{labels: {{app: long}}}}
+    spec:
+      nodeSelector: {{type: kwok}}
+      containers:
+        - {{name: web, image: 127.0.0.1:25000/workbench/frontend:latest}}
+        - {{name: render, image: 127.0.0.1:25000/workbench/renderer:latest}}
+        - {{name: proxy, image: gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.8.0}}
+"
+    );
+    let app = TestApp::with_resources("msg-status", Migration::Deleted, &[("long.yaml", &long)]);
+    app.ok(&["advanced-deploy", "test", "1a2b3c4"]);
+
+    let out = app.ok(&["status", "test"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("WORKLOAD"))
+        .take_while(|l| !l.trim_start().starts_with("drift"))
+        .collect();
+    let row = rows
+        .iter()
+        .find(|l| l.contains(name))
+        .unwrap_or_else(|| panic!("no row for {name}: {text}"));
+    assert!(
+        row.contains(&format!("Deployment/{name}  ")),
+        "the name is whole and a column apart: {text}"
+    );
+    assert!(
+        row.contains(" 1a2b3c4,cloud-sql-proxy:2.8.0 "),
+        "one SHA, then the sidecar with its own tag: {text}"
+    );
+    // every row's READY, SHA and HEALTH start where the header's do
+    let header = rows[0];
+    for column in ["SHA", "HEALTH"] {
+        let at = header.find(column).unwrap();
+        for row in &rows[1..] {
+            assert_eq!(&row[at - 2..at], "  ", "{column} column misaligned: {text}");
+        }
+    }
+    let ready = header.find("READY").unwrap() + "READY".len();
+    for row in &rows[1..] {
+        assert!(
+            row[..ready].ends_with("/1") || row[..ready].ends_with("/2"),
+            "READY is right-aligned under its header: {text}"
+        );
+    }
+
+    let out = app.ok(&["status", "test", "--output", "json"]);
+    let event: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "environment")
+        .unwrap();
+    let workload = event["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["object"] == format!("Deployment/{name}"))
+        .unwrap();
+    assert_eq!(
+        workload["shas"],
+        serde_json::json!(["1a2b3c4"]),
+        "{workload}"
+    );
+    assert_eq!(
+        workload["other_images"],
+        serde_json::json!(["cloud-sql-proxy:2.8.0"]),
+        "{workload}"
+    );
+}
