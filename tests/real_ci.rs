@@ -1,14 +1,17 @@
 //! Real CI and real clusters: `update-staging-to-latest-passing-master`
 //! against the fake GitHub API with checks that failed outside
-//! `required_checks`, and `berth psql` fed a file or a pipe on the real node.
+//! `required_checks`, and `berth psql` fed a pipe on the real node.
 
 mod support;
 
 use std::path::PathBuf;
 use std::process::Output;
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use support::github::{FakeGitHub, TOKEN, commit, new_sha, push_app_images};
+use support::real_app::{RealApp, Release};
 use support::*;
 
 /// berth.yaml with a `staging` environment (never reached: the runs stop
@@ -150,4 +153,44 @@ async fn a_failed_check_outside_required_checks_blocks_its_commit_unless_allowed
         "{said}"
     );
     assert!(!said.contains("'lint'"), "lint is allowed to fail: {said}");
+}
+
+/// `berth psql test -- -At` on `app` with `input` on its standard input (a
+/// pipe, closed once written); its output once it ends by itself, or a
+/// failure naming the input after a minute.
+async fn psql_with_input(app: &RealApp, input: &str) -> Output {
+    let child = spawn_with_input(
+        &mut berth_command(
+            &app.dir.join("berth.yaml"),
+            &repo_root(),
+            &["psql", "test", "--", "-At"],
+        ),
+        input,
+    );
+    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap());
+    tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("berth psql did not end at the end of its input {input:?}"))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn psql_on_the_real_node_ends_at_the_end_of_its_input_with_the_last_statements_code() {
+    let client = local_env().kube().await;
+    let app = RealApp::new(&client, "real-psql").await;
+    app.deploy(Release::GoodA);
+
+    let out = psql_with_input(&app, "select 1;\nselect 2;\n").await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n2\n");
+
+    // a failed statement ends the script there, with psql's exit code 3
+    let out = psql_with_input(&app, "select 1;\nselect nonsense;\nselect 3;\n").await;
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\n",
+        "stopped at the error"
+    );
+    assert!(stderr(&out).contains("nonsense"), "{}", stderr(&out));
 }
