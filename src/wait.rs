@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use crate::cluster::watched::{self, WatchRefused, Watched};
 use crate::progress::{Progress, RolloutReporter, WorkloadState};
+use crate::rollout::pod::UNSCHEDULABLE;
 use crate::rollout::{Failure, Thresholds, Verdict, Workload};
 
 /// A workload the deploy applied and now waits on.
@@ -289,11 +290,7 @@ impl<'a> Assessment<'a> {
     pub fn look(&mut self, snapshot: &Snapshot, reporter: &dyn RolloutReporter) -> Decision {
         let mut done = 0;
         for t in self.tracked {
-            let found = snapshot
-                .workloads
-                .iter()
-                .find(|w| w.kind() == t.kind && w.metadata().name.as_deref() == Some(&t.name));
-            let (verdict, (ready, desired)) = match found {
+            let (verdict, (ready, desired)) = match find_tracked(snapshot, t) {
                 None => (Verdict::Progressing("waiting to see it".into()), (0, 0)),
                 Some(w) if w.metadata().generation.unwrap_or(0) < t.generation => (
                     Verdict::Progressing("waiting for the applied generation".into()),
@@ -323,7 +320,16 @@ impl<'a> Assessment<'a> {
             match verdict {
                 Verdict::Succeeded => done += 1,
                 Verdict::Progressing(_) => {}
-                Verdict::Failed(failure) => {
+                Verdict::Failed(mut failure) => {
+                    if failure.reason == UNSCHEDULABLE {
+                        for (other, why) in self.also_unschedulable(snapshot, &name) {
+                            failure.message.push_str(&format!(
+                                "\n  also unschedulable: {other}{}: {}",
+                                why.pod.map(|p| format!(" (pod {p})")).unwrap_or_default(),
+                                why.message
+                            ));
+                        }
+                    }
                     return Decision::Doomed {
                         workload: name,
                         failure,
@@ -336,6 +342,38 @@ impl<'a> Assessment<'a> {
         } else {
             Decision::Waiting
         }
+    }
+
+    /// The tracked workloads but `except` whose new pods the scheduler
+    /// finds no node for, however briefly (`Kind/name`, why): a pod
+    /// stuck on a node selector fails the deploy, and an operator fixes
+    /// every workload that shares the fault at once.
+    fn also_unschedulable(&self, snapshot: &Snapshot, except: &str) -> Vec<(String, Failure)> {
+        let now = Thresholds {
+            unschedulable_after: Duration::ZERO,
+            ..self.thresholds
+        };
+        self.tracked
+            .iter()
+            .filter(|t| t.describe() != except)
+            .filter_map(|t| {
+                let w = find_tracked(snapshot, t)?;
+                if w.metadata().generation.unwrap_or(0) < t.generation {
+                    return None;
+                }
+                let verdict = w.assess(
+                    &snapshot.replicasets,
+                    &snapshot.pods,
+                    &snapshot.events,
+                    snapshot.now,
+                    now,
+                );
+                match verdict {
+                    Verdict::Failed(f) if f.reason == UNSCHEDULABLE => Some((t.describe(), f)),
+                    _ => None,
+                }
+            })
+            .collect()
     }
 
     /// `Kind/name: what it waits for`, per tracked workload not healthy at the last look.
@@ -353,6 +391,14 @@ impl<'a> Assessment<'a> {
             })
             .collect()
     }
+}
+
+/// The tracked workload `t` in `snapshot`, once it exists.
+fn find_tracked<'s>(snapshot: &'s Snapshot, t: &Tracked) -> Option<&'s Workload> {
+    snapshot
+        .workloads
+        .iter()
+        .find(|w| w.kind() == t.kind && w.metadata().name.as_deref() == Some(&t.name))
 }
 
 /// Where a failing pod's last log lines are: which container, and whether
@@ -590,6 +636,51 @@ mod tests {
             )],
             "the wait stops at the first failure"
         );
+    }
+
+    #[test]
+    fn an_unschedulable_workload_ends_the_wait_naming_every_other_one() {
+        let fixture = include_str!("rollout/fixtures/deployment-unschedulable.json");
+        // A second Deployment like the first, whose pod became unschedulable
+        // later: not past the threshold yet, and named all the same.
+        let other = fixture
+            .replace("stuck", "other")
+            .replace("03ef57a3", "13ef57a3")
+            .replace("a235b513", "b235b513")
+            .replace("f4a72660", "04a72660")
+            .replace("22:54:44Z", "22:55:40Z");
+        let tracked = [
+            tracked("Deployment", "stuck", 1),
+            tracked("Deployment", "other", 1),
+            tracked("Deployment", "web", 1),
+        ];
+        let mut assessment = Assessment::new(&tracked, Thresholds::default());
+        let mut look = snapshot(Objects::load(fixture).and(Objects::load(&other)).and(
+            Objects::load(include_str!("rollout/fixtures/deployment-healthy.json")),
+        ));
+        look.now = crate::rollout::testing::at("2026-11-21T22:56:10Z");
+        match assessment.look(&look, &Recorder::default()) {
+            Decision::Doomed { workload, failure } => {
+                assert_eq!(workload, "Deployment/stuck");
+                assert_eq!(failure.reason, "Unschedulable");
+                let lines: Vec<&str> = failure.message.lines().collect();
+                assert_eq!(lines.len(), 2, "{}", failure.message);
+                assert!(
+                    lines[0].contains("no node matches its nodeSelector nope=nope"),
+                    "{}",
+                    failure.message
+                );
+                assert!(
+                    lines[1].starts_with(
+                        "  also unschedulable: Deployment/other (pod other-976c9ffd4-9lngl): \
+                         pod has been unschedulable for "
+                    ) && lines[1].contains("nodeSelector nope=nope"),
+                    "{}",
+                    failure.message
+                );
+            }
+            other => panic!("expected Doomed, got {other:?}"),
+        }
     }
 
     #[test]

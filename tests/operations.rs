@@ -7,7 +7,7 @@ mod support;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -166,20 +166,9 @@ impl Ops {
 
     /// berth with `input` on its standard input.
     fn berth_with_input(&self, args: &[&str], input: &str) -> Output {
-        let mut child = self
-            .command(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
+        spawn_with_input(&mut self.command(args), input)
+            .wait_with_output()
             .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
     }
 
     /// Assert the database password appears nowhere in `output`.

@@ -34,14 +34,17 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
 /// What a rollback adds to a deploy's output.
 #[derive(Debug, Default)]
 pub struct Extras {
-    /// Printed last, as a warning.
+    /// Printed last, as a warning, once the run recorded a release (so
+    /// began to change the environment): a run refused before that (the
+    /// lock held, an interruption, a plan that cannot apply) changed
+    /// nothing, and the note would only mislead.
     pub closing_note: Option<String>,
     /// The report's `schema` part: the rollback's schema plan.
     pub schema: Option<serde_json::Value>,
 }
 
 /// Run the pipeline for `request`, print the closing note (a warning)
-/// last, and end with the report (a dry run prints its plan first, and
+/// last if it recorded a release, and end with the report (a dry run prints its plan first, and
 /// ends `planned`).
 pub async fn deploy(
     settings: &DeploySettings,
@@ -55,7 +58,7 @@ pub async fn deploy(
     if let Ok(Finished::Planned(plan)) = &result {
         print_plan(plan, &out)?;
     }
-    if let Some(note) = extras.closing_note {
+    if let Some(note) = extras.closing_note.filter(|_| summary.release.is_some()) {
         out.warn(&note);
     }
     let status = match &result {

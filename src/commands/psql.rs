@@ -71,6 +71,10 @@ fn no_database(env: &str) -> anyhow::Error {
 
 /// The command exec'd in the pod: plain `psql ARGS` when the container's
 /// environment has the settings, else a script that reads them first.
+/// Without a terminal (a file or a pipe on standard input), psql runs with
+/// `-v ON_ERROR_STOP=1` before ARGS: a script stops at its first failed
+/// statement and exits 3, as a script run by CI should, instead of going on
+/// and exiting 0; `-- -v ON_ERROR_STOP=0` turns that off.
 pub fn psql_command(reads_settings: bool, tty: bool, args: &[String]) -> Vec<String> {
     let mut command = if reads_settings {
         let (echo_off, echo_on) = if tty {
@@ -87,6 +91,9 @@ pub fn psql_command(reads_settings: bool, tty: bool, args: &[String]) -> Vec<Str
     } else {
         vec!["psql".into()]
     };
+    if !tty {
+        command.extend(["-v".into(), "ON_ERROR_STOP=1".into()]);
+    }
     command.extend(args.iter().cloned());
     command
 }
@@ -155,11 +162,25 @@ mod tests {
     }
 
     #[test]
+    fn without_a_terminal_a_script_stops_at_its_first_error() {
+        let args = vec!["-v".to_string(), "ON_ERROR_STOP=0".into()];
+        assert_eq!(
+            psql_command(false, false, &args),
+            ["psql", "-v", "ON_ERROR_STOP=1", "-v", "ON_ERROR_STOP=0"],
+            "berth's setting first, so the user's wins"
+        );
+        assert_eq!(
+            psql_command(true, false, &[])[3..],
+            ["psql", "-v", "ON_ERROR_STOP=1"]
+        );
+    }
+
+    #[test]
     fn with_a_secret_a_script_reads_the_settings_and_no_value_is_in_the_command() {
         let args = vec!["-At".to_string()];
         let command = psql_command(true, false, &args);
         assert_eq!(command[..2], ["sh", "-c"]);
-        assert_eq!(command[3..], ["psql", "-At"]);
+        assert_eq!(command[3..], ["psql", "-v", "ON_ERROR_STOP=1", "-At"]);
         assert!(command[2].contains(READY_MARKER));
         assert!(command[2].ends_with("exec psql \"$@\""));
         assert!(!command[2].contains("stty"), "no terminal, no stty");

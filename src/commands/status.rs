@@ -94,8 +94,13 @@ struct WorkloadView {
     object: String,
     ready: i32,
     desired: i32,
-    /// The SHAs (tags, at most 12 characters) of the app's images it runs.
+    /// The SHAs (tags, at most 12 characters) of the app's images it runs,
+    /// each once.
     shas: Vec<String>,
+    /// The images of its containers that berth does not pin (their
+    /// repository is not under `images:`), as `name:tag`, each once: a
+    /// sidecar such as `cloud-sql-proxy:2.8.0`.
+    other_images: Vec<String>,
     health: Health,
     /// What it waits for, or why it fails.
     detail: Option<String>,
@@ -160,12 +165,7 @@ async fn read_environment(
         };
         let object = object_ref(w);
         let images = images_of(w);
-        let shas = images
-            .iter()
-            .filter(|(_, image)| config.images.iter().any(|r| r == repository(image)))
-            .filter_map(|(_, image)| tag(image))
-            .map(|sha| config::sha_prefix(sha, 12).to_string())
-            .collect();
+        let (shas, other_images) = versions(&config.images, &images);
         if let Some(release) = last_good {
             drift.extend(drifted(release, &object, &images));
         }
@@ -174,6 +174,7 @@ async fn read_environment(
             ready,
             desired,
             shas,
+            other_images,
             health,
             detail,
             pod,
@@ -212,30 +213,151 @@ fn print_environment(status: &EnvironmentStatus) -> anyhow::Result<()> {
         stdout::line("  no workloads deployed by berth")?;
         return Ok(());
     }
-    stdout::line(format!(
-        "  {:<34} {:>7}  {:<14} HEALTH",
-        "WORKLOAD", "READY", "SHA"
-    ))?;
-    for w in &status.workloads {
-        let why = w.detail.as_deref().unwrap_or_default();
-        let health = match w.health {
-            Health::Healthy => "healthy".to_string(),
-            Health::Progressing => format!("progressing: {why}"),
-            Health::Failing => format!("failing: {why} ({})", w.pod.as_deref().unwrap_or_default()),
-        };
-        let sha = if w.shas.is_empty() {
-            "-".to_string()
-        } else {
-            w.shas.join(",")
-        };
-        stdout::line(format!(
-            "  {:<34} {:>7}  {sha:<14} {health}",
-            w.object,
-            format!("{}/{}", w.ready, w.desired)
-        ))?;
+    for line in table(&status.workloads) {
+        stdout::line(format!("  {}", line.trim_end()))?;
     }
     for line in &status.drift {
         stdout::line(format!("  drift: {line}"))?;
     }
     Ok(())
+}
+
+/// What `images` (container, image) run, for the SHA column: the tags of
+/// the app's images (`pinned`, berth.yaml's `images:`), cut to 12 characters, and every other
+/// image as `name:tag` (its repository's last part), each once, in order.
+fn versions(pinned: &[String], images: &[(String, String)]) -> (Vec<String>, Vec<String>) {
+    let (mut shas, mut others) = (Vec::new(), Vec::new());
+    for (_, image) in images {
+        let repo = repository(image);
+        let (list, version) = if pinned.iter().any(|r| r == repo) {
+            let Some(sha) = tag(image) else { continue };
+            (&mut shas, config::sha_prefix(sha, 12).to_string())
+        } else {
+            let name = repo.rsplit('/').next().unwrap_or(repo);
+            (
+                &mut others,
+                format!("{name}:{}", tag(image).unwrap_or("latest")),
+            )
+        };
+        if !list.contains(&version) {
+            list.push(version);
+        }
+    }
+    (shas, others)
+}
+
+/// The workloads as rows of a table whose columns are as wide as their
+/// widest cell: WORKLOAD, READY, SHA (the app's SHAs, then other images),
+/// HEALTH.
+fn table(workloads: &[WorkloadView]) -> Vec<String> {
+    let rows: Vec<[String; 4]> = workloads
+        .iter()
+        .map(|w| {
+            let why = w.detail.as_deref().unwrap_or_default();
+            let health = match w.health {
+                Health::Healthy => "healthy".to_string(),
+                Health::Progressing => format!("progressing: {why}"),
+                Health::Failing => {
+                    format!("failing: {why} ({})", w.pod.as_deref().unwrap_or_default())
+                }
+            };
+            let versions: Vec<&str> = w
+                .shas
+                .iter()
+                .chain(&w.other_images)
+                .map(String::as_str)
+                .collect();
+            let sha = if versions.is_empty() {
+                "-".to_string()
+            } else {
+                versions.join(",")
+            };
+            [
+                w.object.clone(),
+                format!("{}/{}", w.ready, w.desired),
+                sha,
+                health,
+            ]
+        })
+        .collect();
+    let header = ["WORKLOAD", "READY", "SHA", "HEALTH"].map(String::from);
+    let width = |column: usize| {
+        std::iter::once(&header)
+            .chain(&rows)
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or_default()
+    };
+    let (object, ready, sha) = (width(0), width(1), width(2));
+    std::iter::once(&header)
+        .chain(&rows)
+        .map(|[o, r, s, h]| format!("{o:<object$}  {r:>ready$}  {s:<sha$}  {h}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn workload(object: &str, shas: &[&str], others: &[&str]) -> WorkloadView {
+        WorkloadView {
+            object: object.into(),
+            ready: 1,
+            desired: 1,
+            shas: shas.iter().map(|s| s.to_string()).collect(),
+            other_images: others.iter().map(|s| s.to_string()).collect(),
+            health: Health::Healthy,
+            detail: None,
+            pod: None,
+        }
+    }
+
+    #[test]
+    fn columns_are_as_wide_as_their_widest_cell() {
+        let long = "Deployment/frontend-europe-west1-cloud-sql-proxy-worker";
+        let lines = table(&[
+            workload(long, &["1a2b3c4"], &["cloud-sql-proxy:2.8.0"]),
+            workload("Deployment/web", &["1a2b3c4"], &[]),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "{:<55}  READY  SHA                            HEALTH",
+                    "WORKLOAD"
+                ),
+                format!("{long}    1/1  1a2b3c4,cloud-sql-proxy:2.8.0  healthy"),
+                format!(
+                    "{:<55}    1/1  1a2b3c4                        healthy",
+                    "Deployment/web"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_sha_per_workload_and_other_images_with_their_own_tag() {
+        let pinned = ["reg/app/web".to_string(), "reg/app/migrate".to_string()];
+        let images = [
+            ("web", "reg/app/web:1a2b3c4d5e6f7a8b"),
+            ("migrate", "reg/app/migrate:1a2b3c4d5e6f7a8b@sha256:00"),
+            ("proxy", "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.8.0"),
+            (
+                "proxy-2",
+                "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.8.0",
+            ),
+            ("log", "busybox"),
+        ]
+        .map(|(c, i)| (c.to_string(), i.to_string()));
+        assert_eq!(
+            versions(&pinned, &images),
+            (
+                vec!["1a2b3c4d5e6f".to_string()],
+                vec![
+                    "cloud-sql-proxy:2.8.0".to_string(),
+                    "busybox:latest".to_string()
+                ]
+            )
+        );
+    }
 }

@@ -87,7 +87,9 @@ impl Check {
 /// `Ok(())` when the commit may be deployed; otherwise why not, e.g.
 /// "check 'ci' failed". Every required check must have concluded `success`
 /// (or a conclusion `github.also_passing` accepts); without
-/// `required_checks`, every check reported, and at least one.
+/// `required_checks`, every check reported that `allow_failures` does not
+/// name, and at least one. A check that failed blocks the commit even when
+/// it is not required, unless `github.allow_failures` names it.
 pub fn judge(checks: &[Check], github: &GitHub) -> Result<(), String> {
     // A name reported twice (a run and a status, or a re-run) counts at its worst.
     let mut worst: BTreeMap<&str, &Check> = BTreeMap::new();
@@ -101,13 +103,20 @@ pub fn judge(checks: &[Check], github: &GitHub) -> Result<(), String> {
             })
             .or_insert(check);
     }
+    let allowed = |name: &str| github.allow_failures.iter().any(|a| a == name);
     let required: Vec<&str> = match &github.required_checks {
         Some(names) => names.iter().map(String::as_str).collect(),
-        None if worst.is_empty() => return Err("no checks reported yet".into()),
-        None => worst.keys().copied().collect(),
+        None => worst.keys().copied().filter(|n| !allowed(n)).collect(),
     };
+    if required.is_empty() {
+        return Err(if worst.is_empty() {
+            "no checks reported yet".into()
+        } else {
+            "no check reported yet besides those github.allow_failures names".into()
+        });
+    }
     let mut problems = Vec::new();
-    for name in required {
+    for name in &required {
         let Some(check) = worst.get(name) else {
             problems.push(format!("required check '{name}' has not reported"));
             continue;
@@ -126,12 +135,26 @@ pub fn judge(checks: &[Check], github: &GitHub) -> Result<(), String> {
                 }
             )),
             CheckState::Pending => problems.push(format!("{kind} '{name}' is pending")),
-            CheckState::Failed(conclusion) if conclusion == "failure" => {
-                problems.push(format!("{kind} '{name}' failed"))
-            }
             CheckState::Failed(conclusion) => {
-                problems.push(format!("{kind} '{name}' ended {conclusion}"))
+                problems.push(format!("{kind} '{name}' {}", ended(conclusion)))
             }
+        }
+    }
+    // The checks no one required: only a failure counts, and only when
+    // allow_failures does not name it.
+    for (name, check) in &worst {
+        if required.contains(name) || allowed(name) {
+            continue;
+        }
+        if let CheckState::Failed(conclusion) = &check.state
+            && blocks(conclusion)
+        {
+            problems.push(format!(
+                "{} '{name}' {} (not a required check: add it to github.allow_failures \
+                 to deploy despite it)",
+                check.kind(),
+                ended(conclusion)
+            ));
         }
     }
     if problems.is_empty() {
@@ -139,6 +162,24 @@ pub fn judge(checks: &[Check], github: &GitHub) -> Result<(), String> {
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// "failed", or "ended CONCLUSION" for any other failed conclusion.
+fn ended(conclusion: &str) -> String {
+    if conclusion == "failure" {
+        "failed".into()
+    } else {
+        format!("ended {conclusion}")
+    }
+}
+
+/// Whether a check that is not required blocks the commit with this failed
+/// conclusion: every one (`failure`, `timed_out`, `cancelled`,
+/// `action_required`, `startup_failure`, a status's `error`, and any
+/// GitHub adds later) but `stale`, which GitHub sets on a check run left
+/// unfinished for 14 days: it never ran to a verdict.
+fn blocks(conclusion: &str) -> bool {
+    conclusion != "stale"
 }
 
 fn accepts(github: &GitHub, conclusion: Conclusion) -> bool {
@@ -160,11 +201,15 @@ mod tests {
     use super::*;
 
     fn github(required: Option<&[&str]>, also: &[Conclusion]) -> GitHub {
+        allowing(required, also, &[])
+    }
+
+    fn allowing(required: Option<&[&str]>, also: &[Conclusion], allowed: &[&str]) -> GitHub {
         GitHub {
             repo: "example/workbench".into(),
             branch: "master".into(),
             required_checks: required.map(|r| r.iter().map(|s| s.to_string()).collect()),
-            allow_failures: Vec::new(),
+            allow_failures: allowed.iter().map(|s| s.to_string()).collect(),
             also_passing: also.to_vec(),
             depth: 50,
         }
@@ -190,9 +235,81 @@ mod tests {
     fn a_commit_qualifies_when_every_required_check_succeeded() {
         let checks = [
             run("ci", CheckState::Success),
-            run("lint", CheckState::Failed("failure".into())),
+            run("docs", CheckState::Pending),
+            run("lint", CheckState::Neutral),
         ];
         assert_eq!(judge(&checks, &github(Some(&["ci"]), &[])), Ok(()));
+    }
+
+    #[test]
+    fn a_failed_check_blocks_even_when_not_required_unless_allowed() {
+        let checks = [
+            run("ci", CheckState::Success),
+            run("e2e", CheckState::Failed("failure".into())),
+            status("security-scan", CheckState::Failed("error".into())),
+        ];
+        assert_eq!(
+            judge(&checks, &github(Some(&["ci"]), &[])),
+            Err(
+                "check 'e2e' failed (not a required check: add it to github.allow_failures \
+                 to deploy despite it); status 'security-scan' ended error (not a required \
+                 check: add it to github.allow_failures to deploy despite it)"
+                    .into()
+            )
+        );
+        let allowed = allowing(Some(&["ci"]), &[], &["e2e", "security-scan"]);
+        assert_eq!(judge(&checks, &allowed), Ok(()));
+    }
+
+    #[test]
+    fn every_failed_conclusion_blocks_but_stale() {
+        for conclusion in [
+            "timed_out",
+            "cancelled",
+            "action_required",
+            "startup_failure",
+        ] {
+            let checks = [
+                run("ci", CheckState::Success),
+                run("e2e", CheckState::Failed(conclusion.into())),
+            ];
+            assert_eq!(
+                judge(&checks, &github(Some(&["ci"]), &[])).unwrap_err(),
+                format!(
+                    "check 'e2e' ended {conclusion} (not a required check: add it to \
+                     github.allow_failures to deploy despite it)"
+                )
+            );
+        }
+        let stale = [
+            run("ci", CheckState::Success),
+            run("e2e", CheckState::Failed("stale".into())),
+        ];
+        assert_eq!(judge(&stale, &github(Some(&["ci"]), &[])), Ok(()));
+    }
+
+    #[test]
+    fn allow_failures_never_excuses_a_required_check() {
+        let checks = [
+            run("ci", CheckState::Failed("failure".into())),
+            run("lint", CheckState::Failed("failure".into())),
+        ];
+        let github = allowing(Some(&["ci"]), &[], &["ci", "lint"]);
+        assert_eq!(judge(&checks, &github), Err("check 'ci' failed".into()));
+    }
+
+    #[test]
+    fn without_required_checks_an_allowed_failure_neither_blocks_nor_qualifies_alone() {
+        let lint = run("lint", CheckState::Failed("failure".into()));
+        let github = allowing(None, &[], &["lint"]);
+        assert_eq!(
+            judge(&[run("ci", CheckState::Success), lint.clone()], &github),
+            Ok(())
+        );
+        assert_eq!(
+            judge(&[lint], &github),
+            Err("no check reported yet besides those github.allow_failures names".into())
+        );
     }
 
     #[test]

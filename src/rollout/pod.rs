@@ -72,7 +72,7 @@ pub fn doom(
         })
         .chain(containers.filter_map(|c| waiting(c, "container")))
         .next()
-        .or_else(|| unschedulable(status, now, thresholds))
+        .or_else(|| unschedulable(pod, status, now, thresholds))
         .or_else(|| failed(pod, status))
         .or_else(|| unready(pod, status, events, now, thresholds))?;
     Some(Failure {
@@ -93,6 +93,9 @@ pub(super) fn nonzero_exit(pod: &Pod) -> Option<String> {
         .chain(containers.filter_map(|c| exited_nonzero(c, "container")))
         .next()
 }
+
+/// The reason of a pod the scheduler has found no node for.
+pub const UNSCHEDULABLE: &str = "Unschedulable";
 
 /// A (reason, message) pair for [`Failure`].
 type Cause = (String, String);
@@ -203,7 +206,16 @@ fn exited_nonzero(container: &ContainerStatus, what: &str) -> Option<String> {
     })
 }
 
-fn unschedulable(status: &PodStatus, now: Timestamp, thresholds: Thresholds) -> Option<Cause> {
+/// A pod the scheduler has found no node for, for `thresholds.unschedulable_after`:
+/// how long, the node selector or required node affinity that matched no
+/// node (when the scheduler says that is what ruled the nodes out), and the
+/// scheduler's own message.
+fn unschedulable(
+    pod: &Pod,
+    status: &PodStatus,
+    now: Timestamp,
+    thresholds: Thresholds,
+) -> Option<Cause> {
     let condition = status.conditions.iter().flatten().find(|c| {
         c.type_ == "PodScheduled"
             && c.status == "False"
@@ -212,14 +224,66 @@ fn unschedulable(status: &PodStatus, now: Timestamp, thresholds: Thresholds) -> 
     let since = condition.last_transition_time.as_ref()?.0;
     let elapsed = Duration::try_from(now.duration_since(since)).ok()?;
     (elapsed >= thresholds.unschedulable_after).then(|| {
-        let why = condition
-            .message
-            .as_deref()
-            .map(|m| format!(": {m}"))
-            .unwrap_or_default();
-        let message = format!("pod has been unschedulable for {}{why}", human(elapsed));
-        ("Unschedulable".to_owned(), message)
+        let scheduler = condition.message.as_deref();
+        let mut message = format!("pod has been unschedulable for {}", human(elapsed));
+        // The scheduler says "didn't match Pod's node affinity/selector".
+        let by_placement = scheduler.is_none_or(|m| m.contains("affinity/selector"));
+        match placement(pod) {
+            Some(placement) if by_placement => {
+                message.push_str(&format!(": no node matches its {placement}"))
+            }
+            Some(placement) => message.push_str(&format!(" (its {placement})")),
+            None => {}
+        }
+        if let Some(scheduler) = scheduler {
+            message.push_str(&format!("; the scheduler: {scheduler}"));
+        }
+        (UNSCHEDULABLE.to_owned(), message)
     })
+}
+
+/// What restricts the nodes `pod` may run on, from its spec: its
+/// `nodeSelector` and its required node affinity, e.g. `nodeSelector
+/// disktype=ssd and required node affinity zone In [a, b]`.
+fn placement(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    let mut parts = Vec::new();
+    if let Some(selector) = spec.node_selector.as_ref().filter(|s| !s.is_empty()) {
+        let pairs: Vec<String> = selector.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        parts.push(format!("nodeSelector {}", pairs.join(",")));
+    }
+    let terms = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .map(|r| r.node_selector_terms.as_slice())
+        .unwrap_or_default();
+    let terms: Vec<String> = terms
+        .iter()
+        .map(|term| {
+            let labels = term.match_expressions.iter().flatten();
+            let fields = term.match_fields.iter().flatten();
+            let requirements: Vec<String> = labels
+                .chain(fields)
+                .map(|r| match r.values.as_deref() {
+                    Some(values) if !values.is_empty() => {
+                        format!("{} {} [{}]", r.key, r.operator, values.join(", "))
+                    }
+                    _ => format!("{} {}", r.key, r.operator),
+                })
+                .collect();
+            requirements.join(" and ")
+        })
+        .filter(|term| !term.is_empty())
+        .collect();
+    if !terms.is_empty() {
+        parts.push(format!("required node affinity {}", terms.join(" or ")));
+    }
+    (!parts.is_empty()).then(|| parts.join(" and "))
 }
 
 /// A container that runs, but has failed its readiness probe for longer
@@ -394,6 +458,77 @@ mod tests {
             reason: reason.to_owned(),
             message: message.to_owned(),
         })
+    }
+
+    /// A pod unschedulable since 22:55:00, with `spec` and the scheduler's `message`.
+    fn unschedulable_pod(spec: serde_json::Value, message: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web-1"},
+            "spec": spec,
+            "status": {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "lastTransitionTime": "2026-11-21T22:55:00Z", "message": message
+            }]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_unschedulable_pod_names_the_selector_and_affinity_no_node_matched() {
+        let spec = serde_json::json!({
+            "containers": [{"name": "web"}],
+            "nodeSelector": {"disktype": "ssd", "pool": "gpu"},
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}]},
+                    {"matchExpressions": [{"key": "spot", "operator": "DoesNotExist"}]}
+                ]
+            }}}
+        });
+        let scheduler =
+            "0/2 nodes are available: 2 node(s) didn't match Pod's node affinity/selector.";
+        let pod = unschedulable_pod(spec, scheduler);
+        assert_eq!(
+            doom(&pod, &[], now(), Thresholds::default()),
+            failure(
+                "web-1",
+                "Unschedulable",
+                &format!(
+                    "pod has been unschedulable for 1m30s: no node matches its nodeSelector \
+                     disktype=ssd,pool=gpu and required node affinity zone In [a, b] or spot \
+                     DoesNotExist; the scheduler: {scheduler}"
+                )
+            )
+        );
+    }
+
+    #[test]
+    fn an_unschedulable_pod_ruled_out_by_something_else_keeps_the_scheduler_word() {
+        let spec = serde_json::json!({
+            "containers": [{"name": "web"}],
+            "nodeSelector": {"type": "kwok"}
+        });
+        let scheduler = "0/2 nodes are available: 2 Insufficient cpu.";
+        let pod = unschedulable_pod(spec.clone(), scheduler);
+        assert_eq!(
+            doom(&pod, &[], now(), Thresholds::default())
+                .unwrap()
+                .message,
+            format!(
+                "pod has been unschedulable for 1m30s (its nodeSelector type=kwok); \
+                 the scheduler: {scheduler}"
+            )
+        );
+        let plain = unschedulable_pod(
+            serde_json::json!({"containers": [{"name": "web"}]}),
+            scheduler,
+        );
+        assert_eq!(
+            doom(&plain, &[], now(), Thresholds::default())
+                .unwrap()
+                .message,
+            format!("pod has been unschedulable for 1m30s; the scheduler: {scheduler}")
+        );
     }
 
     #[test]
@@ -641,7 +776,10 @@ mod tests {
             failure(
                 "stuck-976c9ffd4-9lngl",
                 "Unschedulable",
-                &format!("pod has been unschedulable for 1m0s: {scheduler}")
+                &format!(
+                    "pod has been unschedulable for 1m0s: no node matches its nodeSelector \
+                     nope=nope; the scheduler: {scheduler}"
+                )
             )
         );
         let impatient = Thresholds {
@@ -651,7 +789,10 @@ mod tests {
         let failed = doom(pod, &[], at("2026-11-21T22:54:59Z"), impatient).unwrap();
         assert_eq!(
             failed.message,
-            format!("pod has been unschedulable for 15s: {scheduler}")
+            format!(
+                "pod has been unschedulable for 15s: no node matches its nodeSelector nope=nope; \
+                 the scheduler: {scheduler}"
+            )
         );
     }
 

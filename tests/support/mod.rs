@@ -250,6 +250,25 @@ pub async fn deployment_count(client: &Client, namespace: &str) -> usize {
         .len()
 }
 
+/// Start `command` with its output piped and `input` written to its
+/// standard input, which is then closed.
+pub fn spawn_with_input(command: &mut Command, input: &str) -> std::process::Child {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child
+}
+
 /// Send Ctrl-C (SIGINT) to `child` and wait for it to finish.
 pub fn interrupt(child: std::process::Child) -> Output {
     let pid = child.id().to_string();
