@@ -110,7 +110,8 @@ async fn the_plan_shows_the_migration_job_from_the_overlay_and_what_it_ignores()
     let out = app.ok(&["advanced-deploy", "test", "1a2b3c4", "--dry-run"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     for expected in [
-        "Migration: Job from Pod/db-migrate in migrate (container migrate-main decides)",
+        "Migration, run to completion before the apply: Job/",
+        "  from Pod/db-migrate in migrate (container migrate-main decides)",
         "sidecars cloud-sql-proxy made native sidecars; container migrate-main decides",
         "image migrate-main: 127.0.0.1:25000/workbench/migrate:latest -> 127.0.0.1:25000/workbench/migrate:1a2b3c4",
         "ignored (neither run nor applied): Pod/upload-assets, ConfigMap/migrate-settings",
@@ -132,6 +133,10 @@ async fn the_plan_shows_the_migration_job_from_the_overlay_and_what_it_ignores()
         .expect("a plan event");
     let migration = &plan["migration"];
     assert_eq!(migration["from"], "Pod/db-migrate", "{plan}");
+    assert!(
+        migration["object"].as_str().unwrap().starts_with("Job/"),
+        "{plan}"
+    );
     assert_eq!(migration["container"], "migrate-main");
     assert_eq!(
         migration["native_sidecars"],

@@ -12,6 +12,7 @@ use kube::ResourceExt;
 
 use crate::cluster::apply;
 use crate::error::{Outcome, exit_code_number};
+use crate::migrate::overlay::Origin;
 use crate::output::{Output, Report, ReportFailure};
 use crate::pipeline::{self, DeploySettings, Finished, Plan, Request, Summary};
 use crate::stdout;
@@ -116,10 +117,7 @@ pub fn plan_event(plan: &Plan) -> serde_json::Value {
         "sha": plan.sha,
         "objects": ordered.iter().map(|o| o.describe()).collect::<Vec<_>>(),
         "with_crd": ordered.iter().filter_map(|o| o.with_crd.as_ref().map(|crd| serde_json::json!({"object": o.describe(), "crd": crd}))).collect::<Vec<_>>(),
-        "migration": plan.migration.as_ref().map(|job| serde_json::json!({
-            "object": format!("Job/{}", job.name_any()),
-            "containers": migration_containers(job).iter().map(|(name, image)| serde_json::json!({"name": name, "image": image})).collect::<Vec<_>>(),
-        })),
+        "migration": plan.migration.as_ref().map(|job| migration_event(job, plan.migration_origin.as_ref())),
         "images": plan.pinned.iter().map(|p| serde_json::json!({"object": p.object, "container": p.container, "from": p.from, "to": p.to})).collect::<Vec<_>>(),
         "assets": match (&plan.assets, &plan.assets_unavailable) {
             (Some(a), _) => serde_json::json!({"source": a.resolved.description, "files": a.resolved.files.len(), "bucket": a.store.bucket}),
@@ -128,8 +126,22 @@ pub fn plan_event(plan: &Plan) -> serde_json::Value {
         },
         "backup": {"take": plan.backup.may_back_up(), "decision": plan.backup, "why": plan.backup.describe()},
         "schema": plan.schema.as_ref().map(|a| schema_event(a.framework(), plan.inspected.as_deref())),
-        "migration": plan.migration_origin.as_ref().map(|o| o.to_json()),
     })
+}
+
+/// The plan event's `migration`: the Job and its containers, and with
+/// `migrate.overlay` where it came from (see [`Origin::to_json`]).
+fn migration_event(job: &Job, origin: Option<&Origin>) -> serde_json::Value {
+    let mut event = serde_json::json!({
+        "object": format!("Job/{}", job.name_any()),
+        "containers": migration_containers(job).iter().map(|(name, image)| serde_json::json!({"name": name, "image": image})).collect::<Vec<_>>(),
+    });
+    if let (Some(event), Some(serde_json::Value::Object(origin))) =
+        (event.as_object_mut(), origin.map(Origin::to_json))
+    {
+        event.extend(origin);
+    }
+    event
 }
 
 /// The containers (init containers first) of the migration Job, with their images.
@@ -176,6 +188,9 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
             "Migration, run to completion before the apply: Job/{}",
             job.name_any()
         ))?;
+        for line in plan.migration_origin.iter().flat_map(|o| o.describe()) {
+            stdout::line(line)?;
+        }
         for (name, image) in migration_containers(job) {
             stdout::line(format!("  {name}: {image}"))?;
         }
@@ -192,11 +207,6 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
             prepared.store.bucket,
             prepared.assets.prefix
         ))?;
-    }
-    if let Some(origin) = &plan.migration_origin {
-        for line in origin.describe() {
-            stdout::line(line)?;
-        }
     }
     stdout::line(format!(
         "Backup before the migration: {}",

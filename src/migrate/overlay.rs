@@ -30,10 +30,10 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// The plan's lines about it.
+    /// The plan's lines about it, indented under the migration Job's.
     pub fn describe(&self) -> Vec<String> {
         let mut lines = vec![format!(
-            "Migration: Job from {} in {} (container {} decides)",
+            "  from {} in {} (container {} decides)",
             self.object, self.source, self.container
         )];
         if let Some(sidecars) = self.sidecars.describe(&self.container) {
