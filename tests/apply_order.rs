@@ -115,23 +115,6 @@ fn events(output: &std::process::Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// The `plan` event of `advanced-deploy test 1a2b3c4 --dry-run --output json`.
-fn json_plan(app: &TestApp) -> serde_json::Value {
-    let json = app.berth(&[
-        "advanced-deploy",
-        "test",
-        "1a2b3c4",
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
-    assert_eq!(code(&json), 0, "{}", stderr(&json));
-    events(&json)
-        .into_iter()
-        .find(|e| e["event"] == "plan")
-        .unwrap()
-}
-
 fn stdout(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -411,7 +394,7 @@ async fn dry_run_and_diff_show_custom_resources_of_a_crd_not_installed_yet() {
         "{}",
         stdout(&plan)
     );
-    let event = json_plan(&app);
+    let event = app.plan("1a2b3c4");
     assert_eq!(
         event["with_crd"],
         serde_json::json!([{"object": "Gadget/one", "crd": name}])
@@ -493,7 +476,7 @@ async fn plans_need_nothing_they_do_not_use_and_list_what_runs_in_order() {
         .map(|l| l.trim().to_owned())
         .collect();
 
-    let event = json_plan(&app);
+    let event = app.plan("1a2b3c4");
     assert!(
         event["assets"]["unavailable"]
             .as_str()

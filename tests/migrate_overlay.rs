@@ -118,19 +118,7 @@ async fn the_plan_shows_the_migration_job_from_the_overlay_and_what_it_ignores()
     ] {
         assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
     }
-    let out = app.ok(&[
-        "advanced-deploy",
-        "test",
-        "1a2b3c4",
-        "--dry-run",
-        "--output",
-        "json",
-    ]);
-    let plan = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .find(|e| e["event"] == "plan")
-        .expect("a plan event");
+    let plan = app.plan("1a2b3c4");
     let migration = &plan["migration"];
     assert_eq!(migration["from"], "Pod/db-migrate", "{plan}");
     assert!(

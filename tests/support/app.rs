@@ -120,6 +120,23 @@ impl TestApp {
         out
     }
 
+    /// The `plan` event of `advanced-deploy test SHA --dry-run --output json`.
+    pub fn plan(&self, sha: &str) -> serde_json::Value {
+        let out = self.ok(&[
+            "advanced-deploy",
+            "test",
+            sha,
+            "--dry-run",
+            "--output",
+            "json",
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .find(|event| event["event"] == "plan")
+            .expect("a plan event")
+    }
+
     /// The releases `berth history test --output json` lists, newest first.
     pub fn history(&self) -> Vec<serde_json::Value> {
         let out = self.ok(&["history", "test", "--output", "json"]);
