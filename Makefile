@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 LOCAL := cluster-setup/local
 
-.PHONY: demo test lint unit fuzz bench up down purge dist dist-check
+.PHONY: demo test faults lint unit fuzz bench up down purge dist dist-check
 
 demo: up
 	packaging/build-static
@@ -14,11 +14,20 @@ demo: up
 # binary is built first: tests/static_binary.rs runs it in an empty root,
 # and berth's image (tests/support/berth_image.rs) is built around it.
 test: lint
-	rm -rf target/tmp/berth-runs
+	rm -rf target/tmp/berth-runs target/tmp/faults
 	packaging/build-static
 	BERTH_STATIC_BINARY=$(CURDIR)/target/x86_64-unknown-linux-gnu/release/berth \
 	  $(LOCAL)/with-env cargo test --all-targets --locked
 	tests/support/canary
+	tests/support/fault-report
+
+# The fault suite in full (docs/reliability.md): the tests/faults_*.rs
+# scenarios with their full trial counts (`make test` runs them bounded),
+# then the table of trials, survived, data lost, leftovers, recovery time.
+faults:
+	rm -rf target/tmp/faults
+	BERTH_FAULTS=full $(LOCAL)/with-env cargo test --locked --test 'faults_*'
+	tests/support/fault-report
 
 lint:
 	$(LOCAL)/pin-tools --check

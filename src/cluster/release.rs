@@ -49,8 +49,11 @@ pub enum ReleaseStatus {
     Failed,
     /// The rollout did not finish within the timeout.
     TimedOut,
-    /// Interrupted by Ctrl-C or SIGTERM.
+    /// Interrupted by Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
+    /// Its deployer died (SIGKILL, lost machine) while it was in progress;
+    /// set by the deploy that found its lock expired ([`AbandonedRecord`]).
+    Abandoned,
 }
 
 impl ReleaseStatus {
@@ -62,6 +65,7 @@ impl ReleaseStatus {
             ReleaseStatus::Failed => "failed",
             ReleaseStatus::TimedOut => "timed_out",
             ReleaseStatus::Interrupted => "interrupted",
+            ReleaseStatus::Abandoned => "abandoned",
         }
     }
 }
@@ -114,6 +118,18 @@ pub struct FailureRecord {
     pub reason: String,
     /// The human explanation.
     pub message: String,
+}
+
+/// How an abandoned release was found: by whom, when, and how far its
+/// deploy had got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbandonedRecord {
+    /// RFC 3339 time it was found.
+    pub found_at: String,
+    /// The lock identity of the deploy that found it.
+    pub found_by: String,
+    /// The step its deploy had reached ([`Release::step`]).
+    pub step: Option<String>,
 }
 
 /// One release of an environment.
@@ -177,6 +193,19 @@ pub struct Release {
     /// release migrated and what of it cannot be undone.
     #[serde(default)]
     pub schema: Option<crate::schema::record::SchemaRecord>,
+    /// The step the deploy had reached (`pre-deploy`, `apply`, `wait`...),
+    /// kept as it goes, so an interrupted or abandoned release says where
+    /// it stopped.
+    #[serde(default)]
+    pub step: Option<String>,
+    /// The lock identity (`user@host (pid N)`) of the process running the
+    /// deploy: while the release is in progress, a lock not held by it
+    /// means the deploy died.
+    #[serde(default)]
+    pub holder: Option<String>,
+    /// Set when a later deploy found this one's deployer gone.
+    #[serde(default)]
+    pub abandoned: Option<AbandonedRecord>,
 }
 
 /// Where a promoted release came from.
@@ -444,6 +473,9 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         backup: None,
         no_backup: false,
         schema: None,
+        step: None,
+        holder: None,
+        abandoned: None,
     }
 }
 

@@ -64,6 +64,9 @@ pub fn start(
         backup: None,
         no_backup: plan.backup == super::pre_migrate::BeforeMigration::Skipped,
         schema: None,
+        step: None,
+        holder: None,
+        abandoned: None,
     })
 }
 
