@@ -3,11 +3,14 @@
 //! from `GITHUB_TOKEN` or `GH_TOKEN` and the API at `GITHUB_API_URL` (as
 //! GitHub Actions sets it, so GitHub Enterprise works).
 //!
-//! Rate limits are octocrab's `HandleRateLimits` retry policy: a 429 or 403
-//! carrying `Retry-After`, or `x-ratelimit-remaining: 0` with
-//! `x-ratelimit-reset`, is waited out and retried, and berth says so.
+//! Every request is tried again when it fails in a way that may pass
+//! ([`retry`]): a rate limit (a 429 or 403 carrying `Retry-After`, or
+//! `x-ratelimit-remaining: 0` with `x-ratelimit-reset`) is waited out, up
+//! to [`retry::MAX_RATE_LIMIT_WAIT`], and berth says so; a 5xx or a lost
+//! connection is tried again after [`crate::net::backoff`]'s waits.
 
 mod checks;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +20,7 @@ use octocrab::Octocrab;
 use octocrab::models::CombinedStatus;
 use octocrab::models::repos::RepoCommit;
 use octocrab::params::repos::Commitish;
-use octocrab::service::middleware::retry::{RateLimitMetrics, RetryConfig};
+use octocrab::service::middleware::retry::RetryConfig;
 
 pub use checks::{Check, CheckState, judge};
 
@@ -29,8 +32,6 @@ use crate::output::Output;
 const DEFAULT_API: &str = "https://api.github.com";
 /// GitHub's largest page.
 const PER_PAGE: u8 = 100;
-/// How many rate-limited or failed requests are retried.
-const MAX_RETRIES: usize = 5;
 
 /// One commit of the branch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub struct Repository {
     full_name: String,
     /// The API's address, for messages.
     api: String,
+    /// Where rate-limit waits and retries are said.
+    out: Arc<Output>,
 }
 
 impl Repository {
@@ -78,12 +81,9 @@ impl Repository {
                      e.g. https://api.github.com or https://github.example.com/api/v3"
                 ))
             })?
-            .add_retry_config(RetryConfig::HandleRateLimits {
-                metrics: Arc::new(RateLimitNotice { out: out.clone() }),
-                max_retries: MAX_RETRIES,
-                min_wait_seconds: 10,
-                retry_on_forbidden: false,
-            });
+            // berth retries itself ([`Repository::retried`]): octocrab's
+            // policy retries 5xx at once and waits out any rate limit, however long.
+            .add_retry_config(RetryConfig::None);
         match token {
             Some(token) => builder = builder.personal_token(token.trim().to_string()),
             None => out.warn(
@@ -104,6 +104,7 @@ impl Repository {
             name: name.to_string(),
             full_name: github.repo.clone(),
             api,
+            out,
         })
     }
 
@@ -111,15 +112,18 @@ impl Repository {
     /// `Link` header's next pages.
     pub async fn commits(&self, branch: &str, depth: usize) -> anyhow::Result<Vec<Commit>> {
         let per_page = u8::try_from(depth.min(PER_PAGE.into())).unwrap_or(PER_PAGE);
+        let doing = format!("listing the commits of branch {branch}");
         let first = self
-            .octocrab
-            .repos(&self.owner, &self.name)
-            .list_commits()
-            .branch(branch)
-            .per_page(per_page)
-            .send()
-            .await
-            .map_err(|e| self.error(e, &format!("listing the commits of branch {branch}")))?;
+            .retried(&doing, || async move {
+                self.octocrab
+                    .repos(&self.owner, &self.name)
+                    .list_commits()
+                    .branch(branch)
+                    .per_page(per_page)
+                    .send()
+                    .await
+            })
+            .await?;
         let mut commits: Vec<Commit> = Vec::new();
         let mut page = Some(first);
         while let Some(mut current) = page {
@@ -128,10 +132,10 @@ impl Repository {
                 break;
             }
             page = self
-                .octocrab
-                .get_page::<RepoCommit>(&current.next)
-                .await
-                .map_err(|e| self.error(e, &format!("listing the commits of branch {branch}")))?;
+                .retried(&doing, || {
+                    self.octocrab.get_page::<RepoCommit>(&current.next)
+                })
+                .await?;
         }
         commits.truncate(depth);
         Ok(commits)
@@ -148,14 +152,16 @@ impl Repository {
     async fn check_runs(&self, sha: &str) -> anyhow::Result<Vec<Check>> {
         all_pages(|page| async move {
             let answer = self
-                .octocrab
-                .checks(&self.owner, &self.name)
-                .list_check_runs_for_git_ref(Commitish(sha.to_string()))
-                .per_page(PER_PAGE)
-                .page(page)
-                .send()
-                .await
-                .map_err(|e| self.error(e, &format!("reading the check runs of {sha}")))?;
+                .retried(&format!("reading the check runs of {sha}"), || async move {
+                    self.octocrab
+                        .checks(&self.owner, &self.name)
+                        .list_check_runs_for_git_ref(Commitish(sha.to_string()))
+                        .per_page(PER_PAGE)
+                        .page(page)
+                        .send()
+                        .await
+                })
+                .await?;
             let checks = answer.check_runs.iter().map(Check::from_run).collect();
             Ok((checks, answer.total_count))
         })
@@ -167,21 +173,91 @@ impl Repository {
         let route = &route;
         all_pages(|page| async move {
             let answer: CombinedStatus = self
-                .octocrab
-                .get(
-                    route,
-                    Some(&[("per_page", u32::from(PER_PAGE)), ("page", page)]),
+                .retried(
+                    &format!("reading the commit statuses of {sha}"),
+                    || async move {
+                        self.octocrab
+                            .get(
+                                route,
+                                Some(&[("per_page", u32::from(PER_PAGE)), ("page", page)]),
+                            )
+                            .await
+                    },
                 )
-                .await
-                .map_err(|e| self.error(e, &format!("reading the commit statuses of {sha}")))?;
+                .await?;
             let checks = answer.statuses.iter().map(Check::from_status).collect();
             Ok((checks, u64::try_from(answer.total_count).unwrap_or(0)))
         })
         .await
     }
 
-    /// An octocrab error as what it means for the user, naming the fix.
-    fn error(&self, error: octocrab::Error, doing: &str) -> anyhow::Error {
+    /// Run `request` (`doing` something, for messages) until it succeeds,
+    /// fails in a way another try would repeat, or its tries run out: a rate
+    /// limit is waited out as GitHub asks (at most
+    /// [`retry::MAX_RATE_LIMIT_WAIT`], [`retry::RATE_LIMIT_RETRIES`] times), a
+    /// 5xx or a lost connection tried again after [`crate::net::backoff`]'s
+    /// waits.
+    async fn retried<T, F, Fut>(&self, doing: &str, mut request: F) -> anyhow::Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = octocrab::Result<T>>,
+    {
+        use backon::BackoffBuilder;
+        let mut waits = crate::net::backoff::waits().build();
+        let mut rate_limits_left = retry::RATE_LIMIT_RETRIES;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let error = match request().await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+            let status = match &error {
+                octocrab::Error::GitHub { source, .. } => source.status_code.to_string(),
+                other => root_cause(other),
+            };
+            let wait = match retry::next(&error) {
+                retry::Next::RateLimited(wait) if wait > retry::MAX_RATE_LIMIT_WAIT => {
+                    return Err(anyhow::anyhow!(
+                        "GitHub at {} rate-limits the token ({status}) for {} more minutes, \
+                         longer than berth waits ({} minutes), while {doing} of {}; nothing was \
+                         changed: run the command again once the limit lifts, or with a token \
+                         whose limit is not spent",
+                        self.api,
+                        wait.as_secs().div_ceil(60),
+                        retry::MAX_RATE_LIMIT_WAIT.as_secs() / 60,
+                        self.full_name
+                    ));
+                }
+                retry::Next::RateLimited(wait) if rate_limits_left > 0 => {
+                    rate_limits_left -= 1;
+                    self.out.warn(&format!(
+                        "GitHub rate limit reached ({status}); waiting {}s before retrying \
+                         ({rate_limits_left} retries left)",
+                        wait.as_secs()
+                    ));
+                    wait
+                }
+                retry::Next::Transient => match waits.next() {
+                    Some(wait) => {
+                        self.out.warn(&format!(
+                            "GitHub at {} failed while {doing} ({status}); trying again in {:.1}s",
+                            self.api,
+                            wait.as_secs_f64()
+                        ));
+                        wait
+                    }
+                    None => return Err(self.error(error, doing, tries)),
+                },
+                _ => return Err(self.error(error, doing, tries)),
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// An octocrab error as what it means for the user, naming the fix;
+    /// `tries` is how many times the request was made.
+    fn error(&self, error: octocrab::Error, doing: &str, tries: usize) -> anyhow::Error {
         let Repository { full_name, api, .. } = self;
         match &error {
             octocrab::Error::GitHub { source, .. } => {
@@ -201,14 +277,19 @@ impl Repository {
                          `github.repo` and `github.branch` in berth.yaml, and that the token \
                          may see the repository"
                     )),
+                    status @ (429 | 500..) => anyhow::anyhow!(
+                        "GitHub at {api} kept failing while {doing} of {full_name} ({status}: \
+                         {message}; {tries} tries); nothing was changed: run the command again \
+                         once GitHub answers"
+                    ),
                     _ => anyhow::Error::new(error).context(format!("{doing} of {full_name}")),
                 }
             }
             octocrab::Error::Hyper { .. }
             | octocrab::Error::Reqwest { .. }
             | octocrab::Error::Service { .. } => input_error(format!(
-                "cannot reach GitHub at {api} while {doing} ({}); check GITHUB_API_URL and \
-                     the network",
+                "cannot reach GitHub at {api} while {doing} ({}; {tries} tries); check \
+                 GITHUB_API_URL and the network",
                 root_cause(&error)
             )),
             _ => anyhow::Error::new(error).context(format!("{doing} of {full_name}")),
@@ -259,34 +340,5 @@ fn commit(repo_commit: RepoCommit) -> Commit {
     Commit {
         sha: repo_commit.sha,
         title,
-    }
-}
-
-/// Says when a rate limit makes berth wait.
-struct RateLimitNotice {
-    out: Arc<Output>,
-}
-
-impl RateLimitMetrics for RateLimitNotice {
-    fn retry_after_error(
-        &self,
-        _request: &http::Request<octocrab::OctoBody>,
-        status: http::StatusCode,
-        retries_left: usize,
-    ) {
-        tracing::debug!(%status, retries_left, "GitHub request failed; retrying");
-    }
-
-    fn rate_limited(
-        &self,
-        _request: &http::Request<octocrab::OctoBody>,
-        status: http::StatusCode,
-        retries_left: usize,
-        waiting_seconds: u64,
-    ) {
-        self.out.warn(&format!(
-            "GitHub rate limit reached ({status}); waiting {waiting_seconds}s before retrying \
-             ({retries_left} retries left)"
-        ));
     }
 }

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use backon::Retryable;
 use docker_credential::{CredentialRetrievalError, DockerCredential};
 use oci_client::client::{
     Certificate, CertificateEncoding, ClientConfig, ClientProtocol, linux_amd64_resolver,
@@ -60,8 +61,10 @@ impl Session {
             credentials: credentials.source,
         };
         let client = client(&image.registry)?;
-        client
-            .auth(&reference, &credentials.auth, RegistryOperation::Pull)
+        image
+            .retried("authenticating to", || {
+                client.auth(&reference, &credentials.auth, RegistryOperation::Pull)
+            })
             .await
             .map_err(|e| image.error(e))?;
         Ok(Session {
@@ -82,11 +85,15 @@ pub async fn digest(shown: &str, key: &'static str) -> Result<Option<String>> {
         ))
     })?;
     let session = Session::open(reference, shown.to_string(), key).await?;
-    match session
-        .client
-        .fetch_manifest_digest(&session.reference, &session.auth)
-        .await
-    {
+    let found = session
+        .image
+        .retried("reading the digest of", || {
+            session
+                .client
+                .fetch_manifest_digest(&session.reference, &session.auth)
+        })
+        .await;
+    match found {
         Ok(digest) => Ok(Some(digest)),
         Err(e) if means_missing(&e) => Ok(None),
         Err(e) => Err(session.image.error(e)),
@@ -100,6 +107,20 @@ fn codes(error: &OciDistributionError) -> Vec<&OciErrorCode> {
             envelope.errors.iter().map(|e| &e.code).collect()
         }
         _ => Vec::new(),
+    }
+}
+
+/// Whether `error` may pass if the request is tried again: the connection
+/// refused, reset or timed out, throttling, or a 5xx.
+fn transient(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::RequestError(e) => !e.is_builder() && !e.is_redirect(),
+        OciDistributionError::ServerError { code, .. } => *code == 429 || *code >= 500,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::Toomanyrequests)),
+        _ => false,
     }
 }
 
@@ -126,6 +147,33 @@ pub struct Image {
 }
 
 impl Image {
+    /// Run `request` (`doing` this image, for messages), tried again with
+    /// [`crate::net::backoff`]'s waits while it fails in a way that may pass.
+    pub async fn retried<T, F, Fut>(
+        &self,
+        doing: &str,
+        request: F,
+    ) -> Result<T, OciDistributionError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, OciDistributionError>>,
+    {
+        request
+            .retry(crate::net::backoff::waits())
+            .sleep(tokio::time::sleep)
+            .when(transient)
+            .notify(|error, wait| {
+                tracing::warn!(
+                    "registry {} failed while {doing} image {} ({}); trying again in {:.1}s",
+                    self.registry,
+                    self.shown,
+                    root_cause(error),
+                    wait.as_secs_f64()
+                );
+            })
+            .await
+    }
+
     /// A registry error as the input error it means, naming the fix.
     pub fn error(&self, error: OciDistributionError) -> anyhow::Error {
         let Image {
@@ -157,6 +205,12 @@ impl Image {
                 "image {shown} has no linux/amd64 image in its manifest list; \
                  build and push the image for linux/amd64"
             )),
+            _ if transient(&error) => anyhow::anyhow!(
+                "registry {registry} kept failing while reading image {shown} ({}, {} tries); \
+                 nothing was changed: run the command again once the registry answers",
+                root_cause(&error),
+                crate::net::backoff::RETRIES + 1
+            ),
             _ => anyhow::Error::new(error).context(format!(
                 "reading image {shown} from registry {registry} (credentials: {credentials})"
             )),

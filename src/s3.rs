@@ -40,6 +40,9 @@ fn http_client() -> anyhow::Result<SharedHttpClient> {
         .build_with_resolver(net::resolver::Rust))
 }
 
+/// How many times one request is tried before S3 counts as down.
+pub const MAX_ATTEMPTS: u32 = 6;
+
 /// Where berth.yaml sets a store up, so that messages name the keys to fix.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -80,9 +83,17 @@ impl Store {
             // The SDK's connections, credential providers' included (STS,
             // SSO, IMDS), resolve names and trust roots through berth's own.
             .http_client(http_client()?)
-            // Standard retries: throttling, 5xx and transient network errors,
-            // with exponential backoff and jitter.
-            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            // Standard retries of each request (each part of an upload on
+            // its own): throttling (503 SlowDown), 5xx, connection refused
+            // or reset and timeouts, with exponential backoff and full
+            // jitter: about 12 s on average, at most 25 s, before a request
+            // gives up.
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(Duration::from_millis(500))
+                    .with_max_backoff(Duration::from_secs(10)),
+            )
             .timeout_config(
                 TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(5))
@@ -254,7 +265,19 @@ impl Store {
             .bucket(&self.bucket)
             .send()
             .await
-            .map_err(|error| self.explain(error, "checking"))?;
+            .map_err(|error| match error {
+                // Never reached at all, before anything changed: most often
+                // a wrong endpoint, so the fix is the user's.
+                SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => input_error(format!(
+                    "cannot reach the S3 endpoint {} while checking bucket {}: {}; check \
+                     `{}.endpoint` (or AWS_ENDPOINT_URL) and the network",
+                    self.endpoint,
+                    self.bucket,
+                    aws_sdk_s3::error::DisplayErrorContext(&error),
+                    self.settings.block
+                )),
+                error => self.explain(error, "checking"),
+            })?;
         Ok(())
     }
 
@@ -271,13 +294,23 @@ impl Store {
         let status = error.raw_response().map(|r| r.status().as_u16());
         let code = error.code().unwrap_or_default().to_owned();
         match (&error, status, code.as_str()) {
-            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
-                input_error(format!(
-                    "cannot reach the S3 endpoint {endpoint} while {doing} bucket {bucket}: {}; \
-                 check `{block}.endpoint` (or AWS_ENDPOINT_URL) and the network",
-                    aws_sdk_s3::error::DisplayErrorContext(&error)
-                ))
-            }
+            // The endpoint answered the check before: it went away since, and
+            // every retry failed too.
+            (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => anyhow::anyhow!(
+                "lost the S3 endpoint {endpoint} while {doing} bucket {bucket}: {} \
+                 ({MAX_ATTEMPTS} attempts); run the command again once S3 answers",
+                aws_sdk_s3::error::DisplayErrorContext(&error)
+            ),
+            (_, Some(429 | 500..), _) => anyhow::anyhow!(
+                "S3 at {endpoint} kept failing while {doing} bucket {bucket}: {} {} \
+                 ({MAX_ATTEMPTS} attempts); run the command again once S3 answers",
+                status.unwrap_or_default(),
+                if code.is_empty() {
+                    "(no error code)"
+                } else {
+                    code.as_str()
+                }
+            ),
             (_, Some(404), _) | (_, _, "NoSuchBucket") => input_error(format!(
                 "bucket {bucket} does not exist at {endpoint}; create it, or fix `{bucket_key}` \
                  (and `{block}.endpoint`) in berth.yaml"

@@ -60,15 +60,19 @@ pub async fn extract(repository: &str, tag: &str, path: &str, into: &Path) -> Re
         image,
         reference,
     } = Session::open(reference, shown, ASSETS_IMAGE_KEY).await?;
-    let (manifest, digest) = client
-        .pull_image_manifest(&reference, &auth)
+    let (manifest, digest) = image
+        .retried("reading the manifest of", || {
+            client.pull_image_manifest(&reference, &auth)
+        })
         .await
         .map_err(|e| image.error(e))?;
 
     let mut tree = layers::Tree::new(into.to_path_buf(), prefix);
     for layer in &manifest.layers {
-        let stream = client
-            .pull_blob_stream(&reference, layer)
+        let stream = image
+            .retried("pulling a layer of", || {
+                client.pull_blob_stream(&reference, layer)
+            })
             .await
             .map_err(|e| image.error(e))?;
         let reader = SyncIoBridge::new(StreamReader::new(stream));

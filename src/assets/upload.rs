@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use base64::Engine;
@@ -171,6 +172,10 @@ impl Transfer {
             unreachable!("only files are uploaded in parts")
         };
         let store = &self.store;
+        // An earlier push of this key that S3 stopped answering before its
+        // abort went through left its parts behind: drop them first.
+        self.request(abort_earlier_uploads(store, &object.key))
+            .await?;
         // Not dropped half-way: an upload created but never heard of could not be aborted.
         let created = self
             .request_to_the_end(async {
@@ -274,7 +279,8 @@ impl Transfer {
             if let Err(error) = aborted {
                 tracing::warn!(
                     "could not abort the multipart upload of {} (ID {upload_id}): {}; \
-                     a bucket lifecycle rule for incomplete uploads will remove its parts",
+                     the next push of it aborts it (or a bucket lifecycle rule for \
+                     incomplete uploads removes its parts)",
                     object.key,
                     aws_sdk_s3::error::DisplayErrorContext(&error)
                 );
@@ -318,6 +324,47 @@ impl Transfer {
         })
         .await
     }
+}
+
+/// Abort every incomplete multipart upload of `key`: those of an earlier
+/// push that failed while S3 was down, whose own abort could not reach it.
+/// (This push writes the key anyway, so nothing it would keep is lost.)
+async fn abort_earlier_uploads(store: &Store, key: &str) -> anyhow::Result<()> {
+    let listed = store
+        .client
+        .list_multipart_uploads()
+        .bucket(&store.bucket)
+        .prefix(key)
+        .send()
+        .await
+        .map_err(|e| store.explain(e, &format!("listing earlier uploads of {key} in")))?;
+    for upload in listed.uploads() {
+        let (Some(found), Some(id)) = (upload.key(), upload.upload_id()) else {
+            continue;
+        };
+        if found != key {
+            continue;
+        }
+        tracing::info!("aborting an earlier incomplete upload of {key} (ID {id})");
+        let aborted = store
+            .client
+            .abort_multipart_upload()
+            .bucket(&store.bucket)
+            .key(key)
+            .upload_id(id)
+            .send()
+            .await;
+        match aborted {
+            // Completed or aborted meanwhile: gone either way.
+            Err(e) if e.code() == Some("NoSuchUpload") => {}
+            aborted => {
+                aborted.map_err(|e| {
+                    store.explain(e, &format!("aborting an earlier upload of {key} in"))
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Files up to this size are read whole for a single PUT; larger ones are streamed.

@@ -7,5 +7,6 @@
 //! ([`tls`]). Every client berth builds (Kubernetes, S3, GitHub, the image
 //! registries) goes through here.
 
+pub mod backoff;
 pub mod resolver;
 pub mod tls;

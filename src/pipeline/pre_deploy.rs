@@ -246,10 +246,12 @@ pub async fn run(
         ));
     }
     if let Some(error) = assets_failure {
-        let stopped = if plan.migration.is_some() {
-            "; the migration was stopped"
-        } else {
-            ""
+        // The migration may have finished before the upload failed: its
+        // changes stay (the next deploy's finds nothing left to apply).
+        let stopped = match (&plan.migration, &record.migration) {
+            (None, _) => "",
+            (Some(_), Some(_)) => "; the migration had already finished (its changes stay)",
+            (Some(_), None) => "; the migration was stopped",
         };
         let message = format!("{error:#}");
         record.failure = Some(FailureRecord {
