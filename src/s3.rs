@@ -11,7 +11,8 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{
     Credentials, ProvideCredentials, Region, RequestChecksumCalculation,
     ResponseChecksumValidation, SharedCredentialsProvider, StalledStreamProtectionConfig,
-    retry::RetryConfig, timeout::TimeoutConfig,
+    retry::{RetryConfig, RetryPartition, TokenBucket},
+    timeout::TimeoutConfig,
 };
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
@@ -86,12 +87,13 @@ impl Store {
             // Standard retries of each request (each part of an upload on
             // its own): throttling (503 SlowDown), 5xx, connection refused
             // or reset and timeouts, with exponential backoff and full
-            // jitter: about 12 s on average, at most 25 s, before a request
-            // gives up.
+            // jitter (1 s, 2 s, 4 s, 8 s, 10 s, each times a random 0-1):
+            // about 12 s in all on average, at most 25 s, before a request
+            // gives up, and an outage of 3 s outlasts them 3 times in 1,000.
             .retry_config(
                 RetryConfig::standard()
                     .with_max_attempts(MAX_ATTEMPTS)
-                    .with_initial_backoff(Duration::from_millis(500))
+                    .with_initial_backoff(Duration::from_secs(1))
                     .with_max_backoff(Duration::from_secs(10)),
             )
             .timeout_config(
@@ -120,7 +122,18 @@ impl Store {
             .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
             // The attempt timeout bounds a stalled transfer; the per-stream
             // watchdog would add a timer to every request.
-            .stalled_stream_protection(StalledStreamProtectionConfig::disabled());
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            // The SDK's retry quota (500 tokens, 5 per retry, shared by the
+            // client) ran out within a second when S3 refused a push's 30
+            // requests in flight, and every later failure went unretried: a
+            // 2 s outage failed the push. Each request's tries are bounded
+            // by MAX_ATTEMPTS and the requests in flight by the upload's
+            // concurrency, so no quota is needed.
+            .retry_partition(
+                RetryPartition::custom("berth-s3")
+                    .token_bucket(TokenBucket::unlimited())
+                    .build(),
+            );
         if shared.endpoint_url().is_some() {
             // MinIO and GCS address buckets by path; custom endpoints rarely have wildcard DNS.
             config = config.force_path_style(true);

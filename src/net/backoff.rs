@@ -10,9 +10,9 @@ use backon::ExponentialBuilder;
 /// Retries after the first try.
 pub const RETRIES: usize = 4;
 
-/// The waits between tries: 0.5 s, 1 s, 2 s, 4 s, each plus a random
-/// jitter, so a service that is back within about 8 s is reached, and one
-/// that is down for good is reported within about 10 s.
+/// The waits between tries: 0.5 s, 1 s, 2 s, 4 s, each stretched at random
+/// by up to as much again (7.5-15 s in all), so a service back within 7 s
+/// is reached, and one down for good is reported within about 15 s.
 pub fn waits() -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
