@@ -238,6 +238,17 @@ impl Repository {
                     ));
                     wait
                 }
+                // A 403 here is the limit, not missing permissions: say so.
+                retry::Next::RateLimited(_) => {
+                    return Err(anyhow::anyhow!(
+                        "GitHub at {} still rate-limits the token ({status}) after {} waits, \
+                         while {doing} of {}; nothing was changed: run the command again later, \
+                         or with a token whose limit is not spent",
+                        self.api,
+                        retry::RATE_LIMIT_RETRIES,
+                        self.full_name
+                    ));
+                }
                 retry::Next::Transient => match waits.next() {
                     Some(wait) => {
                         self.out.warn(&format!(

@@ -676,3 +676,24 @@ async fn a_github_rate_limit_longer_than_berth_waits_fails_at_once_saying_when_i
     );
     assert!(!staging.changed().await, "nothing was deployed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_github_rate_limit_that_outlasts_the_waits_exits_1_as_a_rate_limit_not_a_permission() {
+    // 403 with x-ratelimit-remaining: 0, lifting in a second, again and again.
+    let staging = Staging::new(
+        "faults-ratelimit-403",
+        Some(json!({"requests": 100, "mode": "reset", "reset_in": 1})),
+    );
+    let out = finished(staging.update(&[])).await;
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    // The waits are said as JSON warnings (`--output json`), the end on stderr.
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("GitHub rate limit reached (403 Forbidden)")
+            && err.contains("still rate-limits the token"),
+        "{said}\n{err}"
+    );
+    assert!(!err.contains("give the token read access"), "{err}");
+    assert!(!staging.changed().await, "nothing was deployed");
+}
