@@ -124,7 +124,7 @@ impl Store {
             // watchdog would add a timer to every request.
             .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
             // The SDK's retry quota (500 tokens, 5 per retry, shared by the
-            // client) ran out within a second when S3 refused a push's 30
+            // client) ran out within a second when S3 refused a push's
             // requests in flight, and every later failure went unretried: a
             // 2 s outage failed the push. Each request's tries are bounded
             // by MAX_ATTEMPTS and the requests in flight by the upload's
@@ -296,7 +296,9 @@ impl Store {
 
     /// Turn an SDK error into a message naming the bucket, what was being
     /// done, and the fix: an input error when the fix is the user's
-    /// (a missing bucket, refused credentials, an unreachable endpoint).
+    /// (a missing bucket, refused credentials, the wrong region); S3 down
+    /// once the retries ran out (a 5xx, throttling, a lost connection) is
+    /// exit 1.
     pub fn explain<E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static>(
         &self,
         error: SdkError<E>,
@@ -307,8 +309,8 @@ impl Store {
         let status = error.raw_response().map(|r| r.status().as_u16());
         let code = error.code().unwrap_or_default().to_owned();
         match (&error, status, code.as_str()) {
-            // The endpoint answered the check before: it went away since, and
-            // every retry failed too.
+            // Past the check (which says "cannot reach" itself): the endpoint
+            // went away since, and every retry failed too.
             (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => anyhow::anyhow!(
                 "lost the S3 endpoint {endpoint} while {doing} bucket {bucket}: {} \
                  ({MAX_ATTEMPTS} attempts); run the command again once S3 answers",
@@ -323,6 +325,10 @@ impl Store {
                 } else {
                     code.as_str()
                 }
+            ),
+            (_, _, "NoSuchUpload") => anyhow::anyhow!(
+                "the multipart upload was aborted while {doing} bucket {bucket} at {endpoint}, \
+                 most likely by another push of the same key starting; run the command again"
             ),
             (_, Some(404), _) | (_, _, "NoSuchBucket") => input_error(format!(
                 "bucket {bucket} does not exist at {endpoint}; create it, or fix `{bucket_key}` \
