@@ -13,6 +13,7 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -104,6 +105,54 @@ fn window_of(app: &TestApp, args: &[&str]) -> (Duration, Duration) {
     app.ok(args);
     let took = started.elapsed();
     (took / 10, took * 9 / 10)
+}
+
+/// Run `args` to success with `--output json`; how many steps it went
+/// through (the points a kill of the same command is drawn among).
+fn steps_of(app: &TestApp, args: &[&str]) -> usize {
+    let args: Vec<&str> = args.iter().copied().chain(["--output", "json"]).collect();
+    json_lines(&app.ok(&args))
+        .iter()
+        .filter(|e| e["event"] == "step")
+        .count()
+}
+
+/// Start `command` (with `--output json`), SIGKILL it `jitter` after it
+/// announced its step number `step` (from 0); when it died, and a note of
+/// the point. Its output is read to the end, so it never meets a closed
+/// pipe.
+async fn kill_at_step(mut command: Command, step: usize, jitter: Duration) -> (Instant, String) {
+    let mut child = command
+        .args(["--output", "json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (steps, announced) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let event: Value = serde_json::from_str(&line).unwrap_or_default();
+            if event["event"] == "step" {
+                let _ = steps.send(event["name"].as_str().unwrap_or("?").to_string());
+            }
+        }
+    });
+    tokio::task::spawn_blocking(move || {
+        // Ends early (no more steps) when the command ended first.
+        let reached = announced.iter().nth(step);
+        std::thread::sleep(jitter);
+        let point = format!("{:.2}s into step {reached:?}", jitter.as_secs_f64());
+        let note = match child.try_wait().unwrap() {
+            None => format!("killed {point}"),
+            Some(status) => format!("ended ({status}) before the kill {point}"),
+        };
+        let _ = child.kill(); // SIGKILL: nothing released, nothing recorded
+        child.wait().unwrap();
+        (Instant::now(), note)
+    })
+    .await
+    .unwrap()
 }
 
 /// Start `command`, SIGKILL it `after` later; when it died, and a note of
@@ -281,13 +330,13 @@ fn maintenance_is(env: &Env, expected: &str, found: &mut Findings) {
 }
 
 /// One SIGKILL trial in `env`: `round.killed` killed at a point drawn
-/// from `window`, then `round.next` (the ordinary command), then every
-/// check.
+/// among its `steps` (plus up to 0.6 s), then `round.next` (the ordinary
+/// command), then every check.
 async fn trial(
     env: &Env<'_>,
     client: &Client,
     draws: &mut Draws,
-    window: (Duration, Duration),
+    steps: usize,
     round: &Round,
 ) -> Trial {
     let args: Vec<&str> = round.killed.iter().map(String::as_str).collect();
@@ -299,8 +348,9 @@ async fn trial(
         .filter_map(|r| r["number"].as_u64())
         .collect();
     let before = history.first().copied().unwrap_or(0);
-    let at = draws.between(window.0, window.1);
-    let (killed_at, note) = kill_after(env.app.command(&args), at).await;
+    let step = draws.below(steps);
+    let jitter = draws.between(Duration::ZERO, Duration::from_millis(600));
+    let (killed_at, note) = kill_at_step(env.app.command(&args), step, jitter).await;
     lock_expired(client, env.ns).await;
     let killed = seen_abandoned(env, before, &mut found);
     let expired = killed_at.elapsed();
@@ -343,11 +393,11 @@ fn words(line: &str) -> Vec<String> {
 }
 
 /// The trials of scenario `name` in `env`: `round` says trial i's
-/// commands; each kill lands in `window`.
+/// commands; each kill lands in one of the killed command's `steps`.
 async fn sigkill_scenario(
     name: &str,
     env: &Env<'_>,
-    window: (Duration, Duration),
+    steps: usize,
     mut round: impl FnMut(usize, &mut Draws) -> Round,
 ) {
     let client = local_env().kube().await;
@@ -355,7 +405,7 @@ async fn sigkill_scenario(
     let mut scenario = Scenario::new(name);
     for i in 0..faults::trials(1, 4) {
         let r = round(i, &mut draws);
-        let t = trial(env, &client, &mut draws, window, &r).await;
+        let t = trial(env, &client, &mut draws, steps, &r).await;
         scenario.record(t);
     }
     scenario.finish();
@@ -364,15 +414,13 @@ async fn sigkill_scenario(
 #[tokio::test]
 async fn sigkill_during_advanced_deploy_leaves_nothing_half_done() {
     let app = TestApp::new("faults-kill-deploy", Migration::Kept);
-    // Timed on the second deploy: the first also makes the namespace.
-    app.ok(&["advanced-deploy", "test", SHAS[1]]);
-    let window = window_of(&app, &["advanced-deploy", "test", SHAS[1]]);
+    let steps = steps_of(&app, &["advanced-deploy", "test", SHAS[1]]);
     let env = Env {
         app: &app,
         name: "test",
         ns: &app.namespace,
     };
-    sigkill_scenario("sigkill advanced-deploy", &env, window, |i, _| Round {
+    sigkill_scenario("sigkill advanced-deploy", &env, steps, |i, _| Round {
         killed: words(&format!("advanced-deploy test {}", SHAS[i % 2])),
         next: words(&format!(
             "advanced-deploy test {} --lock-wait 60s",
@@ -389,13 +437,13 @@ async fn sigkill_during_rollback_leaves_nothing_half_done() {
     for sha in SHAS {
         app.ok(&["advanced-deploy", "test", sha]);
     }
-    let window = window_of(&app, &["rollback", "test"]);
+    let steps = steps_of(&app, &["rollback", "test"]);
     let env = Env {
         app: &app,
         name: "test",
         ns: &app.namespace,
     };
-    sigkill_scenario("sigkill rollback", &env, window, |_, _| Round {
+    sigkill_scenario("sigkill rollback", &env, steps, |_, _| Round {
         killed: words("rollback test"),
         next: words("rollback test --lock-wait 60s"),
         maintenance: "off",
@@ -421,13 +469,13 @@ async fn sigkill_during_promote_leaves_nothing_half_done() {
     let sha = new_sha();
     push_app_images(local_env(), &sha);
     app.ok(&["advanced-deploy", "test", &sha]);
-    let window = window_of(&app, &["promote", "test", "prod"]);
+    let steps = steps_of(&app, &["promote", "test", "prod"]);
     let env = Env {
         app: &app,
         name: "prod",
         ns: &production,
     };
-    sigkill_scenario("sigkill promote", &env, window, |_, _| Round {
+    sigkill_scenario("sigkill promote", &env, steps, |_, _| Round {
         killed: words("promote test prod"),
         next: words("promote test prod --lock-wait 60s"),
         maintenance: "off",
@@ -439,14 +487,14 @@ async fn sigkill_during_promote_leaves_nothing_half_done() {
 async fn sigkill_during_maintenance_on_leaves_it_fully_on_or_fully_off() {
     let app = TestApp::new("faults-kill-maint", Migration::Deleted);
     app.ok(&["advanced-deploy", "test", SHAS[0]]);
-    let window = window_of(&app, &["maintenance", "test", "on"]);
+    let steps = steps_of(&app, &["maintenance", "test", "on"]);
     app.ok(&["maintenance", "test", "off"]);
     let env = Env {
         app: &app,
         name: "test",
         ns: &app.namespace,
     };
-    sigkill_scenario("sigkill maintenance on", &env, window, |_, draws| {
+    sigkill_scenario("sigkill maintenance on", &env, steps, |_, draws| {
         // The ordinary command: `on` again, or `off`, drawn.
         let then = ["on", "off"][draws.below(2)];
         Round {

@@ -1,6 +1,7 @@
 //! The deploy pipeline, one call per phase, as krane's deploy task reads:
-//! plan → namespace → under the lock { record the start → pre-deploy →
-//! apply and wait → record the end → roll back on failure → prune records }.
+//! plan → namespace → under the lock { settle what a dead deploy left →
+//! record the start → pre-deploy → apply and wait (the record keeping its
+//! step) → record the end → roll back on failure → prune records }.
 //!
 //! Everything under the lock runs in one scope ([`DeployLock::hold`]) that
 //! releases it however the deploy ends. Ctrl-C, SIGTERM or a lost lock stop

@@ -228,6 +228,7 @@ mod tests {
         );
         assert_eq!(record.sha, "1a2b3c4");
         assert_eq!(record.status, ReleaseStatus::InProgress);
+        assert_eq!(record.step.as_deref(), Some("start"));
         assert_eq!(record.started_at, "2026-12-06T10:00:00Z");
         assert_eq!((record.finished_at, record.duration_s), (None, None));
         assert_eq!(record.previous, Some(2));
