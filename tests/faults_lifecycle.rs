@@ -107,14 +107,22 @@ fn window_of(app: &TestApp, args: &[&str]) -> (Duration, Duration) {
     (took / 10, took * 9 / 10)
 }
 
-/// Run `args` to success with `--output json`; how many steps it went
-/// through (the points a kill of the same command is drawn among).
-fn steps_of(app: &TestApp, args: &[&str]) -> usize {
+/// Run `args` to success with `--output json`; how long each of its steps
+/// took (the last: 50 ms), in order: the points a kill of the same
+/// command is drawn among.
+fn steps_of(app: &TestApp, args: &[&str]) -> Vec<Duration> {
     let args: Vec<&str> = args.iter().copied().chain(["--output", "json"]).collect();
-    json_lines(&app.ok(&args))
+    let times: Vec<Timestamp> = json_lines(&app.ok(&args))
         .iter()
         .filter(|e| e["event"] == "step")
-        .count()
+        .map(|e| e["time"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let mut lengths: Vec<Duration> = times
+        .windows(2)
+        .map(|w| Duration::try_from(w[1].duration_since(w[0])).unwrap_or_default())
+        .collect();
+    lengths.push(Duration::from_millis(50));
+    lengths
 }
 
 /// Start `command` (with `--output json`), SIGKILL it `jitter` after it
@@ -330,13 +338,13 @@ fn maintenance_is(env: &Env, expected: &str, found: &mut Findings) {
 }
 
 /// One SIGKILL trial in `env`: `round.killed` killed at a point drawn
-/// among its `steps` (plus up to 0.6 s), then `round.next` (the ordinary
-/// command), then every check.
+/// among its `steps` (within the step, as long as it took), then
+/// `round.next` (the ordinary command), then every check.
 async fn trial(
     env: &Env<'_>,
     client: &Client,
     draws: &mut Draws,
-    steps: usize,
+    steps: &[Duration],
     round: &Round,
 ) -> Trial {
     let args: Vec<&str> = round.killed.iter().map(String::as_str).collect();
@@ -348,8 +356,8 @@ async fn trial(
         .filter_map(|r| r["number"].as_u64())
         .collect();
     let before = history.first().copied().unwrap_or(0);
-    let step = draws.below(steps);
-    let jitter = draws.between(Duration::ZERO, Duration::from_millis(600));
+    let step = draws.below(steps.len());
+    let jitter = draws.between(Duration::ZERO, steps[step].max(Duration::from_millis(2)));
     let (killed_at, note) = kill_at_step(env.app.command(&args), step, jitter).await;
     lock_expired(client, env.ns).await;
     let killed = seen_abandoned(env, before, &mut found);
@@ -397,7 +405,7 @@ fn words(line: &str) -> Vec<String> {
 async fn sigkill_scenario(
     name: &str,
     env: &Env<'_>,
-    steps: usize,
+    steps: Vec<Duration>,
     mut round: impl FnMut(usize, &mut Draws) -> Round,
 ) {
     let client = local_env().kube().await;
@@ -405,7 +413,7 @@ async fn sigkill_scenario(
     let mut scenario = Scenario::new(name);
     for i in 0..faults::trials(1, 4) {
         let r = round(i, &mut draws);
-        let t = trial(env, &client, &mut draws, steps, &r).await;
+        let t = trial(env, &client, &mut draws, &steps, &r).await;
         scenario.record(t);
     }
     scenario.finish();
