@@ -14,8 +14,13 @@ use std::collections::BTreeSet;
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::Api;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client};
 use support::app::{Migration, TestApp};
 use support::faults::{Scenario, Trial};
 use support::*;
@@ -238,6 +243,332 @@ async fn ten_concurrent_deploys_with_lock_wait_run_one_after_another() {
             data_lost: lost.len(),
             leftovers,
             recovered_in: all_done,
+            notes,
+        });
+    }
+    scenario.finish();
+}
+
+/// How the deployer's credentials are taken away.
+#[derive(Clone, Copy, Debug)]
+enum Revoke {
+    /// Its RoleBinding deleted: every request is refused, 403.
+    RoleBinding,
+    /// Its ServiceAccount deleted: its token is no longer valid, 401.
+    ServiceAccount,
+}
+
+/// Where the deploy is when its credentials go.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// Waiting for the migration Job (held: it never ends by itself).
+    Migration,
+    /// Waiting for the rollout (a Deployment whose pods never become ready).
+    Rollout,
+}
+
+/// A deploy by the least-privilege deployer whose credentials are revoked
+/// while it waits; returns berth's output, how long it took to end after the
+/// revocation, and the app (its namespace is still there).
+async fn revoked_mid_deploy(revoke: Revoke, step: Step) -> (Output, Duration, TestApp) {
+    let admin = local_env().kube().await;
+    let migration = match step {
+        Step::Migration => Migration::Held,
+        Step::Rollout => Migration::Deleted,
+    };
+    let app = TestApp::new("perm-revoke", migration);
+    create_namespace(&admin, &app.namespace).await;
+    let kubeconfig = support::deployer::deployer(&admin, &app.namespace).await;
+    if let Step::Rollout = step {
+        strand_pods(&app);
+    }
+    let mut child = spawn_captured(
+        app.command(&["deploy", "test", "1a2b3c4"])
+            .env("KUBECONFIG", &kubeconfig),
+    );
+    wait_for_step(&admin, &app.namespace, step, &mut child).await;
+    let revoked = Instant::now();
+    match revoke {
+        Revoke::RoleBinding => {
+            let bindings: Api<RoleBinding> = Api::namespaced(admin.clone(), &app.namespace);
+            bindings
+                .delete("berth-deployer", &DeleteParams::default())
+                .await
+                .unwrap();
+        }
+        Revoke::ServiceAccount => {
+            let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &app.namespace);
+            accounts
+                .delete("berth-deployer", &DeleteParams::default())
+                .await
+                .unwrap();
+        }
+    }
+    let out = wait_bounded(child, Duration::from_secs(180)).unwrap_or_else(|| {
+        panic!("berth still ran 180 s after its credentials were revoked ({revoke:?})")
+    });
+    (out, revoked.elapsed(), app)
+}
+
+/// Create the namespace `name` (berth would, but the deployer may only read it).
+async fn create_namespace(client: &Client, name: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name, "labels": { "berth.dev/test": "true" } }
+    }))
+    .unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+/// Give every Deployment of `app` a node selector no node matches: its new
+/// pods stay Pending, unschedulable, and the rollout waits (for 5 minutes,
+/// `unschedulable_after`'s default).
+fn strand_pods(app: &TestApp) {
+    let path = app.overlay().join("kustomization.yaml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    if !text.contains("patches:") {
+        text.push_str("patches:\n");
+    }
+    text.push_str(
+        "  - target: {kind: Deployment}\n    patch: |-\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata: {name: any}\n      spec: {template: {spec: {nodeSelector: {berth.dev/nowhere: \"true\"}}}}\n",
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+/// Wait until the deploy in `namespace` is in `step`: its migration Job or
+/// its Deployments exist. Fails the test with berth's output if `deploy`
+/// ends first.
+async fn wait_for_step(client: &Client, namespace: &str, step: Step, deploy: &mut Child) {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    poll(
+        Duration::from_secs(90),
+        &format!("the deploy's {step:?} step"),
+        async || {
+            if deploy.try_wait().unwrap().is_some() {
+                let mut text = String::new();
+                let pipe = deploy.stderr.as_mut().unwrap();
+                std::io::Read::read_to_string(pipe, &mut text).unwrap();
+                panic!("the deploy ended before its {step:?} step: {text}");
+            }
+            let found = match step {
+                Step::Migration => !jobs
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .is_empty(),
+                Step::Rollout => !deployments
+                    .list(&ListParams::default())
+                    .await
+                    .ok()?
+                    .items
+                    .is_empty(),
+            };
+            found.then_some(())
+        },
+    )
+    .await;
+}
+
+/// Rewrite `app`'s overlay as the staging overlay without a migration:
+/// what an operator deploys to recover once the fault is understood.
+fn unhold(app: &TestApp) {
+    let staging = kwok_app().join("overlays/staging");
+    let overlay = app.overlay();
+    std::fs::write(
+        overlay.join("kustomization.yaml"),
+        format!(
+            "resources: [{}]\npatches:\n  - patch: |-\n      $patch: delete\n      apiVersion: batch/v1\n      kind: Job\n      metadata: {{name: migrate}}\n",
+            relative(&overlay, &staging).display()
+        ),
+    )
+    .unwrap();
+}
+
+/// The notes on a failed run's stderr: every one of `parts` it lacks.
+fn lacks(text: &str, parts: &[&str]) -> Vec<String> {
+    parts
+        .iter()
+        .filter(|part| !text.contains(*part))
+        .map(|part| format!("stderr lacks {part:?}: {text}"))
+        .collect()
+}
+
+/// Recover `app` as an operator would: its migration taken out, a deploy
+/// with the admin's credentials that waits out the stale lock. Notes what
+/// fails; counts the releases left `in_progress` afterwards.
+fn recover(app: &TestApp, notes: &mut Vec<String>) -> usize {
+    unhold(app);
+    let out = app.berth(&["deploy", "test", "2b3c4d5", "--lock-wait", "2m"]);
+    if code(&out) != 0 {
+        notes.push(format!(
+            "the recovering deploy exited {}: {}",
+            code(&out),
+            stderr(&out)
+        ));
+    }
+    let history = app.history();
+    let stale: Vec<String> = history
+        .iter()
+        .filter(|r| r["status"] == "in_progress")
+        .map(|r| format!("release {} ({})", r["number"], r["sha"]))
+        .collect();
+    if !stale.is_empty() {
+        notes.push(format!(
+            "releases still in_progress after recovery: {stale:?}"
+        ));
+    }
+    stale.len()
+}
+
+/// The deployer's credentials revoked while a deploy waits (in the
+/// migration or the rollout): berth stops within a bound (not retrying a 403
+/// or 401 forever), exit 1, naming the step, the refusal and what it leaves:
+/// the lock expiring by itself, the release record it could not write, the
+/// migration Job it could not delete. A deploy with working credentials then
+/// succeeds.
+#[tokio::test]
+async fn revoked_credentials_mid_deploy_fail_fast_naming_the_step_and_what_is_left() {
+    let mut scenario = Scenario::new("credentials revoked mid-deploy");
+    let cases = [
+        (Revoke::RoleBinding, Step::Migration),
+        (Revoke::ServiceAccount, Step::Rollout),
+        (Revoke::RoleBinding, Step::Rollout),
+        (Revoke::ServiceAccount, Step::Migration),
+    ];
+    for (revoke, step) in cases.into_iter().take(faults::trials(2, 4)) {
+        let (out, took, app) = revoked_mid_deploy(revoke, step).await;
+        let text = stderr(&out);
+        let mut notes = Vec::new();
+        if code(&out) != 1 {
+            notes.push(format!(
+                "{revoke:?} in {step:?}: exit {}: {text}",
+                code(&out)
+            ));
+        }
+        if took > Duration::from_secs(60) {
+            notes.push(format!("ended {took:?} after the revocation"));
+        }
+        let (refusal, step_name) = match (revoke, step) {
+            (Revoke::RoleBinding, _) => ("403 Forbidden", step),
+            (Revoke::ServiceAccount, _) => ("401 Unauthorized", step),
+        };
+        let step_name = match step_name {
+            Step::Migration => "stopped in the pre-deploy step",
+            Step::Rollout => "stopped in the wait step",
+        };
+        notes.extend(lacks(
+            &text,
+            &[
+                step_name,
+                "refused berth's credentials",
+                refusal,
+                "lock expires by itself within 15s",
+                "release 1 could not be recorded as failed",
+                "its record still says in_progress",
+            ],
+        ));
+        if let Step::Migration = step {
+            notes.extend(lacks(
+                &text,
+                &["stopping left something behind: deleting the cancelled Job"],
+            ));
+            // as stated: the Job is left for the operator
+            let admin = local_env().kube().await;
+            let jobs: Api<Job> = Api::namespaced(admin, &app.namespace);
+            for job in jobs.list(&ListParams::default()).await.unwrap() {
+                let name = job.metadata.name.unwrap();
+                jobs.delete(&name, &DeleteParams::background())
+                    .await
+                    .unwrap();
+            }
+        }
+        let leftovers = recover(&app, &mut notes);
+        scenario.record(Trial {
+            survived: notes.is_empty(),
+            data_lost: 0,
+            leftovers,
+            recovered_in: took,
+            notes,
+        });
+    }
+    scenario.finish();
+}
+
+/// The environment's namespace deleted while a deploy waits (in the
+/// migration or the rollout): berth stops within a bound, exit 1, saying the
+/// namespace was deleted and in which step, not a watch error or a hang; a
+/// deploy once it is gone creates it anew and succeeds.
+#[tokio::test]
+async fn a_namespace_deleted_mid_deploy_fails_clearly_naming_the_deletion() {
+    let mut scenario = Scenario::new("namespace deleted mid-deploy");
+    let steps = [Step::Migration, Step::Rollout];
+    for step in steps.into_iter().take(faults::trials(2, 2)) {
+        let admin = local_env().kube().await;
+        let migration = match step {
+            Step::Migration => Migration::Held,
+            Step::Rollout => Migration::Deleted,
+        };
+        let app = TestApp::new("perm-nsgone", migration);
+        if let Step::Rollout = step {
+            strand_pods(&app);
+        }
+        let mut child = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
+        wait_for_step(&admin, &app.namespace, step, &mut child).await;
+        let deleted = Instant::now();
+        delete_namespace(&admin, &app.namespace).await;
+        let mut notes = Vec::new();
+        let Some(out) = wait_bounded(child, Duration::from_secs(120)) else {
+            panic!("berth still ran 120 s after its namespace was deleted ({step:?})");
+        };
+        let took = deleted.elapsed();
+        let text = stderr(&out);
+        if code(&out) != 1 {
+            notes.push(format!("exit {}: {text}", code(&out)));
+        }
+        if took > Duration::from_secs(60) {
+            notes.push(format!("ended {took:?} after the deletion"));
+        }
+        let step_name = match step {
+            Step::Migration => "during the pre-deploy step",
+            Step::Rollout => "during the wait step",
+        };
+        notes.extend(lacks(
+            &text,
+            &[
+                &format!("namespace {}", app.namespace),
+                step_name,
+                "release records and deploy lock go with it",
+            ],
+        ));
+        // once it is gone, a deploy creates it anew
+        let namespaces: Api<Namespace> = Api::all(admin.clone());
+        poll(
+            Duration::from_secs(180),
+            "the namespace to go",
+            async || {
+                namespaces
+                    .get_opt(&app.namespace)
+                    .await
+                    .unwrap()
+                    .is_none()
+                    .then_some(())
+            },
+        )
+        .await;
+        let leftovers = recover(&app, &mut notes);
+        if app.history().len() != 1 {
+            notes.push(format!("history of the new namespace: {:?}", app.history()));
+        }
+        scenario.record(Trial {
+            survived: notes.is_empty(),
+            data_lost: 0,
+            leftovers,
+            recovered_in: took,
             notes,
         });
     }
