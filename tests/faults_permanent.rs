@@ -11,7 +11,7 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Output};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -572,5 +572,107 @@ async fn a_namespace_deleted_mid_deploy_fails_clearly_naming_the_deletion() {
             notes,
         });
     }
+    scenario.finish();
+}
+
+/// A MinIO bucket of the test's own, removed at the end, and berth.yaml in
+/// `dir` pushing `dir/build` to it (prefix `static/`) with `extra` keys of
+/// `assets:` (indented by 6).
+async fn assets_project(prefix: &str, extra: &str) -> (TestApp, String, Cleanup) {
+    let app = TestApp::new(prefix, Migration::Deleted);
+    let bucket = app.namespace.clone();
+    local_env()
+        .s3()
+        .await
+        .create_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    app.configure(&format!(
+        "    assets:\n      from: {{ dir: {} }}\n      bucket: {bucket}\n      prefix: static/\n{extra}",
+        app.dir.join("build").display()
+    ));
+    let cleanup = Cleanup::Bucket(bucket.clone());
+    (app, bucket, cleanup)
+}
+
+/// `n` small files under `dir/build`, old enough (their change time more
+/// than the hash cache's one second ago) to be remembered.
+async fn settled_tree(app: &TestApp, n: usize) {
+    let build = app.dir.join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    for i in 0..n {
+        std::fs::write(
+            build.join(format!("f{i}.txt")),
+            format!("file {i}\n").repeat(50),
+        )
+        .unwrap();
+    }
+    let written = std::time::SystemTime::now();
+    poll(Duration::from_secs(10), "the files to settle", async || {
+        (written.elapsed().unwrap_or_default() > Duration::from_millis(1500)).then_some(())
+    })
+    .await;
+}
+
+/// The hash cache on a full disk (a 4 KiB tmpfs, filled, mounted in a
+/// user namespace of berth's own: no root needed): `assets push` warns that
+/// the cache could not be written, why, and what it costs, and uploads
+/// everything (exit 0). A cache is an optimisation: it never fails a push.
+#[tokio::test]
+async fn a_full_disk_for_the_hash_cache_only_warns() {
+    let mut scenario = Scenario::new("hash cache disk full");
+    let (app, bucket, _bucket_cleanup) = assets_project("perm-fullcache", "").await;
+    settled_tree(&app, 20).await;
+    let cache = app.dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let started = Instant::now();
+    let out = Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "sh", "-c"])
+        .arg(
+            "mount -t tmpfs -o size=4k tmpfs \"$BERTH_CACHE\" \
+             && dd if=/dev/zero of=\"$BERTH_CACHE/fill\" bs=4k 2>/dev/null; exec \"$@\"",
+        )
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_berth"))
+        .arg("--config")
+        .arg(app.config())
+        .args(["assets", "push", "test", "1a2b3c4"])
+        .envs(local_env().vars())
+        .env("BERTH_CACHE", &cache)
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = stderr(&out);
+    let mut notes = Vec::new();
+    if code(&out) != 0 {
+        notes.push(format!("exit {}: {text}", code(&out)));
+    }
+    notes.extend(lacks(
+        &text,
+        &[
+            "hash cache",
+            "could not be written",
+            "No space left on device",
+            "next push hashes every file again",
+        ],
+    ));
+    let s3 = local_env().s3().await;
+    let listed = s3.list_objects_v2().bucket(&bucket).send().await.unwrap();
+    let uploaded = listed.contents().len();
+    if uploaded != 21 {
+        notes.push(format!(
+            "{uploaded} objects uploaded, expected 20 files and the manifest"
+        ));
+    }
+    scenario.record(Trial {
+        survived: notes.is_empty(),
+        data_lost: 21usize.saturating_sub(uploaded),
+        leftovers: 0,
+        recovered_in: started.elapsed(),
+        notes,
+    });
     scenario.finish();
 }
