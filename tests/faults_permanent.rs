@@ -676,3 +676,68 @@ async fn a_full_disk_for_the_hash_cache_only_warns() {
     });
     scenario.finish();
 }
+
+/// The bucket deleted (forced, with what is in it, as `mc rb --force` does)
+/// while `assets push` uploads a large file in parts: berth fails fast, exit
+/// non-zero, saying the bucket does not exist (NoSuchBucket) and naming it,
+/// instead of retrying or hanging.
+#[tokio::test]
+async fn a_bucket_deleted_mid_upload_fails_fast_naming_it() {
+    let mut scenario = Scenario::new("bucket deleted mid-upload");
+    let (app, bucket, _bucket_cleanup) =
+        assets_project("perm-nobucket", "      concurrency: 1\n").await;
+    let build = app.dir.join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::write(build.join("huge.bin"), images::noise(200 * 1024 * 1024, 7)).unwrap();
+    let child = spawn_captured(&mut app.command(&["assets", "push", "test", "1a2b3c4"]));
+    let s3 = local_env().s3().await;
+    poll(
+        Duration::from_secs(60),
+        "a multipart upload to start",
+        async || {
+            let uploads = s3
+                .list_multipart_uploads()
+                .bucket(&bucket)
+                .send()
+                .await
+                .ok()?;
+            (!uploads.uploads().is_empty()).then_some(())
+        },
+    )
+    .await;
+    let deleted = Instant::now();
+    s3.delete_bucket()
+        .bucket(&bucket)
+        .customize()
+        .mutate_request(|request| {
+            request.headers_mut().insert("x-minio-force-delete", "true");
+        })
+        .send()
+        .await
+        .unwrap();
+    let out = wait_bounded(child, Duration::from_secs(120))
+        .unwrap_or_else(|| panic!("berth still ran 120 s after its bucket was deleted"));
+    let took = deleted.elapsed();
+    let text = stderr(&out);
+    eprintln!("berth said, exit {}:\n{text}", code(&out));
+    let mut notes = Vec::new();
+    if code(&out) == 0 {
+        notes.push(format!("exit 0 with the bucket deleted: {text}"));
+    }
+    if took > Duration::from_secs(30) {
+        notes.push(format!("ended {took:?} after the deletion"));
+    }
+    notes.extend(lacks(
+        &text,
+        &[&format!("bucket {bucket}"), "does not exist"],
+    ));
+    scenario.record(Trial {
+        survived: notes.is_empty(),
+        data_lost: 0,
+        leftovers: 0,
+        recovered_in: took,
+        notes,
+    });
+    std::fs::remove_file(build.join("huge.bin")).unwrap();
+    scenario.finish();
+}

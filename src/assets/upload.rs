@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, MetadataDirective};
 use base64::Engine;
@@ -271,13 +272,22 @@ impl Transfer {
                 .upload_id(&upload_id)
                 .send()
                 .await;
-            if let Err(error) = aborted {
-                tracing::warn!(
+            match aborted {
+                Ok(_) => {}
+                // The bucket is gone, and its parts with it: nothing to abort.
+                Err(error) if error.code() == Some("NoSuchBucket") => {
+                    tracing::debug!(
+                        "bucket {} is gone with the upload of {}",
+                        store.bucket,
+                        object.key
+                    );
+                }
+                Err(error) => tracing::warn!(
                     "could not abort the multipart upload of {} (ID {upload_id}): {}; \
                      a bucket lifecycle rule for incomplete uploads will remove its parts",
                     object.key,
                     aws_sdk_s3::error::DisplayErrorContext(&error)
-                );
+                ),
             }
         }
         completed.map(|_| ())
