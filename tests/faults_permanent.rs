@@ -741,3 +741,71 @@ async fn a_bucket_deleted_mid_upload_fails_fast_naming_it() {
     std::fs::remove_file(build.join("huge.bin")).unwrap();
     scenario.finish();
 }
+
+/// A deployer frozen (SIGSTOP) in its migration until its lock expires;
+/// another deploy takes the lock over and succeeds; the frozen one then
+/// resumes (SIGCONT) and still writes: it must find the lock lost and stop
+/// (exit 3) without touching the new holder's release. The numbering stays
+/// 1 (the frozen deploy's) and 2 (the new holder's), each once.
+#[tokio::test]
+async fn a_holder_resuming_after_a_takeover_stops_and_no_release_is_lost_or_duplicated() {
+    let mut scenario = Scenario::new("lock taken over from a frozen holder");
+    let admin = local_env().kube().await;
+    let app = TestApp::new("perm-takeover", Migration::Held);
+    let mut frozen = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
+    wait_for_step(&admin, &app.namespace, Step::Migration, &mut frozen).await;
+    let pid = frozen.id().to_string();
+    let signal = |name: &str| {
+        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let started = Instant::now();
+    unhold(&app);
+    let taker = app.berth(&["deploy", "test", "2b3c4d5", "--lock-wait", "2m"]);
+    let mut notes = Vec::new();
+    if code(&taker) != 0 {
+        notes.push(format!(
+            "the taking deploy exited {}: {}",
+            code(&taker),
+            stderr(&taker)
+        ));
+    }
+    signal("-CONT");
+    let resumed = wait_bounded(frozen, Duration::from_secs(60));
+    match &resumed {
+        None => notes.push("the resumed deploy still ran 60 s later".into()),
+        Some(out) if code(out) != 3 || !stderr(out).contains("lock_lost") => {
+            notes.push(format!(
+                "the resumed deploy exited {}: {}",
+                code(out),
+                stderr(out)
+            ));
+        }
+        Some(_) => {}
+    }
+    let history = app.history();
+    let lost = numbering_faults(&history, 2);
+    notes.extend(lost.iter().cloned());
+    let status = |number: u64| {
+        history
+            .iter()
+            .find(|r| r["number"] == number)
+            .map(|r| r["status"].as_str().unwrap_or_default().to_string())
+    };
+    if status(2).as_deref() != Some("succeeded") {
+        notes.push(format!("the new holder's release 2: {:?}", status(2)));
+    }
+    let stale = usize::from(status(1).as_deref() == Some("in_progress"));
+    if !matches!(status(1).as_deref(), Some("failed" | "abandoned")) {
+        notes.push(format!("the frozen deploy's release 1: {:?}", status(1)));
+    }
+    scenario.record(Trial {
+        survived: notes.is_empty(),
+        data_lost: lost.len(),
+        leftovers: stale + lock_held(&app).await,
+        recovered_in: started.elapsed(),
+        notes,
+    });
+    scenario.finish();
+}
