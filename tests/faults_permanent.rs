@@ -453,30 +453,44 @@ async fn revoked_credentials_mid_deploy_fail_fast_naming_the_step_and_what_is_le
         if took > Duration::from_secs(60) {
             notes.push(format!("ended {took:?} after the revocation"));
         }
-        let (refusal, step_name) = match (revoke, step) {
-            (Revoke::RoleBinding, _) => ("403 Forbidden", step),
-            (Revoke::ServiceAccount, _) => ("401 Unauthorized", step),
+        // Whichever request is refused first stops the deploy: the lock's
+        // renewal (`refused berth's credentials`), or, in the migration, the
+        // start of its pod watch (a refused watch: the Job kept).
+        let refusal = match revoke {
+            Revoke::RoleBinding => ["403 Forbidden", "is forbidden"],
+            Revoke::ServiceAccount => ["401 Unauthorized", "401 Unauthorized"],
         };
-        let step_name = match step_name {
-            Step::Migration => "stopped in the pre-deploy step",
-            Step::Rollout => "stopped in the wait step",
+        let stopped = match step {
+            Step::Migration => [
+                "stopped in the pre-deploy step: the cluster refused berth's credentials",
+                "migration failed; no workload was changed; Job",
+            ],
+            Step::Rollout => [
+                "stopped in the wait step: the cluster refused berth's credentials",
+                "stopped in the wait step: the cluster refused berth's credentials",
+            ],
         };
+        for either in [refusal, stopped] {
+            if !either.iter().any(|part| text.contains(part)) {
+                notes.push(format!("stderr has none of {either:?}: {text}"));
+            }
+        }
         notes.extend(lacks(
             &text,
             &[
-                step_name,
-                "refused berth's credentials",
-                refusal,
                 "lock expires by itself within 15s",
                 "release 1 could not be recorded as failed",
                 "its record still says in_progress",
             ],
         ));
         if let Step::Migration = step {
-            notes.extend(lacks(
-                &text,
-                &["stopping left something behind: deleting the cancelled Job"],
-            ));
+            let job_said = [
+                "stopping left something behind: deleting the cancelled Job",
+                "is kept for inspection",
+            ];
+            if !job_said.iter().any(|part| text.contains(part)) {
+                notes.push(format!("the migration Job left is not named: {text}"));
+            }
             // as stated: the Job is left for the operator
             let admin = local_env().kube().await;
             let jobs: Api<Job> = Api::namespaced(admin, &app.namespace);
