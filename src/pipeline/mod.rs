@@ -221,21 +221,7 @@ impl Deploy<'_> {
             Deployer::current(),
             Timestamp::now(),
         )?;
-        if let Err(error) = release::create(client, ns, &record).await {
-            // Only a holder records releases: another took the lock while
-            // this deploy read the history, and numbered its release first.
-            if record_taken(&error) {
-                return Err(BerthError::LockLost {
-                    namespace: ns.clone(),
-                    holder: format!(
-                        "another deploy, which recorded release {} first",
-                        record.number
-                    ),
-                }
-                .into());
-            }
-            return Err(error);
-        }
+        release::create(client, ns, &record).await?;
         summary.release = Some(record.number);
         out.info(&format!(
             "release {} of {} ({})",
@@ -374,14 +360,6 @@ impl Deploy<'_> {
         };
         unapply::run(&place, step, record, cancel).await
     }
-}
-
-/// Whether creating a release record failed because one of that number
-/// exists already.
-fn record_taken(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        matches!(cause.downcast_ref::<kube::Error>(), Some(kube::Error::Api(status)) if status.is_already_exists())
-    })
 }
 
 /// A refusal of berth's credentials that stopped the deploy, said with the
