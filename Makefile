@@ -24,10 +24,13 @@ test: lint
 # The fault suite in full (docs/reliability.md): the tests/faults_*.rs
 # scenarios with their full trial counts (`make test` runs them bounded),
 # then the table of trials, survived, data lost, leftovers, recovery time.
+# Every scenario runs and the table is printed even when one fails; the
+# exit status is then cargo's.
 faults:
 	rm -rf target/tmp/faults
-	BERTH_FAULTS=full $(LOCAL)/with-env cargo test --locked --test 'faults_*'
-	tests/support/fault-report
+	status=0; \
+	  BERTH_FAULTS=full $(LOCAL)/with-env cargo test --locked --no-fail-fast --test 'faults_*' || status=$$?; \
+	  tests/support/fault-report; exit $$status
 
 lint:
 	$(LOCAL)/pin-tools --check

@@ -39,6 +39,23 @@ pub enum BerthError {
         /// Who holds it now, e.g. `ada@box (pid 7) (deploy 3f2a9c1)`.
         holder: String,
     },
+    /// The API server refused berth's credentials mid-way: the token was
+    /// revoked or expired (401), or the deployer lost a permission (403).
+    /// Retrying cannot help; berth stopped before its next change.
+    #[error(
+        "the cluster refused berth's credentials while {doing} ({cause}); berth stopped before its next change. \
+         The deploy lock expires by itself within {hold}s. Restore the deployer's token and RoleBinding \
+         (cluster-setup/rbac/deployer.yaml), see what was left (`{berth} history ENV`, `{berth} status ENV`), then deploy again"
+        , berth = crate::program::name()
+    )]
+    CredentialsRefused {
+        /// What berth was doing, e.g. `renewing the deploy lock`.
+        doing: String,
+        /// The refusal: `403 Forbidden: ...` or `401 Unauthorized: ...`.
+        cause: String,
+        /// How long the unrenewed lock lasts, in seconds.
+        hold: u64,
+    },
     /// A wait ran out of time.
     #[error("{0}")]
     TimedOut(String),
@@ -69,7 +86,7 @@ impl BerthError {
     /// The process exit code for this error (see DESIGN: "Exit codes").
     pub fn exit_code(&self) -> u8 {
         match self {
-            BerthError::DeployFailed(_) => 1,
+            BerthError::DeployFailed(_) | BerthError::CredentialsRefused { .. } => 1,
             BerthError::NotBuilt { .. } | BerthError::Input(_) => 2,
             BerthError::Locked(_) | BerthError::LockLost { .. } => 3,
             BerthError::TimedOut(_) => 4,
@@ -94,7 +111,7 @@ impl BerthError {
     /// How a command that failed with this error ended, for its report.
     pub fn outcome(&self) -> Outcome {
         match self {
-            BerthError::DeployFailed(_) => Outcome::Failed,
+            BerthError::DeployFailed(_) | BerthError::CredentialsRefused { .. } => Outcome::Failed,
             BerthError::Locked(_) => Outcome::Locked,
             BerthError::LockLost { .. } => Outcome::LockLost,
             BerthError::TimedOut(_) => Outcome::TimedOut,
@@ -174,6 +191,40 @@ impl std::fmt::Display for Outcome {
 /// Shorthand for an input error (exit 2) as an `anyhow::Error`.
 pub fn input_error(message: impl Into<String>) -> anyhow::Error {
     BerthError::Input(message.into()).into()
+}
+
+/// The API server's refusal of berth's credentials anywhere in `error`'s
+/// chain, said for people (`403 Forbidden: leases ... is forbidden: ...`):
+/// a 401 (the token is no longer valid: revoked, expired, its
+/// ServiceAccount deleted) or a 403 (a permission taken away). Such an error
+/// stays; retrying cannot help.
+pub fn credentials_refused(error: &anyhow::Error) -> Option<String> {
+    error.chain().find_map(|cause| {
+        let Some(kube::Error::Api(status)) = cause.downcast_ref::<kube::Error>() else {
+            return None;
+        };
+        let what = match status.code {
+            401 => "401 Unauthorized: the token is no longer valid (revoked, expired, or its ServiceAccount deleted)",
+            403 => "403 Forbidden",
+            _ => return None,
+        };
+        Some(if status.message.is_empty() {
+            what.to_string()
+        } else {
+            format!("{what}: {}", status.message)
+        })
+    })
+}
+
+/// `error` in one line: `{error:#}`, except that an API server's refusal of
+/// berth's credentials is said as its outermost context and the refusal
+/// (`reading release record 1: 403 Forbidden: ...`), not the client's dump
+/// of the whole response.
+pub fn brief(error: &anyhow::Error) -> String {
+    match credentials_refused(error) {
+        Some(refusal) => format!("{error}: {refusal}"),
+        None => format!("{error:#}"),
+    }
 }
 
 /// The [`BerthError`] anywhere in the chain, if there is one.

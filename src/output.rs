@@ -88,6 +88,8 @@ pub struct Output {
     bars: MultiProgress,
     workloads: Mutex<HashMap<String, ProgressBar>>,
     group_open: Mutex<bool>,
+    /// The step [`Output::step`] last began, for failures that name it.
+    current_step: Mutex<Option<String>>,
     /// The command as its report names it, e.g. `advanced-deploy`.
     command: &'static str,
     /// When the command started, for the report's `duration_s`.
@@ -119,6 +121,7 @@ impl Output {
             bars: MultiProgress::with_draw_target(target),
             workloads: Mutex::new(HashMap::new()),
             group_open: Mutex::new(false),
+            current_step: Mutex::new(None),
             command,
             started: Instant::now(),
             staged: Mutex::new(Staged::default()),
@@ -158,8 +161,14 @@ impl Output {
             stderr_line(&format!("::group::{name}"));
             *open = true;
         }
+        *self.current_step.lock().unwrap() = Some(name.to_string());
         self.line(&format!("==> {name}"));
         self.json(json!({"event": "step", "name": name, "time": Timestamp::now().to_string()}));
+    }
+
+    /// The step [`Output::step`] last began, if any.
+    pub fn current_step(&self) -> Option<String> {
+        self.current_step.lock().unwrap().clone()
     }
 
     /// Something worth saying.

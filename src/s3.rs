@@ -331,7 +331,8 @@ impl Store {
                  most likely by another push of the same key starting; run the command again"
             ),
             (_, Some(404), _) | (_, _, "NoSuchBucket") => input_error(format!(
-                "bucket {bucket} does not exist at {endpoint}; create it, or fix `{bucket_key}` \
+                "bucket {bucket} does not exist at {endpoint} (NoSuchBucket while {doing} it: \
+                 deleted, or never created); create it, or fix `{bucket_key}` \
                  (and `{block}.endpoint`) in berth.yaml"
             )),
             (_, Some(401 | 403), _)

@@ -5,7 +5,8 @@
 //!
 //! The cache lives in `${BERTH_CACHE:-~/.cache/berth}/hashes/`, one file per
 //! tree (named by the MD5 of its absolute path). It is an optimisation only:
-//! when it cannot be read or written, every file is hashed.
+//! when it cannot be read, every file is hashed; when it cannot be written
+//! (a full disk, a read-only home), berth warns and the push goes on.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -119,8 +120,13 @@ impl HashCache {
             let _ = std::fs::remove_file(path);
             return;
         }
+        // A cache is no reason to fail a push or a deploy: said, not raised.
         if let Err(error) = write_atomically(path, &entries) {
-            tracing::debug!("cannot save the hash cache {}: {error}", path.display());
+            tracing::warn!(
+                "the asset hash cache {} could not be written ({error}); the upload is unaffected, \
+                 but the next push hashes every file again. Free space there or point BERTH_CACHE elsewhere",
+                path.display()
+            );
         }
         forget_stale(path.parent().unwrap_or(Path::new(".")), now);
     }

@@ -276,14 +276,23 @@ impl Transfer {
                 .upload_id(&upload_id)
                 .send()
                 .await;
-            if let Err(error) = aborted {
-                tracing::warn!(
+            match aborted {
+                Ok(_) => {}
+                // The bucket is gone, and its parts with it: nothing to abort.
+                Err(error) if error.code() == Some("NoSuchBucket") => {
+                    tracing::debug!(
+                        "bucket {} is gone with the upload of {}",
+                        store.bucket,
+                        object.key
+                    );
+                }
+                Err(error) => tracing::warn!(
                     "could not abort the multipart upload of {} (ID {upload_id}): {}; \
                      the next push of it aborts it (or a bucket lifecycle rule for \
                      incomplete uploads removes its parts)",
                     object.key,
                     aws_sdk_s3::error::DisplayErrorContext(&error)
-                );
+                ),
             }
         }
         completed.map(|_| ())

@@ -27,6 +27,9 @@ pub struct Need {
     pub resource: String,
     /// The namespace, for namespaced resources.
     pub namespace: Option<String>,
+    /// The one object meant, when only it is (a deployer may be granted
+    /// `get` on its own namespace only, by `resourceNames`).
+    pub name: Option<String>,
 }
 
 impl Need {
@@ -36,7 +39,14 @@ impl Need {
             group: group.into(),
             resource: resource.into(),
             namespace: namespace.map(str::to_string),
+            name: None,
         }
+    }
+
+    /// This need for the object `name` only.
+    fn named(mut self, name: &str) -> Need {
+        self.name = Some(name.to_string());
+        self
     }
 
     /// `list` and `watch` of `watched`, as the watchers of [`watched`] need them.
@@ -51,10 +61,11 @@ impl Need {
         } else {
             &self.group
         };
-        let place = self
-            .namespace
-            .as_deref()
-            .map_or("cluster-wide".to_string(), |n| format!("in namespace {n}"));
+        let place = match (&self.name, &self.namespace) {
+            (Some(name), _) => format!("named {name}"),
+            (None, Some(n)) => format!("in namespace {n}"),
+            (None, None) => "cluster-wide".to_string(),
+        };
         format!("{} {} ({group}) {place}", self.verb, self.resource)
     }
 }
@@ -104,7 +115,7 @@ pub fn deploy_needs(
     // failures are explained from the failing pod's events
     needs.insert(Need::new("list", "", "events", ns));
     needs.insert(Need::new("get", "", "pods/log", ns));
-    needs.insert(Need::new("get", "", "namespaces", None));
+    needs.insert(Need::new("get", "", "namespaces", None).named(namespace));
     if create_namespace {
         needs.insert(Need::new("create", "", "namespaces", None));
     }
@@ -160,6 +171,7 @@ pub async fn check(client: &Client, needs: &[Need]) -> anyhow::Result<()> {
                         resource: Some(resource),
                         subresource,
                         namespace: need.namespace.clone(),
+                        name: need.name.clone(),
                         ..Default::default()
                     }),
                     ..Default::default()

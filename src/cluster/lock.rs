@@ -293,7 +293,17 @@ pub struct DeployLock {
     namespace: String,
     identity: String,
     renewer: JoinHandle<()>,
-    lost: watch::Receiver<Option<String>>,
+    lost: watch::Receiver<Option<Loss>>,
+}
+
+/// Why a hold ended while its holder still worked.
+#[derive(Debug, Clone, PartialEq)]
+enum Loss {
+    /// Another holder has the lock (who, doing what).
+    Taken(String),
+    /// The API server refused the renewal: the credentials were revoked
+    /// (401) or lost the right to write the Lease (403). Retrying cannot help.
+    Refused(String),
 }
 
 impl DeployLock {
@@ -460,7 +470,8 @@ fn settle<T>(
         (Err(error), Err(unreleased)) => (
             Err(error),
             Some(format!(
-                "{unreleased:#}; the lock expires by itself within {}s",
+                "{}; the lock expires by itself within {}s",
+                crate::error::brief(&unreleased),
                 DEPLOY_HOLD.as_secs()
             )),
         ),
@@ -472,14 +483,14 @@ fn settle<T>(
 #[derive(Clone)]
 pub struct Lost {
     namespace: String,
-    taken_by: watch::Receiver<Option<String>>,
+    taken_by: watch::Receiver<Option<Loss>>,
 }
 
 impl Lost {
     /// `Err(LockLost)` once the lock is lost; `Ok` while it is ours.
     pub fn check(&self) -> anyhow::Result<()> {
-        match self.taken_by.borrow().as_deref() {
-            Some(holder) => Err(self.error(holder)),
+        match self.taken_by.borrow().as_ref() {
+            Some(loss) => Err(self.error(loss)),
             None => Ok(()),
         }
     }
@@ -487,12 +498,12 @@ impl Lost {
     /// Resolves with the `LockLost` error once the lock is lost; never
     /// while it is ours.
     pub async fn lost(&mut self) -> anyhow::Error {
-        let holder = match self.taken_by.wait_for(Option::is_some).await {
-            Ok(holder) => holder.clone().unwrap_or_default(),
+        let loss = match self.taken_by.wait_for(Option::is_some).await {
+            Ok(loss) => loss.clone(),
             // The renewer stopped (the hold is ending) without losing it.
             Err(_) => return std::future::pending().await,
         };
-        self.error(&holder)
+        self.error(loss.as_ref().expect("waited for a loss"))
     }
 
     /// Run `work`, or stop it with `LockLost` if the lock is lost first.
@@ -506,22 +517,30 @@ impl Lost {
         }
     }
 
-    fn error(&self, holder: &str) -> anyhow::Error {
-        BerthError::LockLost {
-            namespace: self.namespace.clone(),
-            holder: holder.to_string(),
+    fn error(&self, loss: &Loss) -> anyhow::Error {
+        match loss {
+            Loss::Taken(holder) => BerthError::LockLost {
+                namespace: self.namespace.clone(),
+                holder: holder.clone(),
+            },
+            Loss::Refused(cause) => BerthError::CredentialsRefused {
+                doing: "renewing the deploy lock".into(),
+                cause: cause.clone(),
+                hold: DEPLOY_HOLD.as_secs(),
+            },
         }
         .into()
     }
 }
 
 /// Renew the hold every third of its duration; send who has the lock on
-/// `lost` once it is no longer ours.
+/// `lost` once it is no longer ours, or the refusal once the API server
+/// refuses berth's credentials (a 401 or 403 is not retried: it stays).
 async fn renew(
     api: Api<Lease>,
     identity: String,
     purpose: String,
-    lost: watch::Sender<Option<String>>,
+    lost: watch::Sender<Option<Loss>>,
 ) {
     let mut tick = tokio::time::interval(DEPLOY_HOLD / 3);
     tick.tick().await;
@@ -530,10 +549,16 @@ async fn renew(
         match write_lease(&api, |current| renewal(&identity, &purpose, current)).await {
             Ok(Ok(())) => {}
             Ok(Err(holder)) => {
-                lost.send_replace(Some(holder));
+                lost.send_replace(Some(Loss::Taken(holder)));
                 return;
             }
-            Err(e) => tracing::warn!("renewing the deploy lock failed (will retry): {e:#}"),
+            Err(e) => match crate::error::credentials_refused(&e) {
+                Some(cause) => {
+                    lost.send_replace(Some(Loss::Refused(cause)));
+                    return;
+                }
+                None => tracing::warn!("renewing the deploy lock failed (will retry): {e:#}"),
+            },
         }
     }
 }
@@ -667,7 +692,7 @@ mod tests {
             taken_by: receiver,
         };
         assert!(lost.check().is_ok());
-        taken_by.send_replace(Some("bob@ci (pid 9) (deploy 2b3c4d5)".into()));
+        taken_by.send_replace(Some(Loss::Taken("bob@ci (pid 9) (deploy 2b3c4d5)".into())));
         drop(taken_by);
         let error = lost.check().unwrap_err();
         assert_eq!(crate::error::exit_code_number(&error), 3);

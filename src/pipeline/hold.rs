@@ -58,6 +58,7 @@ pub fn needs(objects: &[Resolved], namespace: &str) -> Vec<Need> {
         group: String::new(),
         resource: "services".into(),
         namespace: Some(namespace.to_string()),
+        name: None,
     }]
 }
 

@@ -252,6 +252,10 @@ impl Deploy<'_> {
         let result = self
             .steps(&mut record, previous.as_ref(), &mut interrupts, &mut lost)
             .await;
+        let result = match result {
+            Err(failure) => Err(rollout::unless_namespace_deleted(client, ns, failure, out).await),
+            ok => ok,
+        };
         let still_held = lost.check();
         // A schema rollback that stopped midway leaves the page up: the
         // schema is between the two releases'.
@@ -261,7 +265,19 @@ impl Deploy<'_> {
         summary.failure.clone_from(&record.failure);
         out.step("record");
         record.step = Some("record".into());
-        release::update(client, ns, &record).await?;
+        if let Err(unwritten) = release::update(client, ns, &record).await {
+            // The deploy's own failure says more than the record's.
+            let Err(failure) = result else {
+                return Err(unwritten);
+            };
+            out.warn(&format!(
+                "release {} could not be recorded as {} ({}); its record still says in_progress",
+                record.number,
+                record.status.as_str(),
+                crate::error::brief(&unwritten)
+            ));
+            return Err(failure);
+        }
         if let Err(lost) = still_held {
             // The environment is the new holder's now: no rollback, no pruning.
             if Outcome::of_result(&result) != Outcome::LockLost {
@@ -330,9 +346,17 @@ impl Deploy<'_> {
         tokio::select! {
             result = &mut steps => result,
             stopped = stop => {
+                let stopped = at_step(stopped, self.out.current_step());
                 // Let the steps stop cleanly: uploads aborted, the migration Job deleted.
                 cancel.cancel();
-                let _ = tokio::time::timeout(STOP_GRACE, &mut steps).await;
+                if let Ok(Err(unclean)) = tokio::time::timeout(STOP_GRACE, &mut steps).await
+                    && unclean.downcast_ref::<Cancelled>().is_none()
+                {
+                    self.out.warn(&format!(
+                        "stopping left something behind: {}",
+                        crate::error::brief(&unclean)
+                    ));
+                }
                 Err(stopped)
             }
         }
@@ -365,6 +389,17 @@ impl Deploy<'_> {
             env: &plan.env,
         };
         unapply::run(&place, step, record, cancel).await
+    }
+}
+
+/// A refusal of berth's credentials that stopped the deploy, said with the
+/// step it stopped in; other stops stay as they are.
+fn at_step(error: anyhow::Error, step: Option<String>) -> anyhow::Error {
+    match (crate::error::kind_of(&error), step) {
+        (Some(BerthError::CredentialsRefused { .. }), Some(step)) => {
+            error.context(format!("stopped in the {step} step"))
+        }
+        _ => error,
     }
 }
 

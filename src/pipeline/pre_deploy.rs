@@ -157,7 +157,11 @@ pub async fn run(
         record.timings.insert("backup".into(), seconds);
     }
     if cancel.is_cancelled() {
-        return Err(Cancelled.into());
+        // A stopped migration that could not delete its Job says so.
+        return Err(match migration {
+            Err(unclean) if unclean.downcast_ref::<Cancelled>().is_none() => unclean,
+            _ => Cancelled.into(),
+        });
     }
     let assets_stopped = matches!(&assets, Err(e) if e.downcast_ref::<Cancelled>().is_some());
     let assets_failure = match assets {

@@ -16,20 +16,25 @@ use super::settings::DeploySettings;
 use crate::cluster::apply::{self, Resolved};
 use crate::cluster::kinds::Origin;
 use crate::cluster::release::{FailureRecord, Release};
-use crate::error::BerthError;
+use crate::error::{BerthError, input_error};
 use crate::output::Output;
 use crate::wait::{self, Tracked, WaitFailure};
 
 /// Create the environment's namespace if it does not exist yet.
 pub async fn ensure_namespace(client: &Client, name: &str, instance: &str) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    if namespaces
+    if let Some(existing) = namespaces
         .get_opt(name)
         .await
         .context("reading the namespace")?
-        .is_some()
     {
-        return Ok(());
+        return match existing.metadata.deletion_timestamp {
+            Some(since) => Err(input_error(format!(
+                "namespace {name} is being deleted (since {}); wait until it is gone, then deploy again (berth creates it)",
+                since.0
+            ))),
+            None => Ok(()),
+        };
     }
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "metadata": {"name": name, "labels": {
@@ -42,6 +47,33 @@ pub async fn ensure_namespace(client: &Client, name: &str, instance: &str) -> an
         Err(kube::Error::Api(s)) if s.is_already_exists() || s.is_conflict() => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating namespace {name}")),
     }
+}
+
+/// `failure`, or when the deploy failed because its namespace was deleted
+/// under it, a failure that says so (the workloads, release records and
+/// lock went with the namespace), naming the step it stopped in.
+pub async fn unless_namespace_deleted(
+    client: &Client,
+    name: &str,
+    failure: anyhow::Error,
+    out: &Output,
+) -> anyhow::Error {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let gone = match namespaces.get_opt(name).await {
+        Ok(None) => "was deleted".to_string(),
+        Ok(Some(ns)) => match ns.metadata.deletion_timestamp {
+            Some(since) => format!("is being deleted (since {})", since.0),
+            None => return failure,
+        },
+        Err(_) => return failure,
+    };
+    let step = out.current_step().unwrap_or_else(|| "deploy".into());
+    BerthError::DeployFailed(format!(
+        "namespace {name} {gone} during the {step} step: its workloads, release records and deploy lock go with it, \
+         and berth stopped ({}). Deploy again once it is gone: berth creates it anew",
+        crate::error::brief(&failure)
+    ))
+    .into()
 }
 
 /// Apply the plan (maintenance held, see [`hold`]), prune with `--prune`,

@@ -296,6 +296,7 @@ fn needs(namespace: &str) -> Vec<Need> {
         group: group.to_owned(),
         resource: resource.to_owned(),
         namespace: Some(namespace.to_owned()),
+        name: None,
     }));
     needs.sort();
     needs.dedup();
