@@ -13,6 +13,7 @@ pub mod live;
 pub mod lock;
 pub mod pods;
 pub mod release;
+pub mod retry;
 pub mod run_pod;
 pub mod watched;
 
