@@ -62,6 +62,21 @@ async fn until(client: &Client, namespace: &str, point: Point, deploy: &mut Chil
     }
 }
 
+/// The kwok-backed app whose Deployments count as available only 6 s after
+/// their pods are ready (`minReadySeconds`), so the rollout's wait lasts
+/// long enough to fault it.
+fn slow_app(prefix: &str) -> TestApp {
+    let app = TestApp::new(prefix, Migration::Kept);
+    let kustomization = app.overlay().join("kustomization.yaml");
+    let mut text = std::fs::read_to_string(&kustomization).unwrap();
+    text.push_str(
+        "patches:\n  - target: {kind: Deployment}\n    patch: |-\n      \
+         - {op: add, path: /spec/minReadySeconds, value: 6}\n",
+    );
+    std::fs::write(kustomization, text).unwrap();
+    app
+}
+
 /// `berth advanced-deploy test SHA --output json` of `app` against the
 /// cluster in `kubeconfig`, started.
 fn deploy(app: &TestApp, kubeconfig: &Path, sha: &str) -> Child {
@@ -131,14 +146,16 @@ async fn judge(
         .items;
     let stale = deployments
         .iter()
-        .filter(|d| {
-            let containers = &d.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers;
-            !containers.iter().all(|c| c.image.as_deref().unwrap_or("").ends_with(sha))
-        })
+        .flat_map(|d| d.spec.iter().flat_map(|s| s.template.spec.iter()))
+        .flat_map(|pod| pod.containers.iter())
+        .filter(|c| !c.image.as_deref().unwrap_or("").ends_with(sha))
         .count();
     if deployments.is_empty() || stale > 0 {
         survived = false;
-        notes.push(format!("{stale} of {} Deployments not at {sha}", deployments.len()));
+        notes.push(format!(
+            "{stale} containers of {} Deployments not at {sha}",
+            deployments.len()
+        ));
     }
     let jobs = Api::<Job>::namespaced(client.clone(), &app.namespace)
         .list(&ListParams::default())
@@ -149,7 +166,10 @@ async fn judge(
     if jobs > 0 {
         notes.push(format!("{jobs} Job(s) left"));
     }
-    eprintln!("trial: {}", notes.join("; "));
+    eprintln!(
+        "trial: {} (recovered in {recovered_in:?})",
+        notes.join("; ")
+    );
     Trial {
         survived,
         data_lost: usize::from(history.len() != 1),
@@ -168,15 +188,19 @@ async fn a_deploy_spanning_an_api_server_restart_ends_with_its_true_result() {
     let mut draws = Draws::for_scenario("apiserver restart");
     let mut scenario = Scenario::new("apiserver restart");
     for trial in 0..faults::trials(3, 9) {
-        let app = TestApp::new("fault-restart", Migration::Kept);
+        let app = slow_app("fault-restart");
         // the points in turn, so the bounded form tries each one
         let (point, during, delay) = match trial % 3 {
-            0 => (Point::Locked, "the migration", draws.between(ms(0), ms(1500))),
+            0 => (
+                Point::Locked,
+                "the migration",
+                draws.between(ms(0), ms(1500)),
+            ),
             1 => (Point::Applied, "the apply", ms(0)),
-            _ => (Point::Applied, "the wait", draws.between(ms(100), ms(600))),
+            _ => (Point::Applied, "the wait", draws.between(ms(500), ms(3000))),
         };
         let crash = draws.below(2) == 0;
-        let down = draws.between(ms(1000), ms(5000));
+        let down = draws.between(ms(2000), ms(8000));
         let started = Instant::now();
         let mut berth = deploy(&app, &server.kubeconfig(), "1a2b3c4");
         until(&client, &app.namespace, point, &mut berth).await;
@@ -189,7 +213,8 @@ async fn a_deploy_spanning_an_api_server_restart_ends_with_its_true_result() {
             server.start_again();
         });
         let how = if crash { "killed" } else { "stopped" };
-        let what = format!("API server {how} during {during} for {down:?} (deploy running: {running})");
+        let what =
+            format!("API server {how} during {during} for {down:?} (deploy running: {running})");
         let out = finish(berth, started).await;
         scenario.record(judge(&client, &app, "1a2b3c4", out, fault_at, &what).await);
     }
@@ -230,7 +255,7 @@ async fn a_deploy_through_a_faulty_network_path_to_the_api_server_succeeds() {
     ];
     for trial in 0..faults::trials(kinds.len(), 3 * kinds.len()) {
         let fault = kinds[trial % kinds.len()];
-        let app = TestApp::new("fault-path", Migration::Kept);
+        let app = slow_app("fault-path");
         proxy.set(Mode::Pass);
         let started = Instant::now();
         let mut berth = deploy(&app, &kubeconfig, "1a2b3c4");
@@ -249,7 +274,7 @@ async fn a_deploy_through_a_faulty_network_path_to_the_api_server_succeeds() {
                 format!("connections refused for {lasting:?} once {point:?}")
             }
             PathFault::Reset => {
-                let after = 1000 + draws.below(20_000);
+                let after = 500 + draws.below(8_000);
                 proxy.set(Mode::ResetAfter(after));
                 format!("connections reset after {after} bytes for {lasting:?} once {point:?}")
             }

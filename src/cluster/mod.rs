@@ -5,6 +5,7 @@ pub mod access;
 pub mod apply;
 pub mod client;
 pub mod crds;
+pub mod create;
 pub mod database;
 pub mod exec;
 pub mod follow;

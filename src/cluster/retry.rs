@@ -145,6 +145,17 @@ fn of_error(error: &(dyn std::error::Error + 'static)) -> Failure {
     Failure::Final
 }
 
+/// Whether `error` is a broken connection that berth's client did not
+/// retry itself (a create or a replace that may have taken effect), as
+/// opposed to an answer, a refusal or a request already retried to the end.
+pub fn transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::HyperError(e) => of_error(e) != Failure::Final,
+        kube::Error::Service(e) => !e.is::<GaveUp>() && of_error(e.as_ref()) != Failure::Final,
+        _ => false,
+    }
+}
+
 /// The error of a request berth gave up on after retrying it.
 #[derive(Debug, thiserror::Error)]
 #[error(

@@ -30,10 +30,9 @@ pub struct ApiServer {
 impl ApiServer {
     /// Start a second API server on a free port and wait until it is ready.
     pub fn start() -> ApiServer {
-        let shared = std::fs::read_to_string(
-            repo_root().join(".berth/local/pids/kube-apiserver.pid"),
-        )
-        .expect("the shared kube-apiserver's PID file");
+        let shared =
+            std::fs::read_to_string(repo_root().join(".berth/local/pids/kube-apiserver.pid"))
+                .expect("the shared kube-apiserver's PID file");
         let cmdline = std::fs::read(format!("/proc/{}/cmdline", shared.trim()))
             .expect("the shared kube-apiserver's command line");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
