@@ -209,8 +209,12 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for Retry {
         }
         match self.next_delay(wanted) {
             Some(delay) => {
+                let why = match result {
+                    Ok(response) => response.status().to_string(),
+                    Err(error) => causes(error.as_ref()),
+                };
                 tracing::debug!(
-                    "retrying {} {} in {delay:?} (try {})",
+                    "retrying {} {} in {delay:?} (try {}): {why}",
                     request.method(),
                     request.uri().path(),
                     self.attempts + 1
