@@ -4,9 +4,10 @@
 //! berth infers its configuration as kubectl does: the kubeconfig (`KUBECONFIG`,
 //! else `~/.kube/config`) at its current context, else the in-cluster service
 //! account of the pod it runs in (a CI runner in the cluster). Every request
-//! goes through kube's retry layer, so 429, 503 and 504 answers are retried
-//! with exponential backoff (honouring `Retry-After`) instead of failing a
-//! deploy half-way.
+//! goes through berth's retry layer ([`retry`](super::retry)): refused
+//! connections, 429 and 503 answers, and (for requests safe to repeat)
+//! resets, 500, 502 and 504 are retried with backoff and jitter (honouring
+//! `Retry-After`) for up to a minute instead of failing a deploy half-way.
 
 use std::time::Duration;
 
@@ -16,12 +17,12 @@ use hyper_timeout::TimeoutConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kube::Client;
-use kube::client::retry::RetryPolicy;
 use kube::client::{Body, ClientBuilder, ConfigExt};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tower::ServiceBuilder;
 use tower::retry::RetryLayer;
 
+use super::retry::Retry;
 use crate::error::input_error;
 use crate::net;
 
@@ -111,12 +112,14 @@ async fn from_context(context: &str) -> anyhow::Result<kube::Config> {
 /// The client for `config`: what kube's own `Client::try_from` builds (the
 /// kubeconfig's TLS and credentials, its timeouts, impersonation headers),
 /// but connecting through berth's resolver ([`net::resolver`]) instead of
-/// glibc's, and with kube-client's retry layer
-/// (`kube::client::retry::RetryPolicy::server_retry`: 429, 503 and 504 are
-/// retried up to 15 times with exponential backoff from 5 ms, or after the
-/// server's `Retry-After`). A kubeconfig `proxy-url` is refused, as kube's
+/// glibc's, and with berth's retry layer ([`Retry`]). A kubeconfig `proxy-url` is refused, as kube's
 /// builder without its proxy features does.
 fn build(config: kube::Config, protocols: Protocols) -> anyhow::Result<Client> {
+    build_with(config, protocols, Retry::new())
+}
+
+/// [`build`] with the retry policy `retry`.
+fn build_with(config: kube::Config, protocols: Protocols, retry: Retry) -> anyhow::Result<Client> {
     if let Some(proxy) = &config.proxy_url {
         return Err(input_error(format!(
             "the kubeconfig asks for the proxy {proxy}, which berth does not support; \
@@ -153,7 +156,7 @@ fn build(config: kube::Config, protocols: Protocols) -> anyhow::Result<Client> {
         hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build(connector);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
-        .layer(RetryLayer::new(RetryPolicy::server_retry()))
+        .layer(RetryLayer::new(retry))
         .option_layer(
             config
                 .auth_layer()
@@ -226,6 +229,76 @@ mod tests {
         let version = client.apiserver_version().await.unwrap();
         assert_eq!(version.git_version, "v1.33.0");
         assert_eq!(count.load(Ordering::SeqCst), 4);
+    }
+
+    /// A server on a free local port that reads each request and resets the
+    /// connection instead of answering, `resets` times, then answers like
+    /// [`server`]`(&[200])`; counts the requests.
+    async fn resetting_server(resets: usize) -> (http::Uri, Arc<AtomicUsize>) {
+        let (upstream, _) = server(&[200]).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = count.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let n = counted.fetch_add(1, Ordering::SeqCst);
+                let upstream = upstream.authority().unwrap().to_string();
+                tokio::spawn(async move {
+                    if n < resets {
+                        let mut head = [0u8; 16];
+                        let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut head).await;
+                        stream.set_zero_linger().unwrap();
+                        return; // dropped: RST
+                    }
+                    let mut to = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut stream, &mut to).await;
+                });
+            }
+        });
+        (url.parse().unwrap(), count)
+    }
+
+    #[tokio::test]
+    async fn a_read_reset_after_sending_is_retried() {
+        let (url, count) = resetting_server(2).await;
+        let client = build(kube::Config::new(url), Protocols::Http1).unwrap();
+        let version = client.apiserver_version().await.unwrap();
+        assert_eq!(version.git_version, "v1.33.0");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_create_reset_after_sending_is_not_retried() {
+        let (url, count) = resetting_server(1).await;
+        let client = build(kube::Config::new(url), Protocols::Http1).unwrap();
+        let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client, "default");
+        let error = maps
+            .create(&Default::default(), &Default::default())
+            .await
+            .unwrap_err();
+        assert!(!matches!(error, kube::Error::Api(_)), "{error}");
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stays_down_ends_in_a_message_saying_so() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener); // nothing listens there now: connections are refused
+        let retry = Retry::with_budget(Duration::from_secs(2));
+        let client = build_with(
+            kube::Config::new(url.parse().unwrap()),
+            Protocols::Http1,
+            retry,
+        )
+        .unwrap();
+        let error = client.apiserver_version().await.unwrap_err().to_string();
+        assert!(
+            error.contains("the API server did not answer (tried ") && error.contains("refused"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

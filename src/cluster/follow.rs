@@ -325,6 +325,10 @@ enum Seen {
 }
 
 /// Follow a pod's log, printing each line and counting them in `printed`.
+/// A stream cut short (the API server restarting, a connection reset) is
+/// opened again from the start and its first `printed` lines skipped, so
+/// no line is lost or printed twice; it ends when a stream ends without a
+/// new line (the container exited) or the server refuses the request.
 async fn stream_logs<R: TaskReporter + ?Sized>(
     pods: Api<Pod>,
     pod: String,
@@ -333,14 +337,44 @@ async fn stream_logs<R: TaskReporter + ?Sized>(
     reporter: Arc<R>,
     printed: Arc<AtomicUsize>,
 ) {
-    match pods.log_stream(&pod, &params).await {
-        Ok(stream) => {
-            let mut lines = stream.lines();
-            while let Ok(Some(line)) = lines.try_next().await {
-                reporter.task(&task, TaskEvent::Output(&line));
-                printed.fetch_add(1, Ordering::SeqCst);
+    loop {
+        let before = printed.load(Ordering::SeqCst);
+        let ended = match pods.log_stream(&pod, &params).await {
+            Ok(stream) => {
+                let mut lines = stream.lines();
+                let mut seen = 0;
+                loop {
+                    match lines.try_next().await {
+                        Ok(Some(line)) => {
+                            seen += 1;
+                            if seen > printed.load(Ordering::SeqCst) {
+                                reporter.task(&task, TaskEvent::Output(&line));
+                                printed.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Ok(None) => break true,
+                        Err(e) => {
+                            tracing::debug!("the log stream of {pod} broke (reopening): {e}");
+                            break false;
+                        }
+                    }
+                }
             }
+            Err(e @ kube::Error::Api(_)) => {
+                tracing::debug!("no logs from {pod}: {e}");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!("no logs from {pod} yet (retrying): {e}");
+                false
+            }
+        };
+        if ended && printed.load(Ordering::SeqCst) == before {
+            return;
         }
-        Err(e) => tracing::debug!("no logs from {pod}: {e}"),
+        tokio::time::sleep(LOG_REOPEN_DELAY).await;
     }
 }
+
+/// How long to wait before opening a pod's log stream again.
+const LOG_REOPEN_DELAY: Duration = Duration::from_secs(1);

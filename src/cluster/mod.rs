@@ -5,6 +5,7 @@ pub mod access;
 pub mod apply;
 pub mod client;
 pub mod crds;
+pub mod create;
 pub mod database;
 pub mod exec;
 pub mod follow;
@@ -13,6 +14,7 @@ pub mod live;
 pub mod lock;
 pub mod pods;
 pub mod release;
+pub mod retry;
 pub mod run_pod;
 pub mod watched;
 

@@ -401,7 +401,7 @@ pub async fn list(client: &Client, namespace: &str) -> anyhow::Result<Vec<Releas
 /// Write a new release record.
 pub async fn create(client: &Client, namespace: &str, release: &Release) -> anyhow::Result<()> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    api.create(&PostParams::default(), &to_secret(release)?)
+    super::create::create(&api, &to_secret(release)?)
         .await
         .with_context(|| format!("recording release {}", release.number))?;
     Ok(())

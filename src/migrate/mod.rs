@@ -14,7 +14,7 @@ use anyhow::Context;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{DeleteParams, DynamicObject, PostParams};
+use kube::api::{DeleteParams, DynamicObject};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -346,7 +346,7 @@ pub async fn create_and_follow<R: TaskReporter + ?Sized + 'static>(
     let limit = limit(&job, timeout);
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
     let name = job.name_any();
-    jobs.create(&PostParams::default(), &job)
+    crate::cluster::create::create(&jobs, &job)
         .await
         .with_context(|| format!("creating {} Job {name}", task.name()))?;
     let sidecars = sidecars::main_container(&job)

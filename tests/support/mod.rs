@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod apiserver;
 pub mod app;
 pub mod backups;
 pub mod berth_image;

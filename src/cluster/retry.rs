@@ -1,0 +1,297 @@
+//! When a Kubernetes API request that failed is sent again: the retry
+//! policy of berth's client (see [`client`](super::client)).
+//!
+//! A request is retried only where sending it twice cannot do harm:
+//! - nothing reached the server (connection refused, reset or timed out
+//!   while connecting) or the server turned it away before doing anything
+//!   (429 Too Many Requests, 503 Service Unavailable): every method;
+//! - the connection broke after the request was sent (reset, closed before
+//!   the answer, read timeout), or the server answered 500, 502 or 504:
+//!   only requests that are safe to repeat (GET, HEAD, server-side apply
+//!   and merge PATCHes, DELETE). A create (POST) or a replace (PUT, guarded
+//!   by its resourceVersion) may have taken effect already, and its caller
+//!   is told instead.
+//!
+//! Delays grow exponentially from [`FIRST_DELAY`] to [`MAX_DELAY`] with
+//! jitter (or follow the server's `Retry-After`), and a request gives up
+//! once it has been failing for [`BUDGET`]: the error then says so.
+
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::client::Body;
+use rand::RngExt;
+use tokio::time::Instant;
+use tower::BoxError;
+use tower::retry::Policy;
+
+/// The delay before the first retry.
+const FIRST_DELAY: Duration = Duration::from_millis(200);
+/// The longest delay between two tries.
+const MAX_DELAY: Duration = Duration::from_secs(5);
+/// How long one request may keep failing before berth gives up on it: an
+/// API server restart takes a few seconds to a minute.
+pub const BUDGET: Duration = Duration::from_secs(60);
+
+/// berth's retry policy: one per request (tower clones it for each).
+#[derive(Clone, Debug)]
+pub struct Retry {
+    first_failure: Option<Instant>,
+    attempts: u32,
+    budget: Duration,
+}
+
+impl Retry {
+    /// The policy every berth client uses.
+    pub fn new() -> Retry {
+        Retry::with_budget(BUDGET)
+    }
+
+    /// A policy giving up after `budget` of failures.
+    pub fn with_budget(budget: Duration) -> Retry {
+        Retry {
+            first_failure: None,
+            attempts: 0,
+            budget,
+        }
+    }
+
+    /// The delay before the next try, or `None` once the budget is spent.
+    fn next_delay(&mut self, wanted: Option<Duration>) -> Option<Duration> {
+        let first = *self.first_failure.get_or_insert_with(Instant::now);
+        let exponential = FIRST_DELAY
+            .saturating_mul(1 << self.attempts.min(16))
+            .min(MAX_DELAY);
+        let jittered = exponential.mul_f64(rand::rng().random_range(0.5..=1.0));
+        let delay = wanted.unwrap_or(jittered);
+        if first.elapsed() + delay > self.budget {
+            return None;
+        }
+        self.attempts += 1;
+        Some(delay)
+    }
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry::new()
+    }
+}
+
+/// How a try failed, as far as retrying it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Nothing was done: safe to send again whatever the request.
+    NotDone,
+    /// It may have been done: safe to send again only if repeating it is.
+    MaybeDone,
+    /// Not a transient failure.
+    Final,
+}
+
+/// Whether sending `method` twice does what sending it once does.
+fn repeatable(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::DELETE,
+    ]
+    .contains(method)
+}
+
+/// How an answer with `status` failed.
+fn of_status(status: StatusCode) -> Failure {
+    match status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Failure::NotDone,
+        StatusCode::INTERNAL_SERVER_ERROR
+        | StatusCode::BAD_GATEWAY
+        | StatusCode::GATEWAY_TIMEOUT => Failure::MaybeDone,
+        _ => Failure::Final,
+    }
+}
+
+/// How a transport error failed: only the network's own failures are
+/// transient, not TLS or credential errors.
+fn of_error(error: &(dyn std::error::Error + 'static)) -> Failure {
+    let mut connecting = false;
+    let mut source = Some(error);
+    while let Some(e) = source {
+        if let Some(e) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connecting |= e.is_connect();
+        }
+        if let Some(e) = e.downcast_ref::<hyper::Error>()
+            && (e.is_incomplete_message() || e.is_canceled() || e.is_closed())
+        {
+            return Failure::MaybeDone;
+        }
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            return match e.kind() {
+                ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable => {
+                    Failure::NotDone
+                }
+                ConnectionReset | ConnectionAborted | TimedOut | NotConnected if connecting => {
+                    Failure::NotDone
+                }
+                ConnectionReset | ConnectionAborted | TimedOut | NotConnected | BrokenPipe
+                | UnexpectedEof => Failure::MaybeDone,
+                _ => Failure::Final,
+            };
+        }
+        source = e.source();
+    }
+    Failure::Final
+}
+
+/// Whether `error` is a broken connection that berth's client did not
+/// retry itself (a create or a replace that may have taken effect), as
+/// opposed to an answer, a refusal or a request already retried to the end.
+pub fn transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::HyperError(e) => of_error(e) != Failure::Final,
+        kube::Error::Service(e) => !e.is::<GaveUp>() && of_error(e.as_ref()) != Failure::Final,
+        _ => false,
+    }
+}
+
+/// The error of a request berth gave up on after retrying it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the API server did not answer (tried {tries} times over {}s): {cause}",
+    elapsed.as_secs()
+)]
+pub struct GaveUp {
+    tries: u32,
+    elapsed: Duration,
+    /// The last try's error and its causes, e.g. `client error (Connect):
+    /// tcp connect error: Connection refused (os error 111)`.
+    cause: String,
+}
+
+/// `error` and its causes, joined by `: `.
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(e) = source {
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    parts.join(": ")
+}
+
+/// The server's `Retry-After` in seconds, if it sent one.
+fn retry_after<Res>(response: &Response<Res>) -> Option<Duration> {
+    let seconds = response.headers().get(http::header::RETRY_AFTER)?;
+    seconds.to_str().ok()?.parse().ok().map(Duration::from_secs)
+}
+
+impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for Retry {
+    type Future = tokio::time::Sleep;
+
+    fn retry(
+        &mut self,
+        request: &mut Request<Body>,
+        result: &mut Result<Response<Res>, BoxError>,
+    ) -> Option<Self::Future> {
+        let (failure, wanted) = match result {
+            Ok(response) => (of_status(response.status()), retry_after(response)),
+            Err(error) => (of_error(error.as_ref()), None),
+        };
+        let retry = match failure {
+            Failure::NotDone => true,
+            Failure::MaybeDone => repeatable(request.method()),
+            Failure::Final => false,
+        };
+        if !retry {
+            return None;
+        }
+        match self.next_delay(wanted) {
+            Some(delay) => {
+                let why = match result {
+                    Ok(response) => response.status().to_string(),
+                    Err(error) => causes(error.as_ref()),
+                };
+                tracing::debug!(
+                    "retrying {} {} in {delay:?} (try {}): {why}",
+                    request.method(),
+                    request.uri().path(),
+                    self.attempts + 1
+                );
+                Some(tokio::time::sleep(delay))
+            }
+            None => {
+                if let Err(error) = result {
+                    *error = Box::new(GaveUp {
+                        tries: self.attempts + 1,
+                        elapsed: self.first_failure.map(|f| f.elapsed()).unwrap_or_default(),
+                        cause: causes(error.as_ref()),
+                    });
+                }
+                None
+            }
+        }
+    }
+
+    fn clone_request(&mut self, request: &Request<Body>) -> Option<Request<Body>> {
+        let body = request.body().try_clone()?;
+        let mut copy = Request::builder()
+            .method(request.method().clone())
+            .uri(request.uri().clone())
+            .version(request.version())
+            .body(body)
+            .ok()?;
+        *copy.headers_mut() = request.headers().clone();
+        *copy.extensions_mut() = request.extensions().clone();
+        Some(copy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn io(kind: std::io::ErrorKind) -> std::io::Error {
+        std::io::Error::new(kind, "test")
+    }
+
+    #[test]
+    fn refused_is_not_done_and_a_reset_after_sending_may_be() {
+        assert_eq!(
+            of_error(&io(std::io::ErrorKind::ConnectionRefused)),
+            Failure::NotDone
+        );
+        assert_eq!(
+            of_error(&io(std::io::ErrorKind::ConnectionReset)),
+            Failure::MaybeDone
+        );
+        assert_eq!(
+            of_error(&io(std::io::ErrorKind::InvalidData)),
+            Failure::Final
+        );
+    }
+
+    #[test]
+    fn only_repeatable_methods_are_retried_when_the_request_may_have_been_done() {
+        assert_eq!(of_status(StatusCode::SERVICE_UNAVAILABLE), Failure::NotDone);
+        assert_eq!(of_status(StatusCode::BAD_GATEWAY), Failure::MaybeDone);
+        assert_eq!(of_status(StatusCode::CONFLICT), Failure::Final);
+        assert!(repeatable(&Method::PATCH));
+        assert!(!repeatable(&Method::POST));
+        assert!(!repeatable(&Method::PUT));
+    }
+
+    #[test]
+    fn delays_grow_with_jitter_and_stop_at_the_budget() {
+        let mut policy = Retry::with_budget(Duration::from_secs(3));
+        let delays: Vec<Duration> = std::iter::from_fn(|| policy.next_delay(None))
+            .take(10)
+            .collect();
+        assert!(delays[0] >= FIRST_DELAY / 2 && delays[0] <= FIRST_DELAY);
+        assert!(delays.iter().all(|d| *d <= MAX_DELAY));
+        // no time passed, so every try fits until one delay exceeds 3 s
+        assert!(delays.len() >= 4, "{delays:?}");
+        assert_eq!(policy.next_delay(Some(Duration::from_secs(4))), None);
+    }
+}
