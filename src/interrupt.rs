@@ -1,35 +1,73 @@
-//! Ctrl-C and SIGTERM, handled rather than fatal: long operations stop
-//! cleanly (locks released, uploads aborted, state recorded) and exit 130.
+//! Ctrl-C, SIGTERM and SIGHUP, handled rather than fatal: long operations
+//! stop cleanly (locks released, uploads aborted, state recorded) and exit
+//! 130. A second signal while they clean up cuts the cleanup short.
+
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use crate::error::BerthError;
 
-/// Ctrl-C and SIGTERM, listened for from the start of a deploy, so a signal
-/// at any moment is handled (lock released, interruption recorded) instead
-/// of killing the process.
+/// The longest a cleanup after an interruption may take before the command
+/// gives up on it and says what is left.
+pub const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// Ctrl-C (SIGINT), SIGTERM (a CI runner cancelling the job) and SIGHUP
+/// (the terminal or SSH session went away), listened for from the start of
+/// a long command, so a signal at any moment is handled (lock released,
+/// interruption recorded) instead of killing the process. SIGHUP is left
+/// alone when berth started with it ignored (`nohup berth ...`): the user
+/// asked for the work to outlive the terminal.
 pub struct Interrupts {
     int: Signal,
     term: Signal,
+    hup: Option<Signal>,
 }
 
 impl Interrupts {
-    /// Start listening for both signals.
+    /// Start listening for the three signals.
     pub fn listen() -> anyhow::Result<Interrupts> {
+        let hup = if hangup_ignored() {
+            None
+        } else {
+            Some(signal(SignalKind::hangup()).context("listening for SIGHUP")?)
+        };
         Ok(Interrupts {
             int: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
             term: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+            hup,
         })
     }
 
-    /// Resolves when either signal arrives.
+    /// Resolves when any of the signals arrives.
     pub async fn recv(&mut self) {
+        let hup = async {
+            match &mut self.hup {
+                Some(hup) => hup.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = self.int.recv() => {}
             _ = self.term.recv() => {}
+            _ = hup => {}
         }
     }
+}
+
+/// True when SIGHUP was ignored when berth started (`nohup`). Asked once,
+/// before berth installs its own handler, and remembered.
+fn hangup_ignored() -> bool {
+    static IGNORED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *IGNORED.get_or_init(|| {
+        let mut current = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+        // SAFETY: a null new action only reads the current one into
+        // `current`, which is valid, zeroed memory of the right type.
+        let read = unsafe { libc::sigaction(libc::SIGHUP, std::ptr::null(), current.as_mut_ptr()) };
+        // SAFETY: sigaction succeeded, so it filled `current` in.
+        read == 0 && unsafe { current.assume_init() }.sa_sigaction == libc::SIG_IGN
+    })
 }
 
 /// Run `step`, or fail with [`BerthError::Interrupted`] if a signal comes first.
@@ -40,5 +78,19 @@ pub async fn unless_interrupted<T>(
     tokio::select! {
         result = step => result,
         _ = interrupts.recv() => Err(BerthError::Interrupted.into()),
+    }
+}
+
+/// Let `cleanup` (the steps of an interrupted command, cancelled, winding
+/// down) finish within [`STOP_GRACE`], unless another signal comes first:
+/// then it is dropped at once. `None` when it did not finish: the caller
+/// says what may be left and how to finish it.
+pub async fn wind_down<T>(
+    interrupts: &mut Interrupts,
+    cleanup: impl Future<Output = T>,
+) -> Option<T> {
+    tokio::select! {
+        done = tokio::time::timeout(STOP_GRACE, cleanup) => done.ok(),
+        _ = interrupts.recv() => None,
     }
 }

@@ -94,7 +94,16 @@ pub async fn run_placed(
         followed = &mut following => followed,
         _ = interrupts.recv() => {
             cancel.cancel();
-            following.await
+            match crate::interrupt::wind_down(&mut interrupts, &mut following).await {
+                Some(followed) => followed,
+                None => {
+                    out.warn(&format!(
+                        "a second signal cut the cleanup short: Job {name} may still run; \
+                         `kubectl -n {ns} delete job {name}` stops it"
+                    ));
+                    return Err(BerthError::Interrupted.into());
+                }
+            }
         }
     };
     let followed = match followed {

@@ -19,7 +19,7 @@ pub mod schema;
 pub mod settings;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -32,7 +32,7 @@ use crate::cluster::lock::{DeployLock, Lost};
 use crate::cluster::release::{self, FailureRecord, PromotedFrom, Release};
 use crate::error::{BerthError, Cancelled, Outcome};
 use crate::identity::Deployer;
-use crate::interrupt::{Interrupts, unless_interrupted};
+use crate::interrupt::{Interrupts, unless_interrupted, wind_down};
 use crate::maintenance::Window;
 use crate::output::Output;
 use crate::schema::unapply;
@@ -98,9 +98,6 @@ pub enum Finished {
     /// Deployed and recorded.
     Deployed,
 }
-
-/// How long an interrupted deploy waits for its steps to stop cleanly.
-const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Run the pipeline for `request` with `settings`, filling in `summary`.
 pub async fn run(
@@ -182,7 +179,9 @@ async fn dry_run_inspection(
         read = &mut reading => read,
         _ = interrupts.recv() => {
             cancel.cancel();
-            let _ = tokio::time::timeout(STOP_GRACE, &mut reading).await;
+            if wind_down(interrupts, &mut reading).await.is_none() {
+                out.warn(&left_behind(plan, None));
+            }
             Err(BerthError::Interrupted.into())
         }
     }
@@ -249,7 +248,8 @@ impl Deploy<'_> {
             return result.and(closed);
         }
         let rollback = match (&result, self.settings.rollback_on_failure) {
-            (Err(_), true) => {
+            // An interruption stops; it does not start a rollback.
+            (Err(error), true) if Outcome::of(error) != Outcome::Interrupted => {
                 rollback::after_failure(client, plan, self.settings, &record, previous, out).await?
             }
             _ => None,
@@ -269,6 +269,7 @@ impl Deploy<'_> {
         lost: &mut Lost,
     ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
+        let number = record.number;
         let steps = async {
             // --maintenance: the page goes up before the migration.
             if let Some(window) = &self.window {
@@ -300,9 +301,12 @@ impl Deploy<'_> {
         tokio::select! {
             result = &mut steps => result,
             stopped = stop => {
-                // Let the steps stop cleanly: uploads aborted, the migration Job deleted.
+                // Let the steps stop cleanly: uploads aborted, the migration
+                // Job deleted; a second signal stops waiting for them.
                 cancel.cancel();
-                let _ = tokio::time::timeout(STOP_GRACE, &mut steps).await;
+                if wind_down(interrupts, &mut steps).await.is_none() {
+                    self.out.warn(&left_behind(&self.plan, Some(number)));
+                }
                 Err(stopped)
             }
         }
@@ -336,6 +340,25 @@ impl Deploy<'_> {
         };
         unapply::run(&place, step, record, cancel).await
     }
+}
+
+/// What a second signal may leave when it cuts an interrupted deploy's
+/// cleanup short (release `number`'s, or the dry run's), and how to finish it.
+fn left_behind(plan: &Plan, number: Option<u64>) -> String {
+    let release = number.map_or(String::new(), |n| format!(",berth.dev/release={n}"));
+    let assets = if plan.assets.is_some() {
+        "; an asset upload cut short leaves parts no object shows, which a bucket \
+         lifecycle rule for incomplete multipart uploads removes"
+    } else {
+        ""
+    };
+    format!(
+        "a second signal cut the cleanup short: a Job berth started may still run \
+         (`kubectl -n {ns} get jobs -l berth.dev/migration-of={instance}{release}` lists them; \
+         delete the one still running){assets}",
+        ns = plan.env.namespace,
+        instance = plan.instance(),
+    )
 }
 
 /// `error` said with what it means for the deploy (`meaning: error`);
