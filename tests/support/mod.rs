@@ -11,6 +11,7 @@ pub mod app;
 pub mod backups;
 pub mod berth_image;
 pub mod capture;
+pub mod fault_proxy;
 pub mod faults;
 pub mod github;
 pub mod images;
