@@ -2,6 +2,7 @@
 //! stop cleanly (locks released, uploads aborted, state recorded) and exit
 //! 130. A second signal while they clean up cuts the cleanup short.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -40,8 +41,14 @@ impl Interrupts {
         })
     }
 
-    /// Resolves when any of the signals arrives.
+    /// Resolves when any of the signals arrives; from the first on, a
+    /// second one bounds what is left of the command ([`LAST_WORDS`]).
     pub async fn recv(&mut self) {
+        self.any().await;
+        arm_last_resort();
+    }
+
+    async fn any(&mut self) {
         let hup = async {
             match &mut self.hup {
                 Some(hup) => hup.recv().await,
@@ -54,6 +61,37 @@ impl Interrupts {
             _ = hup => {}
         }
     }
+}
+
+/// What a command says when a signal stops it and it cleans up.
+pub const STOPPING: &str = "interrupted: stopping cleanly (interrupt again to stop at once)";
+
+/// How long a command has, after a second signal, to record what it can
+/// and release its lock before it exits anyway: within the 2 s promised.
+pub const LAST_WORDS: Duration = Duration::from_millis(1500);
+
+/// After the first signal: listen for a second, which drops any cleanup
+/// still waited for ([`wind_down`]) and leaves the command [`LAST_WORDS`]
+/// to finish before the process exits 130, saying so.
+fn arm_last_resort() {
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    if ARMED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let Ok(mut again) = Interrupts::listen() else {
+        return;
+    };
+    tokio::spawn(async move {
+        again.any().await;
+        tokio::time::sleep(LAST_WORDS).await;
+        crate::output::stderr_line(&format!(
+            "error: interrupted again, and the cleanup did not finish in time; `{berth} status ENV` \
+             shows what is left: a release still in_progress and its lock are settled when the \
+             lock expires, or at once by `{berth} lock ENV release`",
+            berth = crate::program::name()
+        ));
+        std::process::exit(i32::from(BerthError::Interrupted.exit_code()));
+    });
 }
 
 /// True when SIGHUP was ignored when berth started (`nohup`). Asked once,

@@ -67,12 +67,13 @@ async fn push(global: &GlobalArgs, args: &AssetsPushArgs, out: &Arc<Output>) -> 
     let result = tokio::select! {
         result = &mut push => result,
         _ = interrupts.recv() => {
+            out.warn(crate::interrupt::STOPPING);
             cancel.cancel();
             // Let the push abort its multipart uploads before exiting; a
             // second signal stops waiting.
             if wind_down(&mut interrupts, &mut push).await.is_none() {
                 out.warn(
-                    "a second signal cut the cleanup short: an upload not yet aborted leaves \
+                    "stopped before the cleanup finished: an upload not yet aborted leaves \
                      parts no object shows, which a bucket lifecycle rule for incomplete \
                      multipart uploads removes; pushing again uploads what is missing",
                 );

@@ -3,7 +3,7 @@
 //! apply and wait → record the end → roll back on failure → prune records }.
 //!
 //! Everything under the lock runs in one scope ([`DeployLock::hold`]) that
-//! releases it however the deploy ends. Ctrl-C, SIGTERM or a lost lock stop
+//! releases it however the deploy ends. Ctrl-C, SIGTERM, SIGHUP or a lost lock stop
 //! the steps before their next change; the release record still gets the
 //! truth.
 
@@ -294,7 +294,10 @@ impl Deploy<'_> {
         tokio::pin!(steps);
         let stop = async {
             tokio::select! {
-                _ = interrupts.recv() => BerthError::Interrupted.into(),
+                _ = interrupts.recv() => {
+                    self.out.warn(crate::interrupt::STOPPING);
+                    BerthError::Interrupted.into()
+                }
                 lost = lost.lost() => lost,
             }
         };
@@ -353,7 +356,7 @@ fn left_behind(plan: &Plan, number: Option<u64>) -> String {
         ""
     };
     format!(
-        "a second signal cut the cleanup short: a Job berth started may still run \
+        "stopped before the cleanup finished: a Job berth started may still run \
          (`kubectl -n {ns} get jobs -l berth.dev/migration-of={instance}{release}` lists them; \
          delete the one still running){assets}",
         ns = plan.env.namespace,
