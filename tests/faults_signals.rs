@@ -161,6 +161,7 @@ async fn leftovers(signal_app: &SignalApp, release: &serde_json::Value) -> Vec<S
         }
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut last = Vec::new();
     let gone = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
             let listed = pods
@@ -169,23 +170,31 @@ async fn leftovers(signal_app: &SignalApp, release: &serde_json::Value) -> Vec<S
                 .unwrap();
             let running: Vec<String> = listed
                 .iter()
+                // Deleted (as berth asks, with its Job), or ended.
+                .filter(|p| p.metadata.deletion_timestamp.is_none())
                 .filter(|p| {
                     !matches!(
                         p.status.as_ref().and_then(|s| s.phase.as_deref()),
                         Some("Failed" | "Succeeded")
                     )
                 })
-                .map(|p| p.metadata.name.clone().unwrap())
+                .map(|p| {
+                    let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+                    format!("{} ({phase:?})", p.metadata.name.clone().unwrap())
+                })
                 .collect();
             if running.is_empty() {
                 return;
             }
+            last = running;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
     .await;
     if gone.is_err() {
-        left.push("a pod of the release's Job still runs 30 s after the exit".into());
+        left.push(format!(
+            "pods of the release's Job neither deleted nor ended 30 s after the exit: {last:?}"
+        ));
     }
     let uploads = signal_app.multipart_uploads().await;
     if uploads > 0 {
