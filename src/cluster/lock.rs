@@ -77,6 +77,16 @@ pub enum LockState {
     Held(Holder),
 }
 
+impl LockState {
+    /// The holder's identity; `None` when free.
+    pub fn identity(&self) -> Option<&str> {
+        match self {
+            LockState::Free => None,
+            LockState::Held(holder) => Some(&holder.identity),
+        }
+    }
+}
+
 /// Read the holder out of a Lease; `None` when free or expired at `now`.
 pub fn holder_of(lease: &Lease, now: Timestamp) -> Option<Holder> {
     let spec = lease.spec.as_ref()?;
@@ -401,8 +411,9 @@ impl DeployLock {
     }
 }
 
-/// This process as a lock holder: `user@host (pid N)`.
-fn own_identity() -> String {
+/// This process as a lock holder: `user@host (pid N)`, as a deploy's
+/// release record names its holder.
+pub fn own_identity() -> String {
     format!(
         "{} (pid {})",
         Deployer::current().describe(),

@@ -68,6 +68,12 @@ impl ReleaseStatus {
             ReleaseStatus::Abandoned => "abandoned",
         }
     }
+
+    /// Whether the deploy stopped midway (interrupted or abandoned), so
+    /// the step it had reached is worth saying.
+    pub fn stopped(self) -> bool {
+        matches!(self, ReleaseStatus::Interrupted | ReleaseStatus::Abandoned)
+    }
 }
 
 /// An image berth pinned, and where.
@@ -441,6 +447,31 @@ pub async fn prune(
     Ok(deleted)
 }
 
+/// Whether `release` is in progress but its deployer is gone: the lock is
+/// free (or expired), or held by another identity than the release's
+/// holder. A release without a holder (recorded before berth kept one)
+/// is only judged so when the lock is free.
+pub fn deployer_gone(release: &Release, lock_holder: Option<&str>) -> bool {
+    release.status == ReleaseStatus::InProgress
+        && match (lock_holder, release.holder.as_deref()) {
+            (None, _) => true,
+            (Some(held_by), Some(holder)) => held_by != holder,
+            (Some(_), None) => false,
+        }
+}
+
+/// The releases as read-only commands show them: an in-progress release
+/// whose deployer is gone ([`deployer_gone`]) is shown `abandoned`, even
+/// before a deploy settles it (which also records who found it).
+pub fn as_seen(mut releases: Vec<Release>, lock_holder: Option<&str>) -> Vec<Release> {
+    for release in &mut releases {
+        if deployer_gone(release, lock_holder) {
+            release.status = ReleaseStatus::Abandoned;
+        }
+    }
+    releases
+}
+
 /// A bare release for tests: number, SHA and status, nothing recorded.
 #[cfg(test)]
 pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
@@ -501,6 +532,25 @@ mod tests {
                 .collect()),
             ..example(7, "1a2b3c4", ReleaseStatus::Succeeded)
         }
+    }
+
+    #[test]
+    fn an_in_progress_release_is_seen_abandoned_once_its_holder_lost_the_lock() {
+        let holder = |h: Option<&str>, status| Release {
+            holder: h.map(str::to_string),
+            ..example(4, "ddddddd", status)
+        };
+        let ours = holder(Some("ada@box (pid 7)"), ReleaseStatus::InProgress);
+        let legacy = holder(None, ReleaseStatus::InProgress);
+        let done = holder(Some("ada@box (pid 7)"), ReleaseStatus::Succeeded);
+        let seen =
+            |r: &Release, lock: Option<&str>| as_seen(vec![r.clone()], lock)[0].status.as_str();
+        assert_eq!(seen(&ours, Some("ada@box (pid 7)")), "in_progress");
+        assert_eq!(seen(&ours, Some("bob@ci (pid 9)")), "abandoned");
+        assert_eq!(seen(&ours, None), "abandoned");
+        assert_eq!(seen(&legacy, Some("bob@ci (pid 9)")), "in_progress");
+        assert_eq!(seen(&legacy, None), "abandoned");
+        assert_eq!(seen(&done, None), "succeeded");
     }
 
     #[test]

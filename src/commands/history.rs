@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::cli::{EnvArg, GlobalArgs};
-use crate::cluster::{client, release};
+use crate::cluster::{client, lock, release};
 use crate::config::{self, Config};
 use crate::output::{Mode, Output};
 use crate::stdout;
@@ -14,7 +14,12 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
     let config = Config::load(&global.config)?;
     let env = config.environment(&args.env)?;
     let client = client::connect_multiplexed(env.context.as_deref()).await?;
-    let releases = release::list(&client, &env.namespace).await?;
+    let (lock, releases) = tokio::try_join!(
+        lock::status(&client, &env.namespace),
+        release::list(&client, &env.namespace),
+    )?;
+    // Read-only: a dead deploy's release is shown abandoned, not written so.
+    let releases = release::as_seen(releases, lock.identity());
     out.json_report(&json!({"environment": args.env, "releases": releases.len()}));
     if out.mode() == Mode::Json {
         for r in &releases {
@@ -61,6 +66,9 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
                 .map(|i| i.migration.to_string())
                 .collect();
             note.push_str(&format!("; irreversible: {}", names.join(", ")));
+        }
+        if let Some(step) = r.step.as_ref().filter(|_| r.status.stopped()) {
+            note.push_str(&format!("; stopped at {step}"));
         }
         if let Some(f) = &r.failure {
             note.push_str(&format!("; {}: {}", f.workload, f.reason));

@@ -48,7 +48,8 @@ pub async fn run(
             holder.describe(Timestamp::now())
         )));
     }
-    let releases = release::list(&client, ns).await?;
+    // The lock is free: a release still in progress was abandoned.
+    let releases = release::as_seen(release::list(&client, ns).await?, None);
     let source = last_good(&releases, from)?;
     let selector = environment_selector(&config.app, from);
     let live = Live::read(&client, ns, &selector).await?;

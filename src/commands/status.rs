@@ -83,6 +83,8 @@ struct ReleaseView {
     number: u64,
     sha: String,
     status: &'static str,
+    /// The step an interrupted or abandoned release stopped at.
+    stopped_at: Option<String>,
     by: String,
     started_at: String,
 }
@@ -133,6 +135,8 @@ async fn read_environment(
         scope.status(),
         Live::read(client, ns, &selector),
     )?;
+    // Read-only: a dead deploy's release is shown abandoned, not written so.
+    let releases = release::as_seen(releases, lock.identity());
     let lock = match lock {
         LockState::Free => LockView {
             state: "free",
@@ -147,6 +151,7 @@ async fn read_environment(
         number: r.number,
         sha: r.sha.clone(),
         status: r.status.as_str(),
+        stopped_at: r.step.clone().filter(|_| r.status.stopped()),
         by: r.deployer.describe(),
         started_at: r.started_at.clone(),
     });
@@ -203,10 +208,16 @@ fn print_environment(status: &EnvironmentStatus) -> anyhow::Result<()> {
     }
     match &status.last_release {
         None => stdout::line("  last release: none")?,
-        Some(r) => stdout::line(format!(
-            "  last release: {} {} {} by {} at {}",
-            r.number, r.sha, r.status, r.by, r.started_at
-        ))?,
+        Some(r) => {
+            let stopped = r
+                .stopped_at
+                .as_ref()
+                .map_or_else(String::new, |step| format!(" at step {step}"));
+            stdout::line(format!(
+                "  last release: {} {} {}{stopped} by {} at {}",
+                r.number, r.sha, r.status, r.by, r.started_at
+            ))?
+        }
     }
     stdout::line(format!("  maintenance: {}", status.maintenance.summary()))?;
     if status.workloads.is_empty() {

@@ -71,8 +71,9 @@ impl JobTask {
 /// The annotation on the overlay's migration template that gives the
 /// pending check, as a JSON array: `["python3", "manage.py", "migrate", "--check"]`.
 pub const PENDING_CHECK_ANNOTATION: &str = "berth.dev/pending-check";
-/// Label naming the release a migration Job belongs to.
-const RELEASE_LABEL: &str = "berth.dev/migration-of";
+/// Label naming the instance a release's Job belongs to (its release
+/// number is in `berth.dev/release`).
+pub const RELEASE_LABEL: &str = "berth.dev/migration-of";
 
 /// A failed migration: the Job is kept, and this says why.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! The deploy pipeline, one call per phase, as krane's deploy task reads:
-//! plan → namespace → under the lock { record the start → pre-deploy →
-//! apply and wait → record the end → roll back on failure → prune records }.
+//! plan → namespace → under the lock { settle what a dead deploy left →
+//! record the start → pre-deploy → apply and wait (the record keeping its
+//! step) → record the end → roll back on failure → prune records }.
 //!
 //! Everything under the lock runs in one scope ([`DeployLock::hold`]) that
 //! releases it however the deploy ends. Ctrl-C, SIGTERM, SIGHUP or a lost lock stop
@@ -17,6 +18,7 @@ pub mod rollback;
 pub mod rollout;
 pub mod schema;
 pub mod settings;
+pub mod settle;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 pub use plan::{Plan, plan, plan_release};
 pub use settings::DeploySettings;
 
-use crate::cluster::lock::{DeployLock, Lost};
+use crate::cluster::lock::{DeployLock, Lost, own_identity};
 use crate::cluster::release::{self, FailureRecord, PromotedFrom, Release};
 use crate::error::{BerthError, Cancelled, Outcome};
 use crate::identity::Deployer;
@@ -142,6 +144,11 @@ pub async fn run(
         Some(number) => format!("roll back to release {number} ({})", plan.sha),
         None => format!("deploy {}", plan.sha),
     };
+    // --lock-wait bounds the wait for the lock and for a dead deploy's
+    // migration still running ([`settle::wait_for`]) together.
+    let waits_until = settings
+        .lock_wait
+        .map(|wait| tokio::time::Instant::now() + wait);
     let lock = DeployLock::take_unless_interrupted(
         &client,
         &ns,
@@ -158,6 +165,7 @@ pub async fn run(
         request,
         window,
         out,
+        waits_until,
     };
     lock.hold(out, |lost| deploy.under_lock(lost, interrupts, summary))
         .await?;
@@ -195,6 +203,7 @@ struct Deploy<'a> {
     request: Request,
     window: Option<Window>,
     out: &'a Arc<Output>,
+    waits_until: Option<tokio::time::Instant>,
 }
 
 impl Deploy<'_> {
@@ -211,7 +220,17 @@ impl Deploy<'_> {
         lost.check()?;
         let (client, plan, out) = (&self.client, &self.plan, self.out);
         let ns = &plan.env.namespace;
-        let history = release::list(client, ns).await?;
+        let mut history = release::list(client, ns).await?;
+        // First what a dead deploy left: its release, its Jobs.
+        let identity = own_identity();
+        let running =
+            settle::settle(client, ns, &plan.instance(), &mut history, &identity, out).await?;
+        if !running.is_empty() && (plan.migration.is_some() || self.request.schema.is_some()) {
+            let waiting = settle::wait_for(client, ns, running, self.waits_until, out);
+            lost.clone()
+                .unless_lost(unless_interrupted(&mut interrupts, waiting))
+                .await?;
+        }
         let previous = record::previous(&history).cloned();
         let mut record = record::start(
             plan,
@@ -220,6 +239,7 @@ impl Deploy<'_> {
             Deployer::current(),
             Timestamp::now(),
         )?;
+        record.holder = Some(identity);
         release::create(client, ns, &record).await?;
         summary.release = Some(record.number);
         out.info(&format!(
@@ -239,6 +259,7 @@ impl Deploy<'_> {
         record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
         summary.failure.clone_from(&record.failure);
         out.step("record");
+        record.step = Some("record".into());
         release::update(client, ns, &record).await?;
         if let Err(lost) = still_held {
             // The environment is the new holder's now: no rollback, no pruning.
@@ -273,6 +294,14 @@ impl Deploy<'_> {
         let steps = async {
             // --maintenance: the page goes up before the migration.
             if let Some(window) = &self.window {
+                record::reach(
+                    &self.client,
+                    &self.plan.env.namespace,
+                    record,
+                    "maintenance on",
+                    self.out,
+                )
+                .await;
                 tokio::select! {
                     biased;
                     _ = cancel.cancelled() => return Err(Cancelled.into()),
@@ -282,6 +311,7 @@ impl Deploy<'_> {
             let (client, plan, out) = (&self.client, &self.plan, self.out);
             let timeout = plan.timeout(self.settings);
             if let Some(step) = &self.request.schema {
+                record::reach(client, &plan.env.namespace, record, "schema", out).await;
                 self.schema_step(step, record, &cancel).await?;
             }
             pre_deploy::run(client, plan, out, record, timeout, &cancel).await?;

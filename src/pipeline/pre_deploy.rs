@@ -38,6 +38,7 @@ pub async fn run(
     }
     out.step("pre-deploy");
     let ns = &plan.env.namespace;
+    super::record::reach(client, ns, record, "pre-deploy", out).await;
     // A task's failure cancels its sibling; an interruption cancels both.
     let sibling = cancel.child_token();
     let number = record.number;

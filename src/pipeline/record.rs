@@ -12,6 +12,7 @@ use super::plan::Plan;
 use crate::cluster::release::{self, FailureRecord, ImageRecord, Manifest, Release, ReleaseStatus};
 use crate::error::{BerthError, Outcome, kind_of};
 use crate::identity::Deployer;
+use crate::output::Output;
 
 /// The newest successful release in `history` (newest first): the one a
 /// deploy replaces, and the one `--rollback-on-failure` goes back to.
@@ -64,10 +65,33 @@ pub fn start(
         backup: None,
         no_backup: plan.backup == super::pre_migrate::BeforeMigration::Skipped,
         schema: None,
-        step: None,
+        step: Some("start".into()),
         holder: None,
         abandoned: None,
     })
+}
+
+/// Record that the deploy reached `step` (`pre-deploy`, `apply`, `wait`...):
+/// one write of the record per step, so a deploy that dies is found at the
+/// step it had reached. A failed write is only a warning: the deploy goes
+/// on, and the next write carries the step.
+pub async fn reach(
+    client: &Client,
+    namespace: &str,
+    record: &mut Release,
+    step: &str,
+    out: &Output,
+) {
+    if record.step.as_deref() == Some(step) {
+        return;
+    }
+    record.step = Some(step.to_string());
+    if let Err(e) = release::update(client, namespace, record).await {
+        out.warn(&format!(
+            "recording that release {} reached step {step} failed (the deploy goes on): {e:#}",
+            record.number
+        ));
+    }
 }
 
 /// Finish `record` with how the deploy ended (`result`), `took` after it
@@ -204,6 +228,7 @@ mod tests {
         );
         assert_eq!(record.sha, "1a2b3c4");
         assert_eq!(record.status, ReleaseStatus::InProgress);
+        assert_eq!(record.step.as_deref(), Some("start"));
         assert_eq!(record.started_at, "2026-12-06T10:00:00Z");
         assert_eq!((record.finished_at, record.duration_s), (None, None));
         assert_eq!(record.previous, Some(2));

@@ -57,6 +57,7 @@ pub async fn apply_and_wait(
     let ns = &plan.env.namespace;
     let timeout = plan.timeout(settings);
     out.step("apply");
+    super::record::reach(client, ns, record, "apply", out).await;
     let t = Instant::now();
     // berth's backup ServiceAccount and CronJobs, from berth.yaml as it is now
     let backup_objects = backups::objects(client, plan, record).await?;
@@ -87,6 +88,7 @@ pub async fn apply_and_wait(
     out.info(&format!("applied {} objects", applied.len()));
 
     out.step("wait");
+    super::record::reach(client, ns, record, "wait", out).await;
     let t = Instant::now();
     let waited = wait(client, plan, &applied, timeout, out).await;
     record
