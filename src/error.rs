@@ -62,7 +62,7 @@ pub enum BerthError {
     /// A precondition refused the deploy (image missing, checks not green, ...).
     #[error("{0}")]
     Refused(String),
-    /// Interrupted by Ctrl-C or SIGTERM; the lock was released.
+    /// Interrupted by Ctrl-C, SIGTERM or SIGHUP; the lock was released.
     #[error("interrupted")]
     Interrupted,
     /// A command berth ran for the user (`psql`, `run`, a task) exited
@@ -144,7 +144,7 @@ pub enum Outcome {
     LockLost,
     /// Bad input or a failed precondition: nothing was changed.
     Refused,
-    /// Ctrl-C or SIGTERM.
+    /// Ctrl-C, SIGTERM or SIGHUP.
     Interrupted,
     /// A command berth ran for the user (`run`, `task`, `psql`) exited
     /// non-zero; berth exits with its code.

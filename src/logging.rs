@@ -21,7 +21,10 @@ pub fn init(global: &GlobalArgs) -> anyhow::Result<()> {
         1 => "berth=info,warn",
         _ => FILE_LEVEL,
     };
+    // A stderr or log file that cannot be written loses the log line, never
+    // the work: tracing's own complaint would panic on a closed stderr.
     let stderr = tracing_subscriber::fmt::layer()
+        .log_internal_errors(false)
         .with_writer(std::io::stderr)
         .with_filter(
             EnvFilter::try_from_env("BERTH_LOG").unwrap_or_else(|_| EnvFilter::new(default_level)),
@@ -33,6 +36,7 @@ pub fn init(global: &GlobalArgs) -> anyhow::Result<()> {
         .transpose()?
         .map(|file| {
             tracing_subscriber::fmt::layer()
+                .log_internal_errors(false)
                 .with_ansi(false)
                 .with_writer(Mutex::new(file))
                 .with_filter(EnvFilter::new(FILE_LEVEL))

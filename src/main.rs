@@ -8,7 +8,7 @@ use berth::output::{stderr_line, was_reported};
 fn main() -> ExitCode {
     let cli = berth::program::parse();
     if let Err(error) = berth::logging::init(&cli.global) {
-        eprintln!("error: {error:#}");
+        stderr_line(&format!("error: {error:#}"));
         return berth::error::exit_code_of(&error);
     }
     let _roots = berth::net::tls::provide_system_roots();

@@ -135,7 +135,14 @@ impl Output {
 
     fn line(&self, text: &str) {
         match self.mode {
-            Mode::Terminal => self.bars.suspend(|| stderr_line(text)),
+            // Not `suspend`: indicatif unwraps its redraw there, so a
+            // terminal gone away (EIO) would panic and abandon the deploy.
+            // Once a line cannot be written, the bars stop drawing.
+            Mode::Terminal => {
+                if self.bars.println(text).is_err() {
+                    self.bars.set_draw_target(ProgressDrawTarget::hidden());
+                }
+            }
             Mode::Plain => {
                 stderr_line(&format!("{} {text}", Timestamp::now().strftime("%H:%M:%S")))
             }

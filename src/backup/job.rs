@@ -7,7 +7,7 @@
 //! [`BerthError::Input`]; a pod that cannot start (image not pullable, a
 //! Secret or key missing, the pod refused) is [`BerthError::Input`] naming
 //! the fix; running past `backups.timeout` is [`BerthError::TimedOut`];
-//! Ctrl-C or SIGTERM deletes the Job and is [`BerthError::Interrupted`].
+//! Ctrl-C, SIGTERM or SIGHUP deletes the Job and is [`BerthError::Interrupted`].
 //! The Job is deleted when the agent succeeded or never ran, and kept a
 //! day for inspection otherwise.
 
@@ -51,7 +51,7 @@ pub struct AgentOutcome {
 }
 
 /// Run `run` in a Job and wait for its result, its log lines shown as
-/// task `prefix`'s output. It listens for Ctrl-C and SIGTERM itself: do
+/// task `prefix`'s output. It listens for Ctrl-C, SIGTERM and SIGHUP itself: do
 /// not race it against another signal listener (`unless_interrupted`),
 /// which would drop it before it deletes the Job; it returns
 /// [`BerthError::Interrupted`] once the Job is gone.
@@ -94,7 +94,16 @@ pub async fn run_placed(
         followed = &mut following => followed,
         _ = interrupts.recv() => {
             cancel.cancel();
-            following.await
+            match crate::interrupt::wind_down(&mut interrupts, &mut following).await {
+                Some(followed) => followed,
+                None => {
+                    out.warn(&format!(
+                        "stopped before the cleanup finished: Job {name} may still run; \
+                         `kubectl -n {ns} delete job {name}` stops it"
+                    ));
+                    return Err(BerthError::Interrupted.into());
+                }
+            }
         }
     };
     let followed = match followed {

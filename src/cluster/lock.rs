@@ -388,7 +388,7 @@ impl DeployLock {
         result
     }
 
-    /// [`DeployLock::take`], stopped by Ctrl-C or SIGTERM (exit 130). The
+    /// [`DeployLock::take`], stopped by Ctrl-C, SIGTERM or SIGHUP (exit 130). The
     /// request that takes the lock may reach the server just before the
     /// signal, so a stopped take releases a hold that turned out to be this
     /// process's: an interrupted deploy leaves no lock behind.

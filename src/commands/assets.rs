@@ -18,7 +18,7 @@ use crate::cluster::lock::DeployLock;
 use crate::cluster::release::{self, ReleaseStatus};
 use crate::config::{self, AssetSource, Assets, Config, Environment};
 use crate::error::{BerthError, Cancelled, input_error};
-use crate::interrupt::{Interrupts, unless_interrupted};
+use crate::interrupt::{Interrupts, unless_interrupted, wind_down};
 use crate::output::Output;
 use crate::s3::Store;
 
@@ -67,9 +67,17 @@ async fn push(global: &GlobalArgs, args: &AssetsPushArgs, out: &Arc<Output>) -> 
     let result = tokio::select! {
         result = &mut push => result,
         _ = interrupts.recv() => {
+            out.warn(crate::interrupt::STOPPING);
             cancel.cancel();
-            // Let the push abort its multipart uploads before exiting.
-            let _ = push.await;
+            // Let the push abort its multipart uploads before exiting; a
+            // second signal stops waiting.
+            if wind_down(&mut interrupts, &mut push).await.is_none() {
+                out.warn(
+                    "stopped before the cleanup finished: an upload not yet aborted leaves \
+                     parts no object shows, which a bucket lifecycle rule for incomplete \
+                     multipart uploads removes; pushing again uploads what is missing",
+                );
+            }
             Err(BerthError::Interrupted.into())
         }
     };

@@ -63,7 +63,13 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
     let prepared = async {
         let planned = crate::pipeline::plan_release(&settings, &target, &out).await?;
         let decision = decide(&planned, &settings, args, &releases, &target, &out).await?;
-        show(&planned.1, &target, &decision, args.dry_run, &out)?;
+        let shown = show(&planned.1, &target, &decision, args.dry_run, &out);
+        // A reader that went away stops a dry run, not a rollback.
+        if args.dry_run {
+            shown
+        } else {
+            crate::stdout::drop_if_closed(shown)
+        }?;
         let step = choose_step(&config, args, &releases, &decision, &out).await?;
         Ok((planned, decision, step))
     }

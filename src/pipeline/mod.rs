@@ -4,7 +4,7 @@
 //! step) → record the end → roll back on failure → prune records }.
 //!
 //! Everything under the lock runs in one scope ([`DeployLock::hold`]) that
-//! releases it however the deploy ends. Ctrl-C, SIGTERM or a lost lock stop
+//! releases it however the deploy ends. Ctrl-C, SIGTERM, SIGHUP or a lost lock stop
 //! the steps before their next change; the release record still gets the
 //! truth.
 
@@ -21,7 +21,7 @@ pub mod settings;
 pub mod settle;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
@@ -34,7 +34,7 @@ use crate::cluster::lock::{DeployLock, Lost, own_identity};
 use crate::cluster::release::{self, FailureRecord, PromotedFrom, Release};
 use crate::error::{BerthError, Cancelled, Outcome};
 use crate::identity::Deployer;
-use crate::interrupt::{Interrupts, unless_interrupted};
+use crate::interrupt::{Interrupts, unless_interrupted, wind_down};
 use crate::maintenance::Window;
 use crate::output::Output;
 use crate::schema::unapply;
@@ -100,9 +100,6 @@ pub enum Finished {
     /// Deployed and recorded.
     Deployed,
 }
-
-/// How long an interrupted deploy waits for its steps to stop cleanly.
-const STOP_GRACE: Duration = Duration::from_secs(15);
 
 /// Run the pipeline for `request` with `settings`, filling in `summary`.
 pub async fn run(
@@ -190,7 +187,9 @@ async fn dry_run_inspection(
         read = &mut reading => read,
         _ = interrupts.recv() => {
             cancel.cancel();
-            let _ = tokio::time::timeout(STOP_GRACE, &mut reading).await;
+            if wind_down(interrupts, &mut reading).await.is_none() {
+                out.warn(&left_behind(plan, None));
+            }
             Err(BerthError::Interrupted.into())
         }
     }
@@ -286,7 +285,8 @@ impl Deploy<'_> {
             return result.and(closed);
         }
         let rollback = match (&result, self.settings.rollback_on_failure) {
-            (Err(_), true) => {
+            // An interruption stops; it does not start a rollback.
+            (Err(error), true) if Outcome::of(error) != Outcome::Interrupted => {
                 rollback::after_failure(client, plan, self.settings, &record, previous, out).await?
             }
             _ => None,
@@ -306,6 +306,7 @@ impl Deploy<'_> {
         lost: &mut Lost,
     ) -> anyhow::Result<()> {
         let cancel = CancellationToken::new();
+        let number = record.number;
         let steps = async {
             // --maintenance: the page goes up before the migration.
             if let Some(window) = &self.window {
@@ -339,7 +340,10 @@ impl Deploy<'_> {
         tokio::pin!(steps);
         let stop = async {
             tokio::select! {
-                _ = interrupts.recv() => BerthError::Interrupted.into(),
+                _ = interrupts.recv() => {
+                    self.out.warn(crate::interrupt::STOPPING);
+                    BerthError::Interrupted.into()
+                }
                 lost = lost.lost() => lost,
             }
         };
@@ -347,15 +351,18 @@ impl Deploy<'_> {
             result = &mut steps => result,
             stopped = stop => {
                 let stopped = at_step(stopped, self.out.current_step());
-                // Let the steps stop cleanly: uploads aborted, the migration Job deleted.
+                // Let the steps stop cleanly: uploads aborted, the migration
+                // Job deleted; a second signal stops waiting for them.
                 cancel.cancel();
-                if let Ok(Err(unclean)) = tokio::time::timeout(STOP_GRACE, &mut steps).await
-                    && unclean.downcast_ref::<Cancelled>().is_none()
-                {
-                    self.out.warn(&format!(
-                        "stopping left something behind: {}",
-                        crate::error::brief(&unclean)
-                    ));
+                match wind_down(interrupts, &mut steps).await {
+                    None => self.out.warn(&left_behind(&self.plan, Some(number))),
+                    Some(Err(unclean)) if unclean.downcast_ref::<Cancelled>().is_none() => {
+                        self.out.warn(&format!(
+                            "stopping left something behind: {}",
+                            crate::error::brief(&unclean)
+                        ));
+                    }
+                    Some(_) => {}
                 }
                 Err(stopped)
             }
@@ -401,6 +408,25 @@ fn at_step(error: anyhow::Error, step: Option<String>) -> anyhow::Error {
         }
         _ => error,
     }
+}
+
+/// What a second signal may leave when it cuts an interrupted deploy's
+/// cleanup short (release `number`'s, or the dry run's), and how to finish it.
+fn left_behind(plan: &Plan, number: Option<u64>) -> String {
+    let release = number.map_or(String::new(), |n| format!(",berth.dev/release={n}"));
+    let assets = if plan.assets.is_some() {
+        "; an asset upload cut short leaves parts no object shows, which the next \
+         deploy or `assets push` of the same files removes"
+    } else {
+        ""
+    };
+    format!(
+        "stopped before the cleanup finished: a Job berth started may still run \
+         (`kubectl -n {ns} get jobs -l berth.dev/migration-of={instance}{release}` lists them; \
+         delete the one still running){assets}",
+        ns = plan.env.namespace,
+        instance = plan.instance(),
+    )
 }
 
 /// `error` said with what it means for the deploy (`meaning: error`);

@@ -171,9 +171,11 @@ fn report(
         "evidence": key,
     }));
     if out.mode() != Mode::Json {
-        for line in evidence::lines(record, manifest, key) {
-            crate::stdout::line(line)?;
-        }
+        // The drill's result, not a reader that went away, decides the exit code.
+        let shown = evidence::lines(record, manifest, key)
+            .into_iter()
+            .try_for_each(crate::stdout::line);
+        crate::stdout::drop_if_closed(shown)?;
     }
     match record.result {
         DrillResult::Passed => Ok(()),
