@@ -595,19 +595,8 @@ async fn a_namespace_deleted_mid_deploy_fails_clearly_naming_the_deletion() {
 async fn assets_project(prefix: &str, extra: &str) -> (TestApp, String, Cleanup) {
     let app = TestApp::new(prefix, Migration::Deleted);
     let bucket = app.namespace.clone();
-    local_env()
-        .s3()
-        .await
-        .create_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .unwrap();
-    app.configure(&format!(
-        "    assets:\n      from: {{ dir: {} }}\n      bucket: {bucket}\n      prefix: static/\n{extra}",
-        app.dir.join("build").display()
-    ));
-    let cleanup = Cleanup::Bucket(bucket.clone());
+    let cleanup = support::backups::bucket_named(&bucket).await;
+    app.configure_assets(&bucket, extra);
     (app, bucket, cleanup)
 }
 

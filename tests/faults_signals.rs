@@ -21,7 +21,7 @@ use support::app::{Migration, TestApp};
 use support::fault_proxy::{FaultProxy, Mode};
 use support::faults::{self, Draws, Scenario, Trial};
 use support::images::noise;
-use support::{Cleanup, code, local_env, poll, stderr, unique_name};
+use support::{Cleanup, code, local_env, poll, stderr};
 
 /// The lock's Lease.
 const LOCK: &str = "berth-deploy-lock";
@@ -38,24 +38,13 @@ struct SignalApp {
 impl SignalApp {
     async fn new(prefix: &str, migration: Migration) -> SignalApp {
         let app = TestApp::new(prefix, migration);
-        let bucket = unique_name(prefix);
-        local_env()
-            .s3()
-            .await
-            .create_bucket()
-            .bucket(&bucket)
-            .send()
-            .await
-            .unwrap();
+        let (bucket, cleanup) = support::backups::bucket(prefix).await;
         let build = app.dir.join("build");
         std::fs::create_dir_all(&build).unwrap();
-        app.configure(&format!(
-            "    assets:\n      from: {{ dir: {} }}\n      bucket: {bucket}\n      prefix: static/\n",
-            build.display()
-        ));
+        app.configure_assets(&bucket, "");
         SignalApp {
             app,
-            _bucket: Cleanup::Bucket(bucket.clone()),
+            _bucket: cleanup,
             bucket,
             build,
         }

@@ -93,6 +93,15 @@ impl TestApp {
         self.write_config(&format!("{}{keys}", self.base_config));
     }
 
+    /// Rewrite berth.yaml so that the deploy pushes `dir/build` to `bucket`
+    /// under `static/`, with `extra` keys of `assets:` (indented by 6).
+    pub fn configure_assets(&self, bucket: &str, extra: &str) {
+        self.configure(&format!(
+            "    assets:\n      from: {{ dir: {} }}\n      bucket: {bucket}\n      prefix: static/\n{extra}",
+            self.dir.join("build").display()
+        ));
+    }
+
     /// Rewrite berth.yaml as `text`.
     pub fn write_config(&self, text: &str) {
         std::fs::write(self.config(), text).unwrap();

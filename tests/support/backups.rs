@@ -14,15 +14,21 @@ use super::{Cleanup, create, local_env, unique_name};
 /// A bucket of the test's own, emptied and removed when dropped.
 pub async fn bucket(prefix: &str) -> (String, Cleanup) {
     let name = unique_name(prefix);
+    let cleanup = bucket_named(&name).await;
+    (name, cleanup)
+}
+
+/// The bucket `name`, created; emptied and removed when the guard drops.
+pub async fn bucket_named(name: &str) -> Cleanup {
     local_env()
         .s3()
         .await
         .create_bucket()
-        .bucket(&name)
+        .bucket(name)
         .send()
         .await
         .expect("create the bucket");
-    (name.clone(), Cleanup::Bucket(name))
+    Cleanup::Bucket(name.to_string())
 }
 
 /// The Secret `backup-s3` the backup pods read: MinIO's credentials and
