@@ -14,7 +14,6 @@ use std::collections::BTreeSet;
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
@@ -286,7 +285,7 @@ async fn revoked_mid_deploy(revoke: Revoke, step: Step) -> (Output, Duration, Te
         app.command(&["deploy", "test", "1a2b3c4"])
             .env("KUBECONFIG", &kubeconfig),
     );
-    wait_for_step(&admin, &app.namespace, step, &mut child).await;
+    wait_for_step(&admin, &app, step, &mut child).await;
     let revoked = Instant::now();
     match revoke {
         Revoke::RoleBinding => {
@@ -338,12 +337,12 @@ fn strand_pods(app: &TestApp) {
     std::fs::write(path, text).unwrap();
 }
 
-/// Wait until the deploy in `namespace` is in `step`: its migration Job or
-/// its Deployments exist. Fails the test with berth's output if `deploy`
-/// ends first.
-async fn wait_for_step(client: &Client, namespace: &str, step: Step, deploy: &mut Child) {
+/// Wait until `app`'s deploy is in `step`: its migration Job exists, or
+/// its release record says it waits for the rollout. Fails the test with
+/// berth's output if `deploy` ends first.
+async fn wait_for_step(client: &Client, app: &TestApp, step: Step, deploy: &mut Child) {
+    let namespace = &app.namespace;
     let jobs: Api<Job> = Api::namespaced(client.clone(), namespace);
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     poll(
         Duration::from_secs(90),
         &format!("the deploy's {step:?} step"),
@@ -361,12 +360,10 @@ async fn wait_for_step(client: &Client, namespace: &str, step: Step, deploy: &mu
                     .ok()?
                     .items
                     .is_empty(),
-                Step::Rollout => !deployments
-                    .list(&ListParams::default())
-                    .await
-                    .ok()?
-                    .items
-                    .is_empty(),
+                Step::Rollout => app
+                    .history()
+                    .first()
+                    .is_some_and(|release| release["step"] == "wait"),
             };
             found.then_some(())
         },
@@ -532,7 +529,7 @@ async fn a_namespace_deleted_mid_deploy_fails_clearly_naming_the_deletion() {
             strand_pods(&app);
         }
         let mut child = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
-        wait_for_step(&admin, &app.namespace, step, &mut child).await;
+        wait_for_step(&admin, &app, step, &mut child).await;
         let deleted = Instant::now();
         delete_namespace(&admin, &app.namespace).await;
         let mut notes = Vec::new();
@@ -756,7 +753,7 @@ async fn a_holder_resuming_after_a_takeover_stops_and_no_release_is_lost_or_dupl
     let admin = local_env().kube().await;
     let app = TestApp::new("perm-takeover", Migration::Held);
     let mut frozen = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
-    wait_for_step(&admin, &app.namespace, Step::Migration, &mut frozen).await;
+    wait_for_step(&admin, &app, Step::Migration, &mut frozen).await;
     let pid = frozen.id().to_string();
     let signal = |name: &str| {
         let sent = Command::new("kill").args([name, &pid]).status().unwrap();
