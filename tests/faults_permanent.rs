@@ -462,9 +462,10 @@ async fn revoked_credentials_mid_deploy_fail_fast_naming_the_step_and_what_is_le
                 "stopped in the pre-deploy step: the cluster refused berth's credentials",
                 "migration failed; no workload was changed; Job",
             ],
+            // refused at the lock renewal, or first at the rollout's watches
             Step::Rollout => [
                 "stopped in the wait step: the cluster refused berth's credentials",
-                "stopped in the wait step: the cluster refused berth's credentials",
+                "so the rollout cannot be followed",
             ],
         };
         for either in [refusal, stopped] {

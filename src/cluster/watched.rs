@@ -107,7 +107,8 @@ pub fn rollout<'a>(kinds: impl IntoIterator<Item = &'a str>) -> Vec<Watched> {
 #[error(
     "the API server refused to let berth {verb} {resource} in namespace {namespace} ({message}), \
      so the rollout cannot be followed; grant `{verb}` on `{resource}` (group {group}) to the \
-     deployer (see cluster-setup/rbac/deployer.yaml)",
+     deployer (see cluster-setup/rbac/deployer.yaml), or, if its credentials were revoked \
+     during the deploy, restore them",
     resource = .watched.resource,
     group = if .watched.group.is_empty() { "core" } else { .watched.group }
 )]
