@@ -309,18 +309,6 @@ async fn revoked_mid_deploy(revoke: Revoke, step: Step) -> (Output, Duration, Te
     (out, revoked.elapsed(), app)
 }
 
-/// Create the namespace `name` (berth would, but the deployer may only read it).
-async fn create_namespace(client: &Client, name: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "metadata": { "name": name, "labels": { "berth.dev/test": "true" } }
-    }))
-    .unwrap();
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-}
 
 /// Give every Deployment of `app` a node selector no node matches: its new
 /// pods stay Pending, unschedulable, and the rollout waits (for 5 minutes,

@@ -108,16 +108,7 @@ impl Bucket {
 
     /// Multipart uploads in progress in the bucket.
     async fn multipart_uploads(&self) -> usize {
-        local_env()
-            .s3()
-            .await
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .unwrap()
-            .uploads()
-            .len()
+        support::backups::multipart_uploads(&self.bucket).await
     }
 
     /// Files the bucket lacks or holds with other content than the tree

@@ -65,15 +65,7 @@ impl SignalApp {
     }
 
     async fn multipart_uploads(&self) -> usize {
-        let uploads = local_env()
-            .s3()
-            .await
-            .list_multipart_uploads()
-            .bucket(&self.bucket)
-            .send()
-            .await
-            .unwrap();
-        uploads.uploads().len()
+        support::backups::multipart_uploads(&self.bucket).await
     }
 
     /// Abort whatever multipart uploads are left (after a test that leaves one on purpose).

@@ -80,6 +80,20 @@ pub async fn json_object(bucket: &str, key: &str) -> Option<Value> {
     Some(serde_json::from_slice(&bytes).expect("a JSON record"))
 }
 
+/// How many multipart uploads are in progress in `bucket`.
+pub async fn multipart_uploads(bucket: &str) -> usize {
+    local_env()
+        .s3()
+        .await
+        .list_multipart_uploads()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("list the multipart uploads")
+        .uploads()
+        .len()
+}
+
 /// Every key in `bucket`.
 pub async fn keys(bucket: &str) -> Vec<String> {
     let listed = local_env()

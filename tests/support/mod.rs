@@ -311,9 +311,8 @@ pub fn unique_name(prefix: &str) -> String {
     )
 }
 
-/// A namespace of the test's own, with its default ServiceAccount ready.
-pub async fn namespace(client: &Client, prefix: &str) -> String {
-    let name = unique_name(prefix);
+/// Create the namespace `name`, labelled as a test's.
+pub async fn create_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(serde_json::json!({
         "metadata": { "name": name, "labels": { "berth.dev/test": "true" } }
@@ -323,6 +322,12 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         .create(&PostParams::default(), &ns)
         .await
         .expect("create namespace");
+}
+
+/// A namespace of the test's own, with its default ServiceAccount ready.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = unique_name(prefix);
+    create_namespace(client, &name).await;
     // Pods are refused until the ServiceAccount controller made `default`.
     let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
         Api::namespaced(client.clone(), &name);
