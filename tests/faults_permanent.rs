@@ -309,7 +309,6 @@ async fn revoked_mid_deploy(revoke: Revoke, step: Step) -> (Output, Duration, Te
     (out, revoked.elapsed(), app)
 }
 
-
 /// Give every Deployment of `app` a node selector no node matches: its new
 /// pods stay Pending, unschedulable, and the rollout waits (for 5 minutes,
 /// `unschedulable_after`'s default).
