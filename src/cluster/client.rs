@@ -282,6 +282,90 @@ mod tests {
         assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 
+    /// A server on a free local port that answers its requests, in turn,
+    /// with `answers`: raw HTTP responses, each followed by a reset of the
+    /// connection when its flag is set; reads each request's head and its
+    /// `content-length` body first; records each request line.
+    async fn scripted_server(
+        answers: &'static [(&'static str, bool)],
+    ) -> (http::Uri, Arc<std::sync::Mutex<Vec<String>>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut reader = BufReader::new(stream);
+                    loop {
+                        let mut request_line = String::new();
+                        if reader.read_line(&mut request_line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut length = 0;
+                        loop {
+                            let mut header = String::new();
+                            reader.read_line(&mut header).await.unwrap();
+                            let header = header.trim_end().to_ascii_lowercase();
+                            if header.is_empty() {
+                                break;
+                            }
+                            if let Some(n) = header.strip_prefix("content-length:") {
+                                length = n.trim().parse().unwrap();
+                            }
+                        }
+                        let mut body = vec![0; length];
+                        tokio::io::AsyncReadExt::read_exact(&mut reader, &mut body)
+                            .await
+                            .unwrap();
+                        let n = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(request_line.trim_end().to_string());
+                            seen.len() - 1
+                        };
+                        let (answer, reset) = answers[n.min(answers.len() - 1)];
+                        let stream = reader.get_mut();
+                        stream.write_all(answer.as_bytes()).await.unwrap();
+                        if reset {
+                            stream.flush().await.unwrap();
+                            stream.set_zero_linger().unwrap();
+                            return; // dropped: RST
+                        }
+                    }
+                });
+            }
+        });
+        (url.parse().unwrap(), requests)
+    }
+
+    /// The connection reset while the answer to a create is read (its head
+    /// arrived, its body was cut): the create is sent again, and the
+    /// `AlreadyExists` it then gets is taken as its own creation because the
+    /// object there carries berth's labels.
+    #[tokio::test]
+    async fn a_create_whose_answer_is_cut_mid_body_is_sent_again_and_recognised() {
+        const CUT: &str = "HTTP/1.1 201 Created\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",";
+        const EXISTS: &str = "HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: 109\r\n\r\n{\"kind\":\"Status\",\"apiVersion\":\"v1\",\"status\":\"Failure\",\"reason\":\"AlreadyExists\",\"code\":409,\"message\":\"exists\"}";
+        const THERE: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 105\r\n\r\n{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"m\",\"labels\":{\"app.kubernetes.io/part-of\":\"x\"}}}";
+        let (url, requests) =
+            scripted_server(&[(CUT, true), (EXISTS, false), (THERE, false)]).await;
+        let client = build(kube::Config::new(url), Protocols::Http1).unwrap();
+        let maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+            kube::Api::namespaced(client, "default");
+        let mut map = k8s_openapi::api::core::v1::ConfigMap::default();
+        map.metadata.name = Some("m".into());
+        map.metadata.labels = Some([("app.kubernetes.io/part-of".into(), "x".into())].into());
+        let created = super::super::create::create(&maps, &map).await.unwrap();
+        assert_eq!(created.metadata.name.as_deref(), Some("m"));
+        let requests = requests.lock().unwrap().clone();
+        let methods: Vec<&str> = requests
+            .iter()
+            .map(|r| r.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(methods, ["POST", "POST", "GET"], "{requests:?}");
+    }
+
     #[tokio::test]
     async fn a_server_that_stays_down_ends_in_a_message_saying_so() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

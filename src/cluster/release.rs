@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flate2::Compression;
@@ -22,6 +23,7 @@ use kube::{Api, Client};
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
+use super::retry;
 use crate::identity::Deployer;
 
 /// Label marking a release-record Secret: berth's own bookkeeping, which a
@@ -408,22 +410,46 @@ pub async fn create(client: &Client, namespace: &str, release: &Release) -> anyh
 }
 
 /// Overwrite an existing release record (its final status, timings...).
+///
+/// A replace whose answer was lost may or may not have been written, so it
+/// is not repeated blindly: the record is read again, and written again
+/// only if it does not already hold `release` (for up to
+/// [`retry::BUDGET`]). A conflict is the same case: the earlier try wrote.
 pub async fn update(client: &Client, namespace: &str, release: &Release) -> anyhow::Result<()> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut secret = to_secret(release)?;
-    let current = api
-        .get(&secret_name(release.number))
-        .await
-        .with_context(|| format!("reading release record {}", release.number))?;
-    secret.metadata.resource_version = current.metadata.resource_version;
-    api.replace(
-        &secret_name(release.number),
-        &PostParams::default(),
-        &secret,
-    )
-    .await
-    .with_context(|| format!("updating release record {}", release.number))?;
-    Ok(())
+    let wanted = to_secret(release)?;
+    let name = secret_name(release.number);
+    let started = Instant::now();
+    loop {
+        let current = api
+            .get(&name)
+            .await
+            .with_context(|| format!("reading release record {}", release.number))?;
+        if current.data == wanted.data {
+            return Ok(());
+        }
+        let mut secret = wanted.clone();
+        secret.metadata.resource_version = current.metadata.resource_version;
+        match api.replace(&name, &PostParams::default(), &secret).await {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if (retry::transient(&e) || is_conflict(&e))
+                    && started.elapsed() < retry::BUDGET =>
+            {
+                tracing::debug!("writing release record {} again: {e}", release.number);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("updating release record {}", release.number));
+            }
+        }
+    }
+}
+
+/// Whether `error` is the API server's 409 Conflict.
+fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
 }
 
 /// Delete all but the newest `keep` records; returns the numbers deleted.

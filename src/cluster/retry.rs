@@ -126,23 +126,41 @@ fn of_error(error: &(dyn std::error::Error + 'static)) -> Failure {
         {
             return Failure::MaybeDone;
         }
-        if let Some(e) = e.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind::*;
-            return match e.kind() {
-                ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable => {
-                    Failure::NotDone
-                }
-                ConnectionReset | ConnectionAborted | TimedOut | NotConnected if connecting => {
-                    Failure::NotDone
-                }
-                ConnectionReset | ConnectionAborted | TimedOut | NotConnected | BrokenPipe
-                | UnexpectedEof => Failure::MaybeDone,
-                _ => Failure::Final,
+        // HTTP/2's error hides its I/O cause from `source()` (only
+        // `get_io` reaches it): a reset while reading an answer's body over
+        // HTTP/2 would otherwise look final.
+        // A stream the server refused was not processed (RFC 9113 8.7);
+        // any other stream or connection error may come after it was.
+        if let Some(e) = e.downcast_ref::<h2::Error>() {
+            return match (e.get_io(), e.reason()) {
+                (Some(io), _) => of_io(io.kind(), connecting),
+                (None, Some(h2::Reason::REFUSED_STREAM)) => Failure::NotDone,
+                (None, _) => Failure::MaybeDone,
             };
+        }
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            return of_io(e.kind(), connecting);
         }
         source = e.source();
     }
     Failure::Final
+}
+
+/// What an I/O error of `kind` says about the request: a connection that
+/// was never made (or broke while `connecting`) did not carry it.
+fn of_io(kind: std::io::ErrorKind, connecting: bool) -> Failure {
+    use std::io::ErrorKind::*;
+    match kind {
+        ConnectionRefused | HostUnreachable | NetworkUnreachable | AddrNotAvailable => {
+            Failure::NotDone
+        }
+        ConnectionReset | ConnectionAborted | TimedOut | NotConnected if connecting => {
+            Failure::NotDone
+        }
+        ConnectionReset | ConnectionAborted | TimedOut | NotConnected | BrokenPipe
+        | UnexpectedEof => Failure::MaybeDone,
+        _ => Failure::Final,
+    }
 }
 
 /// Whether `error` is a broken connection that berth's client did not
@@ -270,6 +288,16 @@ mod tests {
             of_error(&io(std::io::ErrorKind::InvalidData)),
             Failure::Final
         );
+    }
+
+    #[test]
+    fn http2_stream_errors_say_whether_the_request_was_processed() {
+        let refused = h2::Error::from(h2::Reason::REFUSED_STREAM);
+        assert_eq!(of_error(&refused), Failure::NotDone);
+        let cancelled = h2::Error::from(h2::Reason::CANCEL);
+        assert_eq!(of_error(&cancelled), Failure::MaybeDone);
+        let protocol = h2::Error::from(h2::Reason::PROTOCOL_ERROR);
+        assert_eq!(of_error(&protocol), Failure::MaybeDone);
     }
 
     #[test]
