@@ -19,8 +19,8 @@ use crate::cluster::{INSTANCE_LABEL as INSTANCE, instance};
 use crate::config::{Config, Environment, Source};
 use crate::error::input_error;
 use crate::image_ref;
-pub use tool::TOOL_TIMEOUT;
 pub use images::{ContainerImage, ImageCheck};
+pub use tool::TOOL_TIMEOUT;
 use tool::Tool;
 
 /// The label saying berth applied an object, and its value.
@@ -243,7 +243,12 @@ pub fn container_images(objects: &[DynamicObject]) -> Vec<ContainerImage> {
             continue;
         };
         for list in ["initContainers", "containers"] {
-            for container in spec.get(list).and_then(Value::as_array).into_iter().flatten() {
+            for container in spec
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let Some(image) = container.get("image").and_then(Value::as_str) else {
                     continue;
                 };

@@ -15,7 +15,8 @@ use support::app::{Migration, TestApp};
 use support::{assert_refused, code, local_env, stderr};
 
 /// A `staging` environment whose overlay is mistyped, appended to berth.yaml.
-const BROKEN_STAGING: &str = "  staging:\n    namespace: scope-staging\n    overlay: overlays/stagng\n";
+const BROKEN_STAGING: &str =
+    "  staging:\n    namespace: scope-staging\n    overlay: overlays/stagng\n";
 
 /// The one warning every command touching only `test` prints.
 fn assert_one_warning(args: &[&str], output: &Output) {
@@ -25,14 +26,22 @@ fn assert_one_warning(args: &[&str], output: &Output) {
         .lines()
         .filter(|line| line.contains("environment `staging` has a problem"))
         .collect();
-    assert_eq!(warnings.len(), 1, "berth {args:?}: one warning line in:\n{text}");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "berth {args:?}: one warning line in:\n{text}"
+    );
     for part in [
         "warning: ",
         "berth.yaml: environment `staging`",
         "environments.staging.overlay: overlays/stagng is not a directory",
         "config validate` lists it",
     ] {
-        assert!(warnings[0].contains(part), "berth {args:?}: {part:?} in {}", warnings[0]);
+        assert!(
+            warnings[0].contains(part),
+            "berth {args:?}: {part:?} in {}",
+            warnings[0]
+        );
     }
 }
 
@@ -54,11 +63,17 @@ fn a_broken_staging_does_not_block_the_other_environment() {
     // The environment touched is checked, and `config validate` checks all.
     assert_refused(
         &app.berth(&["advanced-deploy", "staging", "1a2b3c4"]),
-        &["environments.staging.overlay", "overlays/stagng is not a directory"],
+        &[
+            "environments.staging.overlay",
+            "overlays/stagng is not a directory",
+        ],
     );
     assert_refused(
         &app.berth(&["config", "validate"]),
-        &["environments.staging.overlay", "overlays/stagng is not a directory"],
+        &[
+            "environments.staging.overlay",
+            "overlays/stagng is not a directory",
+        ],
     );
 }
 
@@ -92,7 +107,11 @@ fn berth_yaml_is_found_from_a_subdirectory_of_the_repository() {
         String::from_utf8_lossy(&out.stdout).contains(&format!("{found} is valid")),
         "{out:?}"
     );
-    assert!(stderr(&out).contains(&format!("configuration: {found}")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("configuration: {found}")),
+        "{}",
+        stderr(&out)
+    );
     // Overlays stay relative to berth.yaml's directory.
     let out = berth_in(&deep, &["advanced-deploy", "test", "1a2b3c4", "--dry-run"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -124,7 +143,10 @@ fn no_berth_yaml_up_to_the_repository_root_says_where_berth_looked() {
     std::fs::write(outer.path().join("berth.yaml"), "app: outer\n").unwrap();
     let inner = outer.path().join("inner");
     std::fs::create_dir_all(inner.join(".git")).unwrap();
-    assert_refused(&berth_in(&inner, &["status", "test"]), &["no berth.yaml found in"]);
+    assert_refused(
+        &berth_in(&inner, &["status", "test"]),
+        &["no berth.yaml found in"],
+    );
 }
 
 #[tokio::test]

@@ -21,7 +21,9 @@ mod task;
 
 use std::sync::Arc;
 
-use crate::cli::{AssetsCommand, BackupCommand, Cli, Command, ConfigCommand, DbCommand, GlobalArgs};
+use crate::cli::{
+    AssetsCommand, BackupCommand, Cli, Command, ConfigCommand, DbCommand, GlobalArgs,
+};
 use crate::config::Config;
 use crate::error::BerthError;
 use crate::output::{Closing, Output};

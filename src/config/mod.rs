@@ -559,7 +559,9 @@ impl Config {
         // the warning is said once.
         static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
         if let Some(warning) = config.skipped_warning() {
-            let mut said = SAID.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut said = SAID
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if !said.contains(&warning) {
                 out.warn(&warning);
                 said.push(warning);
@@ -606,7 +608,11 @@ impl Config {
     /// The one warning line about [`Config::skipped`] environments, if any.
     pub fn skipped_warning(&self) -> Option<String> {
         let problems = self.skipped.values().next()?;
-        let names: Vec<String> = self.skipped.keys().map(|name| format!("`{name}`")).collect();
+        let names: Vec<String> = self
+            .skipped
+            .keys()
+            .map(|name| format!("`{name}`"))
+            .collect();
         let count: usize = self.skipped.values().map(Vec::len).sum();
         let subject = if names.len() == 1 {
             format!("environment {} has", names[0])

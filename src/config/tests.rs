@@ -969,12 +969,15 @@ fn another_environments_problem_is_one_warning_not_an_error() {
 fn the_environment_touched_and_the_whole_file_are_still_checked() {
     let repo = Repo::new("scope-touched");
     let path = repo.0.join("berth.yaml");
-    let error = Config::parse_in(STAGING_MISTYPED, &path, Scope::Environments(&["staging"]))
-        .unwrap_err();
+    let error =
+        Config::parse_in(STAGING_MISTYPED, &path, Scope::Environments(&["staging"])).unwrap_err();
     assert_eq!(exit_code_of(&error), ExitCode::from(2));
     assert_mentions(&error.to_string(), &["environments.staging.overlay"]);
     // Scope::All (`config validate`, Config::load) refuses it too.
-    assert_mentions(&repo.error(STAGING_MISTYPED), &["environments.staging.overlay"]);
+    assert_mentions(
+        &repo.error(STAGING_MISTYPED),
+        &["environments.staging.overlay"],
+    );
     // An unknown key is refused whichever environment it is in.
     let unknown = STAGING_MISTYPED.replace("namespace: shop-staging", "namspace: shop-staging");
     let error =
@@ -993,11 +996,18 @@ fn several_broken_environments_are_still_one_line() {
     let path = repo.0.join("berth.yaml");
     let yaml = format!("{STAGING_MISTYPED}  qa:\n    namespace: Shop-QA\n    overlay: nowhere\n");
     let config = Config::parse_in(&yaml, &path, Scope::Environments(&[])).unwrap();
-    assert_eq!(config.environments.keys().collect::<Vec<_>>(), ["production"]);
+    assert_eq!(
+        config.environments.keys().collect::<Vec<_>>(),
+        ["production"]
+    );
     let warning = config.skipped_warning().unwrap();
     assert_mentions(
         &warning,
-        &["environments `qa`, `staging` have problems", "and 2 more", "lists them"],
+        &[
+            "environments `qa`, `staging` have problems",
+            "and 2 more",
+            "lists them",
+        ],
     );
     assert!(!warning.contains('\n'), "one line: {warning}");
     let sound = Config::parse_in(MINIMAL, &path, Scope::Environments(&["staging"])).unwrap();
@@ -1013,11 +1023,13 @@ fn a_backup_location_shared_with_the_environment_touched_is_an_error() {
         "credentials_secret: s3, prefix: production/, schedule",
     );
     for touched in ["staging", "production"] {
-        let error =
-            Config::parse_in(&shared, &path, Scope::Environments(&[touched])).unwrap_err();
+        let error = Config::parse_in(&shared, &path, Scope::Environments(&[touched])).unwrap_err();
         assert_mentions(
             &error.to_string(),
-            &[&format!("environments.{touched}.backups.prefix"), "as in environment"],
+            &[
+                &format!("environments.{touched}.backups.prefix"),
+                "as in environment",
+            ],
         );
     }
     // Neither touched: one warning.
@@ -1049,7 +1061,10 @@ fn berth_yaml_is_found_from_a_subdirectory_up_to_the_repository_root() {
         &[
             "no berth.yaml found in",
             &outer.0.join("inner/src").display().to_string(),
-            &format!("up to {} (the repository's root)", outer.0.join("inner").display()),
+            &format!(
+                "up to {} (the repository's root)",
+                outer.0.join("inner").display()
+            ),
             "--config",
             "BERTH_CONFIG",
         ],

@@ -30,7 +30,13 @@ pub(super) struct Problem {
 impl Problem {
     /// The problem as one line naming berth.yaml at `path`.
     pub fn line(&self, path: &Path) -> String {
-        format!("{}: {}: {}; {}", path.display(), self.key, self.problem, self.fix)
+        format!(
+            "{}: {}: {}; {}",
+            path.display(),
+            self.key,
+            self.problem,
+            self.fix
+        )
     }
 
     /// Where and what, without the fix: `key: what is wrong`.

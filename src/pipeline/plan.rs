@@ -147,10 +147,8 @@ pub async fn plan(
         schema.is_some(),
         settings.no_backup,
     );
-    let migration_pinned: Vec<&PinnedImage> = migration_origin
-        .iter()
-        .flat_map(|o| &o.pinned)
-        .collect();
+    let migration_pinned: Vec<&PinnedImage> =
+        migration_origin.iter().flat_map(|o| &o.pinned).collect();
     let all_pinned: Vec<&PinnedImage> = pinned.iter().chain(migration_pinned.clone()).collect();
     // A listed repository no container uses (a typo) would leave its
     // container at the overlay's tag: refused before anything changes.

@@ -46,7 +46,11 @@ pub struct ImageCheck {
 /// render's, after pinning) and `used` (the repositories pinned in the
 /// render and the migration, and those berth.yaml uses outside the render:
 /// `migrate.image`, an assets image).
-pub fn check(listed: &[String], used: &BTreeSet<&str>, containers: &[ContainerImage]) -> ImageCheck {
+pub fn check(
+    listed: &[String],
+    used: &BTreeSet<&str>,
+    containers: &[ContainerImage],
+) -> ImageCheck {
     let unpinned: Vec<&ContainerImage> = containers
         .iter()
         .filter(|c| !listed.iter().any(|l| l == image_ref::repository(&c.image)))
@@ -56,9 +60,9 @@ pub fn check(listed: &[String], used: &BTreeSet<&str>, containers: &[ContainerIm
         .enumerate()
         .filter(|(_, repository)| !used.contains(repository.as_str()))
         .filter_map(|(index, repository)| {
-            let closest = unpinned.iter().min_by_key(|c| {
-                edit_distance(repository, image_ref::repository(&c.image))
-            })?;
+            let closest = unpinned
+                .iter()
+                .min_by_key(|c| edit_distance(repository, image_ref::repository(&c.image)))?;
             Some(Unmatched {
                 index,
                 repository: repository.clone(),
@@ -164,10 +168,7 @@ mod tests {
 
     #[test]
     fn a_typo_names_the_closest_unpinned_image() {
-        let listed = vec![
-            "reg/app/web".to_owned(),
-            "reg/app/wroker".to_owned(),
-        ];
+        let listed = vec!["reg/app/web".to_owned(), "reg/app/wroker".to_owned()];
         let containers = [
             container("Deployment/web", "reg/app/web:abc1234"),
             container("Deployment/worker", "reg/app/worker:latest"),
@@ -208,10 +209,20 @@ mod tests {
 
     #[test]
     fn only_untagged_and_latest_images_float() {
-        for floating in ["nginx", "nginx:latest", "127.0.0.1:5000/app", "reg/app:latest"] {
+        for floating in [
+            "nginx",
+            "nginx:latest",
+            "127.0.0.1:5000/app",
+            "reg/app:latest",
+        ] {
             assert!(is_floating(floating), "{floating}");
         }
-        for fixed in ["nginx:1.28", "nginx@sha256:0123", "nginx:latest@sha256:0123", "127.0.0.1:5000/app:v1"] {
+        for fixed in [
+            "nginx:1.28",
+            "nginx@sha256:0123",
+            "nginx:latest@sha256:0123",
+            "127.0.0.1:5000/app:v1",
+        ] {
             assert!(!is_floating(fixed), "{fixed}");
         }
     }
