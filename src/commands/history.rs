@@ -11,7 +11,7 @@ use crate::stdout;
 
 /// Print the environment's releases.
 pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Result<()> {
-    let config = crate::commands::load_config(global, &[&args.env], &out)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let client = client::connect_multiplexed(env.context.as_deref()).await?;
     let (lock, releases) = tokio::try_join!(

@@ -37,7 +37,7 @@ pub async fn run(global: &GlobalArgs, args: &LockArgs, out: &Output) -> anyhow::
              e.g. --ttl 1h",
         ));
     }
-    let config = crate::commands::load_config(global, &[&args.env], &out)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let client = client::connect_multiplexed(env.context.as_deref()).await?;
     let ns = &env.namespace;

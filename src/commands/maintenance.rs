@@ -94,7 +94,7 @@ async fn execute(
     maintenance: &mut Option<Status>,
 ) -> anyhow::Result<()> {
     check_page_args(args)?;
-    let config = crate::commands::load_config(global, &[&args.env], &out)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let client = client::connect(env.context.as_deref()).await?;
     let scope = Scope::new(client.clone(), &config.app, &args.env, env);

@@ -22,7 +22,7 @@ use crate::terminal;
 /// Open psql in the environment's database workload.
 pub async fn run(global: &GlobalArgs, args: &PsqlArgs, out: &Output) -> anyhow::Result<()> {
     out.json_report(&json!({"environment": args.env}));
-    let config = crate::commands::load_config(global, &[&args.env], &out)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let database = env
         .database

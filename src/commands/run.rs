@@ -17,7 +17,7 @@ use crate::output::Output;
 /// Run a one-off command in the environment.
 pub async fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> anyhow::Result<()> {
     out.json_report(&json!({"environment": args.env}));
-    let config = crate::commands::load_config(global, &[&args.env], &out)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let mut settings = match &args.workload {
         Some(workload) => RunSettings {

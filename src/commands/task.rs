@@ -23,7 +23,7 @@ pub async fn run(
     out: &Output,
 ) -> anyhow::Result<()> {
     out.json_report(&json!({"environment": env_name, "task": name}));
-    let config = crate::commands::load_config(global, &[env_name], &out)?;
+    let config = crate::commands::load_config(global, &[env_name], out)?;
     let env = config.environment(env_name)?;
     let task = config.task(name)?;
     let mut command = task.command.clone();

@@ -29,7 +29,8 @@ pub fn locate(given: Option<&Path>) -> anyhow::Result<PathBuf> {
             search(&current)?
         }
     };
-    tracing::info!("configuration: {}", path.display());
+    let shown = std::path::absolute(&path).unwrap_or_else(|_| path.clone());
+    tracing::info!("configuration: {}", shown.display());
     Ok(path)
 }
 
