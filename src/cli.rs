@@ -29,14 +29,11 @@ pub struct Cli {
 /// Options every command accepts.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// The berth.yaml describing the app and its environments.
-    #[arg(
-        long,
-        global = true,
-        env = "BERTH_CONFIG",
-        default_value = "berth.yaml"
-    )]
-    pub config: PathBuf,
+    /// The berth.yaml describing the app and its environments [default: the
+    /// first berth.yaml from the current directory up to the repository's
+    /// root, as git finds its repository].
+    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
     /// How to report progress and results.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Auto)]
     pub output: OutputFormat,

@@ -4,6 +4,7 @@
 //! they print; [`label`] and [`pin_images`] then change those objects in
 //! memory only. Nothing here writes to the deploy repo.
 
+mod images;
 mod incompatible;
 mod tool;
 mod version;
@@ -18,6 +19,7 @@ use crate::cluster::{INSTANCE_LABEL as INSTANCE, instance};
 use crate::config::{Config, Environment, Source};
 use crate::error::input_error;
 use crate::image_ref;
+pub use images::{ContainerImage, ImageCheck};
 pub use tool::TOOL_TIMEOUT;
 use tool::Tool;
 
@@ -229,6 +231,65 @@ pub fn pin_images(objects: &mut [DynamicObject], pins: &Pins) -> Vec<PinnedImage
         }
     }
     pinned
+}
+
+/// Every container and init container image in the pod specs of `objects`
+/// (the kinds [`pin_images`] pins), in document order.
+pub fn container_images(objects: &[DynamicObject]) -> Vec<ContainerImage> {
+    let mut images = Vec::new();
+    for object in objects {
+        let Some(spec) = pod_spec_pointer(kind_of(object)).and_then(|p| object.data.pointer(&p))
+        else {
+            continue;
+        };
+        for list in ["initContainers", "containers"] {
+            for container in spec
+                .get(list)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(image) = container.get("image").and_then(Value::as_str) else {
+                    continue;
+                };
+                images.push(ContainerImage {
+                    object: object_ref(object),
+                    container: container
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    image: image.to_owned(),
+                });
+            }
+        }
+    }
+    images
+}
+
+/// Check berth.yaml's `images:` against environment `env`'s `containers`
+/// (rendered and pinned, [`container_images`]): `pinned` are the images
+/// pinned in the render and the migration; `migrate.image` and an assets
+/// image count as used too.
+pub fn check_images(
+    config: &Config,
+    env: &Environment,
+    containers: &[ContainerImage],
+    pinned: &[&PinnedImage],
+) -> ImageCheck {
+    let mut used: BTreeSet<&str> = pinned
+        .iter()
+        .map(|p| image_ref::repository(&p.from))
+        .collect();
+    if let Some(crate::config::MigrationSource::Built(migrate)) = &env.migrate {
+        used.insert(&migrate.image);
+    }
+    if let Some(crate::config::AssetSource::Image { repository, .. }) =
+        env.assets.as_ref().map(|assets| &assets.from)
+    {
+        used.insert(repository);
+    }
+    images::check(&config.images, &used, containers)
 }
 
 /// Read the objects in a multi-document YAML stream printed by `shown`.

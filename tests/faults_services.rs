@@ -529,11 +529,32 @@ impl Staging {
             .map(|i| format!("{}/workbench/{i}", registry_proxy.address()))
             .collect::<Vec<_>>()
             .join(", ");
+        // The overlay's images renamed to the registry proxy's, as listed:
+        // a listed repository no container uses is refused.
+        let overlay = dir.join("overlay");
+        std::fs::create_dir_all(&overlay).unwrap();
+        let renames: String = support::github::APP_IMAGES
+            .iter()
+            .map(|i| {
+                format!(
+                    "  - {{ name: 127.0.0.1:25000/workbench/{i}, newName: {}/workbench/{i} }}\n",
+                    registry_proxy.address()
+                )
+            })
+            .collect();
+        std::fs::write(
+            overlay.join("kustomization.yaml"),
+            format!(
+                "resources: [{}]\nimages:\n{renames}",
+                relative(&overlay, &kwok_app().join("overlays/staging")).display()
+            ),
+        )
+        .unwrap();
         let config = format!(
             "app: wb\nimages: [{images}]\ngithub: {{ repo: example/workbench, branch: master }}\n\
              environments:\n  staging:\n    context: berth-local\n    namespace: {name}\n    \
              overlay: {}\n    rollout: {{ timeout: 90s }}\n",
-            kwok_app().join("overlays/staging").display()
+            overlay.display()
         );
         std::fs::write(dir.join("berth.yaml"), config).unwrap();
         Staging {

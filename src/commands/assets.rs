@@ -48,7 +48,7 @@ fn configured<'a>(
 /// Upload one SHA's assets; Ctrl-C aborts cleanly (exit 130).
 async fn push(global: &GlobalArgs, args: &AssetsPushArgs, out: &Arc<Output>) -> anyhow::Result<()> {
     let mut interrupts = Interrupts::listen()?;
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.target.env], out)?;
     let (env, assets) = configured(&config, &args.target.env)?;
     let sha = config::parse_sha(&args.target.sha)?;
     let source = match &args.from_dir {
@@ -124,7 +124,7 @@ async fn prune(
              and previous releases are kept anyway)",
         ));
     }
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let (env, assets) = configured(&config, &args.env)?;
     let kube = client::connect(env.context.as_deref()).await?;
     let store = store::for_environment(env, assets, Some(&kube)).await?;

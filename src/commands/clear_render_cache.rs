@@ -55,7 +55,7 @@ pub async fn run(
     out: Arc<Output>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], &out)?;
     let env = config.environment(&args.env)?;
     let cache = settings(&config, &args.env)?;
     let bucket = &cache.buckets[&args.env];

@@ -21,8 +21,10 @@ pub async fn run(global: &GlobalArgs, args: &ConfigArgs, out: &Output) -> anyhow
             stdout::line(serde_json::to_string_pretty(&Config::schema())?)?;
         }
         ConfigCommand::Validate => {
-            out.json_report(&json!({"config": global.config.display().to_string()}));
-            let config = Config::load(&global.config)?;
+            let path = crate::config::locate(global.config.as_deref())?;
+            out.json_report(&json!({"config": path.display().to_string()}));
+            let config = Config::load(&path)?;
+            let mut refusals = Vec::new();
             for (name, env) in &config.environments {
                 let mut objects = render::render(&config, name, env).await?;
                 let pins = render::Pins::at_sha(&config.images, "0000000");
@@ -37,6 +39,18 @@ pub async fn run(global: &GlobalArgs, args: &ConfigArgs, out: &Output) -> anyhow
                     ),
                     _ => None,
                 };
+                // `images:` checked as a deploy checks it; every environment's
+                // refusals are reported together.
+                let all_pinned: Vec<_> = pinned
+                    .iter()
+                    .chain(migration.iter().flat_map(|o| &o.pinned))
+                    .collect();
+                let containers = render::container_images(&objects);
+                let images = render::check_images(&config, env, &containers, &all_pinned);
+                refusals.extend(images.error(&config.path, name));
+                for warning in images.warnings(name) {
+                    out.warn(&warning);
+                }
                 if json {
                     stdout::line(json!({
                         "event": "environment",
@@ -63,8 +77,12 @@ pub async fn run(global: &GlobalArgs, args: &ConfigArgs, out: &Output) -> anyhow
                     }
                 }
             }
+            if !refusals.is_empty() {
+                let lines: Vec<String> = refusals.iter().map(|e| format!("{e:#}")).collect();
+                return Err(crate::error::input_error(lines.join("\n")));
+            }
             if !json {
-                stdout::line(format!("{} is valid", global.config.display()))?;
+                stdout::line(format!("{} is valid", path.display()))?;
             }
         }
     }

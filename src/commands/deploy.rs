@@ -27,7 +27,11 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         maintenance: args.maintenance,
         dry_run: args.dry_run,
         no_backup: args.no_backup,
-        ..DeploySettings::new(&global.config, &args.target.env, &args.target.sha)
+        ..DeploySettings::new(
+            crate::config::locate(global.config.as_deref())?,
+            &args.target.env,
+            &args.target.sha,
+        )
     };
     deploy(&settings, Request::overlay(), Extras::default(), out).await
 }

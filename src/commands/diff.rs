@@ -90,7 +90,11 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
     // a plan that only shows what would happen
     let settings = DeploySettings {
         dry_run: true,
-        ..DeploySettings::new(&global.config, &args.env, &args.sha)
+        ..DeploySettings::new(
+            crate::config::locate(global.config.as_deref())?,
+            &args.env,
+            &args.sha,
+        )
     };
     let (client, plan) = pipeline::plan(&settings, None, &out).await?;
     let ns = &plan.env.namespace;

@@ -5,13 +5,13 @@ use serde_json::json;
 
 use crate::cli::{EnvArg, GlobalArgs};
 use crate::cluster::{client, lock, release};
-use crate::config::{self, Config};
+use crate::config;
 use crate::output::{Mode, Output};
 use crate::stdout;
 
 /// Print the environment's releases.
 pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Result<()> {
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let client = client::connect_multiplexed(env.context.as_deref()).await?;
     let (lock, releases) = tokio::try_join!(

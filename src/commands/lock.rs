@@ -8,7 +8,6 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, LockAction, LockArgs};
 use crate::cluster::client;
 use crate::cluster::lock::{self, LockState};
-use crate::config::Config;
 use crate::error::{BerthError, input_error};
 use crate::identity::Deployer;
 use crate::output::{Mode, Output};
@@ -38,7 +37,7 @@ pub async fn run(global: &GlobalArgs, args: &LockArgs, out: &Output) -> anyhow::
              e.g. --ttl 1h",
         ));
     }
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let client = client::connect_multiplexed(env.context.as_deref()).await?;
     let ns = &env.namespace;

@@ -13,7 +13,6 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, MaintenanceAction, MaintenanceArgs};
 use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
-use crate::config::Config;
 use crate::error::{BerthError, Outcome, exit_code_number, input_error, kind_of};
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::maintenance::{Scope, Selector, Status};
@@ -95,7 +94,7 @@ async fn execute(
     maintenance: &mut Option<Status>,
 ) -> anyhow::Result<()> {
     check_page_args(args)?;
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let client = client::connect(env.context.as_deref()).await?;
     let scope = Scope::new(client.clone(), &config.app, &args.env, env);

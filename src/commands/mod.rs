@@ -21,7 +21,10 @@ mod task;
 
 use std::sync::Arc;
 
-use crate::cli::{AssetsCommand, BackupCommand, Cli, Command, ConfigCommand, DbCommand};
+use crate::cli::{
+    AssetsCommand, BackupCommand, Cli, Command, ConfigCommand, DbCommand, GlobalArgs,
+};
+use crate::config::Config;
 use crate::error::BerthError;
 use crate::output::{Closing, Output};
 
@@ -79,6 +82,18 @@ async fn dispatch(cli: &Cli, out: Arc<Output>) -> anyhow::Result<()> {
         Command::Preview(_) => "preview",
     };
     Err(BerthError::NotBuilt { command }.into())
+}
+
+/// berth.yaml ([`crate::config::locate`]: `--config`, else found from the
+/// current directory up), checked for a command touching the environments
+/// `envs`: another environment's problems are one warning on `out`.
+pub(crate) fn load_config(
+    global: &GlobalArgs,
+    envs: &[&str],
+    out: &Output,
+) -> anyhow::Result<Config> {
+    let path = crate::config::locate(global.config.as_deref())?;
+    Config::load_for(&path, envs, out)
 }
 
 /// The command as its report's `command` names it: the name typed, aliases

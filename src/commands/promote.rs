@@ -30,7 +30,7 @@ pub async fn run(
     options: &PromoteOptions,
     out: Arc<Output>,
 ) -> anyhow::Result<()> {
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[from, to], &out)?;
     let source_env = config.environment(from)?;
     config.environment(to)?;
     if from == to {
@@ -75,7 +75,7 @@ pub async fn run(
     let settings = DeploySettings {
         timeout: options.wait.timeout,
         lock_wait: options.wait.lock_wait,
-        ..DeploySettings::new(&global.config, to, &source.sha)
+        ..DeploySettings::new(&config.path, to, &source.sha)
     };
     let request = Request {
         source: Source::Overlay(Some(pins(&config, source))),

@@ -15,7 +15,6 @@ use serde_json::json;
 use crate::cli::{GlobalArgs, PsqlArgs};
 use crate::cluster::exec::{self, READY_MARKER, Session};
 use crate::cluster::{client, pods};
-use crate::config::Config;
 use crate::error::{BerthError, input_error};
 use crate::output::Output;
 use crate::terminal;
@@ -23,7 +22,7 @@ use crate::terminal;
 /// Open psql in the environment's database workload.
 pub async fn run(global: &GlobalArgs, args: &PsqlArgs, out: &Output) -> anyhow::Result<()> {
     out.json_report(&json!({"environment": args.env}));
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let database = env
         .database

@@ -38,7 +38,7 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
             ))
         })?;
     }
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], &out)?;
     let env = config.environment(&args.env)?;
     let to = args.to.as_deref().map(Target::parse).transpose()?;
     let client = client::connect(env.context.as_deref()).await?;
@@ -58,7 +58,7 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
     let mut settings = DeploySettings {
         timeout: args.wait.timeout,
         lock_wait: args.wait.lock_wait,
-        ..DeploySettings::new(&global.config, &args.env, &target.sha)
+        ..DeploySettings::new(&config.path, &args.env, &target.sha)
     };
     let prepared = async {
         let planned = crate::pipeline::plan_release(&settings, &target, &out).await?;

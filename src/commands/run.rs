@@ -10,14 +10,14 @@ use serde_json::json;
 use crate::cli::{GlobalArgs, RunArgs};
 use crate::cluster::run_pod::OneOff;
 use crate::cluster::{client, pods};
-use crate::config::{Config, RunSettings};
+use crate::config::RunSettings;
 use crate::error::BerthError;
 use crate::output::Output;
 
 /// Run a one-off command in the environment.
 pub async fn run(global: &GlobalArgs, args: &RunArgs, out: &Output) -> anyhow::Result<()> {
     out.json_report(&json!({"environment": args.env}));
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], out)?;
     let env = config.environment(&args.env)?;
     let mut settings = match &args.workload {
         Some(workload) => RunSettings {

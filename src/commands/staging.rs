@@ -33,7 +33,7 @@ pub async fn run(
     args: &UpdateStagingArgs,
     out: Arc<Output>,
 ) -> anyhow::Result<()> {
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[STAGING], &out)?;
     let Some(github) = &config.github else {
         return Err(input_error(
             "berth.yaml has no `github:` block, so berth cannot tell which commits passed CI; \
@@ -81,7 +81,7 @@ pub async fn run(
     let settings = DeploySettings {
         timeout: args.wait.timeout,
         lock_wait: args.wait.lock_wait,
-        ..DeploySettings::new(&global.config, STAGING, &commit.sha)
+        ..DeploySettings::new(&config.path, STAGING, &commit.sha)
     };
     let request = Request {
         source: Source::Overlay(Some(pins)),

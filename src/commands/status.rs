@@ -22,7 +22,10 @@ use crate::stdout;
 
 /// Print the status of one environment, or of all of them.
 pub async fn run(global: &GlobalArgs, args: &StatusArgs, out: &Output) -> anyhow::Result<()> {
-    let config = Config::load(&global.config)?;
+    // Without an environment, every sound one: one with problems is a
+    // warning, not a reason to show none.
+    let touched: Vec<&str> = args.env.as_deref().into_iter().collect();
+    let config = crate::commands::load_config(global, &touched, out)?;
     let names: Vec<String> = match &args.env {
         Some(name) => {
             config.environment(name)?;

@@ -10,7 +10,7 @@ use crate::cli::GlobalArgs;
 use crate::cluster::exec::{self, Session};
 use crate::cluster::run_pod::OneOff;
 use crate::cluster::{client, pods};
-use crate::config::{Config, TaskTarget};
+use crate::config::TaskTarget;
 use crate::error::{BerthError, input_error};
 use crate::output::Output;
 use crate::terminal;
@@ -23,7 +23,7 @@ pub async fn run(
     out: &Output,
 ) -> anyhow::Result<()> {
     out.json_report(&json!({"environment": env_name, "task": name}));
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[env_name], out)?;
     let env = config.environment(env_name)?;
     let task = config.task(name)?;
     let mut command = task.command.clone();

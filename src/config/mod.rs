@@ -1,14 +1,18 @@
 //! The berth.yaml model, its JSON Schema, and validation.
 //!
-//! [`Config::load`] reads, parses and checks berth.yaml. Every error is an
-//! input error (exit 2) naming the file, the key and the fix. Relative paths
-//! in the file resolve against berth.yaml's directory.
+//! [`locate`] finds berth.yaml (from the current directory up to the
+//! repository's root, like git); [`Config::load`] reads, parses and checks
+//! all of it, [`Config::load_for`] the file and the environments a command
+//! touches. Every error is an input error (exit 2) naming the file, the key
+//! and the fix. Relative paths in the file resolve against berth.yaml's
+//! directory.
 //!
 //! A migration's image must also be listed in `images`: `images` is the one
 //! list of repositories CI builds and tags with the SHA, so the registry check
 //! before a deploy covers the migration image too.
 
 mod file;
+mod locate;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -16,8 +20,32 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::input_error;
+use crate::output::Output;
 use file::ConfigFile;
+pub use locate::locate;
 use validate::Problem;
+
+/// Which environments loading berth.yaml checks.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// Every environment: a problem anywhere is an error (`berth config validate`).
+    All,
+    /// Only these (the ones a command touches): another environment with
+    /// problems is left out of [`Config::environments`] and kept in
+    /// [`Config::skipped`], so one environment's mistake never blocks
+    /// another's commands.
+    Environments(&'a [&'a str]),
+}
+
+impl Scope<'_> {
+    /// Whether a problem of environment `name` is an error.
+    fn checks(&self, name: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Environments(names) => names.contains(&name),
+        }
+    }
+}
 
 /// The app and its environments, as described by berth.yaml, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +66,11 @@ pub struct Config {
     pub tasks: BTreeMap<String, Task>,
     /// berth.yaml's directory (absolute); relative paths in berth.yaml resolve against it.
     pub dir: PathBuf,
+    /// berth.yaml, as found or given (named in messages).
+    pub path: PathBuf,
+    /// Environments with problems that the [`Scope`] did not check, left out
+    /// of `environments`: each problem as `key: what is wrong`.
+    pub skipped: BTreeMap<String, Vec<String>>,
 }
 
 /// A named task from berth.yaml's `tasks:`.
@@ -508,26 +541,45 @@ pub struct RolloutSettings {
 }
 
 impl Config {
-    /// Read, parse and check the berth.yaml at `path`.
+    /// Read, parse and check all of the berth.yaml at `path`.
     ///
     /// Every error is an input error naming the file, the key (with line and
     /// column where the YAML parser knows them) and the fix.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|error| {
-            input_error(format!(
-                "cannot read {}: {error}; run {berth} from the deploy repo's root, \
-                 or point --config (or BERTH_CONFIG) at berth.yaml",
-                path.display(),
-                berth = crate::program::name()
-            ))
-        })?;
-        Config::parse(&text, path)
+        Config::parse_in(&read(path)?, path, Scope::All)
     }
 
-    /// Parse and check berth.yaml's `text`, read from `path`: the path is
-    /// named in messages, and overlays are found relative to its directory.
-    /// Every error is an input error, as with [`Config::load`].
+    /// Read berth.yaml at `path` for a command touching the environments
+    /// `envs`: the whole file's syntax and keys are checked, and those
+    /// environments; another environment's problems are one warning on
+    /// `out` (`berth config validate` lists them), not an error.
+    pub fn load_for(path: &Path, envs: &[&str], out: &Output) -> anyhow::Result<Config> {
+        let config = Config::parse_in(&read(path)?, path, Scope::Environments(envs))?;
+        // A command may load berth.yaml twice (a rollback, then its deploy):
+        // the warning is said once.
+        static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        if let Some(warning) = config.skipped_warning() {
+            let mut said = SAID
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if !said.contains(&warning) {
+                out.warn(&warning);
+                said.push(warning);
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parse and check all of berth.yaml's `text`, read from `path`: the
+    /// path is named in messages, and overlays are found relative to its
+    /// directory. Every error is an input error, as with [`Config::load`].
     pub fn parse(text: &str, path: &Path) -> anyhow::Result<Config> {
+        Config::parse_in(text, path, Scope::All)
+    }
+
+    /// Parse berth.yaml's `text`, read from `path`, checking the
+    /// environments `scope` names, as [`Config::parse`] does.
+    pub fn parse_in(text: &str, path: &Path, scope: Scope) -> anyhow::Result<Config> {
         let value: serde_norway::Value =
             serde_norway::from_str(text).map_err(|error| yaml_error(path, &error))?;
         if value.is_null() {
@@ -549,13 +601,57 @@ impl Config {
                     path.display()
                 ))
             })?;
-        validate::validate(file, &dir).map_err(|problems| problems_error(path, &problems))
+        validate::validate(file, path, &dir, &scope)
+            .map_err(|problems| problems_error(path, &problems))
+    }
+
+    /// The one warning line about [`Config::skipped`] environments, if any.
+    pub fn skipped_warning(&self) -> Option<String> {
+        let problems = self.skipped.values().next()?;
+        let names: Vec<String> = self
+            .skipped
+            .keys()
+            .map(|name| format!("`{name}`"))
+            .collect();
+        let count: usize = self.skipped.values().map(Vec::len).sum();
+        let subject = if names.len() == 1 {
+            format!("environment {} has", names[0])
+        } else {
+            format!("environments {} have", names.join(", "))
+        };
+        let more = match count {
+            1 => String::new(),
+            2 => "; and 1 more".to_owned(),
+            n => format!("; and {} more", n - 1),
+        };
+        Some(format!(
+            "{}: {subject} {} ({}{more}); `{berth} config validate` lists {}",
+            self.path.display(),
+            if count == 1 { "a problem" } else { "problems" },
+            problems[0],
+            if count == 1 { "it" } else { "them" },
+            berth = crate::program::name()
+        ))
     }
 
     /// The environment called `name`, or an input error listing the known ones.
     pub fn environment(&self, name: &str) -> anyhow::Result<&Environment> {
+        if let Some(problems) = self.skipped.get(name) {
+            return Err(input_error(format!(
+                "{}: environment `{name}` has problems: {}; `{berth} config validate` says how \
+                 to fix them",
+                self.path.display(),
+                problems.join("; "),
+                berth = crate::program::name()
+            )));
+        }
         self.environments.get(name).ok_or_else(|| {
-            let known: Vec<String> = self.environments.keys().map(|k| format!("`{k}`")).collect();
+            let known: Vec<String> = self
+                .environments
+                .keys()
+                .chain(self.skipped.keys())
+                .map(|k| format!("`{k}`"))
+                .collect();
             input_error(format!(
                 "no environment `{name}` in berth.yaml (it has {}); use one of those, \
                  or add it under `environments:` in berth.yaml",
@@ -682,12 +778,20 @@ fn yaml_error(path: &Path, error: &serde_norway::Error) -> anyhow::Error {
     input_error(text)
 }
 
+/// The text of berth.yaml at `path`, or an input error saying how to point at it.
+fn read(path: &Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path).map_err(|error| {
+        input_error(format!(
+            "cannot read {}: {error}; point --config (or BERTH_CONFIG) at berth.yaml, \
+             or leave both out to use the berth.yaml found from the current directory up",
+            path.display()
+        ))
+    })
+}
+
 /// An input error listing every problem found in berth.yaml.
 fn problems_error(path: &Path, problems: &[Problem]) -> anyhow::Error {
-    let lines: Vec<String> = problems
-        .iter()
-        .map(|p| format!("{}: {}: {}; {}", path.display(), p.key, p.problem, p.fix))
-        .collect();
+    let lines: Vec<String> = problems.iter().map(|p| p.line(path)).collect();
     input_error(lines.join("\n"))
 }
 

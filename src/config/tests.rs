@@ -921,3 +921,152 @@ fn backups_without_a_database_secret_or_sharing_a_prefix_are_refused_together() 
         ],
     );
 }
+
+/// berth.yaml with a sound `production` and a `staging` whose overlay is mistyped.
+const STAGING_MISTYPED: &str = "\
+app: shop
+images: [registry.example.com/shop/web]
+environments:
+  production:
+    namespace: shop
+    overlay: overlays/staging
+  staging:
+    namespace: shop-staging
+    overlay: overlays/stagng
+";
+
+#[test]
+fn another_environments_problem_is_one_warning_not_an_error() {
+    let repo = Repo::new("scope-other");
+    repo.write("berth.yaml", STAGING_MISTYPED);
+    let path = repo.0.join("berth.yaml");
+    let config = Config::parse_in(
+        STAGING_MISTYPED,
+        &path,
+        Scope::Environments(&["production"]),
+    )
+    .unwrap();
+    assert_eq!(config.environment("production").unwrap().namespace, "shop");
+    assert!(!config.environments.contains_key("staging"));
+    let warning = config.skipped_warning().expect("a warning");
+    assert_mentions(
+        &warning,
+        &[
+            &path.display().to_string(),
+            "environment `staging` has a problem",
+            "environments.staging.overlay: overlays/stagng is not a directory",
+            "config validate` lists it",
+        ],
+    );
+    assert!(!warning.contains('\n'), "one line: {warning}");
+    // Using the skipped environment anyway names its problem.
+    let error = config.environment("staging").unwrap_err();
+    assert_eq!(exit_code_of(&error), ExitCode::from(2));
+    assert_mentions(&error.to_string(), &["overlays/stagng is not a directory"]);
+}
+
+#[test]
+fn the_environment_touched_and_the_whole_file_are_still_checked() {
+    let repo = Repo::new("scope-touched");
+    let path = repo.0.join("berth.yaml");
+    let error =
+        Config::parse_in(STAGING_MISTYPED, &path, Scope::Environments(&["staging"])).unwrap_err();
+    assert_eq!(exit_code_of(&error), ExitCode::from(2));
+    assert_mentions(&error.to_string(), &["environments.staging.overlay"]);
+    // Scope::All (`config validate`, Config::load) refuses it too.
+    assert_mentions(
+        &repo.error(STAGING_MISTYPED),
+        &["environments.staging.overlay"],
+    );
+    // An unknown key is refused whichever environment it is in.
+    let unknown = STAGING_MISTYPED.replace("namespace: shop-staging", "namspace: shop-staging");
+    let error =
+        Config::parse_in(&unknown, &path, Scope::Environments(&["production"])).unwrap_err();
+    assert_mentions(&error.to_string(), &["unknown field `namspace`"]);
+    // So is a problem of the file's own keys.
+    let bad_app = STAGING_MISTYPED.replace("app: shop", "app: Shop_");
+    let error =
+        Config::parse_in(&bad_app, &path, Scope::Environments(&["production"])).unwrap_err();
+    assert_mentions(&error.to_string(), &["app: \"Shop_\" is not a valid name"]);
+}
+
+#[test]
+fn several_broken_environments_are_still_one_line() {
+    let repo = Repo::new("scope-several");
+    let path = repo.0.join("berth.yaml");
+    let yaml = format!("{STAGING_MISTYPED}  qa:\n    namespace: Shop-QA\n    overlay: nowhere\n");
+    let config = Config::parse_in(&yaml, &path, Scope::Environments(&[])).unwrap();
+    assert_eq!(
+        config.environments.keys().collect::<Vec<_>>(),
+        ["production"]
+    );
+    let warning = config.skipped_warning().unwrap();
+    assert_mentions(
+        &warning,
+        &[
+            "environments `qa`, `staging` have problems",
+            "and 2 more",
+            "lists them",
+        ],
+    );
+    assert!(!warning.contains('\n'), "one line: {warning}");
+    let sound = Config::parse_in(MINIMAL, &path, Scope::Environments(&["staging"])).unwrap();
+    assert_eq!(sound.skipped_warning(), None);
+}
+
+#[test]
+fn a_backup_location_shared_with_the_environment_touched_is_an_error() {
+    let repo = Repo::new("scope-backups");
+    let path = repo.0.join("berth.yaml");
+    let shared = BACKUPS.replace(
+        "credentials_secret: s3, schedule",
+        "credentials_secret: s3, prefix: production/, schedule",
+    );
+    for touched in ["staging", "production"] {
+        let error = Config::parse_in(&shared, &path, Scope::Environments(&[touched])).unwrap_err();
+        assert_mentions(
+            &error.to_string(),
+            &[
+                &format!("environments.{touched}.backups.prefix"),
+                "as in environment",
+            ],
+        );
+    }
+    // Neither touched: one warning.
+    let config = Config::parse_in(&shared, &path, Scope::Environments(&[])).unwrap();
+    assert_mentions(&config.skipped_warning().unwrap(), &["backups.prefix"]);
+}
+
+#[test]
+fn berth_yaml_is_found_from_a_subdirectory_up_to_the_repository_root() {
+    let repo = Repo::new("locate");
+    repo.write("berth.yaml", MINIMAL);
+    repo.write("overlays/staging/deep/.keep", "");
+    fs::create_dir_all(repo.0.join(".git")).unwrap();
+    assert_eq!(
+        locate::search(&repo.0).unwrap(),
+        PathBuf::from("berth.yaml")
+    );
+    let deep = repo.0.join("overlays/staging/deep");
+    assert_eq!(locate::search(&deep).unwrap(), repo.0.join("berth.yaml"));
+    // Not above the repository's root, even when a parent has one.
+    let outer = Repo::new("locate-outer");
+    outer.write("berth.yaml", MINIMAL);
+    outer.write("inner/.git", "gitdir: elsewhere\n");
+    outer.write("inner/src/.keep", "");
+    let error = locate::search(&outer.0.join("inner/src")).unwrap_err();
+    assert_eq!(exit_code_of(&error), ExitCode::from(2));
+    assert_mentions(
+        &error.to_string(),
+        &[
+            "no berth.yaml found in",
+            &outer.0.join("inner/src").display().to_string(),
+            &format!(
+                "up to {} (the repository's root)",
+                outer.0.join("inner").display()
+            ),
+            "--config",
+            "BERTH_CONFIG",
+        ],
+    );
+}

@@ -12,7 +12,8 @@ use super::file::{
 use super::{
     AssetSource, Assets, Backups, BeforeMigrate, Conclusion, Config, Database, Drill, Environment,
     Framework, GitHub, Kustomize, Maintenance, Migrate, MigrateOverlay, MigrationSource,
-    RenderCache, Retention, RolloutSettings, RunSettings, SchemaSettings, Source, Task, TaskTarget,
+    RenderCache, Retention, RolloutSettings, RunSettings, SchemaSettings, Scope, Source, Task,
+    TaskTarget,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -26,9 +27,35 @@ pub(super) struct Problem {
     pub fix: String,
 }
 
-/// Check everything in `file` and build the model, or list every problem found.
-/// Relative paths are resolved against `dir`, berth.yaml's directory.
-pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Problem>> {
+impl Problem {
+    /// The problem as one line naming berth.yaml at `path`.
+    pub fn line(&self, path: &Path) -> String {
+        format!(
+            "{}: {}: {}; {}",
+            path.display(),
+            self.key,
+            self.problem,
+            self.fix
+        )
+    }
+
+    /// Where and what, without the fix: `key: what is wrong`.
+    pub fn summary(&self) -> String {
+        format!("{}: {}", self.key, self.problem)
+    }
+}
+
+/// Check `file` and build the model, or list every problem that is an
+/// error. The file's own keys are always checked; an environment's only when
+/// `scope` checks it: another environment with problems is left out of the
+/// model, its problems kept in [`Config::skipped`]. Relative paths are
+/// resolved against `dir`, berth.yaml's directory; `path` is berth.yaml.
+pub(super) fn validate(
+    file: ConfigFile,
+    path: &Path,
+    dir: &Path,
+    scope: &Scope,
+) -> Result<Config, Vec<Problem>> {
     let mut checker = Checker {
         dir,
         problems: Vec::new(),
@@ -52,16 +79,25 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
     }
     let environment_names: Vec<String> = file.environments.keys().cloned().collect();
     let kustomize = checker.render("render", file.render.as_ref(), Kustomize::Kubectl);
-    let environments: BTreeMap<String, Environment> = file
-        .environments
-        .into_iter()
-        .filter_map(|(name, environment)| {
-            let environment =
-                checker.environment(&file.app, &file.images, &kustomize, &name, environment);
-            Some((name, environment?))
-        })
-        .collect();
-    checker.backup_locations(&environments);
+    let mut environments = BTreeMap::new();
+    let mut skipped: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
+    for (name, environment) in file.environments {
+        let before = checker.problems.len();
+        let built = checker.environment(&file.app, &file.images, &kustomize, &name, environment);
+        if !scope.checks(&name) && checker.problems.len() > before {
+            skipped.insert(name, checker.problems.split_off(before));
+        } else if let Some(built) = built {
+            environments.insert(name, built);
+        }
+    }
+    for (name, problem) in Checker::backup_locations(&environments, scope) {
+        if scope.checks(&name) {
+            checker.problems.push(problem);
+        } else {
+            skipped.entry(name).or_default().push(problem);
+        }
+    }
+    environments.retain(|name, _| !skipped.contains_key(name));
     let render_cache = file
         .render_cache
         .map(|cache| checker.render_cache(cache, &environment_names));
@@ -84,7 +120,15 @@ pub(super) fn validate(file: ConfigFile, dir: &Path) -> Result<Config, Vec<Probl
         releases_kept: file.releases_kept,
         environments,
         tasks,
+        path: path.to_path_buf(),
         dir: dir.to_path_buf(),
+        skipped: skipped
+            .into_iter()
+            .map(|(name, problems)| {
+                let lines = problems.iter().map(Problem::summary).collect();
+                (name, lines)
+            })
+            .collect(),
     })
 }
 
@@ -375,26 +419,40 @@ impl Checker<'_> {
     }
 
     /// Two environments' backups must not share a bucket and prefix: each
-    /// would list, prune and restore the other's backups.
-    fn backup_locations(&mut self, environments: &BTreeMap<String, Environment>) {
+    /// would list, prune and restore the other's backups. Each clash is
+    /// returned with the environment it is reported under: one `scope`
+    /// checks if there is one, so that using either environment finds it.
+    fn backup_locations(
+        environments: &BTreeMap<String, Environment>,
+        scope: &Scope,
+    ) -> Vec<(String, Problem)> {
         let mut seen: BTreeMap<(String, String), &str> = BTreeMap::new();
+        let mut clashes = Vec::new();
         for (name, environment) in environments {
             let Some(backups) = &environment.backups else {
                 continue;
             };
             let location = (backups.bucket.clone(), backups.prefix.clone());
             if let Some(first) = seen.insert(location, name) {
-                self.report(
-                    format!("environments.{name}.backups.prefix"),
-                    format!(
-                        "is {:?} in bucket {}, as in environment {first}",
+                let (this, other) = if scope.checks(name) || !scope.checks(first) {
+                    (name.as_str(), first)
+                } else {
+                    (first, name.as_str())
+                };
+                let problem = Problem {
+                    key: format!("environments.{this}.backups.prefix"),
+                    problem: format!(
+                        "is {:?} in bucket {}, as in environment {other}",
                         backups.prefix, backups.bucket
                     ),
-                    "give each environment its own prefix (the default is the environment's name) \
-                     or its own bucket",
-                );
+                    fix: "give each environment its own prefix (the default is the \
+                          environment's name) or its own bucket"
+                        .to_owned(),
+                };
+                clashes.push((this.to_owned(), problem));
             }
         }
+        clashes
     }
 
     /// Check the `backups:` block of environment `env` (at `key`), which

@@ -94,7 +94,7 @@ pub async fn plan(
 ) -> anyhow::Result<(Client, Plan)> {
     out.step("validate");
     let env_name = settings.env_name.as_str();
-    let (config, env) = load(settings)?;
+    let (config, env) = load(settings, out)?;
     let sha = config::parse_sha(&settings.sha)?;
     // Render (a kubectl or helm process) while connecting to the cluster; a
     // render error is reported first, being the cheaper one to fix.
@@ -107,6 +107,7 @@ pub async fn plan(
     render::label(&mut objects, &config.app, env_name)?;
     let pins = pins.unwrap_or_else(|| Pins::at_sha(&config.images, &sha));
     let pinned = render::pin_images(&mut objects, &pins);
+    let containers = render::container_images(&objects);
     let template = migrate::take_template(&mut objects)?;
     let pending_check = match (&template, &env.migrate) {
         (Some(template), _) => migrate::template_pending_check(template)?,
@@ -146,9 +147,19 @@ pub async fn plan(
         schema.is_some(),
         settings.no_backup,
     );
-    let migration_pinned = migration_origin
-        .as_ref()
-        .is_some_and(|o| !o.pinned.is_empty());
+    let migration_pinned: Vec<&PinnedImage> =
+        migration_origin.iter().flat_map(|o| &o.pinned).collect();
+    let all_pinned: Vec<&PinnedImage> = pinned.iter().chain(migration_pinned.clone()).collect();
+    // A listed repository no container uses (a typo) would leave its
+    // container at the overlay's tag: refused before anything changes.
+    let images = render::check_images(&config, &env, &containers, &all_pinned);
+    if let Some(refusal) = images.error(&config.path, env_name) {
+        return Err(refusal);
+    }
+    for warning in images.warnings(env_name) {
+        out.warn(&warning);
+    }
+    let migration_pinned = !migration_pinned.is_empty();
     if pinned.is_empty() && !migration_pinned {
         out.warn("no container uses an image listed under `images:` in berth.yaml; nothing is pinned to the SHA");
     }
@@ -199,7 +210,7 @@ pub async fn plan_release(
 ) -> anyhow::Result<(Client, Plan)> {
     out.step("validate");
     let env_name = settings.env_name.as_str();
-    let (config, env) = load(settings)?;
+    let (config, env) = load(settings, out)?;
     if target.manifest_omitted || target.manifest.is_empty() {
         return Err(input_error(format!(
             "release {} kept no manifest (it was too large to record), so it cannot be \
@@ -257,9 +268,9 @@ fn origin(env: &Environment) -> Origin {
     }
 }
 
-/// berth.yaml, and the environment deployed to.
-fn load(settings: &DeploySettings) -> anyhow::Result<(Config, Environment)> {
-    let config = Config::load(&settings.config_path)?;
+/// berth.yaml, checked for the environment deployed to, and that environment.
+fn load(settings: &DeploySettings, out: &Output) -> anyhow::Result<(Config, Environment)> {
+    let config = Config::load_for(&settings.config_path, &[&settings.env_name], out)?;
     let env = config.environment(&settings.env_name)?.clone();
     Ok((config, env))
 }

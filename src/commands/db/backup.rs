@@ -18,7 +18,7 @@ use crate::backup::pods::{AgentRun, AgentTask};
 use crate::backup::store::BackupStore;
 use crate::cli::GlobalArgs;
 use crate::cluster::client;
-use crate::config::{Backups, Config, Environment};
+use crate::config::{Backups, Environment};
 use crate::error::{BerthError, input_error};
 use crate::output::Output;
 
@@ -46,7 +46,7 @@ pub async fn run(
     label: Option<&str>,
     out: Arc<Output>,
 ) -> anyhow::Result<()> {
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[env_name], &out)?;
     let env = config.environment(env_name)?;
     let backups = configured(env_name, env)?;
     out.step("validate");

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::setup;
 use crate::backup::manifest::{BackupStatus, DrillRecord, DrillResult, Manifest};
 use crate::cli::{BackupsArgs, GlobalArgs};
-use crate::config::{self, Config};
+use crate::config;
 use crate::output::{Mode, Output};
 use crate::stdout;
 
@@ -57,7 +57,7 @@ struct Report {
 
 /// Run `db backups`.
 pub async fn run(global: &GlobalArgs, args: &BackupsArgs, out: Arc<Output>) -> anyhow::Result<()> {
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], &out)?;
     let configured = setup::connect(&config, &args.env).await?;
     let store = &configured.store;
     let (mut manifests, mut drills) = tokio::try_join!(store.manifests(), store.all_drills())?;

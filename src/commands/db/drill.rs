@@ -21,7 +21,7 @@ use crate::program;
 
 /// Run `db drill` (or `db drill --check`).
 pub async fn run(global: &GlobalArgs, args: &DrillArgs, out: Arc<Output>) -> anyhow::Result<()> {
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], &out)?;
     let env = config.environment(&args.env)?;
     let backups = backups_of(&args.env, env)?;
     let client = client::connect(env.context.as_deref()).await?;

@@ -10,7 +10,6 @@ use super::setup;
 use crate::backup::restore_record::{RestoreRecord, Stored};
 use crate::backup::retention::{self, Decision, Plan};
 use crate::cli::{GlobalArgs, PruneArgs};
-use crate::config::Config;
 use crate::output::Output;
 
 /// The report of `db prune`.
@@ -26,7 +25,7 @@ struct Report {
 
 /// Run `db prune`.
 pub async fn run(global: &GlobalArgs, args: &PruneArgs, out: Arc<Output>) -> anyhow::Result<()> {
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[&args.env], &out)?;
     let configured = setup::connect(&config, &args.env).await?;
     let store = &configured.store;
     let manifests = store.manifests().await?;

@@ -92,7 +92,7 @@ async fn execute(
 ) -> anyhow::Result<()> {
     let env_name = args.env.as_str();
     let mut interrupts = Interrupts::listen()?;
-    let config = Config::load(&global.config)?;
+    let config = crate::commands::load_config(global, &[env_name], out)?;
     let configured = unless_interrupted(&mut interrupts, setup::connect(&config, env_name)).await?;
     let secret = configured
         .env
