@@ -130,7 +130,7 @@ fn row(listed: &Listed, now: Timestamp) -> [String; 8] {
         None => m.trigger.as_str().to_owned(),
     };
     let release = m.release.as_ref().map_or("-".to_owned(), |r| {
-        format!("{} ({})", r.name, config::sha_prefix(&r.sha, 7))
+        format!("{} ({})", r.name, config::short_sha(&r.sha))
     });
     let status = match (m.status, &m.error) {
         (BackupStatus::Succeeded, _) => "succeeded".to_owned(),
