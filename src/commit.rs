@@ -341,7 +341,7 @@ mod tests {
     async fn a_full_sha_is_kept_without_looking_anywhere() {
         let config = Config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("berth.yaml"))
             .expect("the example berth.yaml loads");
-        let out = Arc::new(Output::new(crate::cli::OutputFormat::Json, "test"));
+        let out = Arc::new(Output::new(crate::output::OutputFormat::Json, "test"));
         let upper = A.to_ascii_uppercase();
         assert_eq!(expand(&config, &upper, &out).await.unwrap(), A);
         let bad = expand(&config, "f5ee48", &out).await.unwrap_err();

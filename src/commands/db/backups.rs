@@ -219,7 +219,7 @@ mod tests {
         manifest.size = 3 * 1024 * 1024;
         manifest.release = Some(ReleaseRef {
             name: "12".into(),
-            sha: "3f2a9c1d0e".into(),
+            sha: "3f2a9c1d0e5b7a8c".into(),
         });
         manifest
     }
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(cells[2], "manual (before upgrade)");
         assert_eq!(cells[3], "3.00 MiB");
         assert_eq!(cells[4], "1m 7s");
-        assert_eq!(cells[5], "12 (3f2a9c1)");
+        assert_eq!(cells[5], "12 (3f2a9c1d0e5b)");
         assert_eq!(cells[7], "passed 2d ago");
         let failed = Listed {
             manifest: manifest(
