@@ -125,7 +125,8 @@ pub struct EnvArg {
 pub struct EnvShaArgs {
     /// Environment name, as in berth.yaml.
     pub env: String,
-    /// Git commit SHA, 7 to 40 hex characters.
+    /// Git commit SHA, 7 to 40 hex characters; an abbreviation is expanded
+    /// to the full SHA (the deploy repo's git, the registry's tags, GitHub).
     pub sha: String,
 }
 

@@ -43,7 +43,7 @@ pub struct Commit {
 }
 
 impl Commit {
-    /// The 7-character SHA people recognize.
+    /// The SHA as berth shows it to people ([`crate::config::short_sha`]).
     pub fn short(&self) -> &str {
         crate::config::short_sha(&self.sha)
     }
@@ -139,6 +139,33 @@ impl Repository {
         }
         commits.truncate(depth);
         Ok(commits)
+    }
+
+    /// The full SHA of the commit `reference` names (a SHA prefix of at
+    /// least 7 hex characters, a branch or a tag), or `None` when GitHub
+    /// has no such commit (or the prefix is ambiguous: GitHub answers 422
+    /// for both).
+    pub async fn commit_sha(&self, reference: &str) -> anyhow::Result<Option<String>> {
+        /// The one field read of GitHub's commit object.
+        #[derive(serde::Deserialize)]
+        struct Sha {
+            sha: String,
+        }
+        let route = format!("/repos/{}/{}/commits/{reference}", self.owner, self.name);
+        let route = &route;
+        let found = self
+            .retried(&format!("reading commit {reference}"), || async move {
+                match self.octocrab.get::<Sha, _, ()>(route, None).await {
+                    Err(octocrab::Error::GitHub { source, .. })
+                        if source.status_code.as_u16() == 422 =>
+                    {
+                        Ok(None)
+                    }
+                    answer => answer.map(Some),
+                }
+            })
+            .await?;
+        Ok(found.map(|commit| commit.sha))
     }
 
     /// Every check run and commit status reported on `sha`, all pages.

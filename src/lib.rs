@@ -6,6 +6,7 @@ pub mod backup;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod commit;
 pub mod config;
 pub mod duration;
 pub mod error;

@@ -331,10 +331,19 @@ impl Output {
         self.finish_workloads();
         self.json_report(report);
         let outcome = match &report.failure {
-            None => format!("{} {} to {}", report.status, report.sha, report.environment),
+            None => format!(
+                "{} {} to {}",
+                report.status,
+                crate::config::short_sha(&report.sha),
+                report.environment
+            ),
             Some(f) => format!(
                 "{} deploying {} to {}: {} {}",
-                report.status, report.sha, report.environment, f.workload, f.reason
+                report.status,
+                crate::config::short_sha(&report.sha),
+                report.environment,
+                f.workload,
+                f.reason
             ),
         };
         let release = report
@@ -557,7 +566,7 @@ fn append_step_summary(report: &Report) {
         } else {
             "deployed"
         },
-        report.sha,
+        crate::config::short_sha(&report.sha),
         report.environment,
         report.status,
         report.release.map_or("-".to_string(), |n| n.to_string()),

@@ -628,6 +628,7 @@ async fn a_full_disk_for_the_hash_cache_only_warns() {
         .arg(app.config())
         .args(["assets", "push", "test", "1a2b3c4"])
         .envs(local_env().vars())
+        .env("BERTH_SHA_AS_GIVEN", "1")
         .env("BERTH_CACHE", &cache)
         .env_remove("GITHUB_ACTIONS")
         .stdin(std::process::Stdio::null())

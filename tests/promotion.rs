@@ -191,7 +191,7 @@ async fn staging_gets_the_newest_green_commit_with_images_then_production_then_r
     let output = app.berth(&["update-staging-to-latest-passing-master"]);
     let err = stderr(&output);
     assert_eq!(code(&output), 0, "{err}");
-    let short = |sha: &str| sha[..7].to_string();
+    let short = |sha: &str| sha[..12].to_string();
     for expected in [
         format!("passed over {}: check 'ci' is pending", short(&pending)),
         format!("passed over {}: check 'ci' failed", short(&failing)),
@@ -359,7 +359,7 @@ async fn no_qualifying_commit_is_refused_and_bad_credentials_are_input_errors() 
     );
     let output = app.berth(&["update-staging-to-latest-passing-master"]);
     assert_eq!(code(&output), 5, "{}", stderr(&output));
-    assert!(stderr(&output).contains(&format!("{}: check 'ci' ended timed_out", &red[..7])));
+    assert!(stderr(&output).contains(&format!("{}: check 'ci' ended timed_out", &red[..12])));
 
     let bad = app
         .command(&["update-staging-to-latest-passing-master"])

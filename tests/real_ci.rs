@@ -141,14 +141,14 @@ async fn a_failed_check_outside_required_checks_blocks_its_commit_unless_allowed
         said.contains(&format!(
             "passed over {}: check 'e2e' failed (not a required check: add it to \
              github.allow_failures to deploy despite it)",
-            &e2e_red[..7]
+            &e2e_red[..12]
         )),
         "{said}"
     );
     assert!(
         said.contains(&format!(
             "passed over {}: status 'security-scan' ended error",
-            &scan_red[..7]
+            &scan_red[..12]
         )),
         "{said}"
     );

@@ -78,6 +78,31 @@ impl ReleaseStatus {
     }
 }
 
+impl Release {
+    /// The status as people read it: `interrupted after apply` for a
+    /// release stopped once its objects were applied, else
+    /// [`ReleaseStatus::as_str`]. JSON keeps `status` and `applied`.
+    pub fn shown_status(&self) -> &'static str {
+        if self.interrupted_after_apply() {
+            "interrupted after apply"
+        } else {
+            self.status.as_str()
+        }
+    }
+
+    /// Interrupted once every object was applied, while the rollout was
+    /// waited for: the environment runs its objects.
+    pub fn interrupted_after_apply(&self) -> bool {
+        self.status == ReleaseStatus::Interrupted && self.applied
+    }
+
+    /// Whether the environment runs what this release applied: it
+    /// succeeded, or it was interrupted after its apply.
+    pub fn is_live(&self) -> bool {
+        self.status == ReleaseStatus::Succeeded || self.interrupted_after_apply()
+    }
+}
+
 /// An image berth pinned, and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageRecord {
@@ -206,6 +231,11 @@ pub struct Release {
     /// it stopped.
     #[serde(default)]
     pub step: Option<String>,
+    /// Every object was applied (the apply step finished). An interrupted
+    /// release with it set stopped while its rollout was waited for: its
+    /// objects are what the environment runs ([`Release::shown_status`]).
+    #[serde(default)]
+    pub applied: bool,
     /// The lock identity (`user@host (pid N)`) of the process running the
     /// deploy: while the release is in progress, a lock not held by it
     /// means the deploy died.
@@ -531,6 +561,7 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         no_backup: false,
         schema: None,
         step: None,
+        applied: false,
         holder: None,
         abandoned: None,
     }

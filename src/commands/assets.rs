@@ -16,7 +16,7 @@ use crate::cli::{AssetsArgs, AssetsCommand, AssetsPruneArgs, AssetsPushArgs, Glo
 use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
 use crate::cluster::release::{self, ReleaseStatus};
-use crate::config::{self, AssetSource, Assets, Config, Environment};
+use crate::config::{AssetSource, Assets, Config, Environment};
 use crate::error::{BerthError, Cancelled, input_error};
 use crate::interrupt::{Interrupts, unless_interrupted, wind_down};
 use crate::output::Output;
@@ -50,7 +50,11 @@ async fn push(global: &GlobalArgs, args: &AssetsPushArgs, out: &Arc<Output>) -> 
     let mut interrupts = Interrupts::listen()?;
     let config = crate::commands::load_config(global, &[&args.target.env], out)?;
     let (env, assets) = configured(&config, &args.target.env)?;
-    let sha = config::parse_sha(&args.target.sha)?;
+    let sha = unless_interrupted(
+        &mut interrupts,
+        crate::commit::expand(&config, &args.target.sha, out),
+    )
+    .await?;
     let source = match &args.from_dir {
         Some(dir) => AssetSource::Dir(
             std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?,

@@ -19,6 +19,14 @@ use crate::stdout;
 
 /// `advanced-deploy`: deploy the overlay at the SHA; always ends with the report.
 pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    // An abbreviated SHA becomes the full one before anything else happens.
+    let given = &args.target.sha;
+    let expanded = async {
+        let config = super::load_config(global, &[&args.target.env], &out)?;
+        crate::commit::expand(&config, given, &out).await
+    }
+    .await;
     let settings = DeploySettings {
         timeout: args.wait.timeout,
         lock_wait: args.wait.lock_wait,
@@ -30,9 +38,14 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         ..DeploySettings::new(
             crate::config::locate(global.config.as_deref())?,
             &args.target.env,
-            &args.target.sha,
+            expanded.as_deref().unwrap_or(given.as_str()),
         )
     };
+    if let Err(error) = expanded {
+        let ended = (Outcome::of(&error), exit_code_number(&error));
+        report(&settings, Summary::default(), ended, started, None, &out);
+        return Err(error);
+    }
     deploy(&settings, Request::overlay(), Extras::default(), out).await
 }
 
@@ -168,7 +181,10 @@ pub fn print_objects(plan: &Plan) -> anyhow::Result<()> {
             None => stdout::line(format!("  {}", o.describe()))?,
         }
     }
-    stdout::line(format!("Images pinned to {}:", plan.sha))?;
+    stdout::line(format!(
+        "Images pinned to {}:",
+        crate::config::short_sha(&plan.sha)
+    ))?;
     for p in &plan.pinned {
         stdout::line(format!(
             "  {} {}: {} -> {}",
@@ -185,7 +201,9 @@ fn print_plan(plan: &Plan, out: &Output) -> anyhow::Result<()> {
     }
     stdout::line(format!(
         "Plan: deploy {} to {} (namespace {}), nothing changed",
-        plan.sha, plan.env_name, plan.env.namespace
+        crate::config::short_sha(&plan.sha),
+        plan.env_name,
+        plan.env.namespace
     ))?;
     if let Some(job) = &plan.migration {
         stdout::line(format!(

@@ -87,14 +87,12 @@ struct DiffReport {
 /// Print what deploying SHA to ENV would change; changes nothing.
 pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<()> {
     let json = out.mode() == Mode::Json;
+    let config = super::load_config(global, &[&args.env], &out)?;
+    let sha = crate::commit::expand(&config, &args.sha, &out).await?;
     // a plan that only shows what would happen
     let settings = DeploySettings {
         dry_run: true,
-        ..DeploySettings::new(
-            crate::config::locate(global.config.as_deref())?,
-            &args.env,
-            &args.sha,
-        )
+        ..DeploySettings::new(config.path.clone(), &args.env, &sha)
     };
     let (client, plan) = pipeline::plan(&settings, None, &out).await?;
     let ns = &plan.env.namespace;
@@ -168,7 +166,11 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
     if !json {
         stdout::line(format!(
             "{} to create, {} to change, {} unchanged ({} at {})",
-            report.added, report.changed, report.unchanged, args.env, plan.sha
+            report.added,
+            report.changed,
+            report.unchanged,
+            args.env,
+            crate::config::short_sha(&plan.sha)
         ))?;
     }
     out.json_report(&report);

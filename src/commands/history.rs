@@ -73,12 +73,12 @@ pub async fn run(global: &GlobalArgs, args: &EnvArg, out: &Output) -> anyhow::Re
         if let Some(f) = &r.failure {
             note.push_str(&format!("; {}: {}", f.workload, f.reason));
         }
-        let short = config::sha_prefix(&r.sha, 12);
+        let short = config::short_sha(&r.sha);
         stdout::line(format!(
             "{:<8} {:<12} {:<12} {:<26} {:>8}  {}",
             r.number,
             short,
-            r.status.as_str(),
+            r.shown_status(),
             r.started_at,
             took,
             note

@@ -162,7 +162,10 @@ fn show(
     let changed = if dry_run { ", nothing changed" } else { "" };
     stdout::line(format!(
         "Plan: roll {} back to release {} ({}) (namespace {}){changed}",
-        plan.env_name, target.number, plan.sha, plan.env.namespace
+        plan.env_name,
+        target.number,
+        short(&plan.sha),
+        plan.env.namespace
     ))?;
     deploy::print_objects(plan)?;
     match decision {
@@ -333,10 +336,7 @@ fn choose<'a>(
                 }
                 Some(release)
             }
-            Some(Target::Sha(sha)) => releases
-                .iter()
-                .filter(succeeded)
-                .find(|r| r.sha.starts_with(sha.as_str())),
+            Some(Target::Sha(sha)) => by_sha(releases, sha, env)?,
             None if current.status == ReleaseStatus::Succeeded => releases
                 .iter()
                 .skip(1)
@@ -357,6 +357,41 @@ fn choose<'a>(
         ))
         .into(),
     })
+}
+
+/// The newest successful release whose SHA starts with `prefix`; an input
+/// error naming them when successful releases of several SHAs do.
+fn by_sha<'a>(
+    releases: &'a [Release],
+    prefix: &str,
+    env: &str,
+) -> anyhow::Result<Option<&'a Release>> {
+    let matching: Vec<&Release> = releases
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Succeeded)
+        .filter(|r| r.sha.to_ascii_lowercase().starts_with(prefix))
+        .collect();
+    let mut shas: Vec<&str> = matching.iter().map(|r| r.sha.as_str()).collect();
+    shas.sort_unstable();
+    shas.dedup();
+    if shas.len() > 1 {
+        let named: Vec<String> = shas
+            .iter()
+            .map(|sha| {
+                let newest = matching
+                    .iter()
+                    .find(|r| r.sha == *sha)
+                    .map_or(0, |r| r.number);
+                format!("{sha} (release {newest})")
+            })
+            .collect();
+        return Err(input_error(format!(
+            "--to {prefix} is ambiguous: successful releases of {env} deployed {} SHAs starting              with it: {}; give more of the SHA, or the release number",
+            shas.len(),
+            named.join(", ")
+        )));
+    }
+    Ok(matching.first().copied())
 }
 
 /// The database schema is not rolled back (`why`): name the migrations
@@ -431,6 +466,27 @@ mod tests {
         );
         let by_sha = Target::parse("CCCCCCC").unwrap();
         assert_eq!(choose(&history, Some(&by_sha), "p").unwrap().number, 2);
+    }
+
+    #[test]
+    fn a_sha_prefix_of_several_releases_sha_is_refused_naming_them() {
+        let a = "ccccccc1234aaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        let b = "ccccccc1234bbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        let history = [
+            release(4, a, Succeeded),
+            release(3, b, Succeeded),
+            release(2, a, Succeeded),
+            release(1, "ccccccc9999bbbbbbbbbbbbbbbbbbbbbbbbbbbbb", Failed),
+        ];
+        let refused = choose(&history, Some(&Target::parse("ccccccc").unwrap()), "p").unwrap_err();
+        assert_eq!(crate::error::exit_code_number(&refused), 2);
+        let message = refused.to_string();
+        assert!(message.contains(&format!("{a} (release 4)")), "{message}");
+        assert!(message.contains(&format!("{b} (release 3)")), "{message}");
+        assert!(!message.contains("ccccccc9999"), "{message}");
+        // The same SHA deployed twice is not ambiguous: the newest release.
+        let one = Target::parse("ccccccc1234a").unwrap();
+        assert_eq!(choose(&history, Some(&one), "p").unwrap().number, 4);
     }
 
     #[test]

@@ -67,7 +67,9 @@ struct EnvironmentStatus {
     maintenance: Status,
     /// berth's workloads, live.
     workloads: Vec<WorkloadView>,
-    /// Live images that differ from what the last successful release deployed.
+    /// Live images that differ from what the release the environment runs
+    /// deployed: the last successful one, or a newer one interrupted after
+    /// its apply.
     drift: Vec<String>,
 }
 
@@ -86,6 +88,12 @@ struct ReleaseView {
     number: u64,
     sha: String,
     status: &'static str,
+    /// Every object was applied: `interrupted` then reads `interrupted
+    /// after apply`.
+    applied: bool,
+    /// The status as people read it ([`release::Release::shown_status`]).
+    #[serde(skip)]
+    shown_status: &'static str,
     /// The step an interrupted or abandoned release stopped at.
     stopped_at: Option<String>,
     by: String,
@@ -154,14 +162,16 @@ async fn read_environment(
         number: r.number,
         sha: r.sha.clone(),
         status: r.status.as_str(),
+        applied: r.applied,
+        shown_status: r.shown_status(),
         stopped_at: r.step.clone().filter(|_| r.status.stopped()),
         by: r.deployer.describe(),
         started_at: r.started_at.clone(),
     });
     let thresholds = Thresholds::from(&env.rollout);
-    let last_good = releases
-        .iter()
-        .find(|r| r.status == release::ReleaseStatus::Succeeded);
+    // What runs: the last successful release, or a newer one interrupted
+    // once its objects were applied (its rollout not waited for).
+    let last_good = releases.iter().find(|r| r.is_live());
     let mut workloads = Vec::new();
     let mut drift = Vec::new();
     for w in &live.workloads {
@@ -218,7 +228,11 @@ fn print_environment(status: &EnvironmentStatus) -> anyhow::Result<()> {
                 .map_or_else(String::new, |step| format!(" at step {step}"));
             stdout::line(format!(
                 "  last release: {} {} {}{stopped} by {} at {}",
-                r.number, r.sha, r.status, r.by, r.started_at
+                r.number,
+                config::short_sha(&r.sha),
+                r.shown_status,
+                r.by,
+                r.started_at
             ))?
         }
     }
@@ -245,7 +259,7 @@ fn versions(pinned: &[String], images: &[(String, String)]) -> (Vec<String>, Vec
         let repo = repository(image);
         let (list, version) = if pinned.iter().any(|r| r == repo) {
             let Some(sha) = tag(image) else { continue };
-            (&mut shas, config::sha_prefix(sha, 12).to_string())
+            (&mut shas, config::short_sha(sha).to_string())
         } else {
             let name = repo.rsplit('/').next().unwrap_or(repo);
             (

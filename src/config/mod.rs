@@ -712,6 +712,7 @@ impl Environment {
 }
 
 /// Parse a git SHA: 7 to 40 hexadecimal characters, returned lowercase.
+/// An abbreviation is expanded to the full SHA by [`crate::commit::expand`].
 pub fn parse_sha(text: &str) -> anyhow::Result<String> {
     let sha = text.trim();
     if (7..=40).contains(&sha.len()) && sha.chars().all(|c| c.is_ascii_hexdigit()) {
@@ -724,9 +725,13 @@ pub fn parse_sha(text: &str) -> anyhow::Result<String> {
     }
 }
 
-/// The first 7 characters of a SHA, as people recognize it.
+/// How many characters of a SHA berth shows people: one length everywhere
+/// in human output (JSON keeps the full SHA).
+pub const SHORT_SHA_LEN: usize = 12;
+
+/// The first [`SHORT_SHA_LEN`] characters of a SHA, as berth shows it to people.
 pub fn short_sha(sha: &str) -> &str {
-    sha_prefix(sha, 7)
+    sha_prefix(sha, SHORT_SHA_LEN)
 }
 
 /// At most the first `len` characters of `sha`. Counted in characters, not

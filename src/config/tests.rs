@@ -811,11 +811,12 @@ fn tasks_are_read_and_checked() {
 
 #[test]
 fn a_sha_prefix_counts_characters_not_bytes() {
-    assert_eq!(short_sha("3f2a9c1d0e"), "3f2a9c1");
+    assert_eq!(short_sha("3f2a9c1d0e5b7a8c"), "3f2a9c1d0e5b");
+    assert_eq!(short_sha("3f2a9c1"), "3f2a9c1");
     assert_eq!(sha_prefix("3f2a", 12), "3f2a");
     // a live image tag set by hand: slicing at byte 12 would split a character
     assert_eq!(sha_prefix("ééééééééééééé", 12), "éééééééééééé");
-    assert_eq!(short_sha("v1.2-ünïcødé"), "v1.2-ün");
+    assert_eq!(short_sha("v1.2-ünïcødé-rc1"), "v1.2-ünïcødé");
 }
 
 #[test]

@@ -140,9 +140,10 @@ pub async fn run(
     }
     let ns = plan.env.namespace.clone();
     rollout::ensure_namespace(&client, &ns, &plan.instance()).await?;
+    let short = crate::config::short_sha(&plan.sha);
     let purpose = match request.rolled_back_to() {
-        Some(number) => format!("roll back to release {number} ({})", plan.sha),
-        None => format!("deploy {}", plan.sha),
+        Some(number) => format!("roll back to release {number} ({short})"),
+        None => format!("deploy {short}"),
     };
     // --lock-wait bounds the wait for the lock and for a dead deploy's
     // migration still running ([`settle::wait_for`]) together.
@@ -244,7 +245,9 @@ impl Deploy<'_> {
         summary.release = Some(record.number);
         out.info(&format!(
             "release {} of {} ({})",
-            record.number, plan.env_name, plan.sha
+            record.number,
+            plan.env_name,
+            crate::config::short_sha(&plan.sha)
         ));
 
         let started = Instant::now();
@@ -263,7 +266,10 @@ impl Deploy<'_> {
         record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
         summary.failure.clone_from(&record.failure);
         out.step("record");
-        record.step = Some("record".into());
+        // A stopped release keeps the step it stopped at.
+        if !record.status.stopped() {
+            record.step = Some("record".into());
+        }
         if let Err(unwritten) = release::update(client, ns, &record).await {
             // The deploy's own failure says more than the record's.
             let Err(failure) = result else {
@@ -276,6 +282,9 @@ impl Deploy<'_> {
                 crate::error::brief(&unwritten)
             ));
             return Err(failure);
+        }
+        if record.interrupted_after_apply() {
+            out.warn(&after_apply(&record, self.request.rolled_back_to()));
         }
         if let Err(lost) = still_held {
             // The environment is the new holder's now: no rollback, no pruning.
@@ -408,6 +417,23 @@ fn at_step(error: anyhow::Error, step: Option<String>) -> anyhow::Error {
         }
         _ => error,
     }
+}
+
+/// What an interruption once `record`'s objects were applied left, and
+/// what to do next: deploy again to finish (the rollback again, for one
+/// returning to release `rolled_back_to`), or roll back.
+fn after_apply(record: &Release, rolled_back_to: Option<u64>) -> String {
+    let berth = crate::program::name();
+    let env = &record.environment;
+    let again = match rolled_back_to {
+        Some(number) => format!("{berth} rollback {env} --to {number}"),
+        None => format!("{berth} deploy {env} {}", record.sha),
+    };
+    format!(
+        "release {} was interrupted after apply: its objects ({}) are in the cluster, but their          rollout was not waited for to its end (`{berth} status {env}` shows how far it got);          run `{again}` again to finish, or `{berth} rollback {env}` to go back",
+        record.number,
+        crate::config::short_sha(&record.sha),
+    )
 }
 
 /// What a second signal may leave when it cuts an interrupted deploy's

@@ -173,15 +173,17 @@ pub async fn plan(
     let (objects, (assets, assets_unavailable)) = (objects?, assets?);
     if let Some(why) = &assets_unavailable {
         out.warn(&format!(
-            "the assets are unavailable, so a deploy would refuse {sha}: {why}"
+            "the assets are unavailable, so a deploy would refuse {}: {why}",
+            config::short_sha(&sha)
         ));
     }
     check_access(&client, &env, &objects, migration.is_some(), settings.prune).await?;
     out.info(&format!(
-        "{} objects for {env_name} (namespace {}), {} images pinned to {sha}",
+        "{} objects for {env_name} (namespace {}), {} images pinned to {}",
         objects.len(),
         env.namespace,
-        pinned.len()
+        pinned.len(),
+        config::short_sha(&sha)
     ));
     let plan = Plan {
         config,
@@ -238,7 +240,7 @@ pub async fn plan_release(
         "{} objects of release {} ({}) for {env_name} (namespace {})",
         objects.len(),
         target.number,
-        target.sha,
+        config::short_sha(&target.sha),
         env.namespace
     ));
     let plan = Plan {

@@ -66,6 +66,7 @@ pub fn start(
         no_backup: plan.backup == super::pre_migrate::BeforeMigration::Skipped,
         schema: None,
         step: Some("start".into()),
+        applied: false,
         holder: None,
         abandoned: None,
     })

@@ -82,7 +82,8 @@ pub async fn after_failure(
     }
     out.info(&format!(
         "re-applying release {} ({})",
-        previous.number, previous.sha
+        previous.number,
+        crate::config::short_sha(&previous.sha)
     ));
     let objects = recorded_objects(&previous)?;
     let resolved = apply::resolve(client, objects, Origin::Release(previous.number)).await?;
@@ -109,11 +110,12 @@ pub async fn after_failure(
     match waited {
         Ok(()) => out.info(&format!(
             "rolled back to {} as release {}; {schema_said}",
-            record.sha, record.number
+            crate::config::short_sha(&record.sha),
+            record.number
         )),
         Err(_) => out.warn(&format!(
             "the rollback to {} did not become healthy either",
-            record.sha
+            crate::config::short_sha(&record.sha)
         )),
     }
     Ok(Some(record))

@@ -118,6 +118,9 @@ pub async fn apply_and_wait(
         .timings
         .insert("apply".into(), t.elapsed().as_secs_f64());
     out.info(&format!("applied {} objects", applied.len()));
+    // Recorded with the wait step: a deploy stopped from here on leaves
+    // its objects applied ([`Release::interrupted_after_apply`]).
+    record.applied = true;
 
     out.step("wait");
     super::record::reach(client, ns, record, "wait", out).await;

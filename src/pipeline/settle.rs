@@ -59,11 +59,11 @@ pub async fn settle(
         match release::update(client, ns, r).await {
             Ok(()) => out.info(&format!(
                 "release {} ({}) was left in progress at step {step} by {by}, whose lock expired: recorded abandoned",
-                r.number, r.sha
+                r.number, crate::config::short_sha(&r.sha)
             )),
             Err(e) => out.warn(&format!(
                 "release {} ({}) was left in progress at step {step} by {by}, but recording it abandoned failed: {e:#}",
-                r.number, r.sha
+                r.number, crate::config::short_sha(&r.sha)
             )),
         }
     }

@@ -130,7 +130,7 @@ fn row(listed: &Listed, now: Timestamp) -> [String; 8] {
         None => m.trigger.as_str().to_owned(),
     };
     let release = m.release.as_ref().map_or("-".to_owned(), |r| {
-        format!("{} ({})", r.name, config::sha_prefix(&r.sha, 7))
+        format!("{} ({})", r.name, config::short_sha(&r.sha))
     });
     let status = match (m.status, &m.error) {
         (BackupStatus::Succeeded, _) => "succeeded".to_owned(),
@@ -219,7 +219,7 @@ mod tests {
         manifest.size = 3 * 1024 * 1024;
         manifest.release = Some(ReleaseRef {
             name: "12".into(),
-            sha: "3f2a9c1d0e".into(),
+            sha: "3f2a9c1d0e5b7a8c".into(),
         });
         manifest
     }
@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(cells[2], "manual (before upgrade)");
         assert_eq!(cells[3], "3.00 MiB");
         assert_eq!(cells[4], "1m 7s");
-        assert_eq!(cells[5], "12 (3f2a9c1)");
+        assert_eq!(cells[5], "12 (3f2a9c1d0e5b)");
         assert_eq!(cells[7], "passed 2d ago");
         let failed = Listed {
             manifest: manifest(
