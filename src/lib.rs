@@ -7,6 +7,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod config;
+pub mod confirm;
 pub mod duration;
 pub mod error;
 pub mod github;

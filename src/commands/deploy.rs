@@ -27,6 +27,7 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         maintenance: args.maintenance,
         dry_run: args.dry_run,
         no_backup: args.no_backup,
+        yes: args.confirm.yes,
         ..DeploySettings::new(&global.config, &args.target.env, &args.target.sha)
     };
     deploy(&settings, Request::overlay(), Extras::default(), out).await
