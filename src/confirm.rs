@@ -141,7 +141,10 @@ mod tests {
             action: "deploy 2b3c4d5e6f70 to production".into(),
             why: "production is protected and no other environment ran 2b3c4d5e6f70 successfully"
                 .into(),
-            facts: vec!["environment: production".into(), "from 1a2b → to 2b3c".into()],
+            facts: vec![
+                "environment: production".into(),
+                "from 1a2b → to 2b3c".into(),
+            ],
         }
     }
 

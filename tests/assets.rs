@@ -603,7 +603,11 @@ async fn prune_deletes_only_what_no_recent_release_references() {
     // Without a terminal, a prune that deletes needs --yes.
     let refused = project.berth(&["assets", "prune", "test", "--keep", "1", "--grace", "0s"]);
     assert_eq!(code(&refused), 2, "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("pass --yes"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("pass --yes"),
+        "{}",
+        stderr(&refused)
+    );
     assert_eq!(project.keys().await, everything, "nothing deleted");
 
     let out = project.berth(&[

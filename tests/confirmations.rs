@@ -127,7 +127,15 @@ async fn someone_elses_lock_shows_its_reason_and_breaks_only_with_force() {
     let app = TestApp::new("confirm-lock", Migration::Deleted);
     app.ok(&["deploy", "test", "1a2b3c4"]);
     let held = app
-        .command(&["lock", "test", "acquire", "--ttl", "10m", "-m", "restoring the database"])
+        .command(&[
+            "lock",
+            "test",
+            "acquire",
+            "--ttl",
+            "10m",
+            "-m",
+            "restoring the database",
+        ])
         .env("USER", "someone-else")
         .output()
         .unwrap();
@@ -275,7 +283,10 @@ async fn on_a_terminal_berth_shows_from_and_to_and_asks() {
     let (code, shown) = answer_on_a_terminal(&app, &["deploy", "test", "2b3c4d5"], "n\r").await;
     assert_eq!(code, 2, "{shown}");
     assert!(shown.contains("environment: test"), "{shown}");
-    assert!(shown.contains("1a2b3c4") && shown.contains("→ 2b3c4d5"), "{shown}");
+    assert!(
+        shown.contains("1a2b3c4") && shown.contains("→ 2b3c4d5"),
+        "{shown}"
+    );
     assert!(shown.contains("Deploy 2b3c4d5 to test? [y/N]"), "{shown}");
     assert!(shown.contains("not confirmed"), "{shown}");
     assert_eq!(app.history().len(), 1, "nothing recorded");

@@ -204,7 +204,10 @@ fn lease_for(claim: &Claim, hold: Duration, base: Option<&Lease>, now: Timestamp
         },
         spec: None,
     });
-    let annotations = lease.metadata.annotations.get_or_insert_with(Default::default);
+    let annotations = lease
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
     annotations.insert(PURPOSE.into(), claim.purpose.clone());
     for (key, value) in [(REASON, &claim.reason), (SESSION, &claim.session)] {
         match value {
@@ -740,11 +743,7 @@ mod tests {
                 .unwrap_err()
                 .starts_with("bob@ci (pid 9)")
         );
-        assert!(
-            renewal(&ada, None)
-                .unwrap_err()
-                .contains("deleted")
-        );
+        assert!(renewal(&ada, None).unwrap_err().contains("deleted"));
     }
 
     #[test]
@@ -769,7 +768,12 @@ mod tests {
         );
         // A deploy taking the lock after the hold ends leaves no reason behind.
         let later = t0 + SignedDuration::from_secs(7200);
-        let taken = lease_for(&Claim::deploy("bob@ci (pid 9)", "deploy 2b3c4d5"), DEPLOY_HOLD, Some(&held), later);
+        let taken = lease_for(
+            &Claim::deploy("bob@ci (pid 9)", "deploy 2b3c4d5"),
+            DEPLOY_HOLD,
+            Some(&held),
+            later,
+        );
         let holder = holder_of(&taken, later).unwrap();
         assert_eq!((holder.reason, holder.session), (None, None));
     }
@@ -778,8 +782,14 @@ mod tests {
     fn a_hold_renewed_within_a_deploys_hold_is_alive() {
         let t0: Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
         let holder = holder_of(&lease("ada@box (pid 7)", t0, 15), t0).unwrap();
-        assert_eq!(holder.renewed_recently(t0 + SignedDuration::from_secs(4)), Some(4));
-        assert_eq!(holder.renewed_recently(t0 + SignedDuration::from_secs(16)), None);
+        assert_eq!(
+            holder.renewed_recently(t0 + SignedDuration::from_secs(4)),
+            Some(4)
+        );
+        assert_eq!(
+            holder.renewed_recently(t0 + SignedDuration::from_secs(16)),
+            None
+        );
     }
 
     #[test]

@@ -131,7 +131,11 @@ async fn prune(
     let store = store::for_environment(env, assets, Some(&kube)).await?;
     store.check().await?;
     if !args.dry_run {
-        confirm(&prune_question(&args.env, &store.bucket, assets, args), args.confirm.yes).await?;
+        confirm(
+            &prune_question(&args.env, &store.bucket, assets, args),
+            args.confirm.yes,
+        )
+        .await?;
     }
     let lock = DeployLock::take(&kube, &env.namespace, "assets prune", None, out).await?;
     let mut report = lock

@@ -223,7 +223,13 @@ async fn release(
 }
 
 /// What releasing `holder`'s lock asks when it was not taken in this shell.
-fn question(env: &str, holder: &Holder, mine: bool, alive: Option<i64>, now: Timestamp) -> Question {
+fn question(
+    env: &str,
+    holder: &Holder,
+    mine: bool,
+    alive: Option<i64>,
+    now: Timestamp,
+) -> Question {
     let whose = if mine {
         "yours, taken in another shell"
     } else {

@@ -67,7 +67,11 @@ pub async fn run(
 
 /// What `maintenance ENV on` asks in a protected environment: the
 /// Services that will serve the page instead of the app.
-fn question(env: &str, namespace: &str, targets: &[k8s_openapi::api::core::v1::Service]) -> Question {
+fn question(
+    env: &str,
+    namespace: &str,
+    targets: &[k8s_openapi::api::core::v1::Service],
+) -> Question {
     let services: Vec<String> = targets
         .iter()
         .map(|s| s.metadata.name.clone().unwrap_or_default())
@@ -77,7 +81,10 @@ fn question(env: &str, namespace: &str, targets: &[k8s_openapi::api::core::v1::S
         why: format!("{env} is protected: its users would see the maintenance page, not the app"),
         facts: vec![
             format!("environment: {env} (namespace {namespace})"),
-            format!("services:    {} → the maintenance page", services.join(", ")),
+            format!(
+                "services:    {} → the maintenance page",
+                services.join(", ")
+            ),
         ],
     }
 }

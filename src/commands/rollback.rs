@@ -522,7 +522,9 @@ mod tests {
         let question = depth_question("p", &history, &history[3]).unwrap();
         assert_eq!(question.action, "roll p back to release 1 (aaaaaaa)");
         assert!(
-            question.why.starts_with("release 1 is 2 successful releases back"),
+            question
+                .why
+                .starts_with("release 1 is 2 successful releases back"),
             "{question:?}"
         );
         assert!(

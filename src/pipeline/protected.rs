@@ -32,10 +32,7 @@ impl Elsewhere {
     /// What the records of `releases` say of `sha`.
     pub fn of(releases: &[Release], sha: &str) -> Elsewhere {
         let of_sha: Vec<&Release> = releases.iter().filter(|r| r.sha == sha).collect();
-        if of_sha
-            .iter()
-            .any(|r| r.status == ReleaseStatus::Succeeded)
-        {
+        if of_sha.iter().any(|r| r.status == ReleaseStatus::Succeeded) {
             Elsewhere::Ran
         } else if of_sha.is_empty() {
             Elsewhere::Never
