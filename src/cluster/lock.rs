@@ -280,15 +280,19 @@ pub async fn try_acquire(
     hold: Duration,
 ) -> anyhow::Result<Result<(), Holder>> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    write_lease(&api, |current| {
+    let written = write_lease(&api, |current| {
         let now = Timestamp::now();
         match current.and_then(|l| holder_of(l, now)) {
-            Some(holder) if holder.identity != claim.identity => Err(holder),
+            Some(holder) if holder.identity != claim.identity => Err(Box::new(holder)),
             // Free, expired or ours.
             _ => Ok(lease_for(claim, hold, current, now)),
         }
     })
-    .await
+    .await?;
+    Ok(match written {
+        Ok(()) => Ok(()),
+        Err(holder) => Err(*holder),
+    })
 }
 
 /// The renewal of `identity`'s hold on `current`, or who has the lock now
