@@ -155,6 +155,10 @@ pub struct DeployArgs {
     /// migration, for emergencies; the release records that it was skipped.
     #[arg(long)]
     pub no_backup: bool,
+    /// Confirmation: a protected environment asks before a SHA no other
+    /// environment ran successfully.
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 /// How long a deploy waits, for every command that deploys.
@@ -169,6 +173,16 @@ pub struct WaitArgs {
     pub lock_wait: Option<Duration>,
 }
 
+/// `--yes`, for every command that asks before a dangerous operation.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct YesArg {
+    /// Answer yes to berth's confirmation question. Without a terminal
+    /// berth never asks: it refuses (exit 2) what it would ask about unless
+    /// given --yes (see docs/operators.md).
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+}
+
 /// Options of `update-staging-to-latest-passing-master`.
 #[derive(Debug, Args)]
 pub struct UpdateStagingArgs {
@@ -181,6 +195,9 @@ pub struct UpdateStagingArgs {
     /// How long to wait.
     #[command(flatten)]
     pub wait: WaitArgs,
+    /// Confirmation, when staging is marked `protected`.
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 /// Options shared by the promotion commands.
@@ -192,6 +209,10 @@ pub struct PromoteOptions {
     /// How long to wait.
     #[command(flatten)]
     pub wait: WaitArgs,
+    /// Confirmation: a protected target asks before a SHA no other
+    /// environment ran successfully.
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 /// Options of `promote`.
@@ -239,6 +260,9 @@ pub struct RollbackArgs {
     /// How long to wait.
     #[command(flatten)]
     pub wait: WaitArgs,
+    /// Confirmation: going back more than one release asks first.
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 /// Options of `status`.
@@ -259,6 +283,17 @@ pub struct LockArgs {
     /// How long an acquired lock is held unless released.
     #[arg(long, value_parser = duration::parse, default_value = "1h")]
     pub ttl: Duration,
+    /// With `acquire`: why the lock is held, shown to whoever it refuses
+    /// and by `lock ENV status`.
+    #[arg(short = 'm', long, value_name = "REASON")]
+    pub message: Option<String>,
+    /// With `release`: break a lock held by someone else (another person,
+    /// CI run or deploy process); berth says whose lock it broke.
+    #[arg(long)]
+    pub force: bool,
+    /// Confirmation: releasing a lock not taken in this shell asks first.
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 /// What `lock` does.
@@ -363,6 +398,9 @@ pub struct MaintenanceArgs {
     /// Wait this long for a held deploy lock instead of exiting 3.
     #[arg(long, value_parser = duration::parse)]
     pub lock_wait: Option<Duration>,
+    /// Confirmation: `on` for a protected environment asks first.
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 /// What `maintenance` does.
@@ -591,6 +629,9 @@ pub struct AssetsPruneArgs {
     /// Say what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Confirmation: a prune without --dry-run asks first.
+    #[command(flatten)]
+    pub confirm: YesArg,
 }
 
 /// Options of `config`.

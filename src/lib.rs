@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod commands;
 pub mod commit;
 pub mod config;
+pub mod confirm;
 pub mod duration;
 pub mod error;
 pub mod github;

@@ -888,6 +888,7 @@ data: { image: registry.example.com/shop/worker:v1 }
         Environment {
             context: None,
             namespace: "shop".into(),
+            protected: false,
             source,
             migrate: None::<MigrationSource>,
             schema: None,

@@ -590,7 +590,9 @@ async fn prune_deletes_only_what_no_recent_release_references() {
     );
 
     // --keep 1 still keeps the previous release; the default grace keeps the fresh stray.
-    let out = project.berth(&["assets", "prune", "test", "--keep", "1", "--output", "json"]);
+    let out = project.berth(&[
+        "assets", "prune", "test", "--keep", "1", "--output", "json", "--yes",
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(
         project.keys().await,
@@ -598,8 +600,18 @@ async fn prune_deletes_only_what_no_recent_release_references() {
         "everything is younger than an hour"
     );
 
+    // Without a terminal, a prune that deletes needs --yes.
+    let refused = project.berth(&["assets", "prune", "test", "--keep", "1", "--grace", "0s"]);
+    assert_eq!(code(&refused), 2, "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("pass --yes"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(project.keys().await, everything, "nothing deleted");
+
     let out = project.berth(&[
-        "assets", "prune", "test", "--keep", "1", "--grace", "0s", "--output", "json",
+        "assets", "prune", "test", "--keep", "1", "--grace", "0s", "--output", "json", "--yes",
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(report(&out)["deleted"], 3, "{}", report(&out));
@@ -630,7 +642,7 @@ async fn prune_refuses_when_a_kept_release_has_no_manifest() {
         .await
         .unwrap();
     let before = project.keys().await;
-    let out = project.berth(&["assets", "prune", "test", "--grace", "0s"]);
+    let out = project.berth(&["assets", "prune", "test", "--grace", "0s", "--yes"]);
     assert_eq!(code(&out), 5, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("berth assets push test 1a2b3c4"),

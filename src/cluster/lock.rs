@@ -31,6 +31,43 @@ pub const LEASE_NAME: &str = "berth-deploy-lock";
 pub const DEPLOY_HOLD: Duration = Duration::from_secs(15);
 /// Annotation saying what the holder is doing.
 const PURPOSE: &str = "berth.dev/purpose";
+/// Annotation saying why a person holds the lock (`lock ENV acquire -m`).
+const REASON: &str = "berth.dev/reason";
+/// Annotation naming the terminal session (shell) that took the lock by hand.
+const SESSION: &str = "berth.dev/session";
+
+/// Who takes the lock, doing what, and why.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// The holder's identity (`user@host`, `user@host (pid N)` or a CI run).
+    pub identity: String,
+    /// What the holder is doing, e.g. `deploy 3f2a9c1`.
+    pub purpose: String,
+    /// Why a person holds it (`lock ENV acquire -m`), shown to whoever it refuses.
+    pub reason: Option<String>,
+    /// The terminal session that took it by hand ([`this_session`]).
+    pub session: Option<String>,
+}
+
+impl Claim {
+    /// A deploy's claim: `identity` doing `purpose`, no reason, no session.
+    pub fn deploy(identity: &str, purpose: &str) -> Claim {
+        Claim {
+            identity: identity.to_string(),
+            purpose: purpose.to_string(),
+            ..Claim::default()
+        }
+    }
+}
+
+/// This process's terminal session (the shell it was started from, as the
+/// kernel's session id names it), recorded by `lock ENV acquire` so that
+/// releasing there needs no confirmation.
+pub fn this_session() -> Option<String> {
+    rustix::process::getsid(None)
+        .ok()
+        .map(|sid| sid.as_raw_nonzero().to_string())
+}
 
 /// Who holds a lock, since when, and until when.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,8 +78,14 @@ pub struct Holder {
     pub purpose: String,
     /// When the holder took the lock.
     pub since: Option<Timestamp>,
+    /// When the hold was last taken or renewed.
+    pub renewed: Timestamp,
     /// When the hold ends unless renewed.
     pub expires: Timestamp,
+    /// Why a person holds it (`lock ENV acquire -m`).
+    pub reason: Option<String>,
+    /// The terminal session that took it by hand.
+    pub session: Option<String>,
 }
 
 impl Holder {
@@ -55,7 +98,22 @@ impl Holder {
                 now.duration_since(since).as_secs().max(0)
             )
         });
-        format!("{}{taken}, for {left}s more unless renewed", self.who())
+        let reason = self
+            .reason
+            .as_ref()
+            .map_or_else(String::new, |reason| format!("; reason: {reason:?}"));
+        format!(
+            "{}{taken}, for {left}s more unless renewed{reason}",
+            self.who()
+        )
+    }
+
+    /// How many seconds ago the hold was taken or renewed, when that is
+    /// recent enough ([`DEPLOY_HOLD`]) to say the holder is alive: a deploy
+    /// renews its hold every few seconds while it works.
+    pub fn renewed_recently(&self, now: Timestamp) -> Option<i64> {
+        let ago = now.duration_since(self.renewed).as_secs().max(0);
+        (ago <= DEPLOY_HOLD.as_secs() as i64).then_some(ago)
     }
 
     /// Who, doing what: `ada@box (pid 7) (deploy 3f2a9c1)`.
@@ -99,17 +157,21 @@ pub fn holder_of(lease: &Lease, now: Timestamp) -> Option<Holder> {
     if expires <= now {
         return None;
     }
-    let purpose = lease
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PURPOSE).cloned())
-        .unwrap_or_default();
+    let annotation = |key: &str| {
+        lease
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(key).cloned())
+    };
     Some(Holder {
         identity,
-        purpose,
+        purpose: annotation(PURPOSE).unwrap_or_default(),
         since: spec.acquire_time.as_ref().map(|t| t.0),
+        renewed,
         expires,
+        reason: annotation(REASON),
+        session: annotation(SESSION),
     })
 }
 
@@ -125,16 +187,11 @@ pub async fn status(client: &Client, namespace: &str) -> anyhow::Result<LockStat
         .map_or(LockState::Free, LockState::Held))
 }
 
-/// The Lease `identity` writes at `now`: a renewal of its own unexpired hold
+/// The Lease `claim` writes at `now`: a renewal of its own unexpired hold
 /// moves only `renewTime`; taking it from somebody (or from nobody) also sets
-/// `acquireTime` and counts a transition.
-fn lease_for(
-    identity: &str,
-    purpose: &str,
-    hold: Duration,
-    base: Option<&Lease>,
-    now: Timestamp,
-) -> Lease {
+/// `acquireTime` and counts a transition. The annotations are the claim's.
+fn lease_for(claim: &Claim, hold: Duration, base: Option<&Lease>, now: Timestamp) -> Lease {
+    let identity = claim.identity.as_str();
     let mut lease = base.cloned().unwrap_or_else(|| Lease {
         metadata: ObjectMeta {
             name: Some(LEASE_NAME.into()),
@@ -147,11 +204,17 @@ fn lease_for(
         },
         spec: None,
     });
-    lease
+    let annotations = lease
         .metadata
         .annotations
-        .get_or_insert_with(Default::default)
-        .insert(PURPOSE.into(), purpose.into());
+        .get_or_insert_with(Default::default);
+    annotations.insert(PURPOSE.into(), claim.purpose.clone());
+    for (key, value) in [(REASON, &claim.reason), (SESSION, &claim.session)] {
+        match value {
+            Some(value) => annotations.insert(key.into(), value.clone()),
+            None => annotations.remove(key),
+        };
+    }
     let renewing = base
         .and_then(|l| holder_of(l, now))
         .is_some_and(|h| h.identity == identity);
@@ -208,30 +271,35 @@ async fn write_lease<E>(
     }
 }
 
-/// Try once to take the lock. `Ok(Err(holder))` when somebody else holds it.
+/// Try once to take the lock for `claim`. `Ok(Err(holder))` when somebody
+/// else holds it.
 pub async fn try_acquire(
     client: &Client,
     namespace: &str,
-    identity: &str,
-    purpose: &str,
+    claim: &Claim,
     hold: Duration,
 ) -> anyhow::Result<Result<(), Holder>> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    write_lease(&api, |current| {
+    let written = write_lease(&api, |current| {
         let now = Timestamp::now();
         match current.and_then(|l| holder_of(l, now)) {
-            Some(holder) if holder.identity != identity => Err(holder),
+            Some(holder) if holder.identity != claim.identity => Err(Box::new(holder)),
             // Free, expired or ours.
-            _ => Ok(lease_for(identity, purpose, hold, current, now)),
+            _ => Ok(lease_for(claim, hold, current, now)),
         }
     })
-    .await
+    .await?;
+    Ok(match written {
+        Ok(()) => Ok(()),
+        Err(holder) => Err(*holder),
+    })
 }
 
 /// The renewal of `identity`'s hold on `current`, or who has the lock now
 /// when it is no longer ours: taken by another holder (even one whose hold
 /// has since expired, who may have changed things), or deleted.
-fn renewal(identity: &str, purpose: &str, current: Option<&Lease>) -> Result<Lease, String> {
+fn renewal(claim: &Claim, current: Option<&Lease>) -> Result<Lease, String> {
+    let identity = claim.identity.as_str();
     let now = Timestamp::now();
     let Some(lease) = current else {
         return Err(format!(
@@ -245,7 +313,7 @@ fn renewal(identity: &str, purpose: &str, current: Option<&Lease>) -> Result<Lea
         .and_then(|s| s.holder_identity.as_deref())
         .unwrap_or_default();
     if holder == identity {
-        return Ok(lease_for(identity, purpose, DEPLOY_HOLD, current, now));
+        return Ok(lease_for(claim, DEPLOY_HOLD, current, now));
     }
     Err(match holder_of(lease, now) {
         Some(holder) => holder.who(),
@@ -254,19 +322,45 @@ fn renewal(identity: &str, purpose: &str, current: Option<&Lease>) -> Result<Lea
     })
 }
 
-/// Release the lock whoever holds it; returns who held it.
-pub async fn release(client: &Client, namespace: &str) -> anyhow::Result<Option<Holder>> {
+/// Release the hold of `expected`, as `status` read it: renewals in
+/// between are fine, but a lock that changed hands meanwhile is left alone
+/// (exit 3, naming the new holder). `Ok(false)` when the hold had ended
+/// by itself meanwhile.
+pub async fn release(client: &Client, namespace: &str, expected: &Holder) -> anyhow::Result<bool> {
     let api: Api<Lease> = Api::namespaced(client.clone(), namespace);
-    let Some(lease) = api
-        .get_opt(LEASE_NAME)
-        .await
-        .context("reading the deploy lock")?
-    else {
-        return Ok(None);
-    };
-    let holder = holder_of(&lease, Timestamp::now());
-    delete_exactly(&api, &lease).await?;
-    Ok(holder)
+    loop {
+        let Some(lease) = api
+            .get_opt(LEASE_NAME)
+            .await
+            .context("reading the deploy lock")?
+        else {
+            return Ok(false);
+        };
+        let Some(holder) = holder_of(&lease, Timestamp::now()) else {
+            return Ok(false);
+        };
+        if holder.identity != expected.identity || holder.since != expected.since {
+            return Err(BerthError::Locked(format!(
+                "the lock changed hands meanwhile: it is now held by {}; nothing was released",
+                holder.describe(Timestamp::now())
+            ))
+            .into());
+        }
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: lease.metadata.uid.clone(),
+                resource_version: lease.metadata.resource_version.clone(),
+            }),
+            ..Default::default()
+        };
+        match api.delete(LEASE_NAME, &params).await {
+            Ok(_) => return Ok(true),
+            Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(false),
+            // Renewed in between: look again.
+            Err(kube::Error::Api(s)) if s.is_conflict() => continue,
+            Err(e) => return Err(e).context("releasing the deploy lock"),
+        }
+    }
 }
 
 /// Delete this version of the Lease, and nothing newer.
@@ -319,9 +413,10 @@ impl DeployLock {
     ) -> anyhow::Result<DeployLock> {
         out.step("lock");
         let identity = own_identity();
+        let claim = Claim::deploy(&identity, purpose);
         let deadline = tokio::time::Instant::now() + wait.unwrap_or_default();
         loop {
-            match try_acquire(client, namespace, &identity, purpose, DEPLOY_HOLD).await? {
+            match try_acquire(client, namespace, &claim, DEPLOY_HOLD).await? {
                 Ok(()) => break,
                 Err(holder) => {
                     if tokio::time::Instant::now() >= deadline {
@@ -329,7 +424,8 @@ impl DeployLock {
                             "it was still held when --lock-wait ran out".to_string()
                         } else {
                             format!(
-                                "wait for it, pass --lock-wait 10m, or if it is stale run `{} lock ENV release`",
+                                "wait for it, pass --lock-wait 10m, or if it is stale run `{} lock ENV release` \
+                                 (with --force if it is not yours)",
                                 crate::program::name()
                             )
                         };
@@ -350,8 +446,7 @@ impl DeployLock {
         let (lost_tx, lost) = watch::channel(None);
         let renewer = tokio::spawn(renew(
             Api::namespaced(client.clone(), namespace),
-            identity.clone(),
-            purpose.to_string(),
+            claim,
             lost_tx,
         ));
         Ok(DeployLock {
@@ -536,17 +631,12 @@ impl Lost {
 /// Renew the hold every third of its duration; send who has the lock on
 /// `lost` once it is no longer ours, or the refusal once the API server
 /// refuses berth's credentials (a 401 or 403 is not retried: it stays).
-async fn renew(
-    api: Api<Lease>,
-    identity: String,
-    purpose: String,
-    lost: watch::Sender<Option<Loss>>,
-) {
+async fn renew(api: Api<Lease>, claim: Claim, lost: watch::Sender<Option<Loss>>) {
     let mut tick = tokio::time::interval(DEPLOY_HOLD / 3);
     tick.tick().await;
     loop {
         tick.tick().await;
-        match write_lease(&api, |current| renewal(&identity, &purpose, current)).await {
+        match write_lease(&api, |current| renewal(&claim, current)).await {
             Ok(Ok(())) => {}
             Ok(Err(holder)) => {
                 lost.send_replace(Some(Loss::Taken(holder)));
@@ -611,8 +701,7 @@ mod tests {
         held.spec.as_mut().unwrap().lease_transitions = Some(2);
         let t1 = t0 + SignedDuration::from_secs(5);
         let renewed = lease_for(
-            "ada@box (pid 7)",
-            "deploy 1a2b3c4",
+            &Claim::deploy("ada@box (pid 7)", "deploy 1a2b3c4"),
             DEPLOY_HOLD,
             Some(&held),
             t1,
@@ -630,42 +719,80 @@ mod tests {
         let mut expired = lease("ada@box (pid 7)", t0, 15);
         expired.spec.as_mut().unwrap().lease_transitions = Some(2);
         let t1 = t0 + SignedDuration::from_secs(60);
-        let taken = lease_for(
-            "bob@ci (pid 9)",
-            "deploy 2b3c4d5",
-            DEPLOY_HOLD,
-            Some(&expired),
-            t1,
-        );
+        let bob = Claim::deploy("bob@ci (pid 9)", "deploy 2b3c4d5");
+        let taken = lease_for(&bob, DEPLOY_HOLD, Some(&expired), t1);
         let spec = taken.spec.as_ref().unwrap();
         assert_eq!(spec.holder_identity.as_deref(), Some("bob@ci (pid 9)"));
         assert_eq!(spec.acquire_time, Some(MicroTime(t1)));
         assert_eq!(spec.lease_transitions, Some(3));
-        let fresh = lease_for("bob@ci (pid 9)", "deploy 2b3c4d5", DEPLOY_HOLD, None, t1);
+        let fresh = lease_for(&bob, DEPLOY_HOLD, None, t1);
         assert_eq!(fresh.spec.unwrap().lease_transitions, Some(0));
     }
 
     #[test]
     fn a_lease_taken_by_another_or_deleted_is_lost_not_renewed() {
         let now = Timestamp::now();
+        let ada = Claim::deploy("ada@box (pid 7)", "deploy 1a2b3c4");
         let ours = lease("ada@box (pid 7)", now, 15);
-        assert!(renewal("ada@box (pid 7)", "deploy 1a2b3c4", Some(&ours)).is_ok());
+        assert!(renewal(&ada, Some(&ours)).is_ok());
         let taken = lease("bob@ci (pid 9)", now, 15);
         assert_eq!(
-            renewal("ada@box (pid 7)", "deploy 1a2b3c4", Some(&taken)).unwrap_err(),
+            renewal(&ada, Some(&taken)).unwrap_err(),
             "bob@ci (pid 9) (deploy 1a2b3c4)"
         );
         // Taken and expired since: bob may have changed things meanwhile.
         let expired = lease("bob@ci (pid 9)", now - SignedDuration::from_secs(60), 15);
         assert!(
-            renewal("ada@box (pid 7)", "deploy 1a2b3c4", Some(&expired))
+            renewal(&ada, Some(&expired))
                 .unwrap_err()
                 .starts_with("bob@ci (pid 9)")
         );
+        assert!(renewal(&ada, None).unwrap_err().contains("deleted"));
+    }
+
+    #[test]
+    fn a_persons_reason_and_session_are_kept_and_never_passed_on() {
+        let t0: Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
+        let person = Claim {
+            identity: "ada@box".into(),
+            purpose: "held by hand".into(),
+            reason: Some("restoring the database".into()),
+            session: Some("4242".into()),
+        };
+        let held = lease_for(&person, Duration::from_secs(3600), None, t0);
+        let holder = holder_of(&held, t0 + SignedDuration::from_secs(5)).unwrap();
+        assert_eq!(holder.reason.as_deref(), Some("restoring the database"));
+        assert_eq!(holder.session.as_deref(), Some("4242"));
         assert!(
-            renewal("ada@box (pid 7)", "deploy 1a2b3c4", None)
-                .unwrap_err()
-                .contains("deleted")
+            holder
+                .describe(t0 + SignedDuration::from_secs(5))
+                .ends_with("; reason: \"restoring the database\""),
+            "{}",
+            holder.describe(t0)
+        );
+        // A deploy taking the lock after the hold ends leaves no reason behind.
+        let later = t0 + SignedDuration::from_secs(7200);
+        let taken = lease_for(
+            &Claim::deploy("bob@ci (pid 9)", "deploy 2b3c4d5"),
+            DEPLOY_HOLD,
+            Some(&held),
+            later,
+        );
+        let holder = holder_of(&taken, later).unwrap();
+        assert_eq!((holder.reason, holder.session), (None, None));
+    }
+
+    #[test]
+    fn a_hold_renewed_within_a_deploys_hold_is_alive() {
+        let t0: Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
+        let holder = holder_of(&lease("ada@box (pid 7)", t0, 15), t0).unwrap();
+        assert_eq!(
+            holder.renewed_recently(t0 + SignedDuration::from_secs(4)),
+            Some(4)
+        );
+        assert_eq!(
+            holder.renewed_recently(t0 + SignedDuration::from_secs(16)),
+            None
         );
     }
 

@@ -17,6 +17,7 @@ use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
 use crate::cluster::release::{self, ReleaseStatus};
 use crate::config::{AssetSource, Assets, Config, Environment};
+use crate::confirm::{Question, confirm};
 use crate::error::{BerthError, Cancelled, input_error};
 use crate::interrupt::{Interrupts, unless_interrupted, wind_down};
 use crate::output::Output;
@@ -133,6 +134,13 @@ async fn prune(
     let kube = client::connect(env.context.as_deref()).await?;
     let store = store::for_environment(env, assets, Some(&kube)).await?;
     store.check().await?;
+    if !args.dry_run {
+        confirm(
+            &prune_question(&args.env, &store.bucket, assets, args),
+            args.confirm.yes,
+        )
+        .await?;
+    }
     let lock = DeployLock::take(&kube, &env.namespace, "assets prune", None, out).await?;
     let mut report = lock
         .hold(out, |lost| {
@@ -142,6 +150,28 @@ async fn prune(
     report.duration_s = started.elapsed().as_secs_f64();
     out.json_report(&report);
     Ok(())
+}
+
+/// What `assets prune` (without `--dry-run`) asks before deleting.
+fn prune_question(env: &str, bucket: &str, assets: &Assets, args: &AssetsPruneArgs) -> Question {
+    Question {
+        action: format!("prune {env}'s assets"),
+        why: format!(
+            "pruning deletes {env}'s assets that no kept release needs, for good (`{} assets \
+             prune {env} --dry-run` lists them)",
+            crate::program::name()
+        ),
+        facts: vec![
+            format!("environment: {env}"),
+            format!("bucket:      s3://{bucket}/{}", assets.prefix),
+            format!(
+                "kept:        what the last {} releases (and the current and previous \
+                 successful ones) need, and objects written in the last {}",
+                args.keep,
+                crate::confirm::age(args.grace)
+            ),
+        ],
+    }
 }
 
 /// The prune itself, under the lock.

@@ -35,6 +35,7 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         maintenance: args.maintenance,
         dry_run: args.dry_run,
         no_backup: args.no_backup,
+        yes: args.confirm.yes,
         ..DeploySettings::new(
             crate::config::locate(global.config.as_deref())?,
             &args.target.env,

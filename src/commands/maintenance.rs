@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::cli::{GlobalArgs, MaintenanceAction, MaintenanceArgs};
 use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
+use crate::confirm::{Question, confirm};
 use crate::error::{BerthError, Outcome, exit_code_number, input_error, kind_of};
 use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::maintenance::{Scope, Selector, Status};
@@ -61,6 +62,30 @@ pub async fn run(
     };
     out.json_report(&report);
     result
+}
+
+/// What `maintenance ENV on` asks in a protected environment: the
+/// Services that will serve the page instead of the app.
+fn question(
+    env: &str,
+    namespace: &str,
+    targets: &[k8s_openapi::api::core::v1::Service],
+) -> Question {
+    let services: Vec<String> = targets
+        .iter()
+        .map(|s| s.metadata.name.clone().unwrap_or_default())
+        .collect();
+    Question {
+        action: format!("turn maintenance on in {env}"),
+        why: format!("{env} is protected: its users would see the maintenance page, not the app"),
+        facts: vec![
+            format!("environment: {env} (namespace {namespace})"),
+            format!(
+                "services:    {} → the maintenance page",
+                services.join(", ")
+            ),
+        ],
+    }
 }
 
 /// `--title` and `--message` go with `on`, and say something.
@@ -126,7 +151,11 @@ async fn execute(
     scope.check_access().await?;
     if on {
         // Bad input exits 2 before the lock is taken or anything changes.
-        unless_interrupted(&mut interrupts, scope.targets(&[], out)).await?;
+        let targets = unless_interrupted(&mut interrupts, scope.targets(&[], out)).await?;
+        if env.protected {
+            let question = question(&args.env, ns, &targets);
+            confirm(&question, args.confirm.yes).await?;
+        }
     }
     let action = if on { "on" } else { "off" };
     let purpose = format!("maintenance {action}");

@@ -75,6 +75,7 @@ pub async fn run(
     let settings = DeploySettings {
         timeout: options.wait.timeout,
         lock_wait: options.wait.lock_wait,
+        yes: options.confirm.yes,
         ..DeploySettings::new(&config.path, to, &source.sha)
     };
     let request = Request {

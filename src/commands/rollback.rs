@@ -17,6 +17,7 @@ use crate::cluster::client;
 use crate::cluster::release::{self, Release, ReleaseStatus};
 use crate::commands::deploy::{self, Extras};
 use crate::config::{self, Config, short_sha as short};
+use crate::confirm::{Question, age_since, confirm};
 use crate::error::{BerthError, Outcome, exit_code_number, input_error};
 use crate::output::{Mode, Output};
 use crate::pipeline::{DeploySettings, Plan, Request, Source, Summary};
@@ -71,6 +72,11 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
             crate::stdout::drop_if_closed(shown)
         }?;
         let step = choose_step(&config, args, &releases, &decision, &out).await?;
+        if !args.dry_run
+            && let Some(question) = depth_question(&args.env, &releases, &target)
+        {
+            confirm(&question, args.confirm.yes).await?;
+        }
         Ok((planned, decision, step))
     }
     .await;
@@ -394,6 +400,52 @@ fn by_sha<'a>(
     Ok(matching.first().copied())
 }
 
+/// The question a rollback to `target` asks when it goes further back
+/// than the default (the successful release before the current one).
+fn depth_question(env: &str, releases: &[Release], target: &Release) -> Option<Question> {
+    let previous = choose(releases, None, env).ok()?;
+    let current = releases.first()?;
+    if target.number >= previous.number {
+        return None;
+    }
+    let back = releases
+        .iter()
+        .filter(|r| r.status == ReleaseStatus::Succeeded && r.number > target.number)
+        .count();
+    let deployed = age_since(target.finished_at.as_deref().unwrap_or(&target.started_at))
+        .map(|age| format!(", deployed {age} ago"))
+        .unwrap_or_default();
+    Some(Question {
+        action: format!(
+            "roll {env} back to release {} ({})",
+            target.number,
+            short(&target.sha)
+        ),
+        why: format!(
+            "release {} is {back} successful releases back, further than the previous one \
+             (release {})",
+            target.number, previous.number
+        ),
+        facts: vec![
+            format!("environment: {env}"),
+            format!(
+                "roll back:   {} (release {}, {}) → {} (release {}{deployed})",
+                short(&current.sha),
+                current.number,
+                current.status.as_str(),
+                short(&target.sha),
+                target.number
+            ),
+            format!(
+                "previous:    release {} ({}), where `{} rollback {env}` goes",
+                previous.number,
+                short(&previous.sha),
+                crate::program::name()
+            ),
+        ],
+    })
+}
+
 /// The database schema is not rolled back (`why`): name the migrations
 /// that ran after `target`, the release being left's among them.
 fn schema_note(why: &str, target: &Release, releases: &[Release]) -> String {
@@ -511,6 +563,30 @@ mod tests {
         );
         assert_eq!(code(choose(&history, None, "p").unwrap_err()), 5);
         assert_eq!(code(choose(&[], None, "p").unwrap_err()), 2);
+    }
+
+    #[test]
+    fn only_a_rollback_past_the_previous_release_asks() {
+        let history = [
+            release(4, "ddddddd", Succeeded),
+            release(3, "ccccccc", Failed),
+            release(2, "bbbbbbb", Succeeded),
+            release(1, "aaaaaaa", Succeeded),
+        ];
+        assert_eq!(depth_question("p", &history, &history[2]), None);
+        assert_eq!(depth_question("p", &history, &history[0]), None);
+        let question = depth_question("p", &history, &history[3]).unwrap();
+        assert_eq!(question.action, "roll p back to release 1 (aaaaaaa)");
+        assert!(
+            question
+                .why
+                .starts_with("release 1 is 2 successful releases back"),
+            "{question:?}"
+        );
+        assert!(
+            question.facts[1].contains("ddddddd (release 4, succeeded) → aaaaaaa (release 1"),
+            "{question:?}"
+        );
     }
 
     #[test]

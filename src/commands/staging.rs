@@ -81,6 +81,7 @@ pub async fn run(
     let settings = DeploySettings {
         timeout: args.wait.timeout,
         lock_wait: args.wait.lock_wait,
+        yes: args.confirm.yes,
         ..DeploySettings::new(&config.path, STAGING, &commit.sha)
     };
     let request = Request {

@@ -221,6 +221,11 @@ pub(super) struct EnvironmentFile {
     /// The namespace berth deploys into, a DNS label. berth creates it if missing.
     #[schemars(regex(pattern = DNS_LABEL), length(max = 63))]
     pub namespace: String,
+    /// Ask before dangerous operations here (docs/operators.md): a deploy of
+    /// a SHA no other environment ran successfully, `maintenance ENV on`.
+    /// Default: true for an environment named `production`, else false.
+    #[serde(default)]
+    pub protected: Option<bool>,
     /// A kustomize directory, relative to berth.yaml's directory, rendered with `kubectl kustomize`.
     #[serde(default)]
     pub overlay: Option<PathBuf>,

@@ -155,6 +155,9 @@ pub struct Environment {
     pub context: Option<String>,
     /// The namespace every namespaced object is applied to.
     pub namespace: String,
+    /// Dangerous operations here ask first (`protected:`, default: true
+    /// for `production`): see [`crate::confirm`].
+    pub protected: bool,
     /// How the environment's objects are rendered.
     pub source: Source,
     /// The migration Job run before workloads change, if berth.yaml builds

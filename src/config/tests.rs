@@ -201,6 +201,7 @@ environments:
         &Environment {
             context: Some("gke_acme_us-central1-b_shop".into()),
             namespace: "shop".into(),
+            protected: false,
             source: Source::Helm {
                 path: repo.0.join("charts/shop"),
                 values: vec![repo.0.join("charts/values-prod.yaml")],
@@ -1070,4 +1071,23 @@ fn berth_yaml_is_found_from_a_subdirectory_up_to_the_repository_root() {
             "BERTH_CONFIG",
         ],
     );
+}
+
+#[test]
+fn production_is_protected_unless_it_says_otherwise_and_others_only_when_they_say_so() {
+    let repo = Repo::new("protected");
+    let environments = "  production:\n    namespace: shop-prod\n    overlay: overlays/staging\n";
+    let config = repo.load(&format!("{MINIMAL}{environments}")).unwrap();
+    assert!(config.environment("production").unwrap().protected);
+    assert!(!config.environment("staging").unwrap().protected);
+    let flipped = format!(
+        "{}{environments}    protected: false\n",
+        MINIMAL.replace(
+            "    overlay: overlays/staging\n",
+            "    overlay: overlays/staging\n    protected: true\n"
+        )
+    );
+    let config = repo.load(&flipped).unwrap();
+    assert!(!config.environment("production").unwrap().protected);
+    assert!(config.environment("staging").unwrap().protected);
 }

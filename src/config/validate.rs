@@ -406,6 +406,7 @@ impl Checker<'_> {
         Some(Environment {
             context: environment.context,
             namespace: environment.namespace,
+            protected: environment.protected.unwrap_or(name == "production"),
             source: source?,
             migrate,
             schema,

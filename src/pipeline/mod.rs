@@ -13,6 +13,7 @@ pub mod hold;
 pub mod plan;
 pub mod pre_deploy;
 pub mod pre_migrate;
+pub mod protected;
 pub mod record;
 pub mod rollback;
 pub mod rollout;
@@ -137,6 +138,9 @@ pub async fn run(
         let mut plan = plan;
         plan.inspected = dry_run_inspection(&client, &plan, &mut interrupts, out).await?;
         return Ok(Finished::Planned(Box::new(plan)));
+    }
+    if matches!(request.source, Source::Overlay(_)) {
+        protected::confirm(&client, &plan, settings.yes).await?;
     }
     let ns = plan.env.namespace.clone();
     rollout::ensure_namespace(&client, &ns, &plan.instance()).await?;

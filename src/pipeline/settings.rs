@@ -27,6 +27,9 @@ pub struct DeploySettings {
     pub dry_run: bool,
     /// Skip the backup before the migration (`--no-backup`, for emergencies).
     pub no_backup: bool,
+    /// `--yes`: a protected environment does not ask before a SHA no other
+    /// environment ran successfully ([`crate::pipeline::protected`]).
+    pub yes: bool,
 }
 
 impl DeploySettings {
@@ -44,6 +47,7 @@ impl DeploySettings {
             maintenance: false,
             dry_run: false,
             no_backup: false,
+            yes: false,
         }
     }
 }
