@@ -575,6 +575,11 @@ pub struct AssetsPushArgs {
     /// jobs that build their assets locally).
     #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
+    /// Make the pushed files the SHA's whole asset manifest. Without it a
+    /// push adds to the manifest the SHA already has, so a release serving
+    /// it never loses a file to `assets prune`.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// Options of `assets prune`.
