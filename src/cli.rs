@@ -78,7 +78,7 @@ pub enum Command {
     /// Per workload: SHA, ready/desired, health; the lock holder; the last release.
     Status(StatusArgs),
     /// The release log of an environment.
-    History(EnvArg),
+    History(HistoryArgs),
     /// What a deploy of SHA to ENV would change (server-side dry run).
     Diff(EnvShaArgs),
     /// Inspect, take or release an environment's deploy lock.
@@ -241,6 +241,17 @@ pub struct RollbackArgs {
     /// How long to wait.
     #[command(flatten)]
     pub wait: WaitArgs,
+}
+
+/// Options of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Environment name, as in berth.yaml (for example `staging`).
+    pub env: String,
+    /// Show the newest N releases.
+    #[arg(long, default_value_t = 20, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
 }
 
 /// Options of `status`.

@@ -102,6 +102,7 @@ pub fn report(
         }),
         exit_code,
         schema,
+        timings: summary.timings,
     });
 }
 

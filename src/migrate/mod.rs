@@ -379,12 +379,12 @@ pub async fn create_and_follow<R: TaskReporter + ?Sized + 'static>(
                 pod: None,
                 reason: "Timeout".into(),
                 message: format!(
-                    "{} did not finish within {}s (its deadline plus the rollout timeout)",
+                    "{} did not finish within {} (its deadline plus the rollout timeout)",
                     match task {
                         JobTask::Migrate => "the migration".to_string(),
                         other => format!("the {} Job", other.name()),
                     },
-                    limit.as_secs()
+                    crate::duration::display(limit)
                 ),
             },
         )),
@@ -469,7 +469,10 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
         None => {
             reporter.task(
                 name_of_task,
-                TaskEvent::Succeeded(&format!("succeeded in {:.1}s", ended.duration_s)),
+                TaskEvent::Succeeded(&format!(
+                    "succeeded in {}",
+                    crate::duration::display_seconds(ended.duration_s)
+                )),
             );
             delete(client, namespace, task, &name).await?;
             Ok(Ok(record))

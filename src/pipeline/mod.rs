@@ -91,6 +91,8 @@ pub struct Summary {
     pub release: Option<u64>,
     /// What failed, as recorded.
     pub failure: Option<FailureRecord>,
+    /// Seconds per step, as recorded.
+    pub timings: std::collections::BTreeMap<String, f64>,
 }
 
 /// How far a run went when it succeeded.
@@ -262,6 +264,7 @@ impl Deploy<'_> {
         let closed = close_window(window, still_held.is_ok(), &plan.env_name, out).await;
         record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
         summary.failure.clone_from(&record.failure);
+        summary.timings.clone_from(&record.timings);
         out.step("record");
         record.step = Some("record".into());
         if let Err(unwritten) = release::update(client, ns, &record).await {
