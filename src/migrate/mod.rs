@@ -2,8 +2,10 @@
 //! changes, with its logs streamed under a `[migrate]` prefix.
 //!
 //! The Job has a unique name per release, `backoffLimit: 0` and a deadline.
-//! A failed Job is kept for inspection; a successful one is deleted.
+//! A failed Job is kept for inspection, the newest `migrate.keep_failed`
+//! of them ([`failed`]); a successful one is deleted.
 
+pub mod failed;
 pub mod overlay;
 pub mod sidecars;
 

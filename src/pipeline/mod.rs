@@ -227,6 +227,14 @@ impl Deploy<'_> {
         let identity = own_identity();
         let running =
             settle::settle(client, ns, &plan.instance(), &mut history, &identity, out).await?;
+        // Failed migration Jobs beyond the newest few: a cleanup that fails
+        // only warns, it never stops a deploy.
+        let kept = plan.env.failed_jobs_kept;
+        if let Err(error) =
+            crate::migrate::failed::prune(client, ns, &plan.instance(), kept, out).await
+        {
+            out.warn(&format!("{error:#}; the next deploy tries again"));
+        }
         if !running.is_empty() && (plan.migration.is_some() || self.request.schema.is_some()) {
             let waiting = settle::wait_for(client, ns, running, self.waits_until, out);
             lost.clone()
