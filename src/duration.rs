@@ -57,7 +57,7 @@ pub fn display(duration: Duration) -> String {
         // Tenths, rounded; `9.96s` would round up to `10.0s`, so whole seconds there.
         let tenths = (duration.as_secs_f64() * 10.0).round() as u64;
         if tenths < 100 {
-            return if tenths % 10 == 0 {
+            return if tenths.is_multiple_of(10) {
                 format!("{}s", tenths / 10)
             } else {
                 format!("{}.{}s", tenths / 10, tenths % 10)

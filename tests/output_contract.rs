@@ -410,7 +410,7 @@ async fn times_are_local_with_their_age_steps_are_timed_and_pipes_get_no_colour(
         .strftime("%Y-%m-%d %H:%M:%S")
         .to_string();
     assert!(
-        text.contains(&format!("last release: 3 3c4d5e6 succeeded by"))
+        text.contains("last release: 3 3c4d5e6 succeeded by")
             && text.contains(&format!(", started {newest} (")),
         "{text}"
     );
