@@ -75,7 +75,7 @@ pub enum Command {
     /// Per workload: SHA, ready/desired, health; the lock holder; the last release.
     Status(StatusArgs),
     /// The release log of an environment.
-    History(EnvArg),
+    History(HistoryArgs),
     /// What a deploy of SHA to ENV would change (server-side dry run).
     Diff(EnvShaArgs),
     /// Inspect, take or release an environment's deploy lock.
@@ -263,6 +263,17 @@ pub struct RollbackArgs {
     /// Confirmation: going back more than one release asks first.
     #[command(flatten)]
     pub confirm: YesArg,
+}
+
+/// Options of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Environment name, as in berth.yaml (for example `staging`).
+    pub env: String,
+    /// Show the newest N releases.
+    #[arg(long, default_value_t = 20, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
 }
 
 /// Options of `status`.
@@ -611,6 +622,11 @@ pub struct AssetsPushArgs {
     /// jobs that build their assets locally).
     #[arg(long, value_name = "DIR")]
     pub from_dir: Option<PathBuf>,
+    /// Make the pushed files the SHA's whole asset manifest. Without it a
+    /// push adds to the manifest the SHA already has, so a release serving
+    /// it never loses a file to `assets prune`.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 /// Options of `assets prune`.

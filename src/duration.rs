@@ -1,5 +1,6 @@
 //! Durations as people write them on the command line and in berth.yaml:
-//! `90s`, `10m`, `1h`, `1h30m`, `2d`. Shared by the CLI and the config.
+//! `90s`, `10m`, `1h`, `1h30m`, `2d`, parsed ([`parse`]) and shown
+//! ([`display`], [`display_seconds`]) the same way everywhere berth prints one.
 
 use std::time::Duration;
 
@@ -48,9 +49,66 @@ pub fn parse(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// `duration` as people read it, in at most two units: `2.3s` (tenths
+/// below 10 seconds), `14s`, `2m30s`, `2m`, `1h`, `1h5m`, `2d3h`. Never
+/// `3599s`: `59m59s`.
+pub fn display(duration: Duration) -> String {
+    if duration < Duration::from_secs(10) {
+        // Tenths, rounded; `9.96s` would round up to `10.0s`, so whole seconds there.
+        let tenths = (duration.as_secs_f64() * 10.0).round() as u64;
+        if tenths < 100 {
+            return if tenths.is_multiple_of(10) {
+                format!("{}s", tenths / 10)
+            } else {
+                format!("{}.{}s", tenths / 10, tenths % 10)
+            };
+        }
+    }
+    let s = duration.as_secs_f64().round() as u64;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
+    let pair = |big: u64, big_unit: &str, small: u64, small_unit: &str| {
+        if small == 0 {
+            format!("{big}{big_unit}")
+        } else {
+            format!("{big}{big_unit}{small}{small_unit}")
+        }
+    };
+    match (d, h, m) {
+        (0, 0, 0) => format!("{sec}s"),
+        (0, 0, m) => pair(m, "m", sec, "s"),
+        (0, h, m) => pair(h, "h", m, "m"),
+        (d, h, _) => pair(d, "d", h, "h"),
+    }
+}
+
+/// [`display`] of a number of seconds (as release records and reports keep
+/// them); negative or not a number shows as `0s`.
+pub fn display_seconds(seconds: f64) -> String {
+    display(Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_display_in_at_most_two_units() {
+        let shown = |s: u64| display(Duration::from_secs(s));
+        assert_eq!(shown(0), "0s");
+        assert_eq!(shown(14), "14s");
+        assert_eq!(shown(60), "1m");
+        assert_eq!(shown(150), "2m30s");
+        assert_eq!(shown(3599), "59m59s");
+        assert_eq!(shown(3600), "1h");
+        assert_eq!(shown(3900), "1h5m");
+        assert_eq!(shown(90_000), "1d1h");
+        assert_eq!(display_seconds(2.34), "2.3s");
+        assert_eq!(display_seconds(9.96), "10s");
+        assert_eq!(display_seconds(0.04), "0s");
+        assert_eq!(display_seconds(-3.0), "0s");
+        assert_eq!(display_seconds(f64::NAN), "0s");
+        assert_eq!(display_seconds(59.6), "1m");
+    }
 
     #[test]
     fn durations_parse_in_every_unit() {

@@ -259,9 +259,9 @@ impl Repository {
                 retry::Next::RateLimited(wait) if rate_limits_left > 0 => {
                     rate_limits_left -= 1;
                     self.out.warn(&format!(
-                        "GitHub rate limit reached ({status}); waiting {}s before retrying \
+                        "GitHub rate limit reached ({status}); waiting {} before retrying \
                          ({rate_limits_left} retries left)",
-                        wait.as_secs()
+                        crate::duration::display(wait)
                     ));
                     wait
                 }
@@ -279,9 +279,9 @@ impl Repository {
                 retry::Next::Transient => match waits.next() {
                     Some(wait) => {
                         self.out.warn(&format!(
-                            "GitHub at {} failed while {doing} ({status}); trying again in {:.1}s",
+                            "GitHub at {} failed while {doing} ({status}); trying again in {}",
                             self.api,
-                            wait.as_secs_f64()
+                            crate::duration::display(wait)
                         ));
                         wait
                     }

@@ -8,7 +8,7 @@
 
 mod closing;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,6 +20,7 @@ use serde_json::json;
 
 use crate::error::Outcome;
 use crate::progress::{Progress, RolloutReporter, TaskEvent, TaskReporter, WorkloadState};
+use crate::style::{Painter, Tone};
 pub use closing::{Closing, Reported, was_reported};
 use closing::{Staged, assemble};
 
@@ -66,6 +67,10 @@ pub struct Report {
     /// A rollback's schema part: its plan, or why it is not rolled back.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Value>,
+    /// Seconds per pipeline step (`migrate`, `assets`, `apply`, `wait`, …),
+    /// as the release record keeps them; absent before a release was recorded.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub timings: BTreeMap<String, f64>,
 }
 
 /// The failure part of a [`Report`].
@@ -84,6 +89,8 @@ pub struct ReportFailure {
 /// The user-facing output of one berth run.
 pub struct Output {
     mode: Mode,
+    /// Colours lines on a terminal (not in a pipe, not with `NO_COLOR`).
+    painter: Painter,
     github: bool,
     bars: MultiProgress,
     workloads: Mutex<HashMap<String, ProgressBar>>,
@@ -117,6 +124,7 @@ impl Output {
         };
         Output {
             mode,
+            painter: Painter::new(mode == Mode::Terminal),
             github,
             bars: MultiProgress::with_draw_target(target),
             workloads: Mutex::new(HashMap::new()),
@@ -191,7 +199,11 @@ impl Output {
         if self.github {
             stderr_line(&format!("::warning::{}", escape_annotation(message)));
         }
-        self.line(&format!("warning: {message}"));
+        self.line(
+            &self
+                .painter
+                .paint(Tone::Warning, &format!("warning: {message}")),
+        );
         self.json(
             json!({"event": "warning", "message": message, "time": Timestamp::now().to_string()}),
         );
@@ -303,7 +315,7 @@ impl Output {
         if self.github {
             stderr_line(&format!("::error::{}", escape_annotation(summary)));
         }
-        self.line(summary);
+        self.line(&self.painter.paint(Tone::Error, summary));
     }
 
     /// The command's own report fields (`status` among them, if it chooses
@@ -351,7 +363,13 @@ impl Output {
             .map_or(String::new(), |n| format!(", release {n}"));
         {
             let mut staged = self.staged.lock().unwrap();
-            staged.headline = Some(format!("{outcome}{release} ({:.1}s)", report.duration_s));
+            staged.headline = Some(format!(
+                "{outcome}{release} ({}{})",
+                crate::duration::display_seconds(report.duration_s),
+                step_durations(&report.timings)
+                    .map(|steps| format!(": {steps}"))
+                    .unwrap_or_default()
+            ));
             staged.explained = report.failure.is_some();
         }
         if self.github {
@@ -400,7 +418,12 @@ impl Output {
             // The child's output is the result, and its exit code passes through.
             _ if closing == Closing::AfterChild && (result.is_ok() || child_said) => false,
             _ => {
-                self.line(&done.line);
+                let tone = if result.is_ok() {
+                    Tone::Success
+                } else {
+                    Tone::Error
+                };
+                self.line(&self.painter.paint(tone, &done.line));
                 true
             }
         };
@@ -490,8 +513,11 @@ impl Counter {
             let rate = done.0 as f64 / done.1.elapsed().as_secs_f64().max(0.001);
             let eta = (self.total.saturating_sub(done.0)) as f64 / rate.max(0.001);
             let line = format!(
-                "{}/{} {}, {rate:.1}/s, eta {:.0}s",
-                done.0, self.total, self.unit, eta
+                "{}/{} {}, {rate:.1}/s, eta {}",
+                done.0,
+                self.total,
+                self.unit,
+                crate::duration::display_seconds(eta)
             );
             self.out.task_line(&self.task, &line);
         }
@@ -547,6 +573,34 @@ impl Drop for TransferProgress {
     }
 }
 
+/// The order steps run in, for showing their durations.
+const STEP_ORDER: [&str; 6] = ["backup", "schema", "migrate", "assets", "apply", "wait"];
+
+/// Each step's name and duration in the order they run (steps berth does
+/// not know last), durations shown as people read them.
+fn in_step_order(timings: &BTreeMap<String, f64>) -> Vec<(&str, String)> {
+    let mut steps: Vec<(&str, String)> = timings
+        .iter()
+        .map(|(step, seconds)| (step.as_str(), crate::duration::display_seconds(*seconds)))
+        .collect();
+    steps.sort_by_key(|(step, _)| {
+        STEP_ORDER
+            .iter()
+            .position(|known| known == step)
+            .unwrap_or(STEP_ORDER.len())
+    });
+    steps
+}
+
+/// `migrate 4.2s, apply 0.3s, wait 14s`; `None` without timings.
+fn step_durations(timings: &BTreeMap<String, f64>) -> Option<String> {
+    let shown: Vec<String> = in_step_order(timings)
+        .into_iter()
+        .map(|(step, took)| format!("{step} {took}"))
+        .collect();
+    (!shown.is_empty()).then(|| shown.join(", "))
+}
+
 /// GitHub annotations end at a newline; encode it as the runner expects.
 fn escape_annotation(text: &str) -> String {
     text.replace('%', "%25")
@@ -560,7 +614,7 @@ fn append_step_summary(report: &Report) {
         return;
     };
     let mut text = format!(
-        "### berth: {} `{}` to {}\n\n| | |\n|---|---|\n| status | {} |\n| release | {} |\n| duration | {:.1}s |\n",
+        "### berth: {} `{}` to {}\n\n| | |\n|---|---|\n| status | {} |\n| release | {} |\n| duration | {} |\n",
         if report.failure.is_some() {
             "failed to deploy"
         } else {
@@ -570,8 +624,11 @@ fn append_step_summary(report: &Report) {
         report.environment,
         report.status,
         report.release.map_or("-".to_string(), |n| n.to_string()),
-        report.duration_s
+        crate::duration::display_seconds(report.duration_s)
     );
+    for (step, took) in in_step_order(&report.timings) {
+        text.push_str(&format!("| {step} | {took} |\n"));
+    }
     if let Some(f) = &report.failure {
         text.push_str(&format!(
             "| failure | `{}`{} {}: {} |\n",
@@ -603,6 +660,23 @@ fn append_to_summary(path: &str, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_durations_follow_the_pipeline_order() {
+        let timings: BTreeMap<String, f64> = [
+            ("wait", 3599.0),
+            ("apply", 0.34),
+            ("migrate", 150.0),
+            ("later", 1.0),
+        ]
+        .map(|(step, s)| (step.to_string(), s))
+        .into();
+        assert_eq!(
+            step_durations(&timings).as_deref(),
+            Some("migrate 2m30s, apply 0.3s, wait 59m59s, later 1s")
+        );
+        assert_eq!(step_durations(&BTreeMap::new()), None);
+    }
 
     #[test]
     fn annotations_keep_multi_line_messages_on_one_line() {

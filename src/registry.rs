@@ -164,11 +164,11 @@ impl Image {
             .when(transient)
             .notify(|error, wait| {
                 tracing::warn!(
-                    "registry {} failed while {doing} image {} ({}); trying again in {:.1}s",
+                    "registry {} failed while {doing} image {} ({}); trying again in {}",
                     self.registry,
                     self.shown,
                     root_cause(error),
-                    wait.as_secs_f64()
+                    crate::duration::display(wait)
                 );
             })
             .await

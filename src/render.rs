@@ -897,6 +897,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             maintenance: Default::default(),
             run: None,
             backups: None,
+            failed_jobs_kept: crate::config::DEFAULT_KEEP_FAILED,
             rollout: RolloutSettings {
                 timeout: std::time::Duration::from_secs(600),
                 unschedulable_after: std::time::Duration::from_secs(300),

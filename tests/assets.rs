@@ -629,6 +629,72 @@ async fn prune_deletes_only_what_no_recent_release_references() {
 }
 
 #[tokio::test]
+async fn a_manual_push_for_the_live_sha_adds_to_its_manifest_so_prune_keeps_every_live_file() {
+    let project = Project::new("assets-push-live", "{ dir: build }", "").await;
+    let live = [
+        ("js/app.3f2a9c1e.js", text(1, 2_000)),
+        ("css/site.css", text(2, 500)),
+        ("robots.txt", b"User-agent: *\n".to_vec()),
+    ];
+    project.tree("build", &live);
+    let out = project.berth(&["deploy", "test", "1a2b3c4"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // A hand-built directory for the SHA the live release serves, sharing none of its files.
+    let other = project.tree("other", &[("js/other.9d8e7f6a.js", text(3, 700))]);
+    let out = project.berth(&[
+        "assets",
+        "push",
+        "test",
+        "1a2b3c4",
+        "--from-dir",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("keeps 3 objects an earlier push listed"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = project.berth(&[
+        "assets", "prune", "test", "--grace", "0s", "--output", "json", "--yes",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(report(&out)["deleted"], 0, "{}", report(&out));
+    for (path, content) in live
+        .iter()
+        .chain([("js/other.9d8e7f6a.js", text(3, 700))].iter())
+    {
+        let served = get(&project.bucket, &format!("static/{path}")).await;
+        assert!(served.body == *content, "{path} is served as deployed");
+    }
+
+    // --replace makes the directory the whole manifest: prune then frees the rest.
+    let out = project.berth(&[
+        "assets",
+        "push",
+        "test",
+        "1a2b3c4",
+        "--from-dir",
+        other.to_str().unwrap(),
+        "--replace",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = project.berth(&[
+        "assets", "prune", "test", "--grace", "0s", "--output", "json", "--yes",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        project.keys().await,
+        [
+            "static/.berth/manifests/1a2b3c4.json",
+            "static/js/other.9d8e7f6a.js"
+        ]
+    );
+}
+
+#[tokio::test]
 async fn prune_refuses_when_a_kept_release_has_no_manifest() {
     let project = Project::new("assets-prune-refuse", "{ dir: build }", "").await;
     project.tree("build", &[("a.js", b"a".to_vec())]);

@@ -250,6 +250,46 @@ async fn a_failed_migration_changes_no_workload_and_keeps_its_job() {
 }
 
 #[tokio::test]
+async fn only_the_newest_three_failed_migration_jobs_are_kept() {
+    let app = TestApp::new("deploy-keep-failed", Migration::Kept);
+    let client = local_env().kube().await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &app.namespace);
+    let releases_of_jobs = || async {
+        let mut releases: Vec<u64> = jobs
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|job| job.labels()["berth.dev/release"].parse().unwrap())
+            .collect();
+        releases.sort();
+        releases
+    };
+    for sha in ["fa11ed1", "fa11ed2", "fa11ed3", "fa11ed4"] {
+        let out = app.berth(&["deploy", "test", sha]);
+        assert_eq!(code(&out), 1, "{sha}: {}", stderr(&out));
+    }
+    assert_eq!(
+        releases_of_jobs().await,
+        [1, 2, 3, 4],
+        "each failed Job is kept until the next deploy"
+    );
+    let out = app.berth(&["deploy", "test", "1a2b3c4"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("deleted failed Job") && stderr(&out).contains("of release 1 "),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        releases_of_jobs().await,
+        [2, 3, 4],
+        "the oldest failed Job is deleted, the newest 3 kept; the good migration's Job is gone"
+    );
+}
+
+#[tokio::test]
 async fn of_two_concurrent_deploys_one_proceeds_and_the_other_exits_3_naming_the_holder() {
     let app = TestApp::new("deploy-race", Migration::Kept);
     let client = local_env().kube().await;

@@ -321,3 +321,100 @@ fn a_closed_stderr_is_no_panic_and_the_exit_code_still_tells() {
         .unwrap();
     assert_eq!(code(&out), 2, "no berth.yaml: bad input, not a panic (101)");
 }
+
+/// What people read at a glance, in a pipe: `history` and `status` give
+/// local times (here a +05:30 zone) to the second with their age, in
+/// aligned columns, the newest `--limit N` releases; JSON keeps RFC 3339; a
+/// deploy's summary names each step's duration; no colour escapes anywhere.
+#[tokio::test]
+async fn times_are_local_with_their_age_steps_are_timed_and_pipes_get_no_colour() {
+    let app = App::new("output-glance");
+    let in_kolkata = |args: &[&str]| {
+        berth_command(&app.dir.join("berth.yaml"), &repo_root(), args)
+            .env("TZ", "IST-5:30")
+            .output()
+            .unwrap()
+    };
+    let no_escapes = |out: &Output| {
+        let all = [out.stdout.as_slice(), out.stderr.as_slice()].concat();
+        assert!(
+            !all.contains(&0x1b),
+            "no colour in a pipe: {}",
+            String::from_utf8_lossy(&all)
+        );
+    };
+    for sha in ["1a2b3c4", "2b3c4d5", "3c4d5e6"] {
+        let out = in_kolkata(&["deploy", "test", sha]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        no_escapes(&out);
+        let text = stderr(&out);
+        let summary = text.lines().last().unwrap();
+        assert!(
+            summary.contains(": apply ") && summary.contains(", wait "),
+            "the summary names each step's duration: {summary}"
+        );
+    }
+
+    let (out, report) = app.json("history", &["history", "test", "--limit", "2"]);
+    assert_eq!(
+        (report["releases"].as_u64(), report["shown"].as_u64()),
+        (Some(3), Some(2))
+    );
+    let releases = events(&out, "release");
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    let started: Vec<jiff::Timestamp> = releases
+        .iter()
+        .map(|r| {
+            r["started_at"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .expect("RFC 3339 in JSON")
+        })
+        .collect();
+
+    let out = in_kolkata(&["history", "test", "--limit", "2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    no_escapes(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "a header, two releases, a hint: {text}");
+    assert!(!text.contains("1a2b3c4"), "only the newest two: {text}");
+    assert_eq!(
+        lines[3], "(2 of 3 releases; --limit N shows more)",
+        "{text}"
+    );
+    let zone = jiff::tz::TimeZone::fixed(jiff::tz::Offset::from_seconds(5 * 3600 + 1800).unwrap());
+    let column = lines[0].find("STARTED").unwrap();
+    for (line, at) in lines[1..3].iter().zip(&started) {
+        let local = at
+            .to_zoned(zone.clone())
+            .strftime("%Y-%m-%d %H:%M:%S")
+            .to_string();
+        assert_eq!(
+            line.find(&local),
+            Some(column),
+            "aligned local time: {text}"
+        );
+        let age = &line[column + local.len()..];
+        assert!(age.starts_with(" (") && age.contains(" ago)"), "{text}");
+        assert!(line.contains("succeeded"), "{text}");
+    }
+
+    let out = in_kolkata(&["status", "test"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    no_escapes(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let newest = started[0]
+        .to_zoned(zone)
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    assert!(
+        text.contains("last release: 3 3c4d5e6 succeeded by")
+            && text.contains(&format!(", started {newest} (")),
+        "{text}"
+    );
+
+    let out = app.berth(&["history", "test", "--limit", "0"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+}

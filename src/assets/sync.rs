@@ -2,8 +2,10 @@
 //! what the bucket holds, upload only what is missing or changed (with
 //! precompressed variants if configured), then write the SHA's manifest.
 //! Nothing is ever deleted here: pods mid-rollout still serve old assets.
+//! A SHA that already has a manifest keeps every file it listed: the push
+//! adds to it, unless told to replace it ([`ManifestMode`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -64,6 +66,17 @@ impl From<&PushReport> for AssetsRecord {
     }
 }
 
+/// What a push does with a manifest its SHA already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManifestMode {
+    /// Keep every file it listed and add the pushed ones: a release serving
+    /// this SHA never loses a file to `assets prune` because of a push.
+    Add,
+    /// Make the pushed files the whole manifest (`assets push --replace`):
+    /// files only the old manifest listed are no longer kept by prune.
+    Replace,
+}
+
 /// A source resolved and a bucket checked: ready to upload, nothing written yet.
 pub struct Prepared {
     /// The environment's asset settings.
@@ -74,6 +87,8 @@ pub struct Prepared {
     pub store: Store,
     /// The source's files.
     pub resolved: Resolved,
+    /// What to do with a manifest the SHA already has ([`ManifestMode::Add`] unless set).
+    pub mode: ManifestMode,
 }
 
 /// Check the bucket and resolve the source, concurrently, writing nothing:
@@ -105,6 +120,7 @@ pub async fn check_and_resolve(
         sha: sha.to_owned(),
         store,
         resolved,
+        mode: ManifestMode::Add,
     }))
 }
 
@@ -128,13 +144,15 @@ impl Prepared {
             ),
         );
         let splits = list_splits(prefix, &resolved.files);
-        let (listed, digests) = cancellable(cancel, async {
+        let (listed, digests, earlier) = cancellable(cancel, async {
             Ok(tokio::join!(
                 self.store.list_split(prefix, &splits),
-                digests(&resolved.files, resolved.cache_root.as_deref())
+                digests(&resolved.files, resolved.cache_root.as_deref()),
+                self.earlier_manifest()
             ))
         })
         .await?;
+        let earlier = earlier?;
         let remote: HashMap<String, Listed> = listed?
             .into_iter()
             .map(|object| (object.key.clone(), object))
@@ -202,29 +220,69 @@ impl Prepared {
             report.bytes_uploaded += published.bytes;
             objects.extend(published.entries);
         }
-        objects.sort_by(|a, b| a.key.cmp(&b.key));
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             sha: sha.to_owned(),
             source: resolved.description.clone(),
             image_digest: resolved.image_digest.clone(),
             created_at: Timestamp::now().to_string(),
-            objects,
+            objects: merged(Vec::new(), objects),
         };
+        if let Some(earlier) = earlier {
+            let pushed: HashSet<&str> = manifest.objects.iter().map(|o| o.key.as_str()).collect();
+            let kept = earlier
+                .objects
+                .iter()
+                .filter(|e| !pushed.contains(e.key.as_str()))
+                .count();
+            if kept > 0 {
+                out.task_line(
+                    "assets",
+                    &format!(
+                        "the manifest of {} keeps {kept} objects an earlier push listed \
+                         (`--replace` drops them)",
+                        crate::config::short_sha(sha)
+                    ),
+                );
+            }
+            manifest.objects = merged(earlier.objects, manifest.objects);
+            manifest.image_digest = manifest.image_digest.or(earlier.image_digest);
+        }
         report.manifest =
             cancellable(cancel, manifest::write(&self.store, prefix, &manifest)).await?;
         report.duration_s = started.elapsed().as_secs_f64();
         out.task_finished(
             "assets",
             &format!(
-                "uploaded {} objects ({}), {} objects unchanged, in {:.1}s",
+                "uploaded {} objects ({}), {} objects unchanged, in {}",
                 report.uploaded,
                 indicatif::BinaryBytes(report.bytes_uploaded),
                 report.skipped,
-                report.duration_s
+                crate::duration::display_seconds(report.duration_s)
             ),
         );
         Ok(report)
     }
+}
+
+impl Prepared {
+    /// The manifest the SHA already has, to add to; `None` when it has none
+    /// or it is to be replaced.
+    async fn earlier_manifest(&self) -> anyhow::Result<Option<Manifest>> {
+        match self.mode {
+            ManifestMode::Replace => Ok(None),
+            ManifestMode::Add => manifest::read(&self.store, &self.assets.prefix, &self.sha).await,
+        }
+    }
+}
+
+/// The entries of both, sorted by key; a key in both takes `now`'s entry,
+/// which describes the object the bucket holds since this push.
+fn merged(earlier: Vec<Entry>, now: Vec<Entry>) -> Vec<Entry> {
+    let mut by_key: BTreeMap<String, Entry> = BTreeMap::new();
+    for entry in earlier.into_iter().chain(now) {
+        by_key.insert(entry.key.clone(), entry);
+    }
+    by_key.into_values().collect()
 }
 
 /// Every write's result, or the error that stopped them: the first one
@@ -599,6 +657,28 @@ mod tests {
                 .is_some()
         );
         assert_eq!(first_failure(vec![Ok(1), Ok(2)]).unwrap(), [1, 2]);
+    }
+
+    fn entry(key: &str, etag: &str) -> Entry {
+        Entry {
+            key: key.into(),
+            etag: etag.into(),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn a_merged_manifest_keeps_every_earlier_key_and_takes_the_new_etags() {
+        let earlier = vec![entry("s/b.js", "old"), entry("s/a.css", "a")];
+        let now = vec![entry("s/c.js", "c"), entry("s/b.js", "new")];
+        assert_eq!(
+            merged(earlier, now),
+            [
+                entry("s/a.css", "a"),
+                entry("s/b.js", "new"),
+                entry("s/c.js", "c")
+            ]
+        );
     }
 
     #[test]

@@ -210,10 +210,10 @@ pub async fn wait_pods_gone(
     match tokio::time::timeout(timeout, waiting).await {
         Ok(result) => result,
         Err(_) => Err(BerthError::TimedOut(format!(
-            "the database's clients were scaled to 0, but pods {} were still there after {}s; \
+            "the database's clients were scaled to 0, but pods {} were still there after {}; \
              see `kubectl -n {namespace} get pods`",
             left.into_iter().collect::<Vec<_>>().join(", "),
-            timeout.as_secs()
+            crate::duration::display(timeout)
         ))
         .into()),
     }

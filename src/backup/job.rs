@@ -212,9 +212,9 @@ fn never_ran(run: &AgentRun<'_>, failure: &Failure) -> String {
 
 fn timed_out(run: &AgentRun<'_>, out: &Output, prefix: &str, name: &str) -> anyhow::Error {
     let message = format!(
-        "the {} did not finish within {}s (`backups.timeout`); Job {name} was stopped",
+        "the {} did not finish within {} (`backups.timeout`); Job {name} was stopped",
         run.task.as_str(),
-        run.backups.timeout.as_secs()
+        crate::duration::display(run.backups.timeout)
     );
     out.task(prefix, TaskEvent::Failed(&message));
     BerthError::TimedOut(message).into()

@@ -83,8 +83,8 @@ async fn reachable(client: Client, url: &str) -> anyhow::Result<Client> {
             "the cluster at {url} does not answer: {e}; check the network (VPN?) and the credentials of the context"
         ))),
         Err(_) => Err(input_error(format!(
-            "the cluster at {url} did not answer within {}s; check the network (VPN?) and the context",
-            REACH_TIMEOUT.as_secs()
+            "the cluster at {url} did not answer within {}; check the network (VPN?) and the context",
+            crate::duration::display(REACH_TIMEOUT)
         ))),
     }
 }

@@ -112,8 +112,8 @@ pub async fn established(
                         Verdict::Established => String::new(),
                     };
                     return Err(BerthError::TimedOut(format!(
-                        "CustomResourceDefinition {name} was not Established within {}s: {why}",
-                        limit.as_secs()
+                        "CustomResourceDefinition {name} was not Established within {}: {why}",
+                        crate::duration::display(limit)
                     ))
                     .into());
                 }

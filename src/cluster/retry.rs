@@ -177,8 +177,8 @@ pub fn transient(error: &kube::Error) -> bool {
 /// The error of a request berth gave up on after retrying it.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "the API server did not answer (tried {tries} times over {}s): {cause}",
-    elapsed.as_secs()
+    "the API server did not answer (tried {tries} times over {}): {cause}",
+    crate::duration::display(*elapsed)
 )]
 pub struct GaveUp {
     tries: u32,

@@ -240,8 +240,8 @@ impl OneOff {
         let result = tokio::select! {
             result = tokio::time::timeout(timeout, work) => result.unwrap_or_else(|_| {
                 Err(BerthError::TimedOut(format!(
-                    "pod {name}: the command did not finish within {}s (--timeout)",
-                    timeout.as_secs()
+                    "pod {name}: the command did not finish within {} (--timeout)",
+                    crate::duration::display(timeout)
                 ))
                 .into())
             }),

@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assets::manifest;
 use crate::assets::store;
-use crate::assets::sync::{self, PushReport};
+use crate::assets::sync::{self, ManifestMode, PushReport};
 use crate::cli::{AssetsArgs, AssetsCommand, AssetsPruneArgs, AssetsPushArgs, GlobalArgs};
 use crate::cluster::client;
 use crate::cluster::lock::DeployLock;
@@ -64,8 +64,11 @@ async fn push(global: &GlobalArgs, args: &AssetsPushArgs, out: &Arc<Output>) -> 
     };
     let store =
         unless_interrupted(&mut interrupts, store::for_environment(env, assets, None)).await?;
-    let prepared =
+    let mut prepared =
         unless_interrupted(&mut interrupts, sync::prepare(assets, &source, &sha, store)).await?;
+    if args.replace {
+        prepared.mode = ManifestMode::Replace;
+    }
     let cancel = CancellationToken::new();
     let push = prepared.upload(&cancel, out);
     tokio::pin!(push);

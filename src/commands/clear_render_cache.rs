@@ -224,14 +224,14 @@ pub async fn run(
     };
     out.info(&format!(
         "cleared {} workflows ({} at once, {} after waiting for their lock), {} failed; \
-         {} rows reset, {} objects deleted, in {:.1}s",
+         {} rows reset, {} objects deleted, in {}",
         summary.cleared + summary.busy_then_cleared,
         summary.cleared,
         summary.busy_then_cleared,
         summary.failed.len(),
         summary.rows_cleared,
         summary.objects_deleted,
-        summary.duration_s
+        crate::duration::display_seconds(summary.duration_s)
     ));
     for line in &summary.failed {
         out.warn(line);
@@ -347,11 +347,11 @@ async fn dry_run(
     let seconds = ids.len() as f64 / args.rate;
     out.info(&format!(
         "would clear {} workflows: {rows} cached rows, {count} objects ({}); at --rate {} \
-         that takes about {:.0}s. Nothing was changed",
+         that takes about {}. Nothing was changed",
         ids.len(),
         indicatif::BinaryBytes(bytes),
         args.rate,
-        seconds
+        crate::duration::display_seconds(seconds)
     ));
     out.json_report(&Summary {
         environment: args.env.clone(),

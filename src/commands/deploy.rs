@@ -120,6 +120,7 @@ pub fn report(
         }),
         exit_code,
         schema,
+        timings: summary.timings,
     });
 }
 

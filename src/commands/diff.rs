@@ -21,6 +21,7 @@ use crate::cluster::apply;
 use crate::output::{Mode, Output};
 use crate::pipeline::{self, DeploySettings, hold::hold};
 use crate::stdout;
+use crate::style::{Painter, Tone};
 
 /// How one object would change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -57,6 +58,7 @@ impl ObjectDiff {
             event["event"] = serde_json::json!("object");
             return stdout::line(event);
         }
+        let painter = Painter::stdout();
         let (head, prefix) = match (self.change, &self.with_crd) {
             (Change::Added, Some(crd)) => (
                 format!("+ {} (new, created with its CRD {crd})", self.object),
@@ -66,9 +68,19 @@ impl ObjectDiff {
             (Change::Changed, _) => (format!("~ {}", self.object), "  "),
             (Change::Unchanged, _) => return Ok(()),
         };
-        stdout::line(head)?;
+        let added = self.change == Change::Added;
+        stdout::line(if added {
+            painter.paint(Tone::Added, &head)
+        } else {
+            head
+        })?;
         for line in &self.lines {
-            stdout::line(format!("{prefix}{line}"))?;
+            let line = if added {
+                painter.paint(Tone::Added, &format!("{prefix}{line}"))
+            } else {
+                format!("{prefix}{}", painter.diff_line(line))
+            };
+            stdout::line(line)?;
         }
         Ok(())
     }

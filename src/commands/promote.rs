@@ -62,15 +62,15 @@ pub async fn run(
         return Err(refused(format!(
             "{from} has run {} for {}, less than --min-age {}; wait, or promote without --min-age",
             short(&source.sha),
-            human(healthy_for),
-            human(min_age)
+            crate::duration::display(healthy_for),
+            crate::duration::display(min_age)
         )));
     }
     out.info(&format!(
         "{from} runs release {} ({}), healthy, deployed {} ago; promoting it to {to}",
         source.number,
         short(&source.sha),
-        human(healthy_for)
+        crate::duration::display(healthy_for)
     ));
     let settings = DeploySettings {
         timeout: options.wait.timeout,
@@ -197,28 +197,6 @@ fn age(release: &Release) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs(seconds.max(0) as u64))
 }
 
-/// `1h5m`, `12m`, `40s`.
-fn human(duration: Duration) -> String {
-    let s = duration.as_secs();
-    match (s / 3600, (s % 3600) / 60, s % 60) {
-        (0, 0, seconds) => format!("{seconds}s"),
-        (0, minutes, _) => format!("{minutes}m"),
-        (hours, minutes, _) => format!("{hours}h{minutes}m"),
-    }
-}
-
 fn refused(message: String) -> anyhow::Error {
     BerthError::Refused(message).into()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(human(Duration::from_secs(40)), "40s");
-        assert_eq!(human(Duration::from_secs(12 * 60 + 5)), "12m");
-        assert_eq!(human(Duration::from_secs(3900)), "1h5m");
-    }
 }

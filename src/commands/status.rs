@@ -19,6 +19,7 @@ use crate::maintenance::{Scope, Status};
 use crate::output::{Mode, Output};
 use crate::rollout::{Thresholds, Verdict};
 use crate::stdout;
+use crate::style::{Painter, Tone};
 
 /// Print the status of one environment, or of all of them.
 pub async fn run(global: &GlobalArgs, args: &StatusArgs, out: &Output) -> anyhow::Result<()> {
@@ -48,7 +49,7 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs, out: &Output) -> anyhow
             event["event"] = json!("environment");
             stdout::line(event)?;
         } else {
-            print_environment(&status)?;
+            print_environment(&status, Timestamp::now(), Painter::stdout())?;
         }
     }
     out.json_report(&json!({ "environments": names }));
@@ -97,7 +98,11 @@ struct ReleaseView {
     /// The step an interrupted or abandoned release stopped at.
     stopped_at: Option<String>,
     by: String,
+    /// RFC 3339.
     started_at: String,
+    /// The release's status, for its colour (not in JSON: `status` says it).
+    #[serde(skip)]
+    tone: Tone,
 }
 
 /// One live workload.
@@ -167,6 +172,7 @@ async fn read_environment(
         stopped_at: r.step.clone().filter(|_| r.status.stopped()),
         by: r.deployer.describe(),
         started_at: r.started_at.clone(),
+        tone: super::history::tone(r.status),
     });
     let thresholds = Thresholds::from(&env.rollout);
     // What runs: the last successful release, or a newer one interrupted
@@ -209,8 +215,13 @@ async fn read_environment(
     })
 }
 
-/// The environment as a table for people.
-fn print_environment(status: &EnvironmentStatus) -> anyhow::Result<()> {
+/// The environment as a table for people, times local with their age at
+/// `now`, statuses coloured by `painter`.
+fn print_environment(
+    status: &EnvironmentStatus,
+    now: Timestamp,
+    painter: Painter,
+) -> anyhow::Result<()> {
     stdout::line(format!(
         "{} (namespace {})",
         status.environment, status.namespace
@@ -227,12 +238,12 @@ fn print_environment(status: &EnvironmentStatus) -> anyhow::Result<()> {
                 .as_ref()
                 .map_or_else(String::new, |step| format!(" at step {step}"));
             stdout::line(format!(
-                "  last release: {} {} {}{stopped} by {} at {}",
+                "  last release: {} {} {} by {}, started {}",
                 r.number,
                 config::short_sha(&r.sha),
-                r.shown_status,
+                painter.paint(r.tone, &format!("{}{stopped}", r.shown_status)),
                 r.by,
-                r.started_at
+                crate::local_time::with_age(&r.started_at, now)
             ))?
         }
     }
@@ -241,11 +252,11 @@ fn print_environment(status: &EnvironmentStatus) -> anyhow::Result<()> {
         stdout::line("  no workloads deployed by berth")?;
         return Ok(());
     }
-    for line in table(&status.workloads) {
+    for line in table(&status.workloads, painter) {
         stdout::line(format!("  {}", line.trim_end()))?;
     }
     for line in &status.drift {
-        stdout::line(format!("  drift: {line}"))?;
+        stdout::line(painter.paint(Tone::Warning, &format!("  drift: {line}")))?;
     }
     Ok(())
 }
@@ -276,8 +287,9 @@ fn versions(pinned: &[String], images: &[(String, String)]) -> (Vec<String>, Vec
 
 /// The workloads as rows of a table whose columns are as wide as their
 /// widest cell: WORKLOAD, READY, SHA (the app's SHAs, then other images),
-/// HEALTH.
-fn table(workloads: &[WorkloadView]) -> Vec<String> {
+/// HEALTH (coloured by `painter`: healthy green, progressing yellow,
+/// failing red).
+fn table(workloads: &[WorkloadView], painter: Painter) -> Vec<String> {
     let rows: Vec<[String; 4]> = workloads
         .iter()
         .map(|w| {
@@ -317,9 +329,18 @@ fn table(workloads: &[WorkloadView]) -> Vec<String> {
             .unwrap_or_default()
     };
     let (object, ready, sha) = (width(0), width(1), width(2));
+    let tones = workloads.iter().map(|w| match w.health {
+        Health::Healthy => Some(Tone::Success),
+        Health::Progressing => Some(Tone::Warning),
+        Health::Failing => Some(Tone::Error),
+    });
     std::iter::once(&header)
-        .chain(&rows)
-        .map(|[o, r, s, h]| format!("{o:<object$}  {r:>ready$}  {s:<sha$}  {h}"))
+        .zip(std::iter::once(None))
+        .chain(rows.iter().zip(tones))
+        .map(|([o, r, s, h], tone)| {
+            let h = tone.map_or_else(|| h.clone(), |tone| painter.paint(tone, h));
+            format!("{o:<object$}  {r:>ready$}  {s:<sha$}  {h}")
+        })
         .collect()
 }
 
@@ -343,10 +364,13 @@ mod tests {
     #[test]
     fn columns_are_as_wide_as_their_widest_cell() {
         let long = "Deployment/frontend-europe-west1-cloud-sql-proxy-worker";
-        let lines = table(&[
-            workload(long, &["1a2b3c4"], &["cloud-sql-proxy:2.8.0"]),
-            workload("Deployment/web", &["1a2b3c4"], &[]),
-        ]);
+        let lines = table(
+            &[
+                workload(long, &["1a2b3c4"], &["cloud-sql-proxy:2.8.0"]),
+                workload("Deployment/web", &["1a2b3c4"], &[]),
+            ],
+            Painter::plain(),
+        );
         assert_eq!(
             lines,
             [

@@ -570,6 +570,11 @@ pub(super) struct MigrateFile {
     #[serde(default)]
     #[schemars(length(min = 1))]
     pub pending_check: Option<Vec<String>>,
+    /// How many failed migration Jobs (with their pods and logs) stay for
+    /// inspection; the next deploy deletes older ones.
+    #[serde(default)]
+    #[schemars(extend("default" = 3))]
+    pub keep_failed: Option<u32>,
 }
 
 /// The default for `migrate.deadline`.

@@ -178,7 +178,13 @@ pub struct Environment {
     pub run: Option<RunSettings>,
     /// Database backups, if configured.
     pub backups: Option<Backups>,
+    /// How many failed migration Jobs the next deploy keeps, newest first
+    /// (`migrate.keep_failed`, default 3).
+    pub failed_jobs_kept: u32,
 }
+
+/// How many failed migration Jobs are kept when berth.yaml does not say.
+pub const DEFAULT_KEEP_FAILED: u32 = 3;
 
 /// Where the app caches render results, and the lock its writers hold.
 #[derive(Debug, Clone, PartialEq, Eq)]

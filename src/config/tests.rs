@@ -259,6 +259,7 @@ environments:
                 timeout: Duration::from_secs(1200),
             }),
             backups: None,
+            failed_jobs_kept: 3,
         }
     );
 }

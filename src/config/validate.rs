@@ -369,6 +369,11 @@ impl Checker<'_> {
             environment.overlay,
             environment.chart,
         );
+        let failed_jobs_kept = environment
+            .migrate
+            .as_ref()
+            .and_then(|migrate| migrate.keep_failed)
+            .unwrap_or(super::DEFAULT_KEEP_FAILED);
         let (migrate, schema) = match environment.migrate {
             Some(migrate) => {
                 self.migrate(&format!("{key}.migrate"), app, images, &kustomize, migrate)
@@ -416,6 +421,7 @@ impl Checker<'_> {
             maintenance,
             run,
             backups,
+            failed_jobs_kept,
         })
     }
 
@@ -1063,7 +1069,7 @@ impl Checker<'_> {
                      Job in the overlay (labelled berth.dev/role: migration) and leave only \
                      `framework` here",
                 );
-            } else if schema.is_none() {
+            } else if schema.is_none() && migrate.keep_failed.is_none() {
                 self.report(
                     key.to_string(),
                     "names neither `image`, `overlay` nor `framework`",

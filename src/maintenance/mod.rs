@@ -437,9 +437,9 @@ impl Scope {
                 Err(BerthError::DeployFailed(format!("{refusal}; no Service was changed")).into())
             }
             Err(WaitFailure::TimedOut { pending }) => Err(BerthError::TimedOut(format!(
-                "the maintenance server was not available within {}s ({}); no Service was \
+                "the maintenance server was not available within {} ({}); no Service was \
                  changed; `environments.{}.maintenance.timeout` sets how long to wait",
-                timeout.as_secs(),
+                crate::duration::display(timeout),
                 pending.join("; "),
                 self.env_name
             ))

@@ -2,8 +2,10 @@
 //! changes, with its logs streamed under a `[migrate]` prefix.
 //!
 //! The Job has a unique name per release, `backoffLimit: 0` and a deadline.
-//! A failed Job is kept for inspection; a successful one is deleted.
+//! A failed Job is kept for inspection, the newest `migrate.keep_failed`
+//! of them ([`failed`]); a successful one is deleted.
 
+pub mod failed;
 pub mod overlay;
 pub mod sidecars;
 
@@ -379,12 +381,12 @@ pub async fn create_and_follow<R: TaskReporter + ?Sized + 'static>(
                 pod: None,
                 reason: "Timeout".into(),
                 message: format!(
-                    "{} did not finish within {}s (its deadline plus the rollout timeout)",
+                    "{} did not finish within {} (its deadline plus the rollout timeout)",
                     match task {
                         JobTask::Migrate => "the migration".to_string(),
                         other => format!("the {} Job", other.name()),
                     },
-                    limit.as_secs()
+                    crate::duration::display(limit)
                 ),
             },
         )),
@@ -469,7 +471,10 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
         None => {
             reporter.task(
                 name_of_task,
-                TaskEvent::Succeeded(&format!("succeeded in {:.1}s", ended.duration_s)),
+                TaskEvent::Succeeded(&format!(
+                    "succeeded in {}",
+                    crate::duration::display_seconds(ended.duration_s)
+                )),
             );
             delete(client, namespace, task, &name).await?;
             Ok(Ok(record))

@@ -92,7 +92,10 @@ pub(super) fn assemble(
         (Some(headline), Some(message)) if !explained => format!("{headline}: {message}"),
         (Some(headline), _) => headline,
         (None, Some(message)) => format!("error: {message}"),
-        (None, None) => format!("{command} {status} in {duration_s:.1}s"),
+        (None, None) => format!(
+            "{command} {status} in {}",
+            crate::duration::display_seconds(duration_s)
+        ),
     };
     Final {
         json: Value::Object(fields),
@@ -120,7 +123,7 @@ mod tests {
         assert_eq!(done.json["exit_code"], 0);
         assert_eq!(done.json["duration_s"], 0.25);
         assert!(done.json.get("error").is_none(), "{}", done.json);
-        assert_eq!(done.line, "history succeeded in 0.2s");
+        assert_eq!(done.line, "history succeeded in 0.3s");
     }
 
     #[test]

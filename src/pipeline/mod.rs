@@ -92,6 +92,8 @@ pub struct Summary {
     pub release: Option<u64>,
     /// What failed, as recorded.
     pub failure: Option<FailureRecord>,
+    /// Seconds per step, as recorded.
+    pub timings: std::collections::BTreeMap<String, f64>,
 }
 
 /// How far a run went when it succeeded.
@@ -230,6 +232,14 @@ impl Deploy<'_> {
         let identity = own_identity();
         let running =
             settle::settle(client, ns, &plan.instance(), &mut history, &identity, out).await?;
+        // Failed migration Jobs beyond the newest few: a cleanup that fails
+        // only warns, it never stops a deploy.
+        let kept = plan.env.failed_jobs_kept;
+        if let Err(error) =
+            crate::migrate::failed::prune(client, ns, &plan.instance(), kept, out).await
+        {
+            out.warn(&format!("{error:#}; the next deploy tries again"));
+        }
         if !running.is_empty() && (plan.migration.is_some() || self.request.schema.is_some()) {
             let waiting = settle::wait_for(client, ns, running, self.waits_until, out);
             lost.clone()
@@ -269,6 +279,7 @@ impl Deploy<'_> {
         let closed = close_window(window, still_held.is_ok(), &plan.env_name, out).await;
         record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
         summary.failure.clone_from(&record.failure);
+        summary.timings.clone_from(&record.timings);
         out.step("record");
         // A stopped release keeps the step it stopped at.
         if !record.status.stopped() {

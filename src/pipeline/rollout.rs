@@ -155,8 +155,8 @@ pub async fn apply_and_wait(
         }
         Err(WaitFailure::TimedOut { pending }) => {
             let message = format!(
-                "the rollout did not finish within {}s; still waiting on:\n  {}",
-                timeout.as_secs(),
+                "the rollout did not finish within {}; still waiting on:\n  {}",
+                crate::duration::display(timeout),
                 pending.join("\n  ")
             );
             out.failure(&message);

@@ -135,10 +135,10 @@ impl Tool {
         let output = match tokio::time::timeout(timeout, running).await {
             Err(_) => {
                 return Err(input_error(format!(
-                    "`{}` did not finish within {}s and was stopped (rendered by {}); {}, or see \
+                    "`{}` did not finish within {} and was stopped (rendered by {}); {}, or see \
                      whether it waits on the network (a chart dependency, a remote kustomize base)",
                     self.shown,
-                    timeout.as_secs(),
+                    crate::duration::display(timeout),
                     self.version().await,
                     self.fix
                 )));

@@ -50,8 +50,8 @@ pub(crate) async fn describe(renderer: Renderer, program: &OsStr) -> String {
     let running = Command::new(program).args(args).kill_on_drop(true).output();
     let read = match tokio::time::timeout(VERSION_TIMEOUT, running).await {
         Err(_) => Err(format!(
-            "`{shown}` did not answer within {}s",
-            VERSION_TIMEOUT.as_secs()
+            "`{shown}` did not answer within {}",
+            crate::duration::display(VERSION_TIMEOUT)
         )),
         Ok(Err(error)) => Err(format!("`{shown}` could not run: {error}")),
         Ok(Ok(output)) if !output.status.success() => {

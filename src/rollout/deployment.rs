@@ -144,7 +144,8 @@ fn deadline_exceeded(deployment: &Deployment, status: &DeploymentStatus) -> Opti
         pod: None,
         reason: "ProgressDeadlineExceeded".to_owned(),
         message: format!(
-            "the rollout made no progress for {deadline}s (progressDeadlineSeconds){said}"
+            "the rollout made no progress for {} (progressDeadlineSeconds){said}",
+            crate::duration::display(std::time::Duration::from_secs(deadline.max(0) as u64))
         ),
     })
 }

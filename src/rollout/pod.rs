@@ -225,7 +225,10 @@ fn unschedulable(
     let elapsed = Duration::try_from(now.duration_since(since)).ok()?;
     (elapsed >= thresholds.unschedulable_after).then(|| {
         let scheduler = condition.message.as_deref();
-        let mut message = format!("pod has been unschedulable for {}", human(elapsed));
+        let mut message = format!(
+            "pod has been unschedulable for {}",
+            crate::duration::display(elapsed)
+        );
         // The scheduler says "didn't match Pod's node affinity/selector".
         let by_placement = scheduler.is_none_or(|m| m.contains("affinity/selector"));
         match placement(pod) {
@@ -330,7 +333,7 @@ fn unready(
     let message = format!(
         "container {:?} has run unready for {}{times}: {probe}",
         container.name,
-        human(elapsed)
+        crate::duration::display(elapsed)
     );
     Some(("ReadinessProbeFailed".to_owned(), message))
 }
@@ -418,16 +421,6 @@ fn detail(reason: Option<&str>, message: Option<&str>) -> String {
         (Some(r), Some(m)) => format!(" ({r}: {m})"),
         (Some(one), None) | (None, Some(one)) => format!(" ({one})"),
         (None, None) => String::new(),
-    }
-}
-
-/// "45s", "2m5s", "1h2m".
-fn human(elapsed: Duration) -> String {
-    let secs = elapsed.as_secs();
-    match (secs / 3600, secs % 3600 / 60, secs % 60) {
-        (0, 0, s) => format!("{s}s"),
-        (0, m, s) => format!("{m}m{s}s"),
-        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 
@@ -777,7 +770,7 @@ mod tests {
                 "stuck-976c9ffd4-9lngl",
                 "Unschedulable",
                 &format!(
-                    "pod has been unschedulable for 1m0s: no node matches its nodeSelector \
+                    "pod has been unschedulable for 1m: no node matches its nodeSelector \
                      nope=nope; the scheduler: {scheduler}"
                 )
             )
@@ -919,12 +912,5 @@ mod tests {
             doom(&starting, &objects.events, now(), Thresholds::default()),
             None
         );
-    }
-
-    #[test]
-    fn durations_read_as_people_write_them() {
-        assert_eq!(human(Duration::from_secs(45)), "45s");
-        assert_eq!(human(Duration::from_secs(125)), "2m5s");
-        assert_eq!(human(Duration::from_secs(3725)), "1h2m");
     }
 }

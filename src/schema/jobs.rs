@@ -152,7 +152,10 @@ pub async fn run<R: TaskReporter + ?Sized + 'static>(
     match (&failure, &parsed) {
         (None, Some(Ok(_))) => reporter.task(
             task.name(),
-            TaskEvent::Succeeded(&format!("done in {:.1}s; {done}", ended.duration_s)),
+            TaskEvent::Succeeded(&format!(
+                "done in {}; {done}",
+                crate::duration::display_seconds(ended.duration_s)
+            )),
         ),
         (Some(f), _) => reporter.task(
             task.name(),

@@ -97,9 +97,9 @@ pub async fn run(
     let rows: u64 = manifest.tables.values().sum();
     if report.verified && outcome.succeeded {
         out.info(&format!(
-            "backup {id}: {} in {:.1}s, {} tables ({rows} rows), verified (pg_restore --list read it back)",
+            "backup {id}: {} in {}, {} tables ({rows} rows), verified (pg_restore --list read it back)",
             human_size(manifest.size),
-            manifest.durations.total_seconds,
+            crate::duration::display_seconds(manifest.durations.total_seconds),
             manifest.tables.len(),
         ));
         return Ok(());

@@ -51,12 +51,9 @@ pub struct Context<'a> {
     pub out: Arc<Output>,
 }
 
-/// How long since `started`, for progress lines: `2.3s`.
+/// How long since `started`, for progress lines: `2.3s`, `1m5s`.
 pub fn took(started: Timestamp) -> String {
-    format!(
-        "{:.1}s",
-        Timestamp::now().duration_since(started).as_secs_f64()
-    )
+    crate::duration::display_seconds(Timestamp::now().duration_since(started).as_secs_f64())
 }
 
 /// Run the agent's `task` on backup `id` in a Job, with `vars` besides.
@@ -103,9 +100,9 @@ impl Recorded<'_, '_> {
         self.stored.save(&self.record).await?;
         if let Some(last) = self.record.steps.last() {
             self.ctx.out.info(&format!(
-                "{}: done in {:.1}s",
+                "{}: done in {}",
                 last.step.as_str(),
-                last.seconds.unwrap_or_default()
+                crate::duration::display_seconds(last.seconds.unwrap_or_default())
             ));
         }
         Ok(())
@@ -404,8 +401,8 @@ async fn put_back(ctx: &Context<'_>, record: &RestoreRecord) -> anyhow::Result<(
     match tokio::time::timeout(timeout, clients::wait_ready(client, ns, &record.replicas)).await {
         Ok(ready) => ready?,
         Err(_) => out.warn(&format!(
-            "the database's clients were not all ready after {}s; going on (`kubectl -n {ns} get pods` shows them)",
-            timeout.as_secs()
+            "the database's clients were not all ready after {}; going on (`kubectl -n {ns} get pods` shows them)",
+            crate::duration::display(timeout)
         )),
     }
     for name in &record.suspended_cron_jobs {

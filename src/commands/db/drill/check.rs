@@ -141,16 +141,9 @@ pub fn check(
     check
 }
 
-/// `seconds` as people read it: `3d4h`, `5h12m`, `42m`, `17s`.
+/// `seconds` as people read it: `3d4h`, `5h12m`, `42m`, `17s` ([`crate::duration::display`]).
 pub fn human(seconds: i64) -> String {
-    let s = seconds.max(0);
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, m) => format!("{m}m"),
-        (0, h, m) => format!("{h}h{m}m"),
-        (d, h, _) => format!("{d}d{h}h"),
-    }
+    crate::duration::display(std::time::Duration::from_secs(seconds.max(0) as u64))
 }
 
 #[cfg(test)]
@@ -263,9 +256,7 @@ mod tests {
         );
         assert!(!checked.ok);
         assert!(
-            checked
-                .message
-                .contains("16d9h old, over the limit of 7d0h"),
+            checked.message.contains("16d9h old, over the limit of 7d"),
             "{}",
             checked.message
         );
@@ -313,7 +304,7 @@ mod tests {
     #[test]
     fn ages_read_as_people_write_them() {
         assert_eq!(human(17), "17s");
-        assert_eq!(human(42 * 60), "42m");
+        assert_eq!(human(42 * 60 + 10), "42m10s");
         assert_eq!(human(5 * 3600 + 12 * 60), "5h12m");
         assert_eq!(human(3 * 86_400 + 4 * 3600 + 59), "3d4h");
     }

@@ -91,8 +91,9 @@ pub fn lines(record: &DrillRecord, manifest: &Manifest, key: &str) -> Vec<String
             record.id, record.backup, record.environment
         ),
         format!(
-            "  restore time  {:.1}s into scratch database {} (dropped)",
-            record.restore_seconds, record.scratch_database
+            "  restore time  {} into scratch database {} (dropped)",
+            crate::duration::display_seconds(record.restore_seconds),
+            record.scratch_database
         ),
         format!(
             "  data age      {} (backup started {})",
@@ -153,7 +154,7 @@ mod tests {
         let text = lines(&record, &manifest, "s3://b/staging/drills/x/y.json").join("\n");
         for expected in [
             "drill 20261206T140000Z of backup 20261206T112233Z-manual-3fa9 (staging): FAILED: public.b has 5 rows",
-            "restore time  2.2s into scratch database berth_drill_1 (dropped)",
+            "restore time  2.3s into scratch database berth_drill_1 (dropped)",
             "data age      2h30m",
             "2 compared with the manifest, 1 differ: public.b (manifest 4, found 5)",
             "smoke         true  SELECT true",
