@@ -105,23 +105,15 @@ pub async fn confirm(question: &Question, yes: bool) -> anyhow::Result<()> {
     }
 }
 
-/// How long ago, as people say it: `40s`, `12m`, `3h`, `2d`.
-pub fn age(elapsed: Duration) -> String {
-    let s = elapsed.as_secs();
-    match (s / 86_400, s / 3600, s / 60) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, minutes) => format!("{minutes}m"),
-        (0, hours, _) => format!("{hours}h"),
-        (days, _, _) => format!("{days}d"),
-    }
-}
-
-/// The time between RFC 3339 `then` and now, as [`age`] says it; `None`
+/// The time between RFC 3339 `then` and now, as [`crate::duration::display`]
+/// says it; `None`
 /// when `then` is unreadable.
 pub fn age_since(then: &str) -> Option<String> {
     let then: k8s_openapi::jiff::Timestamp = then.parse().ok()?;
     let seconds = k8s_openapi::jiff::Timestamp::now().as_second() - then.as_second();
-    Some(age(Duration::from_secs(seconds.max(0).unsigned_abs())))
+    Some(crate::duration::display(Duration::from_secs(
+        seconds.max(0).unsigned_abs(),
+    )))
 }
 
 fn capitalized(text: &str) -> String {
@@ -180,13 +172,5 @@ mod tests {
     #[tokio::test]
     async fn yes_goes_on_without_asking() {
         confirm(&question(), true).await.unwrap();
-    }
-
-    #[test]
-    fn ages_read_as_people_say_them() {
-        assert_eq!(age(Duration::from_secs(40)), "40s");
-        assert_eq!(age(Duration::from_secs(12 * 60 + 5)), "12m");
-        assert_eq!(age(Duration::from_secs(3 * 3600 + 59)), "3h");
-        assert_eq!(age(Duration::from_secs(2 * 86_400 + 7)), "2d");
     }
 }

@@ -91,19 +91,21 @@ pub struct Holder {
 impl Holder {
     /// One line for people: who, doing what, since when, for how long yet.
     pub fn describe(&self, now: Timestamp) -> String {
-        let left = self.expires.duration_since(now).as_secs().max(0);
+        let between = |from: Timestamp, to: Timestamp| {
+            crate::duration::display(Duration::from_secs(
+                to.duration_since(from).as_secs().max(0).unsigned_abs(),
+            ))
+        };
+        let left = between(now, self.expires);
         let taken = self.since.map_or_else(String::new, |since| {
-            format!(
-                ", taken {}s ago",
-                now.duration_since(since).as_secs().max(0)
-            )
+            format!(", taken {} ago", between(since, now))
         });
         let reason = self
             .reason
             .as_ref()
             .map_or_else(String::new, |reason| format!("; reason: {reason:?}"));
         format!(
-            "{}{taken}, for {left}s more unless renewed{reason}",
+            "{}{taken}, for {left} more unless renewed{reason}",
             self.who()
         )
     }
@@ -565,9 +567,9 @@ fn settle<T>(
         (Err(error), Err(unreleased)) => (
             Err(error),
             Some(format!(
-                "{}; the lock expires by itself within {}s",
+                "{}; the lock expires by itself within {}",
                 crate::error::brief(&unreleased),
-                DEPLOY_HOLD.as_secs()
+                crate::duration::display(DEPLOY_HOLD)
             )),
         ),
     }

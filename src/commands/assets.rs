@@ -171,7 +171,7 @@ fn prune_question(env: &str, bucket: &str, assets: &Assets, args: &AssetsPruneAr
                 "kept:        what the last {} releases (and the current and previous \
                  successful ones) need, and objects written in the last {}",
                 args.keep,
-                crate::confirm::age(args.grace)
+                crate::duration::display(args.grace)
             ),
         ],
     }

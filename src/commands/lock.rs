@@ -96,9 +96,9 @@ pub async fn run(global: &GlobalArgs, args: &LockArgs, out: &Output) -> anyhow::
                         .as_ref()
                         .map_or_else(String::new, |r| format!(" ({r})"));
                     let line = format!(
-                        "{}: locked by {who}{reason} for {}s; deploys wait or exit 3 until `{berth} lock {} release`",
+                        "{}: locked by {who}{reason} for {}; deploys wait or exit 3 until `{berth} lock {} release`",
                         args.env,
-                        args.ttl.as_secs(),
+                        crate::duration::display(args.ttl),
                         args.env
                     );
                     report.holder = Some(who);
@@ -196,9 +196,10 @@ async fn release(
     let alive = holder.renewed_recently(now).filter(|_| !mine);
     if let Some(ago) = alive {
         out.warn(&format!(
-            "THE HOLDER IS ALIVE: {} renewed this lock {ago}s ago and is still working; breaking \
+            "THE HOLDER IS ALIVE: {} renewed this lock {} ago and is still working; breaking \
              it stops that work before its next change",
-            holder.identity
+            holder.identity,
+            crate::duration::display(Duration::from_secs(ago.unsigned_abs()))
         ));
     }
     let here = mine && holder.session.is_some() && holder.session == lock::this_session();
@@ -215,7 +216,7 @@ async fn release(
         format!(
             ", held since {} ({} ago)",
             since.strftime("%Y-%m-%d %H:%M:%S UTC"),
-            crate::confirm::age(Duration::from_secs(
+            crate::duration::display(Duration::from_secs(
                 now.duration_since(since).as_secs().max(0).unsigned_abs()
             ))
         )
@@ -245,7 +246,10 @@ fn question(
         format!("holder:      {}", holder.describe(now)),
     ];
     if let Some(ago) = alive {
-        facts.push(format!("alive:       renewed {ago}s ago"));
+        facts.push(format!(
+            "alive:       renewed {} ago",
+            crate::duration::display(Duration::from_secs(ago.unsigned_abs()))
+        ));
     }
     Question {
         action: format!("release {env}'s lock held by {}", holder.identity),

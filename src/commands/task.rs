@@ -56,8 +56,8 @@ pub async fn run(
                 .await
                 .unwrap_or_else(|_| {
                     Err(BerthError::TimedOut(format!(
-                        "task {name} did not finish within {}s (tasks.{name}.timeout)",
-                        task.timeout.as_secs()
+                        "task {name} did not finish within {} (tasks.{name}.timeout)",
+                        crate::duration::display(task.timeout)
                     ))
                     .into())
                 })?

@@ -123,7 +123,7 @@ fn question(
     };
     let to_age = age.map_or_else(
         || "commit age unknown".to_string(),
-        |age| format!("commit {} old", confirm::age(age)),
+        |age| format!("commit {} old", crate::duration::display(age)),
     );
     let elsewhere = if others.is_empty() {
         "no other environment in berth.yaml".to_string()
