@@ -37,8 +37,11 @@ fn parse_within(text: &str, min: &str) -> Result<Duration, String> {
             "'{text}' is not a duration; write it like 90s, 10m, 1h or 1h30m, from {min} to 366d"
         )
     };
-    let too_long =
-        || format!("'{text}' is too long; durations run from {min} to 366d (a year) at most");
+    let too_long = || {
+        format!(
+            "'{text}' is too long; the longest duration berth accepts is 366d (a year): give from {min} to 366d"
+        )
+    };
     if text.is_empty() {
         return Err(invalid());
     }
