@@ -121,10 +121,16 @@ fn help_lists_only_what_is_built() {
         "{help}"
     );
     assert!(!help.contains("preview"), "{help}");
-    let output = berth(&["completions", "bash"]);
-    let script = String::from_utf8_lossy(&output.stdout);
-    assert!(script.contains("berth__status"), "{script}");
-    assert!(!script.contains("preview"), "completions offer no preview");
+    let pages = tempfile::tempdir().unwrap();
+    let output = berth(&["man-pages", pages.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(pages.path().join("berth-status.1").exists());
+    assert!(
+        !pages.path().join("berth-preview.1").exists(),
+        "no page for preview"
+    );
+    let page = std::fs::read_to_string(pages.path().join("berth.1")).unwrap();
+    assert!(!page.contains("preview"), "{page}");
 }
 
 #[test]
