@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::duration;
 use crate::output::OutputFormat;
@@ -18,7 +18,7 @@ use crate::output::OutputFormat;
     propagate_version = true
 )]
 pub struct Cli {
-    /// Options every command accepts.
+    /// Options read before the command runs (each command offers those it uses).
     #[command(flatten)]
     pub global: GlobalArgs,
     /// What to do.
@@ -26,23 +26,147 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts.
+/// Options read before the command runs. They go before the command or
+/// after it (`berth --output json status`, `berth status --output json`);
+/// each command offers only those it uses ([`command`] adds them, and
+/// [`parse_from`] refuses one given for a command that ignores it).
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// The berth.yaml describing the app and its environments [default: the
     /// first berth.yaml from the current directory up to the repository's
     /// root, as git finds its repository].
-    #[arg(long, global = true, env = "BERTH_CONFIG", value_name = "PATH")]
+    #[arg(long, env = "BERTH_CONFIG", value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// How to report progress and results.
-    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Auto)]
+    #[arg(long, value_enum, default_value_t = OutputFormat::Auto)]
     pub output: OutputFormat,
     /// More detail in logs (repeat for more).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Also write the log, at debug level (as `-vv` shows it), to this file.
-    #[arg(long, global = true, env = "BERTH_LOG_FILE", value_name = "PATH")]
+    #[arg(long, env = "BERTH_LOG_FILE", value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+}
+
+/// The ids of [`GlobalArgs`]' options.
+const GLOBAL_IDS: [&str; 4] = ["config", "output", "verbose", "log_file"];
+
+/// The options of [`GlobalArgs`] that the command at `path` (its names,
+/// `["config", "schema"]`) does not use: a shell script, man pages and a
+/// fixed schema read no berth.yaml, report nothing and log nothing;
+/// `version` reads the kubeconfig, not berth.yaml.
+fn ignored_globals(path: &[&str]) -> &'static [&'static str] {
+    match path {
+        ["completions"] | ["man-pages"] | ["config", "schema"] => &GLOBAL_IDS,
+        ["version"] => &["config"],
+        _ => &[],
+    }
+}
+
+/// berth's command tree: [`Cli`] with each [`GlobalArgs`] option offered
+/// by every command that uses it (and not by those that ignore it). Help,
+/// completions and man pages come from this.
+pub fn command() -> clap::Command {
+    let mut root = Cli::command();
+    let shared: Vec<clap::Arg> = root
+        .get_arguments()
+        .filter(|arg| GLOBAL_IDS.contains(&arg.get_id().as_str()))
+        .cloned()
+        .collect();
+    offer_globals(&mut root, &shared, &mut Vec::new());
+    root
+}
+
+/// Add the `shared` options each subcommand of `command` (at `path`) uses.
+fn offer_globals(command: &mut clap::Command, shared: &[clap::Arg], path: &mut Vec<String>) {
+    for sub in command.get_subcommands_mut() {
+        path.push(sub.get_name().to_owned());
+        offer_globals(sub, shared, path);
+        let names: Vec<&str> = path.iter().map(String::as_str).collect();
+        let ignored = ignored_globals(&names);
+        let offered = shared
+            .iter()
+            .filter(|arg| !ignored.contains(&arg.get_id().as_str()))
+            .cloned();
+        *sub = std::mem::take(sub).args(offered);
+        path.pop();
+    }
+}
+
+/// Parse a command line (`args[0]` is the program) as `berth` says it
+/// (`bin_name`): the global options merged from wherever they were given
+/// (the deepest wins; `-v`s add up), refused for a command that ignores
+/// them.
+pub fn parse_from<I, T>(bin_name: &str, args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut root = command().bin_name(bin_name.to_owned());
+    let matches = root.try_get_matches_from_mut(args)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut root))?;
+    let mut levels = vec![&matches];
+    let mut path = Vec::new();
+    let mut current = &matches;
+    while let Some((name, sub)) = current.subcommand() {
+        path.push(name);
+        levels.push(sub);
+        current = sub;
+    }
+    let ignored = ignored_globals(&path);
+    for id in GLOBAL_IDS {
+        let typed = levels.iter().any(|level| {
+            level.try_contains_id(id).unwrap_or(false)
+                && level.value_source(id) == Some(clap::parser::ValueSource::CommandLine)
+        });
+        if typed && ignored.contains(&id) {
+            return Err(root.error(
+                clap::error::ErrorKind::ArgumentConflict,
+                format!(
+                    "--{} does nothing for `{bin_name} {}`; leave it out",
+                    id.replace('_', "-"),
+                    path.join(" ")
+                ),
+            ));
+        }
+    }
+    cli.global.verbose = levels
+        .iter()
+        .filter(|level| level.try_contains_id("verbose").unwrap_or(false))
+        .map(|level| level.get_count("verbose"))
+        .fold(0u8, u8::saturating_add);
+    if let Some(config) = deepest::<PathBuf>(&levels, "config") {
+        cli.global.config = Some(config);
+    }
+    if let Some(output) = deepest::<OutputFormat>(&levels, "output") {
+        cli.global.output = output;
+    }
+    if let Some(log_file) = deepest::<PathBuf>(&levels, "log_file") {
+        cli.global.log_file = Some(log_file);
+    }
+    Ok(cli)
+}
+
+/// The value of option `id` from the level where it came from the most
+/// direct source (command line over environment over default), the
+/// deepest level among equals.
+fn deepest<T: Clone + Send + Sync + 'static>(levels: &[&clap::ArgMatches], id: &str) -> Option<T> {
+    levels
+        .iter()
+        .filter(|level| level.try_contains_id(id).unwrap_or(false))
+        .filter_map(|level| {
+            let source = level.value_source(id)?;
+            let value = level.try_get_one::<T>(id).ok()??.clone();
+            Some((source, value))
+        })
+        .fold(
+            None::<(clap::parser::ValueSource, T)>,
+            |best, (source, value)| match best {
+                Some((kept, _)) if kept > source => best,
+                _ => Some((source, value)),
+            },
+        )
+        .map(|(_, value)| value)
 }
 
 /// Every berth command.
@@ -58,7 +182,9 @@ pub enum Command {
     UpdateProductionToStaging(PromoteOptions),
     /// Deploy what FROM runs, healthy, to TO.
     Promote(PromoteArgs),
-    /// Go back to an earlier release: its database schema, then its workloads and config.
+    /// Go back to an earlier release (default: the successful one before the
+    /// current): its workloads and config as recorded, and with
+    /// `migrate.framework: django` first its database schema.
     ///
     /// The plan comes first and changes nothing: the objects re-applied and,
     /// with `migrate.framework: django`, the migrations unapplied, planned
@@ -77,6 +203,14 @@ pub enum Command {
     /// The release log of an environment.
     History(HistoryArgs),
     /// What a deploy of SHA to ENV would change (server-side dry run).
+    ///
+    /// Exit codes, as `kubectl diff`'s, so CI can gate on them: 0 nothing
+    /// would change, 1 something would change (the diff is printed), 2 bad
+    /// input (flags, berth.yaml, SHA, environment; nothing was compared),
+    /// and for any other failure (the cluster or registry unreachable, the
+    /// dry run refused) its own code as for every command, 3 to 5, except
+    /// that a failure other commands exit 1 with exits 6 here, so it is
+    /// never read as "differences". See docs/output.md.
     Diff(EnvShaArgs),
     /// Inspect, take or release an environment's deploy lock.
     Lock(LockArgs),
@@ -84,7 +218,7 @@ pub enum Command {
     Psql(PsqlArgs),
     /// A one-off command in a pod built from the current release.
     Run(RunArgs),
-    /// Run a maintenance task declared in berth.yaml.
+    /// Run a maintenance task declared in berth.yaml (without NAME: list them).
     Task(TaskArgs),
     /// Slowly clear the app's cached render results, one workflow at a time.
     ClearRenderCache(ClearRenderCacheArgs),
@@ -101,12 +235,22 @@ pub enum Command {
     Backups(BackupsArgs),
     /// Restore the environment's database from a backup (`db restore`).
     Restore(RestoreArgs),
-    /// A short-lived environment per pull request.
+    /// A short-lived environment per pull request (not built yet: hidden
+    /// from help, completions and man pages until it is).
+    #[command(hide = true)]
     Preview(PreviewArgs),
     /// Static assets: push a SHA's assets to S3, prune old ones.
     Assets(AssetsArgs),
     /// Work with berth.yaml.
     Config(ConfigArgs),
+    /// berth's version, commit and commit date, and the Kubernetes server's version.
+    ///
+    /// `--version` prints the same about berth alone, at once and offline;
+    /// `berth version` also asks the server of the current kubeconfig
+    /// context (`KUBECONFIG`, else ~/.kube/config) for its version, waiting
+    /// at most 3 seconds. An unreachable server is no error: it prints
+    /// `server: unreachable (why)` and exits 0.
+    Version,
     /// Print shell completions.
     Completions(CompletionsArgs),
     /// Write berth's man pages, one per command and subcommand, into DIR.
@@ -164,12 +308,12 @@ pub struct DeployArgs {
 /// How long a deploy waits, for every command that deploys.
 #[derive(Debug, Clone, Default, Args)]
 pub struct WaitArgs {
-    /// Give up waiting for the rollout after this long, e.g. `10m`
-    /// [default: the environment's `rollout.timeout`, else 10m].
-    #[arg(long, value_parser = duration::parse)]
+    /// Give up waiting for the rollout after this long, 1s to 366d, e.g.
+    /// `10m` [default: the environment's `rollout.timeout`, else 10m].
+    #[arg(long, value_parser = duration::parse_positive)]
     pub timeout: Option<Duration>,
-    /// Wait this long for a held deploy lock instead of exiting 3.
-    #[arg(long, value_parser = duration::parse)]
+    /// Wait this long (1s to 366d) for a held deploy lock instead of exiting 3.
+    #[arg(long, value_parser = duration::parse_positive)]
     pub lock_wait: Option<Duration>,
 }
 
@@ -203,7 +347,8 @@ pub struct UpdateStagingArgs {
 /// Options shared by the promotion commands.
 #[derive(Debug, Args)]
 pub struct PromoteOptions {
-    /// Refuse unless the source has been healthy on its SHA at least this long, e.g. `30m`.
+    /// Refuse unless the source has been healthy on its SHA at least this
+    /// long, 0s (no minimum) to 366d, e.g. `30m`.
     #[arg(long, value_parser = duration::parse)]
     pub min_age: Option<Duration>,
     /// How long to wait.
@@ -291,8 +436,8 @@ pub struct LockArgs {
     /// What to do with the lock.
     #[arg(value_enum)]
     pub action: LockAction,
-    /// How long an acquired lock is held unless released.
-    #[arg(long, value_parser = duration::parse, default_value = "1h")]
+    /// How long an acquired lock is held unless released, 1s to 366d.
+    #[arg(long, value_parser = duration::parse_positive, default_value = "1h")]
     pub ttl: Duration,
     /// With `acquire`: why the lock is held, shown to whoever it refuses
     /// and by `lock ENV status`.
@@ -336,9 +481,9 @@ pub struct RunArgs {
     /// Keep the pod after the command ends (for inspection); print how to reach it.
     #[arg(long)]
     pub keep: bool,
-    /// Stop after this long, pod start included; exit 4 and delete the pod
-    /// [default: the environment's `run.timeout`, else 1h].
-    #[arg(long, value_parser = duration::parse)]
+    /// Stop after this long (1s to 366d), pod start included; exit 4 and
+    /// delete the pod [default: the environment's `run.timeout`, else 1h].
+    #[arg(long, value_parser = duration::parse_positive)]
     pub timeout: Option<Duration>,
     /// The Deployment whose pod template the pod copies [default: the
     /// environment's `run.workload`, else `database.workload`].
@@ -357,8 +502,9 @@ pub struct RunArgs {
 pub struct TaskArgs {
     /// Environment to run in.
     pub env: String,
-    /// Task name, as declared under `tasks:` in berth.yaml.
-    pub name: String,
+    /// Task name, as declared under `tasks:` in berth.yaml [default: list
+    /// the declared tasks and run none].
+    pub name: Option<String>,
 }
 
 /// Options of `clear-render-cache`.
@@ -406,8 +552,8 @@ pub struct MaintenanceArgs {
     /// Message of the maintenance page.
     #[arg(long)]
     pub message: Option<String>,
-    /// Wait this long for a held deploy lock instead of exiting 3.
-    #[arg(long, value_parser = duration::parse)]
+    /// Wait this long (1s to 366d) for a held deploy lock instead of exiting 3.
+    #[arg(long, value_parser = duration::parse_positive)]
     pub lock_wait: Option<Duration>,
     /// Confirmation: `on` for a protected environment asks first.
     #[command(flatten)]
@@ -513,8 +659,8 @@ pub struct RestoreArgs {
     /// Undo an interrupted restore: scale back, resume, maintenance off.
     #[arg(long, conflicts_with = "no_safety_backup")]
     pub abort: bool,
-    /// Wait up to this long for the deploy lock (e.g. 5m).
-    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    /// Wait up to this long for the deploy lock, 1s to 366d (e.g. 5m).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse_positive)]
     pub lock_wait: Option<Duration>,
 }
 
@@ -530,8 +676,8 @@ pub struct DrillArgs {
     /// within `--max-age`.
     #[arg(long, requires = "max_age")]
     pub check: bool,
-    /// With `--check`: how recent the passing drill must be (e.g. 7d).
-    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    /// With `--check`: how recent the passing drill must be, 1s to 366d (e.g. 7d).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse_positive)]
     pub max_age: Option<Duration>,
 }
 
@@ -639,7 +785,7 @@ pub struct AssetsPruneArgs {
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub keep: usize,
     /// Never delete objects written less than this long ago (assets pushed
-    /// for a deploy that has not recorded its release yet).
+    /// for a deploy that has not recorded its release yet); 0s to 366d.
     #[arg(long, default_value = "1h", value_parser = duration::parse, value_name = "DURATION")]
     pub grace: Duration,
     /// Say what would be deleted; delete nothing.
@@ -686,11 +832,64 @@ pub struct CompletionsArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn the_command_tree_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    fn parse(line: &str) -> Result<Cli, clap::Error> {
+        parse_from("berth", line.split(' '))
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_command() {
+        for line in [
+            "berth --output json --config a.yaml status",
+            "berth status --output json --config a.yaml",
+            "berth --config b.yaml status --output json --config a.yaml",
+            "berth db --output json backups staging --config a.yaml",
+        ] {
+            let cli = parse(line).unwrap();
+            assert_eq!(cli.global.output, OutputFormat::Json, "{line}");
+            assert_eq!(cli.global.config, Some(PathBuf::from("a.yaml")), "{line}");
+        }
+        let cli = parse("berth -v lock staging status -v").unwrap();
+        assert_eq!(cli.global.verbose, 2);
+        assert_eq!(
+            parse("berth version --output json").unwrap().global.output,
+            OutputFormat::Json
+        );
+    }
+
+    #[test]
+    fn a_global_option_is_refused_where_it_does_nothing() {
+        for line in [
+            "berth completions bash --output json",
+            "berth --output json completions bash",
+            "berth config --output json schema",
+            "berth config schema --config x.yaml",
+            "berth man-pages /tmp/x -v",
+            "berth version --config x.yaml",
+        ] {
+            let error = parse(line).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{line}");
+        }
+        let help = command()
+            .find_subcommand_mut("completions")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(
+            !help.contains("--output") && !help.contains("--config"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn commands_not_built_are_hidden() {
+        let help = command().render_long_help().to_string();
+        assert!(!help.contains("preview"), "{help}");
     }
 
     #[test]

@@ -9,11 +9,40 @@ use std::time::Duration;
 /// and `as i64` far from overflow.
 pub const MAX: Duration = Duration::from_secs(366 * 86_400);
 
-/// Parse a duration written as `90s`, `10m`, `1h`, `1h30m` or `2d`, at most [`MAX`].
+/// Parse a duration written as `90s`, `10m`, `1h`, `1h30m` or `2d`, from
+/// 0s to [`MAX`] (for settings where none is meaningful: a grace period, a
+/// minimum age).
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("'{text}' is not a duration; write it like 90s, 10m, 1h or 1h30m");
-    let too_long =
-        || format!("'{text}' is too long; the longest duration berth accepts is 366d (a year)");
+    parse_within(text, "0s")
+}
+
+/// Parse a duration as [`parse`] does, refusing zero: from 1s to [`MAX`].
+/// For every wait, timeout and hold (a deploy that times out at once, a
+/// Lease or pod deadline of 0 the API server refuses). Every duration
+/// flag and berth.yaml setting stays below the API's limit for Lease
+/// durations and `activeDeadlineSeconds` (2147483647 seconds), as [`MAX`] does.
+pub fn parse_positive(text: &str) -> Result<Duration, String> {
+    let duration = parse_within(text, "1s")?;
+    if duration.is_zero() {
+        return Err(format!(
+            "'{text}' is no time; give from 1s to 366d, e.g. 10m"
+        ));
+    }
+    Ok(duration)
+}
+
+/// [`parse`], its messages naming the range from `min` to 366d.
+fn parse_within(text: &str, min: &str) -> Result<Duration, String> {
+    let invalid = || {
+        format!(
+            "'{text}' is not a duration; write it like 90s, 10m, 1h or 1h30m, from {min} to 366d"
+        )
+    };
+    let too_long = || {
+        format!(
+            "'{text}' is too long; the longest duration berth accepts is 366d (a year): give from {min} to 366d"
+        )
+    };
     if text.is_empty() {
         return Err(invalid());
     }
@@ -124,6 +153,23 @@ mod tests {
             let err = parse(bad).unwrap_err();
             assert!(err.contains("write it like"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn zero_is_refused_where_a_positive_duration_is_needed() {
+        assert_eq!(parse("0s"), Ok(Duration::ZERO));
+        for zero in ["0s", "0m", "0h0s", "00d"] {
+            let err = parse_positive(zero).unwrap_err();
+            assert!(err.contains("from 1s to 366d"), "{zero}: {err}");
+        }
+        assert_eq!(parse_positive("1s"), Ok(Duration::from_secs(1)));
+        let err = parse_positive("100y").unwrap_err();
+        assert!(err.contains("from 1s to 366d"), "{err}");
+    }
+
+    #[test]
+    fn the_maximum_fits_every_api_field_a_duration_goes_to() {
+        assert!(MAX.as_secs() <= i32::MAX as u64);
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub enum BerthError {
         /// How long the unrenewed lock lasts, in seconds.
         hold: u64,
     },
+    /// `diff` could not compare (a failure other commands exit 1 with):
+    /// exit 6, since `diff`'s exit 1 means "differences".
+    #[error("the diff could not be made")]
+    DiffFailed,
     /// A wait ran out of time.
     #[error("{0}")]
     TimedOut(String),
@@ -91,6 +95,7 @@ impl BerthError {
             BerthError::Locked(_) | BerthError::LockLost { .. } => 3,
             BerthError::TimedOut(_) => 4,
             BerthError::Refused(_) => 5,
+            BerthError::DiffFailed => 6,
             BerthError::Interrupted => 130,
             BerthError::Exited(code) => *code,
             BerthError::OutputClosed => 0,
@@ -111,7 +116,9 @@ impl BerthError {
     /// How a command that failed with this error ended, for its report.
     pub fn outcome(&self) -> Outcome {
         match self {
-            BerthError::DeployFailed(_) | BerthError::CredentialsRefused { .. } => Outcome::Failed,
+            BerthError::DeployFailed(_)
+            | BerthError::CredentialsRefused { .. }
+            | BerthError::DiffFailed => Outcome::Failed,
             BerthError::Locked(_) => Outcome::Locked,
             BerthError::LockLost { .. } => Outcome::LockLost,
             BerthError::TimedOut(_) => Outcome::TimedOut,
@@ -282,6 +289,7 @@ mod tests {
             ),
             (BerthError::TimedOut("x".into()), 4),
             (BerthError::Refused("x".into()), 5),
+            (BerthError::DiffFailed, 6),
             (BerthError::Interrupted, 130),
             (BerthError::Exited(3), 3),
             (BerthError::OutputClosed, 0),

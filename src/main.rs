@@ -20,7 +20,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(berth::run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(ended) => ExitCode::from(ended.exit_code()),
         Err(error) => {
             // The command's report already said it; a command berth ran
             // already said why it exited non-zero; a closed stdout is a

@@ -3,13 +3,13 @@
 //! Usage lines, clap's errors and every hint that names a berth command say
 //! it the way the user typed it.
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::Path;
 use std::sync::OnceLock;
 
-use clap::{CommandFactory, FromArgMatches};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 
-use crate::cli::Cli;
+use crate::cli::{self, Cli};
 
 /// The file name kubectl looks for on PATH to run `kubectl berth`.
 pub const PLUGIN_FILE: &str = "kubectl-berth";
@@ -34,11 +34,53 @@ fn name_for(argv0: Option<&OsStr>) -> &'static str {
 }
 
 /// Parse the command line; help, usage and errors name the program as
-/// [`name`] does (clap's errors exit 2).
+/// [`name`] does (clap's errors exit 2). A command line that fails only
+/// because two words are in the wrong order (`lock acquire staging`) says
+/// the right order.
 pub fn parse() -> Cli {
-    let mut command = Cli::command().bin_name(name());
-    let mut matches = command.get_matches_mut();
-    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut command).exit())
+    let args: Vec<OsString> = std::env::args_os().collect();
+    cli::parse_from(name(), &args).unwrap_or_else(|error| {
+        let mut error = error;
+        if !matches!(
+            error.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) && let Some(fixed) = swapped(&args)
+        {
+            let tip = format!("did you mean: {} {}", name(), fixed.join(" "));
+            error.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![tip.into()]),
+            );
+        }
+        error.exit()
+    })
+}
+
+/// The words after the program's name with two neighbours swapped, when
+/// that parses and `args` does not: `lock acquire staging` for
+/// `lock staging acquire`, `db staging backup` for `db backup staging`.
+/// Flags and what follows `--` stay where they are.
+pub fn swapped(args: &[OsString]) -> Option<Vec<String>> {
+    let words: Vec<String> = args
+        .iter()
+        .map(|arg| arg.to_str().map(str::to_owned))
+        .collect::<Option<_>>()?;
+    if cli::parse_from(name(), &words).is_ok() {
+        return None;
+    }
+    let end = words.iter().position(|w| w == "--").unwrap_or(words.len());
+    (1..end.saturating_sub(1)).find_map(|i| {
+        if words[i].starts_with('-') || words[i + 1].starts_with('-') {
+            return None;
+        }
+        let mut candidate = words.clone();
+        candidate.swap(i, i + 1);
+        cli::parse_from(name(), &candidate)
+            .is_ok()
+            .then(|| candidate[1..].to_vec())
+    })
 }
 
 #[cfg(test)]
@@ -56,6 +98,41 @@ mod tests {
                 name_for(Some(OsStr::new(argv0))),
                 "kubectl berth",
                 "{argv0}"
+            );
+        }
+    }
+
+    fn words(line: &str) -> Vec<OsString> {
+        line.split(' ').map(OsString::from).collect()
+    }
+
+    #[test]
+    fn two_words_in_the_wrong_order_are_put_right() {
+        for (typed, meant) in [
+            ("berth lock acquire staging", "lock staging acquire"),
+            (
+                "berth maintenance on production --title x",
+                "maintenance production on --title x",
+            ),
+            ("berth db staging backup", "db backup staging"),
+            ("berth assets staging prune", "assets prune staging"),
+        ] {
+            assert_eq!(
+                swapped(&words(typed)).map(|w| w.join(" ")).as_deref(),
+                Some(meant),
+                "{typed}"
+            );
+        }
+        for fine_or_hopeless in [
+            "berth lock staging acquire",
+            "berth lock staging acuire",
+            "berth status",
+            "berth lock acquire",
+        ] {
+            assert_eq!(
+                swapped(&words(fine_or_hopeless)),
+                None,
+                "{fine_or_hopeless}"
             );
         }
     }

@@ -413,7 +413,7 @@ async fn dry_run_and_diff_show_custom_resources_of_a_crd_not_installed_yet() {
                 .unwrap();
         }
         let diff = app.berth(&["diff", "test", "1a2b3c4"]);
-        assert_eq!(code(&diff), 0, "{}", stderr(&diff));
+        assert_eq!(code(&diff), 1, "differences: {}", stderr(&diff));
         let text = stdout(&diff);
         assert!(
             text.contains(&format!("+ Gadget/one (new, created with its CRD {name})")),
@@ -424,7 +424,7 @@ async fn dry_run_and_diff_show_custom_resources_of_a_crd_not_installed_yet() {
             "{text}"
         );
         let json = app.berth(&["diff", "test", "1a2b3c4", "--output", "json"]);
-        assert_eq!(code(&json), 0, "{}", stderr(&json));
+        assert_eq!(code(&json), 1, "differences: {}", stderr(&json));
         let gadget = events(&json)
             .into_iter()
             .find(|e| e["event"] == "object" && e["object"] == "Gadget/one")
@@ -448,7 +448,7 @@ async fn plans_need_nothing_they_do_not_use_and_list_what_runs_in_order() {
     let missing = "never-built-assets";
 
     let diff = app.berth(&["diff", "test", "1a2b3c4"]);
-    assert_eq!(code(&diff), 0, "{}", stderr(&diff));
+    assert_eq!(code(&diff), 1, "differences: {}", stderr(&diff));
     assert!(
         stderr(&diff).contains("warning: the assets are unavailable"),
         "{}",

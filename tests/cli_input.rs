@@ -62,7 +62,190 @@ fn a_duration_above_a_year_names_the_maximum() {
 fn a_lock_held_for_no_time_is_refused() {
     assert_refused(
         &["lock", "staging", "acquire", "--ttl", "0s"],
-        &["--ttl 0s", "--ttl 1h"],
+        &["'0s' for '--ttl", "from 1s to 366d"],
+    );
+}
+
+/// Every flag that waits, times out or holds, with the command it belongs to.
+const POSITIVE_DURATION_FLAGS: [(&[&str], &str); 10] = [
+    (&["advanced-deploy", "staging", "3f2a9c1"], "--timeout"),
+    (&["advanced-deploy", "staging", "3f2a9c1"], "--lock-wait"),
+    (&["update-staging-to-latest-passing-master"], "--timeout"),
+    (&["promote", "staging", "production"], "--lock-wait"),
+    (&["rollback", "staging"], "--timeout"),
+    (&["run", "staging", "--", "true"], "--timeout"),
+    (&["lock", "staging", "acquire"], "--ttl"),
+    (&["maintenance", "staging", "on"], "--lock-wait"),
+    (&["db", "restore", "staging", "daily-1"], "--lock-wait"),
+    (&["db", "drill", "staging", "--check"], "--max-age"),
+];
+
+#[test]
+fn a_wait_timeout_or_hold_of_no_time_or_beyond_the_maximum_is_refused_naming_the_range() {
+    for (command, flag) in POSITIVE_DURATION_FLAGS {
+        for value in ["0s", "0m", "100y", "367d"] {
+            let mut args = command.to_vec();
+            let at = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+            args.splice(at..at, [flag, value]);
+            assert_refused(&args, &[flag, "from 1s to 366d"]);
+        }
+    }
+}
+
+#[test]
+fn a_grace_or_minimum_age_may_be_zero_but_not_beyond_the_maximum() {
+    for (command, flag) in [
+        (&["assets", "prune", "staging"][..], "--grace"),
+        (&["update-production-to-staging"], "--min-age"),
+    ] {
+        let mut args = command.to_vec();
+        args.extend([flag, "100y"]);
+        assert_refused(&args, &[flag, "from 0s to 366d"]);
+        // 0s passes the flag's check: what fails next is the missing berth.yaml
+        let mut args = command.to_vec();
+        args.extend([flag, "0s"]);
+        let output = berth(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("berth.yaml"), "{args:?}: {stderr}");
+        assert!(!stderr.contains(flag), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn help_lists_only_what_is_built() {
+    let output = berth(&["--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{help}");
+    assert!(
+        help.contains("status") && help.contains("version"),
+        "{help}"
+    );
+    assert!(!help.contains("preview"), "{help}");
+    let pages = tempfile::tempdir().unwrap();
+    let output = berth(&["man-pages", pages.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(pages.path().join("berth-status.1").exists());
+    assert!(
+        !pages.path().join("berth-preview.1").exists(),
+        "no page for preview"
+    );
+    let page = std::fs::read_to_string(pages.path().join("berth.1")).unwrap();
+    assert!(!page.contains("preview"), "{page}");
+}
+
+#[test]
+fn commands_do_not_offer_global_options_they_ignore() {
+    for command in [&["completions"][..], &["man-pages"], &["config", "schema"]] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let output = berth(&args);
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {help}");
+        for flag in ["--output", "--config", "--verbose", "--log-file"] {
+            assert!(!help.contains(flag), "{args:?} offers {flag}: {help}");
+        }
+    }
+    let output = berth(&["version", "--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("--output") && !help.contains("--config"),
+        "{help}"
+    );
+    // where it means something, a global option goes before or after the command
+    let output = berth(&["status", "--help"]);
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        help.contains("--output") && help.contains("--config"),
+        "{help}"
+    );
+
+    assert_refused(&["completions", "bash", "--output", "json"], &["--output"]);
+    assert_refused(
+        &["--output", "json", "completions", "bash"],
+        &["--output does nothing for `berth completions`"],
+    );
+    assert_refused(&["config", "schema", "--config", "x.yaml"], &["--config"]);
+    assert_refused(&["man-pages", "/tmp/x", "-v"], &["-v"]);
+}
+
+#[test]
+fn two_words_in_the_wrong_order_get_the_right_order() {
+    assert_refused(
+        &["lock", "acquire", "staging"],
+        &["did you mean: berth lock staging acquire"],
+    );
+    assert_refused(
+        &["maintenance", "status", "production"],
+        &["did you mean: berth maintenance production status"],
+    );
+    assert_refused(
+        &["db", "staging", "backups"],
+        &["did you mean: berth db backups staging"],
+    );
+}
+
+/// A kubeconfig whose only cluster listens nowhere.
+fn unreachable_kubeconfig(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(
+        &path,
+        "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\n\
+         clusters: [{name: nowhere, cluster: {server: 'https://127.0.0.1:9'}}]\n\
+         users: [{name: nobody, user: {token: t}}]\n\
+         contexts: [{name: nowhere, context: {cluster: nowhere, user: nobody}}]\n",
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn version_says_the_build_and_an_unreachable_server_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = unreachable_kubeconfig(dir.path());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("KUBECONFIG", &kubeconfig)
+            .env_remove("GITHUB_ACTIONS")
+            .output()
+            .unwrap()
+    };
+    let output = run(&["version"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for part in [
+        concat!("berth ", env!("CARGO_PKG_VERSION")),
+        "\ncommit: ",
+        "\ncommit-date: ",
+        "\nserver: unreachable (",
+    ] {
+        assert!(text.contains(part), "{part:?} in {text}");
+    }
+    let output = run(&["version", "--output", "json"]);
+    assert_eq!(output.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(
+        output
+            .stdout
+            .trim_ascii_end()
+            .rsplit(|b| *b == b'\n')
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"), "{report}");
+    assert!(report["server"]["unreachable"].is_string(), "{report}");
+    // --version: the build alone, offline
+    let output = run(&["--version"]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains("commit: ") && !text.contains("server"),
+        "{text}"
     );
 }
 

@@ -597,8 +597,17 @@ async fn dry_run_and_diff_show_the_change_and_change_nothing() {
 
     assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
     let before = images(&client, &app.namespace).await;
+    // the live SHA: nothing would change, exit 0 (as `kubectl diff`)
+    let same = app.berth(&["diff", "test", "1a2b3c4"]);
+    assert_eq!(code(&same), 0, "no differences: {}", stderr(&same));
+    let text = String::from_utf8_lossy(&same.stdout).into_owned();
+    assert!(
+        text.contains("0 to create, 0 to change, 4 unchanged"),
+        "{text}"
+    );
+    // another SHA: differences, exit 1
     let diff = app.berth(&["diff", "test", "2b3c4d5"]);
-    assert_eq!(code(&diff), 0, "{}", stderr(&diff));
+    assert_eq!(code(&diff), 1, "differences: {}", stderr(&diff));
     let text = String::from_utf8_lossy(&diff.stdout).into_owned();
     assert!(
         text.contains("-        image: 127.0.0.1:25000/workbench/frontend:1a2b3c4"),

@@ -497,7 +497,9 @@ async fn a_deploy_while_maintenance_is_on_keeps_it_on_and_prune_spares_the_serve
     )
     .unwrap();
     // diff shows what the deploy will apply: the selector held, the rendered one recorded
-    let diff = String::from_utf8_lossy(&app.ok(&["diff", "test", "2b3c4d5"]).stdout).into_owned();
+    let diff = app.berth(&["diff", "test", "2b3c4d5"]);
+    assert_eq!(code(&diff), 1, "differences: {}", stderr(&diff));
+    let diff = String::from_utf8_lossy(&diff.stdout).into_owned();
     assert!(diff.contains(r#""track":"stable""#), "{diff}");
     assert!(
         !diff

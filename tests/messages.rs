@@ -174,3 +174,30 @@ spec:
         "{workload}"
     );
 }
+
+#[test]
+fn version_says_the_server_version_of_the_current_context() {
+    let berth = || local_env().command(env!("CARGO_BIN_EXE_berth"));
+    let out = berth().arg("version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{text}{}", stderr(&out));
+    assert!(
+        text.starts_with(concat!("berth ", env!("CARGO_PKG_VERSION"), "\n")),
+        "{text}"
+    );
+    assert!(text.contains("\ncommit: "), "{text}");
+    assert!(text.contains("\nserver: v1."), "{text}");
+    let out = berth()
+        .args(["version", "--output", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let report = report(&out);
+    assert_eq!(report["command"], "version", "{report}");
+    assert!(
+        report["server"]["version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("v1.")),
+        "{report}"
+    );
+}

@@ -425,6 +425,28 @@ async fn tasks_read_their_arguments_from_a_file() {
     assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
     assert_eq!(stdout(&output), "importing loadurl pastecsv filter\n");
     assert!(ops.run_pods().await.is_empty(), "the task's pod is deleted");
+
+    // no name: the declared tasks, none run
+    let output = ops.berth(&["task", "test"]);
+    assert_eq!(code(&output), 0, "stderr: {}", stderr(&output));
+    let listed = stdout(&output);
+    for part in [
+        "TASK",
+        "greet",
+        "db",
+        "sh -c echo \"args: $*\" greet <arguments from tasks/greet.txt>",
+        "refresh-suggested-modules",
+        "one-off pod",
+        "echo importing",
+    ] {
+        assert!(listed.contains(part), "{part:?} in {listed}");
+    }
+    assert!(!listed.contains("args: loadurl"), "nothing ran: {listed}");
+    // the words swapped
+    assert_refused(
+        &ops.berth(&["task", "greet", "test"]),
+        &["did you mean: berth task test greet"],
+    );
 }
 
 #[tokio::test]

@@ -249,6 +249,27 @@ async fn psql_run_and_task_work_in_real_containers() {
         .collect();
     assert_eq!(nameservers, ["nameserver 198.18.0.1"], "{resolv}");
 
+    // a command the container cannot start exits as in a shell: 127 when
+    // it is not found, 126 when it cannot be executed, with one line
+    for (command, exit, said) in [
+        (
+            "no-such-command",
+            127,
+            "berth: \"no-such-command\": executable file not found in $PATH",
+        ),
+        ("/etc", 126, "berth: \"/etc\": is a directory"),
+    ] {
+        let out = app.berth(&["run", "test", "--", command]);
+        assert_eq!(code(&out), exit, "{command}: {}", all_output(&out));
+        let said_lines: Vec<String> = stderr(&out)
+            .lines()
+            .filter(|line| line.contains(command))
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(said_lines, [said], "{command}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("error:"), "{}", stderr(&out));
+    }
+
     app.ok(&["task", "test", "refresh-suggested-modules"]);
     let listed: Vec<String> =
         std::fs::read_to_string(repo_root().join("tasks/suggested-modules.txt"))

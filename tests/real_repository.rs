@@ -372,7 +372,9 @@ async fn the_real_repository_deploys_as_it_is() {
     );
     assert_eq!(env.migrations_applied().await, None);
 
-    let diff = ok(&repo, &["diff", "staging", first]);
+    let diff = berth(&repo, &["diff", "staging", first]);
+    assert_eq!(code(&diff), 1, "differences: {}", stderr(&diff));
+    let diff = String::from_utf8_lossy(&diff.stdout).into_owned();
     for part in [
         "Deployment/web",
         "BackendConfig/web-backend",

@@ -136,7 +136,7 @@ fn both(out: &Output) -> String {
 /// and shows no canary anywhere.
 fn diff_changing_the_canary(app: &App) -> String {
     let out = app.berth(&["diff", "test", "1a2b3c4"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(code(&out), 1, "differences: {}", stderr(&out));
     assert_no_canary("diff", &both(&out));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(stdout.contains("~ Secret/canary"), "{stdout}");

@@ -53,10 +53,19 @@ pub async fn run(pods: &Api<Pod>, session: Session<'_>) -> anyhow::Result<i32> {
     } else {
         None
     };
-    let mut process = pods
+    let mut process = match pods
         .exec(session.pod, session.command.clone(), &params)
         .await
-        .with_context(|| format!("starting the command in pod {}", session.pod))?;
+    {
+        Ok(process) => process,
+        Err(error) => {
+            if let Some(code) = said_not_started(&error.to_string()) {
+                return Ok(code);
+            }
+            return Err(error)
+                .with_context(|| format!("starting the command in pod {}", session.pod));
+        }
+    };
     let status = process
         .take_status()
         .context("the exec has no status channel")?;
@@ -96,7 +105,54 @@ pub async fn run(pods: &Api<Pod>, session: Session<'_>) -> anyhow::Result<i32> {
             .await
             .context("the connection to the pod broke")?;
     }
-    exit_code(status.as_ref()).map_err(|message| anyhow::anyhow!(message))
+    match exit_code(status.as_ref()) {
+        Ok(code) => Ok(code),
+        Err(message) => said_not_started(&message).ok_or_else(|| anyhow::anyhow!(message)),
+    }
+}
+
+/// A command the container runtime could not start, said in one line as a
+/// shell says it (`berth: "nope": executable file not found in $PATH`);
+/// the shell's exit code for it.
+fn said_not_started(message: &str) -> Option<i32> {
+    let (code, what) = not_started(message)?;
+    crate::output::stderr_line(&format!("{}: {what}", crate::program::name()));
+    Some(code)
+}
+
+/// Whether the runtime's `message` says the command could not start, and
+/// if so a shell's exit code for it with the runtime's words from the
+/// command on: 127 when it is not found (no such file on `$PATH` or at
+/// its path), 126 when it is found but cannot be executed (no permission,
+/// a directory).
+pub fn not_started(message: &str) -> Option<(i32, String)> {
+    let lower = message.to_lowercase();
+    if !lower.contains("exec") {
+        return None;
+    }
+    let code = if [
+        "executable file not found",
+        "no such file or directory",
+        "not a directory",
+    ]
+    .iter()
+    .any(|said| lower.contains(said))
+    {
+        127
+    } else if ["permission denied", "is a directory"]
+        .iter()
+        .any(|said| lower.contains(said))
+    {
+        126
+    } else {
+        return None;
+    };
+    // containerd: `... unable to start container process: exec: "nope": executable file not found in $PATH`
+    let what = message
+        .rfind("exec: ")
+        .map_or(message, |at| &message[at + "exec: ".len()..])
+        .trim();
+    Some((code, what.to_owned()))
 }
 
 /// Send the terminal's size now and after every resize (SIGWINCH).
@@ -264,6 +320,47 @@ mod tests {
                 .contains("executable file not found")
         );
         assert!(exit_code(None).is_err());
+    }
+
+    #[test]
+    fn a_command_the_runtime_cannot_start_exits_as_in_a_shell() {
+        let start = "Internal error occurred: error executing command in container: failed to \
+                     exec in container: failed to start exec \"1b8b\": OCI runtime exec failed: \
+                     exec failed: unable to start container process: exec: ";
+        for (said, code, what) in [
+            (
+                "\"nope\": executable file not found in $PATH",
+                127,
+                "\"nope\": executable file not found in $PATH",
+            ),
+            (
+                "\"/pause/x\": stat /pause/x: not a directory",
+                127,
+                "\"/pause/x\": stat /pause/x: not a directory",
+            ),
+            (
+                "\"/bin/x\": stat /bin/x: no such file or directory",
+                127,
+                "\"/bin/x\": stat /bin/x: no such file or directory",
+            ),
+            ("\"/etc\": is a directory", 126, "\"/etc\": is a directory"),
+            (
+                "\"/etc/hosts\": permission denied",
+                126,
+                "\"/etc/hosts\": permission denied",
+            ),
+        ] {
+            assert_eq!(
+                not_started(&format!("{start}{said}")),
+                Some((code, what.to_owned())),
+                "{said}"
+            );
+        }
+        assert_eq!(
+            not_started("error dialing backend: connection refused"),
+            None
+        );
+        assert_eq!(not_started("pods \"x\" is forbidden"), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use similar::TextDiff;
 
 use crate::cli::{EnvShaArgs, GlobalArgs};
 use crate::cluster::apply;
+use crate::error::{BerthError, exit_code_number};
 use crate::output::{Mode, Output};
 use crate::pipeline::{self, DeploySettings, hold::hold};
 use crate::stdout;
@@ -86,7 +87,8 @@ impl ObjectDiff {
     }
 }
 
-/// The report's fields: what was compared, and how many objects change how.
+/// The report's fields: what was compared, how many objects change how,
+/// and whether anything would (then the exit code is 1).
 #[derive(Debug, Default, Serialize)]
 struct DiffReport {
     environment: String,
@@ -94,10 +96,25 @@ struct DiffReport {
     added: u64,
     changed: u64,
     unchanged: u64,
+    differs: bool,
+    exit_code: u8,
 }
 
-/// Print what deploying SHA to ENV would change; changes nothing.
-pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<()> {
+/// The error of a diff that could not be made: one every other command
+/// exits 1 with exits [`BerthError::DiffFailed`]'s code here, since 1
+/// means "differences"; bad input (2), a held lock (3), a timeout (4) and
+/// the like keep theirs.
+pub fn failure(error: anyhow::Error) -> anyhow::Error {
+    if exit_code_number(&error) == 1 {
+        error.context(BerthError::DiffFailed)
+    } else {
+        error
+    }
+}
+
+/// Print what deploying SHA to ENV would change; changes nothing. Whether
+/// anything would change (an object added or changed).
+pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> anyhow::Result<bool> {
     let json = out.mode() == Mode::Json;
     let config = super::load_config(global, &[&args.env], &out)?;
     let sha = crate::commit::expand(&config, &args.sha, &out).await?;
@@ -185,8 +202,10 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
             crate::config::short_sha(&plan.sha)
         ))?;
     }
+    report.differs = report.added + report.changed > 0;
+    report.exit_code = u8::from(report.differs);
     out.json_report(&report);
-    Ok(())
+    Ok(report.differs)
 }
 
 /// What a deploy would do to one key of a Secret.

@@ -7,10 +7,9 @@ use std::fs;
 use std::path::Path;
 
 use anyhow::Context;
-use clap::CommandFactory;
 use clap_mangen::Man;
 
-use crate::cli::{Cli, ManPagesArgs};
+use crate::cli::{self, ManPagesArgs};
 
 /// Every page's footer: the program and its version.
 const SOURCE: &str = concat!("berth ", env!("CARGO_PKG_VERSION"));
@@ -20,7 +19,7 @@ pub fn run(args: &ManPagesArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
     // Built, so that each subcommand knows its full name (`berth-lock-take`);
     // `help` is clap's, not a page of its own.
-    let mut command = Cli::command().disable_help_subcommand(true);
+    let mut command = cli::command().disable_help_subcommand(true);
     command.build();
     write_pages(&command, &args.dir)
 }

@@ -18,6 +18,7 @@ mod run;
 mod staging;
 mod status;
 mod task;
+mod version;
 
 use std::sync::Arc;
 
@@ -26,22 +27,50 @@ use crate::cli::{
 };
 use crate::config::Config;
 use crate::error::BerthError;
-use crate::output::{Closing, Output};
+use crate::output::{Closing, Mode, Output};
 
-/// Run the command the user asked for. Every command but `completions`
-/// (whose output is a shell script) and `man-pages` ends with its one report; an error the
-/// report said comes back marked [`crate::output::Reported`].
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let out = Arc::new(Output::new(cli.global.output, name(&cli.command)));
-    let result = dispatch(&cli, out.clone()).await;
-    match closing(&cli.command) {
-        Some(closing) => out.finish(result, closing),
-        None => result,
+/// How a command that succeeded ends: exit 0, or exit 1 for `diff` when
+/// something would change (as `kubectl diff`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Exit 0.
+    Done,
+    /// `diff` found differences: exit 1.
+    Differences,
+}
+
+impl Ended {
+    /// The process exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Ended::Done => 0,
+            Ended::Differences => 1,
+        }
     }
 }
 
-/// Run the command, which stages its report on `out`.
-async fn dispatch(cli: &Cli, out: Arc<Output>) -> anyhow::Result<()> {
+/// Run the command the user asked for. Every command but `completions`
+/// (whose output is a shell script), `man-pages` and `version` (unless
+/// `--output json`) ends with its one report; an error the report said
+/// comes back marked [`crate::output::Reported`].
+pub async fn run(cli: Cli) -> anyhow::Result<Ended> {
+    let out = Arc::new(Output::new(cli.global.output, name(&cli.command)));
+    let mut ended = Ended::Done;
+    let result = dispatch(&cli, out.clone(), &mut ended).await;
+    let closing = match cli.command {
+        Command::Version if out.mode() != Mode::Json => None,
+        ref command => closing(command),
+    };
+    let result = match closing {
+        Some(closing) => out.finish(result, closing),
+        None => result,
+    };
+    result.map(|()| ended)
+}
+
+/// Run the command, which stages its report on `out`; `ended` says how a
+/// success exits.
+async fn dispatch(cli: &Cli, out: Arc<Output>, ended: &mut Ended) -> anyhow::Result<()> {
     let global = &cli.global;
     let command = match &cli.command {
         Command::Completions(args) => return completions::run(args),
@@ -51,7 +80,14 @@ async fn dispatch(cli: &Cli, out: Arc<Output>) -> anyhow::Result<()> {
         Command::Status(args) => return status::run(global, args, &out).await,
         Command::History(args) => return history::run(global, args, &out).await,
         Command::Lock(args) => return lock::run(global, args, &out).await,
-        Command::Diff(args) => return diff::run(global, args, out).await,
+        Command::Diff(args) => {
+            let differs = diff::run(global, args, out).await.map_err(diff::failure)?;
+            if differs {
+                *ended = Ended::Differences;
+            }
+            return Ok(());
+        }
+        Command::Version => return version::run(&out).await,
         Command::Assets(args) => return assets::run(global, args, out).await,
         Command::UpdateStagingToLatestPassingMaster(args) => {
             return staging::run(global, args, out).await;
@@ -66,7 +102,10 @@ async fn dispatch(cli: &Cli, out: Arc<Output>) -> anyhow::Result<()> {
         Command::Maintenance(args) => return maintenance::run(global, args, out).await,
         Command::Psql(args) => return psql::run(global, args, &out).await,
         Command::Run(args) => return run::run(global, args, &out).await,
-        Command::Task(args) => return task::run(global, &args.env, &args.name, &out).await,
+        Command::Task(args) => match &args.name {
+            Some(name) => return task::run(global, &args.env, name, &out).await,
+            None => return task::list(global, &args.env, &out),
+        },
         Command::RefreshSuggestedModules(args) => {
             return task::run(global, &args.env, "refresh-suggested-modules", &out).await;
         }
@@ -138,6 +177,7 @@ fn name(command: &Command) -> &'static str {
             ConfigCommand::Validate => "config validate",
             ConfigCommand::Schema => "config schema",
         },
+        Command::Version => "version",
         Command::Completions(_) => "completions",
         Command::ManPages(_) => "man-pages",
     }

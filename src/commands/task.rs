@@ -1,9 +1,11 @@
 //! `berth task ENV NAME` (and `refresh-suggested-modules ENV`): a command
 //! declared under `tasks:` in berth.yaml, run in a Ready pod of a workload
-//! or in a one-off pod, output streamed, exit code propagated.
+//! or in a one-off pod, output streamed, exit code propagated. `berth task
+//! ENV` lists the declared tasks.
 
 use std::path::Path;
 
+use serde::Serialize;
 use serde_json::json;
 
 use crate::cli::GlobalArgs;
@@ -12,8 +14,8 @@ use crate::cluster::run_pod::OneOff;
 use crate::cluster::{client, pods};
 use crate::config::TaskTarget;
 use crate::error::{BerthError, input_error};
-use crate::output::Output;
-use crate::terminal;
+use crate::output::{Mode, Output};
+use crate::{program, stdout, terminal};
 
 /// Run the task `name` in the environment `env_name`.
 pub async fn run(
@@ -24,6 +26,16 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     out.json_report(&json!({"environment": env_name, "task": name}));
     let config = crate::commands::load_config(global, &[env_name], out)?;
+    if !config.environments.contains_key(env_name)
+        && config.environments.contains_key(name)
+        && config.tasks.contains_key(env_name)
+    {
+        return Err(input_error(format!(
+            "`{env_name}` is a task and `{name}` an environment: the environment comes first; \
+             did you mean: {} task {name} {env_name}",
+            program::name()
+        )));
+    }
     let env = config.environment(env_name)?;
     let task = config.task(name)?;
     let mut command = task.command.clone();
@@ -80,6 +92,109 @@ pub async fn run(
         }
     };
     Ok(BerthError::from_exit(code)?)
+}
+
+/// One declared task, as `task ENV` lists it.
+#[derive(Debug, Serialize)]
+struct Listed<'a> {
+    name: &'a str,
+    /// The Deployment whose Ready pod runs it; none for a one-off pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workload: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container: Option<&'a str>,
+    /// Runs in a one-off pod, as `berth run` starts.
+    pod: bool,
+    command: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args_file: Option<String>,
+}
+
+impl Listed<'_> {
+    /// Where it runs, for people: `frontend (container web)` or `one-off pod`.
+    fn place(&self) -> String {
+        match (self.workload, self.container) {
+            (Some(workload), Some(container)) => format!("{workload} (container {container})"),
+            (Some(workload), None) => workload.to_owned(),
+            _ => "one-off pod".to_owned(),
+        }
+    }
+
+    /// The command for people, the args file's arguments after it.
+    fn command_line(&self) -> String {
+        let mut line = self.command.join(" ");
+        if let Some(file) = &self.args_file {
+            line.push_str(&format!(" <arguments from {file}>"));
+        }
+        line
+    }
+}
+
+/// `task ENV` without a name: list the tasks berth.yaml declares (name,
+/// where it runs, command); run none.
+pub fn list(global: &GlobalArgs, env_name: &str, out: &Output) -> anyhow::Result<()> {
+    let config = crate::commands::load_config(global, &[env_name], out)?;
+    config.environment(env_name)?;
+    let listed: Vec<Listed> = config
+        .tasks
+        .iter()
+        .map(|(name, task)| {
+            let (workload, container) = match &task.target {
+                TaskTarget::Exec {
+                    workload,
+                    container,
+                } => (Some(workload.as_str()), container.as_deref()),
+                TaskTarget::Pod => (None, None),
+            };
+            Listed {
+                name,
+                workload,
+                container,
+                pod: task.target == TaskTarget::Pod,
+                command: &task.command,
+                args_file: task.args_file.as_ref().map(|file| {
+                    file.strip_prefix(&config.dir)
+                        .unwrap_or(file)
+                        .display()
+                        .to_string()
+                }),
+            }
+        })
+        .collect();
+    out.json_report(&json!({"environment": env_name, "tasks": listed}));
+    if out.mode() == Mode::Json {
+        return Ok(());
+    }
+    if listed.is_empty() {
+        return stdout::line(
+            "berth.yaml declares no task; declare one under `tasks:` (see docs/operations.md)",
+        );
+    }
+    let rows: Vec<[String; 3]> = listed
+        .iter()
+        .map(|task| [task.name.to_owned(), task.place(), task.command_line()])
+        .collect();
+    let width = |column: usize, title: &str| {
+        rows.iter()
+            .map(|row| row[column].chars().count())
+            .chain([title.len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (name_width, place_width) = (width(0, "TASK"), width(1, "RUNS IN"));
+    stdout::line(format!(
+        "{:name_width$}  {:place_width$}  COMMAND",
+        "TASK", "RUNS IN"
+    ))?;
+    for [name, place, command] in rows {
+        stdout::line(format!(
+            "{name:name_width$}  {place:place_width$}  {command}"
+        ))?;
+    }
+    stdout::line(format!(
+        "run one with `{} task {env_name} NAME`",
+        program::name()
+    ))
 }
 
 /// The arguments in an `args_file`.

@@ -74,9 +74,11 @@ pub(super) fn assemble(
         .and_then(Value::as_str)
         .map(str::to_owned)
         .unwrap_or_else(|| status(result).to_owned());
-    let exit_code = result
-        .as_ref()
-        .map_or_else(crate::error::exit_code_number, |()| 0);
+    // a success exits 0 unless the command staged its code (`diff`: 1 for differences)
+    let exit_code = match result {
+        Ok(()) => fields.get("exit_code").and_then(Value::as_u64).unwrap_or(0),
+        Err(error) => u64::from(crate::error::exit_code_number(error)),
+    };
     fields.insert("event".into(), json!("report"));
     fields.insert("command".into(), json!(command));
     fields.insert("status".into(), json!(status));
