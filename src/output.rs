@@ -97,6 +97,8 @@ pub struct Output {
     group_open: Mutex<bool>,
     /// The step [`Output::step`] last began, for failures that name it.
     current_step: Mutex<Option<String>>,
+    /// When the current step began, to say how long it took when the next one begins.
+    step_began: Mutex<Option<std::time::Instant>>,
     /// The command as its report names it, e.g. `advanced-deploy`.
     command: &'static str,
     /// When the command started, for the report's `duration_s`.
@@ -130,6 +132,7 @@ impl Output {
             workloads: Mutex::new(HashMap::new()),
             group_open: Mutex::new(false),
             current_step: Mutex::new(None),
+            step_began: Mutex::new(None),
             command,
             started: Instant::now(),
             staged: Mutex::new(Staged::default()),
@@ -176,8 +179,20 @@ impl Output {
             stderr_line(&format!("::group::{name}"));
             *open = true;
         }
-        *self.current_step.lock().unwrap() = Some(name.to_string());
-        self.line(&format!("==> {name}"));
+        let previous = self.current_step.lock().unwrap().replace(name.to_string());
+        let began = self
+            .step_began
+            .lock()
+            .unwrap()
+            .replace(std::time::Instant::now());
+        let took = match (previous, began) {
+            (Some(previous), Some(began)) => format!(
+                "  ({previous} took {})",
+                crate::duration::display(began.elapsed())
+            ),
+            _ => String::new(),
+        };
+        self.line(&format!("==> {name}{took}"));
         self.json(json!({"event": "step", "name": name, "time": Timestamp::now().to_string()}));
     }
 

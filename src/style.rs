@@ -96,6 +96,18 @@ fn colour_wanted(terminal: bool, no_color: bool) -> bool {
     terminal && !no_color
 }
 
+/// The width of each column of a table (`header` then `rows`): its widest
+/// cell, in characters, so columns line up.
+pub fn column_widths<const N: usize>(header: &[String; N], rows: &[[String; N]]) -> [usize; N] {
+    std::array::from_fn(|column| {
+        std::iter::once(header)
+            .chain(rows)
+            .map(|row| row[column].chars().count())
+            .max()
+            .unwrap_or_default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

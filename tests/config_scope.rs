@@ -113,7 +113,15 @@ fn berth_yaml_is_found_from_a_subdirectory_of_the_repository() {
         stderr(&out)
     );
     // Overlays stay relative to berth.yaml's directory.
-    let out = berth_in(&deep, &["advanced-deploy", "test", "1a2b3c4d5e6f708192a3b4c5d6e7f80912a3b4c5", "--dry-run"]);
+    let out = berth_in(
+        &deep,
+        &[
+            "advanced-deploy",
+            "test",
+            "1a2b3c4d5e6f708192a3b4c5d6e7f80912a3b4c5",
+            "--dry-run",
+        ],
+    );
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     // Errors name the file found.
     app.write_config(&relative.replace("app: wb", "app: Wb_"));

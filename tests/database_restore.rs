@@ -759,7 +759,7 @@ async fn backups_are_listed_with_their_drills_and_pruned_by_retention() {
         "{table}"
     );
     assert!(
-        lines[1].contains("3 (1a2b3c4)") && lines[1].contains("2.00 KiB"),
+        lines[1].contains("3 (1a2b3c4d5e6f)") && lines[1].contains("2.00 KiB"),
         "{table}"
     );
     assert!(lines[2].contains("failed: pg_dump exited 1"), "{table}");

@@ -279,7 +279,7 @@ async fn revoked_mid_deploy(revoke: Revoke, step: Step) -> (Output, Duration, Te
     create_namespace(&admin, &app.namespace).await;
     let kubeconfig = support::deployer::deployer(&admin, &app.namespace).await;
     if let Step::Rollout = step {
-        strand_pods(&app);
+        app.strand_pods();
     }
     let mut child = spawn_captured(
         app.command(&["deploy", "test", "1a2b3c4"])
@@ -307,21 +307,6 @@ async fn revoked_mid_deploy(revoke: Revoke, step: Step) -> (Output, Duration, Te
         panic!("berth still ran 180 s after its credentials were revoked ({revoke:?})")
     });
     (out, revoked.elapsed(), app)
-}
-
-/// Give every Deployment of `app` a node selector no node matches: its new
-/// pods stay Pending, unschedulable, and the rollout waits (for 5 minutes,
-/// `unschedulable_after`'s default).
-fn strand_pods(app: &TestApp) {
-    let path = app.overlay().join("kustomization.yaml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    if !text.contains("patches:") {
-        text.push_str("patches:\n");
-    }
-    text.push_str(
-        "  - target: {kind: Deployment}\n    patch: |-\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata: {name: any}\n      spec: {template: {spec: {nodeSelector: {berth.dev/nowhere: \"true\"}}}}\n",
-    );
-    std::fs::write(path, text).unwrap();
 }
 
 /// Wait until `app`'s deploy is in `step`: its migration Job exists, or
@@ -514,7 +499,7 @@ async fn a_namespace_deleted_mid_deploy_fails_clearly_naming_the_deletion() {
         };
         let app = TestApp::new("perm-nsgone", migration);
         if let Step::Rollout = step {
-            strand_pods(&app);
+            app.strand_pods();
         }
         let mut child = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
         wait_for_step(&admin, &app, step, &mut child).await;

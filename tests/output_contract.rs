@@ -117,8 +117,14 @@ async fn every_command_ends_with_one_json_report_carrying_its_exit_code() {
 
     let (_, report) = app.json("config validate", &["config", "validate"]);
     assert_eq!(report["status"], "succeeded");
-    let (out, _) = app.json("config schema", &["config", "schema"]);
-    assert!(events(&out, "schema")[0]["schema"]["properties"].is_object());
+    // The schema is JSON itself: printed as such, no `--output`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .args(["config", "schema"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let schema: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(schema["properties"].is_object(), "{schema}");
 
     let (out, report) = app.json(
         "advanced-deploy",
@@ -231,9 +237,9 @@ async fn every_command_ends_with_one_json_report_carrying_its_exit_code() {
     assert_eq!(report["lock"], "held", "{report}");
     let (_, report) = app.json("lock", &["lock", "test", "release"]);
     assert!(report["released"].is_string(), "{report}");
-    let (out, report) = app.json("lock", &["lock", "test", "acquire", "--ttl", "0s"]);
+    let (out, report) = app.json("lock", &["lock", "test", "status", "-m", "why"]);
     assert_eq!(code(&out), 2);
-    assert!(report["error"].as_str().unwrap().contains("--ttl 1h"));
+    assert!(report["error"].as_str().unwrap().contains("lock test acquire"));
 
     let (out, report) = app.json("rollback", &["rollback", "test", "--to", "1"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -354,6 +360,14 @@ async fn times_are_local_with_their_age_steps_are_timed_and_pipes_get_no_colour(
         assert!(
             summary.contains(": apply ") && summary.contains(", wait "),
             "the summary names each step's duration: {summary}"
+        );
+        let wait = text
+            .lines()
+            .find(|line| line.contains("==> wait"))
+            .unwrap_or_else(|| panic!("a wait step: {text}"));
+        assert!(
+            wait.contains("(apply took ") && wait.ends_with("s)"),
+            "each step's line says how long the one before took: {wait}"
         );
     }
 

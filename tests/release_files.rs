@@ -52,7 +52,7 @@ fn man_pages_cover_every_command_and_subcommand_without_a_date() {
         "berth.1",
         "berth-status.1",
         "berth-lock.1",
-        "berth-preview-up.1",
+        "berth-version.1",
         "berth-assets-push.1",
         "berth-man-pages.1",
     ] {

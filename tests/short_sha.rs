@@ -184,25 +184,11 @@ async fn a_prefix_is_expanded_by_the_deploy_repository_when_it_is_the_apps() {
     assert_eq!(history(&app)[0]["sha"], sha.as_str());
 }
 
-/// Give every Deployment of `app` a node selector no node matches: its new
-/// pods stay Pending and the rollout waits.
-fn strand_pods(app: &TestApp) {
-    let path = app.overlay().join("kustomization.yaml");
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    if !text.contains("patches:") {
-        text.push_str("patches:\n");
-    }
-    text.push_str(
-        "  - target: {kind: Deployment}\n    patch: |-\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata: {name: any}\n      spec: {template: {spec: {nodeSelector: {berth.dev/nowhere: \"true\"}}}}\n",
-    );
-    std::fs::write(path, text).unwrap();
-}
-
 #[tokio::test]
 async fn ctrl_c_while_waiting_is_recorded_interrupted_after_apply_and_status_shows_no_drift() {
     let app = TestApp::new("sha-wait-int", Migration::Deleted);
     app.ok(&["deploy", "test", "1a2b3c4"]);
-    strand_pods(&app);
+    app.strand_pods();
     let mut deploy = spawn_captured(&mut app.command(&["deploy", "test", "2b3c4d5"]));
     poll(
         Duration::from_secs(90),
@@ -240,7 +226,7 @@ async fn ctrl_c_while_waiting_is_recorded_interrupted_after_apply_and_status_sho
     let table = String::from_utf8_lossy(&table.stdout);
     let row = table.lines().nth(1).unwrap();
     assert!(
-        row.starts_with("2 ") && row.contains("interrupted after apply"),
+        row.trim_start().starts_with("2 ") && row.contains("interrupted after apply"),
         "{table}"
     );
 

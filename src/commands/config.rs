@@ -9,14 +9,12 @@ use crate::output::{Mode, Output};
 use crate::render;
 use crate::stdout;
 
-/// Validate berth.yaml and render every environment, or print the schema:
-/// lines for people, or with `--output json` an event each, then the report.
+/// Validate berth.yaml and render every environment (lines for people, or
+/// with `--output json` an event each, then the report), or print the
+/// schema (JSON itself: no `--output`).
 pub async fn run(global: &GlobalArgs, args: &ConfigArgs, out: &Output) -> anyhow::Result<()> {
     let json = out.mode() == Mode::Json;
     match args.command {
-        ConfigCommand::Schema if json => {
-            stdout::line(json!({"event": "schema", "schema": Config::schema()}))?;
-        }
         ConfigCommand::Schema => {
             stdout::line(serde_json::to_string_pretty(&Config::schema())?)?;
         }

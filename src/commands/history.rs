@@ -123,14 +123,7 @@ fn table(releases: &[Release], now: Timestamp, painter: Painter) -> Vec<String> 
             ]
         })
         .collect();
-    let width = |column: usize| {
-        std::iter::once(&header)
-            .chain(&rows)
-            .map(|row| row[column].chars().count())
-            .max()
-            .unwrap_or_default()
-    };
-    let widths = [width(0), width(1), width(2), width(3), width(4)];
+    let widths = crate::style::column_widths(&header, &rows);
     let line = |[number, sha, status, started, took, note]: &[String; 6], tone: Option<Tone>| {
         let status = format!("{status:<w$}", w = widths[2]);
         let status = tone.map_or_else(|| status.clone(), |tone| painter.paint(tone, &status));

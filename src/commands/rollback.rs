@@ -405,13 +405,15 @@ fn by_sha<'a>(
 fn depth_question(env: &str, releases: &[Release], target: &Release) -> Option<Question> {
     let previous = choose(releases, None, env).ok()?;
     let current = releases.first()?;
-    if target.number >= previous.number {
-        return None;
-    }
     let back = releases
         .iter()
         .filter(|r| r.status == ReleaseStatus::Succeeded && r.number > target.number)
         .count();
+    // One successful release back is what `rollback ENV` does; only going
+    // further asks (a stopped rollback's printed command stays one step).
+    if target.number >= previous.number || back <= 1 {
+        return None;
+    }
     let deployed = age_since(target.finished_at.as_deref().unwrap_or(&target.started_at))
         .map(|age| format!(", deployed {age} ago"))
         .unwrap_or_default();

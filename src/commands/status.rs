@@ -321,14 +321,7 @@ fn table(workloads: &[WorkloadView], painter: Painter) -> Vec<String> {
         })
         .collect();
     let header = ["WORKLOAD", "READY", "SHA", "HEALTH"].map(String::from);
-    let width = |column: usize| {
-        std::iter::once(&header)
-            .chain(&rows)
-            .map(|row| row[column].chars().count())
-            .max()
-            .unwrap_or_default()
-    };
-    let (object, ready, sha) = (width(0), width(1), width(2));
+    let [object, ready, sha, _] = crate::style::column_widths(&header, &rows);
     let tones = workloads.iter().map(|w| match w.health {
         Health::Healthy => Some(Tone::Success),
         Health::Progressing => Some(Tone::Warning),

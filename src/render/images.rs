@@ -1,9 +1,11 @@
 //! Checking berth.yaml's `images:` against an environment's render, after
 //! pinning. A listed repository that no container uses while a container is
-//! left at an image berth does not pin is most likely a typo of that image:
-//! deploying would leave the container at the overlay's own tag (often
-//! `:latest`), so it is refused, naming the closest image rendered. A
-//! container left at an untagged or `:latest` image is a warning.
+//! left at an image close to it (a few characters apart) is most likely a
+//! typo of that image: deploying would leave the container at the overlay's
+//! own tag (often `:latest`), so it is refused, naming that image. A listed
+//! repository nothing uses and nothing resembles (an image this environment
+//! does not run) is a warning, as is a container left at an untagged or
+//! `:latest` image.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -36,8 +38,12 @@ pub struct Unmatched {
 /// What [`check`] found.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageCheck {
-    /// Listed repositories that match nothing while a container is unpinned: refused.
+    /// Listed repositories that match nothing while an unpinned container's
+    /// image is a likely typo of them: refused.
     pub unmatched: Vec<Unmatched>,
+    /// Listed repositories that match nothing and resemble no unpinned
+    /// image, with their index under `images:`: warned.
+    pub unused: Vec<(usize, String)>,
     /// Containers left at an untagged or `:latest` image: warned.
     pub floating: Vec<ContainerImage>,
 }
@@ -55,21 +61,32 @@ pub fn check(
         .iter()
         .filter(|c| !listed.iter().any(|l| l == image_ref::repository(&c.image)))
         .collect();
-    let unmatched = listed
-        .iter()
-        .enumerate()
-        .filter(|(_, repository)| !used.contains(repository.as_str()))
-        .filter_map(|(index, repository)| {
-            let closest = unpinned
-                .iter()
-                .min_by_key(|c| edit_distance(repository, image_ref::repository(&c.image)))?;
-            Some(Unmatched {
-                index,
-                repository: repository.clone(),
-                closest: (*closest).clone(),
+    let mut unmatched = Vec::new();
+    let mut unused = Vec::new();
+    for (index, repository) in listed.iter().enumerate() {
+        if used.contains(repository.as_str()) {
+            continue;
+        }
+        let closest = unpinned
+            .iter()
+            .map(|c| {
+                (
+                    edit_distance(repository, image_ref::repository(&c.image)),
+                    c,
+                )
             })
-        })
-        .collect();
+            .min_by_key(|(distance, _)| *distance);
+        match closest {
+            Some((distance, c)) if distance <= typo_distance(repository) => {
+                unmatched.push(Unmatched {
+                    index,
+                    repository: repository.clone(),
+                    closest: (*c).clone(),
+                });
+            }
+            _ => unused.push((index, repository.clone())),
+        }
+    }
     let floating = unpinned
         .into_iter()
         .filter(|c| is_floating(&c.image))
@@ -77,8 +94,15 @@ pub fn check(
         .collect();
     ImageCheck {
         unmatched,
+        unused,
         floating,
     }
+}
+
+/// The most characters a typo of `repository` changes: a quarter of it, at
+/// least 2.
+fn typo_distance(repository: &str) -> usize {
+    (repository.chars().count() / 4).max(2)
 }
 
 impl ImageCheck {
@@ -110,19 +134,23 @@ impl ImageCheck {
         Some(input_error(lines.join("\n")))
     }
 
-    /// One warning per container left at an untagged or `:latest` image.
+    /// One warning per listed repository nothing uses, and per container
+    /// left at an untagged or `:latest` image.
     pub fn warnings(&self, env_name: &str) -> Vec<String> {
-        self.floating
-            .iter()
-            .map(|c| {
-                format!(
-                    "{} container {} in {env_name} runs {}, which berth does not pin and which \
-                     can change under it (untagged or :latest); give it a fixed tag or digest \
-                     in the overlay or chart, or list its repository under `images:`",
-                    c.object, c.container, c.image
-                )
-            })
-            .collect()
+        let unused = self.unused.iter().map(|(index, repository)| {
+            format!(
+                "images[{index}]: {repository:?} matches no container or init container image                  in {env_name}, so nothing is pinned from it; if {env_name} runs that image, fix                  the repository (written as the overlay or chart writes the image)"
+            )
+        });
+        let floating = self.floating.iter().map(|c| {
+            format!(
+                "{} container {} in {env_name} runs {}, which berth does not pin and which \
+                 can change under it (untagged or :latest); give it a fixed tag or digest \
+                 in the overlay or chart, or list its repository under `images:`",
+                c.object, c.container, c.image
+            )
+        });
+        unused.chain(floating).collect()
     }
 }
 
@@ -199,12 +227,26 @@ mod tests {
     }
 
     #[test]
-    fn a_repository_an_environment_does_not_run_is_fine_when_every_container_is_pinned() {
+    fn a_repository_an_environment_does_not_run_is_a_warning_not_a_refusal() {
         let listed = vec!["reg/app/web".to_owned(), "reg/app/migrate".to_owned()];
-        let containers = [container("Deployment/web", "reg/app/web:abc1234")];
+        let containers = [
+            container("Deployment/web", "reg/app/web:abc1234"),
+            // a third-party sidecar nothing listed resembles
+            container(
+                "Deployment/web",
+                "gcr.io/cloud-sql-connectors/cloud-sql-proxy:2.8.0",
+            ),
+        ];
         let found = check(&listed, &BTreeSet::from(["reg/app/web"]), &containers);
-        assert_eq!(found, ImageCheck::default());
+        assert!(found.unmatched.is_empty(), "{found:?}");
+        assert_eq!(found.unused, [(1, "reg/app/migrate".to_owned())]);
         assert!(found.error(Path::new("berth.yaml"), "staging").is_none());
+        let warnings = found.warnings("staging");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("images[1]: \"reg/app/migrate\" matches no container"),
+            "{warnings:?}"
+        );
     }
 
     #[test]

@@ -88,6 +88,21 @@ impl TestApp {
         self.dir.join("overlay")
     }
 
+    /// Give every Deployment a node selector no node matches: its new pods
+    /// stay Pending, unschedulable, and the rollout waits (for 5 minutes,
+    /// `unschedulable_after`'s default).
+    pub fn strand_pods(&self) {
+        let path = self.overlay().join("kustomization.yaml");
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        if !text.contains("patches:") {
+            text.push_str("patches:\n");
+        }
+        text.push_str(
+            "  - target: {kind: Deployment}\n    patch: |-\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata: {name: any}\n      spec: {template: {spec: {nodeSelector: {berth.dev/nowhere: \"true\"}}}}\n",
+        );
+        std::fs::write(path, text).unwrap();
+    }
+
     /// Rewrite berth.yaml with `keys` added to the environment (indented by 4).
     pub fn configure(&self, keys: &str) {
         self.write_config(&format!("{}{keys}", self.base_config));
