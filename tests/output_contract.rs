@@ -239,7 +239,12 @@ async fn every_command_ends_with_one_json_report_carrying_its_exit_code() {
     assert!(report["released"].is_string(), "{report}");
     let (out, report) = app.json("lock", &["lock", "test", "status", "-m", "why"]);
     assert_eq!(code(&out), 2);
-    assert!(report["error"].as_str().unwrap().contains("lock test acquire"));
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("lock test acquire")
+    );
 
     let (out, report) = app.json("rollback", &["rollback", "test", "--to", "1"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
