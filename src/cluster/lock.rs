@@ -348,14 +348,7 @@ pub async fn release(client: &Client, namespace: &str, expected: &Holder) -> any
             ))
             .into());
         }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: lease.metadata.uid.clone(),
-                resource_version: lease.metadata.resource_version.clone(),
-            }),
-            ..Default::default()
-        };
-        match api.delete(LEASE_NAME, &params).await {
+        match api.delete(LEASE_NAME, &exactly(&lease)).await {
             Ok(_) => return Ok(true),
             Err(kube::Error::Api(s)) if s.is_not_found() => return Ok(false),
             // Renewed in between: look again.
@@ -365,16 +358,21 @@ pub async fn release(client: &Client, namespace: &str, expected: &Holder) -> any
     }
 }
 
-/// Delete this version of the Lease, and nothing newer.
-async fn delete_exactly(api: &Api<Lease>, lease: &Lease) -> anyhow::Result<()> {
-    let params = DeleteParams {
+/// A delete of `lease`'s version only: refused (409) once it was renewed
+/// or replaced.
+fn exactly(lease: &Lease) -> DeleteParams {
+    DeleteParams {
         preconditions: Some(Preconditions {
             uid: lease.metadata.uid.clone(),
             resource_version: lease.metadata.resource_version.clone(),
         }),
         ..Default::default()
-    };
-    match api.delete(LEASE_NAME, &params).await {
+    }
+}
+
+/// Delete this version of the Lease, and nothing newer.
+async fn delete_exactly(api: &Api<Lease>, lease: &Lease) -> anyhow::Result<()> {
+    match api.delete(LEASE_NAME, &exactly(lease)).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(s)) if s.is_not_found() || s.is_conflict() => Ok(()),
         Err(e) => Err(e).context("releasing the deploy lock"),
