@@ -13,11 +13,12 @@ demo: up
 # canary check then fails if a Secret's value reached any of it. The static
 # binary is built first: tests/static_binary.rs runs it in an empty root,
 # and berth's image (tests/support/berth_image.rs) is built around it.
+# --no-fail-fast: one run reports every failing test binary, not the first.
 test: lint
 	rm -rf target/tmp/berth-runs target/tmp/faults
 	packaging/build-static
 	BERTH_STATIC_BINARY=$(CURDIR)/target/x86_64-unknown-linux-gnu/release/berth \
-	  $(LOCAL)/with-env cargo test --all-targets --locked
+	  $(LOCAL)/with-env cargo test --all-targets --locked --no-fail-fast
 	tests/support/canary
 	tests/support/fault-report
 

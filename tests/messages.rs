@@ -1,6 +1,6 @@
 //! What berth says under real names and real failures, against the local
 //! cluster: `status` under long names and foreign sidecars, a deploy failing
-//! on unschedulable pods, a refused rollback.
+//! on unschedulable pods, a refused rollback, a lock with no namespace yet.
 
 mod support;
 
@@ -199,5 +199,19 @@ fn version_says_the_server_version_of_the_current_context() {
             .as_str()
             .is_some_and(|v| v.starts_with("v1.")),
         "{report}"
+    );
+}
+
+#[tokio::test]
+async fn locking_an_environment_never_deployed_says_its_namespace_does_not_exist_yet() {
+    let app = TestApp::new("msg-nolock", Migration::Deleted);
+    let out = app.berth(&["lock", "test", "acquire", "--ttl", "10m"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!("namespace {} does not exist", app.namespace))
+            && said.contains("the first `berth deploy`")
+            && !said.contains("ApiError"),
+        "one line naming the namespace, no raw API error: {said}"
     );
 }

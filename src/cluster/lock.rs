@@ -63,10 +63,15 @@ impl Claim {
 /// This process's terminal session (the shell it was started from, as the
 /// kernel's session id names it), recorded by `lock ENV acquire` so that
 /// releasing there needs no confirmation.
+///
+/// Inside a container whose session was started outside its pid namespace
+/// (a CI runner's), the kernel names that session 0: still one session, so
+/// it is kept as `0`, not refused.
 pub fn this_session() -> Option<String> {
-    rustix::process::getsid(None)
-        .ok()
-        .map(|sid| sid.as_raw_nonzero().to_string())
+    // SAFETY: getsid reads the caller's session id; it touches no memory.
+    // (rustix's getsid panics on the 0 a foreign session reads as.)
+    let sid = unsafe { libc::getsid(0) };
+    (sid >= 0).then(|| sid.to_string())
 }
 
 /// Who holds a lock, since when, and until when.
@@ -267,6 +272,13 @@ async fn write_lease<E>(
             // Someone else created or replaced it first: read it again.
             Err(kube::Error::Api(status)) if status.is_conflict() || status.is_already_exists() => {
                 continue;
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                anyhow::bail!(
+                    "namespace {} does not exist, so there is no deploy lock to write there; \
+                     the first `berth deploy` of this environment creates it",
+                    api.namespace().unwrap_or("?")
+                )
             }
             Err(e) => return Err(e).context("writing the deploy lock"),
         }
