@@ -69,6 +69,22 @@ pid_of() {
   echo "$pid"
 }
 
+# check_pid_namespace: refuse to manage PID files written from another PID
+# namespace (a shell under `unshare --pid`, a container sharing the
+# directory): every recorded PID would look dead there, and `up` would
+# start a second environment over the running one.
+check_pid_namespace() {
+  local mine recorded
+  mine=$(readlink /proc/self/ns/pid)
+  mkdir -p "$pids"
+  if [[ -f $pids/namespace ]] && compgen -G "$pids/*.pid" >/dev/null; then
+    recorded=$(<"$pids/namespace")
+    [[ $recorded == "$mine" ]] ||
+      die "the local environment's processes were started in PID namespace $recorded, this shell is in $mine; run up and down from there"
+  fi
+  echo "$mine" >"$pids/namespace"
+}
+
 # Each tool's bin directory as build-tools names it (TOOL=DIR lines), asked
 # once per script: the names hash every tool's pins.
 tool_dirs=$("$local_dir/build-tools" --print)
