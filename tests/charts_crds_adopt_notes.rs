@@ -9,8 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, ResourceExt};
@@ -54,7 +53,7 @@ environments:
       path: chart
       values: [env-values.yaml]
     rollout:
-      timeout: 2m
+      timeout: 5m
 "#
         );
         std::fs::write(dir.join("berth.yaml"), config).unwrap();
@@ -73,13 +72,15 @@ environments:
             .unwrap()
     }
 
-    /// Deploy `sha` with `flags`, asserting the exit code; the JSON report.
+    /// Deploy `sha` with `flags`, asserting the exit code: the JSON report,
+    /// and everything printed (the info and warning events).
     fn deploy(&self, sha: &str, flags: &[&str], expected_code: i32) -> (serde_json::Value, String) {
         let mut args = vec!["deploy", "test", sha, "--output", "json"];
         args.extend(flags);
         let out = self.berth(&args);
         assert_eq!(code(&out), expected_code, "{}", stderr(&out));
-        (report(&out), stderr(&out))
+        let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+        (report(&out), printed)
     }
 
     /// The local helm, run with `args` against the test's namespace.
@@ -253,7 +254,7 @@ async fn a_namespace_helm_manages_is_refused_unless_adopted() {
     let chart = app.chart.to_str().unwrap();
     let installed = app.helm(&["install", "shop", chart, "--create-namespace"]);
     assert!(installed.status.success(), "{}", stderr(&installed));
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &app.namespace);
+    let services: Api<Service> = Api::namespaced(client.clone(), &app.namespace);
     let configs: Api<ConfigMap> = Api::namespaced(client.clone(), &app.namespace);
 
     let out = app.berth(&["deploy", "test", "1a2b3c4"]);
@@ -262,14 +263,14 @@ async fn a_namespace_helm_manages_is_refused_unless_adopted() {
         &[
             "helm release `shop`",
             "revision 1, deployed",
-            "Deployment/shop-web",
+            "Service/shop-web",
             "ConfigMap/shop-config",
             "berth changed nothing",
             "--adopt",
         ],
     );
     assert_eq!(berth_records(&client, &app.namespace).await, 0);
-    let web = deployments.get("shop-web").await.unwrap();
+    let web = services.get("shop-web").await.unwrap();
     assert_eq!(managed_by(web.metadata.labels.as_ref()), "Helm");
 
     let (report, said) = app.deploy("1a2b3c4", &["--adopt"], 0);
@@ -286,7 +287,7 @@ async fn a_namespace_helm_manages_is_refused_unless_adopted() {
         .remove(0);
     assert_eq!(newest.adopted_helm_releases, ["shop"]);
     for labels in [
-        deployments.get("shop-web").await.unwrap().metadata.labels,
+        services.get("shop-web").await.unwrap().metadata.labels,
         configs.get("shop-config").await.unwrap().metadata.labels,
     ] {
         assert_eq!(managed_by(labels.as_ref()), "berth");
