@@ -663,7 +663,10 @@ data: { image: registry.example.com/shop/worker:v1 }
             "# a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: a }\n--- \nkind: Secret\n",
             "t",
         ));
-        assert!(text.contains("document 2 printed by `t` (Secret)"), "{text}");
+        assert!(
+            text.contains("document 2 printed by `t` (Secret)"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -88,7 +88,12 @@ environments:
         local_env()
             .command(local_env().var("BERTH_LOCAL_HELM"))
             .args(args)
-            .args(["--namespace", &self.namespace, "--kube-context", "berth-local"])
+            .args([
+                "--namespace",
+                &self.namespace,
+                "--kube-context",
+                "berth-local",
+            ])
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -160,7 +165,10 @@ async fn a_chart_with_crds_and_a_custom_resource_deploys() {
     let (report, said) = app.deploy("1a2b3c4", &[], 0);
     assert_eq!(report["status"], "succeeded", "{report}");
     assert!(
-        said.contains(&format!("CustomResourceDefinition {} is Established", group.crd())),
+        said.contains(&format!(
+            "CustomResourceDefinition {} is Established",
+            group.crd()
+        )),
         "{said}"
     );
     let installed = crd(&client, &group.crd()).await;
@@ -197,13 +205,19 @@ async fn an_existing_crd_is_changed_only_with_upgrade_crds() {
     let text = std::fs::read_to_string(&file).unwrap();
     std::fs::write(
         &file,
-        text.replace("    singular: gadget\n", "    singular: gadget\n    shortNames: [gz]\n"),
+        text.replace(
+            "    singular: gadget\n",
+            "    singular: gadget\n    shortNames: [gz]\n",
+        ),
     )
     .unwrap();
     let short_names = |crd: CustomResourceDefinition| crd.spec.names.short_names;
 
     let (_, said) = app.deploy("2b3c4d5", &[], 0);
-    let line = format!("CustomResourceDefinition/{} exists: left unchanged", group.crd());
+    let line = format!(
+        "CustomResourceDefinition/{} exists: left unchanged",
+        group.crd()
+    );
     assert!(said.contains(&line), "{said}");
     assert!(said.contains("--upgrade-crds applies them"), "{said}");
     assert_eq!(short_names(crd(&client, &group.crd()).await), None);
@@ -347,7 +361,10 @@ async fn notes_are_shown_after_the_first_deploy_and_by_status() {
     let out = app.berth(&["status", "test", "--notes"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let printed = String::from_utf8_lossy(&out.stdout);
-    assert!(printed.contains(&format!("NOTES:\n{expected}")), "{printed}");
+    assert!(
+        printed.contains(&format!("NOTES:\n{expected}")),
+        "{printed}"
+    );
     let out = app.berth(&["status", "test", "--notes", "--output", "json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -53,7 +53,9 @@ impl Resolved {
 
     /// Whether a chart ships it in its `crds/` ([`crds::FROM_CHART_CRDS`]).
     pub fn from_chart_crds(&self) -> bool {
-        self.object.annotations().contains_key(crds::FROM_CHART_CRDS)
+        self.object
+            .annotations()
+            .contains_key(crds::FROM_CHART_CRDS)
     }
 
     fn api(&self, client: &Client, namespace: &str) -> Api<DynamicObject> {

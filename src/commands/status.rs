@@ -44,9 +44,9 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs, out: &Output) -> anyhow
     .await;
     // --notes (one environment): its chart's NOTES.txt, rendered as helm would
     let notes = match (&args.env, args.notes) {
-        (Some(name), true) => Some(
-            crate::render::notes::render(&config, name, config.environment(name)?).await?,
-        ),
+        (Some(name), true) => {
+            Some(crate::render::notes::render(&config, name, config.environment(name)?).await?)
+        }
         _ => None,
     };
     for status in statuses {

@@ -129,7 +129,10 @@ fn refusal(plan: &Plan, claims: &[HelmClaim]) -> anyhow::Error {
         .iter()
         .map(|claim| {
             let record = match &claim.record {
-                Some(record) => format!(" ({record}; its records are Secrets labelled owner=helm,name={})", claim.release),
+                Some(record) => format!(
+                    " ({record}; its records are Secrets labelled owner=helm,name={})",
+                    claim.release
+                ),
                 None => String::new(),
             };
             let objects = if claim.objects.is_empty() {

@@ -21,7 +21,12 @@ use crate::output::Output;
 use crate::pipeline::Plan;
 
 /// Flags of `helm template` that `helm install` does not take, alone.
-const TEMPLATE_ONLY: &[&str] = &["--skip-tests", "--include-crds", "--validate", "--is-upgrade"];
+const TEMPLATE_ONLY: &[&str] = &[
+    "--skip-tests",
+    "--include-crds",
+    "--validate",
+    "--is-upgrade",
+];
 /// Flags of `helm template` that `helm install` does not take, with their value.
 const TEMPLATE_ONLY_WITH_VALUE: &[&str] = &[
     "--kube-version",
@@ -183,7 +188,9 @@ mod tests {
             .map(OsString::from)
             .collect();
         assert_eq!(
-            strings(&install_args(&with_context, Some("prod"))).last().unwrap(),
+            strings(&install_args(&with_context, Some("prod")))
+                .last()
+                .unwrap(),
             "json"
         );
     }
