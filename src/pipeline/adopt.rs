@@ -45,9 +45,10 @@ pub struct HelmClaim {
     pub objects: Vec<String>,
 }
 
-/// The helm releases this deploy would take over, changing nothing. None:
-/// go on. Some without `adopt`: refused, exit 2, naming each release and
-/// its objects. With `adopt`, what the release record then says it adopted.
+/// The helm releases this deploy would take over, read without changing
+/// anything: none, the deploy goes on; some without `adopt`, it is refused
+/// (exit 2) naming each release and its objects; with `adopt`, they are
+/// what the release record says it adopted.
 pub async fn check(client: &Client, plan: &Plan, adopt: bool) -> anyhow::Result<Vec<HelmClaim>> {
     let ns = &plan.env.namespace;
     let (records, history, claimed) = tokio::try_join!(

@@ -99,14 +99,19 @@ fn install_args(template: &[OsString], context: Option<&str>) -> Vec<OsString> {
         let flag = text.split('=').next().unwrap_or_default();
         if args.is_empty() && text == "template" {
             args.push("install".into());
-        } else if TEMPLATE_ONLY.contains(&flag) || flag == "--dry-run" {
-        } else if TEMPLATE_ONLY_WITH_VALUE.contains(&flag) {
+            continue;
+        }
+        // the dry run is berth's own: client-side
+        if TEMPLATE_ONLY.contains(&flag) || flag == "--dry-run" {
+            continue;
+        }
+        if TEMPLATE_ONLY_WITH_VALUE.contains(&flag) {
             if !text.contains('=') {
                 given.next();
             }
-        } else {
-            args.push(arg.clone());
+            continue;
         }
+        args.push(arg.clone());
     }
     args.extend(
         ["--dry-run=client", "--take-ownership", "--output", "json"]
