@@ -299,6 +299,16 @@ pub struct DeployArgs {
     /// migration, for emergencies; the release records that it was skipped.
     #[arg(long)]
     pub no_backup: bool,
+    /// Apply the CRDs of the chart's `crds/` directory that already exist
+    /// (by default they are created when absent and otherwise left
+    /// unchanged, as helm does); see docs/charts.md.
+    #[arg(long)]
+    pub upgrade_crds: bool,
+    /// Take over objects a helm release manages in the namespace (without
+    /// it berth refuses, exit 2); the release record says which helm release
+    /// it adopted, and berth prints how to delete helm's release records.
+    #[arg(long)]
+    pub adopt: bool,
     /// Confirmation: a protected environment asks before a SHA no other
     /// environment ran successfully.
     #[command(flatten)]
@@ -426,6 +436,11 @@ pub struct HistoryArgs {
 pub struct StatusArgs {
     /// Environment (default: every environment in berth.yaml).
     pub env: Option<String>,
+    /// Also print the chart's NOTES.txt, rendered for ENV as `helm install`
+    /// would print it (JSON: the `notes` field); reads the cluster, writes
+    /// nothing.
+    #[arg(long, requires = "env")]
+    pub notes: bool,
 }
 
 /// Options of `lock`.

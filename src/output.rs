@@ -71,6 +71,9 @@ pub struct Report {
     /// as the release record keeps them; absent before a release was recorded.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub timings: BTreeMap<String, f64>,
+    /// The chart's NOTES.txt, after the environment's first successful deploy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
 }
 
 /// The failure part of a [`Report`].

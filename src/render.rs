@@ -6,6 +6,7 @@
 
 mod images;
 mod incompatible;
+pub mod notes;
 mod tool;
 mod version;
 
@@ -15,6 +16,7 @@ use kube::api::DynamicObject;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cluster::crds::FROM_CHART_CRDS;
 use crate::cluster::{INSTANCE_LABEL as INSTANCE, instance};
 use crate::config::{Config, Environment, Source};
 use crate::error::input_error;
@@ -94,8 +96,9 @@ impl Pins {
 /// Kustomize overlays run through `kubectl kustomize` (the `BERTH_KUBECTL`
 /// environment variable overrides the binary), or `<kustomize> build` with
 /// `render.kustomize` (`BERTH_KUSTOMIZE` overrides); helm charts through
-/// `helm template --skip-tests` (`BERTH_HELM` overrides): a chart's test pods
-/// are for `helm test`, not for every deploy. A tool that fails, output that is
+/// `helm template --skip-tests --include-crds` (`BERTH_HELM` overrides): a
+/// chart's test pods are for `helm test`, not for every deploy; the CRDs in
+/// its `crds/` are rendered too, marked [`FROM_CHART_CRDS`]. A tool that fails, output that is
 /// not a list of Kubernetes objects, or an object in another namespace is an
 /// input error naming the overlay or chart and the fix; the tool's errors name
 /// the binary and version that ran, and a kustomization that kustomize v5
@@ -293,26 +296,89 @@ pub fn check_images(
 }
 
 /// Read the objects in a multi-document YAML stream printed by `shown`.
-/// Empty documents are skipped and `List`s are expanded.
+/// Empty documents are skipped and `List`s are expanded. An object helm
+/// printed from a chart's `crds/` directory (its `# Source:` comment says
+/// so) is annotated [`FROM_CHART_CRDS`] with that file.
 pub(crate) fn parse_objects(text: &str, shown: &str) -> anyhow::Result<Vec<DynamicObject>> {
     let mut objects = Vec::new();
-    for (index, document) in serde_norway::Deserializer::from_str(text).enumerate() {
-        let place = format!("document {} printed by `{shown}`", index + 1);
-        let value = Value::deserialize(document)
-            .map_err(|error| input_error(format!("{place} is not valid YAML: {error}")))?;
-        match value {
-            Value::Null => {}
-            Value::Object(ref map) if map.get("kind") == Some(&Value::from("List")) => {
-                let items = map.get("items").and_then(Value::as_array);
-                for (item_index, item) in items.into_iter().flatten().enumerate() {
-                    let place = format!("item {} of {place}", item_index + 1);
-                    objects.push(to_object(item.clone(), &place)?);
+    let mut index = 0;
+    for (source, chunk) in documents(text) {
+        let from_crds = source.filter(|path| in_chart_crds(path));
+        let first = objects.len();
+        for document in serde_norway::Deserializer::from_str(chunk) {
+            index += 1;
+            let place = format!("document {index} printed by `{shown}`");
+            let value = Value::deserialize(document)
+                .map_err(|error| input_error(format!("{place} is not valid YAML: {error}")))?;
+            match value {
+                Value::Null => {}
+                Value::Object(ref map) if map.get("kind") == Some(&Value::from("List")) => {
+                    let items = map.get("items").and_then(Value::as_array);
+                    for (item_index, item) in items.into_iter().flatten().enumerate() {
+                        let place = format!("item {} of {place}", item_index + 1);
+                        objects.push(to_object(item.clone(), &place)?);
+                    }
                 }
+                value => objects.push(to_object(value, &place)?),
             }
-            value => objects.push(to_object(value, &place)?),
+        }
+        for object in objects.iter_mut().skip(first) {
+            if let Some(path) = from_crds {
+                object
+                    .metadata
+                    .annotations
+                    .get_or_insert_default()
+                    .insert(FROM_CHART_CRDS.to_owned(), path.to_owned());
+            }
         }
     }
     Ok(objects)
+}
+
+/// `text` cut before each document marker (a line `---`), each piece with
+/// the file helm named in its `# Source: FILE` comment, if any. What comes
+/// before the first marker is a piece only when it holds more than comments.
+fn documents(text: &str) -> Vec<(Option<&str>, &str)> {
+    let mut starts = vec![0];
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let marker = line.strip_prefix("---").is_some_and(|rest| {
+            rest.is_empty() || rest.starts_with(|c: char| c.is_ascii_whitespace())
+        });
+        if marker && offset > 0 {
+            starts.push(offset);
+        }
+        offset += line.len();
+    }
+    starts.push(text.len());
+    starts
+        .windows(2)
+        .map(|w| &text[w[0]..w[1]])
+        .enumerate()
+        .filter(|(i, chunk)| {
+            *i > 0
+                || chunk
+                    .lines()
+                    .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .map(|(_, chunk)| {
+            let source = chunk
+                .lines()
+                .find_map(|l| l.strip_prefix("# Source: "))
+                .map(str::trim);
+            (source, chunk)
+        })
+        .collect()
+}
+
+/// Whether helm's `# Source:` path `path` (`CHART/crds/FILE`, or
+/// `CHART/charts/SUB/crds/FILE` for a dependency's) is in a chart's `crds/`.
+fn in_chart_crds(path: &str) -> bool {
+    let mut parts: Vec<&str> = path.split('/').skip(1).collect();
+    while parts.len() > 2 && parts[0] == "charts" {
+        parts.drain(..2);
+    }
+    parts.len() > 1 && parts[0] == "crds"
 }
 
 /// One rendered document as an object; it must have apiVersion, kind and metadata.name.
@@ -561,6 +627,46 @@ data: { image: registry.example.com/shop/worker:v1 }
         );
         let refs: Vec<String> = objects.iter().map(object_ref).collect();
         assert_eq!(refs, ["ConfigMap/a", "Secret/b"]);
+    }
+
+    #[test]
+    fn objects_helm_printed_from_a_charts_crds_are_marked_with_their_file() {
+        let printed = "---\n# Source: shop/crds/widgets.yaml\n\
+            apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: { name: widgets.x.io }\n\
+            ---\n# Source: shop/charts/db/crds/backups.yaml\n\
+            apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: { name: backups.x.io }\n\
+            ---\n# Source: shop/templates/crds/extra.yaml\n\
+            apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: { name: extras.x.io }\n\
+            ---\n# Source: shop/templates/widget.yaml\napiVersion: x.io/v1\nkind: Widget\nmetadata: { name: w }\n";
+        let objects = objects(printed);
+        let marks: Vec<Option<&str>> = objects
+            .iter()
+            .map(|o| {
+                o.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(FROM_CHART_CRDS))
+                    .map(String::as_str)
+            })
+            .collect();
+        assert_eq!(
+            marks,
+            [
+                Some("shop/crds/widgets.yaml"),
+                Some("shop/charts/db/crds/backups.yaml"),
+                None,
+                None
+            ]
+        );
+        // a kustomize stream: nothing marked, documents counted as before
+        let text = input_error_text(parse_objects(
+            "# a comment\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: { name: a }\n--- \nkind: Secret\n",
+            "t",
+        ));
+        assert!(
+            text.contains("document 2 printed by `t` (Secret)"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -942,11 +1048,12 @@ data: { image: registry.example.com/shop/worker:v1 }
                 "--namespace".to_owned(),
                 "shop".to_owned(),
                 "--skip-tests".to_owned(),
+                "--include-crds".to_owned(),
             ]
         );
         assert_eq!(
             tool.shown,
-            "helm template shop charts/shop -f charts/a.yaml -f charts/b.yaml --namespace shop --skip-tests"
+            "helm template shop charts/shop -f charts/a.yaml -f charts/b.yaml --namespace shop --skip-tests --include-crds"
         );
         assert_eq!(tool.override_var, "BERTH_HELM");
     }

@@ -101,6 +101,15 @@ pub fn deploy_needs(
     for kind in watched::rollout(objects.iter().map(|o| o.resource.kind.as_str())) {
         needs.extend(Need::list_and_watch(kind, namespace));
     }
+    // a chart's crds/ are read first: one that exists is left as it is
+    if objects.iter().any(Resolved::from_chart_crds) {
+        needs.insert(Need::new(
+            "get",
+            "apiextensions.k8s.io",
+            "customresourcedefinitions",
+            None,
+        ));
+    }
     // applied CRDs are watched until Established (cluster-wide objects)
     if objects.iter().any(Resolved::is_crd) {
         for verb in ["list", "watch"] {

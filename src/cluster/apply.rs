@@ -51,6 +51,13 @@ impl Resolved {
             && self.resource.group == "apiextensions.k8s.io"
     }
 
+    /// Whether a chart ships it in its `crds/` ([`crds::FROM_CHART_CRDS`]).
+    pub fn from_chart_crds(&self) -> bool {
+        self.object
+            .annotations()
+            .contains_key(crds::FROM_CHART_CRDS)
+    }
+
     fn api(&self, client: &Client, namespace: &str) -> Api<DynamicObject> {
         if self.namespaced {
             Api::namespaced_with(client.clone(), namespace, &self.resource)
@@ -196,15 +203,17 @@ async fn discover(
 /// Server-side apply every object, phase by phase, with field manager
 /// `berth`; after the phase holding CustomResourceDefinitions, wait until
 /// each is Established ([`crds::established`]) so their custom resources
-/// can be applied. `dry_run` asks the server to compute the result without
-/// saving; an object whose CRD is not installed yet cannot be computed
-/// and is answered as given. Returns the objects as the server answered,
-/// in apply order.
+/// can be applied. An object of a chart's `crds/` that exists is left as
+/// it is (and said so), unless `upgrade_crds`. `dry_run` asks the server
+/// to compute the result without saving; an object whose CRD is not
+/// installed yet cannot be computed and is answered as given. Returns the
+/// objects as the server answered, in apply order.
 pub async fn apply_all(
     client: &Client,
     namespace: &str,
     objects: &[Resolved],
     dry_run: bool,
+    upgrade_crds: bool,
     out: &Output,
 ) -> anyhow::Result<Vec<(Resolved, DynamicObject)>> {
     let mut params = PatchParams::apply(super::FIELD_MANAGER).force();
@@ -220,6 +229,19 @@ pub async fn apply_all(
                         return anyhow::Ok((item.clone(), item.object.clone()));
                     }
                     let api = item.api(client, namespace);
+                    if item.from_chart_crds() && !upgrade_crds {
+                        let name = item.object.name_any();
+                        let live = api
+                            .get_opt(&name)
+                            .await
+                            .with_context(|| format!("reading {}", item.describe()))?;
+                        if let Some(live) = live {
+                            if !dry_run {
+                                out.info(&crds::left_unchanged(&item.describe()));
+                            }
+                            return anyhow::Ok((item.clone(), live));
+                        }
+                    }
                     let answer = api
                         .patch(
                             &item.object.name_any(),
@@ -250,7 +272,8 @@ pub async fn apply_all(
 }
 
 /// Delete objects labelled with `instance` in `namespace` whose kind is among
-/// `kinds` but which are not in `keep`. Returns what it deleted (`Kind/name`).
+/// `kinds` but which are not in `keep`, never one of a chart's `crds/`
+/// ([`crds::FROM_CHART_CRDS`]). Returns what it deleted (`Kind/name`).
 pub async fn prune(
     client: &Client,
     namespace: &str,
@@ -284,6 +307,10 @@ pub async fn prune(
             .with_context(|| format!("listing {} to prune", kind.resource.plural))?;
         for object in live {
             let name = object.name_any();
+            // helm never deletes the CRDs of a chart's crds/: nor does berth
+            if object.annotations().contains_key(crds::FROM_CHART_CRDS) {
+                continue;
+            }
             if kept.contains(&(kind.resource.kind.clone(), name.clone())) {
                 continue;
             }

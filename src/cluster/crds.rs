@@ -1,5 +1,7 @@
-//! Waiting for applied CustomResourceDefinitions to be Established, so the
-//! custom resources of the same deploy can be applied after them.
+//! A chart's CustomResourceDefinitions: those of its `crds/` created when
+//! absent (as helm does), and every applied one waited for until
+//! Established, so the custom resources of the same deploy can be applied
+//! after them.
 
 use std::time::Duration;
 
@@ -13,6 +15,21 @@ use kube::{Api, Client};
 
 use crate::error::BerthError;
 use crate::output::Output;
+
+/// The annotation on an object a chart ships in its `crds/` directory (set
+/// when berth renders it), holding the file helm printed it from, e.g.
+/// `shop/crds/widgets.yaml`. Such an object is created when absent and
+/// otherwise left as it is, unless the deploy upgrades CRDs
+/// (`--upgrade-crds`); `--prune` never deletes it.
+pub const FROM_CHART_CRDS: &str = "berth.dev/chart-crds";
+
+/// The line saying a chart's CRD was left as the cluster has it.
+pub fn left_unchanged(object: &str) -> String {
+    format!(
+        "{object} exists: left unchanged (a chart's crds/ are only created, as helm does; \
+         --upgrade-crds applies them)"
+    )
+}
 
 /// How long a CRD may take to be Established; the API server's own
 /// controller usually takes well under a second.

@@ -244,6 +244,10 @@ pub struct Release {
     /// Set when a later deploy found this one's deployer gone.
     #[serde(default)]
     pub abandoned: Option<AbandonedRecord>,
+    /// The helm releases whose objects this deploy took over (`--adopt`);
+    /// their records (helm's Secrets) stay until someone deletes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adopted_helm_releases: Vec<String>,
 }
 
 /// Where a promoted release came from.
@@ -564,6 +568,7 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         applied: false,
         holder: None,
         abandoned: None,
+        adopted_helm_releases: Vec::new(),
     }
 }
 

@@ -35,6 +35,8 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         maintenance: args.maintenance,
         dry_run: args.dry_run,
         no_backup: args.no_backup,
+        upgrade_crds: args.upgrade_crds,
+        adopt: args.adopt,
         yes: args.confirm.yes,
         ..DeploySettings::new(
             crate::config::locate(global.config.as_deref())?,
@@ -76,6 +78,9 @@ pub async fn deploy(
     let result = pipeline::run(settings, request, &out, &mut summary).await;
     if let Ok(Finished::Planned(plan)) = &result {
         print_plan(plan, &out)?;
+    }
+    if let Some(notes) = summary.notes.as_deref() {
+        print_notes(notes, &out)?;
     }
     if let Some(note) = extras.closing_note.filter(|_| summary.release.is_some()) {
         out.warn(&note);
@@ -121,7 +126,17 @@ pub fn report(
         exit_code,
         schema,
         timings: summary.timings,
+        notes: summary.notes,
     });
+}
+
+/// A chart's NOTES.txt, as helm prints it after an install; with
+/// `--output json` the report's `notes` carries it instead.
+pub fn print_notes(notes: &str, out: &Output) -> anyhow::Result<()> {
+    if out.mode() == crate::output::Mode::Json {
+        return Ok(());
+    }
+    stdout::line(format!("NOTES:\n{notes}"))
 }
 
 /// The `plan` event of `--output json`: the objects (in apply order, those

@@ -135,7 +135,7 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
     // Without the namespace a dry run cannot place objects: all are new.
     let answers: Vec<(apply::Resolved, DynamicObject)> = if exists {
         let objects = hold(&client, ns, &plan.objects).await?;
-        apply::apply_all(&client, ns, &objects, true, &out).await?
+        apply::apply_all(&client, ns, &objects, true, false, &out).await?
     } else {
         apply::in_order(&plan.objects)
             .into_iter()

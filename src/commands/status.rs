@@ -42,14 +42,29 @@ pub async fn run(global: &GlobalArgs, args: &StatusArgs, out: &Output) -> anyhow
         read_environment(&client, &config, name, env).await
     }))
     .await;
+    // --notes (one environment): its chart's NOTES.txt, rendered as helm would
+    let notes = match (&args.env, args.notes) {
+        (Some(name), true) => {
+            Some(crate::render::notes::render(&config, name, config.environment(name)?).await?)
+        }
+        _ => None,
+    };
     for status in statuses {
         let status = status?;
         if out.mode() == Mode::Json {
             let mut event = serde_json::to_value(&status)?;
             event["event"] = json!("environment");
+            if let Some(notes) = &notes {
+                event["notes"] = json!(notes);
+            }
             stdout::line(event)?;
         } else {
             print_environment(&status, Timestamp::now(), Painter::stdout())?;
+            match &notes {
+                Some(Some(notes)) => super::deploy::print_notes(notes, out)?,
+                Some(None) => stdout::line("  notes: none (no chart NOTES.txt)")?,
+                None => {}
+            }
         }
     }
     out.json_report(&json!({ "environments": names }));

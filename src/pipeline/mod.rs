@@ -8,6 +8,7 @@
 //! the steps before their next change; the release record still gets the
 //! truth.
 
+pub mod adopt;
 pub mod backups;
 pub mod hold;
 pub mod plan;
@@ -94,6 +95,9 @@ pub struct Summary {
     pub failure: Option<FailureRecord>,
     /// Seconds per step, as recorded.
     pub timings: std::collections::BTreeMap<String, f64>,
+    /// The chart's NOTES.txt, rendered after a first deploy (no earlier
+    /// successful release in the environment).
+    pub notes: Option<String>,
 }
 
 /// How far a run went when it succeeded.
@@ -125,6 +129,14 @@ pub async fn run(
         }
     };
     summary.sha = Some(plan.sha.clone());
+    // helm managing the same objects: refused unless --adopt, before anything changes
+    let adopting = match &request.source {
+        Source::Overlay(_) => {
+            let checking = adopt::check(&client, &plan, settings.adopt);
+            unless_interrupted(&mut interrupts, checking).await?
+        }
+        Source::Release(_) => Vec::new(),
+    };
     let window = if settings.maintenance {
         let preparing = Window::prepare(&client, &plan.config, &plan.env_name, &plan.objects, out);
         unless_interrupted(&mut interrupts, preparing).await?
@@ -173,6 +185,7 @@ pub async fn run(
         window,
         out,
         waits_until,
+        adopting,
     };
     lock.hold(out, |lost| deploy.under_lock(lost, interrupts, summary))
         .await?;
@@ -211,6 +224,8 @@ struct Deploy<'a> {
     window: Option<Window>,
     out: &'a Arc<Output>,
     waits_until: Option<tokio::time::Instant>,
+    /// The helm releases `--adopt` takes over ([`adopt::check`]).
+    adopting: Vec<adopt::HelmClaim>,
 }
 
 impl Deploy<'_> {
@@ -255,6 +270,7 @@ impl Deploy<'_> {
             Timestamp::now(),
         )?;
         record.holder = Some(identity);
+        record.adopted_helm_releases = self.adopting.iter().map(|c| c.release.clone()).collect();
         release::create(client, ns, &record).await?;
         summary.release = Some(record.number);
         out.info(&format!(
@@ -263,6 +279,7 @@ impl Deploy<'_> {
             plan.env_name,
             crate::config::short_sha(&plan.sha)
         ));
+        adopt::say(&self.adopting, ns, out);
 
         let started = Instant::now();
         let result = self
@@ -297,6 +314,9 @@ impl Deploy<'_> {
                 crate::error::brief(&unwritten)
             ));
             return Err(failure);
+        }
+        if result.is_ok() && previous.is_none() && self.request.rolled_back_to().is_none() {
+            summary.notes = crate::render::notes::after_first_deploy(plan, out).await;
         }
         if record.interrupted_after_apply() {
             out.warn(&after_apply(&record, self.request.rolled_back_to()));

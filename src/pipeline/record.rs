@@ -69,6 +69,7 @@ pub fn start(
         applied: false,
         holder: None,
         abandoned: None,
+        adopted_helm_releases: Vec::new(),
     })
 }
 

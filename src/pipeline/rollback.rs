@@ -87,7 +87,7 @@ pub async fn after_failure(
     ));
     let objects = recorded_objects(&previous)?;
     let resolved = apply::resolve(client, objects, Origin::Release(previous.number)).await?;
-    let applied = rollout::apply(client, ns, &resolved, out).await?;
+    let applied = rollout::apply(client, ns, &resolved, false, out).await?;
     let waited = rollout::wait(client, plan, &applied, plan.timeout(settings), out).await;
     let mut record = record(
         failed,
@@ -245,6 +245,7 @@ fn record(
         manifest_omitted: false,
         backup: None,
         no_backup: false,
+        adopted_helm_releases: Vec::new(),
         ..previous
     }
 }

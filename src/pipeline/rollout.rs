@@ -99,7 +99,7 @@ pub async fn apply_and_wait(
         .cloned()
         .chain(backup_objects.clone())
         .collect();
-    let applied = apply(client, ns, &objects, out).await?;
+    let applied = apply(client, ns, &objects, settings.upgrade_crds, out).await?;
     for gone in
         backups::remove_unscheduled(client, ns, &backup_objects, plan.env.backups.is_some()).await?
     {
@@ -174,15 +174,17 @@ pub async fn apply_and_wait(
     }
 }
 
-/// Apply `objects` as a deploy does: a Service in maintenance stays in it.
+/// Apply `objects` as a deploy does: a Service in maintenance stays in it;
+/// a chart's `crds/` that exist are applied only with `upgrade_crds`.
 pub async fn apply(
     client: &Client,
     namespace: &str,
     objects: &[Resolved],
+    upgrade_crds: bool,
     out: &Output,
 ) -> anyhow::Result<Vec<(Resolved, DynamicObject)>> {
     let objects = hold(client, namespace, objects).await?;
-    apply::apply_all(client, namespace, &objects, false, out).await
+    apply::apply_all(client, namespace, &objects, false, upgrade_crds, out).await
 }
 
 /// Wait for every workload among `applied` to become healthy, fail-fast.

@@ -27,6 +27,12 @@ pub struct DeploySettings {
     pub dry_run: bool,
     /// Skip the backup before the migration (`--no-backup`, for emergencies).
     pub no_backup: bool,
+    /// `--upgrade-crds`: the CRDs of a chart's `crds/` that exist are
+    /// applied too (by default they are only created when absent, as helm does).
+    pub upgrade_crds: bool,
+    /// `--adopt`: objects a helm release manages are taken over, and the
+    /// release record says so ([`crate::pipeline::adopt`]).
+    pub adopt: bool,
     /// `--yes`: a protected environment does not ask before a SHA no other
     /// environment ran successfully ([`crate::pipeline::protected`]).
     pub yes: bool,
@@ -47,6 +53,8 @@ impl DeploySettings {
             maintenance: false,
             dry_run: false,
             no_backup: false,
+            upgrade_crds: false,
+            adopt: false,
             yes: false,
         }
     }

@@ -105,8 +105,11 @@ impl Tool {
                     "--namespace".into(),
                     namespace.into(),
                     "--skip-tests".into(),
+                    "--include-crds".into(),
                 ]);
-                shown.push_str(&format!(" --namespace {namespace} --skip-tests"));
+                shown.push_str(&format!(
+                    " --namespace {namespace} --skip-tests --include-crds"
+                ));
                 Tool {
                     program,
                     args,
