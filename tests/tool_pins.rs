@@ -262,12 +262,7 @@ fn helm_reports_its_pinned_version_and_the_kubernetes_version_it_links() {
     let output = copy.run("build-tools", &["helm"]);
     assert!(output.status.success(), "{}", stderr(&output));
     let dirs = String::from_utf8(copy.run("build-tools", &["--print"]).stdout).unwrap();
-    let helm = Path::new(
-        dirs.lines()
-            .find_map(|l| l.strip_prefix("helm="))
-            .unwrap(),
-    )
-    .join("helm");
+    let helm = Path::new(dirs.lines().find_map(|l| l.strip_prefix("helm=")).unwrap()).join("helm");
 
     let version = Command::new(&helm)
         .args(["version", "--template", "{{.Version}} {{.GitTreeState}}"])
