@@ -47,7 +47,7 @@ fuzz:
 	PROPTEST_CASES=20000 cargo test --release --locked --lib properties::
 
 bench:
-	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/cli && bench/deploy && bench/assets && bench/render-cache && bench/real-app && bench/rollback && bench/backup'
+	$(LOCAL)/with-env bash -c 'bench/local-environment && bench/cli && bench/deploy && bench/charts && bench/assets && bench/render-cache && bench/real-app && bench/rollback && bench/backup'
 
 # The release assets in dist/: the static x86_64 Linux tarball (berth, man
 # pages, completions, README, LICENSE), SHA256SUMS, berth.krew.yaml.

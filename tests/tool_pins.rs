@@ -242,3 +242,87 @@ fn a_changed_pin_gets_its_own_cache_entry() {
         "keyed by name and version first: {after}"
     );
 }
+
+/// The value of `NAME=` in the copy's versions.env.
+fn pinned(copy: &Copy, name: &str) -> String {
+    let prefix = format!("{name}=");
+    fs::read_to_string(copy.path("versions.env"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        .unwrap_or_else(|| panic!("versions.env sets {name}"))
+}
+
+/// helm built as its release Makefile builds it: `helm version` says the
+/// pinned tag, and without a cluster helm assumes the Kubernetes version of
+/// the client-go it links (v0.X.Y is v1.X), not its source default v1.20.
+#[test]
+fn helm_reports_its_pinned_version_and_the_kubernetes_version_it_links() {
+    let copy = Copy::new();
+    let output = copy.run("build-tools", &["helm"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let dirs = String::from_utf8(copy.run("build-tools", &["--print"]).stdout).unwrap();
+    let helm = Path::new(dirs.lines().find_map(|l| l.strip_prefix("helm=")).unwrap()).join("helm");
+
+    let version = Command::new(&helm)
+        .args(["version", "--template", "{{.Version}} {{.GitTreeState}}"])
+        .output()
+        .unwrap();
+    assert!(version.status.success(), "{}", stderr(&version));
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout),
+        format!("{} clean", pinned(&copy, "HELM_VERSION"))
+    );
+
+    let gomod = fs::read_to_string(copy.path("tools/helm/go.mod")).unwrap();
+    let client_go = gomod
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("k8s.io/client-go v0."))
+        .unwrap();
+    let minor = client_go.split('.').next().unwrap();
+    let chart = copy.dir.path().join("chart");
+    fs::create_dir_all(chart.join("templates")).unwrap();
+    fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: kube\nversion: 0.1.0\nkubeVersion: \">=1.23.0-0\"\n",
+    )
+    .unwrap();
+    fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kube}\ndata: {kube: \"{{ .Capabilities.KubeVersion }}\"}\n",
+    )
+    .unwrap();
+    let rendered = Command::new(&helm)
+        .args(["template", "demo"])
+        .arg(&chart)
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let rendered = String::from_utf8_lossy(&rendered.stdout);
+    assert!(
+        rendered.contains(&format!("kube: \"v1.{minor}.0\"")),
+        "{rendered}"
+    );
+}
+
+/// A binary cached before its link flags changed (helm built by a plain
+/// `go build`) is not reused: the flags are part of the cache key.
+#[test]
+fn changed_link_flags_get_their_own_cache_entry() {
+    let copy = Copy::new();
+    let before = String::from_utf8(copy.run("build-tools", &["--print"]).stdout).unwrap();
+    copy.edit(
+        "tools/tools.sh",
+        "internal/version.gitTreeState=clean\"",
+        "internal/version.gitTreeState=dirty\"",
+    );
+    let after = String::from_utf8(copy.run("build-tools", &["--print"]).stdout).unwrap();
+    let line = |text: &str, tool: &str| {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{tool}=")))
+            .unwrap()
+            .to_string()
+    };
+    assert_ne!(line(&before, "helm"), line(&after, "helm"));
+    assert_eq!(line(&before, "crane"), line(&after, "crane"));
+}

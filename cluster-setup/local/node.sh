@@ -282,13 +282,16 @@ stop_real_node() {
 
 # node_cleanup: what the node's components leave on the host after they stop.
 node_cleanup() {
-  local shim m p t
+  local m p t
   # without this record the node never ran here: there is nothing of it to remove
   [[ -f $node_dir/preexisting ]] || return 0
-  # shims started by our containerd outlive it; they run from our binary
-  shim=$(dirname "$(tool_bin containerd containerd)")/containerd-shim-runc-v2
-  for p in $(pgrep -f "^$shim" || true); do
-    [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$shim" ]] && kill -KILL "$p" 2>/dev/null
+  # shims started by our containerd outlive it; they run from our binary,
+  # of any build in the cache: a containerd started before its pin or link
+  # flags changed runs from an older cache entry than tool_bin names
+  for p in $(pgrep -f "containerd-shim-runc-v2" || true); do
+    case $(readlink "/proc/$p/exe" 2>/dev/null) in
+      "$tools_cache"/bin/containerd-*/containerd-shim-runc-v2) kill -KILL "$p" 2>/dev/null ;;
+    esac
   done
   # deepest first: pod volumes, then the kubelet's bind mount of its root
   awk -v d="$node_dir/" 'index($5, d) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
