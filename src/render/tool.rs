@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use super::incompatible;
+use super::target::Target;
 use super::version::{self, Renderer};
 use crate::config::{Config, Kustomize, Source};
 use crate::error::input_error;
@@ -36,8 +37,15 @@ pub(super) struct Tool {
 
 impl Tool {
     /// The command that renders `source` (berth.yaml's `key`): paths are
-    /// shown relative to berth.yaml's directory.
-    pub(super) fn for_source(config: &Config, source: &Source, key: &str, namespace: &str) -> Tool {
+    /// shown relative to berth.yaml's directory. A chart renders for
+    /// `target` when given ([`Target`]); kustomize has no use for it.
+    pub(super) fn for_source(
+        config: &Config,
+        source: &Source,
+        key: &str,
+        namespace: &str,
+        target: Option<&Target>,
+    ) -> Tool {
         let relative = |path: &Path| {
             path.strip_prefix(&config.dir)
                 .unwrap_or(path)
@@ -107,6 +115,10 @@ impl Tool {
                     "--skip-tests".into(),
                 ]);
                 shown.push_str(&format!(" --namespace {namespace} --skip-tests"));
+                if let Some(target) = target {
+                    args.extend(target.helm_args());
+                    shown.push_str(&target.shown());
+                }
                 Tool {
                     program,
                     args,
