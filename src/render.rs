@@ -908,7 +908,9 @@ data: { image: registry.example.com/shop/worker:v1 }
             );
         }
         let production = config.environment("production").unwrap();
-        let objects = render(&config, "production", production, None).await.unwrap();
+        let objects = render(&config, "production", production, None)
+            .await
+            .unwrap();
         let frontend = objects
             .iter()
             .find(|o| object_ref(o) == "Deployment/frontend")

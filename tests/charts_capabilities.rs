@@ -104,7 +104,10 @@ fn assert_no_value(text: &str, secret: &[u8]) {
     }
     let plain = String::from_utf8_lossy(secret);
     assert!(!text.contains(plain.as_ref()), "the password in: {text}");
-    assert!(!text.contains(&BASE64.encode(secret)), "the password in: {text}");
+    assert!(
+        !text.contains(&BASE64.encode(secret)),
+        "the password in: {text}"
+    );
 }
 
 /// helm template's own default cluster (v1.20.0) fails `kubeVersion:
@@ -120,10 +123,7 @@ async fn a_chart_renders_for_the_version_and_api_versions_of_its_cluster() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
-        said.contains(&format!(
-            "rendered for Kubernetes {})",
-            server.git_version
-        )),
+        said.contains(&format!("rendered for Kubernetes {})", server.git_version)),
         "{said}"
     );
 
@@ -149,7 +149,10 @@ async fn a_password_the_chart_generates_survives_the_next_deploy() {
     let app = ChartApp::new("chart-lookup", "capabilities-lookup", "berth-local");
     app.deploy("1a2b3c4");
     let first = app.password().await;
-    assert!(first.starts_with(b"berth-canary-"), "the chart generated it");
+    assert!(
+        first.starts_with(b"berth-canary-"),
+        "the chart generated it"
+    );
     app.deploy("5e6f7a8");
     assert_eq!(app.password().await, first, "the password was kept");
 }
@@ -158,7 +161,9 @@ async fn a_password_the_chart_generates_survives_the_next_deploy() {
 fn object_event<'a>(events: &'a [Value], object: &str) -> &'a Value {
     events
         .iter()
-        .find(|e| e["event"] == "object" && e["object"].as_str().is_some_and(|o| o.starts_with(object)))
+        .find(|e| {
+            e["event"] == "object" && e["object"].as_str().is_some_and(|o| o.starts_with(object))
+        })
         .unwrap_or_else(|| panic!("no event for {object} in {events:?}"))
 }
 
@@ -174,7 +179,10 @@ async fn diff_names_the_keys_of_a_secret_that_change_never_a_value() {
     let out = app.berth(&["diff", "test", "5e6f7a8", "--output", "json"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!([0, 1].contains(&code(&out)), "{}", stderr(&out));
-    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let secret = object_event(&events, "Secret/wb-db");
     assert_eq!(secret["change"], "unchanged", "{secret}");
     assert!(secret.get("secret_keys").is_none(), "{secret}");
@@ -191,7 +199,9 @@ async fn diff_names_the_keys_of_a_secret_that_change_never_a_value() {
     assert_eq!(code(&out), 1, "differences: {}", stderr(&out));
     let human = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
-        human.contains("~ Secret/wb-db (its data changes: user changed; token added; legacy removed)"),
+        human.contains(
+            "~ Secret/wb-db (its data changes: user changed; token added; legacy removed)"
+        ),
         "{human}"
     );
     assert_no_value(&human, &password);
@@ -202,7 +212,10 @@ async fn diff_names_the_keys_of_a_secret_that_change_never_a_value() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_no_value(&text, &password);
     assert_no_value(&stderr(&out), &password);
-    let events: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     let secret = object_event(&events, "Secret/wb-db");
     assert_eq!(secret["change"], "changed", "{secret}");
     let keys = serde_json::json!({"added": ["token"], "removed": ["legacy"], "changed": ["user"]});

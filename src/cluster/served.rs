@@ -17,8 +17,7 @@ use crate::render::{Target, kube_version};
 /// The target for charts rendered against the cluster `client` reaches
 /// through kubeconfig context `context` (`None`: the inferred one).
 pub async fn target(client: &Client, context: Option<&str>) -> anyhow::Result<Target> {
-    let (version, api_versions) =
-        tokio::try_join!(server_version(client), api_versions(client))?;
+    let (version, api_versions) = tokio::try_join!(server_version(client), api_versions(client))?;
     Ok(Target {
         kube_version: version,
         api_versions,
@@ -54,7 +53,10 @@ async fn api_versions(client: &Client) -> anyhow::Result<Vec<String>> {
     if !core.items.is_empty() {
         return Ok(from_aggregated(&[apis, core]));
     }
-    let discovery = Discovery::new(client.clone()).run().await.map_err(refused)?;
+    let discovery = Discovery::new(client.clone())
+        .run()
+        .await
+        .map_err(refused)?;
     let mut served = BTreeSet::new();
     for group in discovery.groups() {
         for version in group.versions() {

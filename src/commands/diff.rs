@@ -568,7 +568,10 @@ mod tests {
                 changed: vec!["password".into()],
             }
         );
-        assert_eq!(keys.describe(), "password changed; token added; legacy removed");
+        assert_eq!(
+            keys.describe(),
+            "password changed; token added; legacy removed"
+        );
         let json = serde_json::to_value(&keys).unwrap();
         assert_eq!(json["changed"], serde_json::json!(["password"]));
         assert_eq!(SecretKeys::of(&secret_keys(Some(&live), &live)), None);

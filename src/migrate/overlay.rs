@@ -98,15 +98,9 @@ pub async fn job(
     target: Option<&Target>,
 ) -> anyhow::Result<Taken> {
     let key = format!("environments.{env_name}.migrate.overlay");
-    let objects = crate::render::render_source(
-        config,
-        env_name,
-        &overlay.source,
-        &key,
-        namespace,
-        target,
-    )
-    .await?;
+    let objects =
+        crate::render::render_source(config, env_name, &overlay.source, &key, namespace, target)
+            .await?;
     let source = match &overlay.source {
         Source::Kustomize { overlay, .. } => overlay,
         Source::Helm { path, .. } => path,
