@@ -55,6 +55,16 @@ impl Target {
     }
 }
 
+/// The fix when helm refused `--dry-run=server` (`stderr` is what it
+/// printed): helm before 3.13 takes `--dry-run` as a plain switch.
+pub(super) fn old_helm(stderr: &str) -> Option<String> {
+    stderr.contains("\"--dry-run\" flag").then(|| {
+        "this helm does not know `--dry-run=server`, which berth renders charts with so that \
+         `lookup` reads the cluster: install helm 3.13 or later (or point BERTH_HELM at one)"
+            .to_owned()
+    })
+}
+
 /// The version to give helm's `--kube-version` from what the server says
 /// (`/version`): its `gitVersion` (`v1.36.3`, `v1.30.2-gke.1587003`,
 /// `v1.29.0+k3s1`), which is what `helm upgrade` itself reads; when that is
@@ -116,6 +126,17 @@ mod tests {
             " --kube-version v1.36.3 --api-versions <the 3 the cluster serves> --dry-run=server"
         );
         assert!(!target(None).helm_args().contains(&"--kube-context".into()));
+    }
+
+    #[test]
+    fn a_helm_without_dry_run_server_is_told_to_upgrade() {
+        let printed = "Error: invalid argument \"server\" for \"--dry-run\" flag: \
+                       strconv.ParseBool: parsing \"server\": invalid syntax";
+        assert!(old_helm(printed).is_some_and(|fix| fix.contains("helm 3.13 or later")));
+        assert_eq!(
+            old_helm("Error: chart requires kubeVersion: >=1.23.0-0"),
+            None
+        );
     }
 
     #[test]

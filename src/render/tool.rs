@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use super::incompatible;
-use super::target::Target;
+use super::target::{self, Target};
 use super::version::{self, Renderer};
 use crate::config::{Config, Kustomize, Source};
 use crate::error::input_error;
@@ -175,6 +175,9 @@ impl Tool {
             let fix = match (self.renderer, incompatible::known(&stderr)) {
                 (Renderer::Kubectl | Renderer::Kustomize, Some(known)) => {
                     known.explain(&self.subject)
+                }
+                (Renderer::Helm, _) => {
+                    target::old_helm(&stderr).unwrap_or_else(|| self.fix.clone())
                 }
                 _ => self.fix.clone(),
             };
