@@ -211,6 +211,9 @@ pub enum Command {
     /// dry run refused) its own code as for every command, 3 to 5, except
     /// that a failure other commands exit 1 with exits 6 here, so it is
     /// never read as "differences". See docs/output.md.
+    ///
+    /// A Secret's values never show; one whose data would change names the
+    /// keys that change (added, removed, changed).
     Diff(EnvShaArgs),
     /// Inspect, take or release an environment's deploy lock.
     Lock(LockArgs),
@@ -823,6 +826,9 @@ pub struct ConfigArgs {
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Check berth.yaml and every environment's overlay; change nothing.
+    ///
+    /// A chart renders for its environment's cluster when that answers
+    /// within 5 s, else for helm's default cluster (one line says so).
     Validate,
     /// Print berth.yaml's JSON Schema, for editors.
     Schema,

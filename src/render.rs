@@ -7,6 +7,7 @@
 mod images;
 mod incompatible;
 pub mod notes;
+mod target;
 mod tool;
 mod version;
 
@@ -22,6 +23,7 @@ use crate::config::{Config, Environment, Source};
 use crate::error::input_error;
 use crate::image_ref;
 pub use images::{ContainerImage, ImageCheck};
+pub use target::{Target, kube_version};
 pub use tool::TOOL_TIMEOUT;
 use tool::Tool;
 
@@ -104,30 +106,37 @@ impl Pins {
 /// the binary and version that ran, and a kustomization that kustomize v5
 /// refuses for a known v4-to-v5 incompatibility says so and how to get out. A
 /// tool still running after [`TOOL_TIMEOUT`] is killed, an input error too.
+///
+/// A chart renders for `target`, the cluster it deploys to ([`Target`]:
+/// its version and API versions for `.Capabilities`, its context for
+/// `lookup`); without one (no cluster at hand), for helm's default cluster,
+/// `lookup` finding nothing. Kustomize ignores it.
 pub async fn render(
     config: &Config,
     env_name: &str,
     env: &Environment,
+    target: Option<&Target>,
 ) -> anyhow::Result<Vec<DynamicObject>> {
     let key = match env.source {
         Source::Kustomize { .. } => format!("environments.{env_name}.overlay"),
         Source::Helm { .. } => format!("environments.{env_name}.chart"),
     };
-    render_source(config, env_name, &env.source, &key, &env.namespace).await
+    render_source(config, env_name, &env.source, &key, &env.namespace, target).await
 }
 
 /// Render `source` (berth.yaml's key `key`, for messages) for environment
 /// `env_name` as [`render`] does, every namespaced object in `namespace`:
-/// the environment's overlay, or another directory rendered with the same
-/// tools (`migrate.overlay`).
+/// the environment's overlay or chart, or another directory rendered with
+/// the same tools (`migrate.overlay`).
 pub async fn render_source(
     config: &Config,
     env_name: &str,
     source: &Source,
     key: &str,
     namespace: &str,
+    target: Option<&Target>,
 ) -> anyhow::Result<Vec<DynamicObject>> {
-    let tool = Tool::for_source(config, source, key, namespace);
+    let tool = Tool::for_source(config, source, key, namespace, target);
     let output = tool.run(TOOL_TIMEOUT).await?;
     let mut objects = match parse_objects(&output, &tool.shown) {
         Ok(objects) => objects,
@@ -136,8 +145,29 @@ pub async fn render_source(
             return Err(input_error(format!("{error}\nrendered by {version}")));
         }
     };
-    place_in_namespace(&mut objects, env_name, namespace)?;
+    place_in_namespace(&mut objects, env_name, namespace, noun(source))?;
     Ok(objects)
+}
+
+/// What `source` is called in messages: `overlay` or `chart`.
+pub fn noun(source: &Source) -> &'static str {
+    match source {
+        Source::Kustomize { .. } => "overlay",
+        Source::Helm { .. } => "chart",
+    }
+}
+
+/// Whether environment `env` renders a helm chart, for itself or its
+/// migration (`migrate.overlay`): then it needs its cluster's [`Target`].
+pub fn uses_a_chart(env: &Environment) -> bool {
+    let migration = match &env.migrate {
+        Some(crate::config::MigrationSource::Overlay(overlay)) => Some(&overlay.source),
+        _ => None,
+    };
+    [Some(&env.source), migration]
+        .into_iter()
+        .flatten()
+        .any(|source| matches!(source, Source::Helm { .. }))
 }
 
 /// Label every object `app.kubernetes.io/managed-by=berth` and
@@ -414,11 +444,13 @@ fn to_object(value: Value, place: &str) -> anyhow::Result<DynamicObject> {
 }
 
 /// Put every namespaced object in `namespace`; clear it on cluster-scoped ones.
-/// An object that names another namespace is an input error.
+/// An object that names another namespace is an input error naming the
+/// `noun` (overlay or chart) to fix.
 fn place_in_namespace(
     objects: &mut [DynamicObject],
     env_name: &str,
     namespace: &str,
+    noun: &str,
 ) -> anyhow::Result<()> {
     for object in objects {
         if CLUSTER_SCOPED.contains(&kind_of(object)) {
@@ -429,7 +461,7 @@ fn place_in_namespace(
             Some(theirs) if theirs != namespace => {
                 return Err(input_error(format!(
                     "{} is in namespace `{theirs}`, but environment `{env_name}` deploys to \
-                     `{namespace}`; remove `namespace: {theirs}` from the overlay or chart \
+                     `{namespace}`; remove `namespace: {theirs}` from the {noun} \
                      (berth sets the namespace), or change environments.{env_name}.namespace \
                      in berth.yaml",
                     object_ref(object)
@@ -708,7 +740,7 @@ data: { image: registry.example.com/shop/worker:v1 }
              ---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {{ name: r, namespace: shop }}\n\
              ---\napiVersion: v1\nkind: Service\nmetadata: {{ name: s, namespace: shop-staging }}\n"
         ));
-        place_in_namespace(&mut objects, "staging", "shop-staging").unwrap();
+        place_in_namespace(&mut objects, "staging", "shop-staging", "overlay").unwrap();
         for object in &objects {
             let expected = match kind_of(object) {
                 "Namespace" | "ClusterRole" => None,
@@ -727,7 +759,12 @@ data: { image: registry.example.com/shop/worker:v1 }
     fn an_object_in_another_namespace_is_refused() {
         let mut objects =
             objects("apiVersion: v1\nkind: Service\nmetadata: { name: s, namespace: other }\n");
-        let text = input_error_text(place_in_namespace(&mut objects, "staging", "shop-staging"));
+        let text = input_error_text(place_in_namespace(
+            &mut objects,
+            "staging",
+            "shop-staging",
+            "overlay",
+        ));
         for part in [
             "Service/s is in namespace `other`",
             "environment `staging` deploys to `shop-staging`",
@@ -908,7 +945,7 @@ data: { image: registry.example.com/shop/worker:v1 }
     async fn the_example_staging_overlay_renders_pins_and_labels() {
         let config = example();
         let env = config.environment("staging").unwrap();
-        let mut objects = render(&config, "staging", env).await.unwrap();
+        let mut objects = render(&config, "staging", env, None).await.unwrap();
         let refs: Vec<String> = objects.iter().map(object_ref).collect();
         for expected in [
             "ServiceAccount/workbench",
@@ -977,7 +1014,9 @@ data: { image: registry.example.com/shop/worker:v1 }
             );
         }
         let production = config.environment("production").unwrap();
-        let objects = render(&config, "production", production).await.unwrap();
+        let objects = render(&config, "production", production, None)
+            .await
+            .unwrap();
         let frontend = objects
             .iter()
             .find(|o| object_ref(o) == "Deployment/frontend")
@@ -1023,11 +1062,17 @@ data: { image: registry.example.com/shop/worker:v1 }
             ],
             release: "shop".into(),
         });
+        let target = Target {
+            kube_version: "v1.36.3".into(),
+            api_versions: vec!["batch/v1".into(), "batch/v1/CronJob".into()],
+            context: Some("prod".into()),
+        };
         let tool = Tool::for_source(
             &config,
             &env.source,
             "environments.dev.chart",
             &env.namespace,
+            Some(&target),
         );
         let args: Vec<String> = tool
             .args
@@ -1049,11 +1094,20 @@ data: { image: registry.example.com/shop/worker:v1 }
                 "shop".to_owned(),
                 "--skip-tests".to_owned(),
                 "--include-crds".to_owned(),
+                "--kube-version".to_owned(),
+                "v1.36.3".to_owned(),
+                "--api-versions".to_owned(),
+                "batch/v1,batch/v1/CronJob".to_owned(),
+                "--dry-run=server".to_owned(),
+                "--kube-context".to_owned(),
+                "prod".to_owned(),
             ]
         );
         assert_eq!(
             tool.shown,
-            "helm template shop charts/shop -f charts/a.yaml -f charts/b.yaml --namespace shop --skip-tests --include-crds"
+            "helm template shop charts/shop -f charts/a.yaml -f charts/b.yaml --namespace shop \
+             --skip-tests --include-crds --kube-version v1.36.3 --api-versions <the 2 the cluster serves> \
+             --dry-run=server --kube-context prod"
         );
         assert_eq!(tool.override_var, "BERTH_HELM");
     }
@@ -1070,9 +1124,10 @@ data: { image: registry.example.com/shop/worker:v1 }
             &env.source,
             "environments.dev.overlay",
             &env.namespace,
+            None,
         );
         assert_eq!(tool.shown, "kubectl kustomize overlays/does-not-exist");
-        let text = input_error_text(render(&config, "dev", &env).await);
+        let text = input_error_text(render(&config, "dev", &env, None).await);
         for part in [
             "`kubectl kustomize overlays/does-not-exist` failed (exit status: 1)",
             "overlays/does-not-exist",
@@ -1112,7 +1167,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             overlay,
             kustomize: Kustomize::Kubectl,
         });
-        let text = input_error_text(render(&config, "staging", &env).await);
+        let text = input_error_text(render(&config, "staging", &env, None).await);
         for part in [
             "`kubectl kustomize overlays/staging` failed",
             "Kustomization.patches of type types.Patch",
@@ -1152,7 +1207,7 @@ data: { image: registry.example.com/shop/worker:v1 }
             overlay: config.dir.join("overlays/staging"),
             kustomize: Kustomize::Standalone("/nonexistent/kustomize".into()),
         });
-        let text = input_error_text(render(&config, "dev", &env).await);
+        let text = input_error_text(render(&config, "dev", &env, None).await);
         assert!(
             text.contains(
                 "cannot run /nonexistent/kustomize for `/nonexistent/kustomize build overlays/staging`"

@@ -66,7 +66,7 @@ async fn newest(client: &kube::Client, app: &RealApp) -> berth::cluster::release
 async fn migration_template(config_path: &Path, sha: &str) -> (Job, Thresholds) {
     let config = Config::load(config_path).unwrap();
     let env = config.environment("test").unwrap().clone();
-    let mut objects = render::render(&config, "test", &env).await.unwrap();
+    let mut objects = render::render(&config, "test", &env, None).await.unwrap();
     render::label(&mut objects, &config.app, "test").unwrap();
     render::pin_images(&mut objects, &Pins::at_sha(&config.images, sha));
     let template = migrate::take_template(&mut objects).unwrap().unwrap();

@@ -16,6 +16,7 @@ pub mod pods;
 pub mod release;
 pub mod retry;
 pub mod run_pod;
+pub mod served;
 pub mod watched;
 
 use std::fmt::Debug;

@@ -1,7 +1,9 @@
 //! `berth diff ENV SHA`: what a deploy would change, from a server-side dry
 //! run, as a readable diff, or with `--output json` an `object` event per
 //! object, then the report. Secret values never show: each key of a Secret
-//! reads `(added)`, `(removed)`, `(changed)` or `(unchanged)`.
+//! reads `(added)`, `(removed)`, `(changed)` or `(unchanged)`, and a Secret
+//! whose data changes says which keys do, on its line (`secret_keys` in its
+//! event) and in the report (`secrets_changing`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -50,6 +52,63 @@ struct ObjectDiff {
     /// Added: the object's YAML. Changed: unified diff lines (`@@` hunk
     /// headers, then lines starting with `-`, `+` or a space). Unchanged: none.
     lines: Vec<String>,
+    /// A Secret whose data the deploy changes: the keys, by what happens
+    /// to them (never a value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    secret_keys: Option<SecretKeys>,
+}
+
+/// The keys of a Secret a deploy adds, removes or gives another value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SecretKeys {
+    /// Keys the Secret gains.
+    pub added: Vec<String>,
+    /// Keys it loses.
+    pub removed: Vec<String>,
+    /// Keys whose value changes.
+    pub changed: Vec<String>,
+}
+
+impl SecretKeys {
+    /// The keys that change, from each key's [`KeyChange`]; `None` when the
+    /// data stays as it is.
+    pub fn of(keys: &BTreeMap<String, KeyChange>) -> Option<SecretKeys> {
+        let mut changes = SecretKeys::default();
+        for (key, change) in keys {
+            match change {
+                KeyChange::Added => changes.added.push(key.clone()),
+                KeyChange::Removed => changes.removed.push(key.clone()),
+                KeyChange::Changed => changes.changed.push(key.clone()),
+                KeyChange::Unchanged => {}
+            }
+        }
+        let unchanged = changes == SecretKeys::default();
+        (!unchanged).then_some(changes)
+    }
+
+    /// `password changed, token added, old removed`: for people.
+    pub fn describe(&self) -> String {
+        let groups = [
+            (&self.changed, "changed"),
+            (&self.added, "added"),
+            (&self.removed, "removed"),
+        ];
+        groups
+            .into_iter()
+            .filter(|(keys, _)| !keys.is_empty())
+            .map(|(keys, what)| format!("{} {what}", keys.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// A Secret whose data a deploy changes, in the report.
+#[derive(Debug, Serialize)]
+struct SecretChange {
+    /// `Secret/name`.
+    object: String,
+    #[serde(flatten)]
+    keys: SecretKeys,
 }
 
 impl ObjectDiff {
@@ -66,7 +125,13 @@ impl ObjectDiff {
                 "  + ",
             ),
             (Change::Added, None) => (format!("+ {} (new)", self.object), "  + "),
-            (Change::Changed, _) => (format!("~ {}", self.object), "  "),
+            (Change::Changed, _) => match &self.secret_keys {
+                Some(keys) => (
+                    format!("~ {} (its data changes: {})", self.object, keys.describe()),
+                    "  ",
+                ),
+                None => (format!("~ {}", self.object), "  "),
+            },
             (Change::Unchanged, _) => return Ok(()),
         };
         let added = self.change == Change::Added;
@@ -96,6 +161,8 @@ struct DiffReport {
     added: u64,
     changed: u64,
     unchanged: u64,
+    /// The Secrets that exist and whose data would change.
+    secrets_changing: Vec<SecretChange>,
     differs: bool,
     exit_code: u8,
 }
@@ -154,6 +221,9 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
             None
         };
         let (before_text, after_text) = sides(live.as_ref(), after, &object.resource.kind);
+        let secret = (object.resource.kind == "Secret")
+            .then(|| SecretKeys::of(&secret_keys(live.as_ref(), after)))
+            .flatten();
         let (change, lines) = match before_text {
             None => {
                 report.added += 1;
@@ -168,6 +238,12 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
                     (Change::Unchanged, Vec::new())
                 } else {
                     report.changed += 1;
+                    if let Some(keys) = &secret {
+                        report.secrets_changing.push(SecretChange {
+                            object: object.describe(),
+                            keys: keys.clone(),
+                        });
+                    }
                     let diff = TextDiff::from_lines(&before_text, &after_text);
                     let lines = diff
                         .unified_diff()
@@ -189,6 +265,7 @@ pub async fn run(global: &GlobalArgs, args: &EnvShaArgs, out: Arc<Output>) -> an
             change,
             lines,
             with_crd: object.with_crd.clone(),
+            secret_keys: secret,
         }
         .print(json)?;
     }
@@ -472,6 +549,32 @@ mod tests {
             assert!(!before.contains(&b64(value)), "{before}");
             assert!(!after.contains(&b64(value)), "{after}");
         }
+    }
+
+    #[test]
+    fn the_keys_that_change_are_named_by_what_happens_to_them() {
+        let live = secret(serde_json::json!({"data": {
+            "password": b64("old"), "user": b64("app"), "legacy": b64("x")
+        }}));
+        let after = secret(serde_json::json!({"data": {
+            "password": b64("new"), "user": b64("app"), "token": b64("t")
+        }}));
+        let keys = SecretKeys::of(&secret_keys(Some(&live), &after)).unwrap();
+        assert_eq!(
+            keys,
+            SecretKeys {
+                added: vec!["token".into()],
+                removed: vec!["legacy".into()],
+                changed: vec!["password".into()],
+            }
+        );
+        assert_eq!(
+            keys.describe(),
+            "password changed; token added; legacy removed"
+        );
+        let json = serde_json::to_value(&keys).unwrap();
+        assert_eq!(json["changed"], serde_json::json!(["password"]));
+        assert_eq!(SecretKeys::of(&secret_keys(Some(&live), &live)), None);
     }
 
     #[test]

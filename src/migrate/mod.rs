@@ -136,7 +136,8 @@ pub fn take_template(objects: &mut Vec<DynamicObject>) -> anyhow::Result<Option<
             Ok(Some(job))
         }
         n => Err(input_error(format!(
-            "the overlay has {n} Jobs labelled {}: {}; keep one migration template",
+            "{n} Jobs labelled {}: {} are rendered (by the overlay or chart); keep one \
+             migration template",
             TEMPLATE_LABEL.0, TEMPLATE_LABEL.1
         ))),
     }

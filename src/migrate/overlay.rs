@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::sidecars::{self, Arrangement};
 use crate::config::{Config, MigrateOverlay, Source};
 use crate::error::input_error;
-use crate::render::{PinnedImage, Pins};
+use crate::render::{PinnedImage, Pins, Target};
 
 /// Where the migration Job came from, for the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,8 +84,10 @@ pub struct Taken {
 /// make its migration Pod or Job a Job: its pod spec whole, images pinned
 /// with `pins`, one attempt within `migrate.deadline`, the main container
 /// marked and the others made native sidecars (`native`) or left for berth
-/// to end (see [`sidecars`]). Bad input: nothing to take, several without
-/// `name`, a `name` or `container` that matches nothing.
+/// to end (see [`sidecars`]). A chart renders for `target`, as the
+/// environment's own ([`crate::render::render`]). Bad input: nothing to
+/// take, several without `name`, a `name` or `container` that matches
+/// nothing.
 pub async fn job(
     config: &Config,
     env_name: &str,
@@ -93,10 +95,12 @@ pub async fn job(
     overlay: &MigrateOverlay,
     pins: &Pins,
     native: bool,
+    target: Option<&Target>,
 ) -> anyhow::Result<Taken> {
     let key = format!("environments.{env_name}.migrate.overlay");
     let objects =
-        crate::render::render_source(config, env_name, &overlay.source, &key, namespace).await?;
+        crate::render::render_source(config, env_name, &overlay.source, &key, namespace, target)
+            .await?;
     let source = match &overlay.source {
         Source::Kustomize { overlay, .. } => overlay,
         Source::Helm { path, .. } => path,

@@ -15,12 +15,12 @@ use crate::assets::sync::{self, Prepared};
 use crate::cluster::apply::{self, Resolved};
 use crate::cluster::kinds::Origin;
 use crate::cluster::release::Release;
-use crate::cluster::{access, client, instance};
+use crate::cluster::{access, client, instance, served};
 use crate::config::{self, Config, Environment, MigrationSource};
 use crate::error::{BerthError, input_error, kind_of};
 use crate::migrate;
 use crate::output::Output;
-use crate::render::{self, PinnedImage, Pins};
+use crate::render::{self, PinnedImage, Pins, Target};
 use crate::rollout::Thresholds;
 use crate::schema::adapter::{self, Adapter};
 
@@ -96,14 +96,7 @@ pub async fn plan(
     let env_name = settings.env_name.as_str();
     let (config, env) = load(settings, out)?;
     let sha = config::parse_sha(&settings.sha)?;
-    // Render (a kubectl or helm process) while connecting to the cluster; a
-    // render error is reported first, being the cheaper one to fix.
-    let (rendered, connected) = tokio::join!(
-        render::render(&config, env_name, &env),
-        client::connect(env.context.as_deref())
-    );
-    let mut objects = rendered?;
-    let client = connected?;
+    let (mut objects, client, target) = render_for_cluster(&config, env_name, &env).await?;
     render::label(&mut objects, &config.app, env_name)?;
     let pins = pins.unwrap_or_else(|| Pins::at_sha(&config.images, &sha));
     let pinned = render::pin_images(&mut objects, &pins);
@@ -118,9 +111,10 @@ pub async fn plan(
     let migration = match (template, &env.migrate) {
         (Some(_), Some(_)) => {
             return Err(input_error(format!(
-                "the migration of {env_name} is declared twice: a Job labelled {}: {} in the overlay and `environments.{env_name}.migrate` in berth.yaml; keep one",
+                "the migration of {env_name} is declared twice: a Job labelled {}: {} in the {} and `environments.{env_name}.migrate` in berth.yaml; keep one",
                 migrate::TEMPLATE_LABEL.0,
-                migrate::TEMPLATE_LABEL.1
+                migrate::TEMPLATE_LABEL.1,
+                render::noun(&env.source)
             )));
         }
         (Some(template), None) => Some(template),
@@ -129,9 +123,16 @@ pub async fn plan(
         }
         (None, Some(MigrationSource::Overlay(overlay))) => {
             let native = migrate::sidecars::native_supported(&client).await?;
-            let taken =
-                migrate::overlay::job(&config, env_name, &env.namespace, overlay, &pins, native)
-                    .await?;
+            let taken = migrate::overlay::job(
+                &config,
+                env_name,
+                &env.namespace,
+                overlay,
+                &pins,
+                native,
+                target.as_ref(),
+            )
+            .await?;
             migration_origin = Some(taken.origin);
             Some(taken.job)
         }
@@ -259,6 +260,31 @@ pub async fn plan_release(
         inspected: None,
     };
     Ok((client, plan))
+}
+
+/// The environment's objects rendered, a client of its cluster, and the
+/// cluster's [`Target`] when a chart renders for it (the environment's or
+/// its migration's). A chart needs the cluster first: it renders for it
+/// (`.Capabilities`, `lookup`), so berth connects, discovers, then renders.
+/// A kustomize overlay renders while berth connects; a render error is
+/// then reported first, being the cheaper one to fix.
+async fn render_for_cluster(
+    config: &Config,
+    env_name: &str,
+    env: &Environment,
+) -> anyhow::Result<(Vec<DynamicObject>, Client, Option<Target>)> {
+    let context = env.context.as_deref();
+    if !render::uses_a_chart(env) {
+        let (rendered, connected) = tokio::join!(
+            render::render(config, env_name, env, None),
+            client::connect(context)
+        );
+        return Ok((rendered?, connected?, None));
+    }
+    let client = client::connect(context).await?;
+    let target = served::target(&client, context).await?;
+    let objects = render::render(config, env_name, env, Some(&target)).await?;
+    Ok((objects, client, Some(target)))
 }
 
 /// Where the environment's objects come from, for the message on kinds

@@ -48,7 +48,7 @@ pub async fn render(
         return Ok(None);
     }
     let key = format!("environments.{env_name}.chart");
-    let template = Tool::for_source(config, &env.source, &key, &env.namespace);
+    let template = Tool::for_source(config, &env.source, &key, &env.namespace, None);
     let args = install_args(&template.args, env.context.as_deref());
     let shown = shown(config, &args);
     let tool = Tool {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use super::incompatible;
+use super::target::{self, Target};
 use super::version::{self, Renderer};
 use crate::config::{Config, Kustomize, Source};
 use crate::error::input_error;
@@ -36,8 +37,15 @@ pub(super) struct Tool {
 
 impl Tool {
     /// The command that renders `source` (berth.yaml's `key`): paths are
-    /// shown relative to berth.yaml's directory.
-    pub(super) fn for_source(config: &Config, source: &Source, key: &str, namespace: &str) -> Tool {
+    /// shown relative to berth.yaml's directory. A chart renders for
+    /// `target` when given ([`Target`]); kustomize has no use for it.
+    pub(super) fn for_source(
+        config: &Config,
+        source: &Source,
+        key: &str,
+        namespace: &str,
+        target: Option<&Target>,
+    ) -> Tool {
         let relative = |path: &Path| {
             path.strip_prefix(&config.dir)
                 .unwrap_or(path)
@@ -110,6 +118,10 @@ impl Tool {
                 shown.push_str(&format!(
                     " --namespace {namespace} --skip-tests --include-crds"
                 ));
+                if let Some(target) = target {
+                    args.extend(target.helm_args());
+                    shown.push_str(&target.shown());
+                }
                 Tool {
                     program,
                     args,
@@ -166,6 +178,9 @@ impl Tool {
             let fix = match (self.renderer, incompatible::known(&stderr)) {
                 (Renderer::Kubectl | Renderer::Kustomize, Some(known)) => {
                     known.explain(&self.subject)
+                }
+                (Renderer::Helm, _) => {
+                    target::old_helm(&stderr).unwrap_or_else(|| self.fix.clone())
                 }
                 _ => self.fix.clone(),
             };
