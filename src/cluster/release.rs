@@ -244,6 +244,29 @@ pub struct Release {
     /// Set when a later deploy found this one's deployer gone.
     #[serde(default)]
     pub abandoned: Option<AbandonedRecord>,
+    /// The helm chart rendered, with its digests when pulled from a
+    /// registry or repository; `None` for an overlay (and older records).
+    #[serde(default)]
+    pub chart: Option<ChartRecord>,
+}
+
+/// The helm chart a release rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartRecord {
+    /// The chart's name (Chart.yaml).
+    pub name: String,
+    /// The chart's version (Chart.yaml).
+    pub version: String,
+    /// Where it came from: its directory (relative to berth.yaml's),
+    /// `oci://REGISTRY/REPO/NAME`, or the chart repository's URL.
+    pub source: String,
+    /// `sha256:<hex>` of the chart archive berth pulled and rendered, for a
+    /// chart from a registry or repository.
+    #[serde(default)]
+    pub archive_digest: Option<String>,
+    /// The OCI manifest digest the registry served, for an `oci://` chart.
+    #[serde(default)]
+    pub manifest_digest: Option<String>,
 }
 
 /// Where a promoted release came from.
@@ -564,6 +587,7 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         applied: false,
         holder: None,
         abandoned: None,
+        chart: None,
     }
 }
 

@@ -69,6 +69,7 @@ pub fn start(
         applied: false,
         holder: None,
         abandoned: None,
+        chart: plan.chart.clone(),
     })
 }
 
@@ -198,6 +199,7 @@ mod tests {
             backup: crate::pipeline::pre_migrate::BeforeMigration::NoMigration,
             schema: None,
             inspected: None,
+            chart: None,
         }
     }
 
