@@ -126,7 +126,7 @@ pub async fn render_source(
     namespace: &str,
 ) -> anyhow::Result<Vec<DynamicObject>> {
     let chart = match source {
-        Source::Helm { chart, .. } => Some(chart_source::prepare(config, chart, key).await?),
+        Source::Helm { chart, .. } => Some(chart_source::prepare(chart, key).await?),
         Source::Kustomize { .. } => None,
     };
     let chart_path = chart.as_ref().map(|prepared| prepared.path.as_path());

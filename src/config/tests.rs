@@ -1105,7 +1105,7 @@ fn remote_charts_are_pinned_to_one_version_with_set_values() {
     let config = repo
         .load(&with_chart(
             "path: oci://127.0.0.1:25000/charts/web, version: 0.1.0, \
-             set: { image.tag: \"1.0\", replicaCount: 2, ingress.hosts[0].host: a.example }",
+             set: { image.tag: \"1.0\", replicaCount: 2, \"ingress.hosts[0].host\": a.example }",
         ))
         .unwrap();
     let Source::Helm { chart, set, .. } = &config.environments["dev"].source else {

@@ -31,40 +31,32 @@ const ENTRY: &str = "entry.json";
 pub(super) struct Prepared {
     /// The directory or archive helm renders.
     pub path: PathBuf,
-    /// The chart as the release records it.
-    pub record: ChartRecord,
     /// The scratch copy `path` is in, removed when dropped.
     _scratch: Option<TempDir>,
 }
 
 /// Make `chart` (berth.yaml's key `key`) renderable: pull a remote chart
 /// unless cached, build a directory's locked dependencies in a scratch copy.
-pub(super) async fn prepare(config: &Config, chart: &Chart, key: &str) -> anyhow::Result<Prepared> {
+pub(super) async fn prepare(chart: &Chart, key: &str) -> anyhow::Result<Prepared> {
     match chart {
-        Chart::Dir(dir) => {
-            let record = local_record(config, dir, key)?;
-            let scratch = with_dependencies(dir, key).await?;
-            let path = scratch
-                .as_ref()
-                .map_or_else(|| dir.clone(), |(_, copy)| copy.clone());
-            Ok(Prepared {
-                path,
-                record,
-                _scratch: scratch.map(|(scratch, _)| scratch),
-            })
-        }
-        Chart::Oci { .. } | Chart::Repo { .. } => {
-            let (path, record) = pulled(chart, key).await?;
-            Ok(Prepared {
-                path,
-                record,
+        Chart::Dir(dir) => Ok(match with_dependencies(dir, key).await? {
+            Some((scratch, copy)) => Prepared {
+                path: copy,
+                _scratch: Some(scratch),
+            },
+            None => Prepared {
+                path: dir.clone(),
                 _scratch: None,
-            })
-        }
+            },
+        }),
+        Chart::Oci { .. } | Chart::Repo { .. } => Ok(Prepared {
+            path: pulled(chart, key).await?.0,
+            _scratch: None,
+        }),
     }
 }
 
-/// The chart's record as [`prepare`] makes it, without building anything:
+/// The chart as the release records it, without building anything:
 /// for a remote chart, from the cache (pulled if it is not there).
 pub(super) async fn record(config: &Config, chart: &Chart, key: &str) -> anyhow::Result<ChartRecord> {
     match chart {
