@@ -999,13 +999,24 @@ data: { image: registry.example.com/shop/worker:v1 }
             release: "web".into(),
         });
         let cached = Path::new("/cache/charts/web-0.1.0-0123/chart.tgz");
-        let tool = Tool::for_source(&config, &env.source, Some(cached), "environments.dev.chart", "shop");
+        let tool = Tool::for_source(
+            &config,
+            &env.source,
+            Some(cached),
+            "environments.dev.chart",
+            "shop",
+        );
         assert_eq!(tool.args[2], cached.as_os_str());
         assert_eq!(
             tool.shown,
             "helm template web oci://127.0.0.1:25000/charts/web --version 0.1.0 --namespace shop --skip-tests"
         );
-        assert!(tool.fix.contains("fix the chart oci://127.0.0.1:25000/charts/web 0.1.0"), "{}", tool.fix);
+        assert!(
+            tool.fix
+                .contains("fix the chart oci://127.0.0.1:25000/charts/web 0.1.0"),
+            "{}",
+            tool.fix
+        );
     }
 
     #[tokio::test]

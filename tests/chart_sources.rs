@@ -241,14 +241,22 @@ async fn a_repository_chart_is_pulled_once_and_a_warm_cache_needs_no_server() {
     app.configure(&format!(
         "      repo: {url}\n      name: sources-web\n      version: 0.1.0\n      values: [values.yaml]\n"
     ));
-    std::fs::write(app.dir.join("values.yaml"), "greeting: from a values file\n").unwrap();
+    std::fs::write(
+        app.dir.join("values.yaml"),
+        "greeting: from a values file\n",
+    )
+    .unwrap();
     app.deploy("1a2b3c4");
     assert_eq!(
         app.config_map("wb-settings").await["greeting"],
         "from a values file"
     );
     let release = app.newest_release();
-    assert_eq!(release["chart"]["archive_digest"], digest(&archive), "{release}");
+    assert_eq!(
+        release["chart"]["archive_digest"],
+        digest(&archive),
+        "{release}"
+    );
     assert_eq!(release["chart"]["source"], url.as_str(), "{release}");
     assert!(release["chart"]["manifest_digest"].is_null(), "{release}");
 
@@ -274,13 +282,21 @@ async fn a_repository_chart_is_pulled_once_and_a_warm_cache_needs_no_server() {
     app.deploy("2b3c4d5");
     let release = app.newest_release();
     assert_eq!(release["sha"], "2b3c4d5");
-    assert_eq!(release["chart"]["archive_digest"], digest(&archive), "{release}");
+    assert_eq!(
+        release["chart"]["archive_digest"],
+        digest(&archive),
+        "{release}"
+    );
 
-    let cold = berth_command(&app.dir.join("berth.yaml"), &app.dir, &["config", "validate"])
-        .env("BERTH_HELM", helm())
-        .env("BERTH_CACHE", app.dir.join("cold-cache"))
-        .output()
-        .unwrap();
+    let cold = berth_command(
+        &app.dir.join("berth.yaml"),
+        &app.dir,
+        &["config", "validate"],
+    )
+    .env("BERTH_HELM", helm())
+    .env("BERTH_CACHE", app.dir.join("cold-cache"))
+    .output()
+    .unwrap();
     let text = stderr(&cold);
     assert_eq!(code(&cold), 1, "{text}");
     let unreachable =
@@ -321,7 +337,10 @@ async fn a_local_chart_with_a_dependency_deploys_and_its_directory_is_unchanged(
 async fn chart_mistakes_exit_2_naming_the_key_and_nothing_changes() {
     let app = SourcesApp::new("sources-bad");
     let chart = app.dir.join("chart");
-    copy_dir(&repo_root().join("tests/fixtures/charts/with-dependency"), &chart);
+    copy_dir(
+        &repo_root().join("tests/fixtures/charts/with-dependency"),
+        &chart,
+    );
     std::fs::remove_file(chart.join("Chart.lock")).unwrap();
     for (inside, parts) in [
         (

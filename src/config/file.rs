@@ -530,8 +530,7 @@ pub(super) const CHART_VERSION: &str =
     r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$";
 
 /// A helm value's key path: names joined by dots, each with optional `[N]` indexes.
-pub(super) const SET_KEY: &str =
-    r"^[A-Za-z0-9_/-]+(\[[0-9]+\])*(\.[A-Za-z0-9_/-]+(\[[0-9]+\])*)*$";
+pub(super) const SET_KEY: &str = r"^[A-Za-z0-9_/-]+(\[[0-9]+\])*(\.[A-Za-z0-9_/-]+(\[[0-9]+\])*)*$";
 
 /// How kustomize overlays are rendered.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1096,7 +1096,9 @@ fn production_is_protected_unless_it_says_otherwise_and_others_only_when_they_sa
 
 /// A chart environment `dev` with `chart` (a YAML flow mapping's inside).
 fn with_chart(chart: &str) -> String {
-    format!("app: shop\nimages: [r/shop]\nenvironments:\n  dev: {{ namespace: dev, chart: {{ {chart} }} }}\n")
+    format!(
+        "app: shop\nimages: [r/shop]\nenvironments:\n  dev: {{ namespace: dev, chart: {{ {chart} }} }}\n"
+    )
 }
 
 #[test]
@@ -1129,7 +1131,16 @@ fn remote_charts_are_pinned_to_one_version_with_set_values() {
     let Source::Helm { chart, .. } = &config.environments["dev"].source else {
         panic!("expected a chart");
     };
-    assert!(matches!(chart, Chart::Oci { plain_http: false, .. }), "{chart:?}");
+    assert!(
+        matches!(
+            chart,
+            Chart::Oci {
+                plain_http: false,
+                ..
+            }
+        ),
+        "{chart:?}"
+    );
     let config = repo
         .load(&with_chart(
             "repo: https://charts.example.com/stable/, name: web, version: 2.0.0",
@@ -1157,7 +1168,10 @@ fn every_chart_mistake_names_the_key_and_the_fix() {
     for (chart, parts) in [
         (
             "path: oci://ghcr.io/acme/web",
-            &["environments.dev.chart.version: is missing", "add `version: X.Y.Z`"][..],
+            &[
+                "environments.dev.chart.version: is missing",
+                "add `version: X.Y.Z`",
+            ][..],
         ),
         (
             "repo: https://charts.example.com, name: web",
@@ -1165,11 +1179,17 @@ fn every_chart_mistake_names_the_key_and_the_fix() {
         ),
         (
             "path: chart, repo: https://charts.example.com, name: web, version: 1.0.0",
-            &["environments.dev.chart: has both `path` and `repo`", "keep `path`"],
+            &[
+                "environments.dev.chart: has both `path` and `repo`",
+                "keep `path`",
+            ],
         ),
         (
             "path: oci://ghcr.io/acme/web, version: ^1.2.0",
-            &["environments.dev.chart.version: \"^1.2.0\" is a range", "one exact version"],
+            &[
+                "environments.dev.chart.version: \"^1.2.0\" is a range",
+                "one exact version",
+            ],
         ),
         (
             "path: oci://ghcr.io/acme/web, version: \"1.2\"",
@@ -1185,11 +1205,17 @@ fn every_chart_mistake_names_the_key_and_the_fix() {
         ),
         (
             "repo: oci://ghcr.io/acme, name: web, version: 1.0.0",
-            &["environments.dev.chart.repo: \"oci://ghcr.io/acme\" is an OCI registry", "`path: oci://REGISTRY/REPO/NAME`"],
+            &[
+                "environments.dev.chart.repo: \"oci://ghcr.io/acme\" is an OCI registry",
+                "`path: oci://REGISTRY/REPO/NAME`",
+            ],
         ),
         (
             "repo: http://charts.example.com, name: web, version: 1.0.0",
-            &["environments.dev.chart.repo: \"http://charts.example.com\" is plain http", "https"],
+            &[
+                "environments.dev.chart.repo: \"http://charts.example.com\" is plain http",
+                "https",
+            ],
         ),
         (
             "repo: https://charts.example.com, version: 1.0.0",
@@ -1197,7 +1223,9 @@ fn every_chart_mistake_names_the_key_and_the_fix() {
         ),
         (
             "path: oci://ghcr.io/acme/web:1.0.0, version: 1.0.0",
-            &["environments.dev.chart.path: \"oci://ghcr.io/acme/web:1.0.0\" names a tag or digest"],
+            &[
+                "environments.dev.chart.path: \"oci://ghcr.io/acme/web:1.0.0\" names a tag or digest",
+            ],
         ),
         (
             "path: oci://ghcr.io, version: 1.0.0",
@@ -1205,11 +1233,18 @@ fn every_chart_mistake_names_the_key_and_the_fix() {
         ),
         (
             "path: https://charts.example.com/web, version: 1.0.0",
-            &["environments.dev.chart.path: \"https://charts.example.com/web\" is neither", "`repo: URL`"],
+            &[
+                "environments.dev.chart.path: \"https://charts.example.com/web\" is neither",
+                "`repo: URL`",
+            ],
         ),
         (
             "path: chart, version: 1.0.0",
-            &["environments.dev.chart.version: has no place here", "Chart.yaml", "remove `version`"],
+            &[
+                "environments.dev.chart.version: has no place here",
+                "Chart.yaml",
+                "remove `version`",
+            ],
         ),
         (
             "path: oci://ghcr.io/acme/web, name: web, version: 1.0.0",
@@ -1221,7 +1256,10 @@ fn every_chart_mistake_names_the_key_and_the_fix() {
         ),
         (
             "path: chart, set: { \"a..b\": 1 }",
-            &["environments.dev.chart.set: \"a..b\" is not a helm key path", "values file"],
+            &[
+                "environments.dev.chart.set: \"a..b\" is not a helm key path",
+                "values file",
+            ],
         ),
         (
             "path: chart, set: { \"a=b\": 1 }",

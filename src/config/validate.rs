@@ -10,10 +10,10 @@ use super::file::{
     MigrateFile, RenderCacheFile, RenderFile, RunFile, TaskFile,
 };
 use super::{
-    AssetSource, Assets, Backups, BeforeMigrate, Chart, Conclusion, Config, Database, Drill, Environment,
-    Framework, GitHub, Kustomize, Maintenance, Migrate, MigrateOverlay, MigrationSource,
-    RenderCache, Retention, RolloutSettings, RunSettings, SchemaSettings, Scope, Source, Task,
-    TaskTarget,
+    AssetSource, Assets, Backups, BeforeMigrate, Chart, Conclusion, Config, Database, Drill,
+    Environment, Framework, GitHub, Kustomize, Maintenance, Migrate, MigrateOverlay,
+    MigrationSource, RenderCache, Retention, RolloutSettings, RunSettings, SchemaSettings, Scope,
+    Source, Task, TaskTarget,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -1007,7 +1007,12 @@ impl Checker<'_> {
                 placeholder
             }
             (Some(path), None) if path.starts_with("oci://") => {
-                self.not_for(key, "name", chart.name.is_some(), "the chart's name is the last part of the `oci://` path");
+                self.not_for(
+                    key,
+                    "name",
+                    chart.name.is_some(),
+                    "the chart's name is the last part of the `oci://` path",
+                );
                 self.oci_reference(&format!("{key}.path"), path);
                 let version = self.chart_version(key, chart.version.as_deref());
                 Chart::Oci {
@@ -1026,8 +1031,18 @@ impl Checker<'_> {
                 placeholder
             }
             (Some(path), None) => {
-                self.not_for(key, "name", chart.name.is_some(), "a chart directory's name is in its Chart.yaml");
-                self.not_for(key, "version", chart.version.is_some(), "a chart directory's version is in its Chart.yaml");
+                self.not_for(
+                    key,
+                    "name",
+                    chart.name.is_some(),
+                    "a chart directory's name is in its Chart.yaml",
+                );
+                self.not_for(
+                    key,
+                    "version",
+                    chart.version.is_some(),
+                    "a chart directory's version is in its Chart.yaml",
+                );
                 let dir = self.dir.join(path);
                 self.chart_dir(&format!("{key}.path"), &dir);
                 Chart::Dir(dir)
@@ -1035,7 +1050,9 @@ impl Checker<'_> {
             (None, Some(url)) => {
                 self.repo_url(&format!("{key}.repo"), url);
                 let name = match chart.name.as_deref() {
-                    Some(name) if !name.is_empty() && !name.contains(['/', ' ', ':']) => name.to_owned(),
+                    Some(name) if !name.is_empty() && !name.contains(['/', ' ', ':']) => {
+                        name.to_owned()
+                    }
                     Some(name) => {
                         self.report(
                             format!("{key}.name"),
@@ -1627,7 +1644,9 @@ fn is_set_key(key: &str) -> bool {
             || format!("[{indexes}")
                 .strip_suffix(']')
                 .is_some_and(|inner| {
-                    inner[1..].split("][").all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    inner[1..]
+                        .split("][")
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
                 });
         name_ok && indexes_ok
     })

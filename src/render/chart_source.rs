@@ -58,7 +58,11 @@ pub(super) async fn prepare(chart: &Chart, key: &str) -> anyhow::Result<Prepared
 
 /// The chart as the release records it, without building anything:
 /// for a remote chart, from the cache (pulled if it is not there).
-pub(super) async fn record(config: &Config, chart: &Chart, key: &str) -> anyhow::Result<ChartRecord> {
+pub(super) async fn record(
+    config: &Config,
+    chart: &Chart,
+    key: &str,
+) -> anyhow::Result<ChartRecord> {
     match chart {
         Chart::Dir(dir) => local_record(config, dir, key),
         Chart::Oci { .. } | Chart::Repo { .. } => Ok(pulled(chart, key).await?.1),
@@ -188,7 +192,14 @@ async fn with_dependencies(dir: &Path, key: &str) -> anyhow::Result<Option<(Temp
     }
     let program = helm();
     let shown = format!("helm dependency build {}", dir.display());
-    let output = run(Command::new(&program).arg("dependency").arg("build").arg(&copy), &shown).await?;
+    let output = run(
+        Command::new(&program)
+            .arg("dependency")
+            .arg("build")
+            .arg(&copy),
+        &shown,
+    )
+    .await?;
     if !output.status.success() {
         return Err(input_error(format!(
             "`{shown}` (run on a scratch copy, so the repository is left as it is) failed \
@@ -272,7 +283,10 @@ async fn pulled(chart: &Chart, key: &str) -> anyhow::Result<(PathBuf, ChartRecor
     }
     match cached(&dir) {
         Some(record) => Ok((dir.join(ARCHIVE), record)),
-        None => anyhow::bail!("the chart cache entry {} cannot be read back", dir.display()),
+        None => anyhow::bail!(
+            "the chart cache entry {} cannot be read back",
+            dir.display()
+        ),
     }
 }
 
@@ -312,7 +326,13 @@ fn entry_name(chart: &Chart) -> String {
     let hash = hex(&Sha256::digest(identity.as_bytes()));
     let safe: String = format!("{name}-{version}")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("{safe}-{}", &hash[..16])
 }
@@ -323,39 +343,48 @@ fn entry_name(chart: &Chart) -> String {
 async fn pull(chart: &Chart, key: &str, staging: &Path) -> anyhow::Result<ChartRecord> {
     let download = staging.join("download");
     std::fs::create_dir_all(&download)?;
-    let (args, shown, source, expected_name, version): (Vec<OsString>, String, String, String, &str) =
-        match chart {
-            Chart::Oci {
-                reference,
-                version,
-                plain_http,
-            } => {
-                let mut args: Vec<OsString> =
-                    vec!["pull".into(), reference.into(), "--version".into(), version.into()];
-                let mut shown = format!("helm pull {reference} --version {version}");
-                if *plain_http {
-                    args.push("--plain-http".into());
-                    shown.push_str(" --plain-http");
-                }
-                let name = reference.rsplit('/').next().unwrap_or_default().to_owned();
-                (args, shown, reference.clone(), name, version)
+    let (args, shown, source, expected_name, version): (
+        Vec<OsString>,
+        String,
+        String,
+        String,
+        &str,
+    ) = match chart {
+        Chart::Oci {
+            reference,
+            version,
+            plain_http,
+        } => {
+            let mut args: Vec<OsString> = vec![
+                "pull".into(),
+                reference.into(),
+                "--version".into(),
+                version.into(),
+            ];
+            let mut shown = format!("helm pull {reference} --version {version}");
+            if *plain_http {
+                args.push("--plain-http".into());
+                shown.push_str(" --plain-http");
             }
-            Chart::Repo { url, name, version } => (
-                vec![
-                    "pull".into(),
-                    name.into(),
-                    "--repo".into(),
-                    url.into(),
-                    "--version".into(),
-                    version.into(),
-                ],
-                format!("helm pull {name} --repo {url} --version {version}"),
-                url.clone(),
-                name.clone(),
-                version,
-            ),
-            Chart::Dir(_) => anyhow::bail!("a chart directory is not pulled"),
-        };
+            let name = reference.rsplit('/').next().unwrap_or_default().to_owned();
+            (args, shown, reference.clone(), name, version)
+        }
+        Chart::Repo { url, name, version } => (
+            vec![
+                "pull".into(),
+                name.into(),
+                "--repo".into(),
+                url.into(),
+                "--version".into(),
+                version.into(),
+            ],
+            format!("helm pull {name} --repo {url} --version {version}"),
+            url.clone(),
+            name.clone(),
+            version,
+        ),
+        Chart::Dir(_) => anyhow::bail!("a chart directory is not pulled"),
+    };
     let what = chart.describe(Path::new(""));
     let program = helm();
     let mut tries = 0;
@@ -372,7 +401,9 @@ async fn pull(chart: &Chart, key: &str, staging: &Path) -> anyhow::Result<ChartR
         if output.status.success() {
             break output;
         }
-        let stderr = String::from_utf8_lossy(&output.stderr).trim_end().to_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr)
+            .trim_end()
+            .to_owned();
         match PullFailure::of(&stderr) {
             PullFailure::Unreachable if tries < PULL_TRIES => {
                 tokio::time::sleep(Duration::from_secs(u64::from(tries))).await;
@@ -398,8 +429,8 @@ async fn pull(chart: &Chart, key: &str, staging: &Path) -> anyhow::Result<ChartR
             }
         }
     };
-    let pulled_archive = single_archive(&download)
-        .with_context(|| format!("`{shown}` left no chart archive"))?;
+    let pulled_archive =
+        single_archive(&download).with_context(|| format!("`{shown}` left no chart archive"))?;
     let archive = staging.join(ARCHIVE);
     std::fs::rename(&pulled_archive, &archive)?;
     let inside = archive_chart(&archive).await?;
@@ -441,9 +472,22 @@ impl PullFailure {
     fn of(stderr: &str) -> PullFailure {
         let text = stderr.to_ascii_lowercase();
         let any = |needles: &[&str]| needles.iter().any(|n| text.contains(n));
-        if any(&["unauthorized", "401", "403", "forbidden", "denied", "authentication required"]) {
+        if any(&[
+            "unauthorized",
+            "401",
+            "403",
+            "forbidden",
+            "denied",
+            "authentication required",
+        ]) {
             PullFailure::Refused
-        } else if any(&["not found", "404", "manifest unknown", "no chart version", "no chart name"]) {
+        } else if any(&[
+            "not found",
+            "404",
+            "manifest unknown",
+            "no chart version",
+            "no chart name",
+        ]) {
             PullFailure::Missing
         } else if any(&[
             "connection refused",
@@ -481,7 +525,11 @@ fn single_archive(dir: &Path) -> anyhow::Result<PathBuf> {
 /// The chart's name and version inside `archive`, as `helm show chart` reads them.
 async fn archive_chart(archive: &Path) -> anyhow::Result<ChartYaml> {
     let shown = format!("helm show chart {}", archive.display());
-    let output = run(Command::new(helm()).arg("show").arg("chart").arg(archive), &shown).await?;
+    let output = run(
+        Command::new(helm()).arg("show").arg("chart").arg(archive),
+        &shown,
+    )
+    .await?;
     if !output.status.success() {
         anyhow::bail!(
             "`{shown}` failed: {}; the pulled archive is not a chart",
@@ -544,7 +592,10 @@ mod tests {
                 "Error: failed to do request: Head \"http://127.0.0.1:1/v2/charts/web/manifests/0.1.0\": dial tcp 127.0.0.1:1: connect: connection refused",
                 PullFailure::Unreachable,
             ),
-            ("Error: 127.0.0.1:25000/charts/web:9.9.9: not found", PullFailure::Missing),
+            (
+                "Error: 127.0.0.1:25000/charts/web:9.9.9: not found",
+                PullFailure::Missing,
+            ),
             (
                 "Error: chart \"web\" version \"9.9.9\" not found in http://127.0.0.1:4000 repository",
                 PullFailure::Missing,
@@ -596,6 +647,9 @@ mod tests {
             normalize(Path::new("/s/up/web/../common")),
             PathBuf::from("/s/up/common")
         );
-        assert_eq!(normalize(Path::new("/s/web/./sub")), PathBuf::from("/s/web/sub"));
+        assert_eq!(
+            normalize(Path::new("/s/web/./sub")),
+            PathBuf::from("/s/web/sub")
+        );
     }
 }

@@ -70,7 +70,11 @@ fn answer(stream: TcpStream, dir: &Path) -> std::io::Result<()> {
         }
     }
     let path = request.split_whitespace().nth(1).unwrap_or("/");
-    let path = path.split('?').next().unwrap_or_default().trim_start_matches('/');
+    let path = path
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches('/');
     let file = (!path.split('/').any(|part| part == ".."))
         .then(|| std::fs::read(dir.join(path)).ok())
         .flatten();
