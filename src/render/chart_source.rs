@@ -275,6 +275,11 @@ async fn pulled(chart: &Chart, key: &str) -> anyhow::Result<(PathBuf, ChartRecor
         record: record.clone(),
     })?;
     std::fs::write(staging.path().join(ENTRY), entry)?;
+    if let Some(theirs) = cached(&dir) {
+        // Another berth cached it while this one pulled: keep theirs, which
+        // it may be rendering from.
+        return Ok((dir.join(ARCHIVE), theirs));
+    }
     let _ = std::fs::remove_dir_all(&dir);
     let staged = staging.keep();
     if std::fs::rename(&staged, &dir).is_err() {
