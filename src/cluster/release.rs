@@ -641,6 +641,24 @@ mod tests {
     }
 
     #[test]
+    fn a_chart_record_round_trips_and_a_record_without_one_still_loads() {
+        let mut r = release(1);
+        r.chart = Some(ChartRecord {
+            name: "web".into(),
+            version: "0.1.0".into(),
+            source: "oci://127.0.0.1:25000/charts/web".into(),
+            archive_digest: Some(format!("sha256:{}", "a".repeat(64))),
+            manifest_digest: Some(format!("sha256:{}", "b".repeat(64))),
+        });
+        assert_eq!(decode(&encode(&r).unwrap()).unwrap(), r);
+        let mut older = serde_json::to_value(release(1)).unwrap();
+        older.as_object_mut().unwrap().remove("chart");
+        older["manifest"] = serde_json::json!([]);
+        let older: Release = serde_json::from_value(older).unwrap();
+        assert_eq!(older.chart, None);
+    }
+
+    #[test]
     fn a_manifest_too_large_for_the_api_is_dropped_not_the_facts() {
         let r = release(200_000);
         let bytes = encode(&r).unwrap();
