@@ -3,6 +3,7 @@
 
 pub mod assets;
 pub mod backup;
+pub mod cache_dir;
 pub mod cli;
 pub mod cluster;
 pub mod commands;

@@ -4,6 +4,7 @@
 //! they print; [`label`] and [`pin_images`] then change those objects in
 //! memory only. Nothing here writes to the deploy repo.
 
+mod chart_source;
 mod images;
 mod incompatible;
 pub mod notes;
@@ -136,7 +137,12 @@ pub async fn render_source(
     namespace: &str,
     target: Option<&Target>,
 ) -> anyhow::Result<Vec<DynamicObject>> {
-    let tool = Tool::for_source(config, source, key, namespace, target);
+    let chart = match source {
+        Source::Helm { chart, .. } => Some(chart_source::prepare(chart, key).await?),
+        Source::Kustomize { .. } => None,
+    };
+    let chart_path = chart.as_ref().map(|prepared| prepared.path.as_path());
+    let tool = Tool::for_source(config, source, chart_path, key, namespace, target);
     let output = tool.run(TOOL_TIMEOUT).await?;
     let mut objects = match parse_objects(&output, &tool.shown) {
         Ok(objects) => objects,
@@ -168,6 +174,23 @@ pub fn uses_a_chart(env: &Environment) -> bool {
         .into_iter()
         .flatten()
         .any(|source| matches!(source, Source::Helm { .. }))
+}
+
+/// The chart environment `env_name` renders, as its release records it
+/// (name, version, where it comes from, digests); `None` for an overlay.
+/// A remote chart is read from berth's cache, where [`render`] pulled it.
+pub async fn chart_record(
+    config: &Config,
+    env_name: &str,
+    env: &Environment,
+) -> anyhow::Result<Option<crate::cluster::release::ChartRecord>> {
+    match &env.source {
+        Source::Helm { chart, .. } => {
+            let key = format!("environments.{env_name}.chart");
+            Ok(Some(chart_source::record(config, chart, &key).await?))
+        }
+        Source::Kustomize { .. } => Ok(None),
+    }
 }
 
 /// Label every object `app.kubernetes.io/managed-by=berth` and
@@ -547,7 +570,7 @@ fn object_entry<'a>(value: &'a mut Value, key: &str) -> &'a mut Value {
 mod tests {
     use super::version::Renderer;
     use super::*;
-    use crate::config::{Kustomize, MigrationSource, RolloutSettings};
+    use crate::config::{Chart, Kustomize, MigrationSource, RolloutSettings};
     use crate::error::exit_code_of;
     use std::path::Path;
     use std::process::ExitCode;
@@ -1052,14 +1075,19 @@ data: { image: registry.example.com/shop/worker:v1 }
     }
 
     #[test]
-    fn helm_gets_release_chart_values_and_namespace() {
+    fn helm_gets_release_chart_values_set_values_and_namespace() {
         let config = example();
         let env = environment(Source::Helm {
-            path: config.dir.join("charts/shop"),
+            chart: Chart::Dir(config.dir.join("charts/shop")),
             values: vec![
                 config.dir.join("charts/a.yaml"),
                 config.dir.join("charts/b.yaml"),
             ],
+            set: [
+                ("greeting".to_owned(), serde_json::json!("it's a,b=c")),
+                ("replicas".to_owned(), serde_json::json!(2)),
+            ]
+            .into(),
             release: "shop".into(),
         });
         let target = Target {
@@ -1067,9 +1095,11 @@ data: { image: registry.example.com/shop/worker:v1 }
             api_versions: vec!["batch/v1".into(), "batch/v1/CronJob".into()],
             context: Some("prod".into()),
         };
+        let chart = config.dir.join("charts/shop");
         let tool = Tool::for_source(
             &config,
             &env.source,
+            Some(&chart),
             "environments.dev.chart",
             &env.namespace,
             Some(&target),
@@ -1090,6 +1120,10 @@ data: { image: registry.example.com/shop/worker:v1 }
                 format!("{dir}/charts/a.yaml"),
                 "-f".to_owned(),
                 format!("{dir}/charts/b.yaml"),
+                "--set-json".to_owned(),
+                r#"greeting="it's a,b=c""#.to_owned(),
+                "--set-json".to_owned(),
+                "replicas=2".to_owned(),
                 "--namespace".to_owned(),
                 "shop".to_owned(),
                 "--skip-tests".to_owned(),
@@ -1105,11 +1139,44 @@ data: { image: registry.example.com/shop/worker:v1 }
         );
         assert_eq!(
             tool.shown,
-            "helm template shop charts/shop -f charts/a.yaml -f charts/b.yaml --namespace shop \
-             --skip-tests --include-crds --kube-version v1.36.3 --api-versions <the 2 the cluster serves> \
-             --dry-run=server --kube-context prod"
+            r#"helm template shop charts/shop -f charts/a.yaml -f charts/b.yaml --set-json 'greeting="it'\''s a,b=c"' --set-json replicas=2 --namespace shop --skip-tests --include-crds --kube-version v1.36.3 --api-versions <the 2 the cluster serves> --dry-run=server --kube-context prod"#
         );
         assert_eq!(tool.override_var, "BERTH_HELM");
+    }
+
+    #[test]
+    fn a_remote_chart_renders_from_the_cache_and_is_shown_by_its_reference() {
+        let config = example();
+        let env = environment(Source::Helm {
+            chart: Chart::Oci {
+                reference: "oci://127.0.0.1:25000/charts/web".into(),
+                version: "0.1.0".into(),
+                plain_http: true,
+            },
+            values: Vec::new(),
+            set: Default::default(),
+            release: "web".into(),
+        });
+        let cached = Path::new("/cache/charts/web-0.1.0-0123/chart.tgz");
+        let tool = Tool::for_source(
+            &config,
+            &env.source,
+            Some(cached),
+            "environments.dev.chart",
+            "shop",
+            None,
+        );
+        assert_eq!(tool.args[2], cached.as_os_str());
+        assert_eq!(
+            tool.shown,
+            "helm template web oci://127.0.0.1:25000/charts/web --version 0.1.0 --namespace shop --skip-tests"
+        );
+        assert!(
+            tool.fix
+                .contains("fix the chart oci://127.0.0.1:25000/charts/web 0.1.0"),
+            "{}",
+            tool.fix
+        );
     }
 
     #[tokio::test]
@@ -1122,6 +1189,7 @@ data: { image: registry.example.com/shop/worker:v1 }
         let tool = Tool::for_source(
             &config,
             &env.source,
+            None,
             "environments.dev.overlay",
             &env.namespace,
             None,

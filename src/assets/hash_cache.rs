@@ -150,11 +150,7 @@ fn forget_stale(dir: &Path, now: SystemTime) {
 
 /// Where the cache of the tree at `root` lives.
 fn cache_file(root: &Path) -> Option<PathBuf> {
-    let base = std::env::var_os("BERTH_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache/berth"))
-        })?;
+    let base = crate::cache_dir::base()?;
     let root = std::path::absolute(root).ok()?;
     let name = hex(&Md5::digest(root.as_os_str().as_encoded_bytes()));
     Some(base.join("hashes").join(format!("{name}.json")))

@@ -248,6 +248,29 @@ pub struct Release {
     /// their records (helm's Secrets) stay until someone deletes them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub adopted_helm_releases: Vec<String>,
+    /// The helm chart rendered, with its digests when pulled from a
+    /// registry or repository; `None` for an overlay (and older records).
+    #[serde(default)]
+    pub chart: Option<ChartRecord>,
+}
+
+/// The helm chart a release rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartRecord {
+    /// The chart's name (Chart.yaml).
+    pub name: String,
+    /// The chart's version (Chart.yaml).
+    pub version: String,
+    /// Where it came from: its directory (relative to berth.yaml's),
+    /// `oci://REGISTRY/REPO/NAME`, or the chart repository's URL.
+    pub source: String,
+    /// `sha256:<hex>` of the chart archive berth pulled and rendered, for a
+    /// chart from a registry or repository.
+    #[serde(default)]
+    pub archive_digest: Option<String>,
+    /// The OCI manifest digest the registry served, for an `oci://` chart.
+    #[serde(default)]
+    pub manifest_digest: Option<String>,
 }
 
 /// Where a promoted release came from.
@@ -569,6 +592,7 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         holder: None,
         abandoned: None,
         adopted_helm_releases: Vec::new(),
+        chart: None,
     }
 }
 
@@ -619,6 +643,24 @@ mod tests {
     fn a_release_round_trips_through_its_compressed_form() {
         let r = release(10);
         assert_eq!(decode(&encode(&r).unwrap()).unwrap(), r);
+    }
+
+    #[test]
+    fn a_chart_record_round_trips_and_a_record_without_one_still_loads() {
+        let mut r = release(1);
+        r.chart = Some(ChartRecord {
+            name: "web".into(),
+            version: "0.1.0".into(),
+            source: "oci://127.0.0.1:25000/charts/web".into(),
+            archive_digest: Some(format!("sha256:{}", "a".repeat(64))),
+            manifest_digest: Some(format!("sha256:{}", "b".repeat(64))),
+        });
+        assert_eq!(decode(&encode(&r).unwrap()).unwrap(), r);
+        let mut older = serde_json::to_value(release(1)).unwrap();
+        older.as_object_mut().unwrap().remove("chart");
+        older["manifest"] = serde_json::json!([]);
+        let older: Release = serde_json::from_value(older).unwrap();
+        assert_eq!(older.chart, None);
     }
 
     #[test]

@@ -115,6 +115,8 @@ struct ReleaseView {
     by: String,
     /// RFC 3339.
     started_at: String,
+    /// The helm chart it rendered, with its digests; null for an overlay.
+    chart: Option<release::ChartRecord>,
     /// The release's status, for its colour (not in JSON: `status` says it).
     #[serde(skip)]
     tone: Tone,
@@ -187,6 +189,7 @@ async fn read_environment(
         stopped_at: r.step.clone().filter(|_| r.status.stopped()),
         by: r.deployer.describe(),
         started_at: r.started_at.clone(),
+        chart: r.chart.clone(),
         tone: super::history::tone(r.status),
     });
     let thresholds = Thresholds::from(&env.rollout);

@@ -475,21 +475,62 @@ pub(super) enum EncodingFile {
     Br,
 }
 
-/// A helm chart and its values files.
+/// A helm chart: a directory in the repository (`path`), a chart in an OCI
+/// registry (`path: oci://...` with `version`), or a chart in a chart
+/// repository (`repo`, `name` and `version`); and its values.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-#[schemars(rename = "Chart")]
+#[schemars(
+    rename = "Chart",
+    extend(
+        "oneOf" = [{ "required": ["path"] }, { "required": ["repo", "name", "version"] }],
+        "if" = { "required": ["path"], "properties": { "path": { "pattern": "^oci://" } } },
+        "then" = { "required": ["version"] }
+    )
+)]
 pub(super) struct ChartFile {
-    /// The chart directory (containing Chart.yaml), relative to berth.yaml's directory.
-    pub path: PathBuf,
+    /// The chart directory (containing Chart.yaml), relative to berth.yaml's
+    /// directory; or a chart in an OCI registry, `oci://REGISTRY/REPO/NAME`
+    /// (no tag: the version goes in `version`).
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub path: Option<String>,
+    /// The URL of a chart repository (a server of `index.yaml`), with
+    /// `name` and `version`. https, or http on 127.0.0.1/localhost only.
+    #[serde(default)]
+    #[schemars(regex(pattern = "^https?://"))]
+    pub repo: Option<String>,
+    /// The chart's name in `repo`.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub name: Option<String>,
+    /// The exact version of a chart from a registry or repository, such as
+    /// `1.2.3` (no range): pulled once into berth's cache, then rendered
+    /// from there.
+    #[serde(default)]
+    #[schemars(regex(pattern = CHART_VERSION))]
+    pub version: Option<String>,
     /// Values files, relative to berth.yaml's directory, passed to helm in this order.
     #[serde(default)]
     pub values: Vec<PathBuf>,
+    /// Single values by helm key path (`image.tag`, `ingress.hosts[0].host`),
+    /// any YAML value, as if written in a last values file (helm's
+    /// `--set-json`): `"1.0"` stays a string, `3` a number.
+    #[serde(default)]
+    #[schemars(extend("propertyNames" = { "pattern": SET_KEY }))]
+    pub set: BTreeMap<String, serde_json::Value>,
     /// The helm release name (default: `app`).
     #[serde(default)]
     #[schemars(regex(pattern = DNS_LABEL), length(max = 53))]
     pub release: Option<String>,
 }
+
+/// An exact chart version: semantic versioning, no range.
+pub(super) const CHART_VERSION: &str =
+    r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$";
+
+/// A helm value's key path: names joined by dots, each with optional `[N]` indexes.
+pub(super) const SET_KEY: &str = r"^[A-Za-z0-9_/-]+(\[[0-9]+\])*(\.[A-Za-z0-9_/-]+(\[[0-9]+\])*)*$";
 
 /// How kustomize overlays are rendered.
 #[derive(Debug, Deserialize, JsonSchema)]

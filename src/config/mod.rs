@@ -464,13 +464,56 @@ pub enum Source {
     },
     /// A helm chart, rendered with `helm template`.
     Helm {
-        /// The chart directory (holding Chart.yaml).
-        path: PathBuf,
+        /// Where the chart comes from.
+        chart: Chart,
         /// Values files, in the order helm receives them.
         values: Vec<PathBuf>,
+        /// Single values (`set:`), by helm key path (`image.tag`), each
+        /// passed as `--set-json KEY=JSON` after the values files.
+        set: BTreeMap<String, serde_json::Value>,
         /// The release name (default: the app's name).
         release: String,
     },
+}
+
+/// Where a helm chart comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chart {
+    /// A chart directory (holding Chart.yaml), resolved against berth.yaml's directory.
+    Dir(PathBuf),
+    /// A chart in an OCI registry, pulled once per version.
+    Oci {
+        /// `oci://REGISTRY/REPO/NAME`, without tag or digest.
+        reference: String,
+        /// The exact chart version.
+        version: String,
+        /// The registry is this machine (127.0.0.1, localhost): helm talks
+        /// plain http to it (`--plain-http`), never to another host.
+        plain_http: bool,
+    },
+    /// A chart in a chart repository (a server of index.yaml), pulled once per version.
+    Repo {
+        /// The repository's URL.
+        url: String,
+        /// The chart's name in the repository.
+        name: String,
+        /// The exact chart version.
+        version: String,
+    },
+}
+
+impl Chart {
+    /// The chart as people name it: its directory (relative to `base`),
+    /// `oci://REGISTRY/REPO/NAME 1.2.3`, or `NAME 1.2.3 from URL`.
+    pub fn describe(&self, base: &Path) -> String {
+        match self {
+            Chart::Dir(dir) => dir.strip_prefix(base).unwrap_or(dir).display().to_string(),
+            Chart::Oci {
+                reference, version, ..
+            } => format!("{reference} {version}"),
+            Chart::Repo { url, name, version } => format!("{name} {version} from {url}"),
+        }
+    }
 }
 
 /// Which kustomize renders an environment's overlays.

@@ -203,8 +203,9 @@ environments:
             namespace: "shop".into(),
             protected: false,
             source: Source::Helm {
-                path: repo.0.join("charts/shop"),
+                chart: Chart::Dir(repo.0.join("charts/shop")),
                 values: vec![repo.0.join("charts/values-prod.yaml")],
+                set: BTreeMap::new(),
                 release: "shop-web".into(),
             },
             migrate: Some(MigrationSource::Built(Migrate {
@@ -1091,4 +1092,212 @@ fn production_is_protected_unless_it_says_otherwise_and_others_only_when_they_sa
     let config = repo.load(&flipped).unwrap();
     assert!(!config.environment("production").unwrap().protected);
     assert!(config.environment("staging").unwrap().protected);
+}
+
+/// A chart environment `dev` with `chart` (a YAML flow mapping's inside).
+fn with_chart(chart: &str) -> String {
+    format!(
+        "app: shop\nimages: [r/shop]\nenvironments:\n  dev: {{ namespace: dev, chart: {{ {chart} }} }}\n"
+    )
+}
+
+#[test]
+fn remote_charts_are_pinned_to_one_version_with_set_values() {
+    let repo = Repo::new("remote-charts");
+    let config = repo
+        .load(&with_chart(
+            "path: oci://127.0.0.1:25000/charts/web, version: 0.1.0, \
+             set: { image.tag: \"1.0\", replicaCount: 2, \"ingress.hosts[0].host\": a.example }",
+        ))
+        .unwrap();
+    let Source::Helm { chart, set, .. } = &config.environments["dev"].source else {
+        panic!("expected a chart");
+    };
+    assert_eq!(
+        chart,
+        &Chart::Oci {
+            reference: "oci://127.0.0.1:25000/charts/web".into(),
+            version: "0.1.0".into(),
+            plain_http: true,
+        }
+    );
+    assert_eq!(set["image.tag"], serde_json::json!("1.0"));
+    assert_eq!(set["replicaCount"], serde_json::json!(2));
+    let config = repo
+        .load(&with_chart(
+            "path: oci://ghcr.io/acme/charts/web, version: 1.2.3-rc.1+build.5",
+        ))
+        .unwrap();
+    let Source::Helm { chart, .. } = &config.environments["dev"].source else {
+        panic!("expected a chart");
+    };
+    assert!(
+        matches!(
+            chart,
+            Chart::Oci {
+                plain_http: false,
+                ..
+            }
+        ),
+        "{chart:?}"
+    );
+    let config = repo
+        .load(&with_chart(
+            "repo: https://charts.example.com/stable/, name: web, version: 2.0.0",
+        ))
+        .unwrap();
+    assert_eq!(
+        config.environments["dev"].source,
+        Source::Helm {
+            chart: Chart::Repo {
+                url: "https://charts.example.com/stable".into(),
+                name: "web".into(),
+                version: "2.0.0".into(),
+            },
+            values: Vec::new(),
+            set: BTreeMap::new(),
+            release: "shop".into(),
+        }
+    );
+}
+
+#[test]
+fn every_chart_mistake_names_the_key_and_the_fix() {
+    let repo = Repo::new("chart-mistakes");
+    repo.write("chart/Chart.yaml", "name: web\nversion: 0.1.0\n");
+    for (chart, parts) in [
+        (
+            "path: oci://ghcr.io/acme/web",
+            &[
+                "environments.dev.chart.version: is missing",
+                "add `version: X.Y.Z`",
+            ][..],
+        ),
+        (
+            "repo: https://charts.example.com, name: web",
+            &["environments.dev.chart.version: is missing"],
+        ),
+        (
+            "path: chart, repo: https://charts.example.com, name: web, version: 1.0.0",
+            &[
+                "environments.dev.chart: has both `path` and `repo`",
+                "keep `path`",
+            ],
+        ),
+        (
+            "path: oci://ghcr.io/acme/web, version: ^1.2.0",
+            &[
+                "environments.dev.chart.version: \"^1.2.0\" is a range",
+                "one exact version",
+            ],
+        ),
+        (
+            "path: oci://ghcr.io/acme/web, version: \"1.2\"",
+            &["\"1.2\" is a range"],
+        ),
+        (
+            "path: oci://ghcr.io/acme/web, version: 1.x",
+            &["\"1.x\" is a range"],
+        ),
+        (
+            "path: oci://ghcr.io/acme/web, version: latest",
+            &["\"latest\" is not a chart version", "such as `1.2.3`"],
+        ),
+        (
+            "repo: oci://ghcr.io/acme, name: web, version: 1.0.0",
+            &[
+                "environments.dev.chart.repo: \"oci://ghcr.io/acme\" is an OCI registry",
+                "`path: oci://REGISTRY/REPO/NAME`",
+            ],
+        ),
+        (
+            "repo: http://charts.example.com, name: web, version: 1.0.0",
+            &[
+                "environments.dev.chart.repo: \"http://charts.example.com\" is plain http",
+                "https",
+            ],
+        ),
+        (
+            "repo: https://charts.example.com, version: 1.0.0",
+            &["environments.dev.chart.name: is missing"],
+        ),
+        (
+            "path: oci://ghcr.io/acme/web:1.0.0, version: 1.0.0",
+            &[
+                "environments.dev.chart.path: \"oci://ghcr.io/acme/web:1.0.0\" names a tag or digest",
+            ],
+        ),
+        (
+            "path: oci://ghcr.io, version: 1.0.0",
+            &["is not an OCI chart reference"],
+        ),
+        (
+            "path: https://charts.example.com/web, version: 1.0.0",
+            &[
+                "environments.dev.chart.path: \"https://charts.example.com/web\" is neither",
+                "`repo: URL`",
+            ],
+        ),
+        (
+            "path: chart, version: 1.0.0",
+            &[
+                "environments.dev.chart.version: has no place here",
+                "Chart.yaml",
+                "remove `version`",
+            ],
+        ),
+        (
+            "path: oci://ghcr.io/acme/web, name: web, version: 1.0.0",
+            &["environments.dev.chart.name: has no place here"],
+        ),
+        (
+            "release: web",
+            &["environments.dev.chart: has neither `path` nor `repo`"],
+        ),
+        (
+            "path: chart, set: { \"a..b\": 1 }",
+            &[
+                "environments.dev.chart.set: \"a..b\" is not a helm key path",
+                "values file",
+            ],
+        ),
+        (
+            "path: chart, set: { \"a=b\": 1 }",
+            &["\"a=b\" is not a helm key path"],
+        ),
+    ] {
+        let text = repo.error(&with_chart(chart));
+        assert_mentions(&text, parts);
+    }
+}
+
+#[test]
+fn a_chart_with_dependencies_needs_its_lock() {
+    let repo = Repo::new("chart-lock");
+    repo.write(
+        "chart/Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n  - name: common\n    version: 0.1.0\n    repository: file://../common\n",
+    );
+    let text = repo.error(&with_chart("path: chart"));
+    assert_mentions(
+        &text,
+        &[
+            "environments.dev.chart.path:",
+            "declares dependencies in Chart.yaml but has no Chart.lock",
+            "run `helm dependency update",
+            "commit Chart.lock",
+        ],
+    );
+    repo.write("chart/Chart.lock", "dependencies: []\n");
+    repo.load(&with_chart("path: chart")).unwrap();
+}
+
+#[test]
+fn chart_versions_and_key_paths() {
+    for good in ["0.1.0", "1.2.3-rc.1", "10.20.30+build.7", "1.0.0-0"] {
+        assert!(validate::is_exact_version(good), "{good}");
+    }
+    for bad in ["1.2", "v1.2.3", "1.2.3-", "01.2.3.4", "1.2.3+", "latest"] {
+        assert!(!validate::is_exact_version(bad), "{bad}");
+    }
 }

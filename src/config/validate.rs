@@ -10,10 +10,10 @@ use super::file::{
     MigrateFile, RenderCacheFile, RenderFile, RunFile, TaskFile,
 };
 use super::{
-    AssetSource, Assets, Backups, BeforeMigrate, Conclusion, Config, Database, Drill, Environment,
-    Framework, GitHub, Kustomize, Maintenance, Migrate, MigrateOverlay, MigrationSource,
-    RenderCache, Retention, RolloutSettings, RunSettings, SchemaSettings, Scope, Source, Task,
-    TaskTarget,
+    AssetSource, Assets, Backups, BeforeMigrate, Chart, Conclusion, Config, Database, Drill,
+    Environment, Framework, GitHub, Kustomize, Maintenance, Migrate, MigrateOverlay,
+    MigrationSource, RenderCache, Retention, RolloutSettings, RunSettings, SchemaSettings, Scope,
+    Source, Task, TaskTarget,
 };
 
 /// One thing wrong with berth.yaml: where, what, and how to fix it.
@@ -940,16 +940,12 @@ impl Checker<'_> {
         resolved
     }
 
-    /// The chart must be a directory holding Chart.yaml; every values file must exist.
+    /// The chart: a directory holding Chart.yaml (with a Chart.lock when it
+    /// declares dependencies), an `oci://` chart or a repository's chart at
+    /// one exact version; every values file must exist; `set:` keys must be
+    /// helm key paths.
     fn chart(&mut self, key: &str, app: &str, chart: ChartFile) -> Source {
-        let path = self.dir.join(&chart.path);
-        if !path.join("Chart.yaml").is_file() {
-            self.report(
-                format!("{key}.path"),
-                format!("{} has no Chart.yaml", path.display()),
-                "point `path` at the chart's directory, relative to berth.yaml's directory",
-            );
-        }
+        let from = self.chart_from(key, &chart);
         let values = chart
             .values
             .iter()
@@ -966,13 +962,249 @@ impl Checker<'_> {
                 resolved
             })
             .collect();
+        for name in chart.set.keys() {
+            if !is_set_key(name) {
+                self.report(
+                    format!("{key}.set"),
+                    format!("{name:?} is not a helm key path"),
+                    "write names joined by dots, each with optional [N] indexes, such as \
+                     `image.tag` or `ingress.hosts[0].host`; a key with other characters \
+                     (a dot in an annotation's name) goes in a values file",
+                );
+            }
+        }
         let release = chart.release.unwrap_or_else(|| app.to_owned());
         self.dns_label(&format!("{key}.release"), &release, 53);
         Source::Helm {
-            path,
+            chart: from,
             values,
+            set: chart.set,
             release,
         }
+    }
+
+    /// Where the chart comes from: exactly one of `path` and `repo`, a
+    /// remote chart with an exact `version`, a directory without one.
+    fn chart_from(&mut self, key: &str, chart: &ChartFile) -> Chart {
+        let placeholder = Chart::Dir(self.dir.join(chart.path.as_deref().unwrap_or_default()));
+        match (chart.path.as_deref(), chart.repo.as_deref()) {
+            (Some(_), Some(_)) => {
+                self.report(
+                    key,
+                    "has both `path` and `repo`",
+                    "keep `path` for a chart directory or an `oci://REGISTRY/REPO/NAME` chart, \
+                     or `repo` with `name` and `version` for a chart repository's chart",
+                );
+                placeholder
+            }
+            (None, None) => {
+                self.report(
+                    key,
+                    "has neither `path` nor `repo`",
+                    "add `path: charts/NAME` (a chart directory), `path: oci://REGISTRY/REPO/NAME` \
+                     with `version`, or `repo: URL` with `name` and `version`",
+                );
+                placeholder
+            }
+            (Some(path), None) if path.starts_with("oci://") => {
+                self.not_for(
+                    key,
+                    "name",
+                    chart.name.is_some(),
+                    "the chart's name is the last part of the `oci://` path",
+                );
+                self.oci_reference(&format!("{key}.path"), path);
+                let version = self.chart_version(key, chart.version.as_deref());
+                Chart::Oci {
+                    reference: path.trim_end_matches('/').to_owned(),
+                    version,
+                    plain_http: is_loopback_host(host_of(&path["oci://".len()..])),
+                }
+            }
+            (Some(path), None) if path.contains("://") => {
+                self.report(
+                    format!("{key}.path"),
+                    format!("{path:?} is neither a directory nor an `oci://` chart"),
+                    "for a chart repository write `repo: URL` with `name: CHART` and `version`; \
+                     for a registry `path: oci://REGISTRY/REPO/NAME`",
+                );
+                placeholder
+            }
+            (Some(path), None) => {
+                self.not_for(
+                    key,
+                    "name",
+                    chart.name.is_some(),
+                    "a chart directory's name is in its Chart.yaml",
+                );
+                self.not_for(
+                    key,
+                    "version",
+                    chart.version.is_some(),
+                    "a chart directory's version is in its Chart.yaml",
+                );
+                let dir = self.dir.join(path);
+                self.chart_dir(&format!("{key}.path"), &dir);
+                Chart::Dir(dir)
+            }
+            (None, Some(url)) => {
+                self.repo_url(&format!("{key}.repo"), url);
+                let name = match chart.name.as_deref() {
+                    Some(name) if !name.is_empty() && !name.contains(['/', ' ', ':']) => {
+                        name.to_owned()
+                    }
+                    Some(name) => {
+                        self.report(
+                            format!("{key}.name"),
+                            format!("{name:?} is not a chart name"),
+                            "write the chart's name as the repository lists it (`helm search repo`)",
+                        );
+                        name.to_owned()
+                    }
+                    None => {
+                        self.report(
+                            format!("{key}.name"),
+                            "is missing: `repo` needs the chart's name",
+                            "add `name: CHART`, the chart's name as the repository lists it",
+                        );
+                        String::new()
+                    }
+                };
+                let version = self.chart_version(key, chart.version.as_deref());
+                Chart::Repo {
+                    url: url.trim_end_matches('/').to_owned(),
+                    name,
+                    version,
+                }
+            }
+        }
+    }
+
+    /// `{key}.{field}`, given (`present`), has no place here: `why`.
+    fn not_for(&mut self, key: &str, field: &str, present: bool, why: &str) {
+        if present {
+            self.report(
+                format!("{key}.{field}"),
+                format!("has no place here: {why}"),
+                format!("remove `{field}`"),
+            );
+        }
+    }
+
+    /// A chart directory holds Chart.yaml; one that declares dependencies
+    /// holds Chart.lock too (berth builds them from the lock, never
+    /// resolving versions itself).
+    fn chart_dir(&mut self, key: &str, dir: &Path) {
+        let Ok(text) = std::fs::read_to_string(dir.join("Chart.yaml")) else {
+            self.report(
+                key,
+                format!("{} has no Chart.yaml", dir.display()),
+                "point `path` at the chart's directory, relative to berth.yaml's directory, \
+                 or at `oci://REGISTRY/REPO/NAME` with `version`",
+            );
+            return;
+        };
+        /// The part of Chart.yaml read here; helm reports the rest.
+        #[derive(serde::Deserialize)]
+        struct Dependencies {
+            #[serde(default)]
+            dependencies: Option<Vec<serde::de::IgnoredAny>>,
+        }
+        let declared = serde_norway::from_str::<Dependencies>(&text)
+            .ok()
+            .and_then(|chart| chart.dependencies)
+            .is_some_and(|dependencies| !dependencies.is_empty());
+        if declared && !dir.join("Chart.lock").is_file() {
+            self.report(
+                key,
+                format!(
+                    "{} declares dependencies in Chart.yaml but has no Chart.lock",
+                    dir.display()
+                ),
+                format!(
+                    "run `helm dependency update {}` and commit Chart.lock (berth builds the \
+                     dependencies it locks, outside the repository)",
+                    dir.display()
+                ),
+            );
+        }
+    }
+
+    /// `oci://REGISTRY/REPO/NAME`: a registry, a path, no tag or digest.
+    fn oci_reference(&mut self, key: &str, reference: &str) {
+        let rest = reference.trim_start_matches("oci://").trim_end_matches('/');
+        let (registry, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let last = path.rsplit('/').next().unwrap_or_default();
+        if last.contains(['@', ':']) {
+            self.report(
+                key,
+                format!("{reference:?} names a tag or digest"),
+                "write the chart without it, `oci://REGISTRY/REPO/NAME`, and its version in `version`",
+            );
+        } else if registry.is_empty()
+            || path.is_empty()
+            || path.split('/').any(|part| !is_repository_part(part))
+        {
+            self.report(
+                key,
+                format!("{reference:?} is not an OCI chart reference"),
+                "write `oci://REGISTRY/REPO/NAME` (lowercase), e.g. `oci://ghcr.io/acme/charts/web`",
+            );
+        }
+    }
+
+    /// A chart repository's URL: https, or http on this machine only (a
+    /// chart fetched over plain http could be changed on the way).
+    fn repo_url(&mut self, key: &str, url: &str) {
+        if url.starts_with("oci://") {
+            self.report(
+                key,
+                format!("{url:?} is an OCI registry, not a chart repository"),
+                "write `path: oci://REGISTRY/REPO/NAME` with `version`, without `repo` and `name`",
+            );
+        } else if let Some(rest) = url.strip_prefix("http://") {
+            if !is_loopback_host(host_of(rest)) {
+                self.report(
+                    key,
+                    format!("{url:?} is plain http"),
+                    "serve the repository over https (a chart fetched over http could be changed \
+                     on the way); plain http is for 127.0.0.1 and localhost only",
+                );
+            }
+        } else if !url.starts_with("https://") || host_of(&url["https://".len()..]).is_empty() {
+            self.report(
+                key,
+                format!("{url:?} is not a chart repository URL"),
+                "write the repository's https URL, the one `helm repo add` takes",
+            );
+        }
+    }
+
+    /// A remote chart's version: given, exact, semantic.
+    fn chart_version(&mut self, key: &str, version: Option<&str>) -> String {
+        let key = format!("{key}.version");
+        match version {
+            None => self.report(
+                key,
+                "is missing: a chart from a registry or repository is pinned to one version",
+                "add `version: X.Y.Z`, the chart version to deploy (`helm show chart REF` shows the newest)",
+            ),
+            Some(version) if is_exact_version(version) => {}
+            Some(version) if is_version_range(version) => {
+                self.report(
+                    key,
+                    format!("{version:?} is a range, not one version"),
+                    "write one exact version such as `1.2.3`: berth pulls each version once and \
+                     every deploy renders the same chart",
+                )
+            }
+            Some(version) => self.report(
+                key,
+                format!("{version:?} is not a chart version"),
+                "write the chart's exact semantic version, such as `1.2.3` or `1.2.3-rc.1`",
+            ),
+        }
+        version.unwrap_or_default().to_owned()
     }
 
     /// Check the migration: its image is one of `images`, its names are
@@ -1138,8 +1370,9 @@ impl Checker<'_> {
         let resolved = self.dir.join(overlay);
         if resolved.join("Chart.yaml").is_file() {
             return Source::Helm {
-                path: resolved,
+                chart: Chart::Dir(resolved),
                 values: Vec::new(),
+                set: BTreeMap::new(),
                 release: app.to_owned(),
             };
         }
@@ -1340,6 +1573,85 @@ impl Checker<'_> {
 }
 
 /// Whether `value` is a DNS-1123 label of at most `max` characters.
+/// The host of `rest`, a URL after its `scheme://`: without user, port or path.
+fn host_of(rest: &str) -> &str {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit('@').next().unwrap_or_default();
+    match host_port.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => host_port.split(':').next().unwrap_or_default(),
+    }
+}
+
+/// Whether `host` is this machine: `localhost`, 127.0.0.0/8 or ::1. Traffic
+/// to it never leaves the machine, so plain http is safe there.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A part of an OCI repository path: lowercase letters and digits, joined
+/// by `.`, `_`, `__` or `-`s.
+fn is_repository_part(part: &str) -> bool {
+    let bytes = part.as_bytes();
+    !part.is_empty()
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && part
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// `MAJOR.MINOR.PATCH`, optionally `-PRERELEASE` and `+BUILD`: one exact
+/// semantic version, as `file::CHART_VERSION` describes it.
+pub(super) fn is_exact_version(version: &str) -> bool {
+    let (rest, build) = version.split_once('+').unwrap_or((version, ""));
+    let (core, pre) = rest.split_once('-').unwrap_or((rest, ""));
+    let identifiers = |text: &str| {
+        text.split('.')
+            .all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+    };
+    let numbers: Vec<&str> = core.split('.').collect();
+    numbers.len() == 3
+        && numbers
+            .iter()
+            .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        && (!version.contains('-') || !pre.is_empty() && identifiers(pre))
+        && (!version.contains('+') || !build.is_empty() && identifiers(build))
+}
+
+/// A version constraint helm would resolve (`^1.2`, `~1.2.3`, `>=1`,
+/// `1.x`, `1.2`), rather than one version.
+fn is_version_range(version: &str) -> bool {
+    let parts: Vec<&str> = version.split('.').collect();
+    version.contains(['^', '~', '<', '>', '=', '*', '|', ',', ' '])
+        || parts.iter().any(|part| part.eq_ignore_ascii_case("x"))
+        || (parts.len() < 3 && parts.iter().all(|part| part.parse::<u64>().is_ok()))
+}
+
+/// A helm key path, as `file::SET_KEY` describes it: names of letters,
+/// digits, `_`, `-` and `/`, joined by dots, each with optional `[N]`.
+fn is_set_key(key: &str) -> bool {
+    key.split('.').all(|part| {
+        let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, i)| (n, i));
+        let name_ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-/".contains(&b));
+        let indexes_ok = indexes.is_empty()
+            || format!("[{indexes}")
+                .strip_suffix(']')
+                .is_some_and(|inner| {
+                    inner[1..]
+                        .split("][")
+                        .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                });
+        name_ok && indexes_ok
+    })
+}
+
 fn is_dns_label(value: &str, max: usize) -> bool {
     let bytes = value.as_bytes();
     let alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();

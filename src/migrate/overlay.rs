@@ -102,14 +102,13 @@ pub async fn job(
         crate::render::render_source(config, env_name, &overlay.source, &key, namespace, target)
             .await?;
     let source = match &overlay.source {
-        Source::Kustomize { overlay, .. } => overlay,
-        Source::Helm { path, .. } => path,
+        Source::Kustomize { overlay, .. } => overlay
+            .strip_prefix(&config.dir)
+            .unwrap_or(overlay)
+            .display()
+            .to_string(),
+        Source::Helm { chart, .. } => chart.describe(&config.dir),
     };
-    let source = source
-        .strip_prefix(&config.dir)
-        .unwrap_or(source)
-        .display()
-        .to_string();
     take(objects, env_name, &source, overlay, pins, native)
 }
 

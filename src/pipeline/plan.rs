@@ -14,7 +14,7 @@ use crate::assets::store;
 use crate::assets::sync::{self, Prepared};
 use crate::cluster::apply::{self, Resolved};
 use crate::cluster::kinds::Origin;
-use crate::cluster::release::Release;
+use crate::cluster::release::{ChartRecord, Release};
 use crate::cluster::{access, client, instance, served};
 use crate::config::{self, Config, Environment, MigrationSource};
 use crate::error::{BerthError, input_error, kind_of};
@@ -59,6 +59,9 @@ pub struct Plan {
     /// `--dry-run` with a framework: what the migration would apply, read
     /// in a copy of the migration Job (deleted); `None` when not read.
     pub inspected: Option<Vec<crate::schema::adapter::Step>>,
+    /// The helm chart rendered (for a rollback: the one recorded), with
+    /// its digests; `None` for an overlay.
+    pub chart: Option<ChartRecord>,
 }
 
 impl Plan {
@@ -97,6 +100,7 @@ pub async fn plan(
     let (config, env) = load(settings, out)?;
     let sha = config::parse_sha(&settings.sha)?;
     let (mut objects, client, target) = render_for_cluster(&config, env_name, &env).await?;
+    let chart = render::chart_record(&config, env_name, &env).await?;
     render::label(&mut objects, &config.app, env_name)?;
     let pins = pins.unwrap_or_else(|| Pins::at_sha(&config.images, &sha));
     let pinned = render::pin_images(&mut objects, &pins);
@@ -200,6 +204,7 @@ pub async fn plan(
         backup,
         schema,
         inspected: None,
+        chart,
     };
     Ok((client, plan))
 }
@@ -258,6 +263,7 @@ pub async fn plan_release(
         backup: BeforeMigration::NoMigration,
         schema: None,
         inspected: None,
+        chart: target.chart.clone(),
     };
     Ok((client, plan))
 }

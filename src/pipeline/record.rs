@@ -70,6 +70,7 @@ pub fn start(
         holder: None,
         abandoned: None,
         adopted_helm_releases: Vec::new(),
+        chart: plan.chart.clone(),
     })
 }
 
@@ -199,6 +200,7 @@ mod tests {
             backup: crate::pipeline::pre_migrate::BeforeMigration::NoMigration,
             schema: None,
             inspected: None,
+            chart: None,
         }
     }
 

@@ -44,11 +44,19 @@ pub async fn render(
     env_name: &str,
     env: &Environment,
 ) -> anyhow::Result<Option<String>> {
-    if !matches!(env.source, Source::Helm { .. }) {
+    let Source::Helm { chart, .. } = &env.source else {
         return Ok(None);
-    }
+    };
     let key = format!("environments.{env_name}.chart");
-    let template = Tool::for_source(config, &env.source, &key, &env.namespace, None);
+    let prepared = super::chart_source::prepare(chart, &key).await?;
+    let template = Tool::for_source(
+        config,
+        &env.source,
+        Some(&prepared.path),
+        &key,
+        &env.namespace,
+        None,
+    );
     let args = install_args(&template.args, env.context.as_deref());
     let shown = shown(config, &args);
     let tool = Tool {

@@ -11,7 +11,7 @@ use tokio::process::Command;
 use super::incompatible;
 use super::target::{self, Target};
 use super::version::{self, Renderer};
-use crate::config::{Config, Kustomize, Source};
+use crate::config::{Chart, Config, Kustomize, Source};
 use crate::error::input_error;
 
 /// How long `kubectl kustomize`, `kustomize build` or `helm template` may run.
@@ -37,11 +37,14 @@ pub(super) struct Tool {
 
 impl Tool {
     /// The command that renders `source` (berth.yaml's `key`): paths are
-    /// shown relative to berth.yaml's directory. A chart renders for
-    /// `target` when given ([`Target`]); kustomize has no use for it.
+    /// shown relative to berth.yaml's directory. A chart is read from
+    /// `chart_path`, where [`super::chart_source::prepare`] made it ready,
+    /// and renders for `target` when given ([`Target`]); kustomize has no
+    /// use for either.
     pub(super) fn for_source(
         config: &Config,
         source: &Source,
+        chart_path: Option<&Path>,
         key: &str,
         namespace: &str,
         target: Option<&Target>,
@@ -98,16 +101,32 @@ impl Tool {
                 }
             }
             Source::Helm {
-                path,
+                chart,
                 values,
+                set,
                 release,
             } => {
                 let (program, override_var) = program("BERTH_HELM", "helm");
-                let mut args: Vec<OsString> = vec!["template".into(), release.into(), path.into()];
-                let mut shown = format!("helm template {release} {}", relative(path));
+                let from = chart_path.unwrap_or(Path::new(""));
+                let described = chart.describe(&config.dir);
+                let mut args: Vec<OsString> = vec!["template".into(), release.into(), from.into()];
+                let mut shown = match chart {
+                    Chart::Dir(dir) => format!("helm template {release} {}", relative(dir)),
+                    Chart::Oci {
+                        reference, version, ..
+                    } => format!("helm template {release} {reference} --version {version}"),
+                    Chart::Repo { url, name, version } => {
+                        format!("helm template {release} {name} --repo {url} --version {version}")
+                    }
+                };
                 for file in values {
                     args.extend(["-f".into(), file.into()]);
                     shown.push_str(&format!(" -f {}", relative(file)));
+                }
+                for (key, value) in set {
+                    let assignment = format!("{key}={value}");
+                    shown.push_str(&format!(" --set-json {}", shell_quote(&assignment)));
+                    args.extend(["--set-json".into(), assignment.into()]);
                 }
                 args.extend([
                     "--namespace".into(),
@@ -126,14 +145,13 @@ impl Tool {
                     program,
                     args,
                     fix: format!(
-                        "fix the chart {} or its values ({key} in berth.yaml); `{shown}` shows \
-                         the same error",
-                        relative(path)
+                        "fix the chart {described} or its values ({key} in berth.yaml); `{shown}` \
+                         shows the same error"
                     ),
                     shown,
                     override_var,
                     renderer: Renderer::Helm,
-                    subject: relative(path),
+                    subject: described,
                 }
             }
         }
@@ -209,7 +227,20 @@ impl Tool {
     }
 }
 
+/// `text` as one shell word, for commands shown to be copied: bare when
+/// it has nothing a shell reads, else in single quotes.
+fn shell_quote(text: &str) -> String {
+    if text
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_-./=:,@".contains(&b))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 /// The binary named by environment variable `var`, else `default` from PATH.
-fn program(var: &'static str, default: &str) -> (OsString, &'static str) {
+pub(super) fn program(var: &'static str, default: &str) -> (OsString, &'static str) {
     (std::env::var_os(var).unwrap_or_else(|| default.into()), var)
 }
