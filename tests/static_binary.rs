@@ -230,6 +230,9 @@ async fn the_static_binary_deploys_from_an_empty_root() {
             ("KUBECONFIG", "/kubeconfig".into()),
             ("BERTH_KUBECTL", "/kubectl".into()),
             ("HOME", "/tmp".into()),
+            // The fixture's SHAs are made up: no repository or registry
+            // tag expands them (tests/support's berth_command sets it too).
+            ("BERTH_SHA_AS_GIVEN", "1".into()),
             ("AWS_ACCESS_KEY_ID", env.var("AWS_ACCESS_KEY_ID").into()),
             (
                 "AWS_SECRET_ACCESS_KEY",

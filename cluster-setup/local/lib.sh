@@ -77,12 +77,12 @@ check_pid_namespace() {
   local mine recorded
   mine=$(readlink /proc/self/ns/pid)
   mkdir -p "$pids"
-  if [[ -f $pids/namespace ]] && compgen -G "$pids/*.pid" >/dev/null; then
-    recorded=$(<"$pids/namespace")
+  if [[ -f $state/pid-namespace ]] && compgen -G "$pids/*.pid" >/dev/null; then
+    recorded=$(<"$state/pid-namespace")
     [[ $recorded == "$mine" ]] ||
       die "the local environment's processes were started in PID namespace $recorded, this shell is in $mine; run up and down from there"
   fi
-  echo "$mine" >"$pids/namespace"
+  echo "$mine" >"$state/pid-namespace"
 }
 
 # Each tool's bin directory as build-tools names it (TOOL=DIR lines), asked
