@@ -71,6 +71,10 @@ pub struct Report {
     /// as the release record keeps them; absent before a release was recorded.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub timings: BTreeMap<String, f64>,
+    /// The chart hooks run (`Kind/name`, event, status, seconds), in the
+    /// order run; absent when none ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::cluster::release::HookRecord>,
 }
 
 /// The failure part of a [`Report`].
@@ -588,8 +592,22 @@ impl Drop for TransferProgress {
     }
 }
 
-/// The order steps run in, for showing their durations.
-const STEP_ORDER: [&str; 6] = ["backup", "schema", "migrate", "assets", "apply", "wait"];
+/// The order steps run in, for showing their durations (a chart's pre
+/// hooks first, its post hooks last).
+const STEP_ORDER: [&str; 12] = [
+    "pre-install",
+    "pre-upgrade",
+    "pre-rollback",
+    "backup",
+    "schema",
+    "migrate",
+    "assets",
+    "apply",
+    "wait",
+    "post-install",
+    "post-upgrade",
+    "post-rollback",
+];
 
 /// Each step's name and duration in the order they run (steps berth does
 /// not know last), durations shown as people read them.

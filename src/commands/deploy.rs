@@ -121,6 +121,7 @@ pub fn report(
         exit_code,
         schema,
         timings: summary.timings,
+        hooks: summary.hooks,
     });
 }
 

@@ -59,6 +59,8 @@ pub fn start(
         failure: None,
         manifest: Manifest::of(plan.objects.iter().map(|o| &o.object))?,
         manifest_omitted: false,
+        hook_manifest: Manifest::of(plan.hooks.iter().map(|h| &h.resolved.object))?,
+        hooks: Vec::new(),
         rollback_of: None,
         rolled_back_to: request.rolled_back_to(),
         promoted_from: request.promoted_from.clone(),
@@ -198,6 +200,7 @@ mod tests {
             backup: crate::pipeline::pre_migrate::BeforeMigration::NoMigration,
             schema: None,
             inspected: None,
+            hooks: Vec::new(),
         }
     }
 
