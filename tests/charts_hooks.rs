@@ -9,6 +9,7 @@ mod support;
 
 use std::path::PathBuf;
 use std::process::Output;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
@@ -58,11 +59,36 @@ environments:
         }
     }
 
+    fn command(&self, args: &[&str]) -> std::process::Command {
+        let mut command = berth_command(&self.dir.join("berth.yaml"), &repo_root(), args);
+        command.env("BERTH_HELM", local_env().var("BERTH_LOCAL_HELM"));
+        command
+    }
+
     fn berth(&self, args: &[&str]) -> Output {
-        berth_command(&self.dir.join("berth.yaml"), &repo_root(), args)
-            .env("BERTH_HELM", local_env().var("BERTH_LOCAL_HELM"))
-            .output()
-            .unwrap()
+        self.command(args).output().unwrap()
+    }
+
+    /// Deploy the chart with `values` (a values file's text) too.
+    fn with_values(self, values: &str) -> HooksApp {
+        let file = self.dir.join("values.yaml");
+        std::fs::write(&file, values).unwrap();
+        let config = self.dir.join("berth.yaml");
+        let yaml = std::fs::read_to_string(&config).unwrap();
+        let chart = repo_root().join("tests/fixtures/charts/hooks");
+        std::fs::write(
+            &config,
+            yaml.replace(
+                &format!("      path: {}\n", chart.display()),
+                &format!(
+                    "      path: {}\n      values: [{}]\n",
+                    chart.display(),
+                    file.display()
+                ),
+            ),
+        )
+        .unwrap();
+        self
     }
 
     /// Deploy `sha` and return the JSON report, asserting the exit code.
@@ -305,5 +331,48 @@ async fn rollback_runs_the_target_releases_rollback_hooks() {
             .unwrap()
             .is_none(),
         "no upgrade hook ran on the rollback"
+    );
+}
+
+/// Ctrl-C while a hook Job runs deletes it, as it deletes the migration
+/// Job, and stops the deploy before any workload changes (exit 130).
+#[tokio::test]
+async fn ctrl_c_during_a_hook_deletes_its_job() {
+    // the hook Job's pod can never be scheduled, and berth waits for it
+    let app = HooksApp::new("hooks-interrupt")
+        .with_values("hookNodeSelector: {type: kwok, berth.dev/test: nowhere}\n");
+    let config = app.dir.join("berth.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        yaml.replace("timeout: 2m", "timeout: 5m\n      unschedulable_after: 5m"),
+    )
+    .unwrap();
+    let client = local_env().kube().await;
+    let child = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4", "--output", "json"]));
+    let pods = app.api::<Pod>(&client);
+    poll(Duration::from_secs(60), "the hook Job's pod", async || {
+        let listed = pods
+            .list(&kube::api::ListParams::default().labels("job-name=wb-db-migrate"))
+            .await
+            .ok()?;
+        (!listed.items.is_empty()).then_some(())
+    })
+    .await;
+    let out = interrupt(child);
+    assert_eq!(code(&out), 130, "{}", stderr(&out));
+    assert_eq!(report(&out)["status"], "interrupted");
+    let jobs = app.api::<Job>(&client);
+    poll(Duration::from_secs(30), "the hook Job deleted", async || {
+        jobs.get_opt("wb-db-migrate")
+            .await
+            .ok()
+            .and_then(|j| j.is_none().then_some(()))
+    })
+    .await;
+    assert_eq!(
+        deployment_count(&client, &app.namespace).await,
+        0,
+        "no workload was applied"
     );
 }

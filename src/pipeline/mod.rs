@@ -500,10 +500,20 @@ fn left_behind(plan: &Plan, number: Option<u64>) -> String {
     } else {
         ""
     };
+    let hooks = if plan.hooks.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; a chart hook's Job or Pod may still run too (`kubectl -n {} get jobs,pods -l \
+             app.kubernetes.io/instance={}` lists them)",
+            plan.env.namespace,
+            plan.instance()
+        )
+    };
     format!(
         "stopped before the cleanup finished: a Job berth started may still run \
          (`kubectl -n {ns} get jobs -l berth.dev/migration-of={instance}{release}` lists them; \
-         delete the one still running){assets}",
+         delete the one still running){hooks}{assets}",
         ns = plan.env.namespace,
         instance = plan.instance(),
     )
