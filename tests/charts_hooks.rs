@@ -125,11 +125,24 @@ fn hooks_run(report: &serde_json::Value) -> Vec<String> {
 }
 
 fn resource_version<K: kube::Resource>(object: &K) -> u64 {
-    object.meta().resource_version.as_ref().unwrap().parse().unwrap()
+    object
+        .meta()
+        .resource_version
+        .as_ref()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 fn job_image(job: &Job) -> String {
-    job.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0]
+    job.spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
         .image
         .clone()
         .unwrap()
@@ -198,7 +211,11 @@ async fn two_shas_deploy_with_their_hooks_run_in_weight_order_around_the_rollout
         "a test hook is never applied"
     );
     assert!(
-        configs.get_opt("wb-before-rollback").await.unwrap().is_none()
+        configs
+            .get_opt("wb-before-rollback")
+            .await
+            .unwrap()
+            .is_none()
             && jobs.get_opt("wb-after-rollback").await.unwrap().is_none(),
         "rollback hooks do not run on a deploy"
     );
@@ -219,7 +236,10 @@ async fn two_shas_deploy_with_their_hooks_run_in_weight_order_around_the_rollout
         again.metadata.uid, migrate.metadata.uid,
         "before-hook-creation: deleted, then created anew"
     );
-    assert_eq!(job_image(&again), "127.0.0.1:25000/workbench/migrate:2b3c4d5");
+    assert_eq!(
+        job_image(&again),
+        "127.0.0.1:25000/workbench/migrate:2b3c4d5"
+    );
     assert_eq!(
         web_image(&client, &app).await,
         "127.0.0.1:25000/workbench/frontend:2b3c4d5"
@@ -252,7 +272,10 @@ async fn a_failing_pre_upgrade_hook_stops_the_deploy_before_any_workload_changes
     app.deploy("1a2b3c4", 0);
     let (report, stderr) = app.deploy("fa11ed1", 1);
     assert_eq!(report["status"], "failed", "{report}");
-    assert_eq!(report["failure"]["workload"], "Job/wb-db-migrate", "{report}");
+    assert_eq!(
+        report["failure"]["workload"], "Job/wb-db-migrate",
+        "{report}"
+    );
     assert!(
         stderr.contains("pre-upgrade hook Job/wb-db-migrate failed")
             && stderr.contains("no workload was changed"),
@@ -308,7 +331,11 @@ async fn rollback_runs_the_target_releases_rollback_hooks() {
         ],
         "{rolled_back}"
     );
-    let after = app.api::<Job>(&client).get("wb-after-rollback").await.unwrap();
+    let after = app
+        .api::<Job>(&client)
+        .get("wb-after-rollback")
+        .await
+        .unwrap();
     assert_eq!(
         job_image(&after),
         "127.0.0.1:25000/workbench/migrate:1a2b3c4",
@@ -349,7 +376,8 @@ async fn ctrl_c_during_a_hook_deletes_its_job() {
     )
     .unwrap();
     let client = local_env().kube().await;
-    let child = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4", "--output", "json"]));
+    let child =
+        spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4", "--output", "json"]));
     let pods = app.api::<Pod>(&client);
     poll(Duration::from_secs(60), "the hook Job's pod", async || {
         let listed = pods
@@ -363,12 +391,16 @@ async fn ctrl_c_during_a_hook_deletes_its_job() {
     assert_eq!(code(&out), 130, "{}", stderr(&out));
     assert_eq!(report(&out)["status"], "interrupted");
     let jobs = app.api::<Job>(&client);
-    poll(Duration::from_secs(30), "the hook Job deleted", async || {
-        jobs.get_opt("wb-db-migrate")
-            .await
-            .ok()
-            .and_then(|j| j.is_none().then_some(()))
-    })
+    poll(
+        Duration::from_secs(30),
+        "the hook Job deleted",
+        async || {
+            jobs.get_opt("wb-db-migrate")
+                .await
+                .ok()
+                .and_then(|j| j.is_none().then_some(()))
+        },
+    )
     .await;
     assert_eq!(
         deployment_count(&client, &app.namespace).await,

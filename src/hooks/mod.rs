@@ -385,7 +385,11 @@ mod tests {
     fn hooks_are_taken_out_of_the_applied_objects_and_test_hooks_dropped() {
         let mut objects = vec![
             object("ConfigMap", "settings", json!({})),
-            object("Job", "migrate", json!({HOOK_ANNOTATION: "pre-install,pre-upgrade"})),
+            object(
+                "Job",
+                "migrate",
+                json!({HOOK_ANNOTATION: "pre-install,pre-upgrade"}),
+            ),
             object("Pod", "smoke", json!({HOOK_ANNOTATION: "test"})),
             object("Pod", "old-smoke", json!({HOOK_ANNOTATION: "test-success"})),
             object("Job", "notify", json!({HOOK_ANNOTATION: "post-upgrade"})),
@@ -450,9 +454,12 @@ mod tests {
             e.contains("Job/migrate") && e.contains(WEIGHT_ANNOTATION) && e.contains("\"first\""),
             "{e}"
         );
-        let e = bad(json!({HOOK_ANNOTATION: "pre-upgrade", DELETE_POLICY_ANNOTATION: "hook-suceeded"}));
+        let e =
+            bad(json!({HOOK_ANNOTATION: "pre-upgrade", DELETE_POLICY_ANNOTATION: "hook-suceeded"}));
         assert!(
-            e.contains("Job/migrate") && e.contains("hook-suceeded") && e.contains("hook-succeeded"),
+            e.contains("Job/migrate")
+                && e.contains("hook-suceeded")
+                && e.contains("hook-succeeded"),
             "{e}"
         );
     }
@@ -462,7 +469,11 @@ mod tests {
         let hooks = vec![
             hook("Job", "b-job", json!({HOOK_ANNOTATION: "pre-upgrade"})),
             hook("Job", "a-job", json!({HOOK_ANNOTATION: "pre-upgrade"})),
-            hook("ConfigMap", "z-config", json!({HOOK_ANNOTATION: "pre-upgrade"})),
+            hook(
+                "ConfigMap",
+                "z-config",
+                json!({HOOK_ANNOTATION: "pre-upgrade"}),
+            ),
             hook("Widget", "w", json!({HOOK_ANNOTATION: "pre-upgrade"})),
             hook("Gadget", "g", json!({HOOK_ANNOTATION: "pre-upgrade"})),
             hook(

@@ -228,8 +228,9 @@ async fn one(
 /// it: helm keeps the chart's `backoffLimit`).
 async fn job(place: &Place<'_>, hook: &Hook, cancel: &CancellationToken) -> anyhow::Result<Ran> {
     let value = serde_json::to_value(&hook.resolved.object)?;
-    let job: Job = serde_json::from_value(value)
-        .map_err(|e| crate::error::input_error(format!("{} is not a valid Job: {e}", hook.describe())))?;
+    let job: Job = serde_json::from_value(value).map_err(|e| {
+        crate::error::input_error(format!("{} is not a valid Job: {e}", hook.describe()))
+    })?;
     let ended = migrate::create_and_follow(
         place.client,
         place.namespace,
@@ -262,16 +263,16 @@ async fn pod(
     let name = hook.name();
     let pods: Api<Pod> = Api::namespaced(place.client.clone(), place.namespace);
     let value = serde_json::to_value(&hook.resolved.object)?;
-    let pod: Pod = serde_json::from_value(value)
-        .map_err(|e| crate::error::input_error(format!("{} is not a valid Pod: {e}", hook.describe())))?;
+    let pod: Pod = serde_json::from_value(value).map_err(|e| {
+        crate::error::input_error(format!("{} is not a valid Pod: {e}", hook.describe()))
+    })?;
     let started = Instant::now();
     crate::cluster::create::create(&pods, &pod)
         .await
         .with_context(|| format!("creating {} hook {}", event.as_str(), hook.describe()))?;
-    place.out.task(
-        TASK,
-        TaskEvent::Started(&format!("running Pod {name}")),
-    );
+    place
+        .out
+        .task(TASK, TaskEvent::Started(&format!("running Pod {name}")));
     let deadline = pod
         .spec
         .as_ref()
@@ -292,11 +293,14 @@ async fn pod(
             .await
             .with_context(|| format!("reading hook Pod {name}"))?;
         let Some(seen) = seen else {
-            break Some((MigrationEnd::Failed, Failure {
-                pod: Some(name.clone()),
-                reason: "Deleted".into(),
-                message: format!("Pod {name} was deleted before it finished"),
-            }));
+            break Some((
+                MigrationEnd::Failed,
+                Failure {
+                    pod: Some(name.clone()),
+                    reason: "Deleted".into(),
+                    message: format!("Pod {name} was deleted before it finished"),
+                },
+            ));
         };
         let phase = seen.status.as_ref().and_then(|s| s.phase.as_deref());
         if phase == Some("Succeeded") {
@@ -308,21 +312,27 @@ async fn pod(
             break Some((MigrationEnd::Failed, doomed));
         }
         if phase == Some("Failed") {
-            break Some((MigrationEnd::Failed, Failure {
-                pod: Some(name.clone()),
-                reason: "Failed".into(),
-                message: format!("Pod {name} failed"),
-            }));
+            break Some((
+                MigrationEnd::Failed,
+                Failure {
+                    pod: Some(name.clone()),
+                    reason: "Failed".into(),
+                    message: format!("Pod {name} failed"),
+                },
+            ));
         }
         if started.elapsed() > limit {
-            break Some((MigrationEnd::TimedOut, Failure {
-                pod: Some(name.clone()),
-                reason: "Timeout".into(),
-                message: format!(
-                    "Pod {name} did not finish within {}",
-                    crate::duration::display(limit)
-                ),
-            }));
+            break Some((
+                MigrationEnd::TimedOut,
+                Failure {
+                    pod: Some(name.clone()),
+                    reason: "Timeout".into(),
+                    message: format!(
+                        "Pod {name} did not finish within {}",
+                        crate::duration::display(limit)
+                    ),
+                },
+            ));
         }
     };
     let ran = Ran {
@@ -363,7 +373,7 @@ fn api(place: &Place<'_>, resolved: &Resolved) -> Api<DynamicObject> {
 }
 
 /// Delete `resolved`'s object if it is there, and wait until it is gone
-/// (a Job's pods go with it), so a hook of the same name can be created.
+/// (a Job's pods first), so a hook of the same name can be created.
 /// CustomResourceDefinitions are never deleted (as helm: their custom
 /// resources would go with them).
 async fn delete(
@@ -377,7 +387,9 @@ async fn delete(
     let api = api(place, resolved);
     let name = kube::ResourceExt::name_any(&resolved.object);
     let shown = resolved.describe();
-    match api.delete(&name, &DeleteParams::background()).await {
+    // Foreground: a Job goes once its pods are gone, so the Job controller
+    // has settled the old Job before one of the same name is created.
+    match api.delete(&name, &DeleteParams::foreground()).await {
         Ok(_) => {}
         Err(kube::Error::Api(status)) if status.is_not_found() => return Ok(()),
         Err(e) => return Err(e).with_context(|| format!("deleting hook {shown}")),

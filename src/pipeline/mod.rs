@@ -368,7 +368,8 @@ impl Deploy<'_> {
                 out,
             };
             let unchanged = "no workload was changed";
-            self.hooks(&place, around.pre, record, unchanged, &cancel).await?;
+            self.hooks(&place, around.pre, record, unchanged, &cancel)
+                .await?;
             if let Some(step) = &self.request.schema {
                 record::reach(client, &plan.env.namespace, record, "schema", out).await;
                 self.schema_step(step, record, &cancel).await?;
@@ -380,7 +381,8 @@ impl Deploy<'_> {
                 result = rollout::apply_and_wait(client, plan, self.settings, out, record, previous) => result,
             }?;
             let applied = "the release's objects are applied and healthy";
-            self.hooks(&place, around.post, record, applied, &cancel).await
+            self.hooks(&place, around.post, record, applied, &cancel)
+                .await
         };
         tokio::pin!(steps);
         let stop = async {
