@@ -408,3 +408,67 @@ async fn ctrl_c_during_a_hook_deletes_its_job() {
         "no workload was applied"
     );
 }
+
+/// A post-upgrade hook that fails fails the deploy once its objects are
+/// applied and healthy; `--rollback-on-failure` then goes back, running
+/// the release returned to's rollback hooks.
+#[tokio::test]
+async fn a_failing_post_upgrade_hook_fails_the_deploy_and_the_automatic_rollback_runs_rollback_hooks()
+ {
+    let app = HooksApp::new("hooks-post").with_values("{}\n");
+    let client = local_env().kube().await;
+    app.deploy("1a2b3c4", 0);
+    // an image berth does not pin, tagged to fail on kwok
+    std::fs::write(
+        app.dir.join("values.yaml"),
+        "notifyImage: 127.0.0.1:25000/workbench/notify:fa11ed0\n",
+    )
+    .unwrap();
+    let out = app.berth(&[
+        "deploy",
+        "test",
+        "2b3c4d5",
+        "--rollback-on-failure",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let failed = report(&out);
+    assert_eq!(failed["failure"]["workload"], "Job/wb-notify", "{failed}");
+    assert!(
+        stderr(&out).contains("post-upgrade hook Job/wb-notify failed")
+            && stderr(&out).contains("the release's objects are applied and healthy"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        hooks_run(&failed).last().map(String::as_str),
+        Some("post-upgrade Job/wb-notify failed"),
+        "{failed}"
+    );
+    // release 1's objects and its rollback hooks, with its images
+    assert_eq!(
+        web_image(&client, &app).await,
+        "127.0.0.1:25000/workbench/frontend:1a2b3c4"
+    );
+    let after = app
+        .api::<Job>(&client)
+        .get("wb-after-rollback")
+        .await
+        .unwrap();
+    assert_eq!(
+        job_image(&after),
+        "127.0.0.1:25000/workbench/migrate:1a2b3c4"
+    );
+    let out = app.berth(&["history", "test"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let line = table
+        .lines()
+        .find(|l| l.contains("automatic rollback of release 2"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        line.contains("pre-rollback ConfigMap/wb-before-rollback succeeded")
+            && line.contains("post-rollback Job/wb-after-rollback succeeded"),
+        "{line}"
+    );
+}
