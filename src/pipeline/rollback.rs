@@ -155,10 +155,18 @@ pub async fn after_failure(
             crate::config::short_sha(&record.sha),
             record.number
         )),
-        Err(_) => out.warn(&format!(
-            "the rollback to {} did not become healthy either",
-            crate::config::short_sha(&record.sha)
-        )),
+        Err(_) => match &record.failure {
+            Some(hook) => out.warn(&format!(
+                "the rollback to {} failed too: its hook {} ended {}",
+                crate::config::short_sha(&record.sha),
+                hook.workload,
+                hook.reason
+            )),
+            None => out.warn(&format!(
+                "the rollback to {} did not become healthy either",
+                crate::config::short_sha(&record.sha)
+            )),
+        },
     }
     Ok(Some(record))
 }
