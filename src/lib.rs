@@ -13,6 +13,7 @@ pub mod confirm;
 pub mod duration;
 pub mod error;
 pub mod github;
+pub mod hooks;
 pub mod identity;
 pub mod image_ref;
 pub mod interrupt;

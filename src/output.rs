@@ -74,6 +74,10 @@ pub struct Report {
     /// The chart's NOTES.txt, after the environment's first successful deploy.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// The chart hooks run (`Kind/name`, event, status, seconds), in the
+    /// order run; absent when none ran.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::cluster::release::HookRecord>,
 }
 
 /// The failure part of a [`Report`].
@@ -591,8 +595,22 @@ impl Drop for TransferProgress {
     }
 }
 
-/// The order steps run in, for showing their durations.
-const STEP_ORDER: [&str; 6] = ["backup", "schema", "migrate", "assets", "apply", "wait"];
+/// The order steps run in, for showing their durations (a chart's pre
+/// hooks first, its post hooks last).
+const STEP_ORDER: [&str; 12] = [
+    "pre-install",
+    "pre-upgrade",
+    "pre-rollback",
+    "backup",
+    "schema",
+    "migrate",
+    "assets",
+    "apply",
+    "wait",
+    "post-install",
+    "post-upgrade",
+    "post-rollback",
+];
 
 /// Each step's name and duration in the order they run (steps berth does
 /// not know last), durations shown as people read them.

@@ -139,6 +139,21 @@ pub fn deploy_needs(
     needs.into_iter().collect()
 }
 
+/// What running chart hooks (`hooks`) adds to a deploy's needs: reading
+/// and deleting their objects (`before-hook-creation`, `hook-succeeded`),
+/// and watching a Pod hook's pod.
+pub fn hook_needs(hooks: &[Resolved], namespace: &str) -> Vec<Need> {
+    let mut needs = BTreeSet::new();
+    for hook in hooks {
+        let place = hook.namespaced.then_some(namespace);
+        let (group, plural) = (&hook.resource.group, &hook.resource.plural);
+        for verb in ["get", "delete"] {
+            needs.insert(Need::new(verb, group, plural, place));
+        }
+    }
+    needs.into_iter().collect()
+}
+
 /// Everything `berth maintenance ENV on|off` does in `namespace`: switch
 /// Services, apply, watch and delete the maintenance server, take the lock.
 pub fn maintenance_needs(namespace: &str) -> Vec<Need> {

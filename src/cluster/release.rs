@@ -125,6 +125,19 @@ pub struct TaskRecord {
     pub duration_s: f64,
 }
 
+/// A chart hook's outcome (see `crate::hooks`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookRecord {
+    /// `Kind/name` of the hook's object.
+    pub name: String,
+    /// The event it ran on, e.g. `pre-upgrade`.
+    pub event: String,
+    /// `succeeded`, `failed` or `timed_out`.
+    pub status: String,
+    /// How long it ran.
+    pub duration_s: f64,
+}
+
 /// What the asset upload did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssetsRecord {
@@ -206,6 +219,14 @@ pub struct Release {
     /// True when the manifest was dropped to fit the size limit.
     #[serde(default)]
     pub manifest_omitted: bool,
+    /// The chart's hooks (objects annotated `helm.sh/hook`), as rendered
+    /// and pinned, for a rollback to run this release's rollback hooks.
+    /// Dropped with the manifest when too large to keep.
+    #[serde(default)]
+    pub hook_manifest: Manifest,
+    /// Each hook run by this deploy or rollback, in the order run.
+    #[serde(default)]
+    pub hooks: Vec<HookRecord>,
     /// The failed release this one rolled back, for automatic rollbacks.
     #[serde(default)]
     pub rollback_of: Option<u64>,
@@ -371,6 +392,7 @@ pub fn encode(release: &Release) -> anyhow::Result<Vec<u8>> {
     let whole = |release: &Release| -> anyhow::Result<Vec<u8>> {
         let mut value = serde_json::to_value(release)?;
         value["manifest"] = Value::Array(release.manifest.0.clone());
+        value["hook_manifest"] = Value::Array(release.hook_manifest.0.clone());
         if let Some(schema) = &release.schema {
             value["schema"]["job"] = Value::Array(schema.job.0.clone());
         }
@@ -382,6 +404,7 @@ pub fn encode(release: &Release) -> anyhow::Result<Vec<u8>> {
     }
     let mut slim = release.clone();
     slim.manifest = Manifest::default();
+    slim.hook_manifest = Manifest::default();
     slim.manifest_omitted = true;
     whole(&slim)
 }
@@ -581,6 +604,8 @@ pub fn example(number: u64, sha: &str, status: ReleaseStatus) -> Release {
         failure: None,
         manifest: Manifest::default(),
         manifest_omitted: false,
+        hook_manifest: Manifest::default(),
+        hooks: Vec::new(),
         rollback_of: None,
         rolled_back_to: None,
         promoted_from: None,
@@ -707,6 +732,25 @@ mod tests {
         let r = with_secret("s3cr3t-value");
         let back = decode(&encode(&r).unwrap()).unwrap();
         let objects = back.manifest.objects().unwrap();
+        assert_eq!(objects[0].data["stringData"]["password"], "s3cr3t-value");
+    }
+
+    #[test]
+    fn the_record_keeps_the_hooks_whole_and_prints_them_as_names_only() {
+        let mut r = with_secret("s3cr3t-value");
+        std::mem::swap(&mut r.manifest, &mut r.hook_manifest);
+        r.hooks.push(HookRecord {
+            name: "Secret/db".into(),
+            event: "pre-install".into(),
+            status: "succeeded".into(),
+            duration_s: 0.1,
+        });
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(!json.to_string().contains("s3cr3t-value"), "{json}");
+        assert_eq!(json["hooks"][0]["event"], "pre-install");
+        let back = decode(&encode(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+        let objects = back.hook_manifest.objects().unwrap();
         assert_eq!(objects[0].data["stringData"]["password"], "s3cr3t-value");
     }
 

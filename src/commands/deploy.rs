@@ -127,6 +127,7 @@ pub fn report(
         schema,
         timings: summary.timings,
         notes: summary.notes,
+        hooks: summary.hooks,
     });
 }
 

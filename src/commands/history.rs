@@ -95,6 +95,14 @@ fn note(r: &Release) -> String {
             .collect();
         note.push_str(&format!("; irreversible: {}", names.join(", ")));
     }
+    if !r.hooks.is_empty() {
+        let hooks: Vec<String> = r
+            .hooks
+            .iter()
+            .map(|h| format!("{} {} {}", h.event, h.name, h.status))
+            .collect();
+        note.push_str(&format!("; hooks: {}", hooks.join(", ")));
+    }
     if let Some(step) = r.step.as_ref().filter(|_| r.status.stopped()) {
         note.push_str(&format!("; stopped at {step}"));
     }

@@ -49,6 +49,9 @@ pub enum JobTask {
     /// The schema adapter unapplying migrations for a rollback: kept for
     /// inspection when it fails, like the migration.
     SchemaRollback,
+    /// A chart's hook Job (`helm.sh/hook`, see [`crate::hooks`]): named as
+    /// the chart names it; its delete policies say when it is deleted.
+    Hook,
 }
 
 impl JobTask {
@@ -61,12 +64,16 @@ impl JobTask {
             JobTask::SchemaState => "migration-state",
             JobTask::SchemaPlan => "migration-plan",
             JobTask::SchemaRollback => "schema-rollback",
+            JobTask::Hook => "hook",
         }
     }
 
     /// Whether its Job changes nothing, so it is deleted however it ends.
     pub fn read_only(self) -> bool {
-        !matches!(self, JobTask::Migrate | JobTask::SchemaRollback)
+        !matches!(
+            self,
+            JobTask::Migrate | JobTask::SchemaRollback | JobTask::Hook
+        )
     }
 }
 

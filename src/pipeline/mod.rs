@@ -35,6 +35,7 @@ pub use settings::DeploySettings;
 use crate::cluster::lock::{DeployLock, Lost, own_identity};
 use crate::cluster::release::{self, FailureRecord, PromotedFrom, Release};
 use crate::error::{BerthError, Cancelled, Outcome};
+use crate::hooks;
 use crate::identity::Deployer;
 use crate::interrupt::{Interrupts, unless_interrupted, wind_down};
 use crate::maintenance::Window;
@@ -98,6 +99,8 @@ pub struct Summary {
     /// The chart's NOTES.txt, rendered after a first deploy (no earlier
     /// successful release in the environment).
     pub notes: Option<String>,
+    /// The chart hooks run, as recorded.
+    pub hooks: Vec<release::HookRecord>,
 }
 
 /// How far a run went when it succeeded.
@@ -297,6 +300,7 @@ impl Deploy<'_> {
         record::finish(&mut record, &result, started.elapsed(), Timestamp::now());
         summary.failure.clone_from(&record.failure);
         summary.timings.clone_from(&record.timings);
+        summary.hooks.clone_from(&record.hooks);
         out.step("record");
         // A stopped release keeps the step it stopped at.
         if !record.status.stopped() {
@@ -370,6 +374,22 @@ impl Deploy<'_> {
             }
             let (client, plan, out) = (&self.client, &self.plan, self.out);
             let timeout = plan.timeout(self.settings);
+            // A chart's pre hooks first: before the schema step, the
+            // migration and the assets (docs/charts.md says why).
+            let around = match self.request.source {
+                Source::Release(_) => hooks::Around::rollback(),
+                Source::Overlay(_) => hooks::Around::deploy(previous.is_none()),
+            };
+            let place = hooks::run::Place {
+                client,
+                namespace: &plan.env.namespace,
+                thresholds: plan.thresholds(),
+                timeout,
+                out,
+            };
+            let unchanged = "no workload was changed";
+            self.hooks(&place, around.pre, record, unchanged, &cancel)
+                .await?;
             if let Some(step) = &self.request.schema {
                 record::reach(client, &plan.env.namespace, record, "schema", out).await;
                 self.schema_step(step, record, &cancel).await?;
@@ -379,7 +399,10 @@ impl Deploy<'_> {
                 biased;
                 _ = cancel.cancelled() => Err(Cancelled.into()),
                 result = rollout::apply_and_wait(client, plan, self.settings, out, record, previous) => result,
-            }
+            }?;
+            let applied = "the release's objects are applied and healthy";
+            self.hooks(&place, around.post, record, applied, &cancel)
+                .await
         };
         tokio::pin!(steps);
         let stop = async {
@@ -415,6 +438,24 @@ impl Deploy<'_> {
 }
 
 impl Deploy<'_> {
+    /// The chart's hooks of `event`, if it has any, the step recorded
+    /// first ([`hooks::run::event`]).
+    async fn hooks(
+        &self,
+        place: &hooks::run::Place<'_>,
+        event: hooks::Event,
+        record: &mut Release,
+        unchanged: &str,
+        cancel: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        if hooks::for_event(&self.plan.hooks, event).is_empty() {
+            return Ok(());
+        }
+        let step = hooks::run::step(event);
+        record::reach(place.client, place.namespace, record, &step, self.out).await;
+        hooks::run::event(place, &self.plan.hooks, event, record, unchanged, cancel).await
+    }
+
     /// A rollback's schema step: the target's schema, verified, before
     /// any workload changes.
     async fn schema_step(
@@ -481,10 +522,20 @@ fn left_behind(plan: &Plan, number: Option<u64>) -> String {
     } else {
         ""
     };
+    let hooks = if plan.hooks.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; a chart hook's Job or Pod may still run too (`kubectl -n {} get jobs,pods -l \
+             app.kubernetes.io/instance={}` lists them)",
+            plan.env.namespace,
+            plan.instance()
+        )
+    };
     format!(
         "stopped before the cleanup finished: a Job berth started may still run \
          (`kubectl -n {ns} get jobs -l berth.dev/migration-of={instance}{release}` lists them; \
-         delete the one still running){assets}",
+         delete the one still running){hooks}{assets}",
         ns = plan.env.namespace,
         instance = plan.instance(),
     )

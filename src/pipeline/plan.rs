@@ -18,6 +18,7 @@ use crate::cluster::release::{ChartRecord, Release};
 use crate::cluster::{access, client, instance, served};
 use crate::config::{self, Config, Environment, MigrationSource};
 use crate::error::{BerthError, input_error, kind_of};
+use crate::hooks::{self, Hook};
 use crate::migrate;
 use crate::output::Output;
 use crate::render::{self, PinnedImage, Pins, Target};
@@ -62,6 +63,9 @@ pub struct Plan {
     /// The helm chart rendered (for a rollback: the one recorded), with
     /// its digests; `None` for an overlay.
     pub chart: Option<ChartRecord>,
+    /// The chart's hooks, taken out of `objects`: run around the apply,
+    /// never applied with it ([`crate::hooks`]).
+    pub hooks: Vec<Hook>,
 }
 
 impl Plan {
@@ -106,6 +110,7 @@ pub async fn plan(
     let pinned = render::pin_images(&mut objects, &pins);
     let containers = render::container_images(&objects);
     let template = migrate::take_template(&mut objects)?;
+    let hook_objects = hooks::take(&mut objects);
     let pending_check = match (&template, &env.migrate) {
         (Some(template), _) => migrate::template_pending_check(template)?,
         (None, Some(configured)) => configured.pending_check().cloned(),
@@ -176,13 +181,22 @@ pub async fn plan(
         prepare_assets(&env, &sha, &client, settings.dry_run)
     );
     let (objects, (assets, assets_unavailable)) = (objects?, assets?);
+    let hooks = resolve_hooks(&client, hook_objects, origin(&env), out).await?;
     if let Some(why) = &assets_unavailable {
         out.warn(&format!(
             "the assets are unavailable, so a deploy would refuse {}: {why}",
             config::short_sha(&sha)
         ));
     }
-    check_access(&client, &env, &objects, migration.is_some(), settings.prune).await?;
+    check_access(
+        &client,
+        &env,
+        &objects,
+        &hooks,
+        migration.is_some(),
+        settings.prune,
+    )
+    .await?;
     out.info(&format!(
         "{} objects for {env_name} (namespace {}), {} images pinned to {}",
         objects.len(),
@@ -205,6 +219,7 @@ pub async fn plan(
         schema,
         inspected: None,
         chart,
+        hooks,
     };
     Ok((client, plan))
 }
@@ -231,7 +246,8 @@ pub async fn plan_release(
     let objects = recorded_objects(target)?;
     let client = client::connect(env.context.as_deref()).await?;
     let objects = apply::resolve(&client, objects, Origin::Release(target.number)).await?;
-    check_access(&client, &env, &objects, false, settings.prune).await?;
+    let hooks = recorded_hooks(&client, target, out).await?;
+    check_access(&client, &env, &objects, &hooks, false, settings.prune).await?;
     let pinned = target
         .images
         .iter()
@@ -264,6 +280,7 @@ pub async fn plan_release(
         schema: None,
         inspected: None,
         chart: target.chart.clone(),
+        hooks,
     };
     Ok((client, plan))
 }
@@ -291,6 +308,42 @@ async fn render_for_cluster(
     let target = served::target(&client, context).await?;
     let objects = render::render(config, env_name, env, Some(&target)).await?;
     Ok((objects, client, Some(target)))
+}
+
+/// The hooks `release` recorded, as [`resolve_hooks`] reads them: a
+/// rollback to it runs its `pre-rollback` and `post-rollback` hooks.
+pub async fn recorded_hooks(
+    client: &Client,
+    release: &Release,
+    out: &Output,
+) -> anyhow::Result<Vec<Hook>> {
+    let objects = release
+        .hook_manifest
+        .objects()
+        .with_context(|| format!("reading release {}'s recorded hooks", release.number))?;
+    resolve_hooks(client, objects, Origin::Release(release.number), out).await
+}
+
+/// The chart's hook objects with their API resources and annotations
+/// read; warns of the events berth never runs them on.
+async fn resolve_hooks(
+    client: &Client,
+    objects: Vec<kube::api::DynamicObject>,
+    origin: Origin,
+    out: &Output,
+) -> anyhow::Result<Vec<Hook>> {
+    if objects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let hooks = apply::resolve(client, objects, origin)
+        .await?
+        .into_iter()
+        .map(hooks::parse)
+        .collect::<anyhow::Result<Vec<Hook>>>()?;
+    for never in hooks::never_run(&hooks) {
+        out.warn(&format!("hook event {never} is never run by berth"));
+    }
+    Ok(hooks)
 }
 
 /// Where the environment's objects come from, for the message on kinds
@@ -323,6 +376,7 @@ async fn check_access(
     client: &Client,
     env: &Environment,
     objects: &[Resolved],
+    hooks: &[Hook],
     migration: bool,
     prune: bool,
 ) -> anyhow::Result<()> {
@@ -346,13 +400,17 @@ async fn check_access(
             env.namespace
         )));
     }
+    let hook_objects: Vec<Resolved> = hooks.iter().map(|h| h.resolved.clone()).collect();
+    let job_hooks = hook_objects.iter().any(|h| h.resource.kind == "Job");
+    let all: Vec<Resolved> = objects.iter().chain(&hook_objects).cloned().collect();
     let mut needs = access::deploy_needs(
-        objects,
+        &all,
         &env.namespace,
-        migration,
+        migration || job_hooks,
         prune,
         existing.is_none(),
     );
+    needs.extend(access::hook_needs(&hook_objects, &env.namespace));
     needs.extend(hold::needs(objects, &env.namespace));
     needs.sort();
     needs.dedup();

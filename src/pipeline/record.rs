@@ -59,6 +59,8 @@ pub fn start(
         failure: None,
         manifest: Manifest::of(plan.objects.iter().map(|o| &o.object))?,
         manifest_omitted: false,
+        hook_manifest: Manifest::of(plan.hooks.iter().map(|h| &h.resolved.object))?,
+        hooks: Vec::new(),
         rollback_of: None,
         rolled_back_to: request.rolled_back_to(),
         promoted_from: request.promoted_from.clone(),
@@ -201,6 +203,7 @@ mod tests {
             schema: None,
             inspected: None,
             chart: None,
+            hooks: Vec::new(),
         }
     }
 

@@ -13,12 +13,13 @@ use kube::Client;
 
 use tokio_util::sync::CancellationToken;
 
-use super::plan::{Plan, recorded_objects};
+use super::plan::{Plan, recorded_hooks, recorded_objects};
 use super::rollout;
 use super::settings::DeploySettings;
 use crate::cluster::apply;
 use crate::cluster::kinds::Origin;
 use crate::cluster::release::{self, Release, ReleaseStatus};
+use crate::hooks::{self, Event};
 use crate::output::Output;
 use crate::schema::adapter;
 use crate::schema::plan::{self as schema_plan, Runner};
@@ -52,6 +53,35 @@ pub async fn after_failure(
     let part = schema_step(client, plan, settings, failed, &previous, out).await;
     if let SchemaPart::Refused = part {
         return Ok(None);
+    }
+    // The release returned to's rollback hooks, as `berth rollback` runs them.
+    let rollback_hooks = recorded_hooks(client, &previous, out).await?;
+    let place = hooks::run::Place {
+        client,
+        namespace: ns,
+        thresholds: plan.thresholds(),
+        timeout: plan.timeout(settings),
+        out,
+    };
+    let cancel = CancellationToken::new();
+    let mut ran = record(
+        failed,
+        previous.clone(),
+        false,
+        started_at,
+        Duration::ZERO,
+        started_at,
+    );
+    let pre = Event::PreRollback;
+    let unchanged = "the rollback changed nothing";
+    if hooks::run::event(&place, &rollback_hooks, pre, &mut ran, unchanged, &cancel)
+        .await
+        .is_err()
+    {
+        ran.duration_s = Some(started.elapsed().as_secs_f64());
+        ran.finished_at = Some(Timestamp::now().to_string());
+        release::create(client, ns, &ran).await?;
+        return Ok(Some(ran));
     }
     if let SchemaPart::Step(step) = part {
         let mut scratch = record(
@@ -88,7 +118,16 @@ pub async fn after_failure(
     let objects = recorded_objects(&previous)?;
     let resolved = apply::resolve(client, objects, Origin::Release(previous.number)).await?;
     let applied = rollout::apply(client, ns, &resolved, false, out).await?;
-    let waited = rollout::wait(client, plan, &applied, plan.timeout(settings), out).await;
+    let mut waited = rollout::wait(client, plan, &applied, plan.timeout(settings), out)
+        .await
+        .map_err(drop);
+    if waited.is_ok() {
+        let post = Event::PostRollback;
+        let applied = "the rollback's objects are applied and healthy";
+        waited = hooks::run::event(&place, &rollback_hooks, post, &mut ran, applied, &cancel)
+            .await
+            .map_err(drop);
+    }
     let mut record = record(
         failed,
         previous,
@@ -97,6 +136,9 @@ pub async fn after_failure(
         started.elapsed(),
         Timestamp::now(),
     );
+    record.hooks = ran.hooks;
+    record.failure = ran.failure;
+    record.timings = ran.timings;
     let schema_rolled_back = schema.is_some();
     if schema_rolled_back {
         record.schema = schema;
@@ -113,10 +155,18 @@ pub async fn after_failure(
             crate::config::short_sha(&record.sha),
             record.number
         )),
-        Err(_) => out.warn(&format!(
-            "the rollback to {} did not become healthy either",
-            crate::config::short_sha(&record.sha)
-        )),
+        Err(_) => match &record.failure {
+            Some(hook) => out.warn(&format!(
+                "the rollback to {} failed too: its hook {} ended {}",
+                crate::config::short_sha(&record.sha),
+                hook.workload,
+                hook.reason
+            )),
+            None => out.warn(&format!(
+                "the rollback to {} did not become healthy either",
+                crate::config::short_sha(&record.sha)
+            )),
+        },
     }
     Ok(Some(record))
 }
@@ -243,6 +293,7 @@ fn record(
         rolled_back_to: Some(previous.number),
         promoted_from: None,
         manifest_omitted: false,
+        hooks: Vec::new(),
         backup: None,
         no_backup: false,
         adopted_helm_releases: Vec::new(),

@@ -110,7 +110,14 @@ pub async fn apply_and_wait(
     if settings.prune {
         let mut kinds = objects.clone();
         kinds.extend(previous_kinds(client, previous).await);
-        for gone in apply::prune(client, ns, &plan.instance(), &kinds, &objects).await? {
+        // a hook's object left by its run (before-hook-creation) is no
+        // object the chart stopped rendering
+        let keep: Vec<Resolved> = objects
+            .iter()
+            .cloned()
+            .chain(plan.hooks.iter().map(|h| h.resolved.clone()))
+            .collect();
+        for gone in apply::prune(client, ns, &plan.instance(), &kinds, &keep).await? {
             out.info(&format!("pruned {gone}"));
         }
     }
