@@ -1169,7 +1169,7 @@ data: { image: registry.example.com/shop/worker:v1 }
         assert_eq!(tool.args[2], cached.as_os_str());
         assert_eq!(
             tool.shown,
-            "helm template web oci://127.0.0.1:25000/charts/web --version 0.1.0 --namespace shop --skip-tests"
+            "helm template web oci://127.0.0.1:25000/charts/web --version 0.1.0 --namespace shop --skip-tests --include-crds"
         );
         assert!(
             tool.fix

@@ -684,6 +684,7 @@ mod tests {
         let mut older = serde_json::to_value(release(1)).unwrap();
         older.as_object_mut().unwrap().remove("chart");
         older["manifest"] = serde_json::json!([]);
+        older["hook_manifest"] = serde_json::json!([]);
         let older: Release = serde_json::from_value(older).unwrap();
         assert_eq!(older.chart, None);
     }
