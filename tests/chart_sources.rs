@@ -15,31 +15,31 @@ use std::process::Output;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
+use support::chart_app::{ChartApp, copy_dir};
 use support::chart_repo::ChartRepo;
 use support::*;
 
 /// A throw-away deploy repo (berth.yaml in a directory of its own), a
 /// namespace, and berth's cache for this test only.
 struct SourcesApp {
-    dir: PathBuf,
-    namespace: String,
+    app: ChartApp,
     cache: PathBuf,
-    _cleanup: [Cleanup; 2],
+}
+
+impl std::ops::Deref for SourcesApp {
+    type Target = ChartApp;
+
+    fn deref(&self) -> &ChartApp {
+        &self.app
+    }
 }
 
 impl SourcesApp {
     fn new(prefix: &str) -> SourcesApp {
-        let namespace = unique_name(prefix);
-        let dir = std::env::temp_dir().join(&namespace);
-        std::fs::create_dir_all(&dir).unwrap();
+        let app = ChartApp::new(prefix);
         SourcesApp {
-            cache: dir.join("cache"),
-            _cleanup: [
-                Cleanup::Namespace(namespace.clone()),
-                Cleanup::Dir(dir.clone()),
-            ],
-            dir,
-            namespace,
+            cache: app.dir.join("cache"),
+            app,
         }
     }
 
@@ -51,20 +51,18 @@ impl SourcesApp {
 
     /// Write the berth.yaml `name` with `chart` as [`SourcesApp::configure`] does.
     fn write_config(&self, name: &str, chart: &str) -> PathBuf {
-        let config = format!(
-            "app: wb\nimages:\n  - 127.0.0.1:25000/workbench/frontend\nenvironments:\n  test:\n    \
-             context: berth-local\n    namespace: {}\n    chart:\n{chart}    rollout:\n      timeout: 3m\n",
-            self.namespace
-        );
-        let path = self.dir.join(name);
-        std::fs::write(&path, config).unwrap();
-        path
+        self.app.write_config(
+            name,
+            "app: wb\nimages:\n  - 127.0.0.1:25000/workbench/frontend\n",
+            &format!(
+                "    context: berth-local\n    chart:\n{chart}    rollout:\n      timeout: 3m\n"
+            ),
+        )
     }
 
     /// berth with the local helm and this test's cache.
     fn berth_with(&self, config: &Path, args: &[&str]) -> Output {
-        berth_command(config, &self.dir, args)
-            .env("BERTH_HELM", helm())
+        self.command_with(config, args)
             .env("BERTH_CACHE", &self.cache)
             .output()
             .unwrap()
@@ -129,17 +127,6 @@ fn digest(path: &Path) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("sha256:{hex}")
-}
-
-/// Copy the directory `from` to `to` (which must not exist).
-fn copy_dir(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }
 
 /// Every file under `dir` with its content.
@@ -288,15 +275,11 @@ async fn a_repository_chart_is_pulled_once_and_a_warm_cache_needs_no_server() {
         "{release}"
     );
 
-    let cold = berth_command(
-        &app.dir.join("berth.yaml"),
-        &app.dir,
-        &["config", "validate"],
-    )
-    .env("BERTH_HELM", helm())
-    .env("BERTH_CACHE", app.dir.join("cold-cache"))
-    .output()
-    .unwrap();
+    let cold = app
+        .command(&["config", "validate"])
+        .env("BERTH_CACHE", app.dir.join("cold-cache"))
+        .output()
+        .unwrap();
     let text = stderr(&cold);
     assert_eq!(code(&cold), 1, "{text}");
     let unreachable =

@@ -8,81 +8,36 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Output;
-
+use support::chart_app::{ChartApp, copy_dir};
 use support::*;
 
 /// A throw-away berth.yaml deploying tests/fixtures/helm-create-chart (and,
 /// when asked, a migration Job from berth.yaml: the fault tags doom it too, so
 /// the rollout's own fail-fast is tested without one) into a namespace of the
 /// test's own.
-struct ChartApp {
-    dir: PathBuf,
-    namespace: String,
-    /// The namespace and the directory, deleted when dropped.
-    _cleanup: [Cleanup; 2],
-}
-
-impl ChartApp {
-    fn new(prefix: &str, migration: bool) -> ChartApp {
-        let namespace = unique_name(prefix);
-        let dir = std::env::temp_dir().join(&namespace);
-        let cleanup = [
-            Cleanup::Namespace(namespace.clone()),
-            Cleanup::Dir(dir.clone()),
-        ];
-        std::fs::create_dir_all(&dir).unwrap();
-        let chart = repo_root().join("tests/fixtures/helm-create-chart");
-        let config = format!(
-            r#"app: wb
-images:
-  - 127.0.0.1:25000/workbench/frontend
-  - 127.0.0.1:25000/workbench/migrate
-environments:
-  test:
-    context: berth-local
-    namespace: {namespace}
-    chart:
-      path: {chart}
-{migrate}    rollout:
-      timeout: 5m
-"#,
+fn chart_app(prefix: &str, migration: bool) -> ChartApp {
+    let app = ChartApp::new(prefix);
+    let chart = repo_root().join("tests/fixtures/helm-create-chart");
+    app.configure(
+        "app: wb\nimages:\n  - 127.0.0.1:25000/workbench/frontend\n  - 127.0.0.1:25000/workbench/migrate\n",
+        &format!(
+            "    context: berth-local\n    chart:\n      path: {chart}\n{migrate}    rollout:\n      timeout: 5m\n",
             chart = chart.display(),
             migrate = if migration {
                 "    migrate:\n      image: 127.0.0.1:25000/workbench/migrate\n"
             } else {
                 ""
             },
-        );
-        std::fs::write(dir.join("berth.yaml"), config).unwrap();
-        ChartApp {
-            dir,
-            namespace,
-            _cleanup: cleanup,
-        }
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        berth_command(&self.dir.join("berth.yaml"), &repo_root(), args)
-            .env("BERTH_HELM", local_env().var("BERTH_LOCAL_HELM"))
-            .output()
-            .unwrap()
-    }
-
-    /// Deploy `sha` and return the JSON report, asserting the exit code.
-    fn deploy(&self, sha: &str, expected_code: i32) -> serde_json::Value {
-        let out = self.berth(&["deploy", "test", sha, "--output", "json"]);
-        assert_eq!(code(&out), expected_code, "{}", stderr(&out));
-        report(&out)
-    }
+        ),
+    );
+    app
 }
 
 /// The chart's selector keeps the release name; berth's instance label is
 /// on the Deployment itself, and its managed-by label on the pod template.
 #[tokio::test]
 async fn a_chart_deploys_and_status_judges_it_by_its_pods() {
-    let app = ChartApp::new("chart-ok", true);
+    let app = chart_app("chart-ok", true);
     let client = local_env().kube().await;
     app.deploy("1a2b3c4", 0);
 
@@ -118,7 +73,7 @@ async fn a_chart_deploys_and_status_judges_it_by_its_pods() {
 
 #[tokio::test]
 async fn a_chart_whose_image_never_pulls_fails_fast_naming_the_pod() {
-    let app = ChartApp::new("chart-badbad", false);
+    let app = chart_app("chart-badbad", false);
     app.deploy("1a2b3c4", 0);
     let report = app.deploy("badbad1", 1);
     assert_eq!(report["status"], "failed", "{report}");
@@ -141,7 +96,7 @@ async fn a_chart_whose_image_never_pulls_fails_fast_naming_the_pod() {
 
 #[tokio::test]
 async fn a_chart_whose_pods_crash_fails_fast_naming_crash_loop_back_off() {
-    let app = ChartApp::new("chart-deadbeef", false);
+    let app = chart_app("chart-deadbeef", false);
     let report = app.deploy("deadbeef1", 1);
     assert_eq!(
         report["failure"]["workload"], "Deployment/wb-web",
@@ -152,7 +107,7 @@ async fn a_chart_whose_pods_crash_fails_fast_naming_crash_loop_back_off() {
 
 #[tokio::test]
 async fn a_chart_whose_migration_fails_stops_before_any_workload_changes() {
-    let app = ChartApp::new("chart-fa11ed", true);
+    let app = chart_app("chart-fa11ed", true);
     let client = local_env().kube().await;
     let report = app.deploy("fa11ed1", 1);
     assert!(
@@ -172,7 +127,7 @@ async fn a_chart_whose_migration_fails_stops_before_any_workload_changes() {
 /// berth: refused before anything changes.
 #[tokio::test]
 async fn a_selector_on_managed_by_is_refused_with_exit_2_and_nothing_changes() {
-    let app = ChartApp::new("chart-managed-by", false);
+    let app = chart_app("chart-managed-by", false);
     let client = local_env().kube().await;
     let chart = app.dir.join("chart");
     copy_dir(
@@ -216,14 +171,4 @@ async fn a_selector_on_managed_by_is_refused_with_exit_2_and_nothing_changes() {
         namespaces.get_opt(&app.namespace).await.unwrap().is_none(),
         "nothing was created"
     );
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    let status = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
 }

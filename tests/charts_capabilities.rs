@@ -7,7 +7,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Output;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -15,6 +14,7 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::Api;
 use serde_json::Value;
+use support::chart_app::ChartApp;
 use support::*;
 
 /// What every value of the lookup chart's Secret starts with, in clear and
@@ -23,30 +23,26 @@ const CANARY: [&str; 2] = ["berth-canary", "YmVydGgtY2FuYXJ5"];
 
 /// A throw-away berth.yaml deploying one of the fixture charts into a
 /// namespace of the test's own, through the local environment's context.
-struct ChartApp {
-    dir: PathBuf,
-    namespace: String,
+struct CapabilitiesApp {
+    app: ChartApp,
     chart: PathBuf,
-    /// The namespace and the directory, deleted when dropped.
-    _cleanup: [Cleanup; 2],
 }
 
-impl ChartApp {
+impl std::ops::Deref for CapabilitiesApp {
+    type Target = ChartApp;
+
+    fn deref(&self) -> &ChartApp {
+        &self.app
+    }
+}
+
+impl CapabilitiesApp {
     /// An app of tests/fixtures/charts/`chart`, its environment `test` on
     /// kubeconfig context `context`.
-    fn new(prefix: &str, chart: &str, context: &str) -> ChartApp {
-        let namespace = unique_name(prefix);
-        let dir = std::env::temp_dir().join(&namespace);
-        let cleanup = [
-            Cleanup::Namespace(namespace.clone()),
-            Cleanup::Dir(dir.clone()),
-        ];
-        std::fs::create_dir_all(&dir).unwrap();
-        let app = ChartApp {
-            dir,
-            namespace,
+    fn new(prefix: &str, chart: &str, context: &str) -> CapabilitiesApp {
+        let app = CapabilitiesApp {
+            app: ChartApp::new(prefix),
             chart: repo_root().join("tests/fixtures/charts").join(chart),
-            _cleanup: cleanup,
         };
         app.configure(context, &[]);
         app
@@ -59,34 +55,18 @@ impl ChartApp {
         } else {
             format!("      values: [{}]\n", values.join(", "))
         };
-        let config = format!(
-            r#"app: wb
-images:
-  - 127.0.0.1:25000/workbench/frontend
-environments:
-  test:
-    context: {context}
-    namespace: {namespace}
-    chart:
-      path: {chart}
-{values}"#,
-            namespace = self.namespace,
-            chart = self.chart.display(),
+        self.app.configure(
+            "app: wb\nimages:\n  - 127.0.0.1:25000/workbench/frontend\n",
+            &format!(
+                "    context: {context}\n    chart:\n      path: {}\n{values}",
+                self.chart.display()
+            ),
         );
-        std::fs::write(self.dir.join("berth.yaml"), config).unwrap();
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        berth_command(&self.dir.join("berth.yaml"), &self.dir, args)
-            .env("BERTH_HELM", local_env().var("BERTH_LOCAL_HELM"))
-            .output()
-            .unwrap()
     }
 
     /// Deploy `sha`, which must succeed.
     fn deploy(&self, sha: &str) {
-        let out = self.berth(&["deploy", "test", sha, "--output", "json"]);
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        self.app.deploy(sha, 0);
     }
 
     /// The password in the chart's Secret, as the cluster has it.
@@ -115,7 +95,7 @@ fn assert_no_value(text: &str, secret: &[u8]) {
 /// the chart deploys, sees the cluster's version, and picks batch/v1.
 #[tokio::test]
 async fn a_chart_renders_for_the_version_and_api_versions_of_its_cluster() {
-    let app = ChartApp::new("chart-caps", "capabilities-cluster", "berth-local");
+    let app = CapabilitiesApp::new("chart-caps", "capabilities-cluster", "berth-local");
     let client = local_env().kube().await;
     let server = client.apiserver_version().await.unwrap();
 
@@ -146,7 +126,7 @@ async fn a_chart_renders_for_the_version_and_api_versions_of_its_cluster() {
 /// deploy is found at the next one, whose SHA differs, and kept.
 #[tokio::test]
 async fn a_password_the_chart_generates_survives_the_next_deploy() {
-    let app = ChartApp::new("chart-lookup", "capabilities-lookup", "berth-local");
+    let app = CapabilitiesApp::new("chart-lookup", "capabilities-lookup", "berth-local");
     app.deploy("1a2b3c4");
     let first = app.password().await;
     assert!(
@@ -171,7 +151,7 @@ fn object_event<'a>(events: &'a [Value], object: &str) -> &'a Value {
 /// `lookup` keeps), in words and in JSON, and never a value.
 #[tokio::test]
 async fn diff_names_the_keys_of_a_secret_that_change_never_a_value() {
-    let app = ChartApp::new("chart-diff-keys", "capabilities-lookup", "berth-local");
+    let app = CapabilitiesApp::new("chart-diff-keys", "capabilities-lookup", "berth-local");
     app.deploy("1a2b3c4");
     let password = app.password().await;
 
@@ -233,7 +213,7 @@ async fn diff_names_the_keys_of_a_secret_that_change_never_a_value() {
 /// default cluster, and says so in one line.
 #[tokio::test]
 async fn config_validate_without_the_cluster_says_what_the_chart_rendered_for() {
-    let app = ChartApp::new("chart-offline", "capabilities-lookup", "berth-nowhere");
+    let app = CapabilitiesApp::new("chart-offline", "capabilities-lookup", "berth-nowhere");
     let out = app.berth(&["config", "validate"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));

@@ -13,72 +13,46 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::{Api, ResourceExt};
+use support::chart_app::ChartApp;
 use support::*;
 
 /// A throw-away copy of one of tests/fixtures/charts, deployed by a
 /// berth.yaml of its own into a namespace of the test's own.
-struct ChartApp {
-    dir: PathBuf,
+struct FixtureApp {
+    app: ChartApp,
     chart: PathBuf,
-    namespace: String,
-    /// The namespace and the directory, deleted when dropped.
-    _cleanup: [Cleanup; 2],
 }
 
-impl ChartApp {
+impl std::ops::Deref for FixtureApp {
+    type Target = ChartApp;
+
+    fn deref(&self) -> &ChartApp {
+        &self.app
+    }
+}
+
+impl FixtureApp {
     /// `fixture` copied, `GROUP` in its files replaced by `group`.
-    fn new(prefix: &str, fixture: &str, group: &str) -> ChartApp {
-        let namespace = unique_name(prefix);
-        let dir = std::env::temp_dir().join(&namespace);
-        let cleanup = [
-            Cleanup::Namespace(namespace.clone()),
-            Cleanup::Dir(dir.clone()),
-        ];
-        let chart = dir.join("chart");
+    fn new(prefix: &str, fixture: &str, group: &str) -> FixtureApp {
+        let app = ChartApp::new(prefix);
+        let chart = app.dir.join("chart");
         copy_with(
             &repo_root().join("tests/fixtures/charts").join(fixture),
             &chart,
             group,
         );
-        std::fs::write(dir.join("env-values.yaml"), "greeting: welcome\n").unwrap();
-        let config = format!(
-            r#"app: shop
-images:
-  - 127.0.0.1:25000/workbench/frontend
-environments:
-  test:
-    context: berth-local
-    namespace: {namespace}
-    chart:
-      path: chart
-      values: [env-values.yaml]
-    rollout:
-      timeout: 5m
-"#
+        std::fs::write(app.dir.join("env-values.yaml"), "greeting: welcome\n").unwrap();
+        app.configure(
+            "app: shop\nimages:\n  - 127.0.0.1:25000/workbench/frontend\n",
+            "    context: berth-local\n    chart:\n      path: chart\n      values: [env-values.yaml]\n    rollout:\n      timeout: 5m\n",
         );
-        std::fs::write(dir.join("berth.yaml"), config).unwrap();
-        ChartApp {
-            dir,
-            chart,
-            namespace,
-            _cleanup: cleanup,
-        }
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        berth_command(&self.dir.join("berth.yaml"), &self.dir, args)
-            .env("BERTH_HELM", local_env().var("BERTH_LOCAL_HELM"))
-            .output()
-            .unwrap()
+        FixtureApp { app, chart }
     }
 
     /// Deploy `sha` with `flags`, asserting the exit code: the JSON report,
     /// and everything printed (the info and warning events).
     fn deploy(&self, sha: &str, flags: &[&str], expected_code: i32) -> (serde_json::Value, String) {
-        let mut args = vec!["deploy", "test", sha, "--output", "json"];
-        args.extend(flags);
-        let out = self.berth(&args);
-        assert_eq!(code(&out), expected_code, "{}", stderr(&out));
+        let out = self.deploy_with(sha, flags, expected_code);
         let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
         (report(&out), printed)
     }
@@ -159,7 +133,7 @@ async fn crd(client: &kube::Client, name: &str) -> CustomResourceDefinition {
 #[tokio::test]
 async fn a_chart_with_crds_and_a_custom_resource_deploys() {
     let group = CrdGroup::new("crds-ok");
-    let app = ChartApp::new("crds-ok", "crds", &group.group);
+    let app = FixtureApp::new("crds-ok", "crds", &group.group);
     let client = local_env().kube().await;
 
     let (report, said) = app.deploy("1a2b3c4", &[], 0);
@@ -196,7 +170,7 @@ async fn a_chart_with_crds_and_a_custom_resource_deploys() {
 #[tokio::test]
 async fn an_existing_crd_is_changed_only_with_upgrade_crds() {
     let group = CrdGroup::new("crds-upgrade");
-    let app = ChartApp::new("crds-upgrade", "crds", &group.group);
+    let app = FixtureApp::new("crds-upgrade", "crds", &group.group);
     let client = local_env().kube().await;
     app.deploy("1a2b3c4", &[], 0);
 
@@ -263,7 +237,7 @@ fn managed_by(labels: Option<&std::collections::BTreeMap<String, String>>) -> St
 /// helm refuses berth's objects with a clear message.
 #[tokio::test]
 async fn a_namespace_helm_manages_is_refused_unless_adopted() {
-    let app = ChartApp::new("adopt", "adopt", "");
+    let app = FixtureApp::new("adopt", "adopt", "");
     let client = local_env().kube().await;
     let chart = app.chart.to_str().unwrap();
     let installed = app.helm(&["install", "shop", chart, "--create-namespace"]);
@@ -346,7 +320,7 @@ async fn a_namespace_helm_manages_is_refused_unless_adopted() {
 /// writes helm's records.
 #[tokio::test]
 async fn notes_are_shown_after_the_first_deploy_and_by_status() {
-    let app = ChartApp::new("notes", "notes", "");
+    let app = FixtureApp::new("notes", "notes", "");
     let client = local_env().kube().await;
     let expected = format!(
         "welcome from release shop in namespace {ns}.\nOpen it with: kubectl -n {ns} get configmap shop-greeting",
@@ -386,7 +360,7 @@ async fn notes_are_shown_after_the_first_deploy_and_by_status() {
 /// The first deploy of a chart prints its notes for people too.
 #[tokio::test]
 async fn the_first_deploy_prints_notes_for_people() {
-    let app = ChartApp::new("notes-plain", "notes", "");
+    let app = FixtureApp::new("notes-plain", "notes", "");
     let out = app.berth(&["deploy", "test", "1a2b3c4"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let printed = String::from_utf8_lossy(&out.stdout);

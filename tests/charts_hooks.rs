@@ -7,66 +7,39 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Output;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::{Api, Client};
+use support::chart_app::ChartApp;
 use support::*;
 
 /// A throw-away berth.yaml deploying the hooks chart into a namespace of
 /// the test's own (release name `wb`).
-struct HooksApp {
-    dir: PathBuf,
-    namespace: String,
-    _cleanup: [Cleanup; 2],
+struct HooksApp(ChartApp);
+
+impl std::ops::Deref for HooksApp {
+    type Target = ChartApp;
+
+    fn deref(&self) -> &ChartApp {
+        &self.0
+    }
 }
 
 impl HooksApp {
     fn new(prefix: &str) -> HooksApp {
-        let namespace = unique_name(prefix);
-        let dir = std::env::temp_dir().join(&namespace);
-        let cleanup = [
-            Cleanup::Namespace(namespace.clone()),
-            Cleanup::Dir(dir.clone()),
-        ];
-        std::fs::create_dir_all(&dir).unwrap();
+        let app = ChartApp::new(prefix);
         let chart = repo_root().join("tests/fixtures/charts/hooks");
-        let config = format!(
-            r#"app: wb
-images:
-  - 127.0.0.1:25000/workbench/frontend
-  - 127.0.0.1:25000/workbench/migrate
-environments:
-  test:
-    context: berth-local
-    namespace: {namespace}
-    chart:
-      path: {chart}
-    rollout:
-      timeout: 2m
-"#,
-            chart = chart.display(),
+        app.configure(
+            "app: wb\nimages:\n  - 127.0.0.1:25000/workbench/frontend\n  - 127.0.0.1:25000/workbench/migrate\n",
+            &format!(
+                "    context: berth-local\n    chart:\n      path: {}\n    rollout:\n      timeout: 2m\n",
+                chart.display()
+            ),
         );
-        std::fs::write(dir.join("berth.yaml"), config).unwrap();
-        HooksApp {
-            dir,
-            namespace,
-            _cleanup: cleanup,
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut command = berth_command(&self.dir.join("berth.yaml"), &repo_root(), args);
-        command.env("BERTH_HELM", local_env().var("BERTH_LOCAL_HELM"));
-        command
-    }
-
-    fn berth(&self, args: &[&str]) -> Output {
-        self.command(args).output().unwrap()
+        HooksApp(app)
     }
 
     /// Deploy the chart with `values` (a values file's text) too.
@@ -93,8 +66,7 @@ environments:
 
     /// Deploy `sha` and return the JSON report, asserting the exit code.
     fn deploy(&self, sha: &str, expected_code: i32) -> (serde_json::Value, String) {
-        let out = self.berth(&["deploy", "test", sha, "--output", "json"]);
-        assert_eq!(code(&out), expected_code, "{}", stderr(&out));
+        let out = self.deploy_with(sha, &[], expected_code);
         (report(&out), stderr(&out))
     }
 

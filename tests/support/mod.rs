@@ -12,6 +12,7 @@ pub mod app;
 pub mod backups;
 pub mod berth_image;
 pub mod capture;
+pub mod chart_app;
 pub mod chart_repo;
 pub mod deployer;
 pub mod fault_proxy;
