@@ -78,10 +78,7 @@ pub async fn after_failure(
         .await
         .is_err()
     {
-        ran.duration_s = Some(started.elapsed().as_secs_f64());
-        ran.finished_at = Some(Timestamp::now().to_string());
-        release::create(client, ns, &ran).await?;
-        return Ok(Some(ran));
+        return stopped(client, ns, ran, started).await;
     }
     if let SchemaPart::Step(step) = part {
         let mut scratch = record(
@@ -103,10 +100,7 @@ pub async fn after_failure(
             .await
             .is_err()
         {
-            scratch.duration_s = Some(started.elapsed().as_secs_f64());
-            scratch.finished_at = Some(Timestamp::now().to_string());
-            release::create(client, ns, &scratch).await?;
-            return Ok(Some(scratch));
+            return stopped(client, ns, scratch, started).await;
         }
         schema = scratch.schema;
     }
@@ -299,6 +293,20 @@ fn record(
         adopted_helm_releases: Vec::new(),
         ..previous
     }
+}
+
+/// Record the rollback `ran` as it stopped (a rollback hook or the schema
+/// step failed), `started` ago, and return it.
+async fn stopped(
+    client: &Client,
+    ns: &str,
+    mut ran: Release,
+    started: Instant,
+) -> anyhow::Result<Option<Release>> {
+    ran.duration_s = Some(started.elapsed().as_secs_f64());
+    ran.finished_at = Some(Timestamp::now().to_string());
+    release::create(client, ns, &ran).await?;
+    Ok(Some(ran))
 }
 
 #[cfg(test)]
