@@ -774,6 +774,15 @@ async fn a_holder_resuming_after_a_takeover_stops_and_no_release_is_lost_or_dupl
     if !matches!(status(1).as_deref(), Some("failed" | "abandoned")) {
         notes.push(format!("the frozen deploy's release 1: {:?}", status(1)));
     }
+    // The new holder settled release 1 abandoned; the resumed deploy's own
+    // final write keeps that marking beside how it ended.
+    let release_1 = history.iter().find(|r| r["number"] == 1);
+    if release_1.is_some_and(|r| r["abandoned"]["found_by"].as_str().is_none()) {
+        notes.push(format!(
+            "release 1 lost the new holder's abandoned marking: {:?}",
+            release_1.map(|r| &r["abandoned"])
+        ));
+    }
     scenario.record(Trial {
         survived: notes.is_empty(),
         data_lost: lost.len(),

@@ -495,9 +495,14 @@ pub async fn create(client: &Client, namespace: &str, release: &Release) -> anyh
 /// is not repeated blindly: the record is read again, and written again
 /// only if it does not already hold `release` (for up to
 /// [`retry::BUDGET`]). A conflict is the same case: the earlier try wrote.
-pub async fn update(client: &Client, namespace: &str, release: &Release) -> anyhow::Result<()> {
+/// What is written is [`reconcile`]d with what is recorded; returns the
+/// record as it stands afterwards.
+pub async fn update(
+    client: &Client,
+    namespace: &str,
+    release: &Release,
+) -> anyhow::Result<Release> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let wanted = to_secret(release)?;
     let name = secret_name(release.number);
     let started = Instant::now();
     loop {
@@ -505,13 +510,34 @@ pub async fn update(client: &Client, namespace: &str, release: &Release) -> anyh
             .get(&name)
             .await
             .with_context(|| format!("reading release record {}", release.number))?;
+        let recorded = current
+            .data
+            .as_ref()
+            .and_then(|d| d.get(DATA_KEY))
+            .and_then(|bytes| decode(&bytes.0).ok());
+        let merged = match recorded {
+            // An unreadable record is written over.
+            None => release.clone(),
+            Some(recorded) => match reconcile(&recorded, release) {
+                Some(merged) => merged,
+                None => {
+                    tracing::debug!(
+                        "release record {} is {} by another deploy's write; left as it is",
+                        release.number,
+                        recorded.status.as_str()
+                    );
+                    return Ok(recorded);
+                }
+            },
+        };
+        let wanted = to_secret(&merged)?;
         if current.data == wanted.data {
-            return Ok(());
+            return Ok(merged);
         }
         let mut secret = wanted.clone();
         secret.metadata.resource_version = current.metadata.resource_version;
         match api.replace(&name, &PostParams::default(), &secret).await {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(merged),
             Err(e)
                 if (retry::transient(&e) || is_conflict(&e))
                     && started.elapsed() < retry::BUDGET =>
@@ -524,6 +550,28 @@ pub async fn update(client: &Client, namespace: &str, release: &Release) -> anyh
                     .with_context(|| format!("updating release record {}", release.number));
             }
         }
+    }
+}
+
+/// What to write over `recorded` (the record as read) when a deploy wants
+/// `wanted`; `None` leaves the record as it is. Two deploys may write one
+/// record: its own deploy, and the deploy that took its expired lock and
+/// settled it `abandoned`. Neither erases the other:
+/// - a settlement never overwrites a release that ended meanwhile;
+/// - a deploy that lost its lock never puts a settled release back
+///   `in_progress`, and its final write keeps who found it abandoned,
+///   when, and at which step ([`Release::abandoned`]), beside how it ended.
+pub fn reconcile(recorded: &Release, wanted: &Release) -> Option<Release> {
+    let settling = wanted.status == ReleaseStatus::Abandoned;
+    let settled = recorded.status == ReleaseStatus::Abandoned;
+    match (settling, settled) {
+        (true, _) if recorded.status != ReleaseStatus::InProgress && !settled => None,
+        (false, true) if wanted.status == ReleaseStatus::InProgress => None,
+        (false, true) => Some(Release {
+            abandoned: recorded.abandoned.clone(),
+            ..wanted.clone()
+        }),
+        _ => Some(wanted.clone()),
     }
 }
 
@@ -790,5 +838,47 @@ mod tests {
         );
         assert_eq!(recorded.spec, job.spec);
         assert!(Manifest::default().job().is_err());
+    }
+
+    fn abandoned_by(number: u64, by: &str) -> Release {
+        let mut r = example(number, "1a2b3c4", ReleaseStatus::Abandoned);
+        r.abandoned = Some(AbandonedRecord {
+            found_at: "2026-12-07T08:00:00Z".into(),
+            found_by: by.into(),
+            step: Some("schema".into()),
+        });
+        r
+    }
+
+    #[test]
+    fn a_deploy_that_lost_its_lock_keeps_the_abandoned_marking_beside_how_it_ended() {
+        let settled = abandoned_by(1, "bob@box (pid 9)");
+        let ended = example(1, "1a2b3c4", ReleaseStatus::Failed);
+        let written = reconcile(&settled, &ended).unwrap();
+        assert_eq!(written.status, ReleaseStatus::Failed);
+        assert_eq!(written.abandoned, settled.abandoned);
+    }
+
+    #[test]
+    fn a_deploy_that_lost_its_lock_never_puts_a_settled_release_back_in_progress() {
+        let settled = abandoned_by(1, "bob@box (pid 9)");
+        let step = example(1, "1a2b3c4", ReleaseStatus::InProgress);
+        assert_eq!(reconcile(&settled, &step), None);
+    }
+
+    #[test]
+    fn a_settlement_never_overwrites_a_release_that_ended_meanwhile() {
+        let ended = example(1, "1a2b3c4", ReleaseStatus::Failed);
+        assert_eq!(reconcile(&ended, &abandoned_by(1, "bob")), None);
+        let running = example(1, "1a2b3c4", ReleaseStatus::InProgress);
+        let settling = abandoned_by(1, "bob");
+        assert_eq!(reconcile(&running, &settling), Some(settling));
+    }
+
+    #[test]
+    fn an_ordinary_write_is_written_as_wanted() {
+        let running = example(1, "1a2b3c4", ReleaseStatus::InProgress);
+        let done = example(1, "1a2b3c4", ReleaseStatus::Succeeded);
+        assert_eq!(reconcile(&running, &done), Some(done));
     }
 }

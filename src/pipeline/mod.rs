@@ -306,18 +306,33 @@ impl Deploy<'_> {
         if !record.status.stopped() {
             record.step = Some("record".into());
         }
-        if let Err(unwritten) = release::update(client, ns, &record).await {
-            // The deploy's own failure says more than the record's.
-            let Err(failure) = result else {
-                return Err(unwritten);
-            };
-            out.warn(&format!(
-                "release {} could not be recorded as {} ({}); its record still says in_progress",
-                record.number,
-                record.status.as_str(),
-                crate::error::brief(&unwritten)
-            ));
-            return Err(failure);
+        match release::update(client, ns, &record).await {
+            Ok(stood) => {
+                if let (None, Some(found)) = (&record.abandoned, &stood.abandoned) {
+                    out.warn(&format!(
+                        "release {} had been recorded abandoned by {} at {}, when its lock expired; \
+                         its record keeps that beside how it ended ({})",
+                        record.number,
+                        found.found_by,
+                        crate::local_time::with_age(&found.found_at, Timestamp::now()),
+                        record.status.as_str()
+                    ));
+                }
+                record = stood;
+            }
+            Err(unwritten) => {
+                // The deploy's own failure says more than the record's.
+                let Err(failure) = result else {
+                    return Err(unwritten);
+                };
+                out.warn(&format!(
+                    "release {} could not be recorded as {} ({}); its record still says in_progress",
+                    record.number,
+                    record.status.as_str(),
+                    crate::error::brief(&unwritten)
+                ));
+                return Err(failure);
+            }
         }
         if result.is_ok() && previous.is_none() && self.request.rolled_back_to().is_none() {
             summary.notes = crate::render::notes::after_first_deploy(plan, out).await;

@@ -54,16 +54,30 @@ pub async fn settle(
             continue;
         }
         abandon(r, identity, now);
-        let step = r.step.as_deref().unwrap_or("unknown");
-        let by = r.holder.as_deref().unwrap_or("an earlier berth");
+        let step = r.step.clone().unwrap_or_else(|| "unknown".into());
+        let by = r
+            .holder
+            .clone()
+            .unwrap_or_else(|| "an earlier berth".into());
+        let what = format!(
+            "release {} ({})",
+            r.number,
+            crate::config::short_sha(&r.sha)
+        );
         match release::update(client, ns, r).await {
-            Ok(()) => out.info(&format!(
-                "release {} ({}) was left in progress at step {step} by {by}, whose lock expired: recorded abandoned",
-                r.number, crate::config::short_sha(&r.sha)
+            Ok(stood) if stood.status == ReleaseStatus::Abandoned => out.info(&format!(
+                "{what} was left in progress at step {step} by {by}, whose lock expired: recorded abandoned"
             )),
+            // Its deploy wrote how it ended first: that record stands.
+            Ok(stood) => {
+                out.info(&format!(
+                    "{what}, left in progress by {by}, ended {} before it was recorded abandoned",
+                    stood.status.as_str()
+                ));
+                *r = stood;
+            }
             Err(e) => out.warn(&format!(
-                "release {} ({}) was left in progress at step {step} by {by}, but recording it abandoned failed: {e:#}",
-                r.number, crate::config::short_sha(&r.sha)
+                "{what} was left in progress at step {step} by {by}, but recording it abandoned failed: {e:#}"
             )),
         }
     }
