@@ -32,6 +32,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(20);
 const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
 
 /// A client authenticated to pull one image.
+#[derive(Clone)]
 pub struct Session {
     /// The registry client.
     pub client: Client,
@@ -136,6 +137,7 @@ fn means_missing(error: &OciDistributionError) -> bool {
 }
 
 /// The image being read, named in every error.
+#[derive(Clone)]
 pub struct Image {
     /// The reference as the user knows it, `repository:tag`.
     pub shown: String,
@@ -172,6 +174,11 @@ impl Image {
                 );
             })
             .await
+    }
+
+    /// The registry's host (and port), as in the reference.
+    pub fn registry(&self) -> &str {
+        &self.registry
     }
 
     /// A registry error as the input error it means, naming the fix.

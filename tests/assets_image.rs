@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth::assets::image::{Extracted, extract};
+use support::fault_proxy::{FaultProxy, Mode};
 use support::images::{self, Layer, MediaTypes, Pushed, noise};
 use support::*;
 
@@ -143,6 +144,31 @@ async fn a_docker_image_with_layers_whiteouts_and_a_large_file_extracts_exactly(
 #[tokio::test]
 async fn an_oci_image_extracts_exactly() {
     extracts_exactly("oci-layers", MediaTypes::Oci, false).await;
+}
+
+/// The registry's connections cut every 8 MiB (through the fault proxy):
+/// the 40 MiB layer is resumed where each cut left it, with a Range request,
+/// and the files come out whole, the layer's digest checked over every try.
+#[tokio::test]
+async fn a_layer_cut_again_and_again_midway_is_resumed_and_extracts_exactly() {
+    let (image, want) = layered_image("cut-layer", MediaTypes::Oci, true);
+    let registry = local_env().var("BERTH_LOCAL_REGISTRY");
+    let proxy = FaultProxy::start(registry);
+    proxy.set(Mode::ResetAfter(8 << 20));
+    let through_proxy = image
+        .repository
+        .replacen(registry, &proxy.address().to_string(), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let extracted = extract(&through_proxy, &image.tag, "/app/static", dir.path())
+        .await
+        .expect("a layer cut midway is resumed");
+    assert!(
+        proxy.accepted() >= 5,
+        "the 40 MiB layer needed at least 4 cuts and resumptions, the proxy saw {} connections",
+        proxy.accepted()
+    );
+    assert_eq!(files_in(dir.path()), want, "every file whole");
+    assert_eq!(extracted.files, want.len() as u64);
 }
 
 #[tokio::test]

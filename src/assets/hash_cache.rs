@@ -107,7 +107,7 @@ impl HashCache {
         let entries: HashMap<String, Remembered> = files
             .filter(|(_, stamp, _)| stamp.settled(now))
             .map(|(relative, stamp, digest)| {
-                let md5s = digest.md5s.iter().map(|m| hex(m)).collect();
+                let md5s = digest.md5s.iter().map(hex::encode).collect();
                 let remembered = Remembered {
                     stamp,
                     md5s,
@@ -152,7 +152,7 @@ fn forget_stale(dir: &Path, now: SystemTime) {
 fn cache_file(root: &Path) -> Option<PathBuf> {
     let base = crate::cache_dir::base()?;
     let root = std::path::absolute(root).ok()?;
-    let name = hex(&Md5::digest(root.as_os_str().as_encoded_bytes()));
+    let name = hex::encode(Md5::digest(root.as_os_str().as_encoded_bytes()));
     Some(base.join("hashes").join(format!("{name}.json")))
 }
 
@@ -167,19 +167,10 @@ fn write_atomically(path: &Path, entries: &HashMap<String, Remembered>) -> std::
 }
 
 /// Lowercase hexadecimal.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// 32 hexadecimal digits as 16 bytes.
-fn parse_md5(hex: &str) -> Option<[u8; 16]> {
+fn parse_md5(digits: &str) -> Option<[u8; 16]> {
     let mut md5 = [0; 16];
-    if hex.len() != 32 {
-        return None;
-    }
-    for (i, byte) in md5.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
+    hex::decode_to_slice(digits, &mut md5).ok()?;
     Some(md5)
 }
 
@@ -247,7 +238,7 @@ mod tests {
     #[test]
     fn md5s_round_trip_through_hex() {
         let md5: [u8; 16] = Md5::digest(b"x").into();
-        assert_eq!(parse_md5(&hex(&md5)), Some(md5));
+        assert_eq!(parse_md5(&hex::encode(md5)), Some(md5));
         assert_eq!(parse_md5("zz"), None);
     }
 }

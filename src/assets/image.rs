@@ -8,6 +8,7 @@
 //!
 //! Registry access (credentials, plain HTTP) is [`crate::registry`]'s.
 
+mod download;
 mod layers;
 
 use std::path::Path;
@@ -54,27 +55,23 @@ pub async fn extract(repository: &str, tag: &str, path: &str, into: &Path) -> Re
     })?;
     ensure_empty_dir(into)?;
 
+    let session = Session::open(reference, shown, ASSETS_IMAGE_KEY).await?;
     let Session {
         client,
         auth,
         image,
         reference,
-    } = Session::open(reference, shown, ASSETS_IMAGE_KEY).await?;
+    } = &session;
     let (manifest, digest) = image
         .retried("reading the manifest of", || {
-            client.pull_image_manifest(&reference, &auth)
+            client.pull_image_manifest(reference, auth)
         })
         .await
         .map_err(|e| image.error(e))?;
 
     let mut tree = layers::Tree::new(into.to_path_buf(), prefix);
     for layer in &manifest.layers {
-        let stream = image
-            .retried("pulling a layer of", || {
-                client.pull_blob_stream(&reference, layer)
-            })
-            .await
-            .map_err(|e| image.error(e))?;
+        let stream = Box::pin(download::layer(session.clone(), layer.clone()).await?);
         let reader = SyncIoBridge::new(StreamReader::new(stream));
         tree = tokio::task::spawn_blocking(move || tree.apply_layer(reader).map(|()| tree))
             .await
@@ -99,7 +96,7 @@ pub async fn extract(repository: &str, tag: &str, path: &str, into: &Path) -> Re
         )));
     }
     Ok(Extracted {
-        reference: image.shown,
+        reference: image.shown.clone(),
         digest,
         files: totals.files,
         bytes: totals.bytes,

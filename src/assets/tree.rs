@@ -98,13 +98,13 @@ impl Digest {
     /// upload the MD5 of the parts' MD5s followed by `-<parts>`.
     pub fn etag(&self) -> String {
         if !self.multipart {
-            return hex(&self.md5s[0]);
+            return hex::encode(self.md5s[0]);
         }
         let mut all = Md5::new();
         for md5 in &self.md5s {
             all.update(md5);
         }
-        format!("{}-{}", hex(&all.finalize()), self.md5s.len())
+        format!("{}-{}", hex::encode(all.finalize()), self.md5s.len())
     }
 
     /// The digest of bytes uploaded with a single PUT.
@@ -155,10 +155,6 @@ impl Digest {
 }
 
 /// Lowercase hexadecimal.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,7 +186,7 @@ mod tests {
         for part in content.chunks(PART_SIZE as usize) {
             digests.extend_from_slice(&Md5::digest(part));
         }
-        let expected = format!("{}-3", hex(&Md5::digest(&digests)));
+        let expected = format!("{}-3", hex::encode(Md5::digest(&digests)));
         assert_eq!(parts(size), 3);
         assert_eq!(Digest::of_file(&path, size).unwrap().etag(), expected);
     }

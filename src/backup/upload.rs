@@ -132,7 +132,7 @@ impl Multipart {
         }
         Ok(Streamed {
             size,
-            sha256: hex(&hasher.finalize()),
+            sha256: hex::encode(hasher.finalize()),
             parts: self.parts.len() as u64,
         })
     }
@@ -216,10 +216,6 @@ async fn upload_part(
 }
 
 /// `bytes` as lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,7 +11,6 @@ use super::manifest::Manifest;
 use super::pod_env::Pg;
 use super::store::BackupStore;
 use super::tools::{self, Tool};
-use super::upload::hex;
 
 /// The result of `berth db agent verify`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,7 +71,7 @@ pub async fn stream_object(
     drop(stdin);
     Ok(Read {
         size,
-        sha256: hex(&hasher.finalize()),
+        sha256: hex::encode(hasher.finalize()),
     })
 }
 

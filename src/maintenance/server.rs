@@ -3,7 +3,6 @@
 //! nginx's configuration. Pure: it builds the objects; [`super`] applies them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -228,10 +227,7 @@ pub fn content_digest(config_map: &ConfigMap) -> String {
         hasher.update(value.as_bytes());
         hasher.update([0]);
     }
-    hasher.finalize().iter().fold(String::new(), |mut hex, b| {
-        let _ = write!(hex, "{b:02x}");
-        hex
-    })
+    hex::encode(hasher.finalize())
 }
 
 /// The maintenance Deployment of `instance`: nginx from `image` on `ports`,

@@ -328,7 +328,7 @@ fn entry_name(chart: &Chart) -> String {
         ),
         Chart::Dir(dir) => ("chart", "", format!("dir\n{}", dir.display())),
     };
-    let hash = hex(&Sha256::digest(identity.as_bytes()));
+    let hash = hex::encode(Sha256::digest(identity.as_bytes()));
     let safe: String = format!("{name}-{version}")
         .chars()
         .map(|c| {
@@ -557,14 +557,10 @@ fn manifest_digest(printed: &str) -> Option<String> {
 /// `sha256:<hex>` of the file at `path`.
 fn file_digest(path: &Path) -> anyhow::Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(format!("sha256:{}", hex(&Sha256::digest(&bytes))))
+    Ok(format!("sha256:{}", hex::encode(Sha256::digest(&bytes))))
 }
 
 /// Lowercase hexadecimal.
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The helm binary: `BERTH_HELM`, else `helm` from PATH.
 fn helm() -> OsString {
     tool::program("BERTH_HELM", "helm").0
