@@ -36,11 +36,26 @@ fn name_for(argv0: Option<&OsStr>) -> &'static str {
 /// Parse the command line; help, usage and errors name the program as
 /// [`name`] does (clap's errors exit 2). A command line that fails only
 /// because two words are in the wrong order (`lock acquire staging`) says
-/// the right order.
+/// the right order. `--version` is `berth version` (the server's version
+/// too); `-V` stays the one offline line.
 pub fn parse() -> Cli {
     let args: Vec<OsString> = std::env::args_os().collect();
     cli::parse_from(name(), &args).unwrap_or_else(|error| {
         let mut error = error;
+        if error.kind() == ErrorKind::DisplayVersion && args.iter().any(|a| a == "--version") {
+            // With the flags given (`--output json --version`), else alone.
+            let mut flags: Vec<OsString> =
+                args.iter().filter(|a| *a != "--version").cloned().collect();
+            flags.push("version".into());
+            let program = args.first().cloned().unwrap_or_else(|| name().into());
+            let alone = [program, "version".into()];
+            let with_flags = cli::parse_from(name(), &flags)
+                .ok()
+                .filter(|cli| matches!(cli.command, cli::Command::Version));
+            if let Some(version) = with_flags.or_else(|| cli::parse_from(name(), &alone).ok()) {
+                return version;
+            }
+        }
         if !matches!(
             error.kind(),
             ErrorKind::DisplayHelp

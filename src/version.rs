@@ -1,6 +1,7 @@
-//! What `berth --version` says: the version, then the commit, its date, the
-//! target and whether the C runtime is linked in (build.rs supplies the
-//! commit, date and target; `-V` prints the first line only). The date is
+//! What `berth -V` and `berth version` say about the build: the version,
+//! then the commit, its date, the target and whether the C runtime is
+//! linked in (build.rs supplies the commit, date and target; `-V` prints
+//! the first line only; `--version` is `berth version`). The date is
 //! the commit's, never the build machine's clock, so two builds of one
 //! commit are byte for byte the same (docs/install.md).
 

@@ -240,11 +240,12 @@ fn version_says_the_build_and_an_unreachable_server_without_failing() {
     .unwrap();
     assert_eq!(report["version"], env!("CARGO_PKG_VERSION"), "{report}");
     assert!(report["server"]["unreachable"].is_string(), "{report}");
-    // --version: the build alone, offline
+    // --version: the same as `berth version`, the server line included
     let output = run(&["--version"]);
     let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("commit: ") && !text.contains("server"),
+        text.contains("commit: ") && text.contains("\nserver: unreachable ("),
         "{text}"
     );
 }

@@ -1,5 +1,5 @@
-//! `berth version`: what `--version` says (version, commit, commit date,
-//! target, linkage), then the Kubernetes server's version, asked of the
+//! `berth version` and `berth --version`: the build (version, commit, its
+//! date, target, linkage), then the Kubernetes server's version, asked of the
 //! current kubeconfig context within [`SERVER_WAIT`]. An unreachable server
 //! is said, never an error.
 
