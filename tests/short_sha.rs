@@ -1,4 +1,5 @@
-//! Abbreviated SHAs are expanded to the full SHA before anything happens
+//! Abbreviated SHAs are expanded to the full SHA before anything happens (a
+//! deploy, `assets push`)
 //! (from the deploy repository's git, the registry's tags, or GitHub), an
 //! ambiguous one is refused naming its candidates; and a deploy
 //! interrupted while it waits is recorded `interrupted after apply`, which
@@ -140,6 +141,34 @@ async fn a_prefix_is_expanded_by_github_when_the_registry_has_no_such_tag() {
 }
 
 /// `git ARGS` in `dir`, which must succeed; its trimmed stdout.
+/// `assets push` expands a prefix as deploy does: the manifest is kept
+/// under the full SHA, never the prefix.
+#[tokio::test]
+async fn assets_push_expands_a_prefix_and_keeps_the_manifest_under_the_full_sha() {
+    let env = local_env();
+    let app = TestApp::new("sha-assets", Migration::Deleted);
+    let (bucket, _cleanup) = support::backups::bucket("sha-assets").await;
+    let build = app.dir.join("build");
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::write(build.join("site.css"), "body { color: teal }").unwrap();
+    app.configure_assets(&bucket, "");
+    let sha = new_sha();
+    push_app_images(env, &sha);
+    let out = looked_up(&app, &["assets", "push", "test", &sha[..7]])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let keys = support::backups::keys(&bucket).await;
+    assert!(
+        keys.contains(&format!("static/.berth/manifests/{sha}.json")),
+        "the manifest under the full SHA: {keys:?}"
+    );
+    assert!(
+        !keys.contains(&format!("static/.berth/manifests/{}.json", &sha[..7])),
+        "never under the prefix: {keys:?}"
+    );
+}
+
 fn git(dir: &std::path::Path, args: &[&str]) -> String {
     let out = Command::new("git")
         .arg("-C")
