@@ -1,6 +1,6 @@
-//! Abbreviated SHAs are expanded to the full SHA before anything happens (a
-//! deploy, `assets push`)
-//! (from the deploy repository's git, the registry's tags, or GitHub), an
+//! Abbreviated SHAs are expanded to the full SHA before a deploy or an
+//! `assets push` does anything (from the deploy repository's git, the
+//! registry's tags, or GitHub), an
 //! ambiguous one is refused naming its candidates; and a deploy
 //! interrupted while it waits is recorded `interrupted after apply`, which
 //! `status` shows without drift.
