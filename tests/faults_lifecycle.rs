@@ -279,7 +279,10 @@ async fn signal_after(command: Command, after: Duration, sig: Sig) -> Stopped {
 fn exited_as_interrupted(stopped: &Stopped, found: &mut Findings) {
     match stopped.code {
         Some(130) => {}
-        Some(0) => eprintln!("the command finished before its SIGHUP took effect"),
+        Some(0) => eprintln!(
+            "the command finished (exit 0) before its SIGHUP took effect: {}",
+            stopped.note
+        ),
         other => found.broke(format!(
             "SIGHUP ended berth with {other:?}, not 130: {}",
             stopped.said.trim_end()
@@ -467,12 +470,7 @@ async fn no_job_running(client: &Client, ns: &str, found: &mut Findings) {
 /// abandoned (found by whom, at its step) after a SIGKILL, still
 /// `interrupted` with its step after a SIGHUP, unless it had finished; no
 /// release in progress, none of `before` lost or duplicated.
-fn records_settled(
-    env: &Env,
-    before: &[u64],
-    signalled: Option<(u64, Sig)>,
-    found: &mut Findings,
-) {
+fn records_settled(env: &Env, before: &[u64], signalled: Option<(u64, Sig)>, found: &mut Findings) {
     let history = env.history();
     let numbers: Vec<u64> = history
         .iter()
@@ -709,11 +707,12 @@ async fn sigkill_or_sighup_during_rollback_leaves_nothing_half_done() {
     .await;
 }
 
-#[tokio::test]
-async fn sigkill_or_sighup_during_promote_leaves_nothing_half_done() {
-    let app = TestApp::new("faults-kill-promote", Migration::Kept);
+/// Add environment `prod` (a namespace of its own, removed when the guard
+/// goes) to `app`, and deploy `test` a SHA whose images exist, so `promote
+/// test prod` has a source: prod's namespace.
+fn with_prod(app: &TestApp) -> (String, Cleanup) {
     let production = format!("{}-prod", app.namespace);
-    let _production = Cleanup::Namespace(production.clone());
+    let cleanup = Cleanup::Namespace(production.clone());
     // `test` is the source, `prod` (a namespace of its own) the target.
     let base = app.base_config.clone();
     let target = base
@@ -727,6 +726,13 @@ async fn sigkill_or_sighup_during_promote_leaves_nothing_half_done() {
     let sha = new_sha();
     push_app_images(local_env(), &sha);
     app.ok(&["advanced-deploy", "test", &sha]);
+    (production, cleanup)
+}
+
+#[tokio::test]
+async fn sigkill_or_sighup_during_promote_leaves_nothing_half_done() {
+    let app = TestApp::new("faults-kill-promote", Migration::Kept);
+    let (production, _production) = with_prod(&app);
     let steps = steps_of(&app, &["promote", "test", "prod"]);
     let env = Env {
         app: &app,
@@ -739,6 +745,50 @@ async fn sigkill_or_sighup_during_promote_leaves_nothing_half_done() {
         maintenance: "off",
     })
     .await;
+}
+
+/// A SIGHUP in the first step of a promotion (`check source`) or a
+/// rollback (`validate`, its plan), before either takes the lock, stops
+/// it cleanly: exit 130, nothing recorded, the lock free; the same
+/// command then succeeds. (berth listened only from the deploy pipeline
+/// on, so a signal there ended it by the signal's default action.)
+#[tokio::test]
+async fn a_sighup_while_promote_or_rollback_prepares_exits_130() {
+    let client = local_env().kube().await;
+    let app = TestApp::new("faults-hup-early", Migration::Deleted);
+    let (production, _production) = with_prod(&app);
+    app.ok(&["advanced-deploy", "test", SHAS[0]]);
+    let mut notes = Vec::new();
+    for (env_name, ns, args) in [
+        ("prod", production.as_str(), "promote test prod"),
+        ("test", app.namespace.as_str(), "rollback test"),
+    ] {
+        let env = Env {
+            app: &app,
+            name: env_name,
+            ns,
+        };
+        let args = words(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let before = env.newest();
+        let stopped = signal_at_step(app.command(&args), 0, Duration::ZERO, Sig::Hup).await;
+        eprintln!("{args:?}: {}", stopped.note);
+        let mut found = Findings::default();
+        if stopped.code != Some(130) {
+            found.broke(format!(
+                "{args:?}: {}: {}",
+                stopped.note,
+                stopped.said.trim_end()
+            ));
+        }
+        stopped_cleanly(&env, &client, before, &stopped, &mut found).await;
+        let again = app.berth(&args);
+        if code(&again) != 0 {
+            found.broke(format!("{args:?} again: {}", stderr(&again)));
+        }
+        notes.extend(found.notes);
+    }
+    assert!(notes.is_empty(), "{notes:#?}");
 }
 
 #[tokio::test]
