@@ -54,7 +54,7 @@ async fn check_source(
     options: &PromoteOptions,
     out: &Arc<Output>,
 ) -> anyhow::Result<(DeploySettings, Request)> {
-    let config = crate::commands::load_config(global, &[from, to], &out)?;
+    let config = crate::commands::load_config(global, &[from, to], out)?;
     let source_env = config.environment(from)?;
     config.environment(to)?;
     if from == to {
