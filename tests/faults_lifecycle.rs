@@ -1,12 +1,16 @@
-//! No orphans (docs/reliability.md): berth SIGKILLed at random points of
+//! No orphans and interrupts (docs/reliability.md): berth SIGKILLed or
+//! sent SIGHUP (drawn per trial, as many of each) at random points of
 //! `advanced-deploy`, `promote`, `rollback`, `assets push` and `maintenance
 //! on`, then one ordinary command, after which the environment must be
-//! consistent: no `in_progress` release once the killed one's lock expired
-//! (`history` says `abandoned` before any new deploy, and the next deploy
-//! records it so, with its step), no Job or run pod left, maintenance fully
-//! on or fully off, no partial object in the bucket, the lock free, and the
-//! ordinary command succeeded. Each scenario reports through
-//! [`faults::Scenario`]; `recovered_in` runs from the kill to consistency.
+//! consistent: no `in_progress` release (after a SIGKILL, once the killed
+//! one's lock expired `history` says `abandoned` before any new deploy, and
+//! the next deploy records it so, with its step; after a SIGHUP berth
+//! exited 130 at once with the lock free, the release `interrupted` with
+//! its step, no Job of its own running), no Job or run pod left,
+//! maintenance fully on or fully off, no partial object in the bucket, the
+//! lock free, and the ordinary command succeeded. Each signal of each
+//! command reports as a [`faults::Scenario`] of its own (`sigkill rollback`,
+//! `sighup rollback`); `recovered_in` runs from the signal to consistency.
 //!
 //! Also: a dead deploy's migration Job still running is reported and left,
 //! and no second migration starts beside it (exit 3), until it finishes.
@@ -15,7 +19,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::batch::v1::Job;
@@ -24,6 +28,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
+use rustix::process::{Pid, Signal, kill_process};
 use serde_json::{Value, json};
 use support::app::{Migration, TestApp};
 use support::faults::{self, Draws, Scenario, Trial};
@@ -71,6 +76,9 @@ fn json_lines(output: &std::process::Output) -> Vec<Value> {
 struct Findings {
     leftovers: usize,
     data_lost: usize,
+    /// Promises broken other than by a leftover or a loss (a SIGHUP that
+    /// did not end berth with exit 130): the trial did not survive.
+    broken: usize,
     notes: Vec<String>,
 }
 
@@ -85,11 +93,16 @@ impl Findings {
         self.notes.push(note);
     }
 
+    fn broke(&mut self, note: String) {
+        self.broken += 1;
+        self.notes.push(note);
+    }
+
     fn trial(self, survived: bool, killed_at: Instant, mut notes: Vec<String>) -> Trial {
         notes.extend(self.notes);
         eprintln!("trial: {}", notes.join("; "));
         Trial {
-            survived,
+            survived: survived && self.broken == 0,
             data_lost: self.data_lost,
             leftovers: self.leftovers,
             recovered_in: killed_at.elapsed(),
@@ -125,15 +138,65 @@ fn steps_of(app: &TestApp, args: &[&str]) -> Vec<Duration> {
     lengths
 }
 
-/// Start `command` (with `--output json`), SIGKILL it `jitter` after it
-/// announced its step number `step` (from 0); when it died, and a note of
-/// the point. Its output is read to the end, so it never meets a closed
-/// pipe.
-async fn kill_at_step(mut command: Command, step: usize, jitter: Duration) -> (Instant, String) {
+/// The signal a trial sends: SIGKILL (nothing cleans up after berth) or
+/// SIGHUP (the terminal went away: berth stops cleanly).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Sig {
+    Kill,
+    Hup,
+}
+
+impl Sig {
+    /// How scenario names and notes call it.
+    fn name(self) -> &'static str {
+        match self {
+            Sig::Kill => "sigkill",
+            Sig::Hup => "sighup",
+        }
+    }
+}
+
+/// The signals of a scenario's `n` trials, drawn: each pair of trials
+/// sends one of each, in a drawn order, so both are tried as often.
+fn signals(draws: &mut Draws, n: usize) -> Vec<Sig> {
+    let mut first = 0;
+    (0..n)
+        .map(|i| {
+            if i % 2 == 0 {
+                first = draws.below(2);
+            }
+            [Sig::Kill, Sig::Hup][(first + i) % 2]
+        })
+        .collect()
+}
+
+/// How a signalled command ended.
+struct Stopped {
+    /// When the signal was sent (SIGHUP), or when berth was dead (SIGKILL).
+    at: Instant,
+    /// Where the signal landed, and how berth exited.
+    note: String,
+    /// berth's exit code (`None`: a signal ended it).
+    code: Option<i32>,
+    /// berth had ended by itself before the signal was due: none was sent.
+    ended_first: bool,
+    /// What berth said on stderr.
+    said: String,
+}
+
+/// Spawn `command` with stdout and stderr piped, each read to its end in
+/// a thread of its own (so berth never meets a closed pipe): the child,
+/// the step names stdout announces (`--output json`), and stderr.
+fn spawn_read(
+    mut command: Command,
+) -> (
+    Child,
+    std::sync::mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+) {
     let mut child = command
-        .args(["--output", "json"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -146,39 +209,85 @@ async fn kill_at_step(mut command: Command, step: usize, jitter: Duration) -> (I
             }
         }
     });
+    let mut stderr = child.stderr.take().unwrap();
+    let said = std::thread::spawn(move || {
+        let mut said = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+        said
+    });
+    (child, announced, said)
+}
+
+/// Send `sig` to `child` (at `point`) unless it already ended, and wait
+/// for its end.
+fn stop(mut child: Child, sig: Sig, point: &str, said: std::thread::JoinHandle<String>) -> Stopped {
+    let ended_first = child.try_wait().unwrap().is_some();
+    let sent = Instant::now();
+    if !ended_first {
+        match sig {
+            Sig::Kill => child.kill().unwrap(), // nothing released, nothing recorded
+            Sig::Hup => kill_process(Pid::from_child(&child), Signal::HUP).unwrap(),
+        }
+    }
+    let status = child.wait().unwrap();
+    let at = match sig {
+        Sig::Kill => Instant::now(),
+        Sig::Hup => sent,
+    };
+    let note = if ended_first {
+        format!("ended ({status}) before the {} {point}", sig.name())
+    } else {
+        format!("{} {point}: {status}", sig.name())
+    };
+    Stopped {
+        at,
+        note,
+        code: status.code(),
+        ended_first,
+        said: said.join().unwrap(),
+    }
+}
+
+/// Start `command` (with `--output json`), send it `sig` `jitter` after
+/// it announced its step number `step` (from 0), and wait for its end.
+async fn signal_at_step(mut command: Command, step: usize, jitter: Duration, sig: Sig) -> Stopped {
+    command.args(["--output", "json"]);
+    let (child, announced, said) = spawn_read(command);
     tokio::task::spawn_blocking(move || {
         // Ends early (no more steps) when the command ended first.
         let reached = announced.iter().nth(step);
         std::thread::sleep(jitter);
         let point = format!("{:.2}s into step {reached:?}", jitter.as_secs_f64());
-        let note = match child.try_wait().unwrap() {
-            None => format!("killed {point}"),
-            Some(status) => format!("ended ({status}) before the kill {point}"),
-        };
-        let _ = child.kill(); // SIGKILL: nothing released, nothing recorded
-        child.wait().unwrap();
-        (Instant::now(), note)
+        stop(child, sig, &point, said)
     })
     .await
     .unwrap()
 }
 
-/// Start `command`, SIGKILL it `after` later; when it died, and a note of
-/// the point (or that it had already ended).
-async fn kill_after(mut command: Command, after: Duration) -> (Instant, String) {
-    let mut child = command
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// Start `command`, send it `sig` `after` later, and wait for its end.
+async fn signal_after(command: Command, after: Duration, sig: Sig) -> Stopped {
+    let (child, _, said) = spawn_read(command);
     tokio::time::sleep(after).await;
-    let note = match child.try_wait().unwrap() {
-        None => format!("killed at {:.2}s", after.as_secs_f64()),
-        Some(status) => format!("ended ({status}) before the kill at {after:?}"),
-    };
-    let _ = child.kill(); // SIGKILL: nothing released, nothing recorded
-    child.wait().unwrap();
-    (Instant::now(), note)
+    let point = format!("at {:.2}s", after.as_secs_f64());
+    tokio::task::spawn_blocking(move || stop(child, sig, &point, said))
+        .await
+        .unwrap()
+}
+
+/// After a SIGHUP: berth exited 130, or 0 when it had finished first
+/// (sent or not, the signal found nothing left to stop).
+fn exited_as_interrupted(stopped: &Stopped, found: &mut Findings) {
+    match stopped.code {
+        Some(130) => {}
+        Some(0) => eprintln!(
+            "the command finished (exit 0) before its SIGHUP took effect: {}",
+            stopped.note
+        ),
+        other => found.broke(format!(
+            "SIGHUP ended berth with {other:?}, not 130: {}",
+            stopped.said.trim_end()
+        )),
+    }
 }
 
 /// Wait until nobody holds the lock in `ns` (a killed holder's hold
@@ -248,10 +357,120 @@ fn seen_abandoned(env: &Env, before: u64, found: &mut Findings) -> Option<u64> {
     }
 }
 
-/// After the ordinary command: the killed release `killed` recorded
-/// abandoned (found by whom, at its step) unless it had finished, no
+/// Right after a SIGHUP, before anything else runs: berth exited 130 (or
+/// 0, having finished), the lock is free at once, the release it recorded
+/// (newer than `before`, if it got as far) is `interrupted` with its step
+/// (`succeeded` if it finished), never `in_progress` or `abandoned`, no
+/// Job of berth's is left running (a failed one may be kept) nor a pod of
+/// one, and maintenance is fully on or fully off. The release's number.
+async fn stopped_cleanly(
+    env: &Env<'_>,
+    client: &Client,
+    before: u64,
+    stopped: &Stopped,
+    found: &mut Findings,
+) -> Option<u64> {
+    exited_as_interrupted(stopped, found);
+    let leases: Api<Lease> = Api::namespaced(client.clone(), env.ns);
+    if lock_held(leases.get_opt("berth-deploy-lock").await.unwrap().as_ref()) {
+        found.leftover("the lock is still held after berth exited".into());
+    }
+    let expected = if stopped.code == Some(0) {
+        "succeeded"
+    } else {
+        "interrupted"
+    };
+    let history = env.history();
+    let signalled: Vec<&Value> = history
+        .iter()
+        .filter(|r| r["number"].as_u64() > Some(before))
+        .collect();
+    let number = match signalled[..] {
+        [] => None,
+        [r] => {
+            if r["status"] != expected {
+                found.leftover(format!(
+                    "release {} recorded {} after exit {:?}",
+                    r["number"], r["status"], stopped.code
+                ));
+            }
+            if r["step"].as_str().is_none_or(str::is_empty) {
+                found.leftover(format!("release {} recorded no step", r["number"]));
+            }
+            r["number"].as_u64()
+        }
+        _ => {
+            found.lost(format!(
+                "{} releases after one signalled command",
+                signalled.len()
+            ));
+            None
+        }
+    };
+    no_job_running(client, env.ns, found).await;
+    let out = env
+        .app
+        .ok(&["maintenance", env.name, "status", "--output", "json"]);
+    let state = report(&out)["state"].clone();
+    if state != "on" && state != "off" {
+        found.leftover(format!("maintenance is {state} after the SIGHUP"));
+    }
+    number
+}
+
+/// No Job of berth's in `ns` still running (deleted, or failed and kept),
+/// and no pod of one neither deleted nor ended within 30 s (the garbage
+/// collector deletes a deleted Job's pods).
+async fn no_job_running(client: &Client, ns: &str, found: &mut Findings) {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
+    let by_berth = ListParams::default().labels("app.kubernetes.io/managed-by=berth");
+    for job in jobs.list(&by_berth).await.unwrap() {
+        let failed = job
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
+        if !failed && job.metadata.deletion_timestamp.is_none() {
+            found.leftover(format!("Job {} left running", job.name_any()));
+        }
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let running = loop {
+        let mut running = Vec::new();
+        for selector in ["berth.dev/migration-of", "berth.dev/run"] {
+            let listed = pods
+                .list(&ListParams::default().labels(selector))
+                .await
+                .unwrap();
+            running.extend(
+                listed
+                    .into_iter()
+                    .filter(|p| p.metadata.deletion_timestamp.is_none())
+                    .filter(|p| {
+                        !matches!(
+                            p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                            Some("Failed" | "Succeeded")
+                        )
+                    })
+                    .map(|p| p.name_any()),
+            );
+        }
+        if running.is_empty() || Instant::now() >= deadline {
+            break running;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for pod in running {
+        found.leftover(format!("pod {pod} still running 30 s after berth exited"));
+    }
+}
+
+/// After the ordinary command: the signalled release `signalled` recorded
+/// abandoned (found by whom, at its step) after a SIGKILL, still
+/// `interrupted` with its step after a SIGHUP, unless it had finished; no
 /// release in progress, none of `before` lost or duplicated.
-fn records_settled(env: &Env, before: &[u64], killed: Option<u64>, found: &mut Findings) {
+fn records_settled(env: &Env, before: &[u64], signalled: Option<(u64, Sig)>, found: &mut Findings) {
     let history = env.history();
     let numbers: Vec<u64> = history
         .iter()
@@ -272,10 +491,17 @@ fn records_settled(env: &Env, before: &[u64], killed: Option<u64>, found: &mut F
             found.leftover(format!("release {} still in_progress", r["number"]));
         }
     }
-    let Some(r) = killed.and_then(|n| history.iter().find(|r| r["number"] == n)) else {
+    let Some((number, sig)) = signalled else {
         return;
     };
-    if r["status"] == "abandoned" {
+    let Some(r) = history.iter().find(|r| r["number"] == number) else {
+        return;
+    };
+    if sig == Sig::Hup {
+        if r["status"] != "interrupted" && r["status"] != "succeeded" {
+            found.leftover(format!("the interrupted release ended {}", r["status"]));
+        }
+    } else if r["status"] == "abandoned" {
         let abandoned = &r["abandoned"];
         let by = abandoned["found_by"].as_str().unwrap_or_default();
         if !by.contains("pid") || abandoned["found_at"].is_null() || abandoned["step"] != r["step"]
@@ -337,15 +563,16 @@ fn maintenance_is(env: &Env, expected: &str, found: &mut Findings) {
     }
 }
 
-/// One SIGKILL trial in `env`: `round.killed` killed at a point drawn
-/// among its `steps` (within the step, as long as it took), then
-/// `round.next` (the ordinary command), then every check.
+/// One trial in `env`: `round.killed` sent `sig` at a point drawn among
+/// its `steps` (within the step, as long as it took), then `round.next`
+/// (the ordinary command), then every check.
 async fn trial(
     env: &Env<'_>,
     client: &Client,
     draws: &mut Draws,
     steps: &[Duration],
     round: &Round,
+    sig: Sig,
 ) -> Trial {
     let args: Vec<&str> = round.killed.iter().map(String::as_str).collect();
     let next: Vec<&str> = round.next.iter().map(String::as_str).collect();
@@ -358,22 +585,34 @@ async fn trial(
     let before = history.first().copied().unwrap_or(0);
     let step = draws.below(steps.len());
     let jitter = draws.between(Duration::ZERO, steps[step].max(Duration::from_millis(2)));
-    let (killed_at, note) = kill_at_step(env.app.command(&args), step, jitter).await;
-    lock_expired(client, env.ns).await;
-    let killed = seen_abandoned(env, before, &mut found);
-    let expired = killed_at.elapsed();
+    let stopped = signal_at_step(env.app.command(&args), step, jitter, sig).await;
+    let signalled = match sig {
+        Sig::Kill => {
+            lock_expired(client, env.ns).await;
+            seen_abandoned(env, before, &mut found)
+        }
+        Sig::Hup => stopped_cleanly(env, client, before, &stopped, &mut found).await,
+    };
+    let settled = stopped.at.elapsed();
     let started = Instant::now();
     let out = env.app.berth(&next);
     let survived = code(&out) == 0;
+    let settled = match sig {
+        Sig::Kill => format!("lock free after {:.1}s", settled.as_secs_f64()),
+        Sig::Hup => format!("checked {:.1}s after the signal", settled.as_secs_f64()),
+    };
     let mut notes = vec![format!(
-        "{args:?}: {note}; lock free after {:.1}s; {next:?} took {:.1}s",
-        expired.as_secs_f64(),
+        "{args:?}: {}; {settled}; {next:?} took {:.1}s",
+        stopped.note,
         started.elapsed().as_secs_f64()
     )];
+    if stopped.ended_first {
+        notes.push("the command ended before the signal: none sent".into());
+    }
     if !survived {
         notes.push(format!("{next:?} exited {}: {}", code(&out), stderr(&out)));
     }
-    if let Some(number) = killed {
+    if let Some(number) = signalled {
         let r = env.history().into_iter().find(|r| r["number"] == number);
         let r = r.unwrap_or_default();
         notes.push(format!(
@@ -381,10 +620,10 @@ async fn trial(
             r["status"], r["step"]
         ));
     }
-    records_settled(env, &history, killed, &mut found);
+    records_settled(env, &history, signalled.map(|n| (n, sig)), &mut found);
     nothing_left(client, env.ns, &mut found).await;
     maintenance_is(env, round.maintenance, &mut found);
-    found.trial(survived, killed_at, notes)
+    found.trial(survived, stopped.at, notes)
 }
 
 /// A killed command, the ordinary one after it, and the maintenance
@@ -400,27 +639,36 @@ fn words(line: &str) -> Vec<String> {
     line.split_whitespace().map(str::to_string).collect()
 }
 
-/// The trials of scenario `name` in `env`: `round` says trial i's
-/// commands; each kill lands in one of the killed command's `steps`.
-async fn sigkill_scenario(
-    name: &str,
+/// The trials of `command` in `env`, each a SIGKILL or a SIGHUP (drawn,
+/// one of each per pair): `round` says trial i's commands; each signal
+/// lands in one of the command's `steps`. The SIGKILL trials report as
+/// scenario `sigkill COMMAND`, the SIGHUP ones as `sighup COMMAND`.
+async fn signal_scenarios(
+    command: &str,
     env: &Env<'_>,
     steps: Vec<Duration>,
     mut round: impl FnMut(usize, &mut Draws) -> Round,
 ) {
     let client = local_env().kube().await;
-    let mut draws = Draws::for_scenario(name);
-    let mut scenario = Scenario::new(name);
-    for i in 0..faults::trials(1, 4) {
+    let mut draws = Draws::for_scenario(&format!("sigkill or sighup {command}"));
+    let mut killed = Scenario::new(&format!("sigkill {command}"));
+    let mut hung_up = Scenario::new(&format!("sighup {command}"));
+    for (i, sig) in signals(&mut draws, faults::trials(2, 8))
+        .into_iter()
+        .enumerate()
+    {
         let r = round(i, &mut draws);
-        let t = trial(env, &client, &mut draws, &steps, &r).await;
-        scenario.record(t);
+        let t = trial(env, &client, &mut draws, &steps, &r, sig).await;
+        match sig {
+            Sig::Kill => killed.record(t),
+            Sig::Hup => hung_up.record(t),
+        }
     }
-    scenario.finish();
+    faults::finish_all(vec![killed, hung_up]);
 }
 
 #[tokio::test]
-async fn sigkill_during_advanced_deploy_leaves_nothing_half_done() {
+async fn sigkill_or_sighup_during_advanced_deploy_leaves_nothing_half_done() {
     let app = TestApp::new("faults-kill-deploy", Migration::Kept);
     let steps = steps_of(&app, &["advanced-deploy", "test", SHAS[1]]);
     let env = Env {
@@ -428,7 +676,7 @@ async fn sigkill_during_advanced_deploy_leaves_nothing_half_done() {
         name: "test",
         ns: &app.namespace,
     };
-    sigkill_scenario("sigkill advanced-deploy", &env, steps, |i, _| Round {
+    signal_scenarios("advanced-deploy", &env, steps, |i, _| Round {
         killed: words(&format!("advanced-deploy test {}", SHAS[i % 2])),
         next: words(&format!(
             "advanced-deploy test {} --lock-wait 60s",
@@ -440,7 +688,7 @@ async fn sigkill_during_advanced_deploy_leaves_nothing_half_done() {
 }
 
 #[tokio::test]
-async fn sigkill_during_rollback_leaves_nothing_half_done() {
+async fn sigkill_or_sighup_during_rollback_leaves_nothing_half_done() {
     let app = TestApp::new("faults-kill-rollback", Migration::Kept);
     for sha in SHAS {
         app.ok(&["advanced-deploy", "test", sha]);
@@ -451,7 +699,7 @@ async fn sigkill_during_rollback_leaves_nothing_half_done() {
         name: "test",
         ns: &app.namespace,
     };
-    sigkill_scenario("sigkill rollback", &env, steps, |_, _| Round {
+    signal_scenarios("rollback", &env, steps, |_, _| Round {
         killed: words("rollback test"),
         next: words("rollback test --lock-wait 60s"),
         maintenance: "off",
@@ -459,11 +707,12 @@ async fn sigkill_during_rollback_leaves_nothing_half_done() {
     .await;
 }
 
-#[tokio::test]
-async fn sigkill_during_promote_leaves_nothing_half_done() {
-    let app = TestApp::new("faults-kill-promote", Migration::Kept);
+/// Add environment `prod` (a namespace of its own, removed when the guard
+/// goes) to `app`, and deploy `test` a SHA whose images exist, so `promote
+/// test prod` has a source: prod's namespace.
+fn with_prod(app: &TestApp) -> (String, Cleanup) {
     let production = format!("{}-prod", app.namespace);
-    let _production = Cleanup::Namespace(production.clone());
+    let cleanup = Cleanup::Namespace(production.clone());
     // `test` is the source, `prod` (a namespace of its own) the target.
     let base = app.base_config.clone();
     let target = base
@@ -477,13 +726,20 @@ async fn sigkill_during_promote_leaves_nothing_half_done() {
     let sha = new_sha();
     push_app_images(local_env(), &sha);
     app.ok(&["advanced-deploy", "test", &sha]);
+    (production, cleanup)
+}
+
+#[tokio::test]
+async fn sigkill_or_sighup_during_promote_leaves_nothing_half_done() {
+    let app = TestApp::new("faults-kill-promote", Migration::Kept);
+    let (production, _production) = with_prod(&app);
     let steps = steps_of(&app, &["promote", "test", "prod"]);
     let env = Env {
         app: &app,
         name: "prod",
         ns: &production,
     };
-    sigkill_scenario("sigkill promote", &env, steps, |_, _| Round {
+    signal_scenarios("promote", &env, steps, |_, _| Round {
         killed: words("promote test prod"),
         next: words("promote test prod --lock-wait 60s"),
         maintenance: "off",
@@ -491,8 +747,52 @@ async fn sigkill_during_promote_leaves_nothing_half_done() {
     .await;
 }
 
+/// A SIGHUP in the first step of a promotion (`check source`) or a
+/// rollback (`validate`, its plan), before either takes the lock, stops
+/// it cleanly: exit 130, nothing recorded, the lock free; the same
+/// command then succeeds. (berth listened only from the deploy pipeline
+/// on, so a signal there ended it by the signal's default action.)
 #[tokio::test]
-async fn sigkill_during_maintenance_on_leaves_it_fully_on_or_fully_off() {
+async fn a_sighup_while_promote_or_rollback_prepares_exits_130() {
+    let client = local_env().kube().await;
+    let app = TestApp::new("faults-hup-early", Migration::Deleted);
+    let (production, _production) = with_prod(&app);
+    app.ok(&["advanced-deploy", "test", SHAS[0]]);
+    let mut notes = Vec::new();
+    for (env_name, ns, args) in [
+        ("prod", production.as_str(), "promote test prod"),
+        ("test", app.namespace.as_str(), "rollback test"),
+    ] {
+        let env = Env {
+            app: &app,
+            name: env_name,
+            ns,
+        };
+        let args = words(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let before = env.newest();
+        let stopped = signal_at_step(app.command(&args), 0, Duration::ZERO, Sig::Hup).await;
+        eprintln!("{args:?}: {}", stopped.note);
+        let mut found = Findings::default();
+        if stopped.code != Some(130) {
+            found.broke(format!(
+                "{args:?}: {}: {}",
+                stopped.note,
+                stopped.said.trim_end()
+            ));
+        }
+        stopped_cleanly(&env, &client, before, &stopped, &mut found).await;
+        let again = app.berth(&args);
+        if code(&again) != 0 {
+            found.broke(format!("{args:?} again: {}", stderr(&again)));
+        }
+        notes.extend(found.notes);
+    }
+    assert!(notes.is_empty(), "{notes:#?}");
+}
+
+#[tokio::test]
+async fn sigkill_or_sighup_during_maintenance_on_leaves_it_fully_on_or_fully_off() {
     let app = TestApp::new("faults-kill-maint", Migration::Deleted);
     app.ok(&["advanced-deploy", "test", SHAS[0]]);
     let steps = steps_of(&app, &["maintenance", "test", "on"]);
@@ -502,7 +802,7 @@ async fn sigkill_during_maintenance_on_leaves_it_fully_on_or_fully_off() {
         name: "test",
         ns: &app.namespace,
     };
-    sigkill_scenario("sigkill maintenance on", &env, steps, |_, draws| {
+    signal_scenarios("maintenance on", &env, steps, |_, draws| {
         // The ordinary command: `on` again, or `off`, drawn.
         let then = ["on", "off"][draws.below(2)];
         Round {
@@ -530,7 +830,7 @@ fn assets(app: &TestApp, set: &str) -> Vec<(String, Vec<u8>)> {
 }
 
 #[tokio::test]
-async fn sigkill_during_assets_push_leaves_no_partial_object() {
+async fn sigkill_or_sighup_during_assets_push_leaves_no_partial_object() {
     let app = TestApp::new("faults-kill-assets", Migration::Deleted);
     let bucket = app.namespace.clone();
     let _bucket = Cleanup::Bucket(bucket.clone());
@@ -541,21 +841,28 @@ async fn sigkill_during_assets_push_leaves_no_partial_object() {
     ));
     assets(&app, "warm");
     let window = window_of(&app, &["assets", "push", "test", SHAS[1]]);
-    let mut draws = Draws::for_scenario("sigkill assets push");
-    let mut scenario = Scenario::new("sigkill assets push");
-    for i in 0..faults::trials(1, 4) {
-        // Each trial's files are new: the killed push has them to upload.
+    let mut draws = Draws::for_scenario("sigkill or sighup assets push");
+    let mut killed = Scenario::new("sigkill assets push");
+    let mut hung_up = Scenario::new("sighup assets push");
+    for (i, sig) in signals(&mut draws, faults::trials(2, 8))
+        .into_iter()
+        .enumerate()
+    {
+        // Each trial's files are new: the signalled push has them to upload.
         let files = assets(&app, &format!("t{i}"));
         let sha = SHAS[i % 2];
         let push = ["assets", "push", "test", sha];
         let at = draws.between(window.0, window.1);
-        let (killed_at, note) = kill_after(app.command(&push), at).await;
+        let stopped = signal_after(app.command(&push), at, sig).await;
         let mut found = Findings::default();
-        // Killed: every object already under its final key is whole.
+        if sig == Sig::Hup {
+            exited_as_interrupted(&stopped, &mut found);
+        }
+        // Signalled: every object already under its final key is whole.
         bucket_whole(&bucket, &files, false, &mut found).await;
         let out = app.berth(&push);
         let survived = code(&out) == 0;
-        let mut notes = vec![note];
+        let mut notes = vec![stopped.note.clone()];
         if !survived {
             notes.push(format!(
                 "assets push exited {}: {}",
@@ -568,9 +875,13 @@ async fn sigkill_during_assets_push_leaves_no_partial_object() {
         if local_env().get_object(&bucket, &manifest).await.is_err() {
             found.lost(format!("no {manifest}"));
         }
-        scenario.record(found.trial(survived, killed_at, notes));
+        let trial = found.trial(survived, stopped.at, notes);
+        match sig {
+            Sig::Kill => killed.record(trial),
+            Sig::Hup => hung_up.record(trial),
+        }
     }
-    scenario.finish();
+    faults::finish_all(vec![killed, hung_up]);
 }
 
 /// Every object in `bucket` under the directory of `files` holds exactly

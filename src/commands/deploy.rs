@@ -12,6 +12,7 @@ use kube::ResourceExt;
 
 use crate::cluster::apply;
 use crate::error::{Outcome, exit_code_number};
+use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::migrate::overlay::Origin;
 use crate::output::{Output, Report, ReportFailure};
 use crate::pipeline::{self, DeploySettings, Finished, Plan, Request, Summary};
@@ -20,13 +21,16 @@ use crate::stdout;
 /// `advanced-deploy`: deploy the overlay at the SHA; always ends with the report.
 pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Listening from the start: a signal at any point stops the deploy
+    // cleanly (exit 130), never the signal's default end of the process.
+    let mut interrupts = Interrupts::listen()?;
     // An abbreviated SHA becomes the full one before anything else happens.
     let given = &args.target.sha;
     let expanded = async {
         let config = super::load_config(global, &[&args.target.env], &out)?;
         crate::commit::expand(&config, given, &out).await
-    }
-    .await;
+    };
+    let expanded = unless_interrupted(&mut interrupts, expanded).await;
     let settings = DeploySettings {
         timeout: args.wait.timeout,
         lock_wait: args.wait.lock_wait,
@@ -49,7 +53,14 @@ pub async fn run(global: &GlobalArgs, args: &DeployArgs, out: Arc<Output>) -> an
         report(&settings, Summary::default(), ended, started, None, &out);
         return Err(error);
     }
-    deploy(&settings, Request::overlay(), Extras::default(), out).await
+    deploy(
+        &settings,
+        Request::overlay(),
+        Extras::default(),
+        interrupts,
+        out,
+    )
+    .await
 }
 
 /// What a rollback adds to a deploy's output.
@@ -64,18 +75,20 @@ pub struct Extras {
     pub schema: Option<serde_json::Value>,
 }
 
-/// Run the pipeline for `request`, print the closing note (a warning)
+/// Run the pipeline for `request` (`interrupts` listening since the
+/// command started), print the closing note (a warning)
 /// last if it recorded a release, and end with the report (a dry run prints its plan first, and
 /// ends `planned`).
 pub async fn deploy(
     settings: &DeploySettings,
     request: Request,
     extras: Extras,
+    interrupts: Interrupts,
     out: Arc<Output>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut summary = Summary::default();
-    let result = pipeline::run(settings, request, &out, &mut summary).await;
+    let result = pipeline::run(settings, request, interrupts, &out, &mut summary).await;
     if let Ok(Finished::Planned(plan)) = &result {
         print_plan(plan, &out)?;
     }

@@ -17,12 +17,14 @@ use crate::commands::deploy;
 use crate::config::{Config, short_sha as short};
 use crate::error::{BerthError, input_error};
 use crate::image_ref::repository;
+use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::output::Output;
 use crate::pipeline::{DeploySettings, Request, Source};
 use crate::render::Pins;
 use crate::rollout::{Thresholds, Verdict};
 
-/// Promote what `from` runs to `to`.
+/// Promote what `from` runs to `to`. A signal from the start on (while
+/// the source is checked too) stops it cleanly, exit 130.
 pub async fn run(
     global: &GlobalArgs,
     from: &str,
@@ -30,7 +32,29 @@ pub async fn run(
     options: &PromoteOptions,
     out: Arc<Output>,
 ) -> anyhow::Result<()> {
-    let config = crate::commands::load_config(global, &[from, to], &out)?;
+    let mut interrupts = Interrupts::listen()?;
+    let checking = check_source(global, from, to, options, &out);
+    let (settings, request) = unless_interrupted(&mut interrupts, checking).await?;
+    deploy::deploy(
+        &settings,
+        request,
+        deploy::Extras::default(),
+        interrupts,
+        out,
+    )
+    .await
+}
+
+/// Check that `from` runs a release fit to promote to `to` (changes
+/// nothing): the deploy of it, and its settings.
+async fn check_source(
+    global: &GlobalArgs,
+    from: &str,
+    to: &str,
+    options: &PromoteOptions,
+    out: &Arc<Output>,
+) -> anyhow::Result<(DeploySettings, Request)> {
+    let config = crate::commands::load_config(global, &[from, to], out)?;
     let source_env = config.environment(from)?;
     config.environment(to)?;
     if from == to {
@@ -87,7 +111,7 @@ pub async fn run(
         schema: None,
         planned: None,
     };
-    deploy::deploy(&settings, request, deploy::Extras::default(), out).await
+    Ok((settings, request))
 }
 
 /// The release to promote: the newest, which must have succeeded.

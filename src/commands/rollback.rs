@@ -19,6 +19,7 @@ use crate::commands::deploy::{self, Extras};
 use crate::config::{self, Config, short_sha as short};
 use crate::confirm::{Question, age_since, confirm};
 use crate::error::{BerthError, Outcome, exit_code_number, input_error};
+use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::output::{Mode, Output};
 use crate::pipeline::{DeploySettings, Plan, Request, Source, Summary};
 use crate::schema::adapter;
@@ -29,6 +30,9 @@ use crate::stdout;
 /// Roll the environment back.
 pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> anyhow::Result<()> {
     let started = Instant::now();
+    // Listening from the start: a signal while the rollback is planned
+    // stops it cleanly too (exit 130).
+    let mut interrupts = Interrupts::listen()?;
     if let Some(id) = args.restore_backup.as_deref().filter(|id| !id.is_empty()) {
         crate::backup::layout::check_id(id).map_err(|problem| {
             input_error(format!(
@@ -78,8 +82,8 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
             confirm(&question, args.confirm.yes).await?;
         }
         Ok((planned, decision, step))
-    }
-    .await;
+    };
+    let prepared = unless_interrupted(&mut interrupts, prepared).await;
     let (planned, decision, step) = match prepared {
         Ok(ready) => ready,
         Err(error) => {
@@ -122,7 +126,7 @@ pub async fn run(global: &GlobalArgs, args: &RollbackArgs, out: Arc<Output>) -> 
         closing_note,
         schema,
     };
-    deploy::deploy(&settings, request, extras, out).await
+    deploy::deploy(&settings, request, extras, interrupts, out).await
 }
 
 /// The schema part: planned with the environment's adapter, or not rolled

@@ -15,6 +15,7 @@ use crate::commands::deploy;
 use crate::config::{Config, GitHub};
 use crate::error::{BerthError, input_error};
 use crate::github::{self, Commit, Repository};
+use crate::interrupt::{Interrupts, unless_interrupted};
 use crate::output::Output;
 use crate::pipeline::{DeploySettings, Request, Source};
 use crate::registry;
@@ -33,6 +34,7 @@ pub async fn run(
     args: &UpdateStagingArgs,
     out: Arc<Output>,
 ) -> anyhow::Result<()> {
+    let mut interrupts = Interrupts::listen()?;
     let config = crate::commands::load_config(global, &[STAGING], &out)?;
     let Some(github) = &config.github else {
         return Err(input_error(
@@ -43,7 +45,8 @@ pub async fn run(
     let env = config.environment(STAGING)?;
     out.step("choose");
     let repo = Repository::from_env(github, out.clone())?;
-    let (commit, pins) = choose(&repo, github, &config, &out).await?;
+    let (commit, pins) =
+        unless_interrupted(&mut interrupts, choose(&repo, github, &config, &out)).await?;
     out.info(&format!(
         "chose {} ({}): its checks passed and its {} images are in the registry",
         commit.short(),
@@ -90,7 +93,14 @@ pub async fn run(
         schema: None,
         planned: None,
     };
-    deploy::deploy(&settings, request, deploy::Extras::default(), out).await
+    deploy::deploy(
+        &settings,
+        request,
+        deploy::Extras::default(),
+        interrupts,
+        out,
+    )
+    .await
 }
 
 /// The newest qualifying commit, its images pinned by digest; each newer

@@ -112,13 +112,15 @@ pub enum Finished {
 }
 
 /// Run the pipeline for `request` with `settings`, filling in `summary`.
+/// `interrupts` listens from the start of the command, so a signal during
+/// what the command did before the pipeline still stops it here.
 pub async fn run(
     settings: &DeploySettings,
     mut request: Request,
+    mut interrupts: Interrupts,
     out: &Arc<Output>,
     summary: &mut Summary,
 ) -> anyhow::Result<Finished> {
-    let mut interrupts = Interrupts::listen()?;
     let (client, plan) = match request.planned.take() {
         Some(planned) => *planned,
         None => {

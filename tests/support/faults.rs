@@ -107,6 +107,12 @@ impl Scenario {
     /// (`target/tmp/faults/report.tsv`), then fail the test unless every
     /// trial survived with no data lost and no leftovers.
     pub fn finish(self) {
+        finish_all(vec![self]);
+    }
+
+    /// Write the scenario's line to the report; its failed trials, each a
+    /// line (none: it passed).
+    fn write(&self) -> Vec<String> {
         let survived = self.trials.iter().filter(|t| t.survived).count();
         let lost: usize = self.trials.iter().map(|t| t.data_lost).sum();
         let leftovers: usize = self.trials.iter().map(|t| t.leftovers).sum();
@@ -133,23 +139,33 @@ impl Scenario {
             .and_then(|mut f| f.write_all(line.as_bytes()))
             .unwrap();
         eprint!("fault report: {line}");
-        let failed: Vec<String> = self
+        let mut failed: Vec<String> = self
             .trials
             .iter()
             .enumerate()
             .filter(|(_, t)| !t.survived || t.data_lost > 0 || t.leftovers > 0)
-            .map(|(i, t)| format!("trial {i}: {}", t.notes.join("; ")))
+            .map(|(i, t)| format!("{} trial {i}: {}", self.name, t.notes.join("; ")))
             .collect();
-        assert!(
-            !self.trials.is_empty() && failed.is_empty(),
-            "{}: {} of {} trials failed (seed {}):\n{}",
-            self.name,
-            failed.len(),
-            self.trials.len(),
-            seed(),
-            failed.join("\n")
-        );
+        if self.trials.is_empty() {
+            failed.push(format!("{}: no trial ran", self.name));
+        }
+        failed
     }
+}
+
+/// Write every one of `scenarios`' lines to the report (one test may run
+/// several, e.g. one per signal), then fail the test unless every trial of
+/// every one survived with no data lost and no leftovers.
+pub fn finish_all(scenarios: Vec<Scenario>) {
+    let trials: usize = scenarios.iter().map(|s| s.trials.len()).sum();
+    let failed: Vec<String> = scenarios.iter().flat_map(Scenario::write).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {trials} trials failed (seed {}):\n{}",
+        failed.len(),
+        seed(),
+        failed.join("\n")
+    );
 }
 
 /// Where the scenarios' lines go: `target/tmp/faults/report.tsv`.
