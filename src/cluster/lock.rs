@@ -123,6 +123,20 @@ impl Holder {
         (ago <= DEPLOY_HOLD.as_secs() as i64).then_some(ago)
     }
 
+    /// Who, doing what, since when (local time and age at `now`), for a
+    /// deploy that lost the lock to this holder: `ada@box (pid 7) (deploy
+    /// 3f2a9c1), holding it since 2026-12-07 08:40:12 (20s ago)`.
+    pub fn who_since(&self, now: Timestamp) -> String {
+        match self.since {
+            Some(since) => format!(
+                "{}, holding it since {}",
+                self.who(),
+                crate::local_time::with_age(&since.to_string(), now)
+            ),
+            None => self.who(),
+        }
+    }
+
     /// Who, doing what: `ada@box (pid 7) (deploy 3f2a9c1)`.
     pub fn who(&self) -> String {
         if self.purpose.is_empty() {
@@ -330,7 +344,7 @@ fn renewal(claim: &Claim, current: Option<&Lease>) -> Result<Lease, String> {
         return Ok(lease_for(claim, DEPLOY_HOLD, current, now));
     }
     Err(match holder_of(lease, now) {
-        Some(holder) => holder.who(),
+        Some(holder) => holder.who_since(now),
         None if holder.is_empty() => "nobody: the lock was released".into(),
         None => format!("{holder} (whose hold has expired since)"),
     })
@@ -748,9 +762,13 @@ mod tests {
         let ours = lease("ada@box (pid 7)", now, 15);
         assert!(renewal(&ada, Some(&ours)).is_ok());
         let taken = lease("bob@ci (pid 9)", now, 15);
-        assert_eq!(
-            renewal(&ada, Some(&taken)).unwrap_err(),
-            "bob@ci (pid 9) (deploy 1a2b3c4)"
+        let lost_to = renewal(&ada, Some(&taken)).unwrap_err();
+        let since = crate::local_time::with_age(&now.to_string(), now);
+        assert!(
+            lost_to.starts_with("bob@ci (pid 9) (deploy 1a2b3c4), holding it since ")
+                && lost_to.contains(&since[..19])
+                && lost_to.ends_with(" ago)"),
+            "{lost_to}"
         );
         // Taken and expired since: bob may have changed things meanwhile.
         let expired = lease("bob@ci (pid 9)", now - SignedDuration::from_secs(60), 15);
