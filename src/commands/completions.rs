@@ -36,9 +36,13 @@ fn visible(command: &Command) -> Command {
                 .multiple(copy.is_multiple())
         })
         .collect();
+    let versioned = command.get_version().is_some() || command.get_long_version().is_some();
+    // These four are global settings, which clap passes down to the
+    // subcommands as it builds the tree: set here only where they were set
+    // (clap reports a command without a version as having no version flag).
     let mut copy = Command::new(command.get_name().to_owned())
         .propagate_version(command.is_propagate_version_set())
-        .disable_version_flag(command.is_disable_version_flag_set())
+        .disable_version_flag(versioned && command.is_disable_version_flag_set())
         .disable_help_flag(command.is_disable_help_flag_set())
         .disable_help_subcommand(command.is_disable_help_subcommand_set())
         .subcommand_required(command.is_subcommand_required_set())
@@ -107,6 +111,45 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["deploy"]
         );
+    }
+
+    /// `shown` offers what `full` shows, at every level: the same visible
+    /// options (help and version flags included), subcommands, aliases and
+    /// about texts.
+    fn same_as_shown(full: &Command, shown: &Command) {
+        let path = shown.get_name();
+        let args = |c: &Command| -> Vec<String> {
+            c.get_arguments()
+                .filter(|a| !a.is_hide_set())
+                .map(|a| format!("{:?} {:?} {:?}", a.get_id(), a.get_long(), a.get_short()))
+                .collect()
+        };
+        assert_eq!(args(full), args(shown), "options of {path}");
+        let about = |c: &Command| c.get_about().map(ToString::to_string);
+        assert_eq!(about(full), about(shown), "about {path}");
+        let aliases = |c: &Command| c.get_visible_aliases().map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(aliases(full), aliases(shown), "aliases of {path}");
+        let subs = |c: &Command| {
+            c.get_subcommands()
+                .filter(|s| !s.is_hide_set())
+                .map(|s| s.get_name().to_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(subs(full), subs(shown), "subcommands of {path}");
+        for sub in shown.get_subcommands() {
+            same_as_shown(full.find_subcommand(sub.get_name()).unwrap(), sub);
+        }
+    }
+
+    #[test]
+    fn the_visible_tree_offers_what_help_shows() {
+        let mut full = cli::command();
+        full.build();
+        let mut shown = visible(&cli::command());
+        shown.build();
+        same_as_shown(&full, &shown);
+        let status = shown.find_subcommand("status").unwrap();
+        assert!(status.get_arguments().any(|a| a.get_long() == Some("version")));
     }
 
     #[test]
