@@ -234,11 +234,16 @@ pub fn brief(error: &anyhow::Error) -> String {
     }
 }
 
-/// The [`BerthError`] anywhere in the chain, if there is one.
+/// The [`BerthError`] anywhere in the chain, if there is one: the
+/// outermost one given as context (`error.context(BerthError::DiffFailed)`,
+/// which the chain shows only as its context layer), else the first one
+/// among the causes.
 pub fn kind_of(error: &anyhow::Error) -> Option<&BerthError> {
-    error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<BerthError>())
+    error.downcast_ref::<BerthError>().or_else(|| {
+        error
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<BerthError>())
+    })
 }
 
 /// The exit code number for any error: a [`BerthError`] anywhere in the chain
@@ -272,6 +277,17 @@ mod tests {
             .context("running psql")
             .unwrap_err();
         assert_eq!(exit_code_of(&err), ExitCode::from(2));
+    }
+
+    #[test]
+    fn a_kind_given_as_context_decides_the_exit_code() {
+        let refused = anyhow::anyhow!("applying Service/refused: 422 Invalid")
+            .context(BerthError::DiffFailed)
+            .context(crate::output::Reported);
+        assert_eq!(exit_code_number(&refused), 6);
+        assert!(matches!(kind_of(&refused), Some(BerthError::DiffFailed)));
+        let input = anyhow::Error::from(BerthError::Input("bad SHA".into())).context("planning");
+        assert_eq!(exit_code_number(&input), 2);
     }
 
     #[test]
