@@ -637,7 +637,11 @@ async fn a_diff_that_cannot_be_made_exits_6_and_bad_input_exits_2() {
 
     let bad_sha = app.berth(&["diff", "test", "not-a-sha"]);
     assert_eq!(code(&bad_sha), 2, "{}", stderr(&bad_sha));
-    assert!(stderr(&bad_sha).contains("not-a-sha"), "{}", stderr(&bad_sha));
+    assert!(
+        stderr(&bad_sha).contains("not-a-sha"),
+        "{}",
+        stderr(&bad_sha)
+    );
     let unknown = app.berth(&["diff", "nowhere", "1a2b3c4"]);
     assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
     assert!(stderr(&unknown).contains("nowhere"), "{}", stderr(&unknown));

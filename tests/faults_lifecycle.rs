@@ -816,7 +816,10 @@ async fn a_deploy_killed_while_waiting_is_abandoned_after_apply_with_no_drift() 
     );
     let shown = String::from_utf8_lossy(&app.ok(&["status", "test"]).stdout).into_owned();
     for part in [
-        &format!("last release: 2 {} abandoned after apply at step wait", SHAS[1]),
+        &format!(
+            "last release: 2 {} abandoned after apply at step wait",
+            SHAS[1]
+        ),
         "release 2 stopped after apply: its objects are in the cluster",
         &format!("run `berth deploy test {}` again to finish", SHAS[1]),
         "or `berth rollback test` to go back",

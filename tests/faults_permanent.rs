@@ -823,8 +823,8 @@ async fn a_deploy_that_lost_its_lock_names_the_new_holder_in_its_last_line() {
         .strftime("%Y-%m-%d %H:%M:%S")
         .to_string();
     signal("-CONT");
-    let out = wait_bounded(frozen, Duration::from_secs(60))
-        .expect("the resumed deploy ends within 60 s");
+    let out =
+        wait_bounded(frozen, Duration::from_secs(60)).expect("the resumed deploy ends within 60 s");
     let said = stderr(&out);
     assert_eq!(code(&out), 3, "{said}");
     let last = said.lines().last().unwrap_or_default();
@@ -837,6 +837,9 @@ async fn a_deploy_that_lost_its_lock_names_the_new_holder_in_its_last_line() {
         &format!(", holding it since {since} ("),
         "berth stopped before its next change",
     ] {
-        assert!(last.contains(part), "expected {part:?} in the last line: {said}");
+        assert!(
+            last.contains(part),
+            "expected {part:?} in the last line: {said}"
+        );
     }
 }

@@ -683,13 +683,38 @@ mod tests {
             ..example(4, "ddddddd", status)
         };
         let cases = [
-            (ReleaseStatus::Abandoned, "wait", false, "abandoned after apply"),
-            (ReleaseStatus::Abandoned, "record", false, "abandoned after apply"),
-            (ReleaseStatus::Abandoned, "post-upgrade", true, "abandoned after apply"),
+            (
+                ReleaseStatus::Abandoned,
+                "wait",
+                false,
+                "abandoned after apply",
+            ),
+            (
+                ReleaseStatus::Abandoned,
+                "record",
+                false,
+                "abandoned after apply",
+            ),
+            (
+                ReleaseStatus::Abandoned,
+                "post-upgrade",
+                true,
+                "abandoned after apply",
+            ),
             (ReleaseStatus::Abandoned, "apply", false, "abandoned"),
             (ReleaseStatus::Abandoned, "pre-deploy", false, "abandoned"),
-            (ReleaseStatus::Interrupted, "wait", true, "interrupted after apply"),
-            (ReleaseStatus::Interrupted, "wait", false, "interrupted after apply"),
+            (
+                ReleaseStatus::Interrupted,
+                "wait",
+                true,
+                "interrupted after apply",
+            ),
+            (
+                ReleaseStatus::Interrupted,
+                "wait",
+                false,
+                "interrupted after apply",
+            ),
             (ReleaseStatus::Interrupted, "apply", false, "interrupted"),
             (ReleaseStatus::Failed, "wait", true, "failed"),
         ];

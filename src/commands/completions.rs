@@ -50,7 +50,12 @@ fn visible(command: &Command) -> Command {
         .subcommand_negates_reqs(command.is_subcommand_negates_reqs_set())
         .allow_external_subcommands(command.is_allow_external_subcommands_set())
         .visible_aliases(command.get_visible_aliases().map(str::to_owned))
-        .args(command.get_arguments().filter(|arg| !arg.is_hide_set()).cloned())
+        .args(
+            command
+                .get_arguments()
+                .filter(|arg| !arg.is_hide_set())
+                .cloned(),
+        )
         .groups(groups)
         .subcommands(
             command
@@ -127,7 +132,11 @@ mod tests {
         assert_eq!(args(full), args(shown), "options of {path}");
         let about = |c: &Command| c.get_about().map(ToString::to_string);
         assert_eq!(about(full), about(shown), "about {path}");
-        let aliases = |c: &Command| c.get_visible_aliases().map(str::to_owned).collect::<Vec<_>>();
+        let aliases = |c: &Command| {
+            c.get_visible_aliases()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(aliases(full), aliases(shown), "aliases of {path}");
         let subs = |c: &Command| {
             c.get_subcommands()
@@ -149,7 +158,11 @@ mod tests {
         shown.build();
         same_as_shown(&full, &shown);
         let status = shown.find_subcommand("status").unwrap();
-        assert!(status.get_arguments().any(|a| a.get_long() == Some("version")));
+        assert!(
+            status
+                .get_arguments()
+                .any(|a| a.get_long() == Some("version"))
+        );
     }
 
     #[test]
@@ -157,9 +170,7 @@ mod tests {
         let command = Command::new("x")
             .arg(clap::Arg::new("shown").long("shown"))
             .arg(clap::Arg::new("secret").long("secret").hide(true))
-            .subcommand(
-                Command::new("sub").arg(clap::Arg::new("inner").long("inner").hide(true)),
-            );
+            .subcommand(Command::new("sub").arg(clap::Arg::new("inner").long("inner").hide(true)));
         let shown = visible(&command);
         let ids: Vec<&str> = shown.get_arguments().map(|a| a.get_id().as_str()).collect();
         assert_eq!(ids, ["shown"]);
