@@ -29,8 +29,9 @@ pub enum BerthError {
     /// failed for longer than the hold, or somebody released it by hand);
     /// berth stopped before its next change.
     #[error(
-        "lost the deploy lock of namespace {namespace} to {holder}; berth stopped before its next change. \
+        "lost the deploy lock of namespace {namespace} to {holder}{}; berth stopped before its next change. \
          See what they are doing (`{berth} lock ENV status`, `{berth} history ENV`), then deploy again once the lock is free",
+        .since.as_ref().map_or_else(String::new, |since| format!(", holding it since {since}")),
         berth = crate::program::name()
     )]
     LockLost {
@@ -38,6 +39,9 @@ pub enum BerthError {
         namespace: String,
         /// Who holds it now, e.g. `ada@box (pid 7) (deploy 3f2a9c1)`.
         holder: String,
+        /// Since when, as people read it (`2026-12-07 08:40:12 (20s ago)`),
+        /// when the lock says.
+        since: Option<String>,
     },
     /// The API server refused berth's credentials mid-way: the token was
     /// revoked or expired (401), or the deployer lost a permission (403).
@@ -300,6 +304,7 @@ mod tests {
                 BerthError::LockLost {
                     namespace: "x".into(),
                     holder: "y".into(),
+                    since: None,
                 },
                 3,
             ),
@@ -335,6 +340,7 @@ mod tests {
                 BerthError::LockLost {
                     namespace: "x".into(),
                     holder: "y".into(),
+                    since: None,
                 },
                 Outcome::LockLost,
             ),

@@ -748,9 +748,8 @@ mod tests {
         });
         let lost: anyhow::Error = crate::error::BerthError::LockLost {
             namespace: "workbench-staging".into(),
-            holder:
-                "bob@ci (pid 9) (deploy 2b3c4d5), holding it since 2026-12-07 08:40:12 (20s ago)"
-                    .into(),
+            holder: "bob@ci (pid 9) (deploy 2b3c4d5)".into(),
+            since: Some("2026-12-07 08:40:12 (20s ago)".into()),
         }
         .into();
         let staged = std::mem::take(&mut *out.staged.lock().unwrap());
