@@ -206,11 +206,12 @@ pub enum Command {
     ///
     /// Exit codes, as `kubectl diff`'s, so CI can gate on them: 0 nothing
     /// would change, 1 something would change (the diff is printed), 2 bad
-    /// input (flags, berth.yaml, SHA, environment; nothing was compared),
-    /// and for any other failure (the cluster or registry unreachable, the
-    /// dry run refused) its own code as for every command, 3 to 5, except
-    /// that a failure other commands exit 1 with exits 6 here, so it is
-    /// never read as "differences". See docs/output.md.
+    /// input (flags, berth.yaml, SHA, environment, an unreachable cluster
+    /// or registry: nothing was compared), 3 to 5 as for every command,
+    /// and 6 for any other failure (the server refusing the dry run, an
+    /// unexpected API error): other commands exit 1 with it, `diff` exits
+    /// 6 so that a failure is never read as "differences". See
+    /// docs/output.md.
     ///
     /// A Secret's values never show; one whose data would change names the
     /// keys that change (added, removed, changed).

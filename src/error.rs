@@ -29,8 +29,9 @@ pub enum BerthError {
     /// failed for longer than the hold, or somebody released it by hand);
     /// berth stopped before its next change.
     #[error(
-        "lost the deploy lock of namespace {namespace} to {holder}; berth stopped before its next change. \
+        "lost the deploy lock of namespace {namespace} to {holder}{}; berth stopped before its next change. \
          See what they are doing (`{berth} lock ENV status`, `{berth} history ENV`), then deploy again once the lock is free",
+        .since.as_ref().map_or_else(String::new, |since| format!(", holding it since {since}")),
         berth = crate::program::name()
     )]
     LockLost {
@@ -38,6 +39,9 @@ pub enum BerthError {
         namespace: String,
         /// Who holds it now, e.g. `ada@box (pid 7) (deploy 3f2a9c1)`.
         holder: String,
+        /// Since when, as people read it (`2026-12-07 08:40:12 (20s ago)`),
+        /// when the lock says.
+        since: Option<String>,
     },
     /// The API server refused berth's credentials mid-way: the token was
     /// revoked or expired (401), or the deployer lost a permission (403).
@@ -234,11 +238,16 @@ pub fn brief(error: &anyhow::Error) -> String {
     }
 }
 
-/// The [`BerthError`] anywhere in the chain, if there is one.
+/// The [`BerthError`] anywhere in the chain, if there is one: the
+/// outermost one given as context (`error.context(BerthError::DiffFailed)`,
+/// which the chain shows only as its context layer), else the first one
+/// among the causes.
 pub fn kind_of(error: &anyhow::Error) -> Option<&BerthError> {
-    error
-        .chain()
-        .find_map(|cause| cause.downcast_ref::<BerthError>())
+    error.downcast_ref::<BerthError>().or_else(|| {
+        error
+            .chain()
+            .find_map(|cause| cause.downcast_ref::<BerthError>())
+    })
 }
 
 /// The exit code number for any error: a [`BerthError`] anywhere in the chain
@@ -275,6 +284,17 @@ mod tests {
     }
 
     #[test]
+    fn a_kind_given_as_context_decides_the_exit_code() {
+        let refused = anyhow::anyhow!("applying Service/refused: 422 Invalid")
+            .context(BerthError::DiffFailed)
+            .context(crate::output::Reported);
+        assert_eq!(exit_code_number(&refused), 6);
+        assert!(matches!(kind_of(&refused), Some(BerthError::DiffFailed)));
+        let input = anyhow::Error::from(BerthError::Input("bad SHA".into())).context("planning");
+        assert_eq!(exit_code_number(&input), 2);
+    }
+
+    #[test]
     fn each_kind_has_its_design_exit_code() {
         let cases = [
             (BerthError::DeployFailed("x".into()), 1),
@@ -284,6 +304,7 @@ mod tests {
                 BerthError::LockLost {
                     namespace: "x".into(),
                     holder: "y".into(),
+                    since: None,
                 },
                 3,
             ),
@@ -319,6 +340,7 @@ mod tests {
                 BerthError::LockLost {
                     namespace: "x".into(),
                     holder: "y".into(),
+                    since: None,
                 },
                 Outcome::LockLost,
             ),

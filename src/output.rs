@@ -364,7 +364,16 @@ impl Output {
     pub fn report(&self, report: &Report) {
         self.finish_workloads();
         self.json_report(report);
+        // A lost lock's line ends with the error, which names the new
+        // holder and since when; the recorded failure does not.
+        let lost_lock = report.status == Outcome::LockLost;
         let outcome = match &report.failure {
+            Some(_) if lost_lock => format!(
+                "{} deploying {} to {}",
+                report.status,
+                crate::config::short_sha(&report.sha),
+                report.environment
+            ),
             None => format!(
                 "{} {} to {}",
                 report.status,
@@ -380,9 +389,11 @@ impl Output {
                 f.reason
             ),
         };
-        let release = report
-            .release
-            .map_or(String::new(), |n| format!(", release {n}"));
+        let release = match report.release {
+            Some(n) if lost_lock => format!(", release {n} left unfinished"),
+            Some(n) => format!(", release {n}"),
+            None => String::new(),
+        };
         {
             let mut staged = self.staged.lock().unwrap();
             staged.headline = Some(format!(
@@ -392,7 +403,7 @@ impl Output {
                     .map(|steps| format!(": {steps}"))
                     .unwrap_or_default()
             ));
-            staged.explained = report.failure.is_some();
+            staged.explained = report.failure.is_some() && !lost_lock;
         }
         if self.github {
             append_step_summary(report);
@@ -712,6 +723,46 @@ mod tests {
             Some("migrate 2m30s, apply 0.3s, wait 59m59s, later 1s")
         );
         assert_eq!(step_durations(&BTreeMap::new()), None);
+    }
+
+    #[test]
+    fn a_lost_locks_line_names_the_new_holder_and_the_release_left_unfinished() {
+        let out = Output::new(OutputFormat::Plain, "advanced-deploy");
+        out.report(&Report {
+            status: Outcome::LockLost,
+            environment: "staging".into(),
+            sha: "1a2b3c4".into(),
+            release: Some(4),
+            duration_s: 20.0,
+            failure: Some(ReportFailure {
+                workload: "lock".into(),
+                pod: None,
+                reason: "LockLost".into(),
+                message: "lost the deploy lock to bob@ci (pid 9)".into(),
+            }),
+            exit_code: 3,
+            schema: None,
+            timings: BTreeMap::new(),
+            notes: None,
+            hooks: Vec::new(),
+        });
+        let lost: anyhow::Error = crate::error::BerthError::LockLost {
+            namespace: "workbench-staging".into(),
+            holder: "bob@ci (pid 9) (deploy 2b3c4d5)".into(),
+            since: Some("2026-12-07 08:40:12 (20s ago)".into()),
+        }
+        .into();
+        let staged = std::mem::take(&mut *out.staged.lock().unwrap());
+        let line = assemble("advanced-deploy", staged, &Err(lost), 20.0).line;
+        assert!(
+            line.starts_with(
+                "lock_lost deploying 1a2b3c4 to staging, release 4 left unfinished (20s): \
+                 lost the deploy lock of namespace workbench-staging to bob@ci (pid 9) \
+                 (deploy 2b3c4d5), holding it since 2026-12-07 08:40:12 (20s ago); \
+                 berth stopped before its next change"
+            ),
+            "{line}"
+        );
     }
 
     #[test]

@@ -133,6 +133,33 @@ fn help_lists_only_what_is_built() {
     assert!(!page.contains("preview"), "{page}");
 }
 
+/// The words of a completion script: runs of letters, digits, `-` and
+/// `_`, an option's leading dashes left out (`--lock-wait` is `lock-wait`).
+fn words(script: &str) -> std::collections::BTreeSet<&str> {
+    script
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .map(|w| w.trim_start_matches('-'))
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+#[test]
+fn completions_offer_only_what_help_lists() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = berth(&["completions", shell]);
+        let script = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(0), "{shell}: {script}");
+        let words = words(&script);
+        // `preview` is not built yet; `db agent` is berth's image's own
+        for hidden in ["preview", "agent"] {
+            assert!(!words.contains(hidden), "{shell} offers {hidden}: {script}");
+        }
+        for shown in ["rollback", "status", "drill", "completions", "lock-wait"] {
+            assert!(words.contains(shown), "{shell} lacks {shown}: {script}");
+        }
+    }
+}
+
 #[test]
 fn commands_do_not_offer_global_options_they_ignore() {
     for command in [&["completions"][..], &["man-pages"], &["config", "schema"]] {

@@ -625,6 +625,69 @@ async fn dry_run_and_diff_show_the_change_and_change_nothing() {
     );
 }
 
+/// `diff`'s failures are never read as "differences": bad input (a SHA
+/// that is no SHA, an unknown environment, an unreachable cluster) exits 2
+/// and compares nothing; the server refusing the dry run (an object it
+/// finds invalid) exits 6, naming the object and the server's reason, and
+/// the JSON report says `failed` with `exit_code` 6.
+#[tokio::test]
+async fn a_diff_that_cannot_be_made_exits_6_and_bad_input_exits_2() {
+    let app = TestApp::new("deploy-diff-fail", Migration::Deleted);
+    assert_eq!(code(&app.berth(&["deploy", "test", "1a2b3c4"])), 0);
+
+    let bad_sha = app.berth(&["diff", "test", "not-a-sha"]);
+    assert_eq!(code(&bad_sha), 2, "{}", stderr(&bad_sha));
+    assert!(
+        stderr(&bad_sha).contains("not-a-sha"),
+        "{}",
+        stderr(&bad_sha)
+    );
+    let unknown = app.berth(&["diff", "nowhere", "1a2b3c4"]);
+    assert_eq!(code(&unknown), 2, "{}", stderr(&unknown));
+    assert!(stderr(&unknown).contains("nowhere"), "{}", stderr(&unknown));
+    let kubeconfig = app.dir.join("unreachable-kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:9'}}]\nusers: [{name: u, user: {token: t}}]\ncontexts: [{name: berth-local, context: {cluster: c, user: u}}]\ncurrent-context: berth-local\n",
+    )
+    .unwrap();
+    let unreachable = app
+        .command(&["diff", "test", "2b3c4d5"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert_eq!(code(&unreachable), 2, "{}", stderr(&unreachable));
+    assert!(
+        stderr(&unreachable).contains("127.0.0.1:9"),
+        "{}",
+        stderr(&unreachable)
+    );
+
+    // a Service whose type the API server does not accept: its dry run is refused
+    std::fs::write(
+        app.overlay().join("refused.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata: {name: refused}\nspec:\n  type: Sideways\n  ports: [{port: 80}]\n",
+    )
+    .unwrap();
+    let kustomization = app.overlay().join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    std::fs::write(&kustomization, text.replacen("]\n", ", refused.yaml]\n", 1)).unwrap();
+    let failed = app.berth(&["diff", "test", "2b3c4d5"]);
+    let said = stderr(&failed);
+    assert_eq!(code(&failed), 6, "{said}");
+    for part in ["the diff could not be made", "Service/refused", "Sideways"] {
+        assert!(said.contains(part), "expected {part:?} in {said}");
+    }
+    let json = app.berth(&["diff", "test", "2b3c4d5", "--output", "json"]);
+    assert_eq!(code(&json), 6, "{}", stderr(&json));
+    let report = report(&json);
+    assert_eq!(
+        (&report["status"], &report["exit_code"]),
+        (&"failed".into(), &6.into()),
+        "{report}"
+    );
+}
+
 #[tokio::test]
 async fn status_shows_drift_when_a_live_image_differs_from_the_release() {
     let app = TestApp::new("deploy-drift", Migration::Deleted);

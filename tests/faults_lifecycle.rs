@@ -1075,3 +1075,79 @@ async fn status_shows_a_dead_deploys_release_abandoned_before_any_deploy() {
     assert_eq!(record.labels()["berth.dev/status"], "in_progress");
     assert_eq!(env.newest(), 1);
 }
+
+/// A deploy SIGKILLed while it waited for its rollout, its objects
+/// applied: once its lock expired, `history` and `status` show its release
+/// `abandoned after apply` (not as one abandoned before its apply),
+/// `status` reports no drift (the environment runs what it applied) and
+/// says what to do next; JSON keeps `abandoned` with the step.
+#[tokio::test]
+async fn a_deploy_killed_while_waiting_is_abandoned_after_apply_with_no_drift() {
+    let client = local_env().kube().await;
+    let app = TestApp::new("faults-abandoned-wait", Migration::Deleted);
+    let ns = &app.namespace;
+    let env = Env {
+        app: &app,
+        name: "test",
+        ns,
+    };
+    app.ok(&["advanced-deploy", "test", SHAS[0]]);
+    // its new pods never become ready: the deploy stays in its wait step
+    app.strand_pods();
+    let mut deploy = app
+        .command(&["advanced-deploy", "test", SHAS[1]])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    poll(
+        Duration::from_secs(90),
+        "the deploy's wait step",
+        async || {
+            if let Some(ended) = deploy.try_wait().unwrap() {
+                panic!("the deploy ended ({ended}) before its wait step");
+            }
+            let newest = env.history().into_iter().next()?;
+            (newest["number"] == 2 && newest["step"] == "wait").then_some(())
+        },
+    )
+    .await;
+    deploy.kill().unwrap();
+    deploy.wait().unwrap();
+    lock_expired(&client, ns).await;
+
+    let table = String::from_utf8_lossy(&app.ok(&["history", "test"]).stdout).into_owned();
+    let row = table
+        .lines()
+        .find(|l| l.trim_start().starts_with("2 "))
+        .unwrap_or_else(|| panic!("no release 2: {table}"));
+    assert!(
+        row.contains("abandoned after apply") && row.contains("stopped at wait"),
+        "{table}"
+    );
+    let shown = String::from_utf8_lossy(&app.ok(&["status", "test"]).stdout).into_owned();
+    for part in [
+        &format!(
+            "last release: 2 {} abandoned after apply at step wait",
+            SHAS[1]
+        ),
+        "release 2 stopped after apply: its objects are in the cluster",
+        &format!("run `berth deploy test {}` again to finish", SHAS[1]),
+        "or `berth rollback test` to go back",
+    ] {
+        assert!(shown.contains(part), "expected {part:?} in {shown}");
+    }
+    assert!(!shown.contains("drift"), "{shown}");
+    let status = app.ok(&["status", "test", "--output", "json"]);
+    let event = json_lines(&status)
+        .into_iter()
+        .find(|e| e["event"] == "environment")
+        .unwrap();
+    let last = &event["last_release"];
+    assert_eq!(
+        (&last["status"], &last["stopped_at"], &last["applied"]),
+        (&json!("abandoned"), &json!("wait"), &json!(true)),
+        "{last}"
+    );
+    assert_eq!(event["drift"], json!([]), "{event}");
+}

@@ -792,3 +792,63 @@ async fn a_holder_resuming_after_a_takeover_stops_and_no_release_is_lost_or_dupl
     });
     scenario.finish();
 }
+
+/// A deploy frozen (SIGSTOP) in its migration past its lock's expiry; the
+/// lock is then taken by hand and the deploy resumed (SIGCONT): it stops
+/// with exit 3, and its last line (plain output, as people read it) names
+/// the new holder, since when it holds the lock, and the release it left
+/// unfinished, as the JSON report's `error` does.
+#[tokio::test]
+async fn a_deploy_that_lost_its_lock_names_the_new_holder_in_its_last_line() {
+    let admin = local_env().kube().await;
+    let app = TestApp::new("perm-lost-line", Migration::Held);
+    let mut frozen = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
+    wait_for_step(&admin, &app, Step::Migration, &mut frozen).await;
+    let pid = frozen.id().to_string();
+    let signal = |name: &str| {
+        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    let taken = poll(
+        Duration::from_secs(40),
+        "the frozen deploy's lock to expire and be taken by hand",
+        async || {
+            let out = app.berth(&[
+                "lock", "test", "acquire", "--ttl", "10m", "--output", "json",
+            ]);
+            (code(&out) == 0).then(|| report(&out))
+        },
+    )
+    .await;
+    let holder = taken["holder"].as_str().unwrap().to_string();
+    let leases: Api<Lease> = Api::namespaced(admin.clone(), &app.namespace);
+    let since = leases.get("berth-deploy-lock").await.unwrap().spec.unwrap();
+    let since = since
+        .acquire_time
+        .unwrap()
+        .0
+        .to_zoned(k8s_openapi::jiff::tz::TimeZone::system())
+        .strftime("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    signal("-CONT");
+    let out =
+        wait_bounded(frozen, Duration::from_secs(60)).expect("the resumed deploy ends within 60 s");
+    let said = stderr(&out);
+    assert_eq!(code(&out), 3, "{said}");
+    let last = said.lines().last().unwrap_or_default();
+    for part in [
+        "lock_lost deploying 1a2b3c4 to test, release 1 left unfinished",
+        &format!(
+            "lost the deploy lock of namespace {} to {holder} (held by hand with `berth lock test acquire`)",
+            app.namespace
+        ),
+        &format!(", holding it since {since} ("),
+        "berth stopped before its next change",
+    ] {
+        assert!(
+            last.contains(part),
+            "expected {part:?} in the last line: {said}"
+        );
+    }
+}

@@ -310,16 +310,21 @@ pub async fn try_acquire(
 }
 
 /// The renewal of `identity`'s hold on `current`, or who has the lock now
-/// when it is no longer ours: taken by another holder (even one whose hold
-/// has since expired, who may have changed things), or deleted.
-fn renewal(claim: &Claim, current: Option<&Lease>) -> Result<Lease, String> {
+/// (and since when) when it is no longer ours: taken by another holder
+/// (even one whose hold has since expired, who may have changed things),
+/// or deleted.
+fn renewal(claim: &Claim, current: Option<&Lease>) -> Result<Lease, Loss> {
     let identity = claim.identity.as_str();
     let now = Timestamp::now();
+    let nobody = |why: String| Loss::Taken {
+        holder: why,
+        since: None,
+    };
     let Some(lease) = current else {
-        return Err(format!(
+        return Err(nobody(format!(
             "nobody: the Lease was deleted (`{} lock ENV release`?)",
             crate::program::name()
-        ));
+        )));
     };
     let holder = lease
         .spec
@@ -330,9 +335,12 @@ fn renewal(claim: &Claim, current: Option<&Lease>) -> Result<Lease, String> {
         return Ok(lease_for(claim, DEPLOY_HOLD, current, now));
     }
     Err(match holder_of(lease, now) {
-        Some(holder) => holder.who(),
-        None if holder.is_empty() => "nobody: the lock was released".into(),
-        None => format!("{holder} (whose hold has expired since)"),
+        Some(holder) => Loss::Taken {
+            holder: holder.who(),
+            since: holder.since,
+        },
+        None if holder.is_empty() => nobody("nobody: the lock was released".into()),
+        None => nobody(format!("{holder} (whose hold has expired since)")),
     })
 }
 
@@ -405,8 +413,13 @@ pub struct DeployLock {
 /// Why a hold ended while its holder still worked.
 #[derive(Debug, Clone, PartialEq)]
 enum Loss {
-    /// Another holder has the lock (who, doing what).
-    Taken(String),
+    /// Another holder has the lock: who, doing what, and since when
+    /// (the Lease's `acquireTime`); `holder` says `nobody: …` for a lock
+    /// released or deleted.
+    Taken {
+        holder: String,
+        since: Option<Timestamp>,
+    },
     /// The API server refused the renewal: the credentials were revoked
     /// (401) or lost the right to write the Lease (403). Retrying cannot help.
     Refused(String),
@@ -626,9 +639,11 @@ impl Lost {
 
     fn error(&self, loss: &Loss) -> anyhow::Error {
         match loss {
-            Loss::Taken(holder) => BerthError::LockLost {
+            Loss::Taken { holder, since } => BerthError::LockLost {
                 namespace: self.namespace.clone(),
                 holder: holder.clone(),
+                since: since
+                    .map(|since| crate::local_time::with_age(&since.to_string(), Timestamp::now())),
             },
             Loss::Refused(cause) => BerthError::CredentialsRefused {
                 doing: "renewing the deploy lock".into(),
@@ -650,8 +665,8 @@ async fn renew(api: Api<Lease>, claim: Claim, lost: watch::Sender<Option<Loss>>)
         tick.tick().await;
         match write_lease(&api, |current| renewal(&claim, current)).await {
             Ok(Ok(())) => {}
-            Ok(Err(holder)) => {
-                lost.send_replace(Some(Loss::Taken(holder)));
+            Ok(Err(loss)) => {
+                lost.send_replace(Some(loss));
                 return;
             }
             Err(e) => match crate::error::credentials_refused(&e) {
@@ -750,16 +765,23 @@ mod tests {
         let taken = lease("bob@ci (pid 9)", now, 15);
         assert_eq!(
             renewal(&ada, Some(&taken)).unwrap_err(),
-            "bob@ci (pid 9) (deploy 1a2b3c4)"
+            Loss::Taken {
+                holder: "bob@ci (pid 9) (deploy 1a2b3c4)".into(),
+                since: Some(now),
+            }
         );
         // Taken and expired since: bob may have changed things meanwhile.
         let expired = lease("bob@ci (pid 9)", now - SignedDuration::from_secs(60), 15);
+        let lost_to = |current: Option<&Lease>| match renewal(&ada, current) {
+            Err(Loss::Taken { holder, since }) => (holder, since),
+            other => panic!("not lost: {other:?}"),
+        };
+        let (holder, since) = lost_to(Some(&expired));
         assert!(
-            renewal(&ada, Some(&expired))
-                .unwrap_err()
-                .starts_with("bob@ci (pid 9)")
+            holder.starts_with("bob@ci (pid 9)") && since.is_none(),
+            "{holder}"
         );
-        assert!(renewal(&ada, None).unwrap_err().contains("deleted"));
+        assert!(lost_to(None).0.contains("deleted"));
     }
 
     #[test]
@@ -831,14 +853,21 @@ mod tests {
             taken_by: receiver,
         };
         assert!(lost.check().is_ok());
-        taken_by.send_replace(Some(Loss::Taken("bob@ci (pid 9) (deploy 2b3c4d5)".into())));
+        let since: Timestamp = "2026-12-07T08:40:12Z".parse().unwrap();
+        taken_by.send_replace(Some(Loss::Taken {
+            holder: "bob@ci (pid 9) (deploy 2b3c4d5)".into(),
+            since: Some(since),
+        }));
         drop(taken_by);
         let error = lost.check().unwrap_err();
         assert_eq!(crate::error::exit_code_number(&error), 3);
+        let shown = crate::local_time::with_age(&since.to_string(), Timestamp::now());
         assert!(
-            error
-                .to_string()
-                .contains("to bob@ci (pid 9) (deploy 2b3c4d5)")
+            error.to_string().contains(&format!(
+                "to bob@ci (pid 9) (deploy 2b3c4d5), holding it since {}",
+                &shown[..19]
+            )),
+            "{error}"
         );
         let stopped = lost
             .unless_lost(std::future::pending::<anyhow::Result<()>>())

@@ -79,27 +79,38 @@ impl ReleaseStatus {
 }
 
 impl Release {
-    /// The status as people read it: `interrupted after apply` for a
-    /// release stopped once its objects were applied, else
-    /// [`ReleaseStatus::as_str`]. JSON keeps `status` and `applied`.
+    /// The status as people read it: `interrupted after apply` or
+    /// `abandoned after apply` for a release stopped once its objects were
+    /// applied ([`Release::stopped_after_apply`]), else
+    /// [`ReleaseStatus::as_str`]. JSON keeps `status`, `step` and `applied`.
     pub fn shown_status(&self) -> &'static str {
-        if self.interrupted_after_apply() {
-            "interrupted after apply"
-        } else {
-            self.status.as_str()
+        match self.status {
+            ReleaseStatus::Interrupted if self.stopped_after_apply() => "interrupted after apply",
+            ReleaseStatus::Abandoned if self.stopped_after_apply() => "abandoned after apply",
+            status => status.as_str(),
         }
+    }
+
+    /// Stopped midway (interrupted, or abandoned by a deployer that died)
+    /// once every object was applied, while the rollout was waited for or
+    /// later: the environment runs its objects. The record says so with
+    /// `applied`, or (records kept before `applied` was) with the step it
+    /// had reached: `wait` or `record`.
+    pub fn stopped_after_apply(&self) -> bool {
+        self.status.stopped()
+            && (self.applied || matches!(self.step.as_deref(), Some("wait" | "record")))
     }
 
     /// Interrupted once every object was applied, while the rollout was
     /// waited for: the environment runs its objects.
     pub fn interrupted_after_apply(&self) -> bool {
-        self.status == ReleaseStatus::Interrupted && self.applied
+        self.status == ReleaseStatus::Interrupted && self.stopped_after_apply()
     }
 
     /// Whether the environment runs what this release applied: it
-    /// succeeded, or it was interrupted after its apply.
+    /// succeeded, or it stopped after its apply.
     pub fn is_live(&self) -> bool {
-        self.status == ReleaseStatus::Succeeded || self.interrupted_after_apply()
+        self.status == ReleaseStatus::Succeeded || self.stopped_after_apply()
     }
 }
 
@@ -710,6 +721,56 @@ mod tests {
         assert_eq!(seen(&legacy, Some("bob@ci (pid 9)")), "in_progress");
         assert_eq!(seen(&legacy, None), "abandoned");
         assert_eq!(seen(&done, None), "succeeded");
+    }
+
+    #[test]
+    fn a_release_stopped_after_its_apply_says_so_and_counts_as_live() {
+        let stopped = |status, step: &str, applied| Release {
+            step: Some(step.into()),
+            applied,
+            ..example(4, "ddddddd", status)
+        };
+        let cases = [
+            (
+                ReleaseStatus::Abandoned,
+                "wait",
+                false,
+                "abandoned after apply",
+            ),
+            (
+                ReleaseStatus::Abandoned,
+                "record",
+                false,
+                "abandoned after apply",
+            ),
+            (
+                ReleaseStatus::Abandoned,
+                "post-upgrade",
+                true,
+                "abandoned after apply",
+            ),
+            (ReleaseStatus::Abandoned, "apply", false, "abandoned"),
+            (ReleaseStatus::Abandoned, "pre-deploy", false, "abandoned"),
+            (
+                ReleaseStatus::Interrupted,
+                "wait",
+                true,
+                "interrupted after apply",
+            ),
+            (
+                ReleaseStatus::Interrupted,
+                "wait",
+                false,
+                "interrupted after apply",
+            ),
+            (ReleaseStatus::Interrupted, "apply", false, "interrupted"),
+            (ReleaseStatus::Failed, "wait", true, "failed"),
+        ];
+        for (status, step, applied, shown) in cases {
+            let r = stopped(status, step, applied);
+            assert_eq!(r.shown_status(), shown, "{status:?} at {step}");
+            assert_eq!(r.is_live(), shown.ends_with("after apply"), "{shown}");
+        }
     }
 
     #[test]

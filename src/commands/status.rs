@@ -104,14 +104,18 @@ struct ReleaseView {
     number: u64,
     sha: String,
     status: &'static str,
-    /// Every object was applied: `interrupted` then reads `interrupted
-    /// after apply`.
+    /// Every object was applied: `interrupted` or `abandoned` then reads
+    /// `interrupted after apply` or `abandoned after apply`.
     applied: bool,
     /// The status as people read it ([`release::Release::shown_status`]).
     #[serde(skip)]
     shown_status: &'static str,
     /// The step an interrupted or abandoned release stopped at.
     stopped_at: Option<String>,
+    /// What to do about a release stopped after its apply (for people;
+    /// JSON has `status`, `applied` and `stopped_at`).
+    #[serde(skip)]
+    next: Option<String>,
     by: String,
     /// RFC 3339.
     started_at: String,
@@ -184,9 +188,10 @@ async fn read_environment(
         number: r.number,
         sha: r.sha.clone(),
         status: r.status.as_str(),
-        applied: r.applied,
+        applied: r.applied || r.stopped_after_apply(),
         shown_status: r.shown_status(),
         stopped_at: r.step.clone().filter(|_| r.status.stopped()),
+        next: r.stopped_after_apply().then(|| after_apply(r)),
         by: r.deployer.describe(),
         started_at: r.started_at.clone(),
         chart: r.chart.clone(),
@@ -194,7 +199,8 @@ async fn read_environment(
     });
     let thresholds = Thresholds::from(&env.rollout);
     // What runs: the last successful release, or a newer one interrupted
-    // once its objects were applied (its rollout not waited for).
+    // or abandoned once its objects were applied (its rollout not waited
+    // for to its end).
     let last_good = releases.iter().find(|r| r.is_live());
     let mut workloads = Vec::new();
     let mut drift = Vec::new();
@@ -262,7 +268,10 @@ fn print_environment(
                 painter.paint(r.tone, &format!("{}{stopped}", r.shown_status)),
                 r.by,
                 crate::local_time::with_age(&r.started_at, now)
-            ))?
+            ))?;
+            if let Some(next) = &r.next {
+                stdout::line(painter.paint(Tone::Warning, &format!("  {next}")))?;
+            }
         }
     }
     stdout::line(format!("  maintenance: {}", status.maintenance.summary()))?;
@@ -277,6 +286,24 @@ fn print_environment(
         stdout::line(painter.paint(Tone::Warning, &format!("  drift: {line}")))?;
     }
     Ok(())
+}
+
+/// What a release stopped after its apply left, and what to do next:
+/// deploy it again to finish (the rollback again, for one returning to an
+/// earlier release), or roll back.
+fn after_apply(r: &release::Release) -> String {
+    let berth = crate::program::name();
+    let env = &r.environment;
+    let again = match r.rolled_back_to {
+        Some(number) => format!("{berth} rollback {env} --to {number}"),
+        None => format!("{berth} deploy {env} {}", r.sha),
+    };
+    format!(
+        "release {} stopped after apply: its objects are in the cluster, but their rollout \
+         was not waited for to its end (the workloads below show how far it got); run \
+         `{again}` again to finish, or `{berth} rollback {env}` to go back",
+        r.number
+    )
 }
 
 /// What `images` (container, image) run, for the SHA column: the tags of

@@ -320,6 +320,7 @@ mod tests {
         let lock_lost = BerthError::LockLost {
             namespace: "workbench-staging".into(),
             holder: "bob@ci (pid 9)".into(),
+            since: None,
         };
         let cases: Vec<(anyhow::Result<()>, Outcome, u8, ReleaseStatus)> = vec![
             (Ok(()), Outcome::Succeeded, 0, Succeeded),
@@ -390,6 +391,7 @@ mod tests {
         let lost: anyhow::Error = BerthError::LockLost {
             namespace: "workbench-staging".into(),
             holder: "bob@ci (pid 9)".into(),
+            since: Some("2026-12-07 08:40:12 (20s ago)".into()),
         }
         .into();
         finish(
