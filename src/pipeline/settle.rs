@@ -66,7 +66,8 @@ pub async fn settle(
         );
         match release::update(client, ns, r).await {
             Ok(stood) if stood.status == ReleaseStatus::Abandoned => out.info(&format!(
-                "{what} was left in progress at step {step} by {by}, whose lock expired: recorded abandoned"
+                "{what} was left in progress at step {step} by {by}, whose lock expired: recorded {}",
+                stood.shown_status()
             )),
             // Its deploy wrote how it ended first: that record stands.
             Ok(stood) => {
