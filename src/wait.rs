@@ -19,6 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
+use crate::cluster::retry::{self, GaveUp};
 use crate::cluster::watched::{self, WatchRefused, Watched};
 use crate::progress::{Progress, RolloutReporter, WorkloadState};
 use crate::rollout::pod::UNSCHEDULABLE;
@@ -60,6 +61,9 @@ pub enum WaitFailure {
     /// The API server refuses a watch the verdicts need (a missing `list`
     /// or `watch` permission): waiting longer cannot help.
     Unwatchable(WatchRefused),
+    /// A watch's request was retried for the whole budget and the API
+    /// server never answered: waiting longer would wait on nothing.
+    Unreachable(GaveUp),
 }
 
 /// Kinds whose verdict `wait_all` can give.
@@ -200,6 +204,9 @@ pub async fn wait_all(
                 for (kind, error) in queued.into_iter().filter_map(Result::err) {
                     if let Some(refusal) = watched::refused(kind, namespace, &error) {
                         return Err(WaitFailure::Unwatchable(refusal));
+                    }
+                    if let Some(gave_up) = retry::watch_gave_up(&error) {
+                        return Err(WaitFailure::Unreachable(gave_up.clone()));
                     }
                     tracing::debug!("watch error (retrying): {error}");
                 }

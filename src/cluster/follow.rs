@@ -17,6 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use super::retry;
 use super::watched::{self, Watched};
 use crate::error::Cancelled;
 use crate::migrate::sidecars;
@@ -135,7 +136,17 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
                         reason: "Forbidden".into(),
                         message: refusal.to_string(),
                     })),
-                    None => tracing::debug!("Job watch error (retrying): {e}"),
+                    None => {
+                        if let Some(gave_up) = retry::watch_gave_up(&e) {
+                            for (handle, _) in log_tasks.values() {
+                                handle.abort();
+                            }
+                            return Err(anyhow::Error::new(gave_up.clone()).context(format!(
+                                "following Job {name} (left as it is: `kubectl -n {namespace} get job {name}` shows it)"
+                            )));
+                        }
+                        tracing::debug!("Job watch error (retrying): {e}")
+                    }
                 },
                 None => {}
             },

@@ -14,8 +14,12 @@
 //!
 //! Delays grow exponentially from [`FIRST_DELAY`] to [`MAX_DELAY`] with
 //! jitter (or follow the server's `Retry-After`), and a request gives up
-//! once it has been failing for [`BUDGET`]: the error then says so.
+//! once it has been failing for [`BUDGET`]: the error then says so. The
+//! budget counts from the first failure any request of the client saw since
+//! the server last answered, so a server that stays down ends a command
+//! within one budget, not one budget per request it still sends.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
@@ -39,6 +43,9 @@ pub struct Retry {
     first_failure: Option<Instant>,
     attempts: u32,
     budget: Duration,
+    /// Shared by every request of the client: since when the server has
+    /// not answered (`None` once it answers).
+    down_since: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Retry {
@@ -53,12 +60,23 @@ impl Retry {
             first_failure: None,
             attempts: 0,
             budget,
+            down_since: Arc::new(Mutex::new(None)),
         }
     }
 
-    /// The delay before the next try, or `None` once the budget is spent.
+    /// The server answered (whatever it said): it is up.
+    fn answered(&self) {
+        *self.down_since.lock().unwrap() = None;
+    }
+
+    /// The delay before the next try, or `None` once the budget is spent,
+    /// counted from this request's first failure or, if earlier, the first
+    /// failure of any request since the server last answered.
     fn next_delay(&mut self, wanted: Option<Duration>) -> Option<Duration> {
-        let first = *self.first_failure.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        let own = *self.first_failure.get_or_insert(now);
+        let first = *self.down_since.lock().unwrap().get_or_insert(own);
+        let first = first.min(own);
         let exponential = FIRST_DELAY
             .saturating_mul(1 << self.attempts.min(16))
             .min(MAX_DELAY);
@@ -174,8 +192,28 @@ pub fn transient(error: &kube::Error) -> bool {
     }
 }
 
+/// The [`GaveUp`] a Kubernetes request ended in, if it did: berth's
+/// client retried it for the whole budget and the server never answered.
+pub fn gave_up(error: &kube::Error) -> Option<&GaveUp> {
+    match error {
+        kube::Error::Service(e) => e.downcast_ref::<GaveUp>(),
+        _ => None,
+    }
+}
+
+/// The [`GaveUp`] a watch's request ended in, if it did.
+pub fn watch_gave_up(error: &kube::runtime::watcher::Error) -> Option<&GaveUp> {
+    use kube::runtime::watcher::Error;
+    match error {
+        Error::InitialListFailed(e) | Error::WatchStartFailed(e) | Error::WatchFailed(e) => {
+            gave_up(e)
+        }
+        _ => None,
+    }
+}
+
 /// The error of a request berth gave up on after retrying it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "the API server did not answer (tried {tries} times over {}): {cause}",
     crate::duration::display(*elapsed)
@@ -214,6 +252,10 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for Retry {
         result: &mut Result<Response<Res>, BoxError>,
     ) -> Option<Self::Future> {
         let (failure, wanted) = match result {
+            Ok(response) if of_status(response.status()) == Failure::Final => {
+                self.answered();
+                return None;
+            }
             Ok(response) => (of_status(response.status()), retry_after(response)),
             Err(error) => (of_error(error.as_ref()), None),
         };
@@ -321,5 +363,18 @@ mod tests {
         // no time passed, so every try fits until one delay exceeds 3 s
         assert!(delays.len() >= 4, "{delays:?}");
         assert_eq!(policy.next_delay(Some(Duration::from_secs(4))), None);
+    }
+
+    #[test]
+    fn the_budget_counts_from_the_first_failure_of_any_request_until_an_answer() {
+        let policy = Retry::with_budget(Duration::from_secs(60));
+        // another request of the same client has seen the server down 59 s
+        *policy.down_since.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(59));
+        let mut second = policy.clone();
+        assert_eq!(second.next_delay(Some(Duration::from_secs(2))), None);
+        // once the server answered, a new failure has the whole budget
+        policy.answered();
+        let mut third = policy.clone();
+        assert!(third.next_delay(Some(Duration::from_secs(2))).is_some());
     }
 }
