@@ -261,7 +261,7 @@ pub fn final_message(error: &anyhow::Error) -> String {
         return brief;
     }
     format!(
-        "{brief}\n  The API server did not answer for a minute, so berth stopped there. Check \
+        "{brief}\n  The API server did not answer, so berth stopped there. Check \
          that it is up (`kubectl get --raw /readyz`), then run the command again. A deploy \
          stopped this way leaves its release `in_progress` until its lock expires (within \
          15 s); `berth history` then shows it `abandoned` at its step, and the next deploy \

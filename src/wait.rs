@@ -61,8 +61,8 @@ pub enum WaitFailure {
     /// The API server refuses a watch the verdicts need (a missing `list`
     /// or `watch` permission): waiting longer cannot help.
     Unwatchable(WatchRefused),
-    /// A watch's request was retried for the whole budget and the API
-    /// server never answered: waiting longer would wait on nothing.
+    /// The watches' requests kept giving up ([`retry::Silence`]): the API
+    /// server does not answer, and waiting longer would wait on nothing.
     Unreachable(GaveUp),
 }
 
@@ -187,6 +187,7 @@ pub async fn wait_all(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut assessment = Assessment::new(tracked, thresholds);
+    let mut silence = retry::Silence::default();
     loop {
         tokio::select! {
             _ = &mut deadline => {
@@ -201,11 +202,16 @@ pub async fn wait_all(
                 while let Some(Some(event)) = events.next().now_or_never() {
                     queued.push(event);
                 }
+                if queued.iter().any(Result::is_ok) {
+                    silence.answered();
+                }
                 for (kind, error) in queued.into_iter().filter_map(Result::err) {
                     if let Some(refusal) = watched::refused(kind, namespace, &error) {
                         return Err(WaitFailure::Unwatchable(refusal));
                     }
-                    if let Some(gave_up) = retry::watch_gave_up(&error) {
+                    if let Some(gave_up) = retry::watch_gave_up(&error)
+                        && silence.gave_up()
+                    {
                         return Err(WaitFailure::Unreachable(gave_up.clone()));
                     }
                     tracing::debug!("watch error (retrying): {error}");

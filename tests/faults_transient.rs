@@ -32,6 +32,11 @@ use support::{
 /// The longest a faulted deploy may take before the trial counts as hung.
 const DEPLOY_LIMIT: Duration = Duration::from_secs(240);
 
+/// The longest a deploy whose API server stays down may take before the
+/// trial counts as hung: far more than berth's retry budget (a minute, two
+/// for a wait's watches, then a few seconds for each request left).
+const DOWN_LIMIT: Duration = Duration::from_secs(420);
+
 /// Where a deploy is, as the cluster shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Point {
@@ -93,10 +98,15 @@ fn deploy(app: &TestApp, kubeconfig: &Path, sha: &str) -> Child {
 
 /// Wait for `deploy` to end (blocking, off the runtime), or kill it once
 /// [`DEPLOY_LIMIT`] passed since `started`.
-async fn finish(mut deploy: Child, started: Instant) -> Option<Output> {
+async fn finish(deploy: Child, started: Instant) -> Option<Output> {
+    finish_within(deploy, started, DEPLOY_LIMIT).await
+}
+
+/// Wait for `deploy` to end, or kill it once `limit` passed since `started`.
+async fn finish_within(mut deploy: Child, started: Instant, limit: Duration) -> Option<Output> {
     tokio::task::spawn_blocking(move || {
         while deploy.try_wait().unwrap().is_none() {
-            if started.elapsed() > DEPLOY_LIMIT {
+            if started.elapsed() > limit {
                 let _ = deploy.kill();
                 let _ = deploy.wait();
                 return None;
@@ -588,14 +598,14 @@ async fn a_deploy_whose_api_server_stays_down_ends_with_a_clear_failure() {
         let mut notes = vec![format!(
             "API server {how} for good during {during} (deploy running: {running})"
         )];
-        let out = finish(berth, started).await;
+        let out = finish_within(berth, started, DOWN_LIMIT).await;
         let ended_in = fault_at.elapsed();
         notes.push(format!("berth ended {ended_in:?} after the fault"));
         let mut survived = running;
         match &out {
             None => {
                 survived = false;
-                notes.push(format!("the deploy hung for more than {DEPLOY_LIMIT:?}"));
+                notes.push(format!("the deploy hung for more than {DOWN_LIMIT:?}"));
             }
             Some(out) => {
                 let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out));

@@ -112,11 +112,16 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
     let mut latest_job: Option<Job> = None;
     let mut seen_pods: Vec<Pod> = Vec::new();
     let mut log_tasks = HashMap::new();
+    let mut silence = retry::Silence::default();
     let end = loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(Seen::Job(j))) => latest_job = Some(*j),
+                Some(Ok(Seen::Job(j))) => {
+                    silence.answered();
+                    latest_job = Some(*j)
+                }
                 Some(Ok(Seen::Pod(p))) => {
+                    silence.answered();
                     let p = *p;
                     let pod_name = p.name_any();
                     if started_container(&p) && !log_tasks.contains_key(&pod_name) {
@@ -137,7 +142,9 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
                         message: refusal.to_string(),
                     })),
                     None => {
-                        if let Some(gave_up) = retry::watch_gave_up(&e) {
+                        if let Some(gave_up) = retry::watch_gave_up(&e)
+                            && silence.gave_up()
+                        {
                             for (handle, _) in log_tasks.values() {
                                 handle.abort();
                             }

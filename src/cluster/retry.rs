@@ -14,12 +14,14 @@
 //!
 //! Delays grow exponentially from [`FIRST_DELAY`] to [`MAX_DELAY`] with
 //! jitter (or follow the server's `Retry-After`), and a request gives up
-//! once it has been failing for [`BUDGET`]: the error then says so. The
-//! budget counts from the first failure any request of the client saw since
-//! the server last answered, so a server that stays down ends a command
-//! within one budget, not one budget per request it still sends.
+//! once it has been failing for [`BUDGET`]: the error then says so. Once a
+//! request of the client gave up, and until the server answers again, the
+//! next ones give up after [`AFTER_GIVING_UP`], so a server that stays down
+//! ends a command within about one budget, not one budget per request it
+//! still sends (recording the failure, releasing the lock).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
@@ -36,6 +38,9 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// How long one request may keep failing before berth gives up on it: an
 /// API server restart takes a few seconds to a minute.
 pub const BUDGET: Duration = Duration::from_secs(60);
+/// How long a request keeps trying once another request of the client gave
+/// up and the server has not answered since.
+pub const AFTER_GIVING_UP: Duration = Duration::from_secs(15);
 
 /// berth's retry policy: one per request (tower clones it for each).
 #[derive(Clone, Debug)]
@@ -43,9 +48,9 @@ pub struct Retry {
     first_failure: Option<Instant>,
     attempts: u32,
     budget: Duration,
-    /// Shared by every request of the client: since when the server has
-    /// not answered (`None` once it answers).
-    down_since: Arc<Mutex<Option<Instant>>>,
+    /// Shared by every request of the client: a request gave up, and the
+    /// server has not answered since.
+    silent: Arc<AtomicBool>,
 }
 
 impl Retry {
@@ -60,29 +65,31 @@ impl Retry {
             first_failure: None,
             attempts: 0,
             budget,
-            down_since: Arc::new(Mutex::new(None)),
+            silent: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// The server answered (whatever it said): it is up.
     fn answered(&self) {
-        *self.down_since.lock().unwrap() = None;
+        self.silent.store(false, Ordering::SeqCst);
     }
 
-    /// The delay before the next try, or `None` once the budget is spent,
-    /// counted from this request's first failure or, if earlier, the first
-    /// failure of any request since the server last answered.
+    /// The delay before the next try, or `None` once the budget is spent
+    /// ([`AFTER_GIVING_UP`] while another request has given up).
     fn next_delay(&mut self, wanted: Option<Duration>) -> Option<Duration> {
-        let now = Instant::now();
-        let own = *self.first_failure.get_or_insert(now);
-        let first = *self.down_since.lock().unwrap().get_or_insert(own);
-        let first = first.min(own);
+        let first = *self.first_failure.get_or_insert_with(Instant::now);
+        let budget = if self.silent.load(Ordering::SeqCst) {
+            self.budget.min(AFTER_GIVING_UP)
+        } else {
+            self.budget
+        };
         let exponential = FIRST_DELAY
             .saturating_mul(1 << self.attempts.min(16))
             .min(MAX_DELAY);
         let jittered = exponential.mul_f64(rand::rng().random_range(0.5..=1.0));
         let delay = wanted.unwrap_or(jittered);
-        if first.elapsed() + delay > self.budget {
+        if first.elapsed() + delay > budget {
+            self.silent.store(true, Ordering::SeqCst);
             return None;
         }
         self.attempts += 1;
@@ -209,6 +216,31 @@ pub fn watch_gave_up(error: &kube::runtime::watcher::Error) -> Option<&GaveUp> {
             gave_up(e)
         }
         _ => None,
+    }
+}
+
+/// How long a wait's watches have been giving up: a watch retries after
+/// its request gave up, so a wait ends only once the API server has not
+/// answered for a [`BUDGET`] since the first give-up (two minutes of
+/// silence in all), which a slow restart (a graceful shutdown draining its
+/// streams for a minute) does not reach.
+#[derive(Debug, Default)]
+pub struct Silence {
+    since: Option<std::time::Instant>,
+}
+
+impl Silence {
+    /// A watch's request gave up: whether the wait should end now.
+    pub fn gave_up(&mut self) -> bool {
+        self.since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= BUDGET
+    }
+
+    /// A watch delivered something: the server answers.
+    pub fn answered(&mut self) {
+        self.since = None;
     }
 }
 
@@ -366,15 +398,19 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_counts_from_the_first_failure_of_any_request_until_an_answer() {
+    fn once_a_request_gave_up_the_next_ones_give_up_sooner_until_an_answer() {
         let policy = Retry::with_budget(Duration::from_secs(60));
-        // another request of the same client has seen the server down 59 s
-        *policy.down_since.lock().unwrap() = Instant::now().checked_sub(Duration::from_secs(59));
+        let mut first = policy.clone();
+        assert!(first.next_delay(Some(Duration::from_secs(30))).is_some());
+        assert_eq!(first.next_delay(Some(Duration::from_secs(61))), None);
+        // the server stays silent: a later request has AFTER_GIVING_UP
         let mut second = policy.clone();
-        assert_eq!(second.next_delay(Some(Duration::from_secs(2))), None);
+        assert!(second.next_delay(Some(Duration::from_secs(14))).is_some());
+        let mut third = policy.clone();
+        assert_eq!(third.next_delay(Some(Duration::from_secs(16))), None);
         // once the server answered, a new failure has the whole budget
         policy.answered();
-        let mut third = policy.clone();
-        assert!(third.next_delay(Some(Duration::from_secs(2))).is_some());
+        let mut fourth = policy.clone();
+        assert!(fourth.next_delay(Some(Duration::from_secs(30))).is_some());
     }
 }
