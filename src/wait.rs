@@ -188,9 +188,14 @@ pub async fn wait_all(
     tokio::pin!(deadline);
     let mut assessment = Assessment::new(tracked, thresholds);
     let mut silence = retry::Silence::default();
+    let mut unanswered: Option<GaveUp> = None;
     loop {
         tokio::select! {
             _ = &mut deadline => {
+                // a timeout while the API server does not answer is its silence
+                if let Some(gave_up) = unanswered.take() {
+                    return Err(WaitFailure::Unreachable(gave_up));
+                }
                 return Err(WaitFailure::TimedOut { pending: assessment.pending() });
             }
             // No watches (nothing to wait for): the stream ends at once, and
@@ -204,15 +209,17 @@ pub async fn wait_all(
                 }
                 if queued.iter().any(Result::is_ok) {
                     silence.answered();
+                    unanswered = None;
                 }
                 for (kind, error) in queued.into_iter().filter_map(Result::err) {
                     if let Some(refusal) = watched::refused(kind, namespace, &error) {
                         return Err(WaitFailure::Unwatchable(refusal));
                     }
-                    if let Some(gave_up) = retry::watch_gave_up(&error)
-                        && silence.gave_up()
-                    {
-                        return Err(WaitFailure::Unreachable(gave_up.clone()));
+                    if let Some(gave_up) = retry::watch_gave_up(&error) {
+                        if silence.gave_up() {
+                            return Err(WaitFailure::Unreachable(gave_up.clone()));
+                        }
+                        unanswered = Some(gave_up.clone());
                     }
                     tracing::debug!("watch error (retrying): {error}");
                 }
