@@ -230,12 +230,47 @@ pub fn credentials_refused(error: &anyhow::Error) -> Option<String> {
 /// `error` in one line: `{error:#}`, except that an API server's refusal of
 /// berth's credentials is said as its outermost context and the refusal
 /// (`reading release record 1: 403 Forbidden: ...`), not the client's dump
-/// of the whole response.
+/// of the whole response, and a cause that only repeats the one before it
+/// (the Kubernetes client's `ServiceError: X` then `X`) is said once.
 pub fn brief(error: &anyhow::Error) -> String {
     match credentials_refused(error) {
         Some(refusal) => format!("{error}: {refusal}"),
-        None => format!("{error:#}"),
+        None => chain(error),
     }
+}
+
+/// `{error:#}` with a cause that only repeats the one before it said once.
+fn chain(error: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|last| last.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    parts.join(": ")
+}
+
+/// A command's final error: `{error:#}` with a cause that only repeats
+/// the one before it said once, and, when the API server never answered,
+/// what that left and what to do.
+pub fn final_message(error: &anyhow::Error) -> String {
+    let brief = chain(error);
+    let unanswered = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<crate::cluster::retry::GaveUp>()
+            .is_some()
+    });
+    if !unanswered {
+        return brief;
+    }
+    format!(
+        "{brief}\n  The API server did not answer, so berth stopped there. Check \
+         that it is up (`kubectl get --raw /readyz`), then run the command again. A deploy \
+         stopped this way leaves its release `in_progress` until its lock expires (within \
+         15 s); `berth history` then shows it `abandoned` at its step, and the next deploy \
+         records it so and cleans up its Jobs."
+    )
 }
 
 /// The [`BerthError`] anywhere in the chain, if there is one: the
@@ -274,6 +309,18 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
 mod tests {
     use super::*;
     use anyhow::Context;
+
+    #[test]
+    fn a_cause_repeating_the_one_before_is_said_once() {
+        let inner = anyhow::anyhow!("the API server did not answer");
+        let err = inner
+            .context("ServiceError: the API server did not answer")
+            .context("reading release record 1");
+        assert_eq!(
+            brief(&err),
+            "reading release record 1: ServiceError: the API server did not answer"
+        );
+    }
 
     #[test]
     fn a_command_not_built_exits_2_even_under_context() {

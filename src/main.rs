@@ -31,7 +31,7 @@ fn main() -> ExitCode {
                     Some(BerthError::Exited(_) | BerthError::OutputClosed)
                 );
             if !said {
-                stderr_line(&format!("error: {error:#}"));
+                stderr_line(&format!("error: {}", berth::error::final_message(&error)));
             }
             berth::error::exit_code_of(&error)
         }

@@ -444,7 +444,7 @@ impl Output {
                 if let Err(error) = &result
                     && !child_said
                 {
-                    stderr_line(&format!("error: {error:#}"));
+                    stderr_line(&format!("error: {}", crate::error::final_message(error)));
                 }
                 true
             }

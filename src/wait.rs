@@ -19,6 +19,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
+use crate::cluster::retry::{self, GaveUp};
 use crate::cluster::watched::{self, WatchRefused, Watched};
 use crate::progress::{Progress, RolloutReporter, WorkloadState};
 use crate::rollout::pod::UNSCHEDULABLE;
@@ -60,6 +61,9 @@ pub enum WaitFailure {
     /// The API server refuses a watch the verdicts need (a missing `list`
     /// or `watch` permission): waiting longer cannot help.
     Unwatchable(WatchRefused),
+    /// The watches' requests kept giving up ([`retry::Silence`]): the API
+    /// server does not answer, and waiting longer would wait on nothing.
+    Unreachable(GaveUp),
 }
 
 /// Kinds whose verdict `wait_all` can give.
@@ -183,9 +187,15 @@ pub async fn wait_all(
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
     let mut assessment = Assessment::new(tracked, thresholds);
+    let mut silence = retry::Silence::default();
+    let mut unanswered: Option<GaveUp> = None;
     loop {
         tokio::select! {
             _ = &mut deadline => {
+                // a timeout while the API server does not answer is its silence
+                if let Some(gave_up) = unanswered.take() {
+                    return Err(WaitFailure::Unreachable(gave_up));
+                }
                 return Err(WaitFailure::TimedOut { pending: assessment.pending() });
             }
             // No watches (nothing to wait for): the stream ends at once, and
@@ -197,9 +207,19 @@ pub async fn wait_all(
                 while let Some(Some(event)) = events.next().now_or_never() {
                     queued.push(event);
                 }
+                if queued.iter().any(Result::is_ok) {
+                    silence.answered();
+                    unanswered = None;
+                }
                 for (kind, error) in queued.into_iter().filter_map(Result::err) {
                     if let Some(refusal) = watched::refused(kind, namespace, &error) {
                         return Err(WaitFailure::Unwatchable(refusal));
+                    }
+                    if let Some(gave_up) = retry::watch_gave_up(&error) {
+                        if silence.gave_up() {
+                            return Err(WaitFailure::Unreachable(gave_up.clone()));
+                        }
+                        unanswered = Some(gave_up.clone());
                     }
                     tracing::debug!("watch error (retrying): {error}");
                 }

@@ -17,6 +17,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tokio_util::sync::CancellationToken;
 
+use super::retry;
 use super::watched::{self, Watched};
 use crate::error::Cancelled;
 use crate::migrate::sidecars;
@@ -111,11 +112,22 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
     let mut latest_job: Option<Job> = None;
     let mut seen_pods: Vec<Pod> = Vec::new();
     let mut log_tasks = HashMap::new();
+    let mut silence = retry::Silence::default();
+    // the last give-up of a watch since the server last answered; set in
+    // `silenced` when that ends the follow
+    let mut unanswered: Option<retry::GaveUp> = None;
+    let mut silenced: Option<retry::GaveUp> = None;
     let end = loop {
         tokio::select! {
             event = events.next() => match event {
-                Some(Ok(Seen::Job(j))) => latest_job = Some(*j),
+                Some(Ok(Seen::Job(j))) => {
+                    silence.answered();
+                    unanswered = None;
+                    latest_job = Some(*j)
+                }
                 Some(Ok(Seen::Pod(p))) => {
+                    silence.answered();
+                    unanswered = None;
                     let p = *p;
                     let pod_name = p.name_any();
                     if started_container(&p) && !log_tasks.contains_key(&pod_name) {
@@ -135,12 +147,25 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
                         reason: "Forbidden".into(),
                         message: refusal.to_string(),
                     })),
-                    None => tracing::debug!("Job watch error (retrying): {e}"),
+                    None => {
+                        if let Some(gave_up) = retry::watch_gave_up(&e) {
+                            unanswered = Some(gave_up.clone());
+                            if silence.gave_up() {
+                                silenced = unanswered.take();
+                                break End::TimedOut;
+                            }
+                        }
+                        tracing::debug!("Job watch error (retrying): {e}")
+                    }
                 },
                 None => {}
             },
             _ = tick.tick() => {}
-            _ = &mut deadline => break End::TimedOut,
+            // a time limit passed while the API server does not answer is its silence
+            _ = &mut deadline => {
+                silenced = unanswered.take();
+                break End::TimedOut;
+            }
             _ = cancel.cancelled() => {
                 for (handle, _) in log_tasks.values() {
                     handle.abort();
@@ -177,6 +202,14 @@ pub async fn follow<R: TaskReporter + ?Sized + 'static>(
             }
         }
     };
+    if let Some(gave_up) = silenced {
+        for (handle, _) in log_tasks.values() {
+            handle.abort();
+        }
+        return Err(anyhow::Error::new(gave_up).context(format!(
+            "following Job {name} (left as it is: `kubectl -n {namespace} get job {name}` shows it)"
+        )));
+    }
     // The Job's verdict can arrive before the watch shows its pod finished
     // (a quick pod): read the pods as they are now, so their status and
     // logs are final.

@@ -14,8 +14,14 @@
 //!
 //! Delays grow exponentially from [`FIRST_DELAY`] to [`MAX_DELAY`] with
 //! jitter (or follow the server's `Retry-After`), and a request gives up
-//! once it has been failing for [`BUDGET`]: the error then says so.
+//! once it has been failing for [`BUDGET`]: the error then says so. Once a
+//! request of the client gave up, and until the server answers again, the
+//! next ones give up after [`AFTER_GIVING_UP`], so a server that stays down
+//! ends a command within about one budget, not one budget per request it
+//! still sends (recording the failure, releasing the lock).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode};
@@ -32,6 +38,9 @@ const MAX_DELAY: Duration = Duration::from_secs(5);
 /// How long one request may keep failing before berth gives up on it: an
 /// API server restart takes a few seconds to a minute.
 pub const BUDGET: Duration = Duration::from_secs(60);
+/// How long a request keeps trying once another request of the client gave
+/// up and the server has not answered since.
+pub const AFTER_GIVING_UP: Duration = Duration::from_secs(15);
 
 /// berth's retry policy: one per request (tower clones it for each).
 #[derive(Clone, Debug)]
@@ -39,6 +48,9 @@ pub struct Retry {
     first_failure: Option<Instant>,
     attempts: u32,
     budget: Duration,
+    /// Shared by every request of the client: a request gave up, and the
+    /// server has not answered since.
+    silent: Arc<AtomicBool>,
 }
 
 impl Retry {
@@ -53,18 +65,31 @@ impl Retry {
             first_failure: None,
             attempts: 0,
             budget,
+            silent: Arc::new(AtomicBool::new(false)),
         }
     }
 
-    /// The delay before the next try, or `None` once the budget is spent.
+    /// The server answered (whatever it said): it is up.
+    fn answered(&self) {
+        self.silent.store(false, Ordering::SeqCst);
+    }
+
+    /// The delay before the next try, or `None` once the budget is spent
+    /// ([`AFTER_GIVING_UP`] while another request has given up).
     fn next_delay(&mut self, wanted: Option<Duration>) -> Option<Duration> {
         let first = *self.first_failure.get_or_insert_with(Instant::now);
+        let budget = if self.silent.load(Ordering::SeqCst) {
+            self.budget.min(AFTER_GIVING_UP)
+        } else {
+            self.budget
+        };
         let exponential = FIRST_DELAY
             .saturating_mul(1 << self.attempts.min(16))
             .min(MAX_DELAY);
         let jittered = exponential.mul_f64(rand::rng().random_range(0.5..=1.0));
         let delay = wanted.unwrap_or(jittered);
-        if first.elapsed() + delay > self.budget {
+        if first.elapsed() + delay > budget {
+            self.silent.store(true, Ordering::SeqCst);
             return None;
         }
         self.attempts += 1;
@@ -174,8 +199,53 @@ pub fn transient(error: &kube::Error) -> bool {
     }
 }
 
+/// The [`GaveUp`] a Kubernetes request ended in, if it did: berth's
+/// client retried it for the whole budget and the server never answered.
+pub fn gave_up(error: &kube::Error) -> Option<&GaveUp> {
+    match error {
+        kube::Error::Service(e) => e.downcast_ref::<GaveUp>(),
+        _ => None,
+    }
+}
+
+/// The [`GaveUp`] a watch's request ended in, if it did.
+pub fn watch_gave_up(error: &kube::runtime::watcher::Error) -> Option<&GaveUp> {
+    use kube::runtime::watcher::Error;
+    match error {
+        Error::InitialListFailed(e) | Error::WatchStartFailed(e) | Error::WatchFailed(e) => {
+            gave_up(e)
+        }
+        _ => None,
+    }
+}
+
+/// How long a wait's watches have been giving up: a watch retries after
+/// its request gave up, so a wait ends only once the API server has not
+/// answered for a [`BUDGET`] since the first give-up (two minutes of
+/// silence in all), which a slow restart (a graceful shutdown draining its
+/// streams for a minute) does not reach.
+#[derive(Debug, Default)]
+pub struct Silence {
+    since: Option<std::time::Instant>,
+}
+
+impl Silence {
+    /// A watch's request gave up: whether the wait should end now.
+    pub fn gave_up(&mut self) -> bool {
+        self.since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= BUDGET
+    }
+
+    /// A watch delivered something: the server answers.
+    pub fn answered(&mut self) {
+        self.since = None;
+    }
+}
+
 /// The error of a request berth gave up on after retrying it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[error(
     "the API server did not answer (tried {tries} times over {}): {cause}",
     crate::duration::display(*elapsed)
@@ -214,6 +284,10 @@ impl<Res> Policy<Request<Body>, Response<Res>, BoxError> for Retry {
         result: &mut Result<Response<Res>, BoxError>,
     ) -> Option<Self::Future> {
         let (failure, wanted) = match result {
+            Ok(response) if of_status(response.status()) == Failure::Final => {
+                self.answered();
+                return None;
+            }
             Ok(response) => (of_status(response.status()), retry_after(response)),
             Err(error) => (of_error(error.as_ref()), None),
         };
@@ -321,5 +395,22 @@ mod tests {
         // no time passed, so every try fits until one delay exceeds 3 s
         assert!(delays.len() >= 4, "{delays:?}");
         assert_eq!(policy.next_delay(Some(Duration::from_secs(4))), None);
+    }
+
+    #[test]
+    fn once_a_request_gave_up_the_next_ones_give_up_sooner_until_an_answer() {
+        let policy = Retry::with_budget(Duration::from_secs(60));
+        let mut first = policy.clone();
+        assert!(first.next_delay(Some(Duration::from_secs(30))).is_some());
+        assert_eq!(first.next_delay(Some(Duration::from_secs(61))), None);
+        // the server stays silent: a later request has AFTER_GIVING_UP
+        let mut second = policy.clone();
+        assert!(second.next_delay(Some(Duration::from_secs(14))).is_some());
+        let mut third = policy.clone();
+        assert_eq!(third.next_delay(Some(Duration::from_secs(16))), None);
+        // once the server answered, a new failure has the whole budget
+        policy.answered();
+        let mut fourth = policy.clone();
+        assert!(fourth.next_delay(Some(Duration::from_secs(30))).is_some());
     }
 }

@@ -436,6 +436,8 @@ impl Scope {
             Err(WaitFailure::Unwatchable(refusal)) => {
                 Err(BerthError::DeployFailed(format!("{refusal}; no Service was changed")).into())
             }
+            Err(WaitFailure::Unreachable(gave_up)) => Err(anyhow::Error::new(gave_up)
+                .context("waiting for the maintenance server; no Service was changed")),
             Err(WaitFailure::TimedOut { pending }) => Err(BerthError::TimedOut(format!(
                 "the maintenance server was not available within {} ({}); no Service was \
                  changed; `environments.{}.maintenance.timeout` sets how long to wait",

@@ -86,7 +86,7 @@ pub(super) fn assemble(
     fields
         .entry("duration_s")
         .or_insert_with(|| json!(duration_s));
-    let message = result.as_ref().err().map(|error| format!("{error:#}"));
+    let message = result.as_ref().err().map(crate::error::final_message);
     if let Some(message) = &message {
         fields.insert("error".into(), json!(message));
     }

@@ -325,7 +325,11 @@ impl Deploy<'_> {
             Err(unwritten) => {
                 // The deploy's own failure says more than the record's.
                 let Err(failure) = result else {
-                    return Err(unwritten);
+                    return Err(unwritten.context(format!(
+                        "recording release {} as {}",
+                        record.number,
+                        record.status.as_str()
+                    )));
                 };
                 out.warn(&format!(
                     "release {} could not be recorded as {} ({}); its record still says in_progress",

@@ -160,6 +160,9 @@ pub async fn apply_and_wait(
             });
             Err(BerthError::DeployFailed(refusal.to_string()).into())
         }
+        Err(WaitFailure::Unreachable(gave_up)) => {
+            Err(anyhow::Error::new(gave_up).context("waiting for the rollout"))
+        }
         Err(WaitFailure::TimedOut { pending }) => {
             let message = format!(
                 "the rollout did not finish within {}; still waiting on:\n  {}",
