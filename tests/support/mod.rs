@@ -245,6 +245,17 @@ pub fn berth_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
         .args(args)
         .current_dir(dir)
         .stdin(std::process::Stdio::null());
+    // berth as an ordinary shell starts it: SIGHUP at its default, even when
+    // the suite itself runs with it ignored (`nohup make test`), where berth
+    // would rightly leave SIGHUP alone and the SIGHUP trials would test
+    // nothing. A test of `nohup berth` sets it ignored after this.
+    // SAFETY: signal(2) is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
     command
 }
 
