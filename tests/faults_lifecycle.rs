@@ -425,12 +425,7 @@ async fn no_job_running(client: &Client, ns: &str, found: &mut Findings) {
     let jobs: Api<Job> = Api::namespaced(client.clone(), ns);
     let by_berth = ListParams::default().labels("app.kubernetes.io/managed-by=berth");
     for job in jobs.list(&by_berth).await.unwrap() {
-        let failed = job
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
-        if !failed && job.metadata.deletion_timestamp.is_none() {
+        if !job_failed(&job) && job.metadata.deletion_timestamp.is_none() {
             found.leftover(format!("Job {} left running", job.name_any()));
         }
     }
@@ -1086,11 +1081,6 @@ async fn a_deploy_killed_while_waiting_is_abandoned_after_apply_with_no_drift() 
     let client = local_env().kube().await;
     let app = TestApp::new("faults-abandoned-wait", Migration::Deleted);
     let ns = &app.namespace;
-    let env = Env {
-        app: &app,
-        name: "test",
-        ns,
-    };
     app.ok(&["advanced-deploy", "test", SHAS[0]]);
     // its new pods never become ready: the deploy stays in its wait step
     app.strand_pods();
@@ -1100,18 +1090,7 @@ async fn a_deploy_killed_while_waiting_is_abandoned_after_apply_with_no_drift() 
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    poll(
-        Duration::from_secs(90),
-        "the deploy's wait step",
-        async || {
-            if let Some(ended) = deploy.try_wait().unwrap() {
-                panic!("the deploy ended ({ended}) before its wait step");
-            }
-            let newest = env.history().into_iter().next()?;
-            (newest["number"] == 2 && newest["step"] == "wait").then_some(())
-        },
-    )
-    .await;
+    app.until_release_step(&mut deploy, 2, "wait").await;
     deploy.kill().unwrap();
     deploy.wait().unwrap();
     lock_expired(&client, ns).await;

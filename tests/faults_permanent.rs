@@ -716,6 +716,21 @@ async fn a_bucket_deleted_mid_upload_fails_fast_naming_it() {
     scenario.finish();
 }
 
+/// `deploy test 1a2b3c4` of `app` started and frozen (SIGSTOP) once its
+/// migration runs, so its lock expires; with a way to signal it again
+/// (`signal("-CONT")`).
+async fn frozen_in_migration(admin: &Client, app: &TestApp) -> (Child, impl Fn(&str) + use<>) {
+    let mut frozen = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
+    wait_for_step(admin, app, Step::Migration, &mut frozen).await;
+    let pid = frozen.id().to_string();
+    let signal = move |name: &str| {
+        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
+        assert!(sent.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    (frozen, signal)
+}
+
 /// A deployer frozen (SIGSTOP) in its migration until its lock expires;
 /// another deploy takes the lock over and succeeds; the frozen one then
 /// resumes (SIGCONT) and still writes: it must find the lock lost and stop
@@ -726,14 +741,7 @@ async fn a_holder_resuming_after_a_takeover_stops_and_no_release_is_lost_or_dupl
     let mut scenario = Scenario::new("lock taken over from a frozen holder");
     let admin = local_env().kube().await;
     let app = TestApp::new("perm-takeover", Migration::Held);
-    let mut frozen = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
-    wait_for_step(&admin, &app, Step::Migration, &mut frozen).await;
-    let pid = frozen.id().to_string();
-    let signal = |name: &str| {
-        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
-        assert!(sent.success(), "kill {name} {pid}");
-    };
-    signal("-STOP");
+    let (frozen, signal) = frozen_in_migration(&admin, &app).await;
     let started = Instant::now();
     unhold(&app);
     let taker = app.berth(&["deploy", "test", "2b3c4d5", "--lock-wait", "2m"]);
@@ -802,14 +810,7 @@ async fn a_holder_resuming_after_a_takeover_stops_and_no_release_is_lost_or_dupl
 async fn a_deploy_that_lost_its_lock_names_the_new_holder_in_its_last_line() {
     let admin = local_env().kube().await;
     let app = TestApp::new("perm-lost-line", Migration::Held);
-    let mut frozen = spawn_captured(&mut app.command(&["deploy", "test", "1a2b3c4"]));
-    wait_for_step(&admin, &app, Step::Migration, &mut frozen).await;
-    let pid = frozen.id().to_string();
-    let signal = |name: &str| {
-        let sent = Command::new("kill").args([name, &pid]).status().unwrap();
-        assert!(sent.success(), "kill {name} {pid}");
-    };
-    signal("-STOP");
+    let (frozen, signal) = frozen_in_migration(&admin, &app).await;
     let taken = poll(
         Duration::from_secs(40),
         "the frozen deploy's lock to expire and be taken by hand",

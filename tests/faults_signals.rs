@@ -21,7 +21,7 @@ use support::app::{Migration, TestApp};
 use support::fault_proxy::{FaultProxy, Mode};
 use support::faults::{self, Draws, Scenario, Trial};
 use support::images::noise;
-use support::{Cleanup, code, local_env, poll, stderr};
+use support::{Cleanup, code, job_failed, local_env, poll, stderr};
 
 /// The lock's Lease.
 const LOCK: &str = "berth-deploy-lock";
@@ -132,12 +132,7 @@ async fn leftovers(signal_app: &SignalApp, release: &serde_json::Value) -> Vec<S
         .await
         .unwrap()
     {
-        let failed = job
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"));
-        if !failed && job.metadata.deletion_timestamp.is_none() {
+        if !job_failed(&job) && job.metadata.deletion_timestamp.is_none() {
             left.push(format!("Job {} left running", job.metadata.name.unwrap()));
         }
     }

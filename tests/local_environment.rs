@@ -179,11 +179,7 @@ async fn jobs_complete_and_a_fa11ed_job_fails() {
     )
     .await
     .unwrap();
-    let has_failed = |j: Option<&Job>| {
-        j.and_then(|j| j.status.as_ref())
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
-    };
+    let has_failed = |j: Option<&Job>| j.is_some_and(job_failed);
     within(
         WAIT,
         "Job bad to fail",

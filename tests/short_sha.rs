@@ -8,7 +8,6 @@
 mod support;
 
 use std::process::Command;
-use std::time::Duration;
 
 use support::app::{Migration, TestApp};
 use support::github::{FakeGitHub, TOKEN, new_sha, push_app_images};
@@ -219,18 +218,7 @@ async fn ctrl_c_while_waiting_is_recorded_interrupted_after_apply_and_status_sho
     app.ok(&["deploy", "test", "1a2b3c4"]);
     app.strand_pods();
     let mut deploy = spawn_captured(&mut app.command(&["deploy", "test", "2b3c4d5"]));
-    poll(
-        Duration::from_secs(90),
-        "the deploy's wait step",
-        async || {
-            if let Some(ended) = deploy.try_wait().unwrap() {
-                panic!("the deploy ended ({ended}) before its wait step");
-            }
-            let newest = history(&app).into_iter().next()?;
-            (newest["number"] == 2 && newest["step"] == "wait").then_some(())
-        },
-    )
-    .await;
+    app.until_release_step(&mut deploy, 2, "wait").await;
     let out = interrupt(deploy);
     let said = stderr(&out);
     assert_eq!(code(&out), 130, "{said}");

@@ -161,6 +161,28 @@ impl TestApp {
             .expect("a plan event")
     }
 
+    /// Wait (90 s at most) until release `number`'s record says `step`;
+    /// panics if `deploy`, the berth deploying it, ends first.
+    pub async fn until_release_step(
+        &self,
+        deploy: &mut std::process::Child,
+        number: u64,
+        step: &str,
+    ) {
+        super::poll(
+            std::time::Duration::from_secs(90),
+            &format!("release {number}'s {step} step"),
+            async || {
+                if let Some(ended) = deploy.try_wait().unwrap() {
+                    panic!("the deploy ended ({ended}) before its {step} step");
+                }
+                let newest = self.history().into_iter().next()?;
+                (newest["number"] == number && newest["step"] == step).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// The releases `berth history test --output json` lists, newest first.
     pub fn history(&self) -> Vec<serde_json::Value> {
         let out = self.ok(&["history", "test", "--output", "json"]);

@@ -259,6 +259,14 @@ pub fn berth_command(config: &Path, dir: &Path, args: &[&str]) -> Command {
     command
 }
 
+/// Whether `job` has failed (its `Failed` condition is true).
+pub fn job_failed(job: &k8s_openapi::api::batch::v1::Job) -> bool {
+    job.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Failed" && c.status == "True"))
+}
+
 /// How many Deployments `namespace` has.
 pub async fn deployment_count(client: &Client, namespace: &str) -> usize {
     let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
