@@ -581,7 +581,7 @@ async fn a_migration_log_streamed_across_an_api_server_restart_loses_and_repeats
 }
 
 /// The API server killed, then stopped, for good during the rollout's wait
-/// (under `BERTH_FAULTS=full` only: a trial lasts two to three minutes):
+/// (a trial lasts two to three minutes: one under `make test`, two under `make faults`):
 /// berth gives up within its retry budget (exit 1, a message naming the step, the
 /// wait or, when the rollout was done before the server went silent, the
 /// record, and the API server that did not answer, no secret); once it is back and the
@@ -589,11 +589,6 @@ async fn a_migration_log_streamed_across_an_api_server_restart_loses_and_repeats
 /// the next deploy succeeds.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_deploy_whose_api_server_stays_down_ends_with_a_clear_failure() {
-    if !faults::full() {
-        // two to three minutes a trial: under `make faults` only
-        eprintln!("apiserver down: runs under BERTH_FAULTS=full (make faults)");
-        return;
-    }
     let client = local_env().kube().await;
     let mut server = tokio::task::block_in_place(ApiServer::start);
     Draws::for_scenario("apiserver down");
@@ -604,7 +599,9 @@ async fn a_deploy_whose_api_server_stays_down_ends_with_a_clear_failure() {
         .filter_map(|l| l.split_once("client-key-data: "))
         .map(|(_, key)| key.trim().to_string())
         .collect();
-    for trial in 0..faults::trials(0, 2) {
+    // two to three minutes a trial: the kill under `make test`, the kill
+    // and the graceful stop under `make faults`
+    for trial in 0..faults::trials(1, 2) {
         let app = slow_app("fault-down");
         // killed, then stopped (graceful), during the rollout's wait
         let (point, during, delay) = (Point::Applied, "the wait", ms(1500));
